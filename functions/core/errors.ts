@@ -1,0 +1,93 @@
+/**
+ * Domain errors. Adapters translate SDK / driver errors into these, so the
+ * engine and the HTTP app never see a vendor error type.
+ */
+export class SkystreamsError extends Error {
+  /** HTTP status the API answers when this error escapes a request. */
+  readonly statusCode: number = 500;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Metadata that is not valid simplestreams: names the file and the JSON path. */
+export class MetadataError extends SkystreamsError {
+  override readonly statusCode = 502;
+  constructor(
+    readonly file: string,
+    readonly jsonPath: string,
+    problem: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${file}: ${jsonPath}: ${problem}`, options);
+  }
+}
+
+/** A missing, malformed or untrusted OpenPGP signature. */
+export class SignatureError extends SkystreamsError {
+  override readonly statusCode = 502;
+  constructor(readonly file: string, problem: string, options?: { cause?: unknown }) {
+    super(`${file}: ${problem}`, options);
+  }
+}
+
+/** Bytes that do not match the size or digest the signed metadata promises. */
+export class IntegrityError extends SkystreamsError {
+  override readonly statusCode = 502;
+  constructor(readonly path: string, problem: string) {
+    super(`${path}: ${problem}`);
+  }
+}
+
+/** A path that could escape the mirror root or is otherwise unusable. */
+export class UnsafePathError extends SkystreamsError {
+  override readonly statusCode = 502;
+  constructor(readonly file: string, readonly jsonPath: string, readonly path: string, problem: string) {
+    super(`${file}: ${jsonPath}: unsafe path ${JSON.stringify(path)}: ${problem}`);
+  }
+}
+
+/** Upstream metadata older than what is already published. */
+export class RollbackError extends SkystreamsError {
+  override readonly statusCode = 409;
+  constructor(readonly upstreamUpdated: string, readonly publishedUpdated: string) {
+    super(
+      `upstream index updated ${upstreamUpdated} is older than the published ${publishedUpdated}: refusing to roll back`,
+    );
+  }
+}
+
+/** The upstream could not be read (network, HTTP status). */
+export class UpstreamError extends SkystreamsError {
+  override readonly statusCode = 502;
+  constructor(readonly url: string, problem: string, options?: { cause?: unknown }) {
+    super(`${url}: ${problem}`, options);
+  }
+}
+
+/** Bad configuration or command-line input. */
+export class ConfigError extends SkystreamsError {
+  override readonly statusCode = 400;
+}
+
+export class NotFoundError extends SkystreamsError {
+  override readonly statusCode = 404;
+}
+
+/** A conditional write lost a race (pointer switch, lock, create-if-absent). */
+export class ConflictError extends SkystreamsError {
+  override readonly statusCode = 409;
+}
+
+/** Another sync run holds the lock. */
+export class LockHeldError extends ConflictError {
+  constructor(readonly holder: string, readonly expiresAt: string) {
+    super(`another sync run (${holder}) holds the lock until ${expiresAt}`);
+  }
+}
+
+/** The store is throttling or unreachable; worth retrying. */
+export class UnavailableError extends SkystreamsError {
+  override readonly statusCode = 503;
+}

@@ -1,0 +1,212 @@
+/**
+ * The seams between the sync engine / HTTP app and the outside world.
+ * Every backend (directory + SQLite, S3 + DynamoDB) implements these, and one
+ * contract suite per port (test/contract/) runs against each of them.
+ */
+
+/** Bytes as they flow through the engine: Node Readables and web ReadableStreams both qualify. */
+export type ByteStream = AsyncIterable<Uint8Array>;
+
+// ---------------------------------------------------------------- objects
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Strong validator, quoted as in HTTP (`"abc"`). */
+  etag: string;
+  lastModified: Date;
+  contentType?: string;
+}
+
+/** Inclusive byte range, as in HTTP `Range: bytes=start-end`. */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
+export interface ObjectBody extends ObjectInfo {
+  body: ByteStream;
+  /** Present when a range was asked for: the bytes `body` holds. */
+  range?: ByteRange;
+}
+
+export interface PutOptions {
+  contentType?: string;
+  /** Expected size when known; lets a backend size multipart parts. */
+  size?: number;
+}
+
+/**
+ * Flat key → bytes store. Keys are relative, `/`-separated, never start with
+ * `/`, never contain `..` segments.
+ */
+export interface ObjectStore {
+  /**
+   * Writes `body` to `key` atomically: readers see the previous object (or
+   * none) until the body has been read to its end without throwing. If the
+   * body throws (say, a checksum mismatch found at the last byte), that error
+   * propagates and nothing at `key` changes. Memory use is bounded whatever
+   * the size.
+   */
+  put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo>;
+  /** undefined when absent. */
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Throws NotFoundError when absent. `range` must lie within the object. */
+  get(key: string, options?: { range?: ByteRange }): Promise<ObjectBody>;
+  /** Idempotent: deleting an absent key is not an error. */
+  delete(key: string): Promise<void>;
+  /** Every object whose key starts with `prefix`, in ascending key order, across all pages. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+}
+
+// ---------------------------------------------------------------- catalog
+
+/** A verified file in the object store, by its mirror path. */
+export interface StoredObject {
+  path: string;
+  size: number;
+  /** Always computed while storing (MAAS checks sha256). */
+  sha256: string;
+  /** The strongest digest upstream declared and we verified, `algo:hex` (e.g. `sha512:…`). */
+  digest: string;
+  /** ISO 8601. */
+  storedAt: string;
+}
+
+/** One item of one version of one product, as a publication lists it. */
+export interface CatalogEntry {
+  contentId: string;
+  product: string;
+  version: string;
+  item: string;
+  path: string;
+  size: number;
+  sha256: string;
+  ftype?: string;
+  os?: string;
+  release?: string;
+  arch?: string;
+  subarch?: string;
+  label?: string;
+}
+
+/** A generation of published metadata. Its files live at `meta/<generation>/<file>` in the object store. */
+export interface Publication {
+  /** Strictly increasing. */
+  generation: number;
+  /** The upstream index's `updated`, verbatim. */
+  upstreamUpdated: string;
+  /** ISO 8601. */
+  publishedAt: string;
+  runId: string;
+  /** Metadata files, relative to the mirror root (`streams/v1/index.sjson`, …). */
+  files: string[];
+  itemCount: number;
+  totalBytes: number;
+}
+
+export type RunState = 'running' | 'succeeded' | 'unchanged' | 'failed';
+
+export interface SyncRun {
+  id: string;
+  state: RunState;
+  /** ISO 8601. */
+  startedAt: string;
+  finishedAt?: string;
+  itemsCopied: number;
+  bytesCopied: number;
+  /** Items the plan found already stored. */
+  itemsPresent: number;
+  generation?: number;
+  error?: string;
+}
+
+export interface Catalog {
+  // Objects: what verified bytes exist, by path.
+  getObject(path: string): Promise<StoredObject | undefined>;
+  /** Upsert. */
+  recordObject(object: StoredObject): Promise<void>;
+  /** Idempotent. */
+  forgetObject(path: string): Promise<void>;
+  /** All objects, across all pages, any order. */
+  listObjects(): AsyncIterable<StoredObject>;
+
+  // Publications: generations of metadata and the one current pointer.
+  getCurrent(): Promise<Publication | undefined>;
+  getPublication(generation: number): Promise<Publication | undefined>;
+  /** Newest generation first. */
+  listPublications(): Promise<Publication[]>;
+  /** Stores a (not yet current) generation's entries; may be called more than once per generation (appends). */
+  putEntries(generation: number, entries: readonly CatalogEntry[]): Promise<void>;
+  /** All entries of a generation, across all pages. */
+  listEntries(generation: number): AsyncIterable<CatalogEntry>;
+  /**
+   * Atomically records `next` and makes it current, provided the current
+   * generation is still `expectedCurrent` (undefined: none yet) and
+   * `next.generation` is unused. Otherwise ConflictError and nothing changes.
+   */
+  publish(next: Publication, expectedCurrent: number | undefined): Promise<void>;
+  /** Removes a publication and its entries. ConflictError when it is current. Idempotent for unknown generations. */
+  deletePublication(generation: number): Promise<void>;
+
+  // Sync runs.
+  /** Upsert by id. */
+  putRun(run: SyncRun): Promise<void>;
+  getRun(id: string): Promise<SyncRun | undefined>;
+  /** Newest `startedAt` first. */
+  listRuns(limit: number): Promise<SyncRun[]>;
+
+  // A lease lock, so only one sync runs at a time.
+  /**
+   * Takes the lock `name` for `owner` until `now + ttlMs`, or renews it when
+   * `owner` already holds it. LockHeldError when another owner holds an
+   * unexpired lease; an expired lease is taken over.
+   */
+  acquireLock(name: string, owner: string, ttlMs: number, now: Date): Promise<void>;
+  /** No-op unless `owner` holds it. */
+  releaseLock(name: string, owner: string): Promise<void>;
+
+  // Small named values (upstream ETag / Last-Modified, …).
+  getState(key: string): Promise<string | undefined>;
+  setState(key: string, value: string): Promise<void>;
+}
+
+// ---------------------------------------------------------------- upstream
+
+export interface Validators {
+  etag?: string;
+  lastModified?: string;
+}
+
+export type FetchedFile =
+  | { notModified: true }
+  | { notModified: false; bytes: Uint8Array; validators: Validators };
+
+/** A simplestreams source, addressed by paths relative to its root. */
+export interface Upstream {
+  /** Full URL of `path`, for messages. */
+  url(path: string): string;
+  /** Whole small file. NotFoundError on 404, UpstreamError on other failures. Conditional when `validators` given. */
+  fetchFile(path: string, validators?: Validators): Promise<FetchedFile>;
+  /** Streams a (large) file. NotFoundError on 404, UpstreamError on other failures. */
+  openStream(path: string): Promise<{ body: ByteStream; size?: number }>;
+}
+
+// ---------------------------------------------------------------- backend
+
+/** A matched object store + catalog, as the CLI and handlers open them. */
+export interface Backend {
+  objects: ObjectStore;
+  catalog: Catalog;
+  /** For messages: `dir /path` or `s3://bucket + dynamodb:table`. */
+  description: string;
+  close(): Promise<void>;
+}
+
+/** Object-store key layout shared by every backend (CloudFront serves `items/` as the site root). */
+export const keys = {
+  item: (path: string) => `items/${path}`,
+  metadata: (generation: number, file: string) => `meta/${generation}/${file}`,
+  metadataPrefix: (generation: number) => `meta/${generation}/`,
+  runFile: (runId: string, name: string) => `runs/${runId}/${name}`,
+} as const;
