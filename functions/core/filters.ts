@@ -38,7 +38,9 @@ export function parseFilter(expression: string): ItemFilter {
 
 /** All filters ANDed; a missing key compares as ""; `~` is an unanchored regex search. */
 export function matchesAll(filters: readonly ItemFilter[], fields: Record<string, unknown>): boolean {
-  return filters.every((filter) => matches(filter, asComparableString(fields[filter.key])));
+  // Own properties only: a filter on `constructor` must not see Object.prototype.
+  const valueOf = (key: string) => (Object.hasOwn(fields, key) ? fields[key] : undefined);
+  return filters.every((filter) => matches(filter, asComparableString(valueOf(filter.key))));
 }
 
 function matches(filter: ItemFilter, actual: string): boolean {

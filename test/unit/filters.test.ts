@@ -101,6 +101,7 @@ describe('Function: matchesAll', () => {
     expect(matching(['kflavor~^$'], nobleSquashfs)).toBe(true);
     expect(matching(['kflavor~.'], nobleSquashfs)).toBe(false);
     expect(matching(['bootloader-type='], pxelinux)).toBe(false);
+    expect(matching(['constructor='], pxelinux)).toBe(true);
   });
 
   it('ANDs all filters, and matches everything when there are none', () => {
