@@ -1,0 +1,19 @@
+/** The single-machine backend: objects in a directory, catalog in one SQLite file beside them. */
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Backend } from '../core/ports.ts';
+import { FsObjectStore } from './fs/fs-object-store.ts';
+import { SqliteCatalog } from './sqlite/sqlite-catalog.ts';
+
+/** Opens (creating when absent) `<dataDir>/objects/` and `<dataDir>/catalog.sqlite`. */
+export function openEmbeddedBackend(dataDir: string): Backend {
+  const root = resolve(dataDir);
+  mkdirSync(join(root, 'objects'), { recursive: true });
+  const catalog = new SqliteCatalog(join(root, 'catalog.sqlite'));
+  return {
+    objects: new FsObjectStore(join(root, 'objects')),
+    catalog,
+    description: `dir ${root}`,
+    close: async () => catalog.close(),
+  };
+}

@@ -1,0 +1,293 @@
+/**
+ * ObjectStore over a plain directory: key `a/b/c` is the file `<root>/a/b/c`.
+ *
+ * Writes go to `<root>/.tmp/<random>`, are fsynced, then renamed over the
+ * final path, so a reader sees either the old file or the complete new one.
+ * A content type, when given, lives in a sidecar file under `<root>/.meta/`
+ * because a directory has nowhere else to keep it.
+ */
+import { randomUUID } from 'node:crypto';
+import type { BigIntStats, Dirent } from 'node:fs';
+import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { dirname, join, resolve, sep } from 'node:path';
+import { NotFoundError } from '../../core/errors.ts';
+import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../core/ports.ts';
+
+/** Top-level names the store uses for itself; keys may not start with them. */
+const TEMP_DIR = '.tmp';
+const META_DIR = '.meta';
+const RESERVED_TOP_LEVEL = new Set([TEMP_DIR, META_DIR]);
+
+/** A rename can race a concurrent delete pruning the now-empty parent; retrying a few times wins. */
+const RENAME_ATTEMPTS = 3;
+
+export class FsObjectStore implements ObjectStore {
+  readonly rootDir: string;
+
+  constructor(rootDir: string) {
+    this.rootDir = resolve(rootDir);
+  }
+
+  async put(key: string, body: ByteStream | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
+    const finalPath = this.pathOf(key);
+    const tempPath = await this.writeTempFile(body);
+    try {
+      await this.renameIntoPlace(tempPath, finalPath);
+    } catch (error) {
+      await unlinkIfPresent(tempPath);
+      throw error;
+    }
+    await this.writeContentType(key, options.contentType);
+    const stats = await stat(finalPath, { bigint: true });
+    return toObjectInfo(key, stats, options.contentType);
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    const path = this.pathOf(key);
+    let stats: BigIntStats;
+    try {
+      stats = await stat(path, { bigint: true });
+    } catch (error) {
+      if (isAbsentError(error)) return undefined;
+      throw error;
+    }
+    if (!stats.isFile()) return undefined;
+    return toObjectInfo(key, stats, await this.readContentType(key));
+  }
+
+  async get(key: string, options: { range?: ByteRange } = {}): Promise<ObjectBody> {
+    const handle = await this.openForReading(key);
+    try {
+      // Stat the open handle, not the path: the info then describes exactly the bytes we stream.
+      const stats = await handle.stat({ bigint: true });
+      if (!stats.isFile()) throw new NotFoundError(`no object at ${key}`);
+      const info = toObjectInfo(key, stats, await this.readContentType(key));
+      const { range } = options;
+      if (range) assertRangeWithin(key, range, info.size);
+      const body = handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+      return range ? { ...info, body, range: { ...range } } : { ...info, body };
+    } catch (error) {
+      await handle.close();
+      throw error;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.pathOf(key);
+    await unlinkIfPresent(path);
+    await unlinkIfPresent(this.metaPathOf(key));
+    await this.pruneEmptyParents(path, this.rootDir);
+    await this.pruneEmptyParents(this.metaPathOf(key), join(this.rootDir, META_DIR));
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // Start in the deepest directory the prefix names in full; filter the rest by name.
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = slash === -1 ? '' : prefix.slice(0, slash + 1);
+    const namePrefix = prefix.slice(dirKey.length);
+    if (dirKey !== '' && !isSafeDirKey(dirKey)) return;
+    yield* this.walk(dirKey, namePrefix);
+  }
+
+  /** Yields every file under the directory for `dirKey` (`''` or ending in `/`) whose name starts with `namePrefix`, in key order. */
+  private async *walk(dirKey: string, namePrefix: string): AsyncGenerator<ObjectInfo> {
+    const dirPath = join(this.rootDir, ...dirKey.split('/').filter(Boolean));
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dirPath, { withFileTypes: true });
+    } catch (error) {
+      if (isAbsentError(error)) return;
+      throw error;
+    }
+    // Every key below directory `d` starts with `d/`, so sorting directories as `d/` gives global key order.
+    const children = entries
+      .filter((entry) => !(dirKey === '' && RESERVED_TOP_LEVEL.has(entry.name)))
+      .map((entry) => ({ entry, sortName: entry.isDirectory() ? `${entry.name}/` : entry.name }))
+      .filter(({ sortName }) => sortName.startsWith(namePrefix))
+      .sort((a, b) => compareKeys(a.sortName, b.sortName));
+    for (const { entry } of children) {
+      const key = dirKey + entry.name;
+      if (entry.isDirectory()) {
+        yield* this.walk(`${key}/`, '');
+      } else if (entry.isFile()) {
+        const stats = await statIfPresent(join(dirPath, entry.name));
+        if (stats?.isFile()) yield toObjectInfo(key, stats, undefined);
+      }
+    }
+  }
+
+  private async writeTempFile(body: ByteStream | Uint8Array): Promise<string> {
+    const tempDir = join(this.rootDir, TEMP_DIR);
+    await mkdir(tempDir, { recursive: true });
+    const tempPath = join(tempDir, randomUUID());
+    const handle = await open(tempPath, 'wx');
+    try {
+      if (body instanceof Uint8Array) {
+        await writeFully(handle, body);
+      } else {
+        for await (const chunk of body) await writeFully(handle, chunk);
+      }
+      await handle.sync();
+    } catch (error) {
+      await handle.close().catch(() => undefined);
+      await unlinkIfPresent(tempPath);
+      throw error;
+    }
+    await handle.close();
+    return tempPath;
+  }
+
+  private async renameIntoPlace(tempPath: string, finalPath: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      await mkdir(dirname(finalPath), { recursive: true });
+      try {
+        await rename(tempPath, finalPath);
+        return;
+      } catch (error) {
+        if (!(errorCode(error) === 'ENOENT' && attempt < RENAME_ATTEMPTS)) throw error;
+      }
+    }
+  }
+
+  private async writeContentType(key: string, contentType: string | undefined): Promise<void> {
+    const metaPath = this.metaPathOf(key);
+    if (contentType === undefined) {
+      await unlinkIfPresent(metaPath);
+      return;
+    }
+    const tempPath = join(this.rootDir, TEMP_DIR, randomUUID());
+    await writeFile(tempPath, contentType, { flag: 'wx' });
+    await this.renameIntoPlace(tempPath, metaPath);
+  }
+
+  private async readContentType(key: string): Promise<string | undefined> {
+    try {
+      return await readFile(this.metaPathOf(key), 'utf8');
+    } catch (error) {
+      if (isAbsentError(error)) return undefined;
+      throw error;
+    }
+  }
+
+  private async openForReading(key: string): Promise<FileHandle> {
+    try {
+      return await open(this.pathOf(key), 'r');
+    } catch (error) {
+      if (isAbsentError(error)) throw new NotFoundError(`no object at ${key}`, { cause: error });
+      throw error;
+    }
+  }
+
+  /** Removes empty directories from `path`'s parent up to (not including) `stopAt`. */
+  private async pruneEmptyParents(path: string, stopAt: string): Promise<void> {
+    for (let dir = dirname(path); dir.startsWith(stopAt + sep); dir = dirname(dir)) {
+      try {
+        await rmdir(dir);
+      } catch {
+        return; // Not empty, already gone, or in use by a concurrent put: all fine to leave.
+      }
+    }
+  }
+
+  private pathOf(key: string): string {
+    assertValidKey(key);
+    return join(this.rootDir, ...key.split('/'));
+  }
+
+  private metaPathOf(key: string): string {
+    assertValidKey(key);
+    return join(this.rootDir, META_DIR, ...key.split('/'));
+  }
+}
+
+function assertValidKey(key: string): void {
+  const problem = keyProblem(key);
+  if (problem) throw new Error(`invalid object key ${JSON.stringify(key)}: ${problem}`);
+}
+
+function keyProblem(key: string): string | undefined {
+  if (key === '') return 'empty';
+  if (key.startsWith('/')) return 'absolute';
+  if (key.includes('\\')) return 'contains a backslash';
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(key)) return 'contains a control character';
+  const segments = key.split('/');
+  if (segments.some((segment) => segment === '' || segment === '.' || segment === '..')) {
+    return 'has an empty, "." or ".." segment';
+  }
+  if (RESERVED_TOP_LEVEL.has(segments[0] ?? '')) return `"${segments[0]}/" is reserved by the store`;
+  return undefined;
+}
+
+/** A list prefix's directory part: listing it can only be empty when it isn't a valid key prefix. */
+function isSafeDirKey(dirKey: string): boolean {
+  return keyProblem(dirKey.slice(0, -1)) === undefined;
+}
+
+function assertRangeWithin(key: string, range: ByteRange, size: number): void {
+  const { start, end } = range;
+  if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || start > end || end >= size) {
+    throw new RangeError(`range ${start}-${end} is not within ${key} (${size} bytes)`);
+  }
+}
+
+async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.byteLength) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
+    offset += bytesWritten;
+  }
+}
+
+function toObjectInfo(key: string, stats: BigIntStats, contentType: string | undefined): ObjectInfo {
+  const info: ObjectInfo = {
+    key,
+    size: Number(stats.size),
+    etag: etagOf(stats),
+    lastModified: new Date(Number(stats.mtimeMs)),
+  };
+  if (contentType !== undefined) info.contentType = contentType;
+  return info;
+}
+
+/**
+ * Size, modification time (ns) and inode: every put renames a fresh inode
+ * into place, so a replaced object never keeps its old validator.
+ */
+function etagOf(stats: BigIntStats): string {
+  return `"${[stats.size, stats.mtimeNs, stats.ino].map((n) => n.toString(16)).join('-')}"`;
+}
+
+/** Byte order of the UTF-8 encodings, as S3 orders keys. */
+function compareKeys(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+async function statIfPresent(path: string): Promise<BigIntStats | undefined> {
+  try {
+    return await stat(path, { bigint: true });
+  } catch (error) {
+    if (isAbsentError(error)) return undefined;
+    throw error;
+  }
+}
+
+async function unlinkIfPresent(path: string): Promise<void> {
+  try {
+    await unlink(path);
+  } catch (error) {
+    // EISDIR/EPERM: the key names a directory of other keys, so no object is there.
+    if (isAbsentError(error) || errorCode(error) === 'EISDIR' || errorCode(error) === 'EPERM') return;
+    throw error;
+  }
+}
+
+function isAbsentError(error: unknown): boolean {
+  const code = errorCode(error);
+  return code === 'ENOENT' || code === 'ENOTDIR';
+}
+
+function errorCode(error: unknown): string | undefined {
+  return typeof error === 'object' && error !== null && 'code' in error ? String(error.code) : undefined;
+}
