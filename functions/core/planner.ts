@@ -1,0 +1,147 @@
+/**
+ * The pure half of a sync: which items the new generation lists, which of
+ * them must be fetched, and which stored files nothing references any more.
+ */
+import { MetadataError } from './errors.ts';
+import { matchesAll, newestVersions, type ItemFilter } from './filters.ts';
+import { strongestDigest, type DigestAlgorithm } from './checksum.ts';
+import { flattenItems, type FlatItem, type ProductsDocument } from './simplestreams.ts';
+import type { CatalogEntry, StoredObject } from './ports.ts';
+
+export interface Selection {
+  filters: readonly ItemFilter[];
+  /** Newest versions kept per product; all when undefined. */
+  max?: number;
+}
+
+/** One file to fetch, verify and store. */
+export interface CopyTask {
+  path: string;
+  size: number;
+  algorithm: DigestAlgorithm;
+  hex: string;
+}
+
+export interface SyncPlan {
+  /** Every selected item: the new generation's catalog. */
+  entries: CatalogEntry[];
+  /** Every unique selected path with its expected content. */
+  objects: CopyTask[];
+  /** Unique paths not yet stored with the right content. */
+  copy: CopyTask[];
+  /** Unique paths already stored with the right content. */
+  presentPaths: number;
+  /** Sum of sizes over unique selected paths. */
+  totalBytes: number;
+  copyBytes: number;
+}
+
+export interface PlanInput {
+  products: readonly { file: string; doc: ProductsDocument }[];
+  selection: Selection;
+  /** What the store holds now, by path. */
+  stored: ReadonlyMap<string, StoredObject>;
+}
+
+export function selectItems(file: string, doc: ProductsDocument, selection: Selection): FlatItem[] {
+  const byProduct = new Map<string, Map<string, FlatItem[]>>();
+  for (const item of flattenItems(file, doc)) {
+    if (!matchesAll(selection.filters, item.fields)) continue;
+    const versions = byProduct.get(item.productName) ?? new Map<string, FlatItem[]>();
+    byProduct.set(item.productName, versions);
+    const items = versions.get(item.versionName) ?? [];
+    versions.set(item.versionName, items);
+    items.push(item);
+  }
+  const selected: FlatItem[] = [];
+  for (const versions of byProduct.values()) {
+    for (const name of newestVersions([...versions.keys()], selection.max)) {
+      selected.push(...(versions.get(name) ?? []));
+    }
+  }
+  return selected;
+}
+
+export function toCopyTask(file: string, item: FlatItem): CopyTask {
+  const digest = strongestDigest(item);
+  if (!digest) {
+    // flattenItems already rejects these; kept so a CopyTask can never lack a digest.
+    throw new MetadataError(file, itemJsonPath(item), 'item has no sha512, sha256 or md5');
+  }
+  return { path: item.path, size: item.size, algorithm: digest.algorithm, hex: digest.hex };
+}
+
+export function isStoredAs(stored: StoredObject | undefined, task: CopyTask): boolean {
+  return stored !== undefined && stored.size === task.size && stored.digest === `${task.algorithm}:${task.hex}`;
+}
+
+export function planSync(input: PlanInput): SyncPlan {
+  const entries: CatalogEntry[] = [];
+  const tasks = new Map<string, { task: CopyTask; file: string; item: FlatItem }>();
+  for (const { file, doc } of input.products) {
+    for (const item of selectItems(file, doc, input.selection)) {
+      const task = toCopyTask(file, item);
+      const seen = tasks.get(task.path);
+      if (seen && (seen.task.size !== task.size || seen.task.hex !== task.hex)) {
+        throw new MetadataError(
+          file,
+          itemJsonPath(item),
+          `path ${task.path} is also listed by ${seen.file} ${itemJsonPath(seen.item)} with a different size or digest`,
+        );
+      }
+      if (!seen) tasks.set(task.path, { task, file, item });
+      entries.push(toEntry(item));
+    }
+  }
+  const objects = [...tasks.values()].map(({ task }) => task).sort(byPath);
+  const copy: CopyTask[] = [];
+  let totalBytes = 0;
+  let copyBytes = 0;
+  for (const task of objects) {
+    totalBytes += task.size;
+    if (isStoredAs(input.stored.get(task.path), task)) continue;
+    copy.push(task);
+    copyBytes += task.size;
+  }
+  return { entries, objects, copy, presentPaths: tasks.size - copy.length, totalBytes, copyBytes };
+}
+
+/** Stored paths that no retained generation references: safe to delete. */
+export function unreferencedPaths(stored: Iterable<string>, referenced: ReadonlySet<string>): string[] {
+  return [...stored].filter((path) => !referenced.has(path)).sort();
+}
+
+function byPath(a: CopyTask, b: CopyTask): number {
+  return a.path < b.path ? -1 : a.path > b.path ? 1 : 0;
+}
+
+function toEntry(item: FlatItem): CatalogEntry {
+  const text = (key: string): string | undefined => {
+    const value = item.fields[key];
+    return value === undefined || value === null ? undefined : String(value);
+  };
+  return dropUndefined({
+    contentId: item.contentId,
+    product: item.productName,
+    version: item.versionName,
+    item: item.itemName,
+    path: item.path,
+    size: item.size,
+    sha256: item.sha256 ?? '',
+    ftype: item.ftype,
+    os: text('os'),
+    release: text('release'),
+    arch: text('arch'),
+    subarch: text('subarch'),
+    label: text('label'),
+  });
+}
+
+function dropUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+function itemJsonPath(item: FlatItem): string {
+  const key = (k: string) => `[${JSON.stringify(k)}]`;
+  return `$.products${key(item.productName)}.versions${key(item.versionName)}.items${key(item.itemName)}`;
+}
