@@ -1,0 +1,509 @@
+/**
+ * The Catalog contract: one suite every backend must pass (SQLite, DynamoDB).
+ *
+ * Only port methods are used, never SQL or table items. A catalog has one
+ * current pointer and one list of publications, so every `open()` must hand
+ * out an empty catalog of its own (a fresh file, table or key prefix).
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { ConflictError, LockHeldError } from '../../functions/core/errors.ts';
+import type { Catalog, CatalogEntry, Publication, StoredObject, SyncRun } from '../../functions/core/ports.ts';
+
+export interface OpenedCatalog {
+  catalog: Catalog;
+  cleanup(): Promise<void>;
+}
+
+export interface CatalogContractOptions {
+  /** Rows written for the listing-across-pages tests; must exceed the 1,000 a page may hold. @default 1100 */
+  manyRows?: number;
+}
+
+export function catalogContract(
+  name: string,
+  open: () => Promise<OpenedCatalog>,
+  options: CatalogContractOptions = {},
+): void {
+  const manyRows = options.manyRows ?? 1100;
+
+  describe(`Catalog contract: ${name}`, () => {
+    let opened: OpenedCatalog;
+    let catalog: Catalog;
+
+    beforeEach(async () => {
+      opened = await open();
+      catalog = opened.catalog;
+    });
+
+    afterEach(async () => {
+      await opened.cleanup();
+    });
+
+    describe('Objects', () => {
+      it('records, reads, overwrites and forgets an object', async () => {
+        // Prepare
+        const original = storedObject('ubuntu/jammy/squashfs', 1);
+        const replacement = { ...original, size: 999, sha256: 'f'.repeat(64), digest: `sha512:${'e'.repeat(128)}` };
+
+        // Act
+        const before = await catalog.getObject(original.path);
+        await catalog.recordObject(original);
+        const afterRecord = await catalog.getObject(original.path);
+        await catalog.recordObject(replacement);
+        const afterUpsert = await catalog.getObject(original.path);
+        await catalog.forgetObject(original.path);
+        const afterForget = await catalog.getObject(original.path);
+
+        // Assess
+        expect(before).toBeUndefined();
+        expect(afterRecord).toEqual(original);
+        expect(afterUpsert).toEqual(replacement);
+        expect(afterForget).toBeUndefined();
+      });
+
+      it('forgets an unknown object without complaint', async () => {
+        // Act
+        const attempt = catalog.forgetObject('never/recorded');
+
+        // Assess
+        await expect(attempt).resolves.toBeUndefined();
+      });
+
+      it(`lists every object across pages (${manyRows} objects)`, async () => {
+        // Prepare
+        const objects = Array.from({ length: manyRows }, (_, i) => storedObject(`items/${i}/root.tgz`, i));
+        await inBatches(objects, 25, (object) => catalog.recordObject(object));
+        await catalog.forgetObject(objects[0]?.path ?? '');
+
+        // Act
+        const listed: StoredObject[] = [];
+        for await (const object of catalog.listObjects()) listed.push(object);
+
+        // Assess
+        expect(listed).toHaveLength(manyRows - 1);
+        expect(sortBy(listed, (o) => o.path)).toEqual(sortBy(objects.slice(1), (o) => o.path));
+      });
+    });
+
+    describe('Publications', () => {
+      it('publishes the first generation, then the next one over it', async () => {
+        // Prepare
+        const first = publication(1);
+        const second = publication(2);
+
+        // Act
+        const initially = await catalog.getCurrent();
+        await catalog.publish(first, undefined);
+        const afterFirst = await catalog.getCurrent();
+        await catalog.publish(second, 1);
+        const afterSecond = await catalog.getCurrent();
+
+        // Assess
+        expect(initially).toBeUndefined();
+        expect(afterFirst).toEqual(first);
+        expect(afterSecond).toEqual(second);
+        expect(await catalog.getPublication(1)).toEqual(first);
+        expect(await catalog.getPublication(2)).toEqual(second);
+        expect(await catalog.getPublication(3)).toBeUndefined();
+      });
+
+      it('lists publications newest generation first', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+        await catalog.publish(publication(5), 1);
+        await catalog.publish(publication(12), 5);
+
+        // Act
+        const listed = await catalog.listPublications();
+
+        // Assess
+        expect(listed.map((p) => p.generation)).toEqual([12, 5, 1]);
+        expect(listed[0]).toEqual(publication(12));
+      });
+
+      it('refuses a stale expected generation and leaves the current one', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+        await catalog.publish(publication(2), 1);
+
+        // Act
+        const staleExpected = catalog.publish(publication(3), 1);
+        const expectedNone = catalog.publish(publication(4), undefined);
+
+        // Assess
+        await expect(staleExpected).rejects.toBeInstanceOf(ConflictError);
+        await expect(expectedNone).rejects.toBeInstanceOf(ConflictError);
+        expect(await catalog.getCurrent()).toEqual(publication(2));
+        expect(await catalog.getPublication(3)).toBeUndefined();
+        expect(await catalog.getPublication(4)).toBeUndefined();
+      });
+
+      it('refuses an expected generation when nothing is published yet', async () => {
+        // Act
+        const attempt = catalog.publish(publication(2), 1);
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(ConflictError);
+        expect(await catalog.getCurrent()).toBeUndefined();
+        expect(await catalog.listPublications()).toEqual([]);
+      });
+
+      it('refuses to reuse a generation', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+        await catalog.publish(publication(2), 1);
+        const reused = { ...publication(1), upstreamUpdated: 'Tue, 02 Jan 2024 00:00:00 +0000' };
+
+        // Act
+        const reuseOld = catalog.publish(reused, 2);
+        const reuseCurrent = catalog.publish({ ...publication(2), runId: 'another-run' }, 2);
+
+        // Assess
+        await expect(reuseOld).rejects.toBeInstanceOf(ConflictError);
+        await expect(reuseCurrent).rejects.toBeInstanceOf(ConflictError);
+        expect(await catalog.getCurrent()).toEqual(publication(2));
+        expect(await catalog.getPublication(1)).toEqual(publication(1));
+      });
+
+      it('lets exactly one of two racing publishes win', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+
+        // Act
+        const results = await Promise.allSettled([
+          catalog.publish(publication(2), 1),
+          catalog.publish(publication(3), 1),
+        ]);
+
+        // Assess
+        const winners = results.filter((r) => r.status === 'fulfilled');
+        const losers = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+        expect(winners).toHaveLength(1);
+        expect(losers).toHaveLength(1);
+        expect(losers[0]?.reason).toBeInstanceOf(ConflictError);
+        const winner = results[0]?.status === 'fulfilled' ? 2 : 3;
+        expect((await catalog.getCurrent())?.generation).toBe(winner);
+      });
+    });
+
+    describe('Entries', () => {
+      it('appends on each putEntries call and keeps generations apart', async () => {
+        // Prepare
+        const firstBatch = [catalogEntry(1, 0), catalogEntry(1, 1)];
+        const secondBatch = [catalogEntry(1, 2)];
+        const otherGeneration = [catalogEntry(2, 0)];
+
+        // Act
+        await catalog.putEntries(1, firstBatch);
+        await catalog.putEntries(1, secondBatch);
+        await catalog.putEntries(2, otherGeneration);
+        await catalog.putEntries(3, []);
+
+        // Assess
+        expect(sortEntries(await collect(catalog.listEntries(1)))).toEqual(sortEntries([...firstBatch, ...secondBatch]));
+        expect(await collect(catalog.listEntries(2))).toEqual(otherGeneration);
+        expect(await collect(catalog.listEntries(3))).toEqual([]);
+        expect(await collect(catalog.listEntries(4))).toEqual([]);
+      });
+
+      it('round-trips an entry without the optional fields', async () => {
+        // Prepare
+        const bare: CatalogEntry = {
+          contentId: 'com.ubuntu.maas:stable:v3:download',
+          product: 'com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04',
+          version: '20240101',
+          item: 'boot-kernel',
+          path: 'server/releases/jammy/boot-kernel',
+          size: 12,
+          sha256: 'a'.repeat(64),
+        };
+
+        // Act
+        await catalog.putEntries(7, [bare]);
+        const [listed] = await collect(catalog.listEntries(7));
+
+        // Assess
+        expect(listed).toEqual(bare);
+        expect(Object.keys(listed ?? {}).sort()).toEqual(Object.keys(bare).sort());
+      });
+
+      it(`lists every entry across pages (${manyRows} entries in two calls)`, async () => {
+        // Prepare
+        const entries = Array.from({ length: manyRows }, (_, i) => catalogEntry(9, i));
+        const half = Math.ceil(manyRows / 2);
+        await catalog.putEntries(9, entries.slice(0, half));
+        await catalog.putEntries(9, entries.slice(half));
+
+        // Act
+        const listed = await collect(catalog.listEntries(9));
+
+        // Assess
+        expect(listed).toHaveLength(manyRows);
+        expect(sortEntries(listed)).toEqual(sortEntries(entries));
+      });
+    });
+
+    describe('Method: deletePublication', () => {
+      it('refuses to delete the current generation', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+        await catalog.putEntries(1, [catalogEntry(1, 0)]);
+
+        // Act
+        const attempt = catalog.deletePublication(1);
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(ConflictError);
+        expect(await catalog.getCurrent()).toEqual(publication(1));
+        expect(await collect(catalog.listEntries(1))).toEqual([catalogEntry(1, 0)]);
+      });
+
+      it('deletes an old generation with its entries', async () => {
+        // Prepare
+        await catalog.putEntries(1, [catalogEntry(1, 0), catalogEntry(1, 1)]);
+        await catalog.publish(publication(1), undefined);
+        await catalog.putEntries(2, [catalogEntry(2, 0)]);
+        await catalog.publish(publication(2), 1);
+
+        // Act
+        await catalog.deletePublication(1);
+
+        // Assess
+        expect(await catalog.getPublication(1)).toBeUndefined();
+        expect(await collect(catalog.listEntries(1))).toEqual([]);
+        expect((await catalog.listPublications()).map((p) => p.generation)).toEqual([2]);
+        expect(await collect(catalog.listEntries(2))).toEqual([catalogEntry(2, 0)]);
+        expect(await catalog.getCurrent()).toEqual(publication(2));
+      });
+
+      it('ignores an unknown generation', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+
+        // Act
+        const attempt = catalog.deletePublication(42);
+
+        // Assess
+        await expect(attempt).resolves.toBeUndefined();
+        expect(await catalog.listPublications()).toEqual([publication(1)]);
+      });
+    });
+
+    describe('Runs', () => {
+      it('upserts a run by id', async () => {
+        // Prepare
+        const running: SyncRun = {
+          id: 'run-1',
+          state: 'running',
+          startedAt: '2024-01-02T00:00:00.000Z',
+          itemsCopied: 0,
+          bytesCopied: 0,
+          itemsPresent: 0,
+        };
+        const finished: SyncRun = {
+          ...running,
+          state: 'succeeded',
+          finishedAt: '2024-01-02T00:10:00.000Z',
+          itemsCopied: 3,
+          bytesCopied: 123_456_789_012,
+          itemsPresent: 40,
+          generation: 2,
+        };
+
+        // Act
+        await catalog.putRun(running);
+        const first = await catalog.getRun('run-1');
+        await catalog.putRun(finished);
+        const second = await catalog.getRun('run-1');
+
+        // Assess
+        expect(first).toEqual(running);
+        expect(Object.keys(first ?? {}).sort()).toEqual(Object.keys(running).sort());
+        expect(second).toEqual(finished);
+        expect(await catalog.getRun('run-unknown')).toBeUndefined();
+      });
+
+      it('lists runs newest start first, up to the limit', async () => {
+        // Prepare
+        const failed = run('run-b', '2024-01-03T00:00:00.000Z', { state: 'failed', error: 'upstream 503' });
+        const oldest = run('run-c', '2024-01-01T00:00:00.000Z', { state: 'unchanged' });
+        const newest = run('run-a', '2024-01-05T00:00:00.000Z', { state: 'running' });
+        for (const r of [failed, oldest, newest]) await catalog.putRun(r);
+
+        // Act
+        const all = await catalog.listRuns(10);
+        const firstTwo = await catalog.listRuns(2);
+
+        // Assess
+        expect(all).toEqual([newest, failed, oldest]);
+        expect(firstTwo).toEqual([newest, failed]);
+      });
+    });
+
+    describe('Locks', () => {
+      const t0 = Date.parse('2024-01-01T00:00:00.000Z');
+      const at = (seconds: number) => new Date(t0 + seconds * 1000);
+      const minute = 60_000;
+
+      it('lets the holder renew and keeps others out until the lease ends', async () => {
+        // Prepare
+        await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+
+        // Act
+        await catalog.acquireLock('sync', 'owner-a', minute, at(30)); // renews until 90 s
+        const attempt = catalog.acquireLock('sync', 'owner-b', minute, at(80));
+
+        // Assess
+        const error = await attempt.then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(error).toBeInstanceOf(LockHeldError);
+        expect(error).toBeInstanceOf(ConflictError);
+        expect(error).toMatchObject({ holder: 'owner-a', expiresAt: at(90).toISOString() });
+      });
+
+      it('hands an expired lease to another owner', async () => {
+        // Prepare
+        await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+
+        // Act
+        await catalog.acquireLock('sync', 'owner-b', minute, at(61));
+        const attemptByOldOwner = catalog.acquireLock('sync', 'owner-a', minute, at(62));
+
+        // Assess
+        await expect(attemptByOldOwner).rejects.toMatchObject({ holder: 'owner-b' });
+      });
+
+      it('ignores a release by someone who does not hold the lock', async () => {
+        // Prepare
+        await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+
+        // Act
+        await catalog.releaseLock('sync', 'owner-b');
+        await catalog.releaseLock('unknown-lock', 'owner-a');
+        const attempt = catalog.acquireLock('sync', 'owner-b', minute, at(1));
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(LockHeldError);
+      });
+
+      it('frees the lock on release by its holder', async () => {
+        // Prepare
+        await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+
+        // Act
+        await catalog.releaseLock('sync', 'owner-a');
+        await catalog.acquireLock('sync', 'owner-b', minute, at(1));
+        const attemptByFormerHolder = catalog.acquireLock('sync', 'owner-a', minute, at(2));
+
+        // Assess
+        await expect(attemptByFormerHolder).rejects.toMatchObject({ holder: 'owner-b' });
+      });
+
+      it('keeps locks of different names apart', async () => {
+        // Prepare
+        await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+
+        // Act
+        const other = catalog.acquireLock('gc', 'owner-b', minute, at(1));
+
+        // Assess
+        await expect(other).resolves.toBeUndefined();
+      });
+
+      it('lets exactly one of two racing owners take a free lock', async () => {
+        // Act
+        const results = await Promise.allSettled([
+          catalog.acquireLock('sync', 'owner-a', minute, at(0)),
+          catalog.acquireLock('sync', 'owner-b', minute, at(0)),
+        ]);
+
+        // Assess
+        const losers = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+        expect(losers).toHaveLength(1);
+        expect(losers[0]?.reason).toBeInstanceOf(LockHeldError);
+      });
+    });
+
+    describe('State', () => {
+      it('gets, sets and overwrites named values', async () => {
+        // Act
+        const before = await catalog.getState('upstream:etag');
+        await catalog.setState('upstream:etag', '"abc"');
+        await catalog.setState('upstream:last-modified', 'Mon, 01 Jan 2024 00:00:00 GMT');
+        const afterSet = await catalog.getState('upstream:etag');
+        await catalog.setState('upstream:etag', '"def"');
+        const afterOverwrite = await catalog.getState('upstream:etag');
+
+        // Assess
+        expect(before).toBeUndefined();
+        expect(afterSet).toBe('"abc"');
+        expect(afterOverwrite).toBe('"def"');
+        expect(await catalog.getState('upstream:last-modified')).toBe('Mon, 01 Jan 2024 00:00:00 GMT');
+      });
+    });
+  });
+}
+
+function storedObject(path: string, n: number): StoredObject {
+  return {
+    path,
+    size: 1000 + n,
+    sha256: n.toString(16).padStart(64, '0'),
+    digest: `sha512:${n.toString(16).padStart(128, '0')}`,
+    storedAt: new Date(Date.UTC(2024, 0, 1, 0, 0, n % 60)).toISOString(),
+  };
+}
+
+function publication(generation: number): Publication {
+  return {
+    generation,
+    upstreamUpdated: `Mon, 01 Jan 2024 00:00:${String(generation % 60).padStart(2, '0')} +0000`,
+    publishedAt: new Date(Date.UTC(2024, 0, 1, generation)).toISOString(),
+    runId: `run-${generation}`,
+    files: ['streams/v1/index.sjson', `streams/v1/com.ubuntu.maas:stable:v3:download-${generation}.sjson`],
+    itemCount: 10 * generation,
+    totalBytes: 5_000_000_000 * generation,
+  };
+}
+
+function catalogEntry(generation: number, n: number): CatalogEntry {
+  return {
+    contentId: 'com.ubuntu.maas:stable:v3:download',
+    product: `com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04`,
+    version: `2024010${generation}`,
+    item: `item-${n}`,
+    path: `server/releases/jammy/${generation}/item-${n}`,
+    size: 100 + n,
+    sha256: n.toString(16).padStart(64, '0'),
+    ftype: 'squashfs',
+    os: 'ubuntu',
+    release: 'jammy',
+    arch: 'amd64',
+    subarch: 'ga-22.04',
+    label: 'stable',
+  };
+}
+
+function run(id: string, startedAt: string, overrides: Partial<SyncRun>): SyncRun {
+  return { id, state: 'succeeded', startedAt, itemsCopied: 1, bytesCopied: 2, itemsPresent: 3, ...overrides };
+}
+
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const collected: T[] = [];
+  for await (const item of items) collected.push(item);
+  return collected;
+}
+
+async function inBatches<T>(items: readonly T[], size: number, work: (item: T) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(work));
+}
+
+function sortBy<T>(items: readonly T[], keyOf: (item: T) => string): T[] {
+  return [...items].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : keyOf(a) > keyOf(b) ? 1 : 0));
+}
+
+function sortEntries(entries: readonly CatalogEntry[]): CatalogEntry[] {
+  return sortBy(entries, (e) => `${e.version}\u0000${e.item}`);
+}

@@ -1,0 +1,219 @@
+/** The embedded backend (directory + SQLite) against both port contracts, plus what only it promises. */
+import { existsSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
+import { FsObjectStore } from '../../functions/adapters/fs/fs-object-store.ts';
+import { SqliteCatalog } from '../../functions/adapters/sqlite/sqlite-catalog.ts';
+import { ConflictError } from '../../functions/core/errors.ts';
+import type { Publication } from '../../functions/core/ports.ts';
+import { catalogContract } from './catalog.contract.ts';
+import { objectStoreContract } from './object-store.contract.ts';
+
+async function makeTempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'skystreams-embedded-'));
+}
+
+objectStoreContract('FsObjectStore', async () => {
+  const dir = await makeTempDir();
+  return { store: new FsObjectStore(join(dir, 'objects')), cleanup: () => rm(dir, { recursive: true, force: true }) };
+});
+
+catalogContract('SqliteCatalog', async () => {
+  const dir = await makeTempDir();
+  const catalog = new SqliteCatalog(join(dir, 'catalog.sqlite'));
+  return {
+    catalog,
+    cleanup: async () => {
+      catalog.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+describe('Class: FsObjectStore', () => {
+  let dir: string;
+  let store: FsObjectStore;
+
+  beforeEach(async () => {
+    dir = await makeTempDir();
+    store = new FsObjectStore(dir);
+  });
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  describe('Method: put', () => {
+    it.each(['', '/etc/passwd', 'a/../../b', 'a//b', './a', 'a/.', 'a\\b', 'a\u0000b', '.tmp/x', '.meta/x'])(
+      'rejects the key %j',
+      async (key) => {
+        // Act
+        const attempt = store.put(key, Buffer.from('x'));
+
+        // Assess
+        await expect(attempt).rejects.toThrow(/invalid object key/);
+        expect(await readdir(dir)).not.toContain('etc');
+      },
+    );
+
+    it('removes its temporary file when the body throws', async () => {
+      // Prepare
+      async function* failing() {
+        yield Buffer.from('partial');
+        throw new Error('digest mismatch');
+      }
+
+      // Act
+      const attempt = store.put('items/x', failing());
+
+      // Assess
+      await expect(attempt).rejects.toThrow('digest mismatch');
+      expect(await readdir(join(dir, '.tmp'))).toEqual([]);
+    });
+
+    it('writes the file at the key path, so the directory can be served as is', async () => {
+      // Act
+      await store.put('items/server/jammy/boot-kernel', Buffer.from('kernel'));
+
+      // Assess
+      expect(existsSync(join(dir, 'items', 'server', 'jammy', 'boot-kernel'))).toBe(true);
+    });
+  });
+
+  describe('Method: delete', () => {
+    it('prunes directories it empties, but not the root', async () => {
+      // Prepare
+      await store.put('items/a/b/c', Buffer.from('x'));
+      await store.put('items/keep', Buffer.from('y'));
+
+      // Act
+      await store.delete('items/a/b/c');
+
+      // Assess
+      expect(existsSync(join(dir, 'items', 'a'))).toBe(false);
+      expect(existsSync(join(dir, 'items', 'keep'))).toBe(true);
+      expect(existsSync(dir)).toBe(true);
+    });
+  });
+
+  describe('Method: list', () => {
+    it('lists nothing for a store whose directory does not exist yet', async () => {
+      // Prepare
+      const fresh = new FsObjectStore(join(dir, 'not-yet'));
+
+      // Act
+      const listed = [];
+      for await (const info of fresh.list('')) listed.push(info);
+
+      // Assess
+      expect(listed).toEqual([]);
+    });
+  });
+});
+
+describe('Class: SqliteCatalog', () => {
+  let dir: string;
+
+  beforeEach(async () => {
+    dir = await makeTempDir();
+  });
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const first: Publication = {
+    generation: 1,
+    upstreamUpdated: 'Mon, 01 Jan 2024 00:00:00 +0000',
+    publishedAt: '2024-01-01T00:00:00.000Z',
+    runId: 'run-1',
+    files: ['streams/v1/index.sjson'],
+    itemCount: 1,
+    totalBytes: 2,
+  };
+
+  it('keeps everything across close and reopen', async () => {
+    // Prepare
+    const path = join(dir, 'catalog.sqlite');
+    const writer = new SqliteCatalog(path);
+    await writer.publish(first, undefined);
+    await writer.setState('upstream:etag', '"x"');
+    writer.close();
+
+    // Act
+    const reader = new SqliteCatalog(path);
+    const current = await reader.getCurrent();
+    const state = await reader.getState('upstream:etag');
+    reader.close();
+
+    // Assess
+    expect(current).toEqual(first);
+    expect(state).toBe('"x"');
+  });
+
+  it('checks the expected generation across two connections to one file', async () => {
+    // Prepare
+    const path = join(dir, 'catalog.sqlite');
+    const one = new SqliteCatalog(path);
+    const two = new SqliteCatalog(path);
+
+    // Act
+    await one.publish(first, undefined);
+    const attempt = two.publish({ ...first, generation: 2 }, undefined);
+
+    // Assess
+    await expect(attempt).rejects.toBeInstanceOf(ConflictError);
+    expect((await two.getCurrent())?.generation).toBe(1);
+    one.close();
+    two.close();
+  });
+});
+
+describe('Function: openEmbeddedBackend', () => {
+  let dir: string;
+
+  beforeEach(async () => {
+    dir = await makeTempDir();
+  });
+
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('creates the data directory with objects beside the catalog', async () => {
+    // Prepare
+    const dataDir = join(dir, 'mirror');
+
+    // Act
+    const backend = openEmbeddedBackend(dataDir);
+    await backend.objects.put('items/file', Buffer.from('bytes'));
+    await backend.catalog.setState('k', 'v');
+    await backend.close();
+
+    // Assess
+    expect(backend.description).toBe(`dir ${dataDir}`);
+    expect(existsSync(join(dataDir, 'objects', 'items', 'file'))).toBe(true);
+    expect(existsSync(join(dataDir, 'catalog.sqlite'))).toBe(true);
+  });
+
+  it('reopens an existing data directory', async () => {
+    // Prepare
+    const first = openEmbeddedBackend(dir);
+    await first.objects.put('items/file', Buffer.from('bytes'));
+    await first.catalog.setState('k', 'v');
+    await first.close();
+
+    // Act
+    const second = openEmbeddedBackend(dir);
+    const info = await second.objects.head('items/file');
+    const state = await second.catalog.getState('k');
+    await second.close();
+
+    // Assess
+    expect(info?.size).toBe(5);
+    expect(state).toBe('v');
+  });
+});

@@ -1,0 +1,354 @@
+/**
+ * The ObjectStore contract: one suite every backend must pass (directory, S3).
+ *
+ * Only port methods are used, never the backing files or bucket. Every test
+ * writes under its own random prefix, so `open()` may hand out stores that
+ * share one bucket. Keys never make one key a "directory" of another
+ * (`a` and `a/b`), which a filesystem cannot hold.
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { NotFoundError } from '../../functions/core/errors.ts';
+import type { ByteStream, ObjectInfo, ObjectStore } from '../../functions/core/ports.ts';
+
+export interface OpenedObjectStore {
+  store: ObjectStore;
+  cleanup(): Promise<void>;
+}
+
+export interface ObjectStoreContractOptions {
+  /** Objects written for the listing-across-pages test; must exceed the 1,000 a page may hold. @default 1100 */
+  manyObjects?: number;
+}
+
+/** Big enough that an S3 backend has to go multipart (parts are at least 5 MiB). */
+const LARGE_CHUNK_COUNT = 97;
+const LARGE_CHUNK_SIZE = 64 * 1024 + 13;
+
+export function objectStoreContract(
+  name: string,
+  open: () => Promise<OpenedObjectStore>,
+  options: ObjectStoreContractOptions = {},
+): void {
+  const manyObjects = options.manyObjects ?? 1100;
+
+  describe(`ObjectStore contract: ${name}`, () => {
+    let opened: OpenedObjectStore;
+    let store: ObjectStore;
+    /** This test's own key prefix. */
+    let base: string;
+
+    beforeEach(async () => {
+      opened = await open();
+      store = opened.store;
+      base = `contract-${randomUUID()}/`;
+    });
+
+    afterEach(async () => {
+      await opened.cleanup();
+    });
+
+    describe('Method: put / head / get', () => {
+      it('round-trips bytes, size, etag and content type', async () => {
+        // Prepare
+        const key = `${base}streams/v1/index.json`;
+        const bytes = randomBytes(4099);
+
+        // Act
+        const written = await store.put(key, bytes, { contentType: 'application/json', size: bytes.length });
+        const headed = await store.head(key);
+        const got = await store.get(key);
+        const read = await collect(got.body);
+
+        // Assess
+        expect(Buffer.compare(read, bytes)).toBe(0);
+        expect(written).toMatchObject({ key, size: bytes.length, contentType: 'application/json' });
+        expect(headed).toMatchObject({ key, size: bytes.length, etag: written.etag, contentType: 'application/json' });
+        expect(got).toMatchObject({ key, size: bytes.length, etag: written.etag, contentType: 'application/json' });
+        expect(got.range).toBeUndefined();
+        expect(written.lastModified).toBeInstanceOf(Date);
+        expect(Number.isNaN(written.lastModified.getTime())).toBe(false);
+      });
+
+      it('gives a quoted etag that stays put until the object changes', async () => {
+        // Prepare
+        const key = `${base}etag`;
+        const first = await store.put(key, Buffer.from('first version'));
+
+        // Act
+        const headedTwice = [await store.head(key), await store.head(key)];
+        const second = await store.put(key, Buffer.from('second version, longer'));
+
+        // Assess
+        expect(first.etag).toMatch(/^"[^"]+"$/);
+        expect(headedTwice.map((info) => info?.etag)).toEqual([first.etag, first.etag]);
+        expect(second.etag).not.toBe(first.etag);
+        expect((await store.head(key))?.etag).toBe(second.etag);
+        expect((await readAll(store, key)).toString()).toBe('second version, longer');
+      });
+
+      it('streams a body of many chunks without changing a byte', async () => {
+        // Prepare
+        const key = `${base}items/large.img`;
+        const chunks = largeChunks();
+        const expectedSize = LARGE_CHUNK_COUNT * LARGE_CHUNK_SIZE;
+
+        // Act
+        const written = await store.put(key, fromChunks(chunks), { size: expectedSize });
+        const read = await readAll(store, key);
+
+        // Assess
+        expect(written.size).toBe(expectedSize);
+        expect((await store.head(key))?.size).toBe(expectedSize);
+        expect(sha256(read)).toBe(sha256(Buffer.concat(chunks)));
+      });
+
+      it('stores an empty object', async () => {
+        // Prepare
+        const key = `${base}empty`;
+
+        // Act
+        const written = await store.put(key, new Uint8Array(0));
+
+        // Assess
+        expect(written.size).toBe(0);
+        expect((await store.head(key))?.size).toBe(0);
+        expect((await readAll(store, key)).length).toBe(0);
+      });
+
+      it('keeps keys with colons and deep directories', async () => {
+        // Prepare
+        const key = `${base}items/server/releases/jammy/release-20240101/ubuntu-22.04:amd64:ga-22.04/boot-kernel`;
+
+        // Act
+        await store.put(key, Buffer.from('kernel'));
+        const listed = await collectKeys(store.list(base));
+
+        // Assess
+        expect((await store.head(key))?.key).toBe(key);
+        expect((await readAll(store, key)).toString()).toBe('kernel');
+        expect(listed).toEqual([key]);
+      });
+    });
+
+    describe('Method: put (failing body)', () => {
+      it.each([
+        ['mid-way', false],
+        ['after the last chunk', true],
+      ])('leaves no object when the body throws %s', async (_when, atTheEnd) => {
+        // Prepare
+        const key = `${base}items/bad.img`;
+        const failure = new Error('checksum mismatch');
+
+        // Act
+        const attempt = store.put(key, failingBody(largeChunks(), failure, atTheEnd));
+
+        // Assess
+        await expect(attempt).rejects.toBe(failure);
+        expect(await store.head(key)).toBeUndefined();
+        await expect(store.get(key)).rejects.toBeInstanceOf(NotFoundError);
+        expect(await collectKeys(store.list(base))).toEqual([]);
+      });
+
+      it.each([
+        ['mid-way', false],
+        ['after the last chunk', true],
+      ])('leaves the previous object unchanged when the body throws %s', async (_when, atTheEnd) => {
+        // Prepare
+        const key = `${base}items/kept.img`;
+        const previousBytes = randomBytes(2048);
+        const previous = await store.put(key, previousBytes, { contentType: 'application/octet-stream' });
+        const failure = new Error('size mismatch');
+
+        // Act
+        const attempt = store.put(key, failingBody(largeChunks(), failure, atTheEnd), { contentType: 'text/plain' });
+
+        // Assess
+        await expect(attempt).rejects.toBe(failure);
+        const after = await store.head(key);
+        expect(after).toMatchObject({ size: previous.size, etag: previous.etag, contentType: 'application/octet-stream' });
+        expect(Buffer.compare(await readAll(store, key), previousBytes)).toBe(0);
+        expect(await collectKeys(store.list(base))).toEqual([key]);
+      });
+    });
+
+    describe('Method: get (range)', () => {
+      it.each([
+        ['the first byte', 0, 0],
+        ['a middle slice', 1000, 2999],
+        ['the last byte', 4095, 4095],
+        ['everything', 0, 4095],
+      ])('reads only %s', async (_what, start, end) => {
+        // Prepare
+        const key = `${base}ranged`;
+        const bytes = randomBytes(4096);
+        const written = await store.put(key, bytes);
+
+        // Act
+        const got = await store.get(key, { range: { start, end } });
+        const read = await collect(got.body);
+
+        // Assess
+        expect(Buffer.compare(read, bytes.subarray(start, end + 1))).toBe(0);
+        expect(got.range).toEqual({ start, end });
+        expect(got.size).toBe(bytes.length); // The whole object's size, for `Content-Range: bytes s-e/size`.
+        expect(got.etag).toBe(written.etag);
+      });
+    });
+
+    describe('Method: get / head (absent)', () => {
+      it('throws NotFoundError from get', async () => {
+        // Act
+        const attempt = store.get(`${base}missing`);
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(NotFoundError);
+      });
+
+      it('answers undefined from head', async () => {
+        // Act
+        const info = await store.head(`${base}missing`);
+
+        // Assess
+        expect(info).toBeUndefined();
+      });
+
+      it('does not mistake a key prefix for an object', async () => {
+        // Prepare
+        await store.put(`${base}dir/file`, Buffer.from('x'));
+
+        // Act
+        const info = await store.head(`${base}dir`);
+
+        // Assess
+        expect(info).toBeUndefined();
+        await expect(store.get(`${base}dir`)).rejects.toBeInstanceOf(NotFoundError);
+      });
+    });
+
+    describe('Method: delete', () => {
+      it('removes an object and is idempotent', async () => {
+        // Prepare
+        const key = `${base}items/gone`;
+        const sibling = `${base}items/stays`;
+        await store.put(key, Buffer.from('bye'));
+        await store.put(sibling, Buffer.from('hi'));
+
+        // Act
+        await store.delete(key);
+        await store.delete(key);
+        await store.delete(`${base}never-existed/at-all`);
+
+        // Assess
+        expect(await store.head(key)).toBeUndefined();
+        await expect(store.get(key)).rejects.toBeInstanceOf(NotFoundError);
+        expect(await collectKeys(store.list(base))).toEqual([sibling]);
+      });
+
+      it('lets a deleted key be written again', async () => {
+        // Prepare
+        const key = `${base}a/b/c`;
+        await store.put(key, Buffer.from('one'));
+        await store.delete(key);
+
+        // Act
+        await store.put(key, Buffer.from('two'));
+
+        // Assess
+        expect((await readAll(store, key)).toString()).toBe('two');
+      });
+    });
+
+    describe('Method: list', () => {
+      it('lists exactly the keys under a prefix, in ascending order', async () => {
+        // Prepare
+        const names = ['p/b', 'p/a/b', 'z', 'p/ab', 'pq', 'p/a-c', 'p/a:d'];
+        for (const name of names) await store.put(`${base}${name}`, Buffer.from(name));
+
+        // Act
+        const underPA = await collectKeys(store.list(`${base}p/a`));
+        const underP = await collectKeys(store.list(`${base}p/`));
+        const startingP = await collectKeys(store.list(`${base}p`));
+        const all = await collectKeys(store.list(base));
+        const none = await collectKeys(store.list(`${base}nothing`));
+
+        // Assess: '-' < '/' < ':' < 'b' in byte order.
+        expect(underPA).toEqual(['p/a-c', 'p/a/b', 'p/a:d', 'p/ab'].map((n) => base + n));
+        expect(underP).toEqual(['p/a-c', 'p/a/b', 'p/a:d', 'p/ab', 'p/b'].map((n) => base + n));
+        expect(startingP).toEqual([...underP, `${base}pq`]);
+        expect(all).toEqual([...startingP, `${base}z`]);
+        expect(none).toEqual([]);
+      });
+
+      it('gives each listed object its size and etag', async () => {
+        // Prepare
+        const written = await store.put(`${base}sized`, randomBytes(321));
+
+        // Act
+        const listed: ObjectInfo[] = [];
+        for await (const info of store.list(base)) listed.push(info);
+
+        // Assess
+        expect(listed).toHaveLength(1);
+        expect(listed[0]).toMatchObject({ key: written.key, size: 321, etag: written.etag });
+        expect(listed[0]?.lastModified).toBeInstanceOf(Date);
+      });
+
+      it(`lists across pages (${manyObjects} objects)`, async () => {
+        // Prepare
+        const keys = Array.from({ length: manyObjects }, (_, i) => `${base}many/${i}`);
+        await inBatches(keys, 25, (key) => store.put(key, Buffer.from(key)));
+
+        // Act
+        const listed = await collectKeys(store.list(`${base}many/`));
+
+        // Assess: unpadded numbers, so byte order differs from numeric order ('many/10' < 'many/2').
+        expect(listed).toHaveLength(manyObjects);
+        expect(listed).toEqual([...keys].sort(compareBytes));
+      });
+    });
+  });
+}
+
+function largeChunks(): Buffer[] {
+  return Array.from({ length: LARGE_CHUNK_COUNT }, () => randomBytes(LARGE_CHUNK_SIZE));
+}
+
+async function* fromChunks(chunks: readonly Uint8Array[]): ByteStream {
+  for (const chunk of chunks) yield chunk;
+}
+
+/** Yields half the chunks (or all of them) and then throws, the way a verifying stream reports a bad digest. */
+async function* failingBody(chunks: readonly Uint8Array[], failure: Error, atTheEnd: boolean): ByteStream {
+  const count = atTheEnd ? chunks.length : Math.floor(chunks.length / 2);
+  for (const chunk of chunks.slice(0, count)) yield chunk;
+  throw failure;
+}
+
+async function collect(body: ByteStream): Promise<Buffer> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}
+
+async function readAll(store: ObjectStore, key: string): Promise<Buffer> {
+  return collect((await store.get(key)).body);
+}
+
+async function collectKeys(listing: AsyncIterable<ObjectInfo>): Promise<string[]> {
+  const keys: string[] = [];
+  for await (const info of listing) keys.push(info.key);
+  return keys;
+}
+
+async function inBatches<T>(items: readonly T[], size: number, work: (item: T) => Promise<unknown>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(work));
+}
+
+function compareBytes(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}
+
+function sha256(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
