@@ -146,7 +146,11 @@ export interface Catalog {
    * `next.generation` is unused. Otherwise ConflictError and nothing changes.
    */
   publish(next: Publication, expectedCurrent: number | undefined): Promise<void>;
-  /** Removes a publication and its entries. ConflictError when it is current. Idempotent for unknown generations. */
+  /**
+   * Removes a publication and its entries — including entries staged for a
+   * generation that was never published. ConflictError when it is current.
+   * Idempotent for unknown generations.
+   */
   deletePublication(generation: number): Promise<void>;
 
   // Sync runs.
