@@ -1,0 +1,70 @@
+/** The JSON the `/api/v1/*` routes and the CLI's `status` print. */
+import type { Catalog, CatalogEntry, Publication, SyncRun } from '../core/ports.ts';
+
+export interface StatusReport {
+  publication: Omit<Publication, 'files'> | null;
+  runs: SyncRun[];
+}
+
+export async function statusReport(catalog: Catalog, runs = 10): Promise<StatusReport> {
+  const current = await catalog.getCurrent();
+  const { files: _files, ...publication } = current ?? { files: [] };
+  return { publication: current ? (publication as Omit<Publication, 'files'>) : null, runs: await catalog.listRuns(runs) };
+}
+
+export interface ImageSummary {
+  contentId: string;
+  product: string;
+  os?: string;
+  release?: string;
+  arch?: string;
+  subarch?: string;
+  label?: string;
+  versions: { version: string; items: { item: string; ftype?: string; path: string; size: number; sha256: string }[] }[];
+  totalBytes: number;
+}
+
+export interface CatalogReport {
+  generation: number | null;
+  images: ImageSummary[];
+}
+
+export async function catalogSummary(catalog: Catalog): Promise<CatalogReport> {
+  const current = await catalog.getCurrent();
+  if (!current) return { generation: null, images: [] };
+  const images = new Map<string, ImageSummary>();
+  for await (const entry of catalog.listEntries(current.generation)) addEntry(images, entry);
+  const sorted = [...images.values()].sort((a, b) => compare(a.contentId + a.product, b.contentId + b.product));
+  for (const image of sorted) image.versions.sort((a, b) => compare(b.version, a.version));
+  return { generation: current.generation, images: sorted };
+}
+
+function addEntry(images: Map<string, ImageSummary>, entry: CatalogEntry): void {
+  const key = `${entry.contentId}\u0000${entry.product}`;
+  let image = images.get(key);
+  if (!image) {
+    image = {
+      contentId: entry.contentId,
+      product: entry.product,
+      os: entry.os,
+      release: entry.release,
+      arch: entry.arch,
+      subarch: entry.subarch,
+      label: entry.label,
+      versions: [],
+      totalBytes: 0,
+    };
+    images.set(key, image);
+  }
+  let version = image.versions.find((v) => v.version === entry.version);
+  if (!version) {
+    version = { version: entry.version, items: [] };
+    image.versions.push(version);
+  }
+  version.items.push({ item: entry.item, ftype: entry.ftype, path: entry.path, size: entry.size, sha256: entry.sha256 });
+  image.totalBytes += entry.size;
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,189 @@
+/** The `skystreams` command. Each action: parse flags, open a backend, hand over to the engine or the app. */
+import { Command, Option } from 'commander';
+import { auditPublication } from '../core/audit.ts';
+import { SyncEngine } from '../core/engine.ts';
+import { ConfigError, SkystreamsError } from '../core/errors.ts';
+import { HttpUpstream } from '../adapters/http/http-upstream.ts';
+import { createApp } from '../http/app.ts';
+import { statusReport } from '../http/reports.ts';
+import type { Backend } from '../core/ports.ts';
+import {
+  DEFAULT_DATA_DIR,
+  DEFAULT_KEYRING,
+  DEFAULT_SOURCE,
+  checkSource,
+  openBackend,
+  parseDuration,
+  syncSettings,
+  type BackendFlags,
+  type SyncFlags,
+} from './options.ts';
+import { bytes, progressReporter } from './progress.ts';
+import { startServer } from './server.ts';
+
+const program = new Command('skystreams')
+  .description('A verified mirror of MAAS boot images (simplestreams), on one machine or on S3 + DynamoDB.')
+  .showHelpAfterError();
+
+function backendOptions(command: Command): Command {
+  return command
+    .option('--data-dir <dir>', `embedded backend: directory + SQLite (default ${DEFAULT_DATA_DIR})`)
+    .option('--bucket <name>', 'cloud backend: S3 bucket (with --table)')
+    .option('--table <name>', 'cloud backend: DynamoDB table (with --bucket)')
+    .option('--region <region>', 'cloud backend: AWS region (default: the SDK chain)')
+    .option('--s3-endpoint <url>', 'cloud backend: S3 endpoint (also AWS_ENDPOINT_URL_S3)')
+    .option('--dynamodb-endpoint <url>', 'cloud backend: DynamoDB endpoint (also AWS_ENDPOINT_URL_DYNAMODB)');
+}
+
+function syncOptions(command: Command): Command {
+  return backendOptions(command)
+    .option('--source <url>', 'simplestreams mirror root to copy', DEFAULT_SOURCE)
+    .option('--keyring <file>', 'OpenPGP keyring (binary or armored) the metadata must be signed with', DEFAULT_KEYRING)
+    .option('--no-verify', 'accept an unsigned source (index.json); never for production')
+    .addOption(
+      new Option('--filter <expr>', 'item filter, sstream-mirror syntax: key=val, key!=val, key~re, key!~re (repeatable, ANDed)')
+        .default([])
+        .argParser((value: string, previous: string[]) => [...previous, value]),
+    )
+    .option('--max <n>', 'newest versions to keep per product (default: all)')
+    .option('--concurrency <n>', 'items copied at once (default 4)')
+    .option('--prune-grace <duration>', 'keep replaced generations this long before pruning (default 0)');
+}
+
+async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T> {
+  const backend = await openBackend(flags);
+  try {
+    return await work(backend);
+  } finally {
+    await backend.close();
+  }
+}
+
+async function syncOnce(flags: SyncFlags, backend: Backend): Promise<void> {
+  const settings = await syncSettings(flags);
+  const progress = progressReporter();
+  const engine = new SyncEngine(
+    { upstream: new HttpUpstream(checkSource(flags.source)), objects: backend.objects, catalog: backend.catalog, onEvent: (e) => progress.onEvent(e) },
+    settings,
+  );
+  try {
+    await engine.run();
+  } finally {
+    progress.finish();
+  }
+}
+
+syncOptions(program.command('sync').description('run one sync: verify upstream, copy new items, publish atomically, prune')).action(
+  async (flags: SyncFlags) => withBackend(flags, (backend) => syncOnce(flags, backend)),
+);
+
+backendOptions(program.command('serve').description('serve the current publication over HTTP'))
+  .option('--port <port>', 'TCP port', '8080')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .action(async (flags: BackendFlags & { port: string; host: string }) => {
+    const backend = await openBackend(flags);
+    const server = await startServer(createApp(backend), { port: Number(flags.port), host: flags.host });
+    console.log(`serving ${backend.description} at ${server.url}`);
+    await untilSignal();
+    await server.close();
+    await backend.close();
+  });
+
+syncOptions(program.command('local').description('serve, and sync now and every --interval'))
+  .option('--port <port>', 'TCP port', '8080')
+  .option('--host <host>', 'address to listen on', '127.0.0.1')
+  .option('--interval <duration>', 'time between syncs', '1h')
+  .action(async (flags: SyncFlags & { port: string; host: string; interval: string }) => {
+    const interval = parseDuration('--interval', flags.interval);
+    await syncSettings(flags); // fail fast on bad flags, before serving anything
+    const backend = await openBackend(flags);
+    const server = await startServer(createApp(backend), { port: Number(flags.port), host: flags.host });
+    console.log(`serving ${backend.description} at ${server.url}; syncing ${flags.source} every ${flags.interval}`);
+    let stopped = false;
+    const loop = (async () => {
+      while (!stopped) {
+        try {
+          await syncOnce(flags, backend);
+        } catch (error) {
+          // The previous publication keeps being served; the next interval tries again.
+          console.error(`skystreams: sync failed: ${(error as Error).message}`);
+        }
+        await sleepUnless(interval, () => stopped);
+      }
+    })();
+    await untilSignal();
+    stopped = true;
+    await server.close();
+    await loop;
+    await backend.close();
+  });
+
+backendOptions(program.command('status').description('show the current publication and the last sync runs'))
+  .option('--json', 'print JSON')
+  .action(async (flags: BackendFlags & { json?: boolean }) =>
+    withBackend(flags, async (backend) => {
+      const report = await statusReport(backend.catalog);
+      if (flags.json) {
+        console.log(JSON.stringify(report, null, 2));
+        return;
+      }
+      const p = report.publication;
+      console.log(
+        p
+          ? `generation ${p.generation}: upstream updated ${p.upstreamUpdated}, published ${p.publishedAt}, ${p.itemCount} items, ${bytes(p.totalBytes)}`
+          : 'nothing published yet',
+      );
+      for (const run of report.runs) {
+        const counts = `${run.itemsCopied} copied (${bytes(run.bytesCopied)}), ${run.itemsPresent} present`;
+        console.log(`  ${run.startedAt}  ${run.state.padEnd(9)}  ${counts}${run.error ? `  error: ${run.error}` : ''}`);
+      }
+    }),
+  );
+
+backendOptions(program.command('verify').description('audit every file of the current publication: present, right size, right sha256')).action(
+  async (flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      const report = await auditPublication(backend.objects, backend.catalog);
+      if (report.generation === null) throw new ConfigError('nothing published yet: run `skystreams sync` first');
+      for (const { path, problem } of report.problems) console.error(`BAD ${path}: ${problem}`);
+      console.log(
+        `generation ${report.generation}: checked ${report.checkedFiles} files (${bytes(report.checkedBytes)}), ${report.problems.length} bad`,
+      );
+      if (report.problems.length > 0) process.exitCode = 1;
+    }),
+);
+
+backendOptions(program.command('init').description('create (or check) the S3 bucket and DynamoDB table of the cloud backend')).action(
+  async (flags: BackendFlags) => {
+    if (!flags.bucket || !flags.table) throw new ConfigError('init needs --bucket and --table');
+    const { initCloudResources } = await import('../adapters/cloud.ts');
+    const lines = await initCloudResources({
+      bucket: flags.bucket,
+      table: flags.table,
+      region: flags.region,
+      s3Endpoint: flags.s3Endpoint,
+      dynamodbEndpoint: flags.dynamodbEndpoint,
+    });
+    for (const line of lines) console.log(line);
+  },
+);
+
+function untilSignal(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+async function sleepUnless(ms: number, stop: () => boolean): Promise<void> {
+  const until = Date.now() + ms;
+  while (!stop() && Date.now() < until) await new Promise((r) => setTimeout(r, Math.min(1000, until - Date.now())));
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  console.error(`skystreams: ${error instanceof Error ? error.message : String(error)}`);
+  process.exitCode = error instanceof ConfigError ? 2 : 1;
+  if (!(error instanceof SkystreamsError) && process.env.SKYSTREAMS_DEBUG) console.error(error);
+}

@@ -1,0 +1,60 @@
+/**
+ * `npm run demo`: no internet needed. Generates a MAAS-shaped upstream signed
+ * with a throwaway key, serves it on loopback, mirrors it with the real
+ * engine into the embedded backend, and serves the mirror.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { SyncEngine, defaultSettings } from '../core/engine.ts';
+import { parseFilter } from '../core/filters.ts';
+import { loadKeyring } from '../core/pgp.ts';
+import { HttpUpstream } from '../adapters/http/http-upstream.ts';
+import { openEmbeddedBackend } from '../adapters/embedded.ts';
+import { createApp } from '../http/app.ts';
+import { progressReporter } from './progress.ts';
+import { startServer } from './server.ts';
+import { demoProducts, generateSigningKey, serveTree, synthesizeTree } from './synthetic-upstream.ts';
+
+const dataDir = resolve(process.env.SKYSTREAMS_DEMO_DIR ?? './.skystreams-demo');
+const port = Number(process.env.PORT ?? 8765);
+
+await mkdir(dataDir, { recursive: true });
+const key = await generateSigningKey('skystreams demo');
+const keyringPath = resolve(dataDir, 'demo-keyring.gpg');
+await writeFile(keyringPath, key.publicKeyring);
+const upstream = await serveTree(await synthesizeTree(demoProducts(), { key }));
+console.log(`synthetic upstream (signed by ${key.fingerprint}) at ${upstream.baseUrl}`);
+
+const backend = openEmbeddedBackend(resolve(dataDir, 'mirror'));
+const progress = progressReporter();
+const engine = new SyncEngine(
+  { upstream: new HttpUpstream(upstream.baseUrl), objects: backend.objects, catalog: backend.catalog, onEvent: (e) => progress.onEvent(e) },
+  {
+    ...defaultSettings,
+    keyring: await loadKeyring(keyringPath, key.publicKeyring),
+    selection: { filters: [parseFilter('arch=amd64')], max: 1 },
+  },
+);
+await engine.run();
+progress.finish();
+
+const server = await startServer(createApp(backend), { port, host: '127.0.0.1' });
+console.log(`
+mirror served at ${server.url}
+keyring:         ${keyringPath}
+
+try:
+  curl -s ${server.url}api/v1/status
+  gpgv --keyring ${keyringPath} <(curl -s ${server.url}streams/v1/index.sjson)
+  sstream-mirror --keyring=${keyringPath} ${server.url} /tmp/out 'arch=amd64' --max=1
+  maas $PROFILE boot-sources create url=${server.url} keyring_filename=${keyringPath}
+
+Ctrl-C to stop.`);
+
+await new Promise<void>((done) => {
+  process.once('SIGINT', () => done());
+  process.once('SIGTERM', () => done());
+});
+await server.close();
+await upstream.close();
+await backend.close();
