@@ -5,6 +5,12 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseProducts, type ProductsDocument } from '../../functions/core/simplestreams.ts';
+import {
+  generateSigningKey,
+  synthesizeTree,
+  type SigningKey,
+  type SynthesizeOptions,
+} from '../../functions/local/synthetic-upstream.ts';
 
 const FIXTURE_DIRECTORY = fileURLToPath(new URL('../../../shared/fixtures/maas-stream/', import.meta.url));
 
@@ -24,4 +30,29 @@ export function fixtureText(name: FixtureFile): string {
 /** The three captured products documents (ubuntu, bootloaders, centos), parsed; fresh copies on every call. */
 export function loadFixtureProducts(): ProductsDocument[] {
   return FIXTURE_PRODUCT_FILES.map((name) => parseProducts(name, fixtureText(name)));
+}
+
+export interface FixtureUpstreamOptions extends Omit<SynthesizeOptions, 'key'> {
+  /** Signs with this key. @default a fresh key */
+  key?: SigningKey;
+  /** false: only unsigned `.json` metadata. @default true */
+  signed?: boolean;
+  /** Edits the (copied) fixture documents before the tree is built. */
+  mutate?: (documents: ProductsDocument[]) => void;
+}
+
+/**
+ * A complete upstream over the real captures: synthetic item bytes (small by
+ * default), metadata with matching sizes and sha256, clearsigned by `key`.
+ * Serve `files` with serveTree.
+ */
+export async function buildFixtureUpstream(
+  options: FixtureUpstreamOptions = {},
+): Promise<{ key: SigningKey; files: Map<string, Uint8Array> }> {
+  const { key: givenKey, signed = true, mutate, ...synthesize } = options;
+  const key = givenKey ?? (await generateSigningKey());
+  const documents = loadFixtureProducts();
+  mutate?.(documents);
+  const files = await synthesizeTree(documents, { ...synthesize, ...(signed ? { key } : {}) });
+  return { key, files };
 }
