@@ -1,0 +1,259 @@
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { auditPublication } from '../../functions/core/audit.ts';
+import { keys } from '../../functions/core/ports.ts';
+import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
+import {
+  generateSigningKey,
+  productsIn,
+  serveTree,
+  synthesizeTree,
+  writeMetadata,
+  type SigningKey,
+} from '../../functions/local/synthetic-upstream.ts';
+import type { RunningServer } from '../../functions/local/server.ts';
+import { type BackendFactory, type OpenedBackend } from '../support/backends.ts';
+import { loadFixtureProducts } from '../support/fixtures.ts';
+import {
+  fetchBytes,
+  replaceFiles,
+  selectedPaths,
+  serveMirror,
+  syncMirror,
+  withNewVersion,
+} from '../support/mirror.ts';
+
+const FIRST = 'Thu, 24 Jul 2025 08:01:49 +0000';
+const SECOND = 'Fri, 25 Jul 2025 08:01:49 +0000';
+const EARLIER = 'Wed, 23 Jul 2025 08:01:49 +0000';
+const NEW_VERSION = '20991231';
+
+export function mirrorSuite(factory: BackendFactory): void {
+  describe(`End-to-end mirror on ${factory.name}`, () => {
+    let key: SigningKey;
+    let products: ProductsDocument[];
+    let firstTree: Map<string, Uint8Array>;
+    let live: Map<string, Uint8Array>;
+    let upstream: Awaited<ReturnType<typeof serveTree>>;
+    let opened: OpenedBackend;
+    let server: RunningServer;
+
+    beforeAll(async () => {
+      key = await generateSigningKey('e2e upstream');
+      products = loadFixtureProducts();
+      firstTree = await synthesizeTree(products, { key, updated: FIRST });
+      live = new Map(firstTree);
+      upstream = await serveTree(live);
+    });
+    afterAll(async () => {
+      await upstream.close();
+    });
+    beforeEach(async () => {
+      replaceFiles(live, firstTree);
+      opened = await factory.open();
+      server = await serveMirror(opened.backend);
+    });
+    afterEach(async () => {
+      await server.close();
+      await opened.cleanup();
+    });
+
+    const sync = (options: { filters?: string[]; max?: number; keyring?: SigningKey } = {}) =>
+      syncMirror(opened.backend, upstream.baseUrl, {
+        filters: options.filters ?? ['arch=amd64'],
+        max: options.max ?? 1,
+        keyring: options.keyring ?? key,
+      });
+
+    it('mirrors the selected items and serves every file byte-identical to upstream', async () => {
+      // Act
+      const run = await sync();
+
+      // Assess
+      expect(run.state).toBe('succeeded');
+      const metadata = [...firstTree.keys()].filter((path) => path.startsWith('streams/'));
+      expect(metadata).toContain('streams/v1/index.sjson');
+      for (const path of metadata) {
+        const served = await fetchBytes(server.url + path);
+        expect(served.status, path).toBe(200);
+        expect(served.bytes.equals(Buffer.from(firstTree.get(path)!)), path).toBe(true);
+      }
+      const wanted = selectedPaths(products, 'amd64', 1);
+      expect(wanted.length).toBeGreaterThan(5);
+      for (const path of wanted) {
+        const served = await fetchBytes(server.url + path);
+        expect(served.status, path).toBe(200);
+        expect(served.bytes.equals(Buffer.from(firstTree.get(path)!)), path).toBe(true);
+      }
+      const notSelected = selectedPaths(products, 'arm64', 1)[0]!;
+      expect((await fetchBytes(server.url + notSelected)).status).toBe(404);
+    });
+
+    it('answers Range with 206, HEAD with the length, escaped colons, 405 for writes', async () => {
+      await sync();
+      const path = selectedPaths(products, 'amd64', 1)[0]!;
+      const original = Buffer.from(firstTree.get(path)!);
+
+      const ranged = await fetchBytes(server.url + path, { headers: { range: 'bytes=10-19' } });
+      expect(ranged.status).toBe(206);
+      expect(ranged.headers.get('content-range')).toBe(`bytes 10-19/${original.length}`);
+      expect(ranged.bytes.equals(original.subarray(10, 20))).toBe(true);
+
+      const head = await fetch(server.url + path, { method: 'HEAD' });
+      expect(head.status).toBe(200);
+      expect(head.headers.get('content-length')).toBe(String(original.length));
+
+      const productFile = [...firstTree.keys()].find((p) => p.endsWith('v3:download.sjson'))!;
+      const escaped = await fetchBytes(server.url + productFile.replaceAll(':', '%3A'));
+      expect(escaped.status).toBe(200);
+      expect(escaped.bytes.equals(Buffer.from(firstTree.get(productFile)!))).toBe(true);
+
+      expect((await fetch(server.url + path, { method: 'POST' })).status).toBe(405);
+      expect((await fetch(`${server.url}streams/v1/nope.sjson`)).status).toBe(404);
+    });
+
+    it('reports status and the mirrored catalog over the API', async () => {
+      await sync();
+      const status = (await (await fetch(`${server.url}api/v1/status`)).json()) as {
+        publication: { generation: number; upstreamUpdated: string };
+        runs: { state: string; itemsCopied: number }[];
+      };
+      expect(status.publication.upstreamUpdated).toBe(FIRST);
+      expect(status.runs[0]).toMatchObject({ state: 'succeeded', itemsCopied: selectedPaths(products, 'amd64', 1).length });
+
+      const images = (await (await fetch(`${server.url}api/v1/images`)).json()) as {
+        images: { product: string; arch: string; os: string; versions: { version: string }[] }[];
+      };
+      const noble = images.images.find((i) => i.product === 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04');
+      expect(noble).toMatchObject({ arch: 'amd64', os: 'ubuntu' });
+      expect(noble!.versions).toHaveLength(1);
+      expect(images.images.every((i) => i.arch === 'amd64')).toBe(true);
+    });
+
+    it('re-syncs an unchanged upstream with one conditional request and no item bytes', async () => {
+      await sync();
+      const before = upstream.requests.length;
+
+      const run = await sync();
+
+      const made = upstream.requests.slice(before);
+      expect(run.state).toBe('unchanged');
+      expect(made.length).toBeLessThanOrEqual(2);
+      expect(made.every((r) => r.path.includes('streams/v1/'))).toBe(true);
+      expect(made[0]!.status).toBe(304);
+    });
+
+    it('picks up a new upstream version and prunes the one beyond --max', async () => {
+      await sync();
+      const next = withNewVersion(products, NEW_VERSION);
+      replaceFiles(live, await synthesizeTree(next, { key, updated: SECOND }));
+      const oldPaths = selectedPaths(products, 'amd64', 1);
+      const newPaths = selectedPaths(next, 'amd64', 1);
+
+      const run = await sync();
+
+      expect(run.state).toBe('succeeded');
+      for (const path of newPaths) {
+        const served = await fetchBytes(server.url + path);
+        expect(served.status, path).toBe(200);
+        expect(served.bytes.equals(Buffer.from(live.get(path)!)), path).toBe(true);
+      }
+      for (const path of oldPaths.filter((p) => !newPaths.includes(p))) {
+        expect((await fetchBytes(server.url + path)).status, path).toBe(404);
+        expect(await opened.backend.objects.head(keys.item(path)), path).toBeUndefined();
+      }
+      const served = await fetchBytes(`${server.url}streams/v1/index.sjson`);
+      expect(served.bytes.equals(Buffer.from(live.get('streams/v1/index.sjson')!))).toBe(true);
+      const audit = await auditPublication(opened.backend.objects, opened.backend.catalog);
+      expect(audit.problems).toEqual([]);
+    });
+
+    describe('refuses a bad upstream and keeps serving the previous publication', () => {
+      const newItemPath = () => selectedPaths(withNewVersion(products, NEW_VERSION), 'amd64', 1).find((p) => p.includes(NEW_VERSION))!;
+      const newerTree = (signer = key, updated = SECOND) =>
+        synthesizeTree(withNewVersion(products, NEW_VERSION), { key: signer, updated });
+
+      const badUpstreams: [string, () => Promise<Map<string, Uint8Array>>, RegExp][] = [
+        [
+          'a tampered signed index',
+          async () => {
+            const tree = await newerTree();
+            const text = Buffer.from(tree.get('streams/v1/index.sjson')!).toString('utf8');
+            tree.set('streams/v1/index.sjson', Buffer.from(text.replace(SECOND, 'Sat, 26 Jul 2025 08:01:49 +0000')));
+            return tree;
+          },
+          /index\.sjson.*signature|signature.*index\.sjson/i,
+        ],
+        [
+          'an unsigned index',
+          async () => {
+            const tree = await newerTree();
+            tree.set('streams/v1/index.sjson', tree.get('streams/v1/index.json')!);
+            return tree;
+          },
+          /index\.sjson/,
+        ],
+        ['a signature by an unknown key', async () => newerTree(await generateSigningKey('intruder')), /index\.sjson/],
+        [
+          'a wrong sha256',
+          async () => {
+            const tree = await newerTree();
+            const path = newItemPath();
+            const bytes = tree.get(path)!;
+            tree.set(path, Buffer.concat([Buffer.from([bytes[0]! ^ 0xff]), Buffer.from(bytes.subarray(1))]));
+            return tree;
+          },
+          /sha256|digest/i,
+        ],
+        [
+          'a short file',
+          async () => {
+            const tree = await newerTree();
+            const path = newItemPath();
+            tree.set(path, tree.get(path)!.subarray(0, 100));
+            return tree;
+          },
+          /size|short|bytes/i,
+        ],
+        [
+          'a ../ path',
+          async () => {
+            const tree = await newerTree();
+            const docs = productsIn(tree);
+            const item = Object.values(Object.values(docs[0]!.products)[0]!.versions[NEW_VERSION]!.items)[0]!;
+            item.path = `../${item.path}`;
+            await writeMetadata(tree, docs, { key, updated: SECOND });
+            return tree;
+          },
+          /\.\.|unsafe/i,
+        ],
+        ['a rollback to an older index', async () => synthesizeTree(products, { key, updated: EARLIER }), /roll/i],
+      ];
+
+      it.each(badUpstreams)('%s', async (_name, build, message) => {
+        // Prepare
+        await sync();
+        const publishedIndex = (await fetchBytes(`${server.url}streams/v1/index.sjson`)).bytes;
+        const current = await opened.backend.catalog.getCurrent();
+        replaceFiles(live, await build());
+
+        // Act
+        const failure = await sync().then(
+          () => undefined,
+          (error: Error) => error,
+        );
+
+        // Assess
+        expect(failure, 'sync must fail').toBeInstanceOf(Error);
+        expect(failure!.message).toMatch(message);
+        expect((await opened.backend.catalog.getCurrent())?.generation).toBe(current?.generation);
+        const servedIndex = (await fetchBytes(`${server.url}streams/v1/index.sjson`)).bytes;
+        expect(servedIndex.equals(publishedIndex)).toBe(true);
+        const [lastRun] = await opened.backend.catalog.listRuns(1);
+        expect(lastRun).toMatchObject({ state: 'failed', error: failure!.message });
+        const audit = await auditPublication(opened.backend.objects, opened.backend.catalog);
+        expect(audit.problems).toEqual([]);
+      });
+    });
+  });
+}
+

@@ -1,0 +1,82 @@
+/** Helpers the end-to-end suites share: a signed upstream to mutate, a sync, a server. */
+import { SyncEngine, defaultSettings, type SyncEvent } from '../../functions/core/engine.ts';
+import { parseFilter } from '../../functions/core/filters.ts';
+import { loadKeyring } from '../../functions/core/pgp.ts';
+import type { Backend, SyncRun } from '../../functions/core/ports.ts';
+import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
+import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { createApp } from '../../functions/http/app.ts';
+import { startServer, type RunningServer } from '../../functions/local/server.ts';
+import type { SigningKey } from '../../functions/local/synthetic-upstream.ts';
+
+export interface SyncOptions {
+  filters?: string[];
+  max?: number;
+  keyring: SigningKey;
+  events?: SyncEvent[];
+}
+
+export async function syncMirror(backend: Backend, sourceUrl: string, options: SyncOptions): Promise<SyncRun> {
+  const engine = new SyncEngine(
+    {
+      upstream: new HttpUpstream(sourceUrl),
+      objects: backend.objects,
+      catalog: backend.catalog,
+      onEvent: (event) => options.events?.push(event),
+      sleep: async () => {},
+    },
+    {
+      ...defaultSettings,
+      keyring: await loadKeyring('test keyring', options.keyring.publicKeyring),
+      selection: { filters: (options.filters ?? []).map(parseFilter), max: options.max },
+    },
+  );
+  return engine.run();
+}
+
+export function serveMirror(backend: Backend): Promise<RunningServer> {
+  return startServer(createApp(backend), { port: 0, host: '127.0.0.1' });
+}
+
+export async function fetchBytes(url: string, init?: RequestInit): Promise<{ status: number; bytes: Buffer; headers: Headers }> {
+  const response = await fetch(url, init);
+  return { status: response.status, bytes: Buffer.from(await response.arrayBuffer()), headers: response.headers };
+}
+
+/** Replaces a live upstream's files in place (the test server reads the same Map). */
+export function replaceFiles(live: Map<string, Uint8Array>, next: Map<string, Uint8Array>): void {
+  live.clear();
+  for (const [path, bytes] of next) live.set(path, bytes);
+}
+
+/**
+ * Adds a newer version to every product, cloned from its newest one with
+ * paths moved under the new version name — what a daily upstream build looks like.
+ */
+export function withNewVersion(products: ProductsDocument[], version: string): ProductsDocument[] {
+  return products.map((doc) => {
+    const copy = structuredClone(doc);
+    for (const product of Object.values(copy.products)) {
+      const newest = Object.keys(product.versions).sort().at(-1);
+      if (!newest) continue;
+      const clone = structuredClone(product.versions[newest]!);
+      for (const item of Object.values(clone.items)) item.path = item.path.replace(newest, version);
+      product.versions[version] = clone;
+    }
+    return copy;
+  });
+}
+
+/** Paths of the items a filter + max selection keeps, computed independently of the engine. */
+export function selectedPaths(products: ProductsDocument[], arch: string, max: number): string[] {
+  const paths = new Set<string>();
+  for (const doc of products) {
+    for (const product of Object.values(doc.products)) {
+      if (product.arch !== arch) continue;
+      for (const name of Object.keys(product.versions).sort().slice(-max)) {
+        for (const item of Object.values(product.versions[name]!.items)) paths.add(item.path);
+      }
+    }
+  }
+  return [...paths].sort();
+}
