@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
 import { compareCLocale, matchesAll, newestVersions, parseFilter } from '../../functions/core/filters.ts';
+import { flattenItems } from '../../functions/core/simplestreams.ts';
+import { loadFixtureProducts } from '../support/fixtures.ts';
 
 // Inherited fields of a real item (simplestreams_ubuntu.json, 24.04 amd64 squashfs).
 const nobleSquashfs: Record<string, unknown> = {
@@ -110,6 +112,38 @@ describe('Function: matchesAll', () => {
     expect(matching(['arch=amd64', 'release=jammy'], nobleSquashfs)).toBe(false);
     expect(matching(['os=ubuntu', 'arch=amd64'], pxelinux)).toBe(false);
     expect(matching([], pxelinux)).toBe(true);
+  });
+});
+
+describe('Function: matchesAll over the real captures', () => {
+  const items = loadFixtureProducts().flatMap((doc) => flattenItems(doc.content_id, doc));
+  const select = (...expressions: string[]) => {
+    const filters = expressions.map(parseFilter);
+    return items.filter((item) => matchesAll(filters, item.fields));
+  };
+
+  it('selects what an sstream-mirror filter set would', () => {
+    // Act
+    const nobleAmd64 = select('os=ubuntu', 'release=noble', 'arch=amd64');
+    const uefi = select('bootloader-type=uefi');
+    const notUbuntu = select('os!=ubuntu', 'arch~^(amd|ppc)64');
+    const bootFiles = select('ftype~^boot-', 'arch!~arm');
+
+    // Assess
+    expect(nobleAmd64).toHaveLength(2 * 4);
+    expect(new Set(nobleAmd64.map((i) => i.productName))).toEqual(
+      new Set(['com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04']),
+    );
+    expect(uefi.map((i) => i.itemName).sort()).toEqual(Array(4).fill('grub2-signed').concat(Array(4).fill('shim-signed')));
+    expect(new Set(notUbuntu.map((i) => i.fields.os))).toEqual(new Set(['grub-efi-signed', 'grub-ieee1275', 'pxelinux', 'centos']));
+    expect(bootFiles.every((i) => i.fields.arch === 'amd64' && i.fields.os === 'ubuntu')).toBe(true);
+    expect(bootFiles).toHaveLength(2 * 2 * 2);
+  });
+
+  it('selects nothing by a key no item has, unless it tests for the empty string', () => {
+    // Assess
+    expect(select('no-such-field=x')).toEqual([]);
+    expect(select('no-such-field=')).toHaveLength(items.length);
   });
 });
 
