@@ -1,0 +1,131 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateSigningKey, serveTree, synthesizeTree, type SigningKey } from '../../functions/local/synthetic-upstream.ts';
+import { loadFixtureProducts } from '../support/fixtures.ts';
+import { selectedPaths } from '../support/mirror.ts';
+
+const execFileAsync = promisify(execFile);
+const BIN = new URL('../../bin/skystreams.mjs', import.meta.url).pathname;
+const GPGV = ['/usr/bin/gpgv', '/bin/gpgv'].find((path) => existsSync(path));
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function cli(...args: string[]): Promise<CliResult> {
+  try {
+    const { stdout, stderr } = await execFileAsync(process.execPath, [BIN, ...args], { timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string };
+    return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
+  }
+}
+
+function serve(dataDir: string): Promise<{ url: string; process: ChildProcess }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--data-dir', dataDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      output += chunk.toString();
+      const match = /at (http:\/\/\S+\/)/.exec(output);
+      if (match) resolve({ url: match[1]!, process: child });
+    });
+    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
+  });
+}
+
+describe('CLI: skystreams sync / serve / status / verify', () => {
+  let work: string;
+  let key: SigningKey;
+  let keyring: string;
+  let files: Map<string, Uint8Array>;
+  let upstream: Awaited<ReturnType<typeof serveTree>>;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'skystreams-cli-'));
+    key = await generateSigningKey('cli upstream');
+    keyring = join(work, 'keyring.gpg');
+    await writeFile(keyring, key.publicKeyring);
+    files = await synthesizeTree(loadFixtureProducts(), { key });
+    upstream = await serveTree(files);
+  });
+  afterAll(async () => {
+    await upstream.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  it('syncs, serves byte-identical files, reports status and verifies the store', async () => {
+    const dataDir = join(work, 'good');
+    const sync = await cli('sync', '--data-dir', dataDir, '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch=amd64', '--max', '1');
+    expect(sync.stderr).toContain('"type":"published"');
+    expect(sync.code).toBe(0);
+
+    const server = await serve(dataDir);
+    try {
+      for (const path of ['streams/v1/index.sjson', ...selectedPaths(loadFixtureProducts(), 'amd64', 1)]) {
+        const response = await fetch(server.url + path);
+        expect(response.status, path).toBe(200);
+        expect(Buffer.from(await response.arrayBuffer()).equals(Buffer.from(files.get(path)!)), path).toBe(true);
+      }
+      if (GPGV) {
+        const signed = join(work, 'served-index.sjson');
+        await writeFile(signed, Buffer.from(await (await fetch(`${server.url}streams/v1/index.sjson`)).arrayBuffer()));
+        await expect(execFileAsync(GPGV, ['--keyring', keyring, signed])).resolves.toBeDefined();
+      }
+    } finally {
+      server.process.kill('SIGTERM');
+    }
+
+    const status = await cli('status', '--data-dir', dataDir, '--json');
+    expect(status.code).toBe(0);
+    expect(JSON.parse(status.stdout)).toMatchObject({ publication: { generation: 1 }, runs: [{ state: 'succeeded' }] });
+
+    const verify = await cli('verify', '--data-dir', dataDir);
+    expect(verify.stdout).toMatch(/0 bad/);
+    expect(verify.code).toBe(0);
+  });
+
+  it('verify names an item whose stored bytes were damaged, and exits non-zero', async () => {
+    const dataDir = join(work, 'damaged');
+    expect((await cli('sync', '--data-dir', dataDir, '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch=amd64', '--max', '1')).code).toBe(0);
+    const victim = selectedPaths(loadFixtureProducts(), 'amd64', 1)[0]!;
+    await writeFile(join(dataDir, 'objects', 'items', victim), 'not the original bytes');
+
+    const verify = await cli('verify', '--data-dir', dataDir);
+
+    expect(verify.code).toBe(1);
+    expect(verify.stderr).toContain(`BAD ${victim}: size`);
+  });
+
+  it('fails with a clear message and exit code for a keyring that did not sign upstream', async () => {
+    const other = join(work, 'other.gpg');
+    await writeFile(other, (await generateSigningKey('someone else')).publicKeyring);
+
+    const sync = await cli('sync', '--data-dir', join(work, 'wrong-key'), '--source', upstream.baseUrl, '--keyring', other);
+
+    expect(sync.code).toBe(1);
+    expect(sync.stderr).toMatch(/skystreams: streams\/v1\/index\.sjson: .*(key|signature)/i);
+  });
+
+  it('rejects bad flags with exit code 2 naming the flag', async () => {
+    const badFilter = await cli('sync', '--data-dir', join(work, 'x'), '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch');
+    expect(badFilter.code).toBe(2);
+    expect(badFilter.stderr).toMatch(/arch/);
+
+    const missingKeyring = await cli('sync', '--data-dir', join(work, 'x'), '--source', upstream.baseUrl, '--keyring', join(work, 'nope.gpg'));
+    expect(missingKeyring.code).toBe(2);
+    expect(missingKeyring.stderr).toMatch(/--keyring .*nope\.gpg/);
+
+    const badMax = await cli('sync', '--data-dir', join(work, 'x'), '--source', upstream.baseUrl, '--keyring', keyring, '--max', 'zero');
+    expect(badMax.code).toBe(2);
+    expect(badMax.stderr).toMatch(/--max/);
+  });
+});
