@@ -4,7 +4,7 @@
  * twins checked against what was signed — so everything we later publish
  * verbatim has been verified.
  */
-import { MetadataError, NotFoundError, RollbackError } from './errors.ts';
+import { MetadataError, NotFoundError, RollbackError, SignatureError } from './errors.ts';
 import { assertSafePath } from './paths.ts';
 import { verifyClearsigned, type Keyring } from './pgp.ts';
 import {
@@ -14,7 +14,7 @@ import {
   type ProductsDocument,
   type StreamIndex,
 } from './simplestreams.ts';
-import type { Upstream, Validators } from './ports.ts';
+import type { FetchedFile, Upstream, Validators } from './ports.ts';
 
 export const SIGNED_INDEX = 'streams/v1/index.sjson';
 export const UNSIGNED_INDEX = 'streams/v1/index.json';
@@ -44,7 +44,19 @@ export async function checkIndex(
   keyring: Keyring | undefined,
   validators: Validators | undefined,
 ): Promise<IndexCheck> {
-  const fetched = await upstream.fetchFile(indexFileFor(keyring), validators);
+  const indexFile = indexFileFor(keyring);
+  let fetched: FetchedFile;
+  try {
+    fetched = await upstream.fetchFile(indexFile, validators);
+  } catch (error) {
+    if (keyring && error instanceof NotFoundError) {
+      throw new SignatureError(
+        indexFile,
+        `not found at ${upstream.url(indexFile)}: the URL is wrong or the source is unsigned (only then, and only if you trust it, use --no-verify)`,
+      );
+    }
+    throw error;
+  }
   if (fetched.notModified) return { changed: false };
   return { changed: true, bytes: fetched.bytes, validators: fetched.validators };
 }

@@ -29,8 +29,8 @@ async function cli(...args: string[]): Promise<CliResult> {
   }
 }
 
-function serve(dataDir: string): Promise<{ url: string; process: ChildProcess }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--data-dir', dataDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+function serve(dataDir: string, command: string[] = ['serve']): Promise<{ url: string; process: ChildProcess }> {
+  const child = spawn(process.execPath, [BIN, ...command, '--data-dir', dataDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   return new Promise((resolve, reject) => {
     let output = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -91,6 +91,21 @@ describe('CLI: skystreams sync / serve / status / verify', () => {
     const verify = await cli('verify', '--data-dir', dataDir);
     expect(verify.stdout).toMatch(/0 bad/);
     expect(verify.code).toBe(0);
+  });
+
+  it('local serves at once, syncs now and again every --interval', async () => {
+    const dataDir = join(work, 'local');
+    const local = await serve(dataDir, ['local', '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch=amd64', '--max', '1', '--interval', '1s']);
+    try {
+      const status = async () =>
+        (await (await fetch(`${local.url}api/v1/status`)).json()) as { publication: { generation: number } | null; runs: { state: string }[] };
+      await expect.poll(async () => (await status()).publication?.generation, { timeout: 20_000 }).toBe(1);
+      await expect.poll(async () => (await status()).runs.filter((r) => r.state === 'unchanged').length, { timeout: 20_000 }).toBeGreaterThan(0);
+      const index = await fetch(`${local.url}streams/v1/index.sjson`);
+      expect(Buffer.from(await index.arrayBuffer()).equals(Buffer.from(files.get('streams/v1/index.sjson')!))).toBe(true);
+    } finally {
+      local.process.kill('SIGTERM');
+    }
   });
 
   it('verify names an item whose stored bytes were damaged, and exits non-zero', async () => {

@@ -57,12 +57,25 @@ export function mirrorSuite(factory: BackendFactory): void {
       await opened.cleanup();
     });
 
-    const sync = (options: { filters?: string[]; max?: number; keyring?: SigningKey } = {}) =>
+    const sync = (options: { filters?: string[]; max?: number; keyring?: SigningKey | null } = {}) =>
       syncMirror(opened.backend, upstream.baseUrl, {
         filters: options.filters ?? ['arch=amd64'],
         max: options.max ?? 1,
-        keyring: options.keyring ?? key,
+        keyring: options.keyring === null ? undefined : (options.keyring ?? key),
       });
+
+    it('refuses an unsigned source unless verification is explicitly off', async () => {
+      replaceFiles(live, await synthesizeTree(products, { updated: FIRST }));
+
+      await expect(sync()).rejects.toThrow(/index\.sjson: not found.*--no-verify/);
+      expect(await opened.backend.catalog.getCurrent()).toBeUndefined();
+
+      const run = await sync({ keyring: null });
+      expect(run.state).toBe('succeeded');
+      const served = await fetchBytes(`${server.url}streams/v1/index.json`);
+      expect(served.bytes.equals(Buffer.from(live.get('streams/v1/index.json')!))).toBe(true);
+      expect((await fetchBytes(`${server.url}streams/v1/index.sjson`)).status).toBe(404);
+    });
 
     it('mirrors the selected items and serves every file byte-identical to upstream', async () => {
       // Act

@@ -12,7 +12,8 @@ import type { SigningKey } from '../../functions/local/synthetic-upstream.ts';
 export interface SyncOptions {
   filters?: string[];
   max?: number;
-  keyring: SigningKey;
+  /** undefined: `--no-verify`. */
+  keyring: SigningKey | undefined;
   events?: SyncEvent[];
 }
 
@@ -27,7 +28,7 @@ export async function syncMirror(backend: Backend, sourceUrl: string, options: S
     },
     {
       ...defaultSettings,
-      keyring: await loadKeyring('test keyring', options.keyring.publicKeyring),
+      keyring: options.keyring && (await loadKeyring('test keyring', options.keyring.publicKeyring)),
       selection: { filters: (options.filters ?? []).map(parseFilter), max: options.max },
     },
   );
