@@ -276,7 +276,7 @@ describe('Function: planSync', () => {
     const docs = loadFixtureProducts();
     const grub = documentById(docs, BOOTLOADERS_ID).products[PPC_GRUB]!;
     const older = grub.versions['20201124.0']!.items.grub2!;
-    Object.assign(grub.versions['20210509.0']!.items.grub2!, { path: older.path, sha256: older.sha256, size: older.size + 1 });
+    Object.assign(grub.versions['20210509.0']!.items.grub2!, { path: older.path, sha256: older.sha256, size: (older.size ?? 0) + 1 });
 
     // Act
     const act = () => planSync({ products: asInput(docs), selection: everything, stored: new Map() });
