@@ -1,0 +1,57 @@
+/**
+ * Exact S3 permissions over the object-store layout of functions/core/ports.ts
+ * `keys`, instead of the CDK grant helpers' wildcard actions (s3:GetObject*,
+ * s3:List*, …): a function gets only the calls the S3 adapter makes, on only
+ * the prefixes its phase touches.
+ */
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import { keys } from '../functions/core/ports.ts';
+
+/** `items/a/b` → `items/*`: everything under a key's top-level prefix. */
+const everythingUnder = (key: string) => `${key.split('/')[0]}/*`;
+
+export const KEY_PATTERNS = {
+  /** Verified item bytes, what CloudFront serves. */
+  items: everythingUnder(keys.item('any')),
+  /** Published and staged metadata generations. */
+  metadata: everythingUnder(keys.metadata(1, 'any')),
+  /** A run's plan, copy list and Distributed Map results. */
+  runs: everythingUnder(keys.runFile('any', 'any')),
+} as const;
+
+export type KeyPattern = (typeof KEY_PATTERNS)[keyof typeof KEY_PATTERNS];
+
+/** The top-level prefix of item keys, CloudFront's origin path (`/items`). */
+export const ITEMS_ORIGIN_PATH = `/${keys.item('any').split('/')[0]}`;
+
+/** What the S3 adapter calls: GetObject (also HEAD), Upload (PutObject + multipart, abort), DeleteObject. */
+const ACTIONS = {
+  read: ['s3:GetObject'],
+  write: ['s3:PutObject', 's3:AbortMultipartUpload'],
+  delete: ['s3:DeleteObject'],
+} as const;
+
+export interface ObjectAccess {
+  readonly read?: readonly KeyPattern[];
+  readonly write?: readonly KeyPattern[];
+  readonly delete?: readonly KeyPattern[];
+}
+
+/**
+ * Grants `grantee` the listed access, plus ListBucket (which also lets a
+ * HEAD of a missing key answer 404 instead of 403).
+ */
+export function grantObjectAccess(grantee: iam.IGrantable, bucket: s3.IBucket, access: ObjectAccess): void {
+  const statements = (Object.keys(ACTIONS) as (keyof typeof ACTIONS)[])
+    .filter((kind) => (access[kind] ?? []).length > 0)
+    .map(
+      (kind) =>
+        new iam.PolicyStatement({
+          actions: [...ACTIONS[kind]],
+          resources: (access[kind] ?? []).map((pattern) => bucket.arnForObjects(pattern)),
+        }),
+    );
+  statements.push(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
+  for (const statement of statements) grantee.grantPrincipal.addToPrincipalPolicy(statement);
+}

@@ -1,0 +1,332 @@
+/**
+ * The one deployment configuration: read from cdk.json's `skystreams` context
+ * (or the JSON file `skystreamsConfigFile` names), validated before anything
+ * is built. Every mistake is a ConfigError naming the setting, so `cdk synth`
+ * fails with a message an operator can act on.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { ConfigError } from '../functions/core/errors.ts';
+import { parseFilter } from '../functions/core/filters.ts';
+
+/** Where the upstream's OpenPGP public keyring comes from. */
+export type KeyringSetting = { readonly file: string } | { readonly armored: string };
+
+export interface AccessControlConfig {
+  /** CIDRs allowed through a WAF web ACL; empty: anyone. */
+  readonly allowedCidrs: readonly string[];
+  /** HTTP basic auth at the edge, users kept in a CloudFront KeyValueStore. */
+  readonly basicAuth: boolean;
+}
+
+export interface AlarmConfig {
+  /** E-mail subscribed to the alarm topic. */
+  readonly email?: string;
+  /** An existing SNS topic to notify as well. */
+  readonly topicArn?: string;
+  /** The mirror is stale when upstream has been ahead for this many consecutive checks. */
+  readonly staleAfterChecks: number;
+}
+
+export interface CustomDomainConfig {
+  readonly domainName: string;
+  /** An ACM certificate in us-east-1 (CloudFront's region) covering `domainName`. */
+  readonly certificateArn: string;
+}
+
+/** A validated configuration, keyring bytes included. */
+export interface SkystreamsConfig {
+  /** Upstream simplestreams root, ending in `/`. */
+  readonly sourceUrl: string;
+  /** The upstream signing keyring (binary or ASCII-armored). */
+  readonly keyring: Uint8Array;
+  /** Where the keyring came from, for messages. */
+  readonly keyringSource: string;
+  /** sstream-mirror item filters, ANDed. */
+  readonly filters: readonly string[];
+  /** Newest versions kept per product; undefined keeps all. */
+  readonly max: number | undefined;
+  readonly scheduleMinutes: number;
+  /** Items the Distributed Map copies at once. */
+  readonly copyConcurrency: number;
+  /** How long a replaced generation stays, for clients mid-download. */
+  readonly pruneGraceHours: number;
+  readonly accessControl: AccessControlConfig;
+  readonly alarms: AlarmConfig;
+  readonly customDomain: CustomDomainConfig | undefined;
+  /** Keyring path on the MAAS region controller, for the printed command. */
+  readonly maasKeyringPath: string;
+}
+
+const UBUNTU_CLOUDIMAGE_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg';
+
+/** Defaults in one place; cdk.json spells them all out too. */
+export const configDefaults = {
+  filters: [] as readonly string[],
+  max: undefined,
+  scheduleMinutes: 5,
+  copyConcurrency: 8,
+  pruneGraceHours: 24,
+  accessControl: { allowedCidrs: [] as readonly string[], basicAuth: false },
+  staleAfterChecks: 24,
+  maasKeyringPath: UBUNTU_CLOUDIMAGE_KEYRING,
+} as const;
+
+const TOP_LEVEL_KEYS = [
+  'sourceUrl',
+  'keyring',
+  'filters',
+  'max',
+  'scheduleMinutes',
+  'copyConcurrency',
+  'pruneGraceHours',
+  'accessControl',
+  'alarms',
+  'customDomain',
+  'maasKeyringPath',
+] as const;
+
+/** CloudWatch evaluates alarms over at most one day of 1-minute-or-longer periods. */
+const MAX_ALARM_LOOKBACK_MINUTES = 24 * 60;
+
+/** Distributed Map's MaxConcurrency ceiling. */
+const MAX_COPY_CONCURRENCY = 10_000;
+
+export interface ConfigSource {
+  /** The `skystreams` context value. */
+  context: unknown;
+  /** The `skystreamsConfigFile` context value: a JSON file replacing `context`. */
+  configFile?: unknown;
+  /** Directory relative paths are resolved against (the one holding cdk.json). */
+  baseDir: string;
+}
+
+/** Reads the config from CDK context, or the file it names, and validates it. */
+export function loadConfig(source: ConfigSource): SkystreamsConfig {
+  if (source.configFile === undefined || source.configFile === null || source.configFile === '') {
+    return parseConfig(source.context, { baseDir: source.baseDir, origin: 'cdk.json context "skystreams"' });
+  }
+  if (typeof source.configFile !== 'string') {
+    throw new ConfigError('skystreamsConfigFile: expected a path to a JSON file');
+  }
+  const file = resolve(source.baseDir, source.configFile);
+  if (!existsSync(file)) throw new ConfigError(`skystreamsConfigFile: ${file} does not exist`);
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (error) {
+    throw new ConfigError(`skystreamsConfigFile: ${file} is not valid JSON: ${(error as Error).message}`);
+  }
+  return parseConfig(raw, { baseDir: dirname(file), origin: file });
+}
+
+/** Validates a raw config object; relative keyring paths resolve against `baseDir`. */
+export function parseConfig(raw: unknown, options: { baseDir: string; origin?: string }): SkystreamsConfig {
+  const origin = options.origin ?? 'config';
+  const fail = (setting: string, problem: string): never => {
+    throw new ConfigError(`${origin}: ${setting}: ${problem}`);
+  };
+  const root = asObject(raw, '(root)', fail);
+  rejectUnknownKeys(root, TOP_LEVEL_KEYS, '', fail);
+
+  const sourceUrl = parseSourceUrl(root.sourceUrl, fail);
+  const { bytes: keyring, source: keyringSource } = readKeyring(root.keyring, options.baseDir, fail);
+  const filters = parseFilters(root.filters, fail);
+  const max = root.max === undefined || root.max === null ? configDefaults.max : integerIn(root.max, 'max', 1, 1_000, fail);
+  const scheduleMinutes = optionalInteger(root.scheduleMinutes, 'scheduleMinutes', 1, 1_440, configDefaults.scheduleMinutes, fail);
+  const copyConcurrency = optionalInteger(
+    root.copyConcurrency,
+    'copyConcurrency',
+    1,
+    MAX_COPY_CONCURRENCY,
+    configDefaults.copyConcurrency,
+    fail,
+  );
+  const pruneGraceHours = optionalInteger(root.pruneGraceHours, 'pruneGraceHours', 0, 24 * 365, configDefaults.pruneGraceHours, fail);
+  const maasKeyringPath =
+    root.maasKeyringPath === undefined ? configDefaults.maasKeyringPath : absolutePath(root.maasKeyringPath, 'maasKeyringPath', fail);
+
+  const alarms = parseAlarms(root.alarms, fail);
+  if (alarms.staleAfterChecks * scheduleMinutes > MAX_ALARM_LOOKBACK_MINUTES) {
+    fail(
+      'alarms.staleAfterChecks',
+      `${alarms.staleAfterChecks} checks every ${scheduleMinutes} minutes exceed the ${MAX_ALARM_LOOKBACK_MINUTES / 60} hours a CloudWatch alarm can look back`,
+    );
+  }
+
+  return {
+    sourceUrl,
+    keyring,
+    keyringSource,
+    filters,
+    max,
+    scheduleMinutes,
+    copyConcurrency,
+    pruneGraceHours,
+    accessControl: parseAccessControl(root.accessControl, fail),
+    alarms,
+    customDomain: parseCustomDomain(root.customDomain, fail),
+    maasKeyringPath,
+  };
+}
+
+type Fail = (setting: string, problem: string) => never;
+
+function parseSourceUrl(value: unknown, fail: Fail): string {
+  if (typeof value !== 'string' || value === '') return fail('sourceUrl', 'required: the upstream simplestreams root URL');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return fail('sourceUrl', `${JSON.stringify(value)} is not a URL`);
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') fail('sourceUrl', `${value} must be http(s)`);
+  if (url.search || url.hash) fail('sourceUrl', `${value} must not have a query or fragment`);
+  if (url.username || url.password) fail('sourceUrl', 'must not embed credentials (they would end up in Lambda environment variables)');
+  // The engine resolves `streams/v1/index.sjson` against the root: it must end in a slash.
+  return url.href.endsWith('/') ? url.href : `${url.href}/`;
+}
+
+function readKeyring(value: unknown, baseDir: string, fail: Fail): { bytes: Uint8Array; source: string } {
+  if (value === undefined || value === null) {
+    return fail('keyring', `required: { "file": "<path>" } or { "armored": "-----BEGIN PGP PUBLIC KEY BLOCK-----…" }`);
+  }
+  const setting = asObject(value, 'keyring', fail);
+  rejectUnknownKeys(setting, ['file', 'armored'], 'keyring.', fail);
+  if ((setting.file === undefined) === (setting.armored === undefined)) {
+    fail('keyring', 'set exactly one of "file" and "armored"');
+  }
+  if (setting.armored !== undefined) {
+    if (typeof setting.armored !== 'string' || !setting.armored.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
+      fail('keyring.armored', 'expected an ASCII-armored public key block');
+    }
+    return { bytes: new TextEncoder().encode(setting.armored as string), source: 'keyring.armored' };
+  }
+  if (typeof setting.file !== 'string' || setting.file === '') return fail('keyring.file', 'expected a path');
+  const file = isAbsolute(setting.file) ? setting.file : resolve(baseDir, setting.file);
+  if (!existsSync(file)) {
+    fail(
+      'keyring.file',
+      `${file} does not exist. Install the ubuntu-cloudimage-keyring package, copy the keyring from a MAAS region controller ` +
+        `(${UBUNTU_CLOUDIMAGE_KEYRING}), or point keyring.file / keyring.armored at the keyring that signs your upstream (docs/deploy.md)`,
+    );
+  }
+  const bytes = new Uint8Array(readFileSync(file));
+  if (bytes.length === 0) fail('keyring.file', `${file} is empty`);
+  return { bytes, source: file };
+}
+
+function parseFilters(value: unknown, fail: Fail): readonly string[] {
+  if (value === undefined || value === null) return configDefaults.filters;
+  if (!Array.isArray(value)) return fail('filters', 'expected an array of strings such as "arch=amd64"');
+  value.forEach((expression, i) => {
+    if (typeof expression !== 'string') fail(`filters[${i}]`, 'expected a string');
+    try {
+      parseFilter(expression as string);
+    } catch (error) {
+      fail(`filters[${i}]`, (error as Error).message);
+    }
+  });
+  return value as string[];
+}
+
+function parseAccessControl(value: unknown, fail: Fail): AccessControlConfig {
+  if (value === undefined || value === null) return configDefaults.accessControl;
+  const setting = asObject(value, 'accessControl', fail);
+  rejectUnknownKeys(setting, ['allowedCidrs', 'basicAuth'], 'accessControl.', fail);
+  const allowedCidrs = setting.allowedCidrs ?? [];
+  if (!Array.isArray(allowedCidrs)) return fail('accessControl.allowedCidrs', 'expected an array of CIDRs');
+  allowedCidrs.forEach((cidr, i) => {
+    if (typeof cidr !== 'string' || !isCidr(cidr)) {
+      fail(`accessControl.allowedCidrs[${i}]`, `${JSON.stringify(cidr)} is not an IPv4 or IPv6 CIDR such as 203.0.113.0/24`);
+    }
+  });
+  const basicAuth = setting.basicAuth ?? false;
+  if (typeof basicAuth !== 'boolean') fail('accessControl.basicAuth', 'expected true or false');
+  return { allowedCidrs: allowedCidrs as string[], basicAuth: basicAuth as boolean };
+}
+
+function parseAlarms(value: unknown, fail: Fail): AlarmConfig {
+  if (value === undefined || value === null) return { staleAfterChecks: configDefaults.staleAfterChecks };
+  const setting = asObject(value, 'alarms', fail);
+  rejectUnknownKeys(setting, ['email', 'topicArn', 'staleAfterChecks'], 'alarms.', fail);
+  const email = optionalString(setting.email, 'alarms.email', fail);
+  if (email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) fail('alarms.email', `${email} is not an e-mail address`);
+  const topicArn = optionalString(setting.topicArn, 'alarms.topicArn', fail);
+  if (topicArn !== undefined && !/^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$/.test(topicArn)) {
+    fail('alarms.topicArn', `${topicArn} is not an SNS topic ARN`);
+  }
+  const staleAfterChecks = optionalInteger(
+    setting.staleAfterChecks,
+    'alarms.staleAfterChecks',
+    1,
+    1_000,
+    configDefaults.staleAfterChecks,
+    fail,
+  );
+  return { ...(email && { email }), ...(topicArn && { topicArn }), staleAfterChecks };
+}
+
+function parseCustomDomain(value: unknown, fail: Fail): CustomDomainConfig | undefined {
+  if (value === undefined || value === null) return undefined;
+  const setting = asObject(value, 'customDomain', fail);
+  rejectUnknownKeys(setting, ['domainName', 'certificateArn'], 'customDomain.', fail);
+  const { domainName, certificateArn } = setting;
+  if (typeof domainName !== 'string' || !/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/i.test(domainName)) {
+    fail('customDomain.domainName', `${JSON.stringify(domainName)} is not a DNS name`);
+  }
+  if (typeof certificateArn !== 'string' || !/^arn:aws[a-z-]*:acm:us-east-1:\d{12}:certificate\/[\w-]+$/.test(certificateArn)) {
+    fail('customDomain.certificateArn', 'expected an ACM certificate ARN in us-east-1 (CloudFront only uses certificates from there)');
+  }
+  return { domainName: domainName as string, certificateArn: certificateArn as string };
+}
+
+function asObject(value: unknown, setting: string, fail: Fail): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(setting, 'expected an object');
+  return value as Record<string, unknown>;
+}
+
+function rejectUnknownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string, fail: Fail): void {
+  for (const key of Object.keys(object)) {
+    if (!known.includes(key)) fail(`${prefix}${key}`, `unknown setting (known: ${known.join(', ')})`);
+  }
+}
+
+function optionalString(value: unknown, setting: string, fail: Fail): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (typeof value !== 'string') return fail(setting, 'expected a string');
+  return value;
+}
+
+function optionalInteger(value: unknown, setting: string, min: number, max: number, fallback: number, fail: Fail): number {
+  return value === undefined || value === null ? fallback : integerIn(value, setting, min, max, fail);
+}
+
+function integerIn(value: unknown, setting: string, min: number, max: number, fail: Fail): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    fail(setting, `${JSON.stringify(value)} is not an integer from ${min} to ${max}`);
+  }
+  return value as number;
+}
+
+function absolutePath(value: unknown, setting: string, fail: Fail): string {
+  if (typeof value !== 'string' || !value.startsWith('/')) return fail(setting, 'expected an absolute path');
+  return value;
+}
+
+function isCidr(value: string): boolean {
+  const [address = '', prefix, ...rest] = value.split('/');
+  if (prefix === undefined || rest.length > 0 || !/^\d{1,3}$/.test(prefix)) return false;
+  const bits = Number(prefix);
+  if (address.includes(':')) return bits <= 128 && /^[0-9a-f:]+$/i.test(address) && isIpv6(address);
+  const octets = address.split('.');
+  return bits <= 32 && octets.length === 4 && octets.every((octet) => /^\d{1,3}$/.test(octet) && Number(octet) <= 255);
+}
+
+function isIpv6(address: string): boolean {
+  const halves = address.split('::');
+  if (halves.length > 2) return false;
+  const groups = halves.flatMap((half) => (half === '' ? [] : half.split(':')));
+  if (!groups.every((group) => /^[0-9a-f]{1,4}$/i.test(group))) return false;
+  return halves.length === 2 ? groups.length < 8 : groups.length === 8;
+}

@@ -1,0 +1,135 @@
+import { Duration } from 'aws-cdk-lib';
+import type * as apigateway from 'aws-cdk-lib/aws-apigateway';
+import * as acm from 'aws-cdk-lib/aws-certificatemanager';
+import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
+import * as origins from 'aws-cdk-lib/aws-cloudfront-origins';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { ITEMS_ORIGIN_PATH, KEY_PATTERNS } from '../bucket-access.ts';
+import { API_PREFIXES } from './mirror-api.ts';
+
+export interface MirrorDistributionProps {
+  /** Holds item bytes under `items/`. */
+  readonly bucket: s3.IBucket;
+  readonly api: apigateway.RestApi;
+  /** Receives CloudFront's standard access logs (must allow ACLs). @default no access logs */
+  readonly logBucket?: s3.IBucket;
+  /** @default the distribution's own *.cloudfront.net name */
+  readonly customDomain?: { readonly domainName: string; readonly certificateArn: string };
+  /** @default no web ACL */
+  readonly webAcl?: { readonly attrArn: string };
+  /** Runs on every viewer request (e.g. basic auth). @default none */
+  readonly viewerRequestFunction?: cloudfront.IFunction;
+  /** @default cloudfront.PriceClass.PRICE_CLASS_100 */
+  readonly priceClass?: cloudfront.PriceClass;
+  /** How long item bytes stay cached when the origin says nothing; items never change under a path. @default Duration.days(30) */
+  readonly itemCacheTtl?: Duration;
+  /** Metadata caching: the API's own Cache-Control wins up to this. @default Duration.minutes(5) */
+  readonly metadataMaxTtl?: Duration;
+}
+
+/**
+ * The mirror's single base URL: item bytes straight from S3 through origin
+ * access control (origin path `/items`, so `/<mirror path>` is
+ * `items/<mirror path>`), `/streams/*` and `/api/*` from the API. HTTP and
+ * HTTPS are both served as-is: MAAS never follows a redirect.
+ */
+export class MirrorDistribution extends Construct {
+  public readonly distribution: cloudfront.Distribution;
+  /** `https://<domain>/`, what MAAS is pointed at. */
+  public readonly baseUrl: string;
+  /** True without a custom domain: the *.cloudfront.net certificate, which allows only the TLSv1 security policy. */
+  public readonly usesDefaultCertificate: boolean;
+
+  constructor(scope: Construct, id: string, props: MirrorDistributionProps) {
+    super(scope, id);
+    const functionAssociations = props.viewerRequestFunction
+      ? [{ function: props.viewerRequestFunction, eventType: cloudfront.FunctionEventType.VIEWER_REQUEST }]
+      : undefined;
+
+    const items = origins.S3BucketOrigin.withOriginAccessControl(props.bucket, {
+      originPath: ITEMS_ORIGIN_PATH,
+      originAccessLevels: [cloudfront.AccessLevel.READ],
+    });
+    const itemsCache = new cloudfront.CachePolicy(this, 'ItemsCache', {
+      comment: 'skystreams items: immutable under their path',
+      defaultTtl: props.itemCacheTtl ?? Duration.days(30),
+      maxTtl: Duration.days(365),
+      minTtl: Duration.seconds(0),
+      queryStringBehavior: cloudfront.CacheQueryStringBehavior.none(),
+      headerBehavior: cloudfront.CacheHeaderBehavior.none(),
+      cookieBehavior: cloudfront.CacheCookieBehavior.none(),
+    });
+
+    const api = new origins.RestApiOrigin(props.api);
+    const metadataCache = new cloudfront.CachePolicy(this, 'MetadataCache', {
+      comment: 'skystreams metadata: changes with each published generation',
+      defaultTtl: Duration.seconds(60),
+      maxTtl: props.metadataMaxTtl ?? Duration.minutes(5),
+      minTtl: Duration.seconds(0),
+      queryStringBehavior: cloudfront.CacheQueryStringBehavior.all(),
+      headerBehavior: cloudfront.CacheHeaderBehavior.none(),
+      cookieBehavior: cloudfront.CacheCookieBehavior.none(),
+      enableAcceptEncodingGzip: true,
+      enableAcceptEncodingBrotli: true,
+    });
+    // Query strings only: never the viewer's Host (API Gateway needs its own) nor its Authorization.
+    const toApi = new cloudfront.OriginRequestPolicy(this, 'ApiRequests', {
+      comment: 'skystreams API: forward query strings only',
+      queryStringBehavior: cloudfront.OriginRequestQueryStringBehavior.all(),
+      headerBehavior: cloudfront.OriginRequestHeaderBehavior.none(),
+      cookieBehavior: cloudfront.OriginRequestCookieBehavior.none(),
+    });
+    const apiBehavior: cloudfront.BehaviorOptions = {
+      origin: api,
+      viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.ALLOW_ALL,
+      allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+      cachedMethods: cloudfront.CachedMethods.CACHE_GET_HEAD,
+      cachePolicy: metadataCache,
+      originRequestPolicy: toApi,
+      compress: true,
+      functionAssociations,
+    };
+
+    this.distribution = new cloudfront.Distribution(this, 'Distribution', {
+      comment: 'skystreams MAAS image mirror',
+      defaultBehavior: {
+        origin: items,
+        viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.ALLOW_ALL,
+        allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+        cachedMethods: cloudfront.CachedMethods.CACHE_GET_HEAD,
+        cachePolicy: itemsCache,
+        // Images are already compressed (squashfs, gzip'd kernels).
+        compress: false,
+        functionAssociations,
+      },
+      additionalBehaviors: Object.fromEntries(API_PREFIXES.map((prefix) => [`/${prefix}/*`, apiBehavior])),
+      httpVersion: cloudfront.HttpVersion.HTTP2_AND_3,
+      enableIpv6: true,
+      priceClass: props.priceClass ?? cloudfront.PriceClass.PRICE_CLASS_100,
+      ...(props.logBucket && { enableLogging: true, logBucket: props.logBucket, logFilePrefix: 'cloudfront/' }),
+      ...(props.webAcl && { webAclId: props.webAcl.attrArn }),
+      ...(props.customDomain && {
+        domainNames: [props.customDomain.domainName],
+        certificate: acm.Certificate.fromCertificateArn(this, 'Certificate', props.customDomain.certificateArn),
+        minimumProtocolVersion: cloudfront.SecurityPolicyProtocol.TLS_V1_2_2021,
+      }),
+    });
+
+    // Origin access control is granted the whole bucket; only item bytes are CloudFront's to read.
+    props.bucket.addToResourcePolicy(
+      new iam.PolicyStatement({
+        sid: 'CloudFrontReadsItemsOnly',
+        effect: iam.Effect.DENY,
+        principals: [new iam.ServicePrincipal('cloudfront.amazonaws.com')],
+        actions: ['s3:GetObject'],
+        notResources: [props.bucket.arnForObjects(KEY_PATTERNS.items)],
+      }),
+    );
+
+    this.usesDefaultCertificate = props.customDomain === undefined;
+    const domain = props.customDomain?.domainName ?? this.distribution.distributionDomainName;
+    this.baseUrl = `https://${domain}/`;
+  }
+}

@@ -1,0 +1,91 @@
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as s3 from 'aws-cdk-lib/aws-s3';
+import { Construct } from 'constructs';
+import { TABLE_KEY_SCHEMA, type KeyAttribute } from '../../functions/adapters/dynamodb/table-design.ts';
+
+export interface MirrorStorageProps {
+  /** Days an incomplete multipart upload (a copy cut short) is kept before S3 aborts it. @default 2 */
+  readonly abortIncompleteUploadsAfterDays?: number;
+  /** Days S3 and CloudFront access logs are kept. @default 90 */
+  readonly accessLogRetentionDays?: number;
+  /** What happens to the mirror's data when the stack is deleted. @default RemovalPolicy.RETAIN */
+  readonly removalPolicy?: RemovalPolicy;
+}
+
+/**
+ * Where the mirror lives: a private, encrypted, TLS-only bucket for item
+ * bytes and metadata generations, a DynamoDB table for the catalog, and a
+ * bucket for access logs. Data survives stack deletion unless told otherwise.
+ */
+export class MirrorStorage extends Construct {
+  public readonly bucket: s3.Bucket;
+  public readonly table: dynamodb.Table;
+  /** S3 server access logs (`s3/`) and CloudFront standard logs (`cloudfront/`). */
+  public readonly logBucket: s3.Bucket;
+
+  constructor(scope: Construct, id: string, props: MirrorStorageProps = {}) {
+    super(scope, id);
+    const removalPolicy = props.removalPolicy ?? RemovalPolicy.RETAIN;
+
+    this.logBucket = new s3.Bucket(this, 'AccessLogs', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      // CloudFront standard logging writes with ACLs.
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+      lifecycleRules: [
+        {
+          id: 'ExpireAccessLogs',
+          expiration: Duration.days(props.accessLogRetentionDays ?? 90),
+          abortIncompleteMultipartUploadAfter: Duration.days(1),
+        },
+      ],
+      removalPolicy,
+    });
+
+    this.bucket = new s3.Bucket(this, 'Mirror', {
+      blockPublicAccess: s3.BlockPublicAccess.BLOCK_ALL,
+      encryption: s3.BucketEncryption.S3_MANAGED,
+      enforceSSL: true,
+      objectOwnership: s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+      serverAccessLogsBucket: this.logBucket,
+      serverAccessLogsPrefix: 's3/',
+      lifecycleRules: [
+        {
+          id: 'AbortIncompleteUploads',
+          abortIncompleteMultipartUploadAfter: Duration.days(props.abortIncompleteUploadsAfterDays ?? 2),
+        },
+      ],
+      removalPolicy,
+    });
+
+    // The key design the DynamoDB catalog adapter reads and writes: one definition for both.
+    this.table = new dynamodb.Table(this, 'Catalog', {
+      partitionKey: attribute(TABLE_KEY_SCHEMA.partitionKey),
+      sortKey: attribute(TABLE_KEY_SCHEMA.sortKey),
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      deletionProtection: true,
+      removalPolicy,
+    });
+    for (const index of TABLE_KEY_SCHEMA.globalSecondaryIndexes) {
+      this.table.addGlobalSecondaryIndex({
+        indexName: index.indexName,
+        partitionKey: attribute(index.partitionKey),
+        sortKey: attribute(index.sortKey),
+        projectionType: dynamodb.ProjectionType[index.projectionType],
+      });
+    }
+  }
+}
+
+const ATTRIBUTE_TYPES = {
+  S: dynamodb.AttributeType.STRING,
+  N: dynamodb.AttributeType.NUMBER,
+  B: dynamodb.AttributeType.BINARY,
+} as const;
+
+function attribute(key: KeyAttribute): dynamodb.Attribute {
+  return { name: key.name, type: ATTRIBUTE_TYPES[key.type] };
+}

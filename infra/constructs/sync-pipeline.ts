@@ -1,0 +1,259 @@
+import { fileURLToPath } from 'node:url';
+import { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import type * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import type * as s3 from 'aws-cdk-lib/aws-s3';
+import * as scheduler from 'aws-cdk-lib/aws-scheduler';
+import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
+import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
+import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
+import { Construct } from 'constructs';
+import { BUNDLED_KEYRING, ENV, syncEnvironment } from '../../functions/adapters/lambda/environment.ts';
+import { grantObjectAccess, KEY_PATTERNS } from '../bucket-access.ts';
+import { MirrorFunction } from './mirror-function.ts';
+
+export interface SyncPipelineProps {
+  readonly bucket: s3.IBucket;
+  readonly table: dynamodb.ITable;
+  /** Upstream simplestreams root, ending in `/`. */
+  readonly sourceUrl: string;
+  /** The upstream signing keyring, bundled with the functions. */
+  readonly keyring: Uint8Array;
+  /** sstream-mirror item filters. @default [] (everything) */
+  readonly filters?: readonly string[];
+  /** Newest versions kept per product. @default undefined (all) */
+  readonly max?: number;
+  /** @default 24 */
+  readonly pruneGraceHours?: number;
+  /** Items copied at once by the Distributed Map. @default 8 */
+  readonly copyConcurrency?: number;
+  /** How often the check runs. @default 5 */
+  readonly scheduleMinutes?: number;
+  /** A whole run, plan to prune, is stopped after this. @default Duration.hours(12) */
+  readonly runTimeout?: Duration;
+}
+
+/** Errors a retry can cure: upstream hiccups, store throttling, a Lambda cut short. */
+/** Where the state input carries the bucket name (see the Settings state). */
+const BUCKET_PATH = '$.settings.bucket';
+
+const TRANSIENT_ERRORS = ['UpstreamError', 'UnavailableError', 'Sandbox.Timedout'];
+
+const handlerEntry = (name: string) => fileURLToPath(new URL(`../../functions/handlers/${name}.ts`, import.meta.url));
+
+/**
+ * The sync as Step Functions drives it: a scheduled check starts a run only
+ * when upstream changed; the run plans (writing the copy list to the bucket),
+ * copies items through a Distributed Map that reads that list, publishes,
+ * prunes, and on any failure records the run as failed and frees the lock.
+ * Each function gets only the access its phase needs.
+ */
+export class SyncPipeline extends Construct {
+  public readonly checkFunction: MirrorFunction;
+  public readonly planFunction: MirrorFunction;
+  public readonly copyFunction: MirrorFunction;
+  public readonly publishFunction: MirrorFunction;
+  public readonly pruneFunction: MirrorFunction;
+  public readonly failFunction: MirrorFunction;
+  public readonly stateMachine: sfn.StateMachine;
+  public readonly schedule: scheduler.Schedule;
+  public readonly scheduleMinutes: number;
+
+  constructor(scope: Construct, id: string, props: SyncPipelineProps) {
+    super(scope, id);
+    const { bucket, table } = props;
+    this.scheduleMinutes = props.scheduleMinutes ?? 5;
+    const copyConcurrency = props.copyConcurrency ?? 8;
+    const environment = {
+      [ENV.bucket]: bucket.bucketName,
+      [ENV.table]: table.tableName,
+      ...syncEnvironment({
+        sourceUrl: props.sourceUrl,
+        filters: props.filters ?? [],
+        max: props.max,
+        pruneGraceHours: props.pruneGraceHours ?? 24,
+      }),
+    };
+    const syncFunction = (name: string, description: string, sizing: { memorySizeMb: number; timeout: Duration }) =>
+      new MirrorFunction(this, `${name[0]?.toUpperCase()}${name.slice(1)}Function`, {
+        entry: handlerEntry(name),
+        description,
+        environment,
+        bundledFiles: { [BUNDLED_KEYRING]: props.keyring },
+        ...sizing,
+      });
+
+    this.checkFunction = syncFunction('check', 'Conditional GET of the upstream index; starts a sync run when it changed', {
+      memorySizeMb: 512,
+      timeout: Duration.minutes(1),
+    });
+    // Verifies signatures and parses products files of several MB: a full vCPU.
+    this.planFunction = syncFunction('plan', 'Locks, verifies upstream metadata, stages it and writes the copy list', {
+      memorySizeMb: 1769,
+      timeout: Duration.minutes(10),
+    });
+    // Streams one item (up to several GB) from upstream into S3 with bounded memory; network throughput grows with memory.
+    this.copyFunction = syncFunction('copy', 'Copies one item from upstream, verifying size and digest while streaming', {
+      memorySizeMb: 2048,
+      timeout: Duration.minutes(15),
+    });
+    this.publishFunction = syncFunction('publish', 'Checks every item is stored, then switches the current publication', {
+      memorySizeMb: 1024,
+      timeout: Duration.minutes(10),
+    });
+    this.pruneFunction = syncFunction('prune', 'Deletes replaced generations and unreferenced files after the grace period', {
+      memorySizeMb: 1024,
+      timeout: Duration.minutes(15),
+    });
+    this.failFunction = syncFunction('fail', 'Records a sync run as failed and releases the lock', {
+      memorySizeMb: 256,
+      timeout: Duration.minutes(1),
+    });
+    this.grantPhaseAccess(bucket, table);
+
+    this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
+      definitionBody: sfn.DefinitionBody.fromChainable(this.definition(bucket, copyConcurrency)),
+      timeout: props.runTimeout ?? Duration.hours(12),
+      tracingEnabled: true,
+      logs: {
+        destination: new logs.LogGroup(this, 'StateMachineLogs', {
+          retention: logs.RetentionDays.ONE_MONTH,
+          removalPolicy: RemovalPolicy.DESTROY,
+        }),
+        level: sfn.LogLevel.ALL,
+        includeExecutionData: true,
+      },
+    });
+    for (const statement of this.runFilesAccess) this.stateMachine.addToRolePolicy(statement);
+    this.stateMachine.grantStartExecution(this.checkFunction.role);
+    this.checkFunction.function.addEnvironment(ENV.stateMachineArn, this.stateMachine.stateMachineArn);
+
+    this.schedule = new scheduler.Schedule(this, 'CheckSchedule', {
+      description: 'Checks upstream for changes',
+      schedule: scheduler.ScheduleExpression.rate(Duration.minutes(this.scheduleMinutes)),
+      target: new schedulerTargets.LambdaInvoke(this.checkFunction.function, {
+        input: scheduler.ScheduleTargetInput.fromObject({
+          source: 'skystreams.schedule',
+          scheduledTime: scheduler.ContextAttribute.scheduledTime,
+        }),
+        // The next tick comes soon enough: do not pile up late checks.
+        retryAttempts: 0,
+        maxEventAge: Duration.minutes(1),
+      }),
+    });
+  }
+
+  /** The sync functions, for alarms and dashboards. */
+  get functions(): Record<string, lambda.IFunction> {
+    return {
+      check: this.checkFunction.function,
+      plan: this.planFunction.function,
+      copy: this.copyFunction.function,
+      publish: this.publishFunction.function,
+      prune: this.pruneFunction.function,
+      fail: this.failFunction.function,
+    };
+  }
+
+  /**
+   * Least privilege per phase: check only reads the catalog; plan writes
+   * staged metadata and run files; copy writes items but cannot delete
+   * anything; publish reads run files; prune alone deletes.
+   */
+  private grantPhaseAccess(bucket: s3.IBucket, table: dynamodb.ITable): void {
+    const { items, metadata, runs } = KEY_PATTERNS;
+
+    table.grantReadData(this.checkFunction.role);
+
+    table.grantReadWriteData(this.planFunction.role);
+    grantObjectAccess(this.planFunction.role, bucket, { read: [metadata, runs], write: [metadata, runs] });
+
+    table.grantReadWriteData(this.copyFunction.role);
+    grantObjectAccess(this.copyFunction.role, bucket, { read: [items], write: [items] });
+
+    table.grantReadWriteData(this.publishFunction.role);
+    grantObjectAccess(this.publishFunction.role, bucket, { read: [runs] });
+
+    table.grantReadWriteData(this.pruneFunction.role);
+    grantObjectAccess(this.pruneFunction.role, bucket, { delete: [items, metadata, runs] });
+
+    table.grantReadWriteData(this.failFunction.role);
+  }
+
+  /** What the Distributed Map's item reader needs; added to the state machine role. */
+  private runFilesAccess: iam.PolicyStatement[] = [];
+
+  private definition(bucket: s3.IBucket, copyConcurrency: number): sfn.IChainable {
+    const runId = sfn.JsonPath.executionName;
+    const invoke = (id: string, fn: MirrorFunction, payload: Record<string, unknown>, resultPath: string) =>
+      new tasks.LambdaInvoke(this, id, {
+        lambdaFunction: fn.function,
+        payload: sfn.TaskInput.fromObject(payload),
+        payloadResponseOnly: true,
+        resultPath,
+        retryOnServiceExceptions: true,
+      });
+    const retryTransient = (task: tasks.LambdaInvoke, maxAttempts: number) =>
+      task.addRetry({
+        errors: TRANSIENT_ERRORS,
+        interval: Duration.seconds(5),
+        backoffRate: 2,
+        maxAttempts,
+        jitterStrategy: sfn.JitterType.FULL,
+      });
+
+    const recordFailure = invoke('RecordFailure', this.failFunction, { runId, error: sfn.JsonPath.objectAt('$.error') }, '$.failure');
+    retryTransient(recordFailure, 3);
+    const failed = recordFailure.next(
+      new sfn.Fail(this, 'SyncFailed', { errorPath: '$.error.Error', causePath: '$.error.Cause' }),
+    );
+    const onError = { resultPath: '$.error' };
+
+    const plan = invoke('Plan', this.planFunction, { runId }, '$.plan');
+    retryTransient(plan, 3).addCatch(failed, onError);
+
+    const copyItem = new tasks.LambdaInvoke(this, 'CopyItem', {
+      lambdaFunction: this.copyFunction.function,
+      payloadResponseOnly: true,
+      // Thousands of items: keep each result out of the Map's output.
+      outputPath: sfn.JsonPath.DISCARD,
+      retryOnServiceExceptions: true,
+    });
+    retryTransient(copyItem, 5);
+    const copyItems = new sfn.DistributedMap(this, 'CopyItems', {
+      // The copy list can be far larger than a state's 256 KB payload: read it from the bucket.
+      itemReader: new sfn.S3JsonItemReader({ bucketNamePath: BUCKET_PATH, key: sfn.JsonPath.stringAt('$.plan.copyKey') }),
+      itemSelector: { runId: sfn.JsonPath.stringAt('$.plan.runId'), task: sfn.JsonPath.stringAt('$$.Map.Item.Value') },
+      // Each item's result is `{}` (CopyItem discards its output), so the gathered results stay
+      // far below the payload limit: about 80,000 items per run.
+      resultPath: sfn.JsonPath.DISCARD,
+      maxConcurrency: copyConcurrency,
+      // Copies run up to 15 minutes each: longer than an Express child workflow may.
+      mapExecutionType: sfn.StateMachineType.STANDARD,
+      label: 'CopyItems',
+    });
+    copyItems.itemProcessor(copyItem).addCatch(failed, onError);
+
+    const publish = invoke('Publish', this.publishFunction, { runId }, '$.publication');
+    publish.addCatch(failed, onError);
+    const prune = invoke('Prune', this.pruneFunction, { runId }, '$.pruned');
+    retryTransient(prune, 3).addCatch(failed, onError);
+
+    const afterPlan = new sfn.Choice(this, 'AnythingToPublish')
+      .when(sfn.Condition.stringEquals('$.plan.outcome', 'planned'), copyItems.next(publish).next(prune).next(new sfn.Succeed(this, 'Published')))
+      .when(sfn.Condition.stringEquals('$.plan.outcome', 'locked'), new sfn.Succeed(this, 'AnotherRunHoldsTheLock'))
+      .otherwise(new sfn.Succeed(this, 'UpstreamUnchanged'));
+    // The bucket is named through the state's input, so CDK grants the item reader no bucket-wide
+    // access: the state machine may read run files only.
+    const settings = new sfn.Pass(this, 'Settings', {
+      result: sfn.Result.fromObject({ bucket: bucket.bucketName }),
+      resultPath: '$.settings',
+    });
+    this.runFilesAccess = [
+      new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [bucket.arnForObjects(KEY_PATTERNS.runs)] }),
+    ];
+    return settings.next(plan).next(afterPlan);
+  }
+}

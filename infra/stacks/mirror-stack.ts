@@ -1,0 +1,93 @@
+import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import type { Construct } from 'constructs';
+import type { SkystreamsConfig } from '../config.ts';
+import { EdgeAccessControl } from '../constructs/edge-access-control.ts';
+import { MirrorApi } from '../constructs/mirror-api.ts';
+import { MirrorDistribution } from '../constructs/mirror-distribution.ts';
+import { MirrorStorage } from '../constructs/mirror-storage.ts';
+import { Operations } from '../constructs/operations.ts';
+import { SyncPipeline } from '../constructs/sync-pipeline.ts';
+import { suppressAcceptedFindings } from '../nag-suppressions.ts';
+
+export interface MirrorStackProps extends StackProps {
+  readonly config: SkystreamsConfig;
+}
+
+/** The whole serverless mirror: storage, sync pipeline, delivery, operations. */
+export class MirrorStack extends Stack {
+  public readonly storage: MirrorStorage;
+  public readonly sync: SyncPipeline;
+  public readonly api: MirrorApi;
+  public readonly delivery: MirrorDistribution;
+  public readonly accessControl: EdgeAccessControl;
+  public readonly operations: Operations;
+
+  constructor(scope: Construct, id: string, props: MirrorStackProps) {
+    super(scope, id, props);
+    const { config } = props;
+
+    this.storage = new MirrorStorage(this, 'Storage');
+    const { bucket, table } = this.storage;
+
+    this.sync = new SyncPipeline(this, 'Sync', {
+      bucket,
+      table,
+      sourceUrl: config.sourceUrl,
+      keyring: config.keyring,
+      filters: config.filters,
+      ...(config.max !== undefined && { max: config.max }),
+      pruneGraceHours: config.pruneGraceHours,
+      copyConcurrency: config.copyConcurrency,
+      scheduleMinutes: config.scheduleMinutes,
+    });
+
+    this.api = new MirrorApi(this, 'Api', { bucket, table });
+    this.accessControl = new EdgeAccessControl(this, 'AccessControl', config.accessControl);
+    this.delivery = new MirrorDistribution(this, 'Delivery', {
+      bucket,
+      api: this.api.api,
+      logBucket: this.storage.logBucket,
+      ...(config.customDomain && { customDomain: config.customDomain }),
+      ...(this.accessControl.webAcl && { webAcl: this.accessControl.webAcl }),
+      ...(this.accessControl.basicAuthFunction && { viewerRequestFunction: this.accessControl.basicAuthFunction }),
+    });
+
+    this.operations = new Operations(this, 'Operations', {
+      stateMachine: this.sync.stateMachine,
+      functions: { ...this.sync.functions, api: this.api.handler.function },
+      api: this.api.api,
+      scheduleMinutes: config.scheduleMinutes,
+      staleAfterChecks: config.alarms.staleAfterChecks,
+      ...(config.alarms.email && { email: config.alarms.email }),
+      ...(config.alarms.topicArn && { extraTopicArn: config.alarms.topicArn }),
+    });
+
+    this.outputs(config);
+    suppressAcceptedFindings(this);
+  }
+
+  private outputs(config: SkystreamsConfig): void {
+    const baseUrl = this.delivery.baseUrl;
+    const keyring = config.maasKeyringPath;
+    new CfnOutput(this, 'BaseUrl', { description: 'The mirror, for MAAS and browsers (HTTP works too)', value: baseUrl });
+    new CfnOutput(this, 'MaasUpdateBootSource', {
+      description: "Points MAAS's default boot source at the mirror (run on a machine logged in to MAAS as $PROFILE)",
+      value: `maas $PROFILE boot-source update 1 url=${baseUrl} keyring_filename=${keyring}`,
+    });
+    new CfnOutput(this, 'MaasCreateBootSource', {
+      description: 'Adds the mirror as another MAAS boot source instead',
+      value: `maas $PROFILE boot-sources create url=${baseUrl} keyring_filename=${keyring}`,
+    });
+    new CfnOutput(this, 'StatusUrl', { description: 'Sync runs and the current publication', value: `${baseUrl}api/v1/status` });
+    new CfnOutput(this, 'BucketName', { value: this.storage.bucket.bucketName });
+    new CfnOutput(this, 'TableName', { value: this.storage.table.tableName });
+    new CfnOutput(this, 'StateMachineArn', { description: 'Start an execution to sync now', value: this.sync.stateMachine.stateMachineArn });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.operations.topic.topicArn });
+    if (this.accessControl.users) {
+      new CfnOutput(this, 'BasicAuthUsersArn', {
+        description: 'CloudFront KeyValueStore of basic-auth users (docs/deploy.md, "Access control")',
+        value: this.accessControl.users.keyValueStoreArn,
+      });
+    }
+  }
+}
