@@ -1,0 +1,110 @@
+/**
+ * The cloud backend: objects in an S3 bucket, catalog in a DynamoDB table.
+ * `openCloudBackend` for the CLI and the Lambda handlers, and
+ * `initCloudResources` for `skystreams init`. See docs/cloud-backend.md.
+ *
+ * Endpoints come from the options, else from the SDK's own variables
+ * AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL_DYNAMODB / AWS_ENDPOINT_URL. The SDK
+ * would read those by itself, but a custom endpoint also needs path-style
+ * buckets and plain (not aws-chunked) uploads, so they are resolved here.
+ */
+import { ConfigError } from '../core/errors.ts';
+import type { Backend } from '../core/ports.ts';
+import { DynamoCatalog } from './dynamodb/dynamodb-catalog.ts';
+import { dynamoClients, type DynamoConnection } from './dynamodb/dynamodb-client.ts';
+import { ensureTable } from './dynamodb/table-setup.ts';
+import { ensureBucket } from './s3/bucket-setup.ts';
+import { s3Client, type S3Connection } from './s3/s3-client.ts';
+import { S3ObjectStore } from './s3/s3-object-store.ts';
+
+export interface CloudBackendOptions {
+  bucket: string;
+  table: string;
+  /** @default the SDK chain (AWS_REGION, profile); us-east-1 with a custom endpoint and no region set */
+  region?: string;
+  /** @default AWS_ENDPOINT_URL_S3, else AWS_ENDPOINT_URL, else AWS */
+  s3Endpoint?: string;
+  /** @default AWS_ENDPOINT_URL_DYNAMODB, else AWS_ENDPOINT_URL, else AWS */
+  dynamodbEndpoint?: string;
+  /** Prepended to every object key (`mirror/` puts items at `mirror/items/…`). @default '' */
+  prefix?: string;
+}
+
+type Environment = Readonly<Record<string, string | undefined>>;
+
+const OPTION_NAMES = new Set(['bucket', 'table', 'region', 's3Endpoint', 'dynamodbEndpoint', 'prefix']);
+/** Endpoints on this machine are stand-ins, which accept any credentials. */
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+// DynamoDB Local accepts access keys of letters and digits only.
+const STAND_IN_CREDENTIALS = { accessKeyId: 'skystreams', secretAccessKey: 'skystreams' };
+
+export function openCloudBackend(options: CloudBackendOptions, env: Environment = process.env): Backend {
+  const settings = resolveSettings(options, env);
+  const objects = new S3ObjectStore({
+    client: s3Client(settings.s3),
+    bucket: options.bucket,
+    prefix: options.prefix ?? '',
+  });
+  const catalog = new DynamoCatalog({ documents: dynamoClients(settings.dynamodb).documents, table: options.table });
+  return {
+    objects,
+    catalog,
+    description: `${objects.describe('')} + ${catalog.describe()}`,
+    // The SDK clients are shared by every backend in this process, so there is nothing of ours to close.
+    close: async () => undefined,
+  };
+}
+
+/** Creates the bucket and the table where absent, checks them where present; returns what it did. */
+export async function initCloudResources(options: CloudBackendOptions, env: Environment = process.env): Promise<string[]> {
+  const settings = resolveSettings(options, env);
+  const [bucketLines, tableLines] = await Promise.all([
+    ensureBucket(s3Client(settings.s3), options.bucket),
+    ensureTable(dynamoClients(settings.dynamodb).client, options.table),
+  ]);
+  return [...bucketLines, ...tableLines];
+}
+
+interface Settings {
+  s3: S3Connection;
+  dynamodb: DynamoConnection;
+}
+
+function resolveSettings(options: CloudBackendOptions, env: Environment): Settings {
+  const unknown = Object.keys(options).filter((name) => !OPTION_NAMES.has(name));
+  if (unknown.length > 0) throw new ConfigError(`unknown cloud backend option(s): ${unknown.join(', ')}`);
+  if (!options.bucket) throw new ConfigError('the cloud backend needs a bucket');
+  if (!options.table) throw new ConfigError('the cloud backend needs a table');
+
+  const s3Endpoint = endpointUrl('S3', options.s3Endpoint ?? env.AWS_ENDPOINT_URL_S3 ?? env.AWS_ENDPOINT_URL);
+  const dynamodbEndpoint = endpointUrl(
+    'DynamoDB',
+    options.dynamodbEndpoint ?? env.AWS_ENDPOINT_URL_DYNAMODB ?? env.AWS_ENDPOINT_URL,
+  );
+  const connection = (endpoint: URL | undefined) => ({
+    region: options.region || env.AWS_REGION || (endpoint ? 'us-east-1' : undefined),
+    endpoint: endpoint?.href.replace(/\/$/, ''),
+    credentials: endpoint && isStandIn(endpoint, env) ? STAND_IN_CREDENTIALS : undefined,
+  });
+  return { s3: connection(s3Endpoint), dynamodb: connection(dynamodbEndpoint) };
+}
+
+function endpointUrl(service: string, value: string | undefined): URL | undefined {
+  if (!value) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError(`${service} endpoint ${JSON.stringify(value)} is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new ConfigError(`${service} endpoint ${JSON.stringify(value)} must be http:// or https://`);
+  }
+  return url;
+}
+
+/** A loopback endpoint with no credentials configured: give the stand-in dummy ones rather than probe for real ones. */
+function isStandIn(endpoint: URL, env: Environment): boolean {
+  const configured = env.AWS_ACCESS_KEY_ID || env.AWS_PROFILE || env.AWS_WEB_IDENTITY_TOKEN_FILE;
+  return LOOPBACK_HOSTS.has(endpoint.hostname) && !configured;
+}

@@ -1,0 +1,339 @@
+/**
+ * Catalog in one DynamoDB table (single-table design: table-design.ts for
+ * the keys, docs/cloud-backend.md for the item shapes and access patterns).
+ *
+ * Every read of the base table is strongly consistent, so a sync run always
+ * sees its own writes and the latest pointer. Only `listRuns` reads a GSI,
+ * which DynamoDB keeps eventually consistent (typically within a second).
+ */
+import {
+  DeleteCommand,
+  GetCommand,
+  PutCommand,
+  QueryCommand,
+  TransactWriteCommand,
+  type DynamoDBDocumentClient,
+  type QueryCommandInput,
+  type TransactWriteCommandInput,
+} from '@aws-sdk/lib-dynamodb';
+import { ConflictError, LockHeldError, UnavailableError } from '../../core/errors.ts';
+import type { Catalog, CatalogEntry, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+import { batchWrite } from './batch-write.ts';
+import { cancellationReasons, isConditionalCheckFailure, isTransactionConflict, toDomainError } from './errors.ts';
+import {
+  entriesPartition,
+  entryItem,
+  entrySortKeyPrefix,
+  keyAttributesOf,
+  keyOf,
+  objectItem,
+  partitionOf,
+  publicationItem,
+  runItem,
+  toCatalogEntry,
+  toPublication,
+  toStoredObject,
+  toSyncRun,
+  type Item,
+  type ItemKey,
+} from './items.ts';
+import { RUNS_BY_TIME_INDEX } from './table-design.ts';
+
+/** A transaction that collides with a concurrent one is retried this often before giving up as unavailable. */
+const TRANSACTION_ATTEMPTS = 6;
+/** Attempts at taking a lock whose holder let go between our write and our look at it. */
+const LOCK_ATTEMPTS = 3;
+
+export interface DynamoCatalogOptions {
+  documents: DynamoDBDocumentClient;
+  table: string;
+}
+
+export class DynamoCatalog implements Catalog {
+  readonly table: string;
+  private readonly documents: DynamoDBDocumentClient;
+
+  constructor(options: DynamoCatalogOptions) {
+    this.documents = options.documents;
+    this.table = options.table;
+  }
+
+  // ---------------------------------------------------------------- objects
+
+  async getObject(path: string): Promise<StoredObject | undefined> {
+    const item = await this.getItem(keyOf.object(path));
+    return item && toStoredObject(item);
+  }
+
+  async recordObject(object: StoredObject): Promise<void> {
+    await this.call(this.documents.send(new PutCommand({ TableName: this.table, Item: objectItem(object) })));
+  }
+
+  async forgetObject(path: string): Promise<void> {
+    await this.call(this.documents.send(new DeleteCommand({ TableName: this.table, Key: keyOf.object(path) })));
+  }
+
+  async *listObjects(): AsyncIterable<StoredObject> {
+    for await (const item of this.query(partitionQuery(partitionOf.objects))) yield toStoredObject(item);
+  }
+
+  // ---------------------------------------------------------------- publications
+
+  async getCurrent(): Promise<Publication | undefined> {
+    // The pointer item carries a copy of the current publication, so serving needs one read.
+    const item = await this.getItem(keyOf.current());
+    return item && toPublication(item);
+  }
+
+  async getPublication(generation: number): Promise<Publication | undefined> {
+    const item = await this.getItem(keyOf.publication(generation));
+    return item && toPublication(item);
+  }
+
+  async listPublications(): Promise<Publication[]> {
+    const publications: Publication[] = [];
+    const newestFirst = { ...partitionQuery(partitionOf.publications), ScanIndexForward: false };
+    for await (const item of this.query(newestFirst)) publications.push(toPublication(item));
+    return publications;
+  }
+
+  async putEntries(generation: number, entries: readonly CatalogEntry[]): Promise<void> {
+    const requests = entries.map((entry) => ({ PutRequest: { Item: entryItem(generation, entry) } }));
+    await batchWrite(this.documents, this.table, requests);
+  }
+
+  async *listEntries(generation: number): AsyncIterable<CatalogEntry> {
+    for await (const item of this.query(partitionQuery(entriesPartition(generation)))) yield toCatalogEntry(item);
+  }
+
+  /** The entries of one product (optionally one version) of a generation: a key-range query, not a filter. */
+  async *listProductEntries(
+    generation: number,
+    product: { contentId: string; product: string; version?: string },
+  ): AsyncIterable<CatalogEntry> {
+    const input = {
+      KeyConditionExpression: 'PK = :pk AND begins_with(SK, :prefix)',
+      ExpressionAttributeValues: {
+        ':pk': entriesPartition(generation),
+        ':prefix': entrySortKeyPrefix(product.contentId, product.product, product.version),
+      },
+    };
+    for await (const item of this.query(input)) yield toCatalogEntry(item);
+  }
+
+  async publish(next: Publication, expectedCurrent: number | undefined): Promise<void> {
+    const pointerCondition =
+      expectedCurrent === undefined
+        ? { ConditionExpression: 'attribute_not_exists(PK)' }
+        : { ConditionExpression: 'generation = :expected', ExpressionAttributeValues: { ':expected': expectedCurrent } };
+    const what = `publish generation ${next.generation} over ${expectedCurrent ?? 'none'}`;
+    const refusals = [
+      `generation ${next.generation} already exists`,
+      `the current generation is no longer ${expectedCurrent ?? 'none'}`,
+    ];
+    await this.transact(what, refusals, {
+      TransactItems: [
+        {
+          Put: {
+            TableName: this.table,
+            Item: publicationItem(next, keyOf.publication(next.generation)),
+            ConditionExpression: 'attribute_not_exists(PK)',
+          },
+        },
+        { Put: { TableName: this.table, Item: publicationItem(next, keyOf.current()), ...pointerCondition } },
+      ],
+    });
+  }
+
+  async deletePublication(generation: number): Promise<void> {
+    await this.transact(`delete generation ${generation}`, [`generation ${generation} is current`], {
+      TransactItems: [
+        {
+          ConditionCheck: {
+            TableName: this.table,
+            Key: keyOf.current(),
+            ConditionExpression: 'attribute_not_exists(PK) OR generation <> :generation',
+            ExpressionAttributeValues: { ':generation': generation },
+          },
+        },
+        { Delete: { TableName: this.table, Key: keyOf.publication(generation) } },
+      ],
+    });
+    // The record goes first: a generation without its record is never served, whatever entries remain.
+    const keysOnly = { ...partitionQuery(entriesPartition(generation)), ProjectionExpression: 'PK, SK' };
+    let page: ItemKey[] = [];
+    for await (const item of this.query(keysOnly)) {
+      page.push(keyAttributesOf(item));
+      if (page.length >= 1_000) {
+        await batchWrite(this.documents, this.table, page.map((Key) => ({ DeleteRequest: { Key } })));
+        page = [];
+      }
+    }
+    await batchWrite(this.documents, this.table, page.map((Key) => ({ DeleteRequest: { Key } })));
+  }
+
+  // ---------------------------------------------------------------- runs
+
+  async putRun(run: SyncRun): Promise<void> {
+    await this.call(this.documents.send(new PutCommand({ TableName: this.table, Item: runItem(run) })));
+  }
+
+  async getRun(id: string): Promise<SyncRun | undefined> {
+    const item = await this.getItem(keyOf.run(id));
+    return item && toSyncRun(item);
+  }
+
+  async listRuns(limit: number): Promise<SyncRun[]> {
+    const runs: SyncRun[] = [];
+    if (limit <= 0) return runs;
+    const newestFirst: QueryCommandInput = {
+      TableName: this.table,
+      IndexName: RUNS_BY_TIME_INDEX,
+      KeyConditionExpression: 'GSI1PK = :pk',
+      ExpressionAttributeValues: { ':pk': partitionOf.runs },
+      ScanIndexForward: false,
+      Limit: limit,
+    };
+    for await (const item of this.query(newestFirst)) {
+      runs.push(toSyncRun(item));
+      if (runs.length >= limit) break;
+    }
+    return runs;
+  }
+
+  // ---------------------------------------------------------------- locks
+
+  async acquireLock(name: string, owner: string, ttlMs: number, now: Date): Promise<void> {
+    const expiresAt = new Date(now.getTime() + ttlMs);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.documents.send(
+          new PutCommand({
+            TableName: this.table,
+            Item: { ...keyOf.lock(name), owner, expiresAt: expiresAt.toISOString(), expiresAtMs: expiresAt.getTime() },
+            // Free, ours already, or a lease that has run out.
+            ConditionExpression: 'attribute_not_exists(PK) OR #owner = :owner OR expiresAtMs <= :now',
+            ExpressionAttributeNames: { '#owner': 'owner' },
+            ExpressionAttributeValues: { ':owner': owner, ':now': now.getTime() },
+          }),
+        );
+        return;
+      } catch (error) {
+        if (!isConditionalCheckFailure(error)) throw toDomainError(error, this.describe(`lock ${name}`));
+      }
+      const holder = await this.getItem(keyOf.lock(name));
+      const stillHeld = holder && holder.owner !== owner && Number(holder.expiresAtMs) > now.getTime();
+      if (stillHeld) throw new LockHeldError(String(holder.owner), String(holder.expiresAt));
+      // The holder let go in between: try again.
+      if (attempt >= LOCK_ATTEMPTS) {
+        throw new UnavailableError(`${this.describe(`lock ${name}`)}: changed hands ${attempt} times while taking it`);
+      }
+    }
+  }
+
+  async releaseLock(name: string, owner: string): Promise<void> {
+    try {
+      await this.documents.send(
+        new DeleteCommand({
+          TableName: this.table,
+          Key: keyOf.lock(name),
+          ConditionExpression: '#owner = :owner',
+          ExpressionAttributeNames: { '#owner': 'owner' },
+          ExpressionAttributeValues: { ':owner': owner },
+        }),
+      );
+    } catch (error) {
+      if (!isConditionalCheckFailure(error)) throw toDomainError(error, this.describe(`lock ${name}`));
+    }
+  }
+
+  // ---------------------------------------------------------------- state
+
+  async getState(key: string): Promise<string | undefined> {
+    const item = await this.getItem(keyOf.state(key));
+    return item && String(item.value);
+  }
+
+  async setState(key: string, value: string): Promise<void> {
+    await this.call(this.documents.send(new PutCommand({ TableName: this.table, Item: { ...keyOf.state(key), value } })));
+  }
+
+  // ---------------------------------------------------------------- plumbing
+
+  /** `dynamodb:table`, for messages. */
+  describe(what?: string): string {
+    return what ? `dynamodb:${this.table} ${what}` : `dynamodb:${this.table}`;
+  }
+
+  private async getItem(key: ItemKey): Promise<Item | undefined> {
+    const response = await this.call(
+      this.documents.send(new GetCommand({ TableName: this.table, Key: key, ConsistentRead: true })),
+    );
+    return response.Item;
+  }
+
+  /** Every item a query matches, across all pages. */
+  private async *query(input: Omit<QueryCommandInput, 'TableName'>): AsyncIterable<Item> {
+    const consistent = input.IndexName === undefined;
+    let exclusiveStartKey: Record<string, unknown> | undefined;
+    do {
+      const page = await this.call(
+        this.documents.send(
+          new QueryCommand({
+            ...input,
+            TableName: this.table,
+            ...(consistent && { ConsistentRead: true }),
+            ...(exclusiveStartKey && { ExclusiveStartKey: exclusiveStartKey }),
+          }),
+        ),
+      );
+      for (const item of page.Items ?? []) yield item;
+      exclusiveStartKey = page.LastEvaluatedKey;
+    } while (exclusiveStartKey);
+  }
+
+  /**
+   * A transaction lost to a concurrent one touching the same item
+   * (TransactionConflict) is tried again: the retry then either succeeds or
+   * fails its condition, which is the answer the caller needs.
+   */
+  private async transact(
+    what: string,
+    /** Why each action's condition may fail, in TransactItems order. */
+    refusals: readonly string[],
+    input: TransactWriteCommandInput,
+  ): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.documents.send(new TransactWriteCommand(input));
+        return;
+      } catch (error) {
+        if (isConditionalCheckFailure(error)) {
+          const reasons = cancellationReasons(error);
+          const why = refusals.filter((_, index) => reasons[index] === 'ConditionalCheckFailed').join('; ');
+          throw new ConflictError(`${this.describe(what)}: ${why || 'a condition failed'}`, { cause: error });
+        }
+        if (!isTransactionConflict(error) || attempt >= TRANSACTION_ATTEMPTS) {
+          throw toDomainError(error, this.describe(what));
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 20 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** Awaits a request, translating its failure into a domain error. */
+  private async call<T>(request: Promise<T>): Promise<T> {
+    try {
+      return await request;
+    } catch (error) {
+      throw toDomainError(error, this.describe());
+    }
+  }
+}
+
+function partitionQuery(partition: string): Omit<QueryCommandInput, 'TableName'> {
+  return {
+    KeyConditionExpression: 'PK = :pk',
+    ExpressionAttributeValues: { ':pk': partition },
+  };
+}

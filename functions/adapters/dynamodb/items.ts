@@ -1,0 +1,160 @@
+/**
+ * Item shapes of the catalog table: the keys of each kind of item and the
+ * conversions between items and domain records. Pure data; no SDK calls.
+ *
+ * Attributes other than the keys carry the domain record's own field names,
+ * so an item reads like the record in the console. Optional fields that are
+ * unset are left out of the item, and therefore out of the record read back.
+ */
+import type { CatalogEntry, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+
+export interface ItemKey {
+  PK: string;
+  SK: string;
+}
+
+export type Item = Record<string, unknown>;
+
+const KEY_ATTRIBUTES = new Set(['PK', 'SK', 'GSI1PK', 'GSI1SK']);
+
+/** Wide enough for any safe integer, so string order is numeric order. */
+const GENERATION_DIGITS = 16;
+
+export const keyOf = {
+  object: (path: string): ItemKey => ({ PK: 'OBJECT', SK: path }),
+  publication: (generation: number): ItemKey => ({ PK: 'PUBLICATION', SK: generationSortKey(generation) }),
+  current: (): ItemKey => ({ PK: 'CURRENT', SK: 'CURRENT' }),
+  entry: (generation: number, entry: CatalogEntry): ItemKey => ({
+    PK: entriesPartition(generation),
+    SK: [entry.contentId, entry.product, entry.version, entry.item].map(escapeKeyPart).join('#'),
+  }),
+  run: (id: string): ItemKey => ({ PK: 'RUN', SK: id }),
+  lock: (name: string): ItemKey => ({ PK: 'LOCK', SK: name }),
+  state: (key: string): ItemKey => ({ PK: 'STATE', SK: key }),
+} as const;
+
+export const partitionOf = {
+  objects: 'OBJECT',
+  publications: 'PUBLICATION',
+  runs: 'RUN',
+} as const;
+
+export function entriesPartition(generation: number): string {
+  return `ENTRIES#${assertGeneration(generation)}`;
+}
+
+/** Sort-key prefix of one product's entries (optionally one version's) within a generation's partition. */
+export function entrySortKeyPrefix(contentId: string, product: string, version?: string): string {
+  const parts = version === undefined ? [contentId, product] : [contentId, product, version];
+  return `${parts.map(escapeKeyPart).join('#')}#`;
+}
+
+/** `#` separates key parts, so it (and the escape character) must not occur inside one. */
+function escapeKeyPart(part: string): string {
+  return part.replaceAll('%', '%25').replaceAll('#', '%23');
+}
+
+function generationSortKey(generation: number): string {
+  return String(assertGeneration(generation)).padStart(GENERATION_DIGITS, '0');
+}
+
+function assertGeneration(generation: number): number {
+  if (!Number.isSafeInteger(generation) || generation < 0) {
+    throw new RangeError(`generation must be a non-negative integer, not ${generation}`);
+  }
+  return generation;
+}
+
+// ---------------------------------------------------------------- to items
+
+export function objectItem(object: StoredObject): Item {
+  return { ...keyOf.object(object.path), ...pick(object, STORED_OBJECT_FIELDS) };
+}
+
+export function publicationItem(publication: Publication, key: ItemKey): Item {
+  return { ...key, ...pick(publication, PUBLICATION_FIELDS) };
+}
+
+export function entryItem(generation: number, entry: CatalogEntry): Item {
+  return { ...keyOf.entry(generation, entry), ...pick(entry, ENTRY_FIELDS) };
+}
+
+export function runItem(run: SyncRun): Item {
+  const startedAt = Number.isNaN(Date.parse(run.startedAt)) ? run.startedAt : new Date(run.startedAt).toISOString();
+  return { ...keyOf.run(run.id), GSI1PK: partitionOf.runs, GSI1SK: `${startedAt}#${run.id}`, ...pick(run, RUN_FIELDS) };
+}
+
+// ---------------------------------------------------------------- from items
+
+export function toStoredObject(item: Item): StoredObject {
+  return pick(item, STORED_OBJECT_FIELDS) as unknown as StoredObject;
+}
+
+export function toPublication(item: Item): Publication {
+  return pick(item, PUBLICATION_FIELDS) as unknown as Publication;
+}
+
+export function toCatalogEntry(item: Item): CatalogEntry {
+  return pick(item, ENTRY_FIELDS) as unknown as CatalogEntry;
+}
+
+export function toSyncRun(item: Item): SyncRun {
+  return pick(item, RUN_FIELDS) as unknown as SyncRun;
+}
+
+/** The key attributes of an item, e.g. to delete what a query found. */
+export function keyAttributesOf(item: Item): ItemKey {
+  return { PK: String(item.PK), SK: String(item.SK) };
+}
+
+export function isKeyAttribute(name: string): boolean {
+  return KEY_ATTRIBUTES.has(name);
+}
+
+// Field lists per record: what goes into an item and comes back out, nothing else.
+const STORED_OBJECT_FIELDS = ['path', 'size', 'sha256', 'digest', 'storedAt'] as const satisfies readonly (keyof StoredObject)[];
+const PUBLICATION_FIELDS = [
+  'generation',
+  'upstreamUpdated',
+  'publishedAt',
+  'runId',
+  'files',
+  'itemCount',
+  'totalBytes',
+] as const satisfies readonly (keyof Publication)[];
+const ENTRY_FIELDS = [
+  'contentId',
+  'product',
+  'version',
+  'item',
+  'path',
+  'size',
+  'sha256',
+  'ftype',
+  'os',
+  'release',
+  'arch',
+  'subarch',
+  'label',
+] as const satisfies readonly (keyof CatalogEntry)[];
+const RUN_FIELDS = [
+  'id',
+  'state',
+  'startedAt',
+  'finishedAt',
+  'itemsCopied',
+  'bytesCopied',
+  'itemsPresent',
+  'generation',
+  'error',
+] as const satisfies readonly (keyof SyncRun)[];
+
+/** The listed fields that are set; an unset optional field is absent, never `undefined`. */
+function pick(source: object, fields: readonly string[]): Item {
+  const picked: Item = {};
+  for (const field of fields) {
+    const value = (source as Record<string, unknown>)[field];
+    if (value !== undefined && value !== null) picked[field] = value;
+  }
+  return picked;
+}

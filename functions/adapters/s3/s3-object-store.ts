@@ -1,0 +1,291 @@
+/**
+ * ObjectStore over one S3 bucket: key `k` is the S3 key `<prefix>k`, so
+ * CloudFront can serve `items/` straight from the bucket.
+ *
+ * Writes stream through lib-storage's Upload. Memory is bounded whatever the
+ * object size: at most `queueSize` parts are in flight plus one being filled,
+ * each `partSize` bytes, so about partSize × (queueSize + 1) — 40 MiB with the
+ * defaults (8 MiB × (4 + 1)) — plus the SDK's socket buffers.
+ *
+ * Atomicity (the `put` contract): an object shorter than one part goes up as
+ * a single PutObject, which lib-storage only sends once the body has ended
+ * without error. A longer one goes up as a multipart upload, which S3 keeps
+ * invisible until CompleteMultipartUpload; if the body throws, Upload sends
+ * AbortMultipartUpload instead (leavePartsOnError: false) and the body's own
+ * error is rethrown. A bucket lifecycle rule should still abort incomplete
+ * uploads after a day, for processes killed mid-upload.
+ */
+import { Readable } from 'node:stream';
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type GetObjectCommandOutput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { NotFoundError } from '../../core/errors.ts';
+import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../core/ports.ts';
+import { toDomainError } from './errors.ts';
+
+const MiB = 1024 * 1024;
+/** S3's smallest allowed part (all but the last). */
+export const MIN_PART_SIZE = 5 * MiB;
+export const DEFAULT_PART_SIZE = 8 * MiB;
+export const DEFAULT_QUEUE_SIZE = 4;
+/** S3's limit on parts per upload; with a known size, parts grow to stay under it. */
+const MAX_PARTS = 10_000;
+
+export interface S3ObjectStoreOptions {
+  client: S3Client;
+  bucket: string;
+  /** Prepended to every key; a missing trailing `/` is added. @default '' */
+  prefix?: string;
+  /** Bytes per multipart part (≥ 5 MiB). @default 8 MiB */
+  partSize?: number;
+  /** Parts uploaded concurrently. @default 4 */
+  queueSize?: number;
+}
+
+export class S3ObjectStore implements ObjectStore {
+  readonly bucket: string;
+  readonly prefix: string;
+  readonly partSize: number;
+  readonly queueSize: number;
+  private readonly client: S3Client;
+
+  constructor(options: S3ObjectStoreOptions) {
+    this.client = options.client;
+    this.bucket = options.bucket;
+    this.prefix = normalizePrefix(options.prefix ?? '');
+    this.partSize = options.partSize ?? DEFAULT_PART_SIZE;
+    this.queueSize = options.queueSize ?? DEFAULT_QUEUE_SIZE;
+    if (!Number.isInteger(this.partSize) || this.partSize < MIN_PART_SIZE) {
+      throw new RangeError(`partSize must be an integer of at least ${MIN_PART_SIZE} bytes, not ${this.partSize}`);
+    }
+    if (!Number.isInteger(this.queueSize) || this.queueSize < 1) {
+      throw new RangeError(`queueSize must be a positive integer, not ${this.queueSize}`);
+    }
+  }
+
+  async put(key: string, body: ByteStream | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
+    const s3Key = this.s3KeyOf(key);
+    const source = body instanceof Uint8Array ? undefined : new RecordingSource(body);
+    const payload = body instanceof Uint8Array ? body : source?.readable;
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.bucket,
+        Key: s3Key,
+        Body: payload,
+        ...(options.contentType && { ContentType: options.contentType }),
+      },
+      partSize: this.partSizeFor(options.size),
+      queueSize: this.queueSize,
+      leavePartsOnError: false,
+    });
+    try {
+      await upload.done();
+    } catch (error) {
+      // The body's own error wins, even when aborting the upload failed too.
+      if (source?.failure) throw source.failure.error;
+      throw toDomainError(error, this.describe(key));
+    } finally {
+      source?.release();
+    }
+    const stored = await this.head(key);
+    if (!stored) throw new NotFoundError(`${this.describe(key)} vanished right after its upload`);
+    return stored;
+  }
+
+  async head(key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.s3KeyOf(key) }));
+      return toObjectInfo(key, response, response.ContentLength ?? 0);
+    } catch (error) {
+      const domainError = toDomainError(error, this.describe(key));
+      if (domainError instanceof NotFoundError) return undefined;
+      throw domainError;
+    }
+  }
+
+  async get(key: string, options: { range?: ByteRange } = {}): Promise<ObjectBody> {
+    const { range } = options;
+    if (range) assertRangeShape(key, range);
+    let response: GetObjectCommandOutput;
+    try {
+      response = await this.client.send(
+        new GetObjectCommand({
+          Bucket: this.bucket,
+          Key: this.s3KeyOf(key),
+          ...(range && { Range: `bytes=${range.start}-${range.end}` }),
+        }),
+      );
+    } catch (error) {
+      if (isRangeNotSatisfiable(error)) throw new RangeError(`range ${range?.start}-${range?.end} is not within ${key}`);
+      throw toDomainError(error, this.describe(key));
+    }
+    const stream = response.Body as Readable | undefined;
+    const body = guardedBody(stream, this.describe(key));
+    if (!range) return { ...toObjectInfo(key, response, response.ContentLength ?? 0), body };
+
+    const served = parseContentRange(response.ContentRange);
+    if (!served || served.start !== range.start || served.end !== range.end) {
+      // S3 clamps an end past the object; the port promises exactly the bytes asked for.
+      stream?.destroy();
+      throw new RangeError(
+        `range ${range.start}-${range.end} is not within ${key} (${served ? served.size : 'unknown'} bytes)`,
+      );
+    }
+    return { ...toObjectInfo(key, response, served.size), body, range: { start: range.start, end: range.end } };
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.s3KeyOf(key) }));
+    } catch (error) {
+      const domainError = toDomainError(error, this.describe(key));
+      if (!(domainError instanceof NotFoundError)) throw domainError;
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    let continuationToken: string | undefined;
+    do {
+      const page = await this.client
+        .send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix + prefix,
+            ...(continuationToken && { ContinuationToken: continuationToken }),
+          }),
+        )
+        .catch((error: unknown) => {
+          throw toDomainError(error, this.describe(`${prefix}*`));
+        });
+      for (const object of page.Contents ?? []) {
+        if (object.Key === undefined) continue;
+        yield {
+          key: object.Key.slice(this.prefix.length),
+          size: object.Size ?? 0,
+          etag: object.ETag ?? '""',
+          lastModified: object.LastModified ?? new Date(0),
+        };
+      }
+      continuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (continuationToken);
+  }
+
+  /** `s3://bucket/prefix/key`, for messages. */
+  describe(key: string): string {
+    return `s3://${this.bucket}/${this.prefix}${key}`;
+  }
+
+  private s3KeyOf(key: string): string {
+    assertValidKey(key);
+    return this.prefix + key;
+  }
+
+  private partSizeFor(size: number | undefined): number {
+    if (size === undefined || size <= this.partSize * MAX_PARTS) return this.partSize;
+    return Math.ceil(size / MAX_PARTS);
+  }
+}
+
+/**
+ * Hands a ByteStream to Upload as a Readable and remembers whether the
+ * stream itself threw, so that error (not an SDK one) reaches the caller.
+ */
+class RecordingSource {
+  readonly readable: Readable;
+  failure: { error: unknown } | undefined;
+
+  constructor(body: ByteStream) {
+    this.readable = Readable.from(this.recording(body));
+  }
+
+  /** Closes the source when Upload stopped reading early (an S3 failure): no dangling upstream response. */
+  release(): void {
+    if (!this.readable.destroyed) this.readable.destroy();
+  }
+
+  private async *recording(body: ByteStream): AsyncGenerator<Uint8Array> {
+    try {
+      yield* body;
+    } catch (error) {
+      this.failure = { error };
+      throw error;
+    }
+  }
+}
+
+/** Maps errors raised while the caller reads a GET body (a reset connection) to domain errors. */
+async function* guardedBody(stream: Readable | undefined, what: string): ByteStream {
+  if (!stream) return;
+  try {
+    for await (const chunk of stream) yield chunk as Uint8Array;
+  } catch (error) {
+    throw toDomainError(error, what);
+  }
+}
+
+interface ObjectMetadata {
+  ETag?: string;
+  LastModified?: Date;
+  ContentType?: string;
+}
+
+function toObjectInfo(key: string, metadata: ObjectMetadata, size: number): ObjectInfo {
+  return {
+    key,
+    size,
+    etag: metadata.ETag ?? '""',
+    lastModified: metadata.LastModified ?? new Date(0),
+    ...(metadata.ContentType && { contentType: metadata.ContentType }),
+  };
+}
+
+/** `bytes 0-99/1234` → its parts; undefined when absent or malformed. */
+function parseContentRange(header: string | undefined): { start: number; end: number; size: number } | undefined {
+  const match = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(header ?? '');
+  if (!match) return undefined;
+  return { start: Number(match[1]), end: Number(match[2]), size: Number(match[3]) };
+}
+
+function isRangeNotSatisfiable(error: unknown): boolean {
+  const sdk = error as { name?: string; $metadata?: { httpStatusCode?: number } } | undefined;
+  return sdk?.name === 'InvalidRange' || sdk?.$metadata?.httpStatusCode === 416;
+}
+
+function assertRangeShape(key: string, range: ByteRange): void {
+  const { start, end } = range;
+  if (!Number.isSafeInteger(start) || !Number.isSafeInteger(end) || start < 0 || start > end) {
+    throw new RangeError(`range ${start}-${end} is not within ${key}`);
+  }
+}
+
+// C0 controls and DEL never belong in a key; `.`/`..`/empty segments could be normalised away by HTTP stacks.
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
+function assertValidKey(key: string): void {
+  const problem = keyProblem(key);
+  if (problem) throw new Error(`invalid object key ${JSON.stringify(key)}: ${problem}`);
+}
+
+function keyProblem(key: string): string | undefined {
+  if (key === '') return 'empty';
+  if (key.startsWith('/')) return 'absolute';
+  if (CONTROL_CHARACTER.test(key)) return 'control character';
+  if (key.includes('\\')) return 'backslash';
+  if (key.split('/').some((segment) => segment === '' || segment === '.' || segment === '..')) {
+    return 'empty, "." or ".." segment';
+  }
+  return undefined;
+}
+
+function normalizePrefix(prefix: string): string {
+  if (prefix === '') return '';
+  assertValidKey(prefix.endsWith('/') ? prefix.slice(0, -1) : prefix);
+  return prefix.endsWith('/') ? prefix : `${prefix}/`;
+}

