@@ -6,16 +6,20 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { ConfigError } from '../functions/core/errors.ts';
-import { loadConfig, type SkystreamsConfig } from './config.ts';
+import { loadConfig } from './config.ts';
 import { MirrorStack } from './stacks/mirror-stack.ts';
 
 const app = new App();
-let config: SkystreamsConfig;
 try {
-  config = loadConfig({
+  const config = loadConfig({
     context: app.node.tryGetContext('skystreams'),
     configFile: app.node.tryGetContext('skystreamsConfigFile'),
     baseDir: process.cwd(),
+  });
+  new MirrorStack(app, app.node.tryGetContext('skystreamsStackName') ?? 'Skystreams', {
+    config,
+    description: 'skystreams: a verified mirror of MAAS boot images (S3 + DynamoDB + Lambda + Step Functions + CloudFront)',
+    env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
   });
 } catch (error) {
   if (!(error instanceof ConfigError)) throw error;
@@ -23,10 +27,4 @@ try {
   console.error(`skystreams: invalid configuration: ${error.message}`);
   process.exit(1);
 }
-
-new MirrorStack(app, app.node.tryGetContext('skystreamsStackName') ?? 'Skystreams', {
-  config,
-  description: 'skystreams: a verified mirror of MAAS boot images (S3 + DynamoDB + Lambda + Step Functions + CloudFront)',
-  env: { account: process.env.CDK_DEFAULT_ACCOUNT, region: process.env.CDK_DEFAULT_REGION },
-});
 Validations.of(app).addPlugins(new AwsSolutionsChecks(app));

@@ -2,6 +2,7 @@ import { Stack, Token } from 'aws-cdk-lib';
 import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
 import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
+import { ConfigError } from '../../functions/core/errors.ts';
 
 export interface EdgeAccessControlProps {
   /** Only these IPv4/IPv6 CIDRs may download (WAF web ACL). @default [] (no IP restriction, no WAF) */
@@ -52,7 +53,7 @@ export class EdgeAccessControl extends Construct {
   private ipAllowList(cidrs: readonly string[]): wafv2.CfnWebACL {
     const region = Stack.of(this).region;
     if (Token.isUnresolved(region) || region !== 'us-east-1') {
-      throw new Error(
+      throw new ConfigError(
         'accessControl.allowedCidrs: a WAF web ACL for CloudFront must be created in us-east-1; deploy the stack with env.region us-east-1 (CDK_DEFAULT_REGION) or drop the allow-list',
       );
     }

@@ -7,6 +7,7 @@ import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
+import { ConfigError } from '../../functions/core/errors.ts';
 import { METRIC, METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/adapters/lambda/telemetry-names.ts';
 
 export interface OperationsProps {
@@ -46,7 +47,7 @@ export class Operations extends Construct {
     const staleAfterChecks = props.staleAfterChecks ?? 24;
     if (props.scheduleMinutes * staleAfterChecks > 24 * 60) {
       // CloudWatch evaluates at most one day of 1-minute-or-longer periods.
-      throw new Error(
+      throw new ConfigError(
         `alarms.staleAfterChecks: ${staleAfterChecks} checks of ${props.scheduleMinutes} minutes exceed the one day a CloudWatch alarm can look back`,
       );
     }

@@ -224,7 +224,7 @@ export class SyncPipeline extends Construct {
     retryTransient(copyItem, 5);
     const copyItems = new sfn.DistributedMap(this, 'CopyItems', {
       // The copy list can be far larger than a state's 256 KB payload: read it from the bucket.
-      itemReader: new sfn.S3JsonItemReader({ bucketNamePath: BUCKET_PATH, key: sfn.JsonPath.stringAt('$.plan.copyKey') }),
+      itemReader: new sfn.S3JsonItemReader({ bucketNamePath: sfn.JsonPath.stringAt(BUCKET_PATH), key: sfn.JsonPath.stringAt('$.plan.copyKey') }),
       itemSelector: { runId: sfn.JsonPath.stringAt('$.plan.runId'), task: sfn.JsonPath.stringAt('$$.Map.Item.Value') },
       // Each item's result is `{}` (CopyItem discards its output), so the gathered results stay
       // far below the payload limit: about 80,000 items per run.

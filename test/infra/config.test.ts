@@ -1,0 +1,157 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../functions/core/errors.ts';
+import { configDefaults, loadConfig, parseConfig } from '../../infra/config.ts';
+import { cdkJsonContext } from './synth.ts';
+
+const ARMORED = '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxjMEZ...\n-----END PGP PUBLIC KEY BLOCK-----\n';
+let dir: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'skystreams-config-'));
+  writeFileSync(join(dir, 'keyring.gpg'), new Uint8Array([0x99, 0x01, 0x0d]));
+});
+
+const minimal = (extra: Record<string, unknown> = {}) => ({
+  sourceUrl: 'https://images.maas.io/ephemeral-v3/stable/',
+  keyring: { file: 'keyring.gpg' },
+  ...extra,
+});
+const parse = (raw: unknown) => parseConfig(raw, { baseDir: dir, origin: 'test' });
+const problemOf = (raw: unknown): string => {
+  try {
+    parse(raw);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('Function: parseConfig', () => {
+  it('fills every optional setting from the defaults', () => {
+    const config = parse(minimal());
+
+    expect(config).toMatchObject({
+      sourceUrl: 'https://images.maas.io/ephemeral-v3/stable/',
+      filters: [],
+      max: undefined,
+      scheduleMinutes: configDefaults.scheduleMinutes,
+      copyConcurrency: configDefaults.copyConcurrency,
+      pruneGraceHours: configDefaults.pruneGraceHours,
+      accessControl: { allowedCidrs: [], basicAuth: false },
+      alarms: { staleAfterChecks: configDefaults.staleAfterChecks },
+      customDomain: undefined,
+      maasKeyringPath: '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg',
+    });
+    expect(config.keyring).toEqual(new Uint8Array([0x99, 0x01, 0x0d]));
+    expect(config.keyringSource).toBe(join(dir, 'keyring.gpg'));
+  });
+
+  it("accepts cdk.json's default config once its keyring exists", () => {
+    const { skystreams } = cdkJsonContext();
+
+    const config = parse({ ...skystreams, keyring: { file: 'keyring.gpg' } });
+
+    expect(config.filters).toEqual(['arch=amd64']);
+    expect(config.max).toBe(1);
+  });
+
+  it('adds the trailing slash the engine resolves index paths against', () => {
+    expect(parse(minimal({ sourceUrl: 'http://mirror.internal/maas/stable' })).sourceUrl).toBe('http://mirror.internal/maas/stable/');
+  });
+
+  it('takes an inline ASCII-armored keyring', () => {
+    const config = parse(minimal({ keyring: { armored: ARMORED } }));
+
+    expect(new TextDecoder().decode(config.keyring)).toBe(ARMORED);
+    expect(config.keyringSource).toBe('keyring.armored');
+  });
+
+  it.each([
+    [{ sourceUrl: undefined }, /^test: sourceUrl: required/],
+    [{ sourceUrl: 'ftp://example.com/' }, /^test: sourceUrl: .* must be http\(s\)/],
+    [{ sourceUrl: 'https://user:pw@example.com/' }, /^test: sourceUrl: must not embed credentials/],
+    [{ keyring: undefined }, /^test: keyring: required/],
+    [{ keyring: { file: 'missing.gpg' } }, /^test: keyring\.file: .*missing\.gpg does not exist\. Install the ubuntu-cloudimage-keyring package/],
+    [{ keyring: { file: 'keyring.gpg', armored: ARMORED } }, /^test: keyring: set exactly one of "file" and "armored"/],
+    [{ keyring: { armored: 'not a key' } }, /^test: keyring\.armored: expected an ASCII-armored public key block/],
+    [{ keyring: { path: 'x' } }, /^test: keyring\.path: unknown setting/],
+    [{ filters: 'arch=amd64' }, /^test: filters: expected an array/],
+    [{ filters: ['arch=amd64', 'no operator'] }, /^test: filters\[1\]: invalid filter "no operator"/],
+    [{ filters: ['release~(unclosed'] }, /^test: filters\[0\]: .*bad regular expression/],
+    [{ max: 0 }, /^test: max: 0 is not an integer from 1 to 1000/],
+    [{ scheduleMinutes: 2.5 }, /^test: scheduleMinutes: 2\.5 is not an integer/],
+    [{ copyConcurrency: 20_000 }, /^test: copyConcurrency: 20000 is not an integer from 1 to 10000/],
+    [{ pruneGraceHours: -1 }, /^test: pruneGraceHours: -1 is not an integer/],
+    [{ accessControl: { allowedCidrs: ['10.0.0.0/33'] } }, /^test: accessControl\.allowedCidrs\[0\]: "10\.0\.0\.0\/33" is not an IPv4 or IPv6 CIDR/],
+    [{ accessControl: { allowedCidrs: ['2001:db8:::/32'] } }, /^test: accessControl\.allowedCidrs\[0\]/],
+    [{ accessControl: { basicAuth: 'yes' } }, /^test: accessControl\.basicAuth: expected true or false/],
+    [{ alarms: { email: 'ops' } }, /^test: alarms\.email: ops is not an e-mail address/],
+    [{ alarms: { topicArn: 'arn:aws:sqs:eu-west-1:123456789012:q' } }, /^test: alarms\.topicArn: .* is not an SNS topic ARN/],
+    [{ alarms: { staleAfterChecks: 300 } }, /^test: alarms\.staleAfterChecks: 300 checks every 5 minutes exceed the 24 hours/],
+    [
+      { customDomain: { domainName: 'mirror.example.com', certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/x' } },
+      /^test: customDomain\.certificateArn: expected an ACM certificate ARN in us-east-1/,
+    ],
+    [{ customDomain: { domainName: 'not a name', certificateArn: 'x' } }, /^test: customDomain\.domainName: "not a name" is not a DNS name/],
+    [{ maasKeyringPath: 'relative.gpg' }, /^test: maasKeyringPath: expected an absolute path/],
+    [{ schedule: 'rate(5 minutes)' }, /^test: schedule: unknown setting \(known: sourceUrl, keyring,/],
+  ])('rejects %j naming the setting', (override, message) => {
+    expect(problemOf({ ...minimal(), ...override })).toMatch(message);
+  });
+});
+
+describe('Function: loadConfig', () => {
+  it('reads the file skystreamsConfigFile names, resolving the keyring next to it', () => {
+    // Prepare
+    const file = join(dir, 'mirror.json');
+    writeFileSync(file, JSON.stringify(minimal({ filters: ['release=noble'] })));
+
+    // Act
+    const config = loadConfig({ context: { sourceUrl: 'ignored' }, configFile: 'mirror.json', baseDir: dir });
+
+    // Assess
+    expect(config.filters).toEqual(['release=noble']);
+    expect(config.keyringSource).toBe(join(dir, 'keyring.gpg'));
+  });
+
+  it('names the file when it is missing or not JSON', () => {
+    writeFileSync(join(dir, 'broken.json'), '{ nope');
+
+    expect(() => loadConfig({ context: undefined, configFile: 'absent.json', baseDir: dir })).toThrow(/^skystreamsConfigFile: .*absent\.json does not exist/);
+    expect(() => loadConfig({ context: undefined, configFile: 'broken.json', baseDir: dir })).toThrow(/^skystreamsConfigFile: .*broken\.json is not valid JSON/);
+  });
+
+  it('names cdk.json as the origin of context settings', () => {
+    expect(() => loadConfig({ context: { ...minimal(), max: 'one' }, baseDir: dir })).toThrow(/^cdk\.json context "skystreams": max:/);
+  });
+});
+
+describe('App: infra/app.ts', () => {
+  it('fails the synth with one line naming the setting', async () => {
+    // Prepare: the cdk CLI hands context to the app in CDK_CONTEXT_JSON.
+    const bad = { ...minimal({ keyring: { file: join(dir, 'keyring.gpg') } }), copyConcurrency: 0 };
+    const app = fileURLToPath(new URL('../../infra/app.ts', import.meta.url));
+    const tsx = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
+
+    // Act
+    const failure = await promisify(execFile)(tsx, [app], {
+      env: { ...process.env, CDK_CONTEXT_JSON: JSON.stringify({ skystreams: bad }), CDK_OUTDIR: mkdtempSync(join(tmpdir(), 'skystreams-app-')) },
+    }).then(
+      () => undefined,
+      (error: { code: number; stderr: string }) => error,
+    );
+
+    // Assess
+    expect(failure?.code).toBe(1);
+    expect(failure?.stderr.trim()).toBe(
+      'skystreams: invalid configuration: cdk.json context "skystreams": copyConcurrency: 0 is not an integer from 1 to 10000',
+    );
+  });
+});

@@ -1,0 +1,493 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Match, type Template } from 'aws-cdk-lib/assertions';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { ENV } from '../../functions/adapters/lambda/environment.ts';
+import { METRIC, METRICS_NAMESPACE } from '../../functions/adapters/lambda/telemetry-names.ts';
+import { TABLE_KEY_SCHEMA } from '../../functions/adapters/dynamodb/table-design.ts';
+import type { MirrorFunction } from '../../infra/constructs/mirror-function.ts';
+import {
+  allowedFor,
+  flattenIntrinsics,
+  logicalIdOf,
+  stateMachineDefinition,
+  synthMirror,
+  type StatesDefinition,
+  type SynthesizedMirror,
+} from './synth.ts';
+
+// One synth (and one round of esbuild bundling) for the whole file.
+let mirror: SynthesizedMirror;
+let template: Template;
+let definition: StatesDefinition;
+
+beforeAll(async () => {
+  mirror = await synthMirror();
+  template = mirror.template;
+  definition = stateMachineDefinition(template);
+});
+
+const syncFunctions = () => {
+  const { sync } = mirror.stack;
+  return {
+    check: sync.checkFunction,
+    plan: sync.planFunction,
+    copy: sync.copyFunction,
+    publish: sync.publishFunction,
+    prune: sync.pruneFunction,
+    fail: sync.failFunction,
+  };
+};
+const functionId = (fn: MirrorFunction) => logicalIdOf(mirror.stack, fn.function);
+const roleId = (fn: MirrorFunction) => logicalIdOf(mirror.stack, fn.role);
+const actionsOf = (fn: MirrorFunction) => allowedFor(template, roleId(fn)).flatMap((statement) => statement.actions);
+
+describe('Stack: MirrorStack (default config)', () => {
+  describe('cdk-nag AwsSolutions', () => {
+    it('reports no unacknowledged finding', () => {
+      // Prepare / Act: the pack ran over the synthesized stack in beforeAll.
+      const findings = mirror.nag.violations.map((violation) => `${violation.ruleName} at ${violation.violatingResources.map((r) => r.constructPath).join(', ')}`);
+
+      // Assess
+      expect(findings).toEqual([]);
+      expect(mirror.nag.success).toBe(true);
+    });
+  });
+
+  describe('Construct: MirrorStorage', () => {
+    it('keeps the mirror bucket private, encrypted and retained, and aborts abandoned multipart uploads', () => {
+      const bucketId = logicalIdOf(mirror.stack, mirror.stack.storage.bucket);
+
+      template.hasResource('AWS::S3::Bucket', {
+        Properties: Match.objectLike({
+          PublicAccessBlockConfiguration: {
+            BlockPublicAcls: true,
+            BlockPublicPolicy: true,
+            IgnorePublicAcls: true,
+            RestrictPublicBuckets: true,
+          },
+          BucketEncryption: { ServerSideEncryptionConfiguration: [{ ServerSideEncryptionByDefault: { SSEAlgorithm: 'AES256' } }] },
+          LifecycleConfiguration: {
+            Rules: Match.arrayWith([Match.objectLike({ AbortIncompleteMultipartUpload: { DaysAfterInitiation: 2 }, Status: 'Enabled' })]),
+          },
+        }),
+        DeletionPolicy: 'Retain',
+        UpdateReplacePolicy: 'Retain',
+      });
+      expect(Object.keys(template.findResources('AWS::S3::Bucket'))).toContain(bucketId);
+    });
+
+    it('refuses every request over plain HTTP in the bucket policy', () => {
+      const bucketId = logicalIdOf(mirror.stack, mirror.stack.storage.bucket);
+
+      template.hasResourceProperties('AWS::S3::BucketPolicy', {
+        Bucket: { Ref: bucketId },
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Effect: 'Deny',
+              Action: 's3:*',
+              Principal: { AWS: '*' },
+              Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+            }),
+          ]),
+        },
+      });
+    });
+
+    it('builds the catalog table from the adapter key design, on demand, with point-in-time recovery and deletion protection', () => {
+      const [index] = TABLE_KEY_SCHEMA.globalSecondaryIndexes;
+
+      template.hasResource('AWS::DynamoDB::Table', {
+        Properties: Match.objectLike({
+          KeySchema: [
+            { AttributeName: TABLE_KEY_SCHEMA.partitionKey.name, KeyType: 'HASH' },
+            { AttributeName: TABLE_KEY_SCHEMA.sortKey.name, KeyType: 'RANGE' },
+          ],
+          BillingMode: 'PAY_PER_REQUEST',
+          PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+          DeletionProtectionEnabled: true,
+          GlobalSecondaryIndexes: [
+            Match.objectLike({
+              IndexName: index?.indexName,
+              KeySchema: [
+                { AttributeName: index?.partitionKey.name, KeyType: 'HASH' },
+                { AttributeName: index?.sortKey.name, KeyType: 'RANGE' },
+              ],
+            }),
+          ],
+        }),
+        DeletionPolicy: 'Retain',
+      });
+    });
+  });
+
+  describe('Construct: SyncPipeline', () => {
+    it('runs every function on Node 22 / arm64 with X-Ray tracing and JSON logs', () => {
+      const functions = template.findResources('AWS::Lambda::Function');
+
+      // Six sync phases and the API.
+      expect(Object.keys(functions)).toHaveLength(7);
+      for (const fn of Object.values(functions) as { Properties: Record<string, unknown> }[]) {
+        expect(fn.Properties).toMatchObject({
+          Runtime: 'nodejs22.x',
+          Architectures: ['arm64'],
+          TracingConfig: { Mode: 'Active' },
+          LoggingConfig: { LogFormat: 'JSON' },
+        });
+      }
+    });
+
+    it('sizes the copy function for streaming multi-GB items within the 15-minute limit', () => {
+      template.hasResourceProperties('AWS::Lambda::Function', {
+        Description: Match.stringLikeRegexp('^Copies one item'),
+        MemorySize: 2048,
+        Timeout: 900,
+      });
+    });
+
+    it('hands the sync functions their settings, and nothing secret, through the environment', () => {
+      const { Properties } = template.findResources('AWS::Lambda::Function')[functionId(mirror.stack.sync.planFunction)] as {
+        Properties: { Environment: { Variables: Record<string, unknown> } };
+      };
+      const variables = Properties.Environment.Variables;
+
+      expect(variables).toMatchObject({
+        [ENV.sourceUrl]: 'https://images.maas.io/ephemeral-v3/stable/',
+        [ENV.filters]: JSON.stringify(['arch=amd64']),
+        [ENV.max]: '1',
+        [ENV.pruneGraceHours]: '24',
+        [ENV.keyringFile]: 'keyring.gpg',
+        POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
+      });
+      expect(JSON.stringify(template.findResources('AWS::Lambda::Function'))).not.toMatch(/BEGIN PGP|password|secret/i);
+    });
+
+    it('bundles the configured keyring next to each sync handler', () => {
+      const { Properties } = template.findResources('AWS::Lambda::Function')[functionId(mirror.stack.sync.planFunction)] as {
+        Properties: { Code: { S3Key: string } };
+      };
+      const assetHash = Properties.Code.S3Key.replace(/\.zip$/, '');
+
+      const bundled = readFileSync(join(mirror.outdir, `asset.${assetHash}`, 'keyring.gpg'));
+
+      expect(new Uint8Array(bundled)).toEqual(mirror.keyring);
+    });
+
+    it('checks upstream every 5 minutes through an EventBridge Scheduler schedule invoking the check function', () => {
+      template.hasResourceProperties('AWS::Scheduler::Schedule', {
+        ScheduleExpression: 'rate(5 minutes)',
+        State: 'ENABLED',
+        Target: Match.objectLike({
+          Arn: { 'Fn::GetAtt': [functionId(mirror.stack.sync.checkFunction), 'Arn'] },
+          RetryPolicy: { MaximumRetryAttempts: 0, MaximumEventAgeInSeconds: 60 },
+        }),
+      });
+    });
+
+    it('lets only the check function start the state machine, which it learns from its environment', () => {
+      const stateMachineId = logicalIdOf(mirror.stack, mirror.stack.sync.stateMachine);
+      const starters = Object.entries(syncFunctions()).filter(([, fn]) => actionsOf(fn).includes('states:StartExecution'));
+
+      expect(starters.map(([name]) => name)).toEqual(['check']);
+      template.hasResourceProperties('AWS::Lambda::Function', {
+        Description: Match.stringLikeRegexp('^Conditional GET'),
+        Environment: { Variables: Match.objectLike({ [ENV.stateMachineArn]: { Ref: stateMachineId } }) },
+      });
+    });
+
+    it('orders the state machine settings → plan → copy map → publish → prune, each naming its function', () => {
+      const { sync } = mirror.stack;
+      const states = definition.States;
+
+      expect(definition.StartAt).toBe('Settings');
+      expect(states.Settings?.Next).toBe('Plan');
+      expect(states.Plan?.Resource).toBe(`<${functionId(sync.planFunction)}>`);
+      expect(states.Plan?.Next).toBe('AnythingToPublish');
+      expect(states.AnythingToPublish?.Choices).toEqual([
+        { Variable: '$.plan.outcome', StringEquals: 'planned', Next: 'CopyItems' },
+        { Variable: '$.plan.outcome', StringEquals: 'locked', Next: 'AnotherRunHoldsTheLock' },
+      ]);
+      expect(states.AnythingToPublish?.Default).toBe('UpstreamUnchanged');
+      expect(states.CopyItems?.Next).toBe('Publish');
+      expect(states.CopyItems?.ItemProcessor?.States.CopyItem?.Resource).toBe(`<${functionId(sync.copyFunction)}>`);
+      expect(states.Publish?.Resource).toBe(`<${functionId(sync.publishFunction)}>`);
+      expect(states.Publish?.Next).toBe('Prune');
+      expect(states.Prune?.Resource).toBe(`<${functionId(sync.pruneFunction)}>`);
+      expect(states.Prune?.Next).toBe('Published');
+      expect(states.RecordFailure?.Resource).toBe(`<${functionId(sync.failFunction)}>`);
+      expect(states.RecordFailure?.Next).toBe('SyncFailed');
+      expect(states.SyncFailed?.Type).toBe('Fail');
+    });
+
+    it('passes the execution name as the run id to every phase', () => {
+      for (const name of ['Plan', 'Publish', 'Prune', 'RecordFailure']) {
+        expect(definition.States[name]?.Parameters).toMatchObject({ 'runId.$': '$$.Execution.Name' });
+      }
+      expect(definition.States.RecordFailure?.Parameters).toMatchObject({ 'error.$': '$.error' });
+    });
+
+    it('reads the copy list from the bucket with a Distributed Map of bounded concurrency', () => {
+      const copyItems = definition.States.CopyItems;
+
+      expect(copyItems?.Type).toBe('Map');
+      expect(copyItems?.ItemProcessor?.ProcessorConfig).toEqual({ Mode: 'DISTRIBUTED', ExecutionType: 'STANDARD' });
+      expect(copyItems?.ItemReader).toMatchObject({
+        Resource: 'arn:<AWS::Partition>:states:::s3:getObject',
+        ReaderConfig: { InputType: 'JSON' },
+        Parameters: { 'Bucket.$': '$.settings.bucket', 'Key.$': '$.plan.copyKey' },
+      });
+      expect(copyItems?.ItemSelector).toEqual({ 'runId.$': '$.plan.runId', 'task.$': '$$.Map.Item.Value' });
+      expect(copyItems?.MaxConcurrency).toBe(mirror.config.copyConcurrency);
+      // Thousands of items: neither the map nor an item may carry results forward.
+      expect(copyItems?.ResultPath).toBeNull();
+      expect(copyItems?.ItemProcessor?.States.CopyItem?.OutputPath).toBeNull();
+    });
+
+    it('retries transient item failures with backoff, and sends any failure to the fail step', () => {
+      const copyItem = definition.States.CopyItems?.ItemProcessor?.States.CopyItem;
+
+      expect(copyItem?.Retry).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ ErrorEquals: ['UpstreamError', 'UnavailableError', 'Sandbox.Timedout'], MaxAttempts: 5, BackoffRate: 2 }),
+        ]),
+      );
+      for (const name of ['Plan', 'CopyItems', 'Publish', 'Prune']) {
+        expect(definition.States[name]?.Catch).toEqual([{ ErrorEquals: ['States.ALL'], Next: 'RecordFailure', ResultPath: '$.error' }]);
+      }
+    });
+
+    it('names the bucket in the Settings state, so the map reader needs no bucket-wide access', () => {
+      const settings = definition.States.Settings as { Result?: { bucket?: string } };
+
+      expect(settings.Result?.bucket).toBe(`<${logicalIdOf(mirror.stack, mirror.stack.storage.bucket)}>`);
+    });
+
+    it('traces and fully logs the state machine', () => {
+      template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
+        TracingConfiguration: { Enabled: true },
+        LoggingConfiguration: Match.objectLike({ Level: 'ALL' }),
+      });
+    });
+  });
+
+  describe('Least privilege', () => {
+    const bucketArn = () => `<${logicalIdOf(mirror.stack, mirror.stack.storage.bucket)}>`;
+    const s3Grants = (fn: MirrorFunction) =>
+      allowedFor(template, roleId(fn))
+        .filter((statement) => statement.actions.some((action) => action.startsWith('s3:')))
+        .flatMap((statement) => statement.actions.map((action) => `${action} ${statement.resources.join(' ')}`))
+        .sort();
+
+    it('lets only the prune function delete objects', () => {
+      const deleters = Object.entries(syncFunctions()).filter(([, fn]) => actionsOf(fn).some((action) => action.startsWith('s3:Delete')));
+
+      expect(deleters.map(([name]) => name)).toEqual(['prune']);
+      expect(actionsOf(mirror.stack.api.handler).filter((action) => action.startsWith('s3:Delete'))).toEqual([]);
+    });
+
+    it('lets the copy function write item bytes and nothing else in the bucket', () => {
+      expect(s3Grants(mirror.stack.sync.copyFunction)).toEqual(
+        [
+          `s3:AbortMultipartUpload ${bucketArn()}/items/*`,
+          `s3:GetObject ${bucketArn()}/items/*`,
+          `s3:ListBucket ${bucketArn()}`,
+          `s3:PutObject ${bucketArn()}/items/*`,
+        ].sort(),
+      );
+    });
+
+    it('keeps the API read-only: published metadata and the catalog', () => {
+      const api = mirror.stack.api.handler;
+      const writes = actionsOf(api).filter((action) => /^(s3:(Put|Delete|Abort)|dynamodb:(Put|Update|Delete|BatchWrite))/.test(action));
+
+      expect(writes).toEqual([]);
+      expect(s3Grants(api)).toEqual([`s3:GetObject ${bucketArn()}/meta/*`, `s3:ListBucket ${bucketArn()}`]);
+    });
+
+    it('gives the check function read-only catalog access and no bucket access', () => {
+      const actions = actionsOf(mirror.stack.sync.checkFunction);
+
+      expect(actions.filter((action) => action.startsWith('s3:'))).toEqual([]);
+      expect(actions.filter((action) => /^dynamodb:(Put|Update|Delete|BatchWrite)/.test(action))).toEqual([]);
+    });
+
+    it('grants no wildcard action and no wildcard resource except X-Ray and log delivery', () => {
+      const statements = Object.values(template.findResources('AWS::IAM::Policy')).flatMap(
+        (policy) => (policy as { Properties: { PolicyDocument: { Statement: { Effect: string; Action: unknown; Resource: unknown }[] } } }).Properties.PolicyDocument.Statement,
+      );
+      const allows = statements.filter((statement) => statement.Effect === 'Allow');
+
+      for (const statement of allows) {
+        const actions = [statement.Action].flat() as string[];
+        expect(actions.filter((action) => action.includes('*'))).toEqual([]);
+        if ([statement.Resource].flat().includes('*')) {
+          expect(actions.every((action) => /^(xray|logs):/.test(action))).toBe(true);
+        }
+      }
+    });
+  });
+
+  describe('Construct: MirrorApi', () => {
+    it('serves /streams/* and /api/* with GET and HEAD through a Lambda proxy that passes bytes untouched', () => {
+      template.hasResourceProperties('AWS::ApiGateway::RestApi', {
+        BinaryMediaTypes: ['*/*'],
+        EndpointConfiguration: { Types: ['REGIONAL'] },
+      });
+      const methods = Object.values(template.findResources('AWS::ApiGateway::Method')) as {
+        Properties: { HttpMethod: string; ResourceId: { Ref: string }; Integration: { Type: string } };
+      }[];
+      const resources = template.findResources('AWS::ApiGateway::Resource') as Record<string, { Properties: { PathPart: string; ParentId: unknown } }>;
+      const pathOf = (id: string): string => {
+        const resource = resources[id];
+        if (!resource) return '';
+        const parent = resource.Properties.ParentId as { Ref?: string };
+        return `${parent.Ref ? pathOf(parent.Ref) : ''}/${resource.Properties.PathPart}`;
+      };
+
+      const routes = methods.map((method) => `${method.Properties.HttpMethod} ${pathOf(method.Properties.ResourceId.Ref)}`).sort();
+
+      expect(routes).toEqual(['GET /api/{proxy+}', 'GET /streams/{proxy+}', 'HEAD /api/{proxy+}', 'HEAD /streams/{proxy+}']);
+      expect(methods.every((method) => method.Properties.Integration.Type === 'AWS_PROXY')).toBe(true);
+    });
+
+    it('logs access and throttles the stage', () => {
+      template.hasResourceProperties('AWS::ApiGateway::Stage', {
+        StageName: 'mirror',
+        AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }),
+        TracingEnabled: true,
+        MethodSettings: [Match.objectLike({ DataTraceEnabled: false, ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 })],
+      });
+    });
+  });
+
+  describe('Construct: MirrorDistribution', () => {
+    const distributionConfig = () =>
+      (Object.values(template.findResources('AWS::CloudFront::Distribution'))[0] as { Properties: { DistributionConfig: Record<string, any> } })
+        .Properties.DistributionConfig;
+
+    it('reads items from S3 through origin access control with origin path /items', () => {
+      template.hasResourceProperties('AWS::CloudFront::OriginAccessControl', {
+        OriginAccessControlConfig: { OriginAccessControlOriginType: 's3', SigningBehavior: 'always', SigningProtocol: 'sigv4' },
+      });
+      const s3Origin = distributionConfig().Origins.find((origin: any) => origin.S3OriginConfig);
+
+      expect(s3Origin.OriginPath).toBe('/items');
+      expect(s3Origin.OriginAccessControlId).toEqual({ 'Fn::GetAtt': [expect.any(String), 'Id'] });
+      expect(s3Origin.S3OriginConfig).toEqual({ OriginAccessIdentity: '' });
+    });
+
+    it('routes /streams/* and /api/* to the API stage and everything else to the items', () => {
+      const config = distributionConfig();
+      const apiOrigin = config.Origins.find((origin: any) => origin.CustomOriginConfig);
+      const behaviors = Object.fromEntries(config.CacheBehaviors.map((behavior: any) => [behavior.PathPattern, behavior.TargetOriginId]));
+
+      const stageId = logicalIdOf(mirror.stack, mirror.stack.api.api.deploymentStage);
+      // The origin path is the stage segment of the API's URL (stage "mirror", asserted below).
+      expect(flattenIntrinsics(apiOrigin.OriginPath)).toMatch(new RegExp(`^/.*"Ref":"${stageId}"`));
+      expect(apiOrigin.CustomOriginConfig.OriginProtocolPolicy).toBe('https-only');
+      expect(behaviors).toEqual({ '/streams/*': apiOrigin.Id, '/api/*': apiOrigin.Id });
+      expect(config.DefaultCacheBehavior.TargetOriginId).not.toBe(apiOrigin.Id);
+    });
+
+    it('serves HTTP and HTTPS alike: MAAS never gets a redirect', () => {
+      const config = distributionConfig();
+
+      for (const behavior of [config.DefaultCacheBehavior, ...config.CacheBehaviors]) {
+        expect(behavior.ViewerProtocolPolicy).toBe('allow-all');
+        expect(behavior.AllowedMethods).toEqual(['GET', 'HEAD']);
+      }
+    });
+
+    it('caches items for long and metadata briefly', () => {
+      const policies = Object.values(template.findResources('AWS::CloudFront::CachePolicy')).map(
+        (policy: any) => policy.Properties.CachePolicyConfig,
+      );
+      const items = policies.find((policy) => /items/.test(policy.Comment));
+      const metadata = policies.find((policy) => /metadata/.test(policy.Comment));
+
+      expect(items).toMatchObject({ DefaultTTL: 30 * 86_400, MaxTTL: 365 * 86_400 });
+      expect(metadata).toMatchObject({ DefaultTTL: 60, MaxTTL: 300 });
+    });
+
+    it('allows CloudFront to read the items prefix only', () => {
+      const bucketId = logicalIdOf(mirror.stack, mirror.stack.storage.bucket);
+      const [policy] = Object.values(template.findResources('AWS::S3::BucketPolicy', { Properties: { Bucket: { Ref: bucketId } } })) as {
+        Properties: { PolicyDocument: { Statement: { Effect: string; Principal?: { Service?: string }; Action: string; Resource?: unknown; NotResource?: unknown; Condition?: unknown }[] } };
+      }[];
+      const cloudfront = policy?.Properties.PolicyDocument.Statement.filter((statement) => statement.Principal?.Service === 'cloudfront.amazonaws.com') ?? [];
+
+      expect(cloudfront).toHaveLength(2);
+      const allow = cloudfront.find((statement) => statement.Effect === 'Allow');
+      const deny = cloudfront.find((statement) => statement.Effect === 'Deny');
+      expect(allow?.Action).toBe('s3:GetObject');
+      expect(JSON.stringify(allow?.Condition)).toContain('AWS:SourceArn');
+      expect(deny?.Action).toBe('s3:GetObject');
+      expect(flattenIntrinsics(deny?.NotResource)).toBe(`<${bucketId}>/items/*`);
+    });
+  });
+
+  describe('Construct: Operations', () => {
+    it('alarms when a sync run fails, times out or is aborted', () => {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        Threshold: 1,
+        Metrics: Match.arrayWith([
+          Match.objectLike({ Expression: 'FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)' }),
+          Match.objectLike({ Id: 'failed', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'ExecutionsFailed' }) }) }),
+        ]),
+        AlarmActions: [{ Ref: Match.anyValue() }],
+      });
+    });
+
+    it('alarms when upstream stays ahead of the mirror for staleAfterChecks checks, or the check stops reporting', () => {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: METRICS_NAMESPACE,
+        MetricName: METRIC.upstreamAhead,
+        Dimensions: [{ Name: 'service', Value: 'skystreams' }],
+        Statistic: 'Minimum',
+        Period: 300,
+        EvaluationPeriods: 24,
+        DatapointsToAlarm: 24,
+        TreatMissingData: 'breaching',
+      });
+    });
+
+    it('alarms on errors of every function, throttles and API 5xx', () => {
+      const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as { Properties: Record<string, any> }[];
+      const errorAlarms = alarms.filter((alarm) => alarm.Properties.MetricName === 'Errors' && alarm.Properties.Namespace === 'AWS/Lambda');
+      const api5xx = alarms.filter((alarm) => alarm.Properties.MetricName === '5XXError');
+      const throttles = alarms.filter((alarm) => JSON.stringify(alarm.Properties.Metrics ?? []).includes('"Throttles"'));
+
+      expect(errorAlarms).toHaveLength(7);
+      expect(api5xx).toHaveLength(1);
+      expect(throttles).toHaveLength(1);
+      expect(alarms.every((alarm) => alarm.Properties.AlarmActions?.length === 1)).toBe(true);
+    });
+
+    it('notifies a TLS-only SNS topic, with no e-mail subscription unless configured', () => {
+      template.resourceCountIs('AWS::SNS::Topic', 1);
+      template.resourceCountIs('AWS::SNS::Subscription', 0);
+      template.hasResourceProperties('AWS::SNS::TopicPolicy', {
+        PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Effect: 'Deny', Condition: { Bool: { 'aws:SecureTransport': 'false' } } })]) },
+      });
+    });
+
+    it('builds one dashboard', () => {
+      template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    });
+  });
+
+  describe('Outputs', () => {
+    it('prints the base URL and the exact MAAS command pointing at it', () => {
+      const outputs = template.findOutputs('*') as Record<string, { Value: unknown }>;
+      const distributionId = logicalIdOf(mirror.stack, mirror.stack.delivery.distribution);
+
+      expect(flattenIntrinsics(outputs.BaseUrl?.Value)).toBe(`https://<${distributionId}>/`);
+      expect(flattenIntrinsics(outputs.MaasUpdateBootSource?.Value)).toBe(
+        `maas $PROFILE boot-source update 1 url=https://<${distributionId}>/ keyring_filename=/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg`,
+      );
+      expect(flattenIntrinsics(outputs.MaasCreateBootSource?.Value)).toMatch(/^maas \$PROFILE boot-sources create url=https:\/\//);
+    });
+  });
+});
