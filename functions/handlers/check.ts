@@ -1,1 +1,27 @@
-export const handler = async (): Promise<unknown> => ({});
+/** Scheduled: a conditional GET of the upstream index; starts a sync run only when upstream changed. */
+import { newRunId } from '../core/engine.ts';
+import { readStateMachineArn } from '../adapters/lambda/environment.ts';
+import { logger, metrics, MetricUnit, observed } from '../adapters/lambda/observability.ts';
+import { startSyncRun } from '../adapters/lambda/step-functions.ts';
+import { syncRuntime } from '../adapters/lambda/sync-runtime.ts';
+import { METRIC } from '../adapters/lambda/telemetry-names.ts';
+
+/** What EventBridge Scheduler sends (infra/constructs/sync-pipeline.ts). */
+export interface ScheduledCheck {
+  source?: string;
+  scheduledTime?: string;
+}
+
+export const handler = observed(async (event: ScheduledCheck) => {
+  const { engine } = await syncRuntime();
+  const { changed } = await engine.check();
+  // The staleness alarm watches this: 1 for as long as the mirror lags upstream.
+  metrics.addMetric(METRIC.upstreamAhead, MetricUnit.Count, changed ? 1 : 0);
+  if (!changed) return { changed };
+  // A run already in progress holds the lock: this one's plan then ends at once, cleanly.
+  const runId = newRunId(new Date());
+  const execution = await startSyncRun(readStateMachineArn(), runId);
+  metrics.addMetric(METRIC.syncStarted, MetricUnit.Count, 1);
+  logger.info('upstream changed: sync run started', { runId, execution, scheduledTime: event.scheduledTime });
+  return { changed, runId };
+});

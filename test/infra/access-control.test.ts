@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { flattenIntrinsics, logicalIdOf, synthMirror, type SynthesizedMirror } from './synth.ts';
 
 // One synth for the file: every optional feature switched on, in us-east-1 (WAF for CloudFront lives there).
@@ -20,6 +20,8 @@ beforeAll(async () => {
   );
   template = mirror.template;
 });
+
+afterAll(() => mirror?.dispose());
 
 const distributionConfig = () =>
   (Object.values(template.findResources('AWS::CloudFront::Distribution'))[0] as { Properties: { DistributionConfig: Record<string, any> } })

@@ -1,10 +1,10 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
 import { configDefaults, loadConfig, parseConfig } from '../../infra/config.ts';
 import { cdkJsonContext } from './synth.ts';
@@ -16,6 +16,8 @@ beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'skystreams-config-'));
   writeFileSync(join(dir, 'keyring.gpg'), new Uint8Array([0x99, 0x01, 0x0d]));
 });
+
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const minimal = (extra: Record<string, unknown> = {}) => ({
   sourceUrl: 'https://images.maas.io/ephemeral-v3/stable/',
@@ -138,15 +140,17 @@ describe('App: infra/app.ts', () => {
     // Prepare: the cdk CLI hands context to the app in CDK_CONTEXT_JSON.
     const bad = { ...minimal({ keyring: { file: join(dir, 'keyring.gpg') } }), copyConcurrency: 0 };
     const app = fileURLToPath(new URL('../../infra/app.ts', import.meta.url));
+    const outdir = mkdtempSync(join(tmpdir(), 'skystreams-app-'));
     const tsx = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
 
     // Act
     const failure = await promisify(execFile)(tsx, [app], {
-      env: { ...process.env, CDK_CONTEXT_JSON: JSON.stringify({ skystreams: bad }), CDK_OUTDIR: mkdtempSync(join(tmpdir(), 'skystreams-app-')) },
+      env: { ...process.env, CDK_CONTEXT_JSON: JSON.stringify({ skystreams: bad }), CDK_OUTDIR: outdir },
     }).then(
       () => undefined,
       (error: { code: number; stderr: string }) => error,
     );
+    rmSync(outdir, { recursive: true, force: true });
 
     // Assess
     expect(failure?.code).toBe(1);

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import { METRIC, METRICS_NAMESPACE } from '../../functions/adapters/lambda/telemetry-names.ts';
 import { TABLE_KEY_SCHEMA } from '../../functions/adapters/dynamodb/table-design.ts';
@@ -26,6 +26,8 @@ beforeAll(async () => {
   template = mirror.template;
   definition = stateMachineDefinition(template);
 });
+
+afterAll(() => mirror?.dispose());
 
 const syncFunctions = () => {
   const { sync } = mirror.stack;

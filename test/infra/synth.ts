@@ -3,7 +3,7 @@
  * flags, the config validated by infra/config.ts) but with a freshly
  * generated test keyring, and runs cdk-nag's AwsSolutions pack over it.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { App, type Environment, type PolicyValidationPluginReport } from 'aws-cdk-lib';
@@ -25,6 +25,8 @@ export interface SynthesizedMirror {
   /** Where the app wrote assets and templates. */
   outdir: string;
   nag: PolicyValidationPluginReport;
+  /** Removes the output directory. */
+  dispose(): void;
 }
 
 /** cdk.json's context, split into the feature flags and the `skystreams` config. */
@@ -48,7 +50,8 @@ export async function synthMirror(
   const stack = new MirrorStack(app, 'SkystreamsTest', { config, env });
   const template = Template.fromStack(stack);
   const nag = new AwsSolutionsChecks(app).validateScope(stack);
-  return { app, stack, template, config, keyring: key.publicKeyring, outdir, nag };
+  const dispose = () => rmSync(outdir, { recursive: true, force: true });
+  return { app, stack, template, config, keyring: key.publicKeyring, outdir, nag, dispose };
 }
 
 /** `{ "Fn::GetAtt": [id, "Arn"] }` and `{ Ref: id }` → `<id>`, so a joined string can be read as text. */
