@@ -1,0 +1,327 @@
+/**
+ * The Lambda handlers, invoked with the event shapes AWS sends them, in the
+ * order the state machine calls them, against s3rver and DynamoDB Local and a
+ * signed synthetic upstream; the check's StartExecution goes to a stand-in
+ * that speaks the Step Functions JSON protocol.
+ */
+import { createServer, type Server } from 'node:http';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
+import { ENV } from '../../functions/adapters/lambda/environment.ts';
+import { METRIC } from '../../functions/adapters/lambda/telemetry-names.ts';
+import type { PlanOutcome } from '../../functions/core/engine.ts';
+import type { CopyTask } from '../../functions/core/planner.ts';
+import { keys, type Backend } from '../../functions/core/ports.ts';
+import { demoProducts, generateSigningKey, serveTree, synthesizeTree, type ServedTree, type SigningKey } from '../../functions/local/synthetic-upstream.ts';
+import { startStandins, type Standins } from '../support/standins.ts';
+
+const BUCKET = 'skystreams-pipeline';
+const TABLE = 'skystreams-pipeline';
+const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:123456789012:stateMachine:SkystreamsSync';
+
+type Handler = (event: unknown, context: Context) => Promise<any>;
+interface Handlers {
+  check: Handler;
+  plan: Handler;
+  copy: Handler;
+  publish: Handler;
+  prune: Handler;
+  fail: Handler;
+  api: Handler;
+}
+
+let standins: Standins;
+let upstream: ServedTree;
+let upstreamFiles: Map<string, Uint8Array>;
+let stepFunctions: StepFunctionsStandin;
+let handlers: Handlers;
+let backend: Backend;
+let workDir: string;
+let upstreamKey: SigningKey;
+const savedEnv = { ...process.env };
+
+beforeAll(async () => {
+  standins = await startStandins();
+  await initCloudResources({ bucket: BUCKET, table: TABLE, s3Endpoint: standins.s3Endpoint, dynamodbEndpoint: standins.dynamodbEndpoint });
+  const key = await generateSigningKey('skystreams pipeline test');
+  upstreamKey = key;
+  upstreamFiles = await synthesizeTree(demoProducts(), { key });
+  upstream = await serveTree(upstreamFiles);
+  stepFunctions = await startStepFunctionsStandin();
+  workDir = mkdtempSync(join(tmpdir(), 'skystreams-pipeline-'));
+  writeFileSync(join(workDir, 'keyring.gpg'), key.publicKeyring);
+
+  // The environment the stack gives the functions, pointed at the stand-ins.
+  Object.assign(process.env, standins.env, {
+    AWS_ENDPOINT_URL_SFN: stepFunctions.endpoint,
+    [ENV.bucket]: BUCKET,
+    [ENV.table]: TABLE,
+    [ENV.sourceUrl]: upstream.baseUrl,
+    [ENV.filters]: JSON.stringify([]),
+    [ENV.max]: '1',
+    [ENV.pruneGraceHours]: '0',
+    [ENV.keyringFile]: join(workDir, 'keyring.gpg'),
+    [ENV.stateMachineArn]: STATE_MACHINE_ARN,
+    POWERTOOLS_TRACE_ENABLED: 'false',
+    POWERTOOLS_SERVICE_NAME: 'skystreams',
+  });
+  handlers = {
+    check: (await import('../../functions/handlers/check.ts')).handler as Handler,
+    plan: (await import('../../functions/handlers/plan.ts')).handler as Handler,
+    copy: (await import('../../functions/handlers/copy.ts')).handler as Handler,
+    publish: (await import('../../functions/handlers/publish.ts')).handler as Handler,
+    prune: (await import('../../functions/handlers/prune.ts')).handler as Handler,
+    fail: (await import('../../functions/handlers/fail.ts')).handler as Handler,
+    api: (await import('../../functions/handlers/api.ts')).handler as Handler,
+  };
+  backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
+});
+
+afterAll(async () => {
+  process.env = savedEnv;
+  await upstream?.close();
+  await stepFunctions?.close();
+  await standins?.stop();
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+describe('Handlers: the sync pipeline as Step Functions drives it', () => {
+  it('mirrors a signed upstream: check → plan → copy each item → publish → prune, then serves it byte for byte', async () => {
+    // Act: the schedule fires.
+    const metricsOut = captureStdout();
+    const checked = await handlers.check(schedulerPayload(), lambdaContext('check'));
+    const checkMetrics = metricsOut.stop();
+
+    // Assess: upstream is ahead, and one execution was started, named after the run.
+    expect(checked).toEqual({ changed: true, runId: expect.any(String) });
+    expect(stepFunctions.started).toEqual([{ stateMachineArn: STATE_MACHINE_ARN, name: checked.runId, input: JSON.stringify({ runId: checked.runId }) }]);
+    expect(emittedMetric(checkMetrics, METRIC.upstreamAhead)).toEqual([1]);
+
+    // Act: the state machine's steps, with the payloads its definition builds.
+    const runId: string = checked.runId;
+    const plan = (await handlers.plan({ runId }, lambdaContext('plan'))) as PlanOutcome;
+    expect(plan).toMatchObject({ runId, outcome: 'planned', copyKey: keys.runFile(runId, 'copy.json') });
+    if (plan.outcome !== 'planned') throw new Error('expected a plan');
+    // The Distributed Map's ItemReader reads the copy list from the bucket.
+    const tasks = JSON.parse(await readObject(plan.copyKey)) as CopyTask[];
+    expect(tasks).toHaveLength(plan.copyItems);
+    for (const task of tasks) {
+      const copied = await handlers.copy({ runId, task }, lambdaContext('copy'));
+      expect(copied).toEqual({ path: task.path, size: task.size, skipped: false });
+    }
+    const published = await handlers.publish({ runId }, lambdaContext('publish'));
+    const pruned = await handlers.prune({ runId }, lambdaContext('prune'));
+
+    // Assess: a published generation...
+    expect(published).toMatchObject({ generation: plan.generation, itemCount: expect.any(Number) });
+    expect(pruned).toEqual({ deletedFiles: 0, deletedGenerations: [] });
+    // ...whose metadata the API serves byte for byte, `:` escaped or not...
+    const metadataFiles = [...upstreamFiles.keys()].filter((path) => path.startsWith('streams/v1/') && path.endsWith('.sjson'));
+    expect(metadataFiles.some((path) => path.includes(':'))).toBe(true);
+    for (const path of metadataFiles) {
+      const raw = await handlers.api(apiEvent(`/${path}`), lambdaContext('api'));
+      const escaped = await handlers.api(apiEvent(`/${path.replaceAll(':', '%3A')}`), lambdaContext('api'));
+      expect(raw.statusCode).toBe(200);
+      expect(bodyOf(raw)).toEqual(upstreamFiles.get(path));
+      expect(bodyOf(escaped)).toEqual(upstreamFiles.get(path));
+    }
+    // ...and whose items sit where CloudFront's /items origin path finds them, identical to upstream.
+    for (const task of tasks) {
+      expect(new Uint8Array(Buffer.from(await readObject(keys.item(task.path), 'binary'), 'binary'))).toEqual(upstreamFiles.get(task.path));
+    }
+    const status = await handlers.api(apiEvent('/api/v1/status'), lambdaContext('api'));
+    expect(status.statusCode).toBe(200);
+    expect(JSON.stringify(JSON.parse(Buffer.from(status.body, 'base64').toString('utf8')))).toContain(runId);
+  });
+
+  it('finds nothing to do on the next check and starts no run', async () => {
+    const before = stepFunctions.started.length;
+    const metricsOut = captureStdout();
+
+    const checked = await handlers.check(schedulerPayload(), lambdaContext('check'));
+
+    expect(checked).toEqual({ changed: false });
+    expect(emittedMetric(metricsOut.stop(), METRIC.upstreamAhead)).toEqual([0]);
+    expect(stepFunctions.started).toHaveLength(before);
+  });
+
+  it('lets a second run started during a run end at once, and records a failed item as a failed run', async () => {
+    // Prepare: upstream publishes new bytes and newer metadata.
+    await changeUpstream();
+    const checked = await handlers.check(schedulerPayload(), lambdaContext('check'));
+    expect(checked.changed).toBe(true);
+    const runId: string = checked.runId;
+    const plan = (await handlers.plan({ runId }, lambdaContext('plan'))) as PlanOutcome;
+    if (plan.outcome !== 'planned') throw new Error(`expected a plan, got ${plan.outcome}`);
+
+    // Act: another execution's plan while this run holds the lock.
+    const second = await handlers.plan({ runId: `${runId}-second` }, lambdaContext('plan'));
+
+    // Assess: it ends cleanly, naming the holder.
+    expect(second).toMatchObject({ outcome: 'locked', holder: runId });
+
+    // Act: the corrupted item fails; Step Functions catches and calls the fail step.
+    const [corrupted] = JSON.parse(await readObject(plan.copyKey)) as CopyTask[];
+    if (!corrupted) throw new Error('expected items to copy');
+    // Upstream now serves bytes that do not match what its signed metadata promises.
+    const served = upstreamFiles.get(corrupted.path) as Uint8Array;
+    upstreamFiles.set(corrupted.path, served.map((byte, i) => (i === 0 ? byte ^ 0xff : byte)));
+    const failure = await handlers.copy({ runId, task: corrupted }, lambdaContext('copy')).then(
+      () => undefined,
+      (error: Error) => error,
+    );
+    expect(failure?.name).toBe('IntegrityError');
+    const recorded = await handlers.fail(
+      { runId, error: { Error: failure?.name, Cause: JSON.stringify({ errorType: failure?.name, errorMessage: failure?.message, trace: [] }) } },
+      lambdaContext('fail'),
+    );
+
+    // Assess: the run is failed with the item's error, the lock is free, the old generation still served.
+    expect(recorded.recorded).toMatch(/^IntegrityError: .*/);
+    const run = await backend.catalog.getRun(runId);
+    expect(run).toMatchObject({ state: 'failed', error: recorded.recorded });
+    const afterwards = await handlers.plan({ runId: `${runId}-after` }, lambdaContext('plan'));
+    expect(afterwards.outcome).not.toBe('locked');
+    const current = await backend.catalog.getCurrent();
+    expect(current?.runId).not.toBe(runId);
+  });
+});
+
+/** Upstream publishes a newer tree: new bytes for every item, newer signed metadata. */
+async function changeUpstream(): Promise<void> {
+  const newer = await synthesizeTree(demoProducts(), { key: upstreamKey, contentSeed: 'newer', updated: 'Thu, 01 Jan 2099 00:00:00 +0000' });
+  for (const [path, bytes] of newer) upstreamFiles.set(path, bytes);
+}
+
+async function readObject(key: string, encoding: BufferEncoding = 'utf8'): Promise<string> {
+  const { body } = await backend.objects.get(key);
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  return Buffer.concat(chunks).toString(encoding);
+}
+
+function schedulerPayload() {
+  return { source: 'skystreams.schedule', scheduledTime: new Date().toISOString() };
+}
+
+/** A REST API Lambda proxy event as API Gateway sends it for `GET <path>` through CloudFront. */
+function apiEvent(path: string): APIGatewayProxyEvent {
+  const [resource] = path.split('/').filter(Boolean);
+  return {
+    resource: `/${resource}/{proxy+}`,
+    path,
+    httpMethod: 'GET',
+    headers: { Host: 'abc123.execute-api.us-east-1.amazonaws.com', 'User-Agent': 'Amazon CloudFront', Via: '2.0 x.cloudfront.net (CloudFront)' },
+    multiValueHeaders: {
+      Host: ['abc123.execute-api.us-east-1.amazonaws.com'],
+      'User-Agent': ['Amazon CloudFront'],
+      Via: ['2.0 x.cloudfront.net (CloudFront)'],
+    },
+    queryStringParameters: null,
+    multiValueQueryStringParameters: null,
+    pathParameters: { proxy: path.split('/').slice(2).join('/') },
+    stageVariables: null,
+    requestContext: {
+      accountId: '123456789012',
+      apiId: 'abc123',
+      domainName: 'abc123.execute-api.us-east-1.amazonaws.com',
+      httpMethod: 'GET',
+      path: `/mirror${path}`,
+      protocol: 'HTTP/1.1',
+      requestId: 'request-1',
+      requestTimeEpoch: Date.now(),
+      resourceId: 'res',
+      resourcePath: `/${resource}/{proxy+}`,
+      stage: 'mirror',
+      identity: { sourceIp: '192.0.2.1', userAgent: 'Amazon CloudFront' },
+    } as APIGatewayProxyEvent['requestContext'],
+    body: null,
+    isBase64Encoded: false,
+  };
+}
+
+function bodyOf(result: APIGatewayProxyResult): Uint8Array {
+  expect(result.isBase64Encoded).toBe(true);
+  return new Uint8Array(Buffer.from(result.body, 'base64'));
+}
+
+function lambdaContext(name: string): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: `skystreams-${name}`,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:us-east-1:123456789012:function:skystreams-${name}`,
+    memoryLimitInMB: '1024',
+    awsRequestId: `request-${name}-${Date.now()}`,
+    logGroupName: `/aws/lambda/skystreams-${name}`,
+    logStreamName: 'test',
+    getRemainingTimeInMillis: () => 60_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+/** Collects what Powertools writes to stdout (EMF metrics, JSON logs) until stop(). */
+function captureStdout(): { stop(): string[] } {
+  const lines: string[] = [];
+  const spy = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: unknown) => {
+    lines.push(String(chunk));
+    return true;
+  });
+  return {
+    stop() {
+      spy.mockRestore();
+      return lines;
+    },
+  };
+}
+
+/** Values of `name` in the EMF documents among `lines`. */
+function emittedMetric(lines: string[], name: string): number[] {
+  return lines
+    .flatMap((line) => line.split('\n'))
+    .filter((line) => line.includes('"_aws"'))
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((document) => name in document)
+    .map((document) => document[name] as number);
+}
+
+interface StepFunctionsStandin {
+  endpoint: string;
+  started: { stateMachineArn: string; name: string; input: string }[];
+  close(): Promise<void>;
+}
+
+/** Answers StartExecution the way Step Functions does (JSON 1.0 protocol) and records each call. */
+async function startStepFunctionsStandin(): Promise<StepFunctionsStandin> {
+  const started: StepFunctionsStandin['started'] = [];
+  const server: Server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const target = request.headers['x-amz-target'];
+      if (target !== 'AWSStepFunctions.StartExecution') {
+        response.writeHead(400, { 'content-type': 'application/x-amz-json-1.0' }).end(JSON.stringify({ __type: 'UnknownOperationException' }));
+        return;
+      }
+      const call = JSON.parse(Buffer.concat(chunks).toString('utf8')) as StepFunctionsStandin['started'][number];
+      started.push(call);
+      response
+        .writeHead(200, { 'content-type': 'application/x-amz-json-1.0' })
+        .end(JSON.stringify({ executionArn: `${call.stateMachineArn.replace(':stateMachine:', ':execution:')}:${call.name}`, startDate: Date.now() / 1000 }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    started,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
