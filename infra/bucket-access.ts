@@ -15,7 +15,7 @@ export const KEY_PATTERNS = {
   /** Verified item bytes, what CloudFront serves. */
   items: everythingUnder(keys.item('any')),
   /** Published and staged metadata generations. */
-  metadata: everythingUnder(keys.metadata(1, 'any')),
+  metadata: everythingUnder(keys.metadata({ generation: 1, runId: 'any' }, 'any')),
   /** A run's plan, copy list and Distributed Map results. */
   runs: everythingUnder(keys.runFile('any', 'any')),
 } as const;

@@ -25,7 +25,7 @@ export async function auditPublication(
   for (const file of current.files) {
     onFile(file);
     report.checkedFiles++;
-    if (!(await objects.head(keys.metadata(current.generation, file)))) {
+    if (!(await objects.head(keys.metadata(current, file)))) {
       report.problems.push({ path: file, problem: 'metadata file missing from the store' });
     }
   }

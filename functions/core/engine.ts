@@ -191,8 +191,10 @@ export class SyncEngine {
       const index = await checkIndex(upstream, this.settings.keyring, state);
       if (!index.changed || (current && state?.sha256 === sha256Hex(index.bytes))) {
         await catalog.putRun({ ...run, state: 'unchanged', finishedAt: this.now().toISOString() });
-        await catalog.releaseLock(SYNC_LOCK, runId);
         this.emit({ type: 'unchanged', runId });
+        // Replaced generations whose grace ran out go now, not at the next upstream change.
+        if ((await catalog.listPublications()).length > 1) await this.prune(runId);
+        else await catalog.releaseLock(SYNC_LOCK, runId);
         return { runId, outcome: 'unchanged' };
       }
       const metadata = await readUpstreamMetadata(upstream, this.settings.keyring, index, current);
@@ -201,7 +203,7 @@ export class SyncEngine {
       const plan = planSync({ products: metadata.products, selection: this.settings.selection, stored });
       const generation = (await this.lastGeneration()) + 1;
       for (const [file, bytes] of metadata.files) {
-        await objects.put(keys.metadata(generation, file), bytes, { contentType: contentTypeOf(file) });
+        await objects.put(keys.metadata({ generation, runId }, file), bytes, { contentType: contentTypeOf(file) });
       }
       const storedPlan: StoredPlan = {
         runId,
@@ -360,7 +362,10 @@ export class SyncEngine {
       await catalog.forgetObject(path);
       await objects.delete(keys.item(path));
     }
-    await this.deleteKeys('meta/', (key) => !retained.has(Number(key.split('/')[1])));
+    const retainedMetadata = publications
+      .filter((publication) => retained.has(publication.generation))
+      .map((publication) => keys.metadataPrefix(publication));
+    await this.deleteKeys('meta/', (key) => !retainedMetadata.some((prefix) => key.startsWith(prefix)));
     await this.deleteKeys('runs/', () => true);
     await catalog.releaseLock(SYNC_LOCK, runId);
     this.emit({ type: 'pruned', runId, paths: deletedPaths.length, generations: retired });

@@ -82,14 +82,17 @@ export function planSync(input: PlanInput): SyncPlan {
     for (const item of selectItems(file, doc, input.selection)) {
       const task = toCopyTask(file, item);
       const seen = tasks.get(task.path);
-      if (seen && (seen.task.size !== task.size || seen.task.hex !== task.hex)) {
+      if (seen && !sameContent(seen.item, item)) {
         throw new MetadataError(
           file,
           itemJsonPath(item),
           `path ${task.path} is also listed by ${seen.file} ${itemJsonPath(seen.item)} with a different size or digest`,
         );
       }
-      if (!seen) tasks.set(task.path, { task, file, item });
+      // Of two listings of one file, verify against the stronger digest.
+      if (!seen || DIGEST_STRENGTH[task.algorithm] > DIGEST_STRENGTH[seen.task.algorithm]) {
+        tasks.set(task.path, { task, file, item });
+      }
       entries.push(toEntry(item));
     }
   }
@@ -109,6 +112,16 @@ export function planSync(input: PlanInput): SyncPlan {
 /** Stored paths that no retained generation references: safe to delete. */
 export function unreferencedPaths(stored: Iterable<string>, referenced: ReadonlySet<string>): string[] {
   return [...stored].filter((path) => !referenced.has(path)).sort();
+}
+
+const DIGEST_STRENGTH: Record<DigestAlgorithm, number> = { md5: 1, sha256: 2, sha512: 3 };
+
+/** Listings agree when sizes match and every digest both declare matches. */
+function sameContent(a: FlatItem, b: FlatItem): boolean {
+  if (a.size !== b.size) return false;
+  return (['sha512', 'sha256', 'md5'] as const).every(
+    (algorithm) => a[algorithm] === undefined || b[algorithm] === undefined || a[algorithm]!.toLowerCase() === b[algorithm]!.toLowerCase(),
+  );
 }
 
 function byPath(a: CopyTask, b: CopyTask): number {

@@ -90,7 +90,7 @@ export interface CatalogEntry {
   label?: string;
 }
 
-/** A generation of published metadata. Its files live at `meta/<generation>/<file>` in the object store. */
+/** A generation of published metadata. Its files live at `keys.metadata(publication, file)` in the object store. */
 export interface Publication {
   /** Strictly increasing. */
   generation: number;
@@ -207,10 +207,17 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+/** Which staged metadata a publication serves: each run stages under its own prefix. */
+export type MetadataOwner = Pick<Publication, 'generation' | 'runId'>;
+
 /** Object-store key layout shared by every backend (CloudFront serves `items/` as the site root). */
 export const keys = {
   item: (path: string) => `items/${path}`,
-  metadata: (generation: number, file: string) => `meta/${generation}/${file}`,
-  metadataPrefix: (generation: number) => `meta/${generation}/`,
+  /**
+   * Per run, not just per generation: a run that lost its lock while staging
+   * could otherwise overwrite the files of a generation another run published.
+   */
+  metadata: (owner: MetadataOwner, file: string) => `${keys.metadataPrefix(owner)}${file}`,
+  metadataPrefix: (owner: MetadataOwner) => `meta/${owner.generation}-${owner.runId}/`,
   runFile: (runId: string, name: string) => `runs/${runId}/${name}`,
 } as const;

@@ -40,7 +40,7 @@ export function createApp(deps: AppDeps): App {
 async function serveMetadata(deps: AppDeps, path: string, request: Request): Promise<Response> {
   const current = await deps.catalog.getCurrent();
   if (!current || !current.files.includes(path)) return notFound(path);
-  return serveObject(deps.objects, keys.metadata(current.generation, path), request, contentTypeOf(path), METADATA_CACHE);
+  return serveObject(deps.objects, keys.metadata(current, path), request, contentTypeOf(path), METADATA_CACHE);
 }
 
 async function serveItem(deps: AppDeps, path: string, request: Request): Promise<Response> {
@@ -81,11 +81,17 @@ async function serveObject(
 
 function notModified(request: Request, info: ObjectInfo): boolean {
   const ifNoneMatch = request.headers.get('if-none-match');
-  if (ifNoneMatch) return ifNoneMatch.split(',').some((tag) => tag.trim() === info.etag || tag.trim() === '*');
+  // If-None-Match uses the weak comparison (RFC 9110 §13.1.2): `W/"x"` matches `"x"`.
+  if (ifNoneMatch) return ifNoneMatch.split(',').some((tag) => tag.trim() === '*' || opaqueTag(tag) === opaqueTag(info.etag));
   const ifModifiedSince = request.headers.get('if-modified-since');
   if (!ifModifiedSince) return false;
   const since = Date.parse(ifModifiedSince);
   return !Number.isNaN(since) && Math.floor(info.lastModified.getTime() / 1000) * 1000 <= since;
+}
+
+function opaqueTag(tag: string): string {
+  const trimmed = tag.trim();
+  return trimmed.startsWith('W/') ? trimmed.slice(2) : trimmed;
 }
 
 /** One `bytes=` range (RFC 9110); several ranges, or an If-Range that no longer matches, get the whole file. */

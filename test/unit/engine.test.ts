@@ -230,7 +230,7 @@ describe('Class: SyncEngine', () => {
       }
       expect(planned.outcome === 'planned' && planned.copyBytes).toBe(tasks.reduce((sum, task) => sum + task.size, 0));
       for (const file of metadataFiles(firstTree)) {
-        expect((await storedBytes(keys.metadata(1, file))).equals(firstTree.get(file)!), file).toBe(true);
+        expect((await storedBytes(keys.metadata({ generation: 1, runId: 'run-a' }, file))).equals(firstTree.get(file)!), file).toBe(true);
       }
       expect(await backend.catalog.getCurrent()).toBeUndefined();
       expect(await backend.catalog.getRun('run-a')).toMatchObject({ state: 'running', generation: 1, itemsPresent: 0 });
@@ -325,7 +325,7 @@ describe('Class: SyncEngine', () => {
     // mirror then serves an index and products that the catalog entries and
     // stored items do not match. Reproduced below with a plan stalled right
     // before its first metadata write.
-    it.fails('never overwrites a published generation when a plan that lost its lease resumes', async () => {
+    it('never overwrites a published generation when a plan that lost its lease resumes', async () => {
       // Prepare
       const settings = { lockTtlMs: 10 * MINUTE };
       const stalling = new StallingObjectStore(backend.objects, 'meta/');
@@ -550,7 +550,7 @@ describe('Class: SyncEngine', () => {
       expect(withinGrace).toEqual({ deletedPaths: [], deletedGenerations: [] });
       expect(afterGrace).toEqual({ deletedPaths: oldOnly, deletedGenerations: [1] });
       expect((await backend.catalog.listPublications()).map((publication) => publication.generation)).toEqual([2]);
-      expect(await keysUnder(keys.metadataPrefix(1))).toEqual([]);
+      expect(await keysUnder(`meta/1-`)).toEqual([]);
       for (const path of oldOnly) {
         expect(await backend.objects.head(keys.item(path)), path).toBeUndefined();
         expect(await backend.catalog.getObject(path), path).toBeUndefined();
@@ -573,11 +573,32 @@ describe('Class: SyncEngine', () => {
       expect((await backend.catalog.listPublications()).map((publication) => publication.generation)).toEqual([2, 1]);
       expect(await backend.catalog.getCurrent()).toMatchObject({ generation: 2 });
       for (const file of metadataFiles(firstTree)) {
-        expect((await storedBytes(keys.metadata(1, file))).equals(firstTree.get(file)!), file).toBe(true);
+        expect((await storedBytes(keys.metadata({ generation: 1, runId: 'run-1' }, file))).equals(firstTree.get(file)!), file).toBe(true);
       }
       for (const path of amd64Newest(products)) {
         expect((await storedBytes(keys.item(path))).equals(firstTree.get(path)!), path).toBe(true);
       }
+    });
+
+    it('prunes a replaced generation whose grace ran out on a run that finds upstream unchanged', async () => {
+      // Prepare
+      let clock = T0;
+      const engine = engineFor({ now: () => new Date(clock), settings: { pruneGraceMs: HOUR } });
+      await engine.run('run-1');
+      replaceFiles(live, secondTree);
+      clock = T0 + MINUTE;
+      await engine.run('run-2');
+      clock = T0 + MINUTE + 2 * HOUR;
+
+      // Act
+      const run = await engine.run('run-3');
+
+      // Assess
+      expect(run.state).toBe('unchanged');
+      expect((await backend.catalog.listPublications()).map((publication) => publication.generation)).toEqual([2]);
+      expect(await keysUnder('meta/1-')).toEqual([]);
+      expect((await auditPublication(backend.objects, backend.catalog)).problems).toEqual([]);
+      expect(await lockIsFree()).toBe(true);
     });
 
     it('deletes the staged metadata of failed runs and every runs/ file, keeping what is published', async () => {
@@ -587,7 +608,7 @@ describe('Class: SyncEngine', () => {
       replaceFiles(live, secondTree);
       await engine.plan('run-2');
       await engine.fail('run-2', new Error('copy state failed'));
-      expect(await keysUnder(keys.metadataPrefix(2))).not.toEqual([]);
+      expect(await keysUnder(`meta/2-`)).not.toEqual([]);
       expect(await keysUnder('runs/run-2/')).not.toEqual([]);
 
       // Act
@@ -595,9 +616,9 @@ describe('Class: SyncEngine', () => {
 
       // Assess
       expect(result).toEqual({ deletedPaths: [], deletedGenerations: [] });
-      expect(await keysUnder(keys.metadataPrefix(2))).toEqual([]);
+      expect(await keysUnder(`meta/2-`)).toEqual([]);
       expect(await keysUnder('runs/')).toEqual([]);
-      expect((await keysUnder(keys.metadataPrefix(1))).length).toBe(metadataFiles(firstTree).length);
+      expect((await keysUnder(`meta/1-`)).length).toBe(metadataFiles(firstTree).length);
       expect((await auditPublication(backend.objects, backend.catalog)).problems).toEqual([]);
       expect(await lockIsFree()).toBe(true);
     });
