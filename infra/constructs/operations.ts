@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Stack } from 'aws-cdk-lib';
 import type * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
@@ -29,6 +29,8 @@ export interface OperationsProps {
    * @default { copy: 5 }, 1 for every other function
    */
   readonly errorThresholds?: Readonly<Record<string, number>>;
+  /** @default the stack's name */
+  readonly dashboardName?: string;
 }
 
 const FIVE_MINUTES = Duration.minutes(5);
@@ -146,7 +148,10 @@ export class Operations extends Construct {
 
   private buildDashboard(props: OperationsProps, runsFailed: cloudwatch.IMetric, upstreamAhead: cloudwatch.IMetric): cloudwatch.Dashboard {
     const hour = Duration.hours(1);
-    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', { defaultInterval: Duration.days(7) });
+    const dashboard = new cloudwatch.Dashboard(this, 'Dashboard', {
+      dashboardName: props.dashboardName ?? Stack.of(this).stackName,
+      defaultInterval: Duration.days(7),
+    });
     const functions = Object.entries(props.functions);
     dashboard.addWidgets(
       new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 4 }),
