@@ -50,7 +50,8 @@ export class MirrorDistribution extends Construct {
 
     const items = origins.S3BucketOrigin.withOriginAccessControl(props.bucket, {
       originPath: ITEMS_ORIGIN_PATH,
-      originAccessLevels: [cloudfront.AccessLevel.READ],
+      // LIST lets S3 answer 404 (not 403) for a missing item; CloudFront itself only ever GETs objects.
+      originAccessLevels: [cloudfront.AccessLevel.READ, cloudfront.AccessLevel.LIST],
     });
     const itemsCache = new cloudfront.CachePolicy(this, 'ItemsCache', {
       comment: 'skystreams items: immutable under their path',
