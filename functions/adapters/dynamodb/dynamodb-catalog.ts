@@ -41,6 +41,8 @@ import { RUNS_BY_TIME_INDEX } from './table-design.ts';
 
 /** A transaction that collides with a concurrent one is retried this often before giving up as unavailable. */
 const TRANSACTION_ATTEMPTS = 6;
+/** Entry keys read per query while deleting a generation. */
+const DELETE_PAGE_SIZE = 1_000;
 /** Attempts at taking a lock whose holder let go between our write and our look at it. */
 const LOCK_ATTEMPTS = 3;
 
@@ -160,16 +162,31 @@ export class DynamoCatalog implements Catalog {
       ],
     });
     // The record goes first: a generation without its record is never served, whatever entries remain.
-    const keysOnly = { ...partitionQuery(entriesPartition(generation)), ProjectionExpression: 'PK, SK' };
-    let page: ItemKey[] = [];
-    for await (const item of this.query(keysOnly)) {
-      page.push(keyAttributesOf(item));
-      if (page.length >= 1_000) {
-        await batchWrite(this.documents, this.table, page.map((Key) => ({ DeleteRequest: { Key } })));
-        page = [];
-      }
+    await this.deleteEntries(generation);
+  }
+
+  /**
+   * Deletes a generation's entries a page of keys at a time, each page read
+   * afresh from the start of the partition: what was deleted is gone, so no
+   * cursor is needed, and memory stays at one page whatever the generation's size.
+   */
+  private async deleteEntries(generation: number): Promise<void> {
+    for (;;) {
+      const page = await this.call(
+        this.documents.send(
+          new QueryCommand({
+            ...partitionQuery(entriesPartition(generation)),
+            TableName: this.table,
+            ProjectionExpression: 'PK, SK',
+            ConsistentRead: true,
+            Limit: DELETE_PAGE_SIZE,
+          }),
+        ),
+      );
+      const keys = (page.Items ?? []).map(keyAttributesOf);
+      if (keys.length === 0) return;
+      await batchWrite(this.documents, this.table, keys.map((Key) => ({ DeleteRequest: { Key } })));
     }
-    await batchWrite(this.documents, this.table, page.map((Key) => ({ DeleteRequest: { Key } })));
   }
 
   // ---------------------------------------------------------------- runs

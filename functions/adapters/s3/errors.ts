@@ -58,6 +58,10 @@ export function toDomainError(error: unknown, what: string): Error {
   const detail = `${what}: ${name}${sdk.message ? `: ${sdk.message}` : ''}`;
   const options = { cause: error };
 
+  if (name === 'CredentialsProviderError') {
+    return new ConfigError(`${what}: no AWS credentials found (environment, profile, SSO or instance role)`, options);
+  }
+
   if (name === 'NoSuchBucket') {
     return new ConfigError(`${what}: the bucket does not exist (run \`skystreams init\`)`, options);
   }
