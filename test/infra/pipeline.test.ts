@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
@@ -19,6 +20,7 @@ import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
 import { demoProducts, generateSigningKey, serveTree, synthesizeTree, type ServedTree, type SigningKey } from '../../functions/local/synthetic-upstream.ts';
 import { startStandins, type Standins } from '../support/standins.ts';
+import { logicalIdOf, synthMirror } from './synth.ts';
 
 const BUCKET = 'skystreams-pipeline';
 const TABLE = 'skystreams-pipeline';
@@ -189,6 +191,48 @@ describe('Handlers: the sync pipeline as Step Functions drives it', () => {
     expect(afterwards.outcome).not.toBe('locked');
     const current = await backend.catalog.getCurrent();
     expect(current?.runId).not.toBe(runId);
+  });
+
+  it('behaves the same bundled by esbuild as deployed: modules load, error names survive minification', async () => {
+    // Prepare: the bundles `cdk synth` builds for Lambda, with their keyring beside them.
+    const synthesized = await synthMirror({}, { account: '123456789012', region: 'us-east-1' });
+    try {
+      const bundled = async (fn: { node: { defaultChild?: unknown } }): Promise<Handler> => {
+        const { Properties } = synthesized.template.findResources('AWS::Lambda::Function')[logicalIdOf(synthesized.stack, fn)] as {
+          Properties: { Code: { S3Key: string } };
+        };
+        const dir = join(synthesized.outdir, `asset.${Properties.Code.S3Key.replace(/\.zip$/, '')}`);
+        return ((await import(pathToFileURL(join(dir, 'index.mjs')).href)) as { handler: Handler }).handler;
+      };
+      const { sync, api } = synthesized.stack;
+      const [bundledFail, bundledCopy, bundledApi] = await Promise.all([
+        bundled(sync.failFunction.function),
+        bundled(sync.copyFunction.function),
+        bundled(api.handler.function),
+      ]);
+      const holder = await backend.catalog.listRuns(1);
+      const runId = `bundled-${Date.now()}`;
+
+      // Act: free the lock the previous test's last plan took, then copy a file whose digest will not match.
+      await bundledFail({ runId: holder[0]?.id, error: { Error: 'States.Timeout', Cause: 'test over' } }, lambdaContext('fail'));
+      const path = [...upstreamFiles.keys()].find((file) => !file.startsWith('streams/')) as string;
+      const failure = await bundledCopy(
+        { runId, task: { path, size: upstreamFiles.get(path)?.byteLength, algorithm: 'sha256', hex: '0'.repeat(64) } },
+        lambdaContext('copy'),
+      ).then(
+        () => undefined,
+        (error: Error) => error,
+      );
+      const index = await bundledApi(apiEvent('/streams/v1/index.sjson'), lambdaContext('api'));
+      const reference = await handlers.api(apiEvent('/streams/v1/index.sjson'), lambdaContext('api'));
+
+      // Assess: Step Functions retries and catches by these names, so minification must keep them.
+      expect(failure?.name).toBe('IntegrityError');
+      expect(index.statusCode).toBe(200);
+      expect(bodyOf(index)).toEqual(bodyOf(reference));
+    } finally {
+      synthesized.dispose();
+    }
   });
 });
 
