@@ -87,7 +87,8 @@ export class SyncPipeline extends Construct {
 
     this.checkFunction = syncFunction('check', 'Conditional GET of the upstream index; starts a sync run when it changed', {
       memorySizeMb: 512,
-      timeout: Duration.minutes(1),
+      // Longer than the upstream adapter's 60 s metadata timeout, so a hung upstream is reported as such.
+      timeout: Duration.seconds(90),
     });
     // Verifies signatures and parses products files of several MB: a full vCPU.
     this.planFunction = syncFunction('plan', 'Locks, verifies upstream metadata, stages it and writes the copy list', {
