@@ -127,7 +127,11 @@ export class SyncPipeline extends Construct {
         includeExecutionData: true,
       },
     });
-    for (const statement of this.runFilesAccess) this.stateMachine.addToRolePolicy(statement);
+    // The map's item reader names the bucket through the state input (see Settings), so CDK grants it
+    // nothing: the state machine may read run files, and no other object.
+    this.stateMachine.addToRolePolicy(
+      new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [bucket.arnForObjects(KEY_PATTERNS.runs)] }),
+    );
     this.stateMachine.grantStartExecution(this.checkFunction.role);
     this.checkFunction.function.addEnvironment(ENV.stateMachineArn, this.stateMachine.stateMachineArn);
 
@@ -182,9 +186,6 @@ export class SyncPipeline extends Construct {
 
     table.grantReadWriteData(this.failFunction.role);
   }
-
-  /** What the Distributed Map's item reader needs; added to the state machine role. */
-  private runFilesAccess: iam.PolicyStatement[] = [];
 
   private definition(bucket: s3.IBucket, copyConcurrency: number): sfn.IChainable {
     const runId = sfn.JsonPath.executionName;
@@ -246,15 +247,11 @@ export class SyncPipeline extends Construct {
       .when(sfn.Condition.stringEquals('$.plan.outcome', 'planned'), copyItems.next(publish).next(prune).next(new sfn.Succeed(this, 'Published')))
       .when(sfn.Condition.stringEquals('$.plan.outcome', 'locked'), new sfn.Succeed(this, 'AnotherRunHoldsTheLock'))
       .otherwise(new sfn.Succeed(this, 'UpstreamUnchanged'));
-    // The bucket is named through the state's input, so CDK grants the item reader no bucket-wide
-    // access: the state machine may read run files only.
+    // The bucket is named through the state's input, so CDK grants the item reader no bucket-wide access.
     const settings = new sfn.Pass(this, 'Settings', {
       result: sfn.Result.fromObject({ bucket: bucket.bucketName }),
       resultPath: '$.settings',
     });
-    this.runFilesAccess = [
-      new iam.PolicyStatement({ actions: ['s3:GetObject'], resources: [bucket.arnForObjects(KEY_PATTERNS.runs)] }),
-    ];
     return settings.next(plan).next(afterPlan);
   }
 }

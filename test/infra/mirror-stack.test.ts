@@ -307,6 +307,13 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(s3Grants(api)).toEqual([`s3:GetObject ${bucketArn()}/meta/*`, `s3:ListBucket ${bucketArn()}`]);
     });
 
+    it('lets the state machine read run files (the copy list) and no other object', () => {
+      const roleIdOfMachine = logicalIdOf(mirror.stack, mirror.stack.sync.stateMachine.role);
+      const s3 = allowedFor(template, roleIdOfMachine).filter((statement) => statement.actions.some((action) => action.startsWith('s3:')));
+
+      expect(s3).toEqual([{ actions: ['s3:GetObject'], resources: [`${bucketArn()}/runs/*`] }]);
+    });
+
     it('gives the check function read-only catalog access and no bucket access', () => {
       const actions = actionsOf(mirror.stack.sync.checkFunction);
 
