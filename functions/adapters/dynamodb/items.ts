@@ -15,8 +15,6 @@ export interface ItemKey {
 
 export type Item = Record<string, unknown>;
 
-const KEY_ATTRIBUTES = new Set(['PK', 'SK', 'GSI1PK', 'GSI1SK']);
-
 /** Wide enough for any safe integer, so string order is numeric order. */
 const GENERATION_DIGITS = 16;
 
@@ -105,10 +103,6 @@ export function toSyncRun(item: Item): SyncRun {
 /** The key attributes of an item, e.g. to delete what a query found. */
 export function keyAttributesOf(item: Item): ItemKey {
   return { PK: String(item.PK), SK: String(item.SK) };
-}
-
-export function isKeyAttribute(name: string): boolean {
-  return KEY_ATTRIBUTES.has(name);
 }
 
 // Field lists per record: what goes into an item and comes back out, nothing else.
