@@ -202,7 +202,8 @@ class RecordingSource {
   failure: { error: unknown } | undefined;
 
   constructor(body: ByteStream) {
-    this.readable = Readable.from(this.recording(body));
+    // One chunk of read-ahead: the part being filled is the buffer that matters.
+    this.readable = Readable.from(this.recording(body), { highWaterMark: 1 });
   }
 
   /** Closes the source when Upload stopped reading early (an S3 failure): no dangling upstream response. */
