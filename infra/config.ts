@@ -38,8 +38,12 @@ export interface CustomDomainConfig {
 export interface SkystreamsConfig {
   /** Upstream simplestreams root, ending in `/`. */
   readonly sourceUrl: string;
-  /** The upstream signing keyring (binary or ASCII-armored). */
-  readonly keyring: Uint8Array;
+  /**
+   * The upstream signing keyring (binary or ASCII-armored). Undefined only
+   * when the default Ubuntu keyring path is absent on the synthesizing
+   * machine: the stack then warns, and the sync functions refuse to run.
+   */
+  readonly keyring: Uint8Array | undefined;
   /** Where the keyring came from, for messages. */
   readonly keyringSource: string;
   /** sstream-mirror item filters, ANDed. */
@@ -187,7 +191,7 @@ function parseSourceUrl(value: unknown, fail: Fail): string {
   return url.href.endsWith('/') ? url.href : `${url.href}/`;
 }
 
-function readKeyring(value: unknown, baseDir: string, fail: Fail): { bytes: Uint8Array; source: string } {
+function readKeyring(value: unknown, baseDir: string, fail: Fail): { bytes: Uint8Array | undefined; source: string } {
   if (value === undefined || value === null) {
     return fail('keyring', `required: { "file": "<path>" } or { "armored": "-----BEGIN PGP PUBLIC KEY BLOCK-----…" }`);
   }
@@ -204,6 +208,8 @@ function readKeyring(value: unknown, baseDir: string, fail: Fail): { bytes: Uint
   }
   if (typeof setting.file !== 'string' || setting.file === '') return fail('keyring.file', 'expected a path');
   const file = isAbsolute(setting.file) ? setting.file : resolve(baseDir, setting.file);
+  // A fresh clone on a non-Ubuntu machine must still synth; what it deploys fails closed (see SkystreamsConfig.keyring).
+  if (!existsSync(file) && file === UBUNTU_CLOUDIMAGE_KEYRING) return { bytes: undefined, source: file };
   if (!existsSync(file)) {
     fail(
       'keyring.file',

@@ -1,4 +1,4 @@
-import { Duration } from 'aws-cdk-lib';
+import { Annotations, Duration } from 'aws-cdk-lib';
 import type * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as acm from 'aws-cdk-lib/aws-certificatemanager';
 import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
@@ -48,6 +48,10 @@ export class MirrorDistribution extends Construct {
       ? [{ function: props.viewerRequestFunction, eventType: cloudfront.FunctionEventType.VIEWER_REQUEST }]
       : undefined;
 
+    Annotations.of(this).acknowledgeWarning(
+      '@aws-cdk/aws-cloudfront-origins:listBucketSecurityRisk',
+      'the origin path /items means no viewer request reaches the bucket root, so LIST can never list the bucket',
+    );
     const items = origins.S3BucketOrigin.withOriginAccessControl(props.bucket, {
       originPath: ITEMS_ORIGIN_PATH,
       // LIST lets S3 answer 404 (not 403) for a missing item; CloudFront itself only ever GETs objects.

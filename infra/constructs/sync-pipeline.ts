@@ -19,8 +19,8 @@ export interface SyncPipelineProps {
   readonly table: dynamodb.ITable;
   /** Upstream simplestreams root, ending in `/`. */
   readonly sourceUrl: string;
-  /** The upstream signing keyring, bundled with the functions. */
-  readonly keyring: Uint8Array;
+  /** The upstream signing keyring, bundled with the functions. Without one, every sync fails closed. */
+  readonly keyring: Uint8Array | undefined;
   /** sstream-mirror item filters. @default [] (everything) */
   readonly filters?: readonly string[];
   /** Newest versions kept per product. @default undefined (all) */
@@ -81,7 +81,7 @@ export class SyncPipeline extends Construct {
         entry: handlerEntry(name),
         description,
         environment,
-        bundledFiles: { [BUNDLED_KEYRING]: props.keyring },
+        bundledFiles: props.keyring ? { [BUNDLED_KEYRING]: props.keyring } : {},
         ...sizing,
       });
 

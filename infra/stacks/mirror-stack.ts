@@ -1,4 +1,4 @@
-import { CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, Stack, type StackProps } from 'aws-cdk-lib';
 import type { Construct } from 'constructs';
 import type { SkystreamsConfig } from '../config.ts';
 import { EdgeAccessControl } from '../constructs/edge-access-control.ts';
@@ -25,6 +25,14 @@ export class MirrorStack extends Stack {
   constructor(scope: Construct, id: string, props: MirrorStackProps) {
     super(scope, id, props);
     const { config } = props;
+
+    if (!config.keyring) {
+      Annotations.of(this).addWarningV2(
+        'skystreams:keyring-missing',
+        `${config.keyringSource} does not exist on this machine, so no keyring is bundled and every sync will fail ` +
+          'until you set keyring.file (or keyring.armored) to the keyring that signs the upstream and deploy again (docs/deploy.md)',
+      );
+    }
 
     this.storage = new MirrorStorage(this, 'Storage');
     const { bucket, table } = this.storage;

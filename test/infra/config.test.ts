@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -10,6 +10,7 @@ import { configDefaults, loadConfig, parseConfig } from '../../infra/config.ts';
 import { cdkJsonContext } from './synth.ts';
 
 const ARMORED = '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxjMEZ...\n-----END PGP PUBLIC KEY BLOCK-----\n';
+const UBUNTU_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg';
 let dir: string;
 
 beforeAll(() => {
@@ -62,6 +63,15 @@ describe('Function: parseConfig', () => {
 
     expect(config.filters).toEqual(['arch=amd64']);
     expect(config.max).toBe(1);
+  });
+
+  it.skipIf(existsSync(UBUNTU_KEYRING))("synths cdk.json's default config without the Ubuntu keyring, bundling none", () => {
+    const { skystreams } = cdkJsonContext();
+
+    const config = parse(skystreams);
+
+    expect(config.keyring).toBeUndefined();
+    expect(config.keyringSource).toBe(UBUNTU_KEYRING);
   });
 
   it('adds the trailing slash the engine resolves index paths against', () => {

@@ -36,7 +36,10 @@ async function buildRuntime(env: Readonly<Record<string, string | undefined>>): 
   // The keyring ships inside the bundle, next to the handler (LAMBDA_TASK_ROOT).
   const keyringPath = isAbsolute(settings.keyringFile) ? settings.keyringFile : resolve(env.LAMBDA_TASK_ROOT ?? process.cwd(), settings.keyringFile);
   const keyringBytes = await readFile(keyringPath).catch((error: unknown) => {
-    throw new ConfigError(`keyring ${keyringPath} is unreadable`, { cause: error });
+    throw new ConfigError(
+      `keyring ${keyringPath} is unreadable: deploy with keyring.file (or keyring.armored) set to the keyring that signs the upstream`,
+      { cause: error },
+    );
   });
   const keyring = await loadKeyring(keyringPath, new Uint8Array(keyringBytes));
   const backend = openCloudBackend({ bucket: settings.bucket, table: settings.table }, env);
