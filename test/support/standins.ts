@@ -47,7 +47,8 @@ const require = createRequire(import.meta.url);
  * The parent learns the port from the first line on stdout. When the
  * parent's IPC channel closes (the parent died without stopping us), the
  * child kills the processes it was told to reap (DynamoDB Local, which has
- * no such watch of its own) and exits, so no stand-in outlives its parent.
+ * no such watch of its own), removes the data directory and exits, so no
+ * stand-in outlives its parent.
  */
 const S3RVER_CHILD_SCRIPT = `
 const http = require('node:http');
@@ -107,6 +108,7 @@ process.on('disconnect', () => {
   for (const pid of reaped) {
     try { process.kill(pid, 'SIGKILL'); } catch {}
   }
+  fs.rmSync(path.dirname(directory), { recursive: true, force: true });
   process.exit(0);
 });
 `;
