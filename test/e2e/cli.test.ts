@@ -1,4 +1,4 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -6,41 +6,14 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSigningKey, serveTree, synthesizeTree, type SigningKey } from '../../functions/local/synthetic-upstream.ts';
+import { cli as runCli, startServing } from '../support/cli.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { selectedPaths } from '../support/mirror.ts';
 
 const execFileAsync = promisify(execFile);
-const BIN = new URL('../../bin/skystreams.mjs', import.meta.url).pathname;
 const GPGV = ['/usr/bin/gpgv', '/bin/gpgv'].find((path) => existsSync(path));
-
-interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function cli(...args: string[]): Promise<CliResult> {
-  try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, [BIN, ...args], { timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const failed = error as { code?: number; stdout?: string; stderr?: string };
-    return { code: failed.code ?? -1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? '' };
-  }
-}
-
-function serve(dataDir: string, command: string[] = ['serve']): Promise<{ url: string; process: ChildProcess }> {
-  const child = spawn(process.execPath, [BIN, ...command, '--data-dir', dataDir, '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let output = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      output += chunk.toString();
-      const match = /at (http:\/\/\S+\/)/.exec(output);
-      if (match) resolve({ url: match[1]!, process: child });
-    });
-    child.once('exit', (code) => reject(new Error(`serve exited with ${code}: ${output}`)));
-  });
-}
+const cli = (...args: string[]) => runCli(args);
+const serve = (dataDir: string, command: string[] = ['serve']) => startServing([...command, '--data-dir', dataDir]);
 
 describe('CLI: skystreams sync / serve / status / verify', () => {
   let work: string;
