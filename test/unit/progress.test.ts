@@ -1,0 +1,61 @@
+import { Writable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import type { SyncEvent } from '../../functions/core/engine.ts';
+import { bytes, progressReporter } from '../../functions/local/progress.ts';
+
+/** A stream that records what is written, posing as a terminal or a pipe. */
+function capture(isTTY: boolean): { stream: NodeJS.WriteStream; text: () => string } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      chunks.push(chunk.toString());
+      done();
+    },
+  }) as unknown as NodeJS.WriteStream;
+  Object.assign(stream, { isTTY });
+  return { stream, text: () => chunks.join('') };
+}
+
+const RUN = 'run-1';
+const events: SyncEvent[] = [
+  { type: 'planned', runId: RUN, generation: 3, copyItems: 2, copyBytes: 4 * 1024 * 1024, presentItems: 5, totalBytes: 8 * 1024 * 1024 },
+  { type: 'item-progress', runId: RUN, path: 'a', bytes: 2 * 1024 * 1024 },
+  { type: 'item-stored', runId: RUN, path: 'a', size: 2 * 1024 * 1024, skipped: false },
+  { type: 'published', runId: RUN, generation: 3, upstreamUpdated: 'Thu, 24 Jul 2025 08:01:49 +0000', items: 7 },
+];
+
+describe('Function: progressReporter', () => {
+  it('draws items, bytes, rate and ETA on a terminal', () => {
+    const out = capture(true);
+    const progress = progressReporter(out.stream);
+
+    for (const event of events) progress.onEvent(event);
+    progress.finish();
+
+    expect(out.text()).toContain('generation 3: 2 items (4.0 MiB) to fetch, 5 already stored');
+    expect(out.text()).toMatch(/items 1\/2 {2}2\.0 MiB\/4\.0 MiB {2}[\d.]+ [KMG]?i?B\/s {2}ETA \S+/);
+    expect(out.text()).toContain('published generation 3');
+  });
+
+  it('writes one JSON object a line when not a terminal, with byte counts aggregated', () => {
+    const out = capture(false);
+    const progress = progressReporter(out.stream);
+
+    for (const event of events) progress.onEvent(event);
+
+    const lines = out.text().trim().split('\n').map((line) => JSON.parse(line) as { type: string; time: string });
+    expect(lines.map((line) => line.type)).toEqual(['planned', 'progress', 'item-stored', 'published']);
+    expect(lines.every((line) => !Number.isNaN(Date.parse(line.time)))).toBe(true);
+  });
+});
+
+describe('Function: bytes', () => {
+  it.each([
+    [0, '0 B'],
+    [1023, '1023 B'],
+    [1536, '1.5 KiB'],
+    [5 * 1024 ** 3, '5.0 GiB'],
+  ])('formats %d as %s', (n, text) => {
+    expect(bytes(n)).toBe(text);
+  });
+});
