@@ -60,6 +60,8 @@ export type SyncEvent =
       copyItems: number;
       copyBytes: number;
       presentItems: number;
+      /** Stored files the new generation no longer lists. */
+      unreferencedItems: number;
       totalBytes: number;
     }
   | { type: 'item-progress'; runId: string; path: string; bytes: number }
@@ -200,7 +202,12 @@ export class SyncEngine {
       const metadata = await readUpstreamMetadata(upstream, this.settings.keyring, index, current);
       const stored = new Map<string, StoredObject>();
       for await (const object of catalog.listObjects()) stored.set(object.path, object);
-      const plan = planSync({ products: metadata.products, selection: this.settings.selection, stored });
+      const plan = planSync({
+        products: metadata.products,
+        selection: this.settings.selection,
+        stored,
+        metadataFiles: [...metadata.files.keys()],
+      });
       const generation = (await this.lastGeneration()) + 1;
       for (const [file, bytes] of metadata.files) {
         await objects.put(keys.metadata({ generation, runId }, file), bytes, { contentType: contentTypeOf(file) });
@@ -210,7 +217,7 @@ export class SyncEngine {
         generation,
         basedOn: current?.generation,
         upstreamUpdated: metadata.index.updated ?? formatUpdated(this.now()),
-        files: [...metadata.files.keys()].sort(),
+        files: plan.metadata,
         objects: plan.objects,
         entries: plan.entries,
         indexState: { ...index.validators, url: upstream.url(indexFileFor(this.settings.keyring)), sha256: sha256Hex(index.bytes) },
@@ -229,6 +236,7 @@ export class SyncEngine {
         copyItems: plan.copy.length,
         copyBytes: plan.copyBytes,
         presentItems: plan.presentPaths,
+        unreferencedItems: plan.prune.length,
         totalBytes: plan.totalBytes,
       });
       return {

@@ -29,8 +29,16 @@ export interface SyncPlan {
   objects: CopyTask[];
   /** Unique paths not yet stored with the right content. */
   copy: CopyTask[];
-  /** Unique paths already stored with the right content. */
+  /** Unique paths already stored with the right content: not fetched again. */
+  present: CopyTask[];
   presentPaths: number;
+  /**
+   * Stored paths the new generation no longer lists, nor `keep`: what prune
+   * deletes after publishing (it re-checks against every retained generation then).
+   */
+  prune: string[];
+  /** Metadata files to publish verbatim, relative to the mirror root. */
+  metadata: string[];
   /** Sum of sizes over unique selected paths. */
   totalBytes: number;
   copyBytes: number;
@@ -41,6 +49,10 @@ export interface PlanInput {
   selection: Selection;
   /** What the store holds now, by path. */
   stored: ReadonlyMap<string, StoredObject>;
+  /** Metadata files the upstream tree holds (published verbatim). @default none */
+  metadataFiles?: readonly string[];
+  /** Paths that stay whatever the new generation lists (generations kept for their grace period). @default none */
+  keep?: ReadonlySet<string>;
 }
 
 export function selectItems(file: string, doc: ProductsDocument, selection: Selection): FlatItem[] {
@@ -98,15 +110,30 @@ export function planSync(input: PlanInput): SyncPlan {
   }
   const objects = [...tasks.values()].map(({ task }) => task).sort(byPath);
   const copy: CopyTask[] = [];
+  const present: CopyTask[] = [];
   let totalBytes = 0;
   let copyBytes = 0;
   for (const task of objects) {
     totalBytes += task.size;
-    if (isStoredAs(input.stored.get(task.path), task)) continue;
+    if (isStoredAs(input.stored.get(task.path), task)) {
+      present.push(task);
+      continue;
+    }
     copy.push(task);
     copyBytes += task.size;
   }
-  return { entries, objects, copy, presentPaths: tasks.size - copy.length, totalBytes, copyBytes };
+  const referenced = new Set([...tasks.keys(), ...(input.keep ?? [])]);
+  return {
+    entries,
+    objects,
+    copy,
+    present,
+    presentPaths: present.length,
+    prune: unreferencedPaths(input.stored.keys(), referenced),
+    metadata: [...(input.metadataFiles ?? [])].sort(),
+    totalBytes,
+    copyBytes,
+  };
 }
 
 /** Stored paths that no retained generation references: safe to delete. */

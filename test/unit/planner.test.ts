@@ -228,6 +228,7 @@ describe('Function: planSync', () => {
     // Assess
     expect(plan.copy).toEqual(objects.filter((task) => !stored.has(task.path)));
     expect(plan.presentPaths).toBe(alreadyStored.length);
+    expect(plan.present).toEqual(alreadyStored);
     expect(plan.copyBytes).toBe(plan.copy.reduce((sum, task) => sum + task.size, 0));
     expect(plan.totalBytes).toBe(objects.reduce((sum, task) => sum + task.size, 0));
     expect(plan.entries.map((entry) => entry.path).sort()).toEqual(objects.map((task) => task.path).sort());
@@ -302,6 +303,37 @@ describe('Function: planSync', () => {
 
     // Assess
     expect(plan.objects.filter((task) => task.path === hweSquashfs.path)).toHaveLength(1);
+  });
+});
+
+describe('Function: planSync — prune and metadata', () => {
+  it('lists as prunable the stored paths the new generation drops, except those kept', () => {
+    // Prepare
+    const docs = loadFixtureProducts();
+    const everyVersion = planSync({ products: asInput(docs), selection: selection(['arch=amd64']), stored: new Map() });
+    const stored = new Map(everyVersion.objects.map((task) => [task.path, storedAs(task.path, task.size, task.hex)]));
+    const newestOnly = selection(['arch=amd64'], 1);
+    const newest = new Set(planSync({ products: asInput(docs), selection: newestOnly, stored: new Map() }).objects.map((t) => t.path));
+    const dropped = [...stored.keys()].filter((path) => !newest.has(path)).sort();
+    expect(dropped.length).toBeGreaterThan(1);
+
+    // Act
+    const plan = planSync({ products: asInput(docs), selection: newestOnly, stored, keep: new Set([dropped[0]!]) });
+
+    // Assess
+    expect(plan.copy).toEqual([]);
+    expect(plan.prune).toEqual(dropped.slice(1));
+  });
+
+  it('lists the metadata files to publish, sorted', () => {
+    const plan = planSync({
+      products: asInput(loadFixtureProducts()),
+      selection: everything,
+      stored: new Map(),
+      metadataFiles: ['streams/v1/index.sjson', 'streams/v1/a.sjson', 'streams/v1/index.json'],
+    });
+
+    expect(plan.metadata).toEqual(['streams/v1/a.sjson', 'streams/v1/index.json', 'streams/v1/index.sjson']);
   });
 });
 

@@ -18,7 +18,7 @@ function capture(isTTY: boolean): { stream: NodeJS.WriteStream; text: () => stri
 
 const RUN = 'run-1';
 const events: SyncEvent[] = [
-  { type: 'planned', runId: RUN, generation: 3, copyItems: 2, copyBytes: 4 * 1024 * 1024, presentItems: 5, totalBytes: 8 * 1024 * 1024 },
+  { type: 'planned', runId: RUN, generation: 3, copyItems: 2, copyBytes: 4 * 1024 * 1024, presentItems: 5, unreferencedItems: 0, totalBytes: 8 * 1024 * 1024 },
   { type: 'item-progress', runId: RUN, path: 'a', bytes: 2 * 1024 * 1024 },
   { type: 'item-stored', runId: RUN, path: 'a', size: 2 * 1024 * 1024, skipped: false },
   { type: 'published', runId: RUN, generation: 3, upstreamUpdated: 'Thu, 24 Jul 2025 08:01:49 +0000', items: 7 },
