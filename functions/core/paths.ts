@@ -5,21 +5,30 @@ import { UnsafePathError } from './errors.ts';
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
 
 /**
- * Throws UnsafePathError (naming file and JSON path) for empty paths,
- * absolute paths, `..` or `.` or empty segments, backslashes, NUL or other
- * control characters. Returns the path unchanged.
+ * Why `key` is not a safe mirror-relative path, or undefined when it is.
+ * Every object key is such a path, so the object stores check keys with
+ * this too. Unsafe: empty, NUL or other control characters, backslashes,
+ * absolute, or an empty, `.` or `..` segment (which HTTP stacks and file
+ * systems could normalise away or use to escape the mirror root).
+ */
+export function objectKeyProblem(key: string): string | undefined {
+  if (typeof key !== 'string' || key === '') return 'empty';
+  if (CONTROL_CHARACTER.test(key)) return 'contains a control character';
+  if (key.includes('\\')) return 'contains a backslash';
+  if (key.startsWith('/')) return 'is absolute';
+  for (const segment of key.split('/')) {
+    if (segment === '') return 'has an empty segment';
+    if (segment === '.' || segment === '..') return `has a "${segment}" segment`;
+  }
+  return undefined;
+}
+
+/**
+ * Throws UnsafePathError (naming file and JSON path) when `objectKeyProblem`
+ * finds a problem with `path`. Returns the path unchanged.
  */
 export function assertSafePath(file: string, jsonPath: string, path: string): string {
-  const reject = (problem: string): never => {
-    throw new UnsafePathError(file, jsonPath, path, problem);
-  };
-  if (typeof path !== 'string' || path === '') reject('empty');
-  if (CONTROL_CHARACTER.test(path)) reject('contains a control character');
-  if (path.includes('\\')) reject('contains a backslash');
-  if (path.startsWith('/')) reject('is absolute');
-  for (const segment of path.split('/')) {
-    if (segment === '') reject('has an empty segment');
-    if (segment === '.' || segment === '..') reject(`has a "${segment}" segment`);
-  }
+  const problem = objectKeyProblem(path);
+  if (problem !== undefined) throw new UnsafePathError(file, jsonPath, path, problem);
   return path;
 }

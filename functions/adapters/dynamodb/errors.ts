@@ -2,19 +2,12 @@
  * DynamoDB SDK errors → domain errors. The only place DynamoDB error names
  * are known; the catalog calls `toDomainError` around every request.
  */
-import {
-  ConfigError,
-  ConflictError,
-  SkystreamsError,
-  UnavailableError,
-} from '../../core/errors.ts';
+import { ConfigError, ConflictError } from '../../core/errors.ts';
+import { awsToDomainError, type AwsFailure, type ServiceErrorRules } from '../aws-errors.ts';
 
-/** The parts of an SDK (or Node socket) error we classify by. */
-interface SdkErrorShape {
+/** The parts of a cancelled transaction we look at. */
+interface TransactionErrorShape {
   name?: string;
-  code?: string;
-  message?: string;
-  $metadata?: { httpStatusCode?: number };
   CancellationReasons?: { Code?: string }[];
 }
 
@@ -27,22 +20,12 @@ const UNAVAILABLE = new Set([
   'TransactionInProgressException',
   'TimeoutError',
 ]);
-/** Node socket / DNS failures: the store is unreachable, which is worth retrying. */
-const NETWORK_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'ECONNABORTED',
-]);
+/** Cancellation reasons that mean a transaction may succeed if tried again. */
+const UNAVAILABLE_REASONS = ['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded'];
 
 /** Why a transaction was cancelled, one code per action (`None` for the ones that were fine). */
 export function cancellationReasons(error: unknown): string[] {
-  const sdk = error as SdkErrorShape | undefined;
+  const sdk = error as TransactionErrorShape | undefined;
   if (sdk?.name !== 'TransactionCanceledException') return [];
   return (sdk.CancellationReasons ?? []).map((reason) => reason.Code ?? 'None');
 }
@@ -55,10 +38,24 @@ export function isTransactionConflict(error: unknown): boolean {
 
 export function isConditionalCheckFailure(error: unknown): boolean {
   return (
-    (error as SdkErrorShape | undefined)?.name === 'ConditionalCheckFailedException' ||
+    (error as TransactionErrorShape | undefined)?.name === 'ConditionalCheckFailedException' ||
     cancellationReasons(error).includes('ConditionalCheckFailed')
   );
 }
+
+const DYNAMODB_RULES: ServiceErrorRules = {
+  specific({ error, what, name, detail, options }: AwsFailure): Error | undefined {
+    if (name === 'ResourceNotFoundException') {
+      return new ConfigError(`${what}: the table does not exist (run \`skystreams init\`)`, options);
+    }
+    if (isConditionalCheckFailure(error)) return new ConflictError(detail, options);
+    return undefined;
+  },
+  unavailable({ error, name }: AwsFailure): boolean {
+    const reasons = cancellationReasons(error);
+    return UNAVAILABLE.has(name) || UNAVAILABLE_REASONS.some((reason) => reasons.includes(reason));
+  },
+};
 
 /**
  * `what` names the table (and item) for messages. Domain errors pass through
@@ -66,32 +63,5 @@ export function isConditionalCheckFailure(error: unknown): boolean {
  * keeps the SDK error as its cause.
  */
 export function toDomainError(error: unknown, what: string): Error {
-  if (error instanceof SkystreamsError) return error;
-  const sdk = (typeof error === 'object' && error !== null ? error : {}) as SdkErrorShape;
-  const name = sdk.name ?? 'Error';
-  const status = sdk.$metadata?.httpStatusCode;
-  const detail = `${what}: ${name}${sdk.message ? `: ${sdk.message}` : ''}`;
-  const options = { cause: error };
-
-  if (name === 'CredentialsProviderError') {
-    return new ConfigError(`${what}: no AWS credentials found (environment, profile, SSO or instance role)`, options);
-  }
-
-  if (name === 'ResourceNotFoundException') {
-    return new ConfigError(`${what}: the table does not exist (run \`skystreams init\`)`, options);
-  }
-  if (isConditionalCheckFailure(error)) return new ConflictError(detail, options);
-  const reasons = cancellationReasons(error);
-  if (
-    UNAVAILABLE.has(name) ||
-    reasons.includes('TransactionConflict') ||
-    reasons.includes('ThrottlingError') ||
-    reasons.includes('ProvisionedThroughputExceeded') ||
-    (sdk.code !== undefined && NETWORK_CODES.has(sdk.code)) ||
-    status === 429 ||
-    (status !== undefined && status >= 500)
-  ) {
-    return new UnavailableError(detail, options);
-  }
-  return new SkystreamsError(detail, options);
+  return awsToDomainError(error, what, DYNAMODB_RULES);
 }

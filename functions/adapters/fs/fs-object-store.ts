@@ -12,6 +12,7 @@ import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, writeFile 
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { NotFoundError } from '../../core/errors.ts';
+import { objectKeyProblem } from '../../core/paths.ts';
 import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../core/ports.ts';
 
 /** Top-level names the store uses for itself; keys may not start with them. */
@@ -206,17 +207,12 @@ function assertValidKey(key: string): void {
   if (problem) throw new Error(`invalid object key ${JSON.stringify(key)}: ${problem}`);
 }
 
+/** The shared key rules, plus the store's own top-level directories. */
 function keyProblem(key: string): string | undefined {
-  if (key === '') return 'empty';
-  if (key.startsWith('/')) return 'absolute';
-  if (key.includes('\\')) return 'contains a backslash';
-  // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(key)) return 'contains a control character';
-  const segments = key.split('/');
-  if (segments.some((segment) => segment === '' || segment === '.' || segment === '..')) {
-    return 'has an empty, "." or ".." segment';
-  }
-  if (RESERVED_TOP_LEVEL.has(segments[0] ?? '')) return `"${segments[0]}/" is reserved by the store`;
+  const problem = objectKeyProblem(key);
+  if (problem !== undefined) return problem;
+  const topLevel = key.split('/')[0] ?? '';
+  if (RESERVED_TOP_LEVEL.has(topLevel)) return `"${topLevel}/" is reserved by the store`;
   return undefined;
 }
 

@@ -26,6 +26,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { NotFoundError } from '../../core/errors.ts';
+import { objectKeyProblem } from '../../core/paths.ts';
 import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../core/ports.ts';
 import { toDomainError } from './errors.ts';
 
@@ -266,23 +267,9 @@ function assertRangeShape(key: string, range: ByteRange): void {
   }
 }
 
-// C0 controls and DEL never belong in a key; `.`/`..`/empty segments could be normalised away by HTTP stacks.
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
-
 function assertValidKey(key: string): void {
-  const problem = keyProblem(key);
+  const problem = objectKeyProblem(key);
   if (problem) throw new Error(`invalid object key ${JSON.stringify(key)}: ${problem}`);
-}
-
-function keyProblem(key: string): string | undefined {
-  if (key === '') return 'empty';
-  if (key.startsWith('/')) return 'absolute';
-  if (CONTROL_CHARACTER.test(key)) return 'control character';
-  if (key.includes('\\')) return 'backslash';
-  if (key.split('/').some((segment) => segment === '' || segment === '.' || segment === '..')) {
-    return 'empty, "." or ".." segment';
-  }
-  return undefined;
 }
 
 function normalizePrefix(prefix: string): string {
