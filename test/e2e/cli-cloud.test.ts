@@ -1,36 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateSigningKey, serveTree, synthesizeTree } from '../../functions/local/synthetic-upstream.ts';
+import { describe, expect, it } from 'vitest';
 import { cli, startServing } from '../support/cli.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { useStandins } from '../support/global-standins.ts';
-import { selectedPaths } from '../support/mirror.ts';
+import { selectedPaths, useSignedFixtureUpstream } from '../support/mirror.ts';
 
 const standins = useStandins();
 
 describe('CLI on the cloud backend: init, sync, serve, verify against S3 + DynamoDB stand-ins', () => {
-  let work: string;
-  let keyring: string;
-  let files: Map<string, Uint8Array>;
-  let upstream: Awaited<ReturnType<typeof serveTree>>;
-
-  beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'skystreams-cli-cloud-'));
-    const key = await generateSigningKey('cloud cli upstream');
-    keyring = join(work, 'keyring.gpg');
-    await writeFile(keyring, key.publicKeyring);
-    files = await synthesizeTree(loadFixtureProducts(), { key });
-    upstream = await serveTree(files);
-  });
-  afterAll(async () => {
-    await upstream.close();
-    await rm(work, { recursive: true, force: true });
-  });
+  const fixture = useSignedFixtureUpstream('cli-cloud');
 
   it('mirrors into S3 + DynamoDB, serves byte-identical files and verifies them', async () => {
+    const { upstream, keyring, files } = fixture();
     const { s3Endpoint, dynamodbEndpoint, env } = standins();
     const name = `cli-${randomUUID().slice(0, 18)}`;
     const backend = ['--bucket', name, '--table', name, '--s3-endpoint', s3Endpoint, '--dynamodb-endpoint', dynamodbEndpoint];

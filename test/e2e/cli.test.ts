@@ -1,14 +1,13 @@
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { generateSigningKey, serveTree, synthesizeTree, type SigningKey } from '../../functions/local/synthetic-upstream.ts';
+import { describe, expect, it } from 'vitest';
+import { generateSigningKey } from '../../functions/local/synthetic-upstream.ts';
 import { cli as runCli, startServing } from '../support/cli.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
-import { selectedPaths } from '../support/mirror.ts';
+import { selectedPaths, useSignedFixtureUpstream } from '../support/mirror.ts';
 
 const execFileAsync = promisify(execFile);
 const GPGV = ['/usr/bin/gpgv', '/bin/gpgv'].find((path) => existsSync(path));
@@ -16,26 +15,10 @@ const cli = (...args: string[]) => runCli(args);
 const serve = (dataDir: string, command: string[] = ['serve']) => startServing([...command, '--data-dir', dataDir]);
 
 describe('CLI: skystreams sync / serve / status / verify', () => {
-  let work: string;
-  let key: SigningKey;
-  let keyring: string;
-  let files: Map<string, Uint8Array>;
-  let upstream: Awaited<ReturnType<typeof serveTree>>;
-
-  beforeAll(async () => {
-    work = await mkdtemp(join(tmpdir(), 'skystreams-cli-'));
-    key = await generateSigningKey('cli upstream');
-    keyring = join(work, 'keyring.gpg');
-    await writeFile(keyring, key.publicKeyring);
-    files = await synthesizeTree(loadFixtureProducts(), { key });
-    upstream = await serveTree(files);
-  });
-  afterAll(async () => {
-    await upstream.close();
-    await rm(work, { recursive: true, force: true });
-  });
+  const fixture = useSignedFixtureUpstream('cli');
 
   it('syncs, serves byte-identical files, reports status and verifies the store', async () => {
+    const { work, keyring, files, upstream } = fixture();
     const dataDir = join(work, 'good');
     const sync = await cli('sync', '--data-dir', dataDir, '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch=amd64', '--max', '1');
     expect(sync.stderr).toContain('"type":"published"');
@@ -67,6 +50,7 @@ describe('CLI: skystreams sync / serve / status / verify', () => {
   });
 
   it('local serves at once, syncs now and again every --interval', async () => {
+    const { work, keyring, files, upstream } = fixture();
     const dataDir = join(work, 'local');
     const local = await serve(dataDir, ['local', '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch=amd64', '--max', '1', '--interval', '1s']);
     try {
@@ -82,6 +66,7 @@ describe('CLI: skystreams sync / serve / status / verify', () => {
   });
 
   it('verify names an item whose stored bytes were damaged, and exits non-zero', async () => {
+    const { work, keyring, upstream } = fixture();
     const dataDir = join(work, 'damaged');
     expect((await cli('sync', '--data-dir', dataDir, '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch=amd64', '--max', '1')).code).toBe(0);
     const victim = selectedPaths(loadFixtureProducts(), 'amd64', 1)[0]!;
@@ -94,6 +79,7 @@ describe('CLI: skystreams sync / serve / status / verify', () => {
   });
 
   it('fails with a clear message and exit code for a keyring that did not sign upstream', async () => {
+    const { work, keyring, upstream } = fixture();
     const other = join(work, 'other.gpg');
     await writeFile(other, (await generateSigningKey('someone else')).publicKeyring);
 
@@ -104,6 +90,7 @@ describe('CLI: skystreams sync / serve / status / verify', () => {
   });
 
   it('rejects bad flags with exit code 2 naming the flag', async () => {
+    const { work, keyring, upstream } = fixture();
     const badFilter = await cli('sync', '--data-dir', join(work, 'x'), '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch');
     expect(badFilter.code).toBe(2);
     expect(badFilter.stderr).toMatch(/arch/);

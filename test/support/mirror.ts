@@ -1,4 +1,8 @@
 /** Helpers the end-to-end suites share: a signed upstream to mutate, a sync, a server. */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { SyncEngine, defaultSettings, type SyncEvent } from '../../functions/core/engine.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
@@ -7,7 +11,14 @@ import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { createApp } from '../../functions/http/app.ts';
 import { startServer, type RunningServer } from '../../functions/local/server.ts';
-import type { SigningKey } from '../../functions/local/synthetic-upstream.ts';
+import {
+  generateSigningKey,
+  serveTree,
+  synthesizeTree,
+  type ServedTree,
+  type SigningKey,
+} from '../../functions/local/synthetic-upstream.ts';
+import { loadFixtureProducts } from './fixtures.ts';
 
 export interface SyncOptions {
   filters?: string[];
@@ -80,4 +91,38 @@ export function selectedPaths(products: ProductsDocument[], arch: string, max: n
     }
   }
   return [...paths].sort();
+}
+
+export interface SignedFixtureUpstream {
+  /** A temp directory the test file may use; removed afterwards. */
+  work: string;
+  key: SigningKey;
+  /** The binary public keyring, written to `work`. */
+  keyring: string;
+  files: Map<string, Uint8Array>;
+  upstream: ServedTree;
+}
+
+/**
+ * For one test file: the real captures as a signed upstream on loopback, and
+ * its keyring on disk for the CLI. Valid inside tests and later hooks.
+ */
+export function useSignedFixtureUpstream(label: string): () => SignedFixtureUpstream {
+  let fixture: SignedFixtureUpstream | undefined;
+  beforeAll(async () => {
+    const work = await mkdtemp(join(tmpdir(), `skystreams-${label}-`));
+    const key = await generateSigningKey(`${label} upstream`);
+    const keyring = join(work, 'keyring.gpg');
+    await writeFile(keyring, key.publicKeyring);
+    const files = await synthesizeTree(loadFixtureProducts(), { key });
+    fixture = { work, key, keyring, files, upstream: await serveTree(files) };
+  });
+  afterAll(async () => {
+    await fixture?.upstream.close();
+    if (fixture) await rm(fixture.work, { recursive: true, force: true });
+  });
+  return () => {
+    if (!fixture) throw new Error('useSignedFixtureUpstream: read it inside a test or a later hook');
+    return fixture;
+  };
 }
