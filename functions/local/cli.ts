@@ -8,6 +8,7 @@ import { createApp } from '../http/app.ts';
 import { statusReport } from '../http/reports.ts';
 import type { Backend } from '../core/ports.ts';
 import {
+  DEFAULT_CONCURRENCY,
   DEFAULT_DATA_DIR,
   DEFAULT_KEYRING,
   DEFAULT_SOURCE,
@@ -46,7 +47,7 @@ function syncOptions(command: Command): Command {
         .argParser((value: string, previous: string[]) => [...previous, value]),
     )
     .option('--max <n>', 'newest versions to keep per product (default: all)')
-    .option('--concurrency <n>', 'items copied at once (default 4)')
+    .option('--concurrency <n>', `items copied at once (default ${DEFAULT_CONCURRENCY.embedded} on disk, ${DEFAULT_CONCURRENCY.cloud} on S3)`)
     .option('--prune-grace <duration>', 'keep replaced generations this long before pruning (default 0)');
 }
 

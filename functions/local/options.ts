@@ -11,6 +11,8 @@ import { openEmbeddedBackend } from '../adapters/embedded.ts';
 export const DEFAULT_SOURCE = 'https://images.maas.io/ephemeral-v3/stable/';
 export const DEFAULT_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg';
 export const DEFAULT_DATA_DIR = './.skystreams';
+/** One disk gains little past a few writers; S3 multipart uploads keep gaining with more in flight. */
+export const DEFAULT_CONCURRENCY = { embedded: 4, cloud: 8 } as const;
 
 export interface BackendFlags {
   dataDir?: string;
@@ -51,7 +53,8 @@ export async function openBackend(flags: BackendFlags): Promise<Backend> {
 export async function syncSettings(flags: SyncFlags): Promise<SyncSettings> {
   const filters = flags.filter.map(parseFilter);
   const max = optionalInteger('--max', flags.max, 1);
-  const concurrency = optionalInteger('--concurrency', flags.concurrency, 1) ?? defaultSettings.concurrency;
+  const concurrency =
+    optionalInteger('--concurrency', flags.concurrency, 1) ?? (flags.bucket ? DEFAULT_CONCURRENCY.cloud : DEFAULT_CONCURRENCY.embedded);
   const pruneGraceMs = flags.pruneGrace === undefined ? defaultSettings.pruneGraceMs : parseDuration('--prune-grace', flags.pruneGrace, true);
   return {
     ...defaultSettings,
