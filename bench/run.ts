@@ -235,40 +235,20 @@ async function benchPlanning(): Promise<BenchRow[]> {
 
 /** bench/s3-large-object.ts measures; this only runs it on the stand-ins and turns its result into a row. */
 async function benchS3LargeObject(sizeMB: number): Promise<BenchRow[]> {
-  const [{ largeObjectRoundTrip, rssBound }, { startStandins }, { s3Client }, { ensureBucket }, { S3ObjectStore }] =
-    await Promise.all([
-      import('./s3-large-object.ts'),
-      import('../test/support/standins.ts'),
-      import('../functions/adapters/s3/s3-client.ts'),
-      import('../functions/adapters/s3/bucket-setup.ts'),
-      import('../functions/adapters/s3/s3-object-store.ts'),
-    ]);
-  const standins = await startStandins();
-  try {
-    const client = s3Client({
-      region: standins.region,
-      endpoint: standins.s3Endpoint,
-      credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' },
-    });
-    await ensureBucket(client, 'bench');
-    const store = new S3ObjectStore({ client, bucket: 'bench' });
-    const result = await largeObjectRoundTrip(store, 'items/bench/large.img', sizeMB * MB);
-    check(result.sentSha256 === result.receivedSha256, 'the object read back differs from the one written');
-    const totalSeconds = result.uploadSeconds + result.downloadSeconds;
-    return [
-      {
-        benchmark: 'e. S3 object store: put then get one object (s3rver stand-in on loopback)',
-        size: megabytes(result.bytes),
-        time: `${totalSeconds.toFixed(2)} s (up ${result.uploadSeconds.toFixed(2)}, down ${result.downloadSeconds.toFixed(2)})`,
-        rate: `up ${(result.bytes / MB / result.uploadSeconds).toFixed(0)} MB/s, down ${(result.bytes / MB / result.downloadSeconds).toFixed(0)} MB/s`,
-        notes:
-          `${result.parts} parts of ${megabytes(store.partSize)}, ${store.queueSize} in flight; peak RSS ${megabytes(result.peakRss)} ` +
-          `(${megabytes(result.baselineRss)} before, bound ${megabytes(rssBound(store))})`,
-      },
-    ];
-  } finally {
-    await standins.stop();
-  }
+  const { roundTripOnStandins, rssBound } = await import('./s3-large-object.ts');
+  const { result, store } = await roundTripOnStandins(sizeMB * MB);
+  const totalSeconds = result.uploadSeconds + result.downloadSeconds;
+  return [
+    {
+      benchmark: 'e. S3 object store: put then get one object (s3rver stand-in on loopback)',
+      size: megabytes(result.bytes),
+      time: `${totalSeconds.toFixed(2)} s (up ${result.uploadSeconds.toFixed(2)}, down ${result.downloadSeconds.toFixed(2)})`,
+      rate: `up ${(result.bytes / MB / result.uploadSeconds).toFixed(0)} MB/s, down ${(result.bytes / MB / result.downloadSeconds).toFixed(0)} MB/s`,
+      notes:
+        `${result.parts} parts of ${megabytes(store.partSize)}, ${store.queueSize} in flight; peak RSS ${megabytes(result.peakRss)} ` +
+        `(${megabytes(result.baselineRss)} before, bound ${megabytes(rssBound(store))})`,
+    },
+  ];
 }
 
 // ---------------------------------------------------------------- main

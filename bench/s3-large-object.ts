@@ -82,8 +82,8 @@ export function rssBound(store: S3ObjectStore): number {
   return store.partSize * store.queueSize * 3 + 300 * MiB;
 }
 
-async function main(): Promise<void> {
-  const size = Number(process.env.BENCH_OBJECT_MB ?? 2048) * MiB;
+/** Starts the stand-ins, runs the round trip on a fresh bucket with the default part sizes, checks the bytes, stops them. */
+export async function roundTripOnStandins(size: number): Promise<{ result: RoundTrip; store: S3ObjectStore }> {
   const standins = await startStandins();
   try {
     const client = s3Client({
@@ -95,23 +95,29 @@ async function main(): Promise<void> {
     const store = new S3ObjectStore({ client, bucket: 'bench' });
     const result = await largeObjectRoundTrip(store, 'items/bench/large.img', size);
     if (result.sentSha256 !== result.receivedSha256) throw new Error('the object read back differs from the one written');
-
-    const machine = thisMachine();
-    const seconds = result.uploadSeconds + result.downloadSeconds;
-    const cells = [
-      `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(0)} GiB, Node ${machine.node}`,
-      new Date().toISOString().slice(0, 10),
-      `${(size / MiB).toFixed(0)} MB (${result.parts} parts of ${store.partSize / MiB} MB, ${store.queueSize} in flight)`,
-      `${seconds.toFixed(1)} s (up ${result.uploadSeconds.toFixed(1)}, down ${result.downloadSeconds.toFixed(1)})`,
-      `${((2 * size) / MiB / seconds).toFixed(0)} MB/s (up ${(size / MiB / result.uploadSeconds).toFixed(0)}, down ${(size / MiB / result.downloadSeconds).toFixed(0)})`,
-      `${(result.peakRss / MiB).toFixed(0)} MB (baseline ${(result.baselineRss / MiB).toFixed(0)}, bound ${(rssBound(store) / MiB).toFixed(0)})`,
-    ];
-    console.log('| Machine | Date | Size | Seconds | MB/s | Peak RSS |');
-    console.log('|---|---|---:|---:|---:|---:|');
-    console.log(`| ${cells.join(' | ')} |`);
+    return { result, store };
   } finally {
     await standins.stop();
   }
+}
+
+async function main(): Promise<void> {
+  const size = Number(process.env.BENCH_OBJECT_MB ?? 2048) * MiB;
+  const { result, store } = await roundTripOnStandins(size);
+
+  const machine = thisMachine();
+  const seconds = result.uploadSeconds + result.downloadSeconds;
+  const cells = [
+    `${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB.toFixed(0)} GiB, Node ${machine.node}`,
+    new Date().toISOString().slice(0, 10),
+    `${(size / MiB).toFixed(0)} MB (${result.parts} parts of ${store.partSize / MiB} MB, ${store.queueSize} in flight)`,
+    `${seconds.toFixed(1)} s (up ${result.uploadSeconds.toFixed(1)}, down ${result.downloadSeconds.toFixed(1)})`,
+    `${((2 * size) / MiB / seconds).toFixed(0)} MB/s (up ${(size / MiB / result.uploadSeconds).toFixed(0)}, down ${(size / MiB / result.downloadSeconds).toFixed(0)})`,
+    `${(result.peakRss / MiB).toFixed(0)} MB (baseline ${(result.baselineRss / MiB).toFixed(0)}, bound ${(rssBound(store) / MiB).toFixed(0)})`,
+  ];
+  console.log('| Machine | Date | Size | Seconds | MB/s | Peak RSS |');
+  console.log('|---|---|---:|---:|---:|---:|');
+  console.log(`| ${cells.join(' | ')} |`);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();

@@ -3,7 +3,6 @@
  * Local): both port contracts, plus what only this backend promises.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
 import { DeleteTableCommand, CreateTableCommand } from '@aws-sdk/client-dynamodb';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +15,7 @@ import { MIN_PART_SIZE, S3ObjectStore } from '../../functions/adapters/s3/s3-obj
 import { ConfigError, ConflictError, UnavailableError } from '../../functions/core/errors.ts';
 import type { ByteStream, CatalogEntry } from '../../functions/core/ports.ts';
 import { useStandins } from '../support/global-standins.ts';
+import { freePort } from '../support/standins.ts';
 import { catalogContract } from './catalog.contract.ts';
 import { objectStoreContract } from './object-store.contract.ts';
 
@@ -170,7 +170,7 @@ describe('Class: S3ObjectStore', () => {
 
     it('reports an unreachable endpoint as unavailable', async () => {
       // Prepare
-      const endpoint = `http://127.0.0.1:${await closedPort()}`;
+      const endpoint = `http://127.0.0.1:${await freePort()}`;
       const client = new S3Client({ region: 'us-east-1', endpoint, forcePathStyle: true, credentials: CREDENTIALS, maxAttempts: 1 });
       const store = new S3ObjectStore({ client, bucket: BUCKET });
 
@@ -406,16 +406,4 @@ async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
   const collected: T[] = [];
   for await (const item of items) collected.push(item);
   return collected;
-}
-
-/** A loopback port nothing listens on. */
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
-    });
-  });
 }

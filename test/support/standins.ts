@@ -226,8 +226,11 @@ function dynamodbLocalDir(): string {
   return join(lib, release);
 }
 
-/** A port that was free a moment ago (DynamoDB Local cannot report the port it bound to). */
-function freePort(): Promise<number> {
+/**
+ * A loopback port that was free a moment ago, and that nothing listens on
+ * (DynamoDB Local cannot report the port it bound to).
+ */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const server = createServer();
     server.once('error', reject);
