@@ -151,7 +151,7 @@ export class SyncEngine {
         await this.publish(runId);
         await this.prune(runId);
       } catch (error) {
-        await this.fail(runId, error);
+        await this.failQuietly(runId, error);
         throw error;
       }
     }
@@ -248,7 +248,7 @@ export class SyncEngine {
         copyKey: keys.runFile(runId, 'copy.json'),
       };
     } catch (error) {
-      await this.fail(runId, error);
+      await this.failQuietly(runId, error);
       throw error;
     }
   }
@@ -393,6 +393,15 @@ export class SyncEngine {
     });
     await catalog.releaseLock(SYNC_LOCK, runId);
     this.emit({ type: 'failed', runId, error: message });
+  }
+
+  /** Records the failure if the catalog lets us; the caller rethrows the original error either way. */
+  private async failQuietly(runId: string, error: unknown): Promise<void> {
+    try {
+      await this.fail(runId, error);
+    } catch {
+      // The store that failed the run may refuse this too; its lease then expires by itself.
+    }
   }
 
   private async copyWithRetries(runId: string, task: CopyTask): Promise<void> {

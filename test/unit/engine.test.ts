@@ -22,10 +22,12 @@ import {
   type Backend,
   type ByteRange,
   type ByteStream,
+  type Catalog,
   type ObjectBody,
   type ObjectInfo,
   type ObjectStore,
   type PutOptions,
+  type SyncRun,
 } from '../../functions/core/ports.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { createApp } from '../../functions/http/app.ts';
@@ -91,6 +93,7 @@ interface EngineOptions {
   settings?: Partial<SyncSettings>;
   events?: SyncEvent[];
   objects?: ObjectStore;
+  catalog?: Catalog;
 }
 
 /** An engine over the test backend and the live upstream, selecting amd64, newest version only. */
@@ -99,7 +102,7 @@ function engineFor(options: EngineOptions = {}): SyncEngine {
     {
       upstream: new HttpUpstream(upstream.baseUrl),
       objects: options.objects ?? backend.objects,
-      catalog: backend.catalog,
+      catalog: options.catalog ?? backend.catalog,
       now: options.now,
       onEvent: (event) => options.events?.push(event),
       sleep: async () => {},
@@ -578,6 +581,35 @@ describe('Class: SyncEngine', () => {
       for (const path of amd64Newest(products)) {
         expect((await storedBytes(keys.item(path))).equals(firstTree.get(path)!), path).toBe(true);
       }
+    });
+
+    it('rejects with the error that failed the run even when recording the failure fails too', async () => {
+      // Prepare: the catalog refuses to record failed runs; the upstream serves a short item.
+      const refusingFailures = new Proxy(backend.catalog, {
+        get(target, property, receiver) {
+          if (property === 'putRun') {
+            return async (run: SyncRun) => {
+              if (run.state === 'failed') throw new Error('catalog unavailable');
+              return target.putRun(run);
+            };
+          }
+          const value: unknown = Reflect.get(target, property, receiver);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const victim = amd64Newest(products)[0]!;
+      live.set(victim, firstTree.get(victim)!.subarray(0, 10));
+
+      // Act
+      const failure = await engineFor({ catalog: refusingFailures }).run('run-1').then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+
+      // Assess
+      expect(failure).toBeInstanceOf(IntegrityError);
+      expect((failure as Error).message).toContain(victim);
+      expect(await backend.catalog.getCurrent()).toBeUndefined();
     });
 
     it('prunes a replaced generation whose grace ran out on a run that finds upstream unchanged', async () => {
