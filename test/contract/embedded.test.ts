@@ -1,11 +1,11 @@
 /** The embedded backend (directory + SQLite) against both port contracts, plus what only it promises. */
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
-import { FsObjectStore } from '../../functions/adapters/fs/fs-object-store.ts';
+import { ABANDONED_TEMP_AGE_MS, FsObjectStore } from '../../functions/adapters/fs/fs-object-store.ts';
 import { SqliteCatalog } from '../../functions/adapters/sqlite/sqlite-catalog.ts';
 import { ConflictError } from '../../functions/core/errors.ts';
 import type { Publication } from '../../functions/core/ports.ts';
@@ -72,6 +72,23 @@ describe('Class: FsObjectStore', () => {
       // Assess
       await expect(attempt).rejects.toThrow('digest mismatch');
       expect(await readdir(join(dir, '.tmp'))).toEqual([]);
+    });
+
+    it('removes temporary files abandoned by a dead writer, and only those', async () => {
+      // Prepare: one temp file a crashed process left long ago, one a live writer is filling.
+      await mkdir(join(dir, '.tmp'), { recursive: true });
+      const abandoned = join(dir, '.tmp', 'abandoned');
+      const live = join(dir, '.tmp', 'live');
+      await writeFile(abandoned, 'half a squashfs');
+      await writeFile(live, 'being written');
+      const longAgo = new Date(Date.now() - ABANDONED_TEMP_AGE_MS - 60_000);
+      await utimes(abandoned, longAgo, longAgo);
+
+      // Act
+      await store.put('items/x', Buffer.from('x'));
+
+      // Assess
+      expect((await readdir(join(dir, '.tmp'))).sort()).toEqual(['live']);
     });
 
     it('writes the file at the key path, so the directory can be served as is', async () => {

@@ -20,11 +20,18 @@ const TEMP_DIR = '.tmp';
 const META_DIR = '.meta';
 const RESERVED_TOP_LEVEL = new Set([TEMP_DIR, META_DIR]);
 
+/**
+ * A temp file untouched this long belongs to a writer that died (a live
+ * writer keeps its file's mtime fresh), so the first put of a process removes it.
+ */
+export const ABANDONED_TEMP_AGE_MS = 60 * 60_000;
+
 /** A rename can race a concurrent delete pruning the now-empty parent; retrying a few times wins. */
 const RENAME_ATTEMPTS = 3;
 
 export class FsObjectStore implements ObjectStore {
   readonly rootDir: string;
+  private tempSweep: Promise<void> | undefined;
 
   constructor(rootDir: string) {
     this.rootDir = resolve(rootDir);
@@ -118,8 +125,26 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
+  private async removeAbandonedTempFiles(tempDir: string): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(tempDir);
+    } catch (error) {
+      if (isAbsentError(error)) return;
+      throw error;
+    }
+    const cutoff = Date.now() - ABANDONED_TEMP_AGE_MS;
+    for (const name of names) {
+      const path = join(tempDir, name);
+      const stats = await statIfPresent(path);
+      if (stats?.isFile() && Number(stats.mtimeMs) < cutoff) await unlinkIfPresent(path);
+    }
+  }
+
   private async writeTempFile(body: ByteStream | Uint8Array): Promise<string> {
     const tempDir = join(this.rootDir, TEMP_DIR);
+    this.tempSweep ??= this.removeAbandonedTempFiles(tempDir);
+    await this.tempSweep;
     await mkdir(tempDir, { recursive: true });
     const tempPath = join(tempDir, randomUUID());
     const handle = await open(tempPath, 'wx');
