@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { forEachLimited } from './concurrency.ts';
 import { ConflictError, IntegrityError, LockHeldError, UnavailableError, UpstreamError } from './errors.ts';
 import { verifyingStream, type VerifiedContent } from './checksum.ts';
-import { checkIndex, indexFileFor, readUpstreamMetadata } from './metadata.ts';
+import { checkIndex, indexFileFor, readUpstreamMetadata, type IndexCheck } from './metadata.ts';
 import { isStoredAs, planSync, unreferencedPaths, type CopyTask, type Selection } from './planner.ts';
 import type { Keyring } from './pgp.ts';
 import { formatUpdated } from './simplestreams.ts';
@@ -160,11 +160,8 @@ export class SyncEngine {
 
   /** Conditional GET of the index only: does a run have anything to do? */
   async check(): Promise<{ changed: boolean }> {
-    const current = await this.deps.catalog.getCurrent();
-    const state = await this.indexState();
-    const index = await checkIndex(this.deps.upstream, this.settings.keyring, current ? state : undefined);
-    if (!index.changed) return { changed: false };
-    return { changed: !current || state?.sha256 !== sha256Hex(index.bytes) };
+    const index = await this.fetchIndexIfChanged(await this.deps.catalog.getCurrent());
+    return { changed: index.changed };
   }
 
   /** Takes the lock, verifies upstream metadata, stages it as the next generation and lists what to copy. */
@@ -189,9 +186,8 @@ export class SyncEngine {
     try {
       await catalog.putRun(run);
       const current = await catalog.getCurrent();
-      const state = current ? await this.indexState() : undefined;
-      const index = await checkIndex(upstream, this.settings.keyring, state);
-      if (!index.changed || (current && state?.sha256 === sha256Hex(index.bytes))) {
+      const index = await this.fetchIndexIfChanged(current);
+      if (!index.changed) {
         await catalog.putRun({ ...run, state: 'unchanged', finishedAt: this.now().toISOString() });
         this.emit({ type: 'unchanged', runId });
         // Replaced generations whose grace ran out go now, not at the next upstream change.
@@ -423,6 +419,17 @@ export class SyncEngine {
       this.emit({ type: 'item-progress', runId, path, bytes: chunk.byteLength });
       yield chunk;
     }
+  }
+
+  /**
+   * The index, unless it is what the current publication was made from: a
+   * 304 to the conditional GET, or (for servers without validators) the same bytes.
+   */
+  private async fetchIndexIfChanged(current: Publication | undefined): Promise<IndexCheck> {
+    const state = current ? await this.indexState() : undefined;
+    const index = await checkIndex(this.deps.upstream, this.settings.keyring, state);
+    if (index.changed && state?.sha256 === sha256Hex(index.bytes)) return { changed: false };
+    return index;
   }
 
   private async lastGeneration(): Promise<number> {

@@ -74,20 +74,21 @@ export async function readUpstreamMetadata(
   refuseRollback(indexFile, indexDoc, published);
 
   const products: UpstreamMetadata['products'] = [];
+  const signedBodies = new Map<string, string>();
   for (const [name, entry] of Object.entries(indexDoc.index).sort(([a], [b]) => (a < b ? -1 : 1))) {
     const file = assertSafePath(indexFile, `$.index[${JSON.stringify(name)}].path`, entry.path);
     const fetched = await upstream.fetchFile(file);
     if (fetched.notModified) throw new MetadataError(file, '$', 'upstream answered 304 to an unconditional GET');
     files.set(file, fetched.bytes);
-    const doc = parseProducts(file, await signedText(file, fetched.bytes, keyring));
-    products.push({ file, doc });
+    const body = await signedText(file, fetched.bytes, keyring);
+    signedBodies.set(file, body);
+    products.push({ file, doc: parseProducts(file, body) });
   }
 
   if (keyring) {
     await addUnsignedTwin(upstream, files, indexFile, indexText, unsignedIndexView);
-    for (const { file } of products) {
-      const text = await signedText(file, files.get(file)!, keyring);
-      await addUnsignedTwin(upstream, files, file, text, (doc) => doc);
+    for (const [file, body] of signedBodies) {
+      await addUnsignedTwin(upstream, files, file, body, (doc) => doc);
     }
   }
   return { index: indexDoc, indexFile, products, files, validators: index.validators };
