@@ -40,7 +40,7 @@ export class HttpUpstream implements Upstream {
       await response.body?.cancel();
       throw new UpstreamError(this.url(path), `metadata file of ${declared} bytes exceeds the ${this.maxMetadataBytes}-byte limit`);
     }
-    const bytes = new Uint8Array(await this.read(path, response));
+    const bytes = await this.read(path, response);
     return {
       notModified: false,
       bytes,
@@ -78,12 +78,24 @@ export class HttpUpstream implements Upstream {
     return response;
   }
 
-  private async read(path: string, response: Response): Promise<ArrayBuffer> {
+  /** The whole body, refused past the limit even when no Content-Length announced its size. */
+  private async read(path: string, response: Response): Promise<Uint8Array> {
+    const chunks: Uint8Array[] = [];
+    let received = 0;
     try {
-      return await response.arrayBuffer();
+      const body = response.body ? Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>) : [];
+      for await (const chunk of body as AsyncIterable<Uint8Array>) {
+        received += chunk.byteLength;
+        if (received > this.maxMetadataBytes) {
+          throw new UpstreamError(this.url(path), `metadata file exceeds the ${this.maxMetadataBytes}-byte limit`);
+        }
+        chunks.push(chunk);
+      }
     } catch (error) {
+      if (error instanceof UpstreamError) throw error;
       throw new UpstreamError(this.url(path), `reading the body failed: ${describe(error)}`, { cause: error });
     }
+    return Buffer.concat(chunks);
   }
 
   private async *wrapErrors(path: string, body: AsyncIterable<Uint8Array>): ByteStream {
