@@ -66,6 +66,14 @@ export class UpstreamError extends SkystreamsError {
   }
 }
 
+/** An input (metadata file, run total, JSON nesting) over its configured bound: refused before it is buffered. */
+export class InputTooLargeError extends SkystreamsError {
+  override readonly statusCode = 502;
+  constructor(readonly source: string, readonly limit: number, problem: string) {
+    super(`${source}: ${problem}`);
+  }
+}
+
 /** Bad configuration or command-line input. */
 export class ConfigError extends SkystreamsError {
   override readonly statusCode = 400;

@@ -182,6 +182,11 @@ export interface Validators {
   lastModified?: string;
 }
 
+export interface FetchLimits {
+  /** Refuse the file once it is larger than this. */
+  maxBytes?: number;
+}
+
 export type FetchedFile =
   | { notModified: true }
   | { notModified: false; bytes: Uint8Array; validators: Validators };
@@ -190,8 +195,12 @@ export type FetchedFile =
 export interface Upstream {
   /** Full URL of `path`, for messages. */
   url(path: string): string;
-  /** Whole small file. NotFoundError on 404, UpstreamError on other failures. Conditional when `validators` given. */
-  fetchFile(path: string, validators?: Validators): Promise<FetchedFile>;
+  /**
+   * Whole small file. NotFoundError on 404, UpstreamError on other failures,
+   * InputTooLargeError (naming the URL) as soon as more than `limits.maxBytes`
+   * arrive, announced or not. Conditional when `validators` given.
+   */
+  fetchFile(path: string, validators?: Validators, limits?: FetchLimits): Promise<FetchedFile>;
   /** Streams a (large) file. NotFoundError on 404, UpstreamError on other failures. */
   openStream(path: string): Promise<{ body: ByteStream; size?: number }>;
 }
