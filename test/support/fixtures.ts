@@ -1,6 +1,6 @@
 /**
- * Real captures of images.maas.io metadata (/work/shared/fixtures/maas-stream),
- * and a signed synthetic upstream built from them.
+ * Real captures of images.maas.io metadata (test/fixtures/maas-stream; see
+ * test/fixtures/README.md), and a signed synthetic upstream built from them.
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -12,7 +12,7 @@ import {
   type SynthesizeOptions,
 } from '../../functions/local/synthetic-upstream.ts';
 
-const FIXTURE_DIRECTORY = fileURLToPath(new URL('../../../shared/fixtures/maas-stream/', import.meta.url));
+const FIXTURE_DIRECTORY = fileURLToPath(new URL('../fixtures/maas-stream/', import.meta.url));
 
 export const FIXTURE_PRODUCT_FILES = [
   'simplestreams_ubuntu.json',
