@@ -1,8 +1,12 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
+
+/** Scale tests take minutes each; `npm run test:scale` runs them (vitest.scale.config.ts). */
+export const SCALE_TESTS = 'test/**/*.scale.test.ts';
 
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    exclude: [...configDefaults.exclude, SCALE_TESTS],
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',

@@ -2,7 +2,8 @@
  * Sizes that break naive adapters, on the stand-ins: a 2 GiB object streamed
  * through the S3 object store with bounded memory, and a 100,000-entry
  * generation in the DynamoDB catalog. Slow by nature (one to two minutes);
- * bench/s3-large-object.ts times the object round trip on its own.
+ * bench/s3-large-object.ts times the object round trip on its own. Run by
+ * `npm run test:scale`, not by `npm test`.
  */
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
