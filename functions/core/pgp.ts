@@ -1,5 +1,5 @@
 /** OpenPGP checks of clearsigned simplestreams files (openpgp v6). */
-import { readCleartextMessage, readKeys, verify, type Key, type PublicKey } from 'openpgp';
+import { readCleartextMessage, readKeys, verify, type CleartextMessage, type Key, type PublicKey } from 'openpgp';
 import { ConfigError, SignatureError } from './errors.ts';
 
 export interface Keyring {
@@ -36,18 +36,23 @@ export function isClearsigned(text: string): boolean {
  * Verifies a clearsigned file against the keyring and returns the signed
  * body. SignatureError naming `file` when it is not clearsigned, the
  * signature is bad, or no key in the keyring made it.
+ *
+ * Expired and revoked keys. A revoked signing key is refused whatever the
+ * signature's date (openpgp does so itself). An expired one is refused too,
+ * although openpgp would accept a signature dated while the key was valid
+ * (and gpgv, which python-simplestreams calls, only warns): the signature
+ * date is written by whoever holds the private key, so "signed before it
+ * expired" cannot be told apart from a backdated signature by a key that
+ * leaked after its owner stopped vouching for it. Validity is judged at
+ * `now`; when an upstream extends its key, the operator refreshes the keyring.
  */
-export async function verifyClearsigned(file: string, text: string, keyring: Keyring): Promise<string> {
+export async function verifyClearsigned(file: string, text: string, keyring: Keyring, now = new Date()): Promise<string> {
   if (!isClearsigned(text)) throw new SignatureError(file, 'not an OpenPGP clearsigned message');
-  let message: Awaited<ReturnType<typeof readCleartextMessage>>;
-  try {
-    message = await readCleartextMessage({ cleartextMessage: text });
-  } catch (error) {
-    throw new SignatureError(file, `malformed clearsigned message (${(error as Error).message})`, { cause: error });
-  }
+  const message = await readClearsigned(file, text);
 
   // Name the unknown signer precisely rather than relay openpgp's generic failure.
-  const signerIds = message.getSigningKeyIDs().map((id) => id.toHex().toUpperCase());
+  const signers = message.getSigningKeyIDs();
+  const signerIds = signers.map((id) => id.toHex().toUpperCase());
   if (signerIds.length === 0) throw new SignatureError(file, 'carries no signature');
   const known = new Set(
     keyring.keys.flatMap((key) => key.getKeyIDs().map((id) => id.toHex().toUpperCase())),
@@ -59,10 +64,45 @@ export async function verifyClearsigned(file: string, text: string, keyring: Key
     );
   }
 
+  // Only keys usable now may vouch: a signature by an expired key must not pass through another signer's.
+  const usable: PublicKey[] = [];
+  const unusable: string[] = [];
+  for (const key of keyring.keys) {
+    for (const signer of signers.filter((id) => key.getKeyIDs().some((own) => own.equals(id)))) {
+      try {
+        await key.getSigningKey(signer, now);
+        usable.push(key);
+        break;
+      } catch (error) {
+        unusable.push(`${key.getFingerprint().toUpperCase()}: ${(error as Error).message}`);
+      }
+    }
+  }
+  if (usable.length === 0) {
+    throw new SignatureError(file, `signed by a key that is not valid now (${unusable.join('; ')}): expired or revoked`);
+  }
+
   try {
-    const { data } = await verify({ message, verificationKeys: keyring.keys, expectSigned: true });
+    const { data } = await verify({ message, verificationKeys: usable, expectSigned: true, date: now });
     return data;
   } catch (error) {
     throw new SignatureError(file, `bad signature (${(error as Error).message})`, { cause: error });
+  }
+}
+
+/**
+ * The body of a clearsigned file, its signature not checked: for metadata
+ * this mirror verified before it published it, read back from its own store.
+ */
+export async function clearsignedBody(file: string, text: string): Promise<string> {
+  if (!isClearsigned(text)) throw new SignatureError(file, 'not an OpenPGP clearsigned message');
+  return (await readClearsigned(file, text)).getText();
+}
+
+async function readClearsigned(file: string, text: string): Promise<CleartextMessage> {
+  try {
+    return await readCleartextMessage({ cleartextMessage: text });
+  } catch (error) {
+    throw new SignatureError(file, `malformed clearsigned message (${(error as Error).message})`, { cause: error });
   }
 }
