@@ -12,7 +12,6 @@ import { KEY_PATTERNS } from './bucket-access.ts';
 import type { MirrorStack } from './stacks/mirror-stack.ts';
 
 const REASONS = {
-  runtime: 'nodejs22.x on purpose: the code is tested on Node 20/22 (middy 6); move to 24.x with the dev machines.',
   requestValidation: 'Lambda proxy for a read-only GET/HEAD app with no request bodies; the app validates every path itself.',
   apiAuthorization: "Read-only mirror metadata (upstream's own signed files) and status; access control, when configured, is enforced at CloudFront.",
   apiWaf: 'The API is an origin behind CloudFront, where the optional WAF allow-list (accessControl.allowedCidrs) applies.',
@@ -31,8 +30,6 @@ const REASONS = {
 export function suppressAcceptedFindings(stack: MirrorStack): void {
   const acknowledge = (construct: IConstruct, id: string, reason: string) => Validations.of(construct).acknowledge({ id, reason });
   const functions = [...Object.values(stack.sync.functions), stack.api.handler.function];
-
-  for (const fn of functions) acknowledge(fn, 'AwsSolutions-L1', REASONS.runtime);
 
   acknowledge(stack.api.api, 'AwsSolutions-APIG2', REASONS.requestValidation);
   acknowledge(stack.api.api, 'AwsSolutions-APIG3', REASONS.apiWaf);

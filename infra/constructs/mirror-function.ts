@@ -58,7 +58,7 @@ export class MirrorFunction extends Construct {
       entry: props.entry,
       handler: 'handler',
       description: props.description,
-      runtime: lambda.Runtime.NODEJS_22_X,
+      runtime: lambda.Runtime.NODEJS_24_X,
       architecture: lambda.Architecture.ARM_64,
       memorySize: props.memorySizeMb ?? 1024,
       timeout: props.timeout ?? Duration.minutes(1),
@@ -75,7 +75,7 @@ export class MirrorFunction extends Construct {
       },
       bundling: {
         format: OutputFormat.ESM,
-        target: 'node22',
+        target: 'node24',
         mainFields: ['module', 'main'],
         // Some dependencies still call require(); give the ESM bundle one.
         banner: "import { createRequire as __skystreamsRequire } from 'node:module'; const require = __skystreamsRequire(import.meta.url);",
