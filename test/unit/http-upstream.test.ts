@@ -2,7 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
-import { NotFoundError, UpstreamError } from '../../functions/core/errors.ts';
+import { ConfigError, InputTooLargeError, NotFoundError } from '../../functions/core/errors.ts';
+import { redactUrl, splitCredentials } from '../../functions/core/redact.ts';
 
 let server: Server;
 let base: string;
@@ -16,6 +17,12 @@ beforeAll(async () => {
       res.end();
       return;
     }
+    if (req.url === '/streams/v1/announced.json') {
+      // Announces a mebibyte, sends a few bytes and holds on: only the header can have been judged.
+      res.writeHead(200, { 'content-length': 1024 * 1024 });
+      res.write('{}');
+      return;
+    }
     if (req.url === '/streams/v1/cached.json' && req.headers['if-none-match'] === '"v1"') {
       res.writeHead(304).end();
       return;
@@ -27,6 +34,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
 });
 
@@ -42,8 +50,27 @@ describe('Class: HttpUpstream', () => {
     it('refuses a body past the metadata limit even without a Content-Length', async () => {
       const attempt = new HttpUpstream(base, { maxMetadataBytes: 150 }).fetchFile('streams/v1/big.json');
 
-      await expect(attempt).rejects.toThrow(UpstreamError);
-      await expect(attempt).rejects.toThrow(/big\.json: metadata file exceeds the 150-byte limit/);
+      await expect(attempt).rejects.toBeInstanceOf(InputTooLargeError);
+      await expect(attempt).rejects.toMatchObject({ source: `${base}streams/v1/big.json`, limit: 150 });
+      await expect(attempt).rejects.toThrow(/big\.json: more than 150 bytes arrived, over the 150-byte limit \(maxMetadataBytes\)/);
+    });
+
+    it('lets the caller set a limit of its own, below or above the metadata default', async () => {
+      const upstream = new HttpUpstream(base, { maxMetadataBytes: 150 });
+
+      const below = upstream.fetchFile('streams/v1/big.json', undefined, { maxBytes: 299 }).catch((error: unknown) => error);
+      const exact = await upstream.fetchFile('streams/v1/big.json', undefined, { maxBytes: 300 });
+
+      expect(await below).toBeInstanceOf(InputTooLargeError);
+      expect(await below).toMatchObject({ limit: 299, message: expect.stringMatching(/over the 299-byte limit \(maxBytes\)/) });
+      expect(exact.notModified === false && exact.bytes.length).toBe(300);
+    });
+
+    it('refuses an announced Content-Length over the limit before reading the body', async () => {
+      const attempt = new HttpUpstream(base).fetchFile('streams/v1/announced.json', undefined, { maxBytes: 1024 });
+
+      await expect(attempt).rejects.toBeInstanceOf(InputTooLargeError);
+      await expect(attempt).rejects.toThrow(/announced\.json: announces 1048576 bytes, over the 1024-byte limit/);
     });
 
     it('answers a conditional GET with notModified, and 404 with NotFoundError', async () => {
@@ -52,5 +79,37 @@ describe('Class: HttpUpstream', () => {
       await expect(upstream.fetchFile('streams/v1/cached.json', { etag: '"v1"' })).resolves.toEqual({ notModified: true });
       await expect(upstream.fetchFile('streams/v1/missing.json')).rejects.toThrow(NotFoundError);
     });
+  });
+});
+
+describe('Function: redactUrl', () => {
+  it('hides user and password, and leaves everything else as it was', () => {
+    expect(redactUrl('https://user:p%40ss@images.example/a/b%3Ac?x#y')).toBe('https://***@images.example/a/b%3Ac?x#y');
+    expect(redactUrl('http://token@127.0.0.1:8080/')).toBe('http://***@127.0.0.1:8080/');
+    expect(redactUrl('https://images.maas.io/ephemeral-v3/stable/')).toBe('https://images.maas.io/ephemeral-v3/stable/');
+  });
+
+  it('hides a password holding an unescaped @, and leaves an @ in the path alone', () => {
+    expect(redactUrl('http://u:p@ss@host/x')).toBe('http://***@host/x');
+    expect(redactUrl('http://host/users/@me')).toBe('http://host/users/@me');
+  });
+});
+
+describe('Function: splitCredentials', () => {
+  it('returns the URL without them, and them percent-decoded', () => {
+    expect(splitCredentials('http://mirror:p%40ss@host/root/')).toEqual({
+      url: 'http://host/root/',
+      credentials: { username: 'mirror', password: 'p@ss' },
+    });
+    expect(splitCredentials('http://host/root/')).toEqual({ url: 'http://host/root/' });
+  });
+});
+
+describe('Class: HttpUpstream, constructor', () => {
+  it('refuses a source that is not a URL, without echoing its credentials', () => {
+    const attempt = () => new HttpUpstream('http://user:secret@');
+
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow('upstream "http://***@/" is not a URL');
   });
 });

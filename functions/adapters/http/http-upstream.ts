@@ -1,110 +1,274 @@
 /** A simplestreams source over HTTP(S), with the platform fetch (undici). */
-import { Readable } from 'node:stream';
-import { NotFoundError, UpstreamError } from '../../core/errors.ts';
-import type { ByteStream, FetchedFile, Upstream, Validators } from '../../core/ports.ts';
+import { ConfigError, InputTooLargeError, NotFoundError, SkystreamsError, UpstreamError } from '../../core/errors.ts';
+import type { ByteStream, FetchedFile, FetchLimits, Upstream, Validators } from '../../core/ports.ts';
+import { redactUrl, splitCredentials } from '../../core/redact.ts';
 
 export interface HttpUpstreamOptions {
-  /** Per metadata request. @default 60 s */
+  /** Per metadata file: every redirect and the whole body. @default 60 s */
   metadataTimeoutMs?: number;
-  /** Metadata files larger than this are refused rather than buffered. @default 256 MiB */
+  /** Metadata files larger than this are refused rather than buffered, unless fetchFile is given its own limit. @default 256 MiB */
   maxMetadataBytes?: number;
+  /** Until an item's response headers arrive, redirects included. @default 60 s */
+  itemHeadersTimeoutMs?: number;
+  /** An item download fails (transiently) once no byte has arrived for this long. @default 60 s */
+  itemIdleTimeoutMs?: number;
+  /** Follow redirects to another scheme, host or port. @default false */
+  allowCrossHostRedirects?: boolean;
   userAgent?: string;
 }
 
+/** More than this many redirects for one file is a misconfigured (or hostile) upstream. */
+export const MAX_REDIRECTS = 5;
+
+const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
+
 export class HttpUpstream implements Upstream {
-  private readonly base: string;
+  /** Where requests go: without credentials, which fetch refuses in URLs. */
+  private readonly requestBase: string;
+  /** What messages show: credentials redacted. */
+  private readonly shownBase: string;
+  private readonly origin: string;
+  private readonly authorization: string | undefined;
   private readonly metadataTimeoutMs: number;
   private readonly maxMetadataBytes: number;
+  private readonly itemHeadersTimeoutMs: number;
+  private readonly itemIdleTimeoutMs: number;
+  private readonly allowCrossHostRedirects: boolean;
   private readonly userAgent: string;
 
   constructor(baseUrl: string, options: HttpUpstreamOptions = {}) {
-    this.base = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
+    const withSlash = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
+    const { url, credentials } = splitCredentials(withSlash);
+    this.requestBase = url;
+    this.shownBase = redactUrl(withSlash);
+    try {
+      this.origin = new URL(url).origin;
+    } catch {
+      throw new ConfigError(`upstream ${JSON.stringify(this.shownBase)} is not a URL`);
+    }
+    this.authorization = credentials
+      ? `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString('base64')}`
+      : undefined;
     this.metadataTimeoutMs = options.metadataTimeoutMs ?? 60_000;
     this.maxMetadataBytes = options.maxMetadataBytes ?? 256 * 1024 * 1024;
+    this.itemHeadersTimeoutMs = options.itemHeadersTimeoutMs ?? 60_000;
+    this.itemIdleTimeoutMs = options.itemIdleTimeoutMs ?? 60_000;
+    this.allowCrossHostRedirects = options.allowCrossHostRedirects ?? false;
     this.userAgent = options.userAgent ?? 'skystreams';
   }
 
   url(path: string): string {
-    // Escape each segment but keep `:` readable: product file names are full of them.
-    return this.base + path.split('/').map((s) => encodeURIComponent(s).replaceAll('%3A', ':')).join('/');
+    return this.shownBase + encodePath(path);
   }
 
-  async fetchFile(path: string, validators?: Validators): Promise<FetchedFile> {
-    const headers: Record<string, string> = { 'user-agent': this.userAgent };
+  async fetchFile(path: string, validators?: Validators, limits?: FetchLimits): Promise<FetchedFile> {
+    const shown = this.url(path);
+    const headers: Record<string, string> = {};
     if (validators?.etag) headers['if-none-match'] = validators.etag;
     if (validators?.lastModified) headers['if-modified-since'] = validators.lastModified;
-    const response = await this.request(path, headers, AbortSignal.timeout(this.metadataTimeoutMs));
-    if (response.status === 304) return { notModified: true };
-    const declared = Number(response.headers.get('content-length') ?? '0');
-    if (declared > this.maxMetadataBytes) {
-      await response.body?.cancel();
-      throw new UpstreamError(this.url(path), `metadata file of ${declared} bytes exceeds the ${this.maxMetadataBytes}-byte limit`);
+    const limit = limits?.maxBytes === undefined
+      ? { bytes: this.maxMetadataBytes, name: 'maxMetadataBytes' }
+      : { bytes: limits.maxBytes, name: 'maxBytes' };
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new UpstreamError(shown, `no complete answer within ${this.metadataTimeoutMs} ms`)),
+      this.metadataTimeoutMs,
+    );
+    try {
+      const response = await this.request(path, headers, controller.signal);
+      if (response.status === 304) return { notModified: true };
+      const bytes = await readBounded(shown, response, limit);
+      return {
+        notModified: false,
+        bytes,
+        validators: dropEmpty({
+          etag: response.headers.get('etag') ?? undefined,
+          lastModified: response.headers.get('last-modified') ?? undefined,
+        }),
+      };
+    } catch (error) {
+      // Closes the connection: a refused or broken body must not keep streaming in.
+      controller.abort();
+      throw error;
+    } finally {
+      clearTimeout(timer);
     }
-    const bytes = await this.read(path, response);
-    return {
-      notModified: false,
-      bytes,
-      validators: dropEmpty({
-        etag: response.headers.get('etag') ?? undefined,
-        lastModified: response.headers.get('last-modified') ?? undefined,
-      }),
-    };
   }
 
   async openStream(path: string): Promise<{ body: ByteStream; size?: number }> {
-    const response = await this.request(path, { 'user-agent': this.userAgent });
-    if (!response.body) throw new UpstreamError(this.url(path), 'empty response body');
-    const length = response.headers.get('content-length');
-    const body = Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>);
-    return { body: this.wrapErrors(path, body), size: length === null ? undefined : Number(length) };
-  }
-
-  private async request(path: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
-    const url = this.url(path);
+    const shown = this.url(path);
+    const controller = new AbortController();
+    const timer = setTimeout(
+      () => controller.abort(new UpstreamError(shown, `no response headers within ${this.itemHeadersTimeoutMs} ms`)),
+      this.itemHeadersTimeoutMs,
+    );
     let response: Response;
     try {
-      response = await fetch(url, { headers, signal, redirect: 'follow' });
-    } catch (error) {
-      throw new UpstreamError(url, `request failed: ${describe(error)}`, { cause: error });
+      response = await this.request(path, {}, controller.signal);
+    } finally {
+      clearTimeout(timer);
     }
-    if (response.status === 404) {
-      await response.body?.cancel();
-      throw new NotFoundError(`${url}: 404 Not Found`);
-    }
-    if (response.status !== 200 && response.status !== 304) {
-      await response.body?.cancel();
-      throw new UpstreamError(url, `HTTP ${response.status} ${response.statusText}`);
-    }
-    return response;
+    if (!response.body) throw new UpstreamError(shown, 'empty response body');
+    const length = response.headers.get('content-length');
+    return {
+      body: guardBody(shown, response.body, controller, this.itemIdleTimeoutMs),
+      size: length === null ? undefined : Number(length),
+    };
   }
 
-  /** The whole body, refused past the limit even when no Content-Length announced its size. */
-  private async read(path: string, response: Response): Promise<Uint8Array> {
-    const chunks: Uint8Array[] = [];
-    let received = 0;
-    try {
-      const body = response.body ? Readable.fromWeb(response.body as import('node:stream/web').ReadableStream<Uint8Array>) : [];
-      for await (const chunk of body as AsyncIterable<Uint8Array>) {
-        received += chunk.byteLength;
-        if (received > this.maxMetadataBytes) {
-          throw new UpstreamError(this.url(path), `metadata file exceeds the ${this.maxMetadataBytes}-byte limit`);
-        }
-        chunks.push(chunk);
+  /** GET, following redirects by hand so their number and destination stay ours to decide. */
+  private async request(path: string, extraHeaders: Record<string, string>, signal: AbortSignal): Promise<Response> {
+    const shown = this.url(path);
+    let target = new URL(this.requestBase + encodePath(path));
+    const visited = new Set([target.href]);
+    for (let redirects = 0; ; redirects++) {
+      const response = await this.send(shown, target, redirects > 0, extraHeaders, signal);
+      if (!REDIRECT_STATUSES.has(response.status)) return checkStatus(shown, redirects > 0 ? target : undefined, response);
+      await response.body?.cancel().catch(() => undefined);
+      const next = redirectTarget(shown, target, response);
+      const hop = `${redactUrl(target.href)} redirects to ${redactUrl(next.href)}`;
+      if (next.origin !== this.origin && !this.allowCrossHostRedirects) {
+        throw new UpstreamError(shown, `${hop}, another origin: refused (allowCrossHostRedirects is off)`);
       }
-    } catch (error) {
-      if (error instanceof UpstreamError) throw error;
-      throw new UpstreamError(this.url(path), `reading the body failed: ${describe(error)}`, { cause: error });
+      if (visited.has(next.href)) throw new UpstreamError(shown, `redirect loop: ${hop}, already visited`);
+      if (redirects === MAX_REDIRECTS) throw new UpstreamError(shown, `more than ${MAX_REDIRECTS} redirects: ${hop}`);
+      visited.add(next.href);
+      target = next;
     }
-    return Buffer.concat(chunks);
   }
 
-  private async *wrapErrors(path: string, body: AsyncIterable<Uint8Array>): ByteStream {
+  private async send(
+    shown: string,
+    target: URL,
+    redirected: boolean,
+    extraHeaders: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const headers: Record<string, string> = { ...extraHeaders, 'user-agent': this.userAgent };
+    // The source's credentials are for the source: never handed to a host it redirects to.
+    if (this.authorization && target.origin === this.origin) headers.authorization = this.authorization;
     try {
-      yield* body;
+      return await fetch(target, { headers, signal, redirect: 'manual' });
     } catch (error) {
-      throw new UpstreamError(this.url(path), `download interrupted: ${describe(error)}`, { cause: error });
+      if (signal.reason instanceof SkystreamsError) throw signal.reason;
+      const via = redirected ? ` (at ${redactUrl(target.href)})` : '';
+      throw new UpstreamError(shown, `request failed${via}: ${describe(error)}`, { cause: error });
     }
   }
+}
+
+function redirectTarget(shown: string, from: URL, response: Response): URL {
+  const location = response.headers.get('location');
+  if (location === null) throw new UpstreamError(shown, `HTTP ${response.status} from ${redactUrl(from.href)} without a Location`);
+  let next: URL;
+  try {
+    next = new URL(location, from);
+  } catch {
+    throw new UpstreamError(shown, `${redactUrl(from.href)} redirects to ${JSON.stringify(redactUrl(location))}, not a URL`);
+  }
+  if (next.protocol !== 'http:' && next.protocol !== 'https:') {
+    throw new UpstreamError(shown, `${redactUrl(from.href)} redirects to ${redactUrl(next.href)}: only http and https are followed`);
+  }
+  // Credentials a Location carries are not ours to send (and fetch refuses them in URLs).
+  next.username = '';
+  next.password = '';
+  return next;
+}
+
+/** `redirectedTo`: where the answer came from, when that is not `shown`. */
+async function checkStatus(shown: string, redirectedTo: URL | undefined, response: Response): Promise<Response> {
+  if (response.status === 200 || response.status === 304) return response;
+  await response.body?.cancel().catch(() => undefined);
+  const where = redirectedTo ? ` (at ${redactUrl(redirectedTo.href)})` : '';
+  if (response.status === 404) throw new NotFoundError(`${shown}: 404 Not Found${where}`);
+  throw new UpstreamError(shown, `HTTP ${response.status} ${response.statusText}${where}`);
+}
+
+/** The whole body, refused as soon as more than `limit` bytes arrive, announced or not: at most one chunk past it is held. */
+async function readBounded(
+  shown: string,
+  response: Response,
+  limit: { bytes: number; name: string },
+): Promise<Uint8Array> {
+  const tooLarge = (what: string) =>
+    new InputTooLargeError(shown, limit.bytes, `${what}, over the ${limit.bytes}-byte limit (${limit.name}): refused`);
+  const declared = response.headers.get('content-length');
+  if (declared !== null && Number(declared) > limit.bytes) throw tooLarge(`announces ${declared} bytes`);
+  if (!response.body) return new Uint8Array();
+  const reader = response.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let received = 0;
+  for (;;) {
+    let result: ReadableStreamReadResult<Uint8Array>;
+    try {
+      result = await reader.read();
+    } catch (error) {
+      if (error instanceof SkystreamsError) throw error;
+      throw new UpstreamError(shown, `reading the body failed: ${describe(error)}`, { cause: error });
+    }
+    if (result.done) break;
+    received += result.value.byteLength;
+    if (received > limit.bytes) throw tooLarge(`more than ${limit.bytes} bytes arrived`);
+    chunks.push(result.value);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * The body as a ByteStream that fails with UpstreamError (transient, for the
+ * engine's retry) on a broken connection or once no byte has arrived for
+ * `idleMs`, and closes the connection whenever it stops before the end.
+ * Only time spent waiting for upstream counts: a slow consumer is not idle upstream.
+ */
+async function* guardBody(
+  shown: string,
+  body: ReadableStream<Uint8Array>,
+  controller: AbortController,
+  idleMs: number,
+): ByteStream {
+  const reader = body.getReader();
+  let complete = false;
+  try {
+    for (;;) {
+      const result = await readWithin(shown, reader, controller, idleMs);
+      if (result.done) {
+        complete = true;
+        return;
+      }
+      yield result.value;
+    }
+  } finally {
+    if (!complete) controller.abort();
+  }
+}
+
+async function readWithin(
+  shown: string,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  controller: AbortController,
+  idleMs: number,
+): Promise<ReadableStreamReadResult<Uint8Array>> {
+  let timer: NodeJS.Timeout | undefined;
+  const idle = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const error = new UpstreamError(shown, `download stalled: no data for ${idleMs} ms`);
+      controller.abort(error);
+      reject(error);
+    }, idleMs);
+  });
+  try {
+    return await Promise.race([reader.read(), idle]);
+  } catch (error) {
+    if (error instanceof SkystreamsError) throw error;
+    throw new UpstreamError(shown, `download interrupted: ${describe(error)}`, { cause: error });
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Escape each segment but keep `:` readable: product file names are full of them. */
+function encodePath(path: string): string {
+  return path.split('/').map((s) => encodeURIComponent(s).replaceAll('%3A', ':')).join('/');
 }
 
 function describe(error: unknown): string {
