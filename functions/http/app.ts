@@ -2,7 +2,7 @@
  * The mirror as a web-standard `Request → Response` app: the same code serves
  * on node:http (one machine) and behind API Gateway (Lambda).
  */
-import { NotFoundError, SkystreamsError } from '../core/errors.ts';
+import { SkystreamsError } from '../core/errors.ts';
 import { contentTypeOf } from '../core/engine.ts';
 import { keys, type ByteRange, type ByteStream, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { catalogSummary, statusReport } from './reports.ts';
@@ -10,42 +10,114 @@ import { catalogSummary, statusReport } from './reports.ts';
 export interface AppDeps {
   objects: ObjectStore;
   catalog: Catalog;
+  /**
+   * Where the detail of a 5xx goes; the client only sees the request id.
+   * @default console.error, prefixed with the request id
+   */
+  log?: (failure: RequestFailure) => void;
+  /**
+   * How long the set of servable item paths is trusted before the catalog's
+   * publications are read again. A path missing from the set is re-checked at
+   * once, so a new publication is served from the next request on.
+   * @default 1000
+   */
+  listingTtlMs?: number;
+}
+
+/** A request that ended in a 5xx, as the log receives it. */
+export interface RequestFailure {
+  requestId: string;
+  method: string;
+  path: string;
+  status: number;
+  error: unknown;
 }
 
 export type App = (request: Request) => Promise<Response>;
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
+const ALLOWED_METHODS = [...READ_METHODS].join(', ');
 const METADATA_PREFIX = 'streams/';
 /** Metadata changes with every generation; items never change under a path. */
 const METADATA_CACHE = 'public, max-age=60';
 const ITEM_CACHE = 'public, max-age=31536000, immutable';
+const DEFAULT_LISTING_TTL_MS = 1000;
 
 export function createApp(deps: AppDeps): App {
+  const log = deps.log ?? logToConsole;
+  const publishedItems = new PublishedItems(deps.catalog, deps.listingTtlMs ?? DEFAULT_LISTING_TTL_MS);
   return async (request) => {
+    let pathname = '';
     try {
-      if (!READ_METHODS.has(request.method)) {
-        return json({ error: `method ${request.method} not allowed` }, 405, { allow: 'GET, HEAD' });
-      }
-      const path = mirrorPath(new URL(request.url).pathname);
+      if (!isReadMethod(request.method)) return methodNotAllowed(request.method);
+      pathname = new URL(request.url).pathname;
+      const path = mirrorPath(pathname);
+      if (path === undefined) return badRequest('malformed request path');
       if (path === 'api/v1/status') return json(await statusReport(deps.catalog), 200, {}, request);
       if (path === 'api/v1/images') return json(await catalogSummary(deps.catalog), 200, {}, request);
       if (path.startsWith(METADATA_PREFIX)) return await serveMetadata(deps, path, request);
-      return await serveItem(deps, path, request);
+      if (!path || !(await publishedItems.has(path))) return notFound(path);
+      return await serveObject(deps.objects, keys.item(path), request, 'application/octet-stream', ITEM_CACHE);
     } catch (error) {
-      return errorResponse(error);
+      return errorResponse(error, (failure) => log({ ...failure, method: request.method, path: pathname }));
     }
   };
+}
+
+export function isReadMethod(method: string): boolean {
+  return READ_METHODS.has(method);
+}
+
+/**
+ * The item paths some retained publication lists: only those are served, so
+ * bytes a run copied but never published stay private, while clients still
+ * reading an older generation's metadata keep getting its items.
+ */
+class PublishedItems {
+  private paths = new Set<string>();
+  /** The retained generations `paths` was built from, e.g. `3,2,1`. */
+  private generations: string | undefined;
+  private checkedAt = Number.NEGATIVE_INFINITY;
+  private refreshing: Promise<void> | undefined;
+
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly ttlMs: number,
+  ) {}
+
+  async has(path: string): Promise<boolean> {
+    if (this.paths.has(path) && Date.now() - this.checkedAt < this.ttlMs) return true;
+    await this.refresh();
+    return this.paths.has(path);
+  }
+
+  /** Concurrent requests share one refresh. */
+  private refresh(): Promise<void> {
+    this.refreshing ??= this.reload().finally(() => {
+      this.refreshing = undefined;
+    });
+    return this.refreshing;
+  }
+
+  private async reload(): Promise<void> {
+    const publications = await this.catalog.listPublications();
+    const generations = publications.map((publication) => publication.generation).join(',');
+    if (generations !== this.generations) {
+      const paths = new Set<string>();
+      for (const publication of publications) {
+        for await (const entry of this.catalog.listEntries(publication.generation)) paths.add(entry.path);
+      }
+      this.paths = paths;
+      this.generations = generations;
+    }
+    this.checkedAt = Date.now();
+  }
 }
 
 async function serveMetadata(deps: AppDeps, path: string, request: Request): Promise<Response> {
   const current = await deps.catalog.getCurrent();
   if (!current || !current.files.includes(path)) return notFound(path);
   return serveObject(deps.objects, keys.metadata(current, path), request, contentTypeOf(path), METADATA_CACHE);
-}
-
-async function serveItem(deps: AppDeps, path: string, request: Request): Promise<Response> {
-  if (!path || !(await deps.catalog.getObject(path))) return notFound(path);
-  return serveObject(deps.objects, keys.item(path), request, 'application/octet-stream', ITEM_CACHE);
 }
 
 async function serveObject(
@@ -115,18 +187,26 @@ export function requestedRange(request: Request, info: ObjectInfo): ByteRange | 
   return { start, end };
 }
 
-/** `/a/b%3Ac` → `a/b:c`; product names contain `:`, which clients may or may not escape. */
-function mirrorPath(pathname: string): string {
-  const segments = pathname.split('/').filter((segment) => segment !== '');
-  return segments
-    .map((segment) => {
-      try {
-        return decodeURIComponent(segment);
-      } catch {
-        return segment;
-      }
-    })
-    .join('/');
+/**
+ * `/a/b%3Ac` → `a/b:c` (product names contain `:`, which clients may or may
+ * not escape); undefined for a path no mirror file can have: bad
+ * percent-encoding, NUL, a backslash, or a `.`/`..` segment once decoded.
+ * Empty segments are dropped, so `//x` is `x`.
+ */
+export function mirrorPath(pathname: string): string | undefined {
+  const decoded: string[] = [];
+  for (const segment of pathname.split('/')) {
+    let text: string;
+    try {
+      text = decodeURIComponent(segment);
+    } catch {
+      return undefined;
+    }
+    if (text.includes('\0') || text.includes('\\')) return undefined;
+    if (text.split('/').some((part) => part === '.' || part === '..')) return undefined;
+    if (text !== '') decoded.push(text);
+  }
+  return decoded.join('/');
 }
 
 function toWebStream(body: ByteStream): ReadableStream<Uint8Array> {
@@ -150,12 +230,37 @@ function json(body: unknown, status: number, extra: Record<string, string> = {},
   return new Response(request?.method === 'HEAD' ? null : text, { status, headers });
 }
 
+export function methodNotAllowed(method: string): Response {
+  return json({ error: `method ${method} not allowed` }, 405, { allow: ALLOWED_METHODS });
+}
+
+export function badRequest(problem: string): Response {
+  return json({ error: problem }, 400);
+}
+
 function notFound(path: string): Response {
   return json({ error: `${path || '/'} is not published here` }, 404);
 }
 
-function errorResponse(error: unknown): Response {
-  if (error instanceof NotFoundError) return json({ error: error.message }, 404);
-  if (error instanceof SkystreamsError) return json({ error: error.message }, error.statusCode);
-  return json({ error: 'internal error' }, 500);
+/** What a client may learn of a 5xx: the kind of failure, never the adapter's words. */
+const SERVER_ERROR_MESSAGES: Record<number, string> = {
+  503: 'temporarily unavailable, retry later',
+};
+
+/**
+ * 4xx domain errors keep their message (a path, a conflict: safe and useful);
+ * anything else is a 5xx whose detail goes to `log` under a request id the
+ * client also gets, in the body and in `x-request-id`.
+ */
+export function errorResponse(error: unknown, log: (failure: Omit<RequestFailure, 'method' | 'path'>) => void): Response {
+  const status = error instanceof SkystreamsError ? error.statusCode : 500;
+  if (status < 500) return json({ error: (error as Error).message }, status);
+  const requestId = crypto.randomUUID();
+  log({ requestId, status, error });
+  const message = SERVER_ERROR_MESSAGES[status] ?? 'internal error';
+  return json({ error: message, requestId }, status, { 'x-request-id': requestId });
+}
+
+function logToConsole(failure: RequestFailure): void {
+  console.error(`[${failure.requestId}] ${failure.method} ${failure.path} → ${failure.status}:`, failure.error);
 }

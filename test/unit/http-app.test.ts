@@ -12,9 +12,10 @@ import {
   type CatalogEntry,
   type ObjectStore,
   type Publication,
+  type StoredObject,
   type SyncRun,
 } from '../../functions/core/ports.ts';
-import { createApp, type App } from '../../functions/http/app.ts';
+import { createApp, type App, type RequestFailure } from '../../functions/http/app.ts';
 
 const ORIGIN = 'http://mirror.test/';
 const INDEX = 'streams/v1/index.sjson';
@@ -52,11 +53,27 @@ async function bodyText(response: Response): Promise<string> {
   return new TextDecoder().decode(await response.arrayBuffer());
 }
 
-/** Bytes at `items/<path>`, recorded in the catalog as a copy would record them. */
+/** Bytes at `items/<path>`, recorded in the catalog as a copy would record them, but listed by no publication yet. */
 async function storeItem(path: string, bytes: Uint8Array): Promise<void> {
   await backend.objects.put(keys.item(path), bytes);
-  const sha256 = sha256Of(bytes);
-  await backend.catalog.recordObject({ path, size: bytes.length, sha256, digest: `sha256:${sha256}`, storedAt: new Date().toISOString() });
+  await backend.catalog.recordObject(storedObject(path, bytes.length, sha256Of(bytes)));
+}
+
+/**
+ * The catalog's record of a copied item. It carries the digest both as the
+ * single `digest` and as the `digests` map, so it suits either shape of
+ * StoredObject while that type changes.
+ */
+function storedObject(path: string, size: number, sha256: string): StoredObject {
+  const record = { path, size, sha256, digest: `sha256:${sha256}`, digests: { sha256 }, storedAt: new Date().toISOString() };
+  return record;
+}
+
+/** A stored item listed by a new current generation, as a sync that copied and published it leaves it. */
+async function publishItem(path: string, bytes: Uint8Array): Promise<Publication> {
+  await storeItem(path, bytes);
+  const generation = ((await backend.catalog.getCurrent())?.generation ?? 0) + 1;
+  return publishGeneration(generation, { [INDEX]: `generation ${generation}` }, [entry(NOBLE_GA, '20250709', 'item', path, bytes.length)]);
 }
 
 /** Stages `files` as generation `generation` and makes it current, as publish would. */
@@ -112,6 +129,20 @@ function failing<T extends object>(port: T, method: keyof T, error: Error): T {
       }
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/** The real port, noting the name of each method called on it. */
+function counting<T extends object>(port: T, calls: string[]): T {
+  return new Proxy(port, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]) => {
+        calls.push(String(property));
+        return (value as (...args: unknown[]) => unknown).apply(target, args);
+      };
     },
   });
 }
@@ -221,7 +252,7 @@ describe('Function: createApp', () => {
     it('serves a stored item as immutable bytes', async () => {
       // Prepare
       const bytes = encode(ALPHABET);
-      await storeItem(KERNEL, bytes);
+      await publishItem(KERNEL, bytes);
 
       // Act
       const response = await request(KERNEL);
@@ -237,7 +268,7 @@ describe('Function: createApp', () => {
 
     it('answers HEAD with the length and no body', async () => {
       // Prepare
-      await storeItem(KERNEL, encode(ALPHABET));
+      await publishItem(KERNEL, encode(ALPHABET));
 
       // Act
       const response = await request(KERNEL, { method: 'HEAD' });
@@ -250,7 +281,7 @@ describe('Function: createApp', () => {
 
     it('serves an empty item', async () => {
       // Prepare
-      await storeItem('empty/file', new Uint8Array());
+      await publishItem('empty/file', new Uint8Array());
 
       // Act
       const response = await request('empty/file');
@@ -264,11 +295,10 @@ describe('Function: createApp', () => {
     it.each([
       ['an unknown path', 'noble/amd64/20990101/squashfs'],
       ['the root', ''],
-      ['a path climbing out of the store', '..%2Fcatalog.sqlite'],
       ['the catalog through a doubled slash', '/catalog.sqlite'],
     ])('answers 404 for %s', async (_name, path) => {
       // Prepare
-      await storeItem(KERNEL, encode(ALPHABET));
+      await publishItem(KERNEL, encode(ALPHABET));
 
       // Act
       const response = await request(path);
@@ -276,6 +306,90 @@ describe('Function: createApp', () => {
       // Assess
       expect(response.status).toBe(404);
       expect(await response.json()).toEqual({ error: expect.stringMatching(/not published here/) });
+    });
+
+    it('answers 404 for an item a run copied and recorded but no publication lists', async () => {
+      // Prepare
+      await storeItem(KERNEL, encode(ALPHABET));
+      await publishGeneration(1, { [INDEX]: 'index' }, [entry(NOBLE_GA, '20250709', 'squashfs', 'noble/amd64/20250709/squashfs', 3)]);
+
+      // Act
+      const response = await request(KERNEL);
+
+      // Assess
+      expect(response.status).toBe(404);
+      expect(await response.json()).toEqual({ error: `${KERNEL} is not published here` });
+      expect(await backend.catalog.getObject(KERNEL)).toMatchObject({ size: ALPHABET.length });
+    });
+
+    it('serves an item listed only by a retained generation that is no longer current', async () => {
+      // Prepare
+      await publishItem(KERNEL, encode(ALPHABET));
+      await publishItem('noble/amd64/20250710/boot-kernel', encode('newer'));
+
+      // Act
+      const response = await request(KERNEL);
+
+      // Assess
+      expect((await backend.catalog.getCurrent())!.generation).toBe(2);
+      expect(response.status).toBe(200);
+      expect(await bodyText(response)).toBe(ALPHABET);
+    });
+
+    it('serves an item from the first request after the publication that lists it', async () => {
+      // Prepare
+      await publishItem(KERNEL, encode(ALPHABET));
+      await (await request(KERNEL)).body?.cancel();
+      const newer = 'noble/amd64/20250710/boot-kernel';
+      await storeItem(newer, encode('newer'));
+      const before = await request(newer);
+
+      // Act
+      await publishGeneration(2, { [INDEX]: 'second' }, [entry(NOBLE_GA, '20250710', 'boot-kernel', newer, 5)]);
+      const after = await request(newer);
+
+      // Assess
+      expect(before.status).toBe(404);
+      expect(after.status).toBe(200);
+      expect(await bodyText(after)).toBe('newer');
+    });
+
+    it('stops serving an item once the only generation listing it is pruned and the listing is re-read', async () => {
+      // Prepare
+      app = createApp({ ...backend, listingTtlMs: 50 });
+      await publishItem(KERNEL, encode(ALPHABET));
+      await publishGeneration(2, { [INDEX]: 'second' });
+      const before = await request(KERNEL);
+      await before.body?.cancel();
+
+      // Act
+      await backend.catalog.deletePublication(1);
+      await new Promise((resolve) => setTimeout(resolve, 60));
+      const after = await request(KERNEL);
+
+      // Assess
+      expect(before.status).toBe(200);
+      expect(after.status).toBe(404);
+      expect(await backend.objects.head(keys.item(KERNEL))).toBeDefined();
+    });
+
+    it('reads the listing once per set of retained generations, not per request', async () => {
+      // Prepare
+      await publishItem(KERNEL, encode(ALPHABET));
+      const calls: string[] = [];
+      app = createApp({ objects: backend.objects, catalog: counting<Catalog>(backend.catalog, calls) });
+
+      // Act
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const response = await request(KERNEL);
+        await response.body?.cancel();
+        statuses.push(response.status);
+      }
+
+      // Assess
+      expect(statuses).toEqual([200, 200, 200, 200, 200]);
+      expect(calls).toEqual(['listPublications', 'listEntries']);
     });
 
     it('answers 404 for bytes in the store the catalog does not record (a copy that never finished)', async () => {
@@ -291,7 +405,7 @@ describe('Function: createApp', () => {
 
     it('answers 404 when the catalog records an item whose bytes are gone', async () => {
       // Prepare
-      await storeItem(KERNEL, encode(ALPHABET));
+      await publishItem(KERNEL, encode(ALPHABET));
       await backend.objects.delete(keys.item(KERNEL));
 
       // Act
@@ -306,7 +420,7 @@ describe('Function: createApp', () => {
       ['percent-encoded', 'centos/8%3Astream/root-tgz'],
     ])('serves an item whose path holds a colon, written %s', async (_form, requested) => {
       // Prepare
-      await storeItem('centos/8:stream/root-tgz', encode('root'));
+      await publishItem('centos/8:stream/root-tgz', encode('root'));
 
       // Act
       const response = await request(requested);
@@ -319,7 +433,7 @@ describe('Function: createApp', () => {
 
   describe('Header: Range', () => {
     beforeEach(async () => {
-      await storeItem(KERNEL, encode(ALPHABET));
+      await publishItem(KERNEL, encode(ALPHABET));
     });
 
     it.each([
@@ -411,7 +525,7 @@ describe('Function: createApp', () => {
 
   describe('Header: If-None-Match / If-Modified-Since', () => {
     beforeEach(async () => {
-      await storeItem(KERNEL, encode(ALPHABET));
+      await publishItem(KERNEL, encode(ALPHABET));
     });
 
     it.each([
@@ -433,8 +547,8 @@ describe('Function: createApp', () => {
 
     it('answers 304 to a conditional request for published metadata', async () => {
       // Prepare
-      await publishGeneration(1, { [INDEX]: 'index' });
-      const { etag } = (await backend.objects.head(keys.metadata({ generation: 1, runId: 'run-1' }, INDEX)))!;
+      const current = (await backend.catalog.getCurrent())!;
+      const { etag } = (await backend.objects.head(keys.metadata(current, INDEX)))!;
 
       // Act
       const response = await request(INDEX, { headers: { 'if-none-match': etag } });
@@ -490,7 +604,7 @@ describe('Function: createApp', () => {
   describe('Methods', () => {
     it.each(['POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'])('answers %s with 405 and Allow: GET, HEAD', async (method) => {
       // Prepare
-      await storeItem(KERNEL, encode(ALPHABET));
+      await publishItem(KERNEL, encode(ALPHABET));
 
       // Act
       const response = await request(KERNEL, { method, ...(method === 'OPTIONS' ? {} : { body: 'x' }) });
@@ -598,13 +712,12 @@ describe('Function: createApp', () => {
 
   describe('Errors', () => {
     it.each([
-      ['UnavailableError', new UnavailableError('catalog throttled'), 503],
       ['ConflictError', new ConflictError('lost a race'), 409],
       ['NotFoundError', new NotFoundError('vanished'), 404],
     ])('answers a %s thrown by the catalog with its status code and message as JSON', async (_name, error, status) => {
       // Prepare
       await storeItem(KERNEL, encode(ALPHABET));
-      app = createApp({ objects: backend.objects, catalog: failing<Catalog>(backend.catalog, 'getObject', error) });
+      app = createApp({ objects: backend.objects, catalog: failing<Catalog>(backend.catalog, 'listPublications', error) });
 
       // Act
       const response = await request(KERNEL);
@@ -617,7 +730,7 @@ describe('Function: createApp', () => {
 
     it('answers 404 when the object store loses the bytes between HEAD and GET', async () => {
       // Prepare
-      await storeItem(KERNEL, encode(ALPHABET));
+      await publishItem(KERNEL, encode(ALPHABET));
       const objects = failing<ObjectStore>(backend.objects, 'get', new NotFoundError(`no object at ${keys.item(KERNEL)}`));
       app = createApp({ objects, catalog: backend.catalog });
 
@@ -628,30 +741,89 @@ describe('Function: createApp', () => {
       expect(response.status).toBe(404);
     });
 
-    it('answers 503 when the object store is unavailable while serving metadata', async () => {
+    it('answers 503 without the store\'s words when the object store is unavailable, and logs them', async () => {
       // Prepare
       await publishGeneration(1, { [INDEX]: 'index' });
-      const objects = failing<ObjectStore>(backend.objects, 'head', new UnavailableError('slow down'));
-      app = createApp({ objects, catalog: backend.catalog });
+      const logged: RequestFailure[] = [];
+      const objects = failing<ObjectStore>(backend.objects, 'head', new UnavailableError('SlowDown: bucket arn:aws:s3:::private-mirror'));
+      app = createApp({ objects, catalog: backend.catalog, log: (failure) => logged.push(failure) });
 
       // Act
       const response = await request(INDEX);
 
       // Assess
       expect(response.status).toBe(503);
-      expect(await response.json()).toEqual({ error: 'slow down' });
+      const requestId = response.headers.get('x-request-id');
+      expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
+      expect(await response.json()).toEqual({ error: 'temporarily unavailable, retry later', requestId });
+      expect(logged).toEqual([{ requestId, method: 'GET', path: `/${INDEX}`, status: 503, error: expect.any(UnavailableError) }]);
     });
 
-    it('answers 500 without the details for an error that is not a domain error', async () => {
+    it.each([
+      ['an error that is not a domain error', new Error('SQLITE_CORRUPT at /var/secret')],
+      [
+        'a domain error with a 5xx status',
+        new UnavailableError('AccessDeniedException: arn:aws:sts::123456789012:assumed-role/mirror-api is not authorized'),
+      ],
+    ])('answers 5xx for %s with a generic body and request id, the detail in the log only', async (_name, error) => {
       // Prepare
-      app = createApp({ objects: backend.objects, catalog: failing<Catalog>(backend.catalog, 'listRuns', new Error('SQLITE_CORRUPT at /var/secret')) });
+      const logged: RequestFailure[] = [];
+      app = createApp({ objects: backend.objects, catalog: failing<Catalog>(backend.catalog, 'listRuns', error), log: (failure) => logged.push(failure) });
 
       // Act
       const response = await request('api/v1/status');
 
       // Assess
-      expect(response.status).toBe(500);
-      expect(await response.json()).toEqual({ error: 'internal error' });
+      expect(response.status).toBeGreaterThanOrEqual(500);
+      const requestId = response.headers.get('x-request-id');
+      const body = await bodyText(response);
+      expect(JSON.parse(body)).toEqual({ error: expect.any(String), requestId });
+      expect(body).not.toMatch(/SQLITE|secret|arn:|AccessDenied/);
+      expect(logged).toHaveLength(1);
+      expect(logged[0]).toMatchObject({ requestId, method: 'GET', path: '/api/v1/status', error });
+    });
+
+    it('gives each failing request its own request id', async () => {
+      // Prepare
+      app = createApp({ objects: backend.objects, catalog: failing<Catalog>(backend.catalog, 'listRuns', new Error('boom')), log: () => {} });
+
+      // Act
+      const first = await request('api/v1/status');
+      const second = await request('api/v1/status');
+
+      // Assess
+      expect(first.headers.get('x-request-id')).not.toBe(second.headers.get('x-request-id'));
+    });
+  });
+
+  describe('Request path', () => {
+    it.each([
+      ['a .. segment hidden behind an encoded slash', '..%2Fcatalog.sqlite'],
+      ['a . segment hidden behind an encoded slash', 'noble/.%2Famd64'],
+      ['bad percent-encoding', 'noble/%E0%A4%A'],
+      ['an encoded NUL', `${KERNEL}%00`],
+      ['an encoded backslash', 'noble%5Camd64'],
+    ])('answers a path with %s with 400', async (_name, path) => {
+      // Prepare
+      await publishItem(KERNEL, encode(ALPHABET));
+
+      // Act
+      const response = await request(path);
+
+      // Assess
+      expect(response.status).toBe(400);
+      expect(await response.json()).toEqual({ error: 'malformed request path' });
+    });
+
+    it('takes the path from the URL, whatever the Host header says', async () => {
+      // Prepare
+      await publishGeneration(1, { [INDEX]: 'index' });
+
+      // Act
+      const response = await request('index.sjson', { headers: { host: 'mirror.test/streams/v1' } });
+
+      // Assess
+      expect(response.status).toBe(404);
     });
   });
 });
