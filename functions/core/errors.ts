@@ -48,13 +48,27 @@ export class UnsafePathError extends SkystreamsError {
   }
 }
 
-/** Upstream metadata older than what is already published. */
+/**
+ * Upstream metadata older than what is already published, or than the index
+ * that lists it: a replay. `file` and `contentId` name the products file when
+ * the index itself was fine.
+ */
 export class RollbackError extends SkystreamsError {
   override readonly statusCode = 409;
-  constructor(readonly upstreamUpdated: string, readonly publishedUpdated: string) {
+  readonly file?: string;
+  readonly contentId?: string;
+  constructor(
+    readonly upstreamUpdated: string,
+    readonly publishedUpdated: string,
+    context?: { file?: string; contentId?: string; problem?: string },
+  ) {
     super(
-      `upstream index updated ${upstreamUpdated} is older than the published ${publishedUpdated}: refusing to roll back`,
+      context?.file === undefined
+        ? `upstream index updated ${upstreamUpdated} is older than the published ${publishedUpdated}: refusing to roll back`
+        : `${context.file}: ${context.problem ?? `updated ${upstreamUpdated} is older than the published ${publishedUpdated}`}: refusing to roll back`,
     );
+    if (context?.file !== undefined) this.file = context.file;
+    if (context?.contentId !== undefined) this.contentId = context.contentId;
   }
 }
 
@@ -92,6 +106,20 @@ export class ConflictError extends SkystreamsError {
 export class LockHeldError extends ConflictError {
   constructor(readonly holder: string, readonly expiresAt: string) {
     super(`another sync run (${holder}) holds the lock until ${expiresAt}`);
+  }
+}
+
+/** A fenced write whose lease has lost the lock: the run must stop. */
+export class LeaseLostError extends ConflictError {
+  constructor(readonly owner: string, readonly epoch: number, problem = 'no longer holds the sync lock') {
+    super(`run ${owner} (lease epoch ${epoch}) ${problem}`);
+  }
+}
+
+/** A create-only put found an object already there; the existing object is untouched. */
+export class ObjectExistsError extends ConflictError {
+  constructor(readonly key: string) {
+    super(`an object is already stored at ${key}; published bytes are never replaced`);
   }
 }
 

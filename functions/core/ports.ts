@@ -34,6 +34,11 @@ export interface PutOptions {
   contentType?: string;
   /** Expected size when known; lets a backend size multipart parts. */
   size?: number;
+  /**
+   * Create-only: when an object is already at `key`, ObjectExistsError and
+   * the existing object stays as it was. What makes published bytes immutable.
+   */
+  ifAbsent?: boolean;
 }
 
 /**
@@ -46,7 +51,7 @@ export interface ObjectStore {
    * none) until the body has been read to its end without throwing. If the
    * body throws (say, a checksum mismatch found at the last byte), that error
    * propagates and nothing at `key` changes. Memory use is bounded whatever
-   * the size.
+   * the size. With `ifAbsent`, never replaces an existing object.
    */
   put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo>;
   /** undefined when absent. */
@@ -61,14 +66,21 @@ export interface ObjectStore {
 
 // ---------------------------------------------------------------- catalog
 
+/** Lower-case hex digests by algorithm. */
+export interface Digests {
+  sha256?: string;
+  sha512?: string;
+  md5?: string;
+}
+
 /** A verified file in the object store, by its mirror path. */
 export interface StoredObject {
   path: string;
   size: number;
   /** Always computed while storing (MAAS checks sha256). */
   sha256: string;
-  /** The strongest digest upstream declared and we verified, `algo:hex` (e.g. `sha512:…`). */
-  digest: string;
+  /** Every digest the signed metadata declared for the file, each verified while storing. */
+  digests: Digests;
   /** ISO 8601. */
   storedAt: string;
 }
@@ -105,7 +117,8 @@ export interface Publication {
   totalBytes: number;
 }
 
-export type RunState = 'running' | 'succeeded' | 'unchanged' | 'failed';
+/** `abandoned`: its process died or its lease ran out before it finished; a later run recorded that. */
+export type RunState = 'running' | 'succeeded' | 'unchanged' | 'failed' | 'abandoned';
 
 export interface SyncRun {
   id: string;
@@ -119,15 +132,43 @@ export interface SyncRun {
   itemsPresent: number;
   generation?: number;
   error?: string;
+  /** Where the run's process lives, so a run on the same host can tell a dead holder at once. */
+  holder?: LockHolder;
 }
 
+/** A lock holder's process. */
+export interface LockHolder {
+  host: string;
+  pid: number;
+}
+
+/**
+ * A held lease. `epoch` grows by one at every take-over of the lock and is
+ * the fencing token: a write fenced by a lease only happens while the lock
+ * still has that owner and epoch, so a run that lost its lease can do no harm.
+ */
+export interface Lease {
+  name: string;
+  owner: string;
+  epoch: number;
+  /** ISO 8601. */
+  expiresAt: string;
+}
+
+export type Fence = Pick<Lease, 'name' | 'owner' | 'epoch'>;
+
+/**
+ * Every write takes an optional fence: when given, the write happens only if
+ * the lock still has the fence's owner and epoch, else LeaseLostError and
+ * nothing changes. The sync engine fences all of its writes.
+ */
 export interface Catalog {
   // Objects: what verified bytes exist, by path.
   getObject(path: string): Promise<StoredObject | undefined>;
   /** Upsert. */
-  recordObject(object: StoredObject): Promise<void>;
+  recordObject(object: StoredObject, fence?: Fence): Promise<void>;
   /** Idempotent. */
-  forgetObject(path: string): Promise<void>;
+  forgetObject(path: string, fence?: Fence): Promise<void>;
   /** All objects, across all pages, any order. */
   listObjects(): AsyncIterable<StoredObject>;
 
@@ -136,8 +177,14 @@ export interface Catalog {
   getPublication(generation: number): Promise<Publication | undefined>;
   /** Newest generation first. */
   listPublications(): Promise<Publication[]>;
+  /**
+   * A generation number no publication and no earlier reservation has used:
+   * each run stages under its own, so a fenced-out run's late writes can
+   * never land in another run's generation.
+   */
+  reserveGeneration(fence?: Fence): Promise<number>;
   /** Stores a (not yet current) generation's entries; may be called more than once per generation (appends). */
-  putEntries(generation: number, entries: readonly CatalogEntry[]): Promise<void>;
+  putEntries(generation: number, entries: readonly CatalogEntry[], fence?: Fence): Promise<void>;
   /** All entries of a generation, across all pages. */
   listEntries(generation: number): AsyncIterable<CatalogEntry>;
   /**
@@ -145,34 +192,43 @@ export interface Catalog {
    * generation is still `expectedCurrent` (undefined: none yet) and
    * `next.generation` is unused. Otherwise ConflictError and nothing changes.
    */
-  publish(next: Publication, expectedCurrent: number | undefined): Promise<void>;
+  publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence): Promise<void>;
   /**
    * Removes a publication and its entries — including entries staged for a
    * generation that was never published. ConflictError when it is current.
    * Idempotent for unknown generations.
    */
-  deletePublication(generation: number): Promise<void>;
+  deletePublication(generation: number, fence?: Fence): Promise<void>;
 
   // Sync runs.
   /** Upsert by id. */
-  putRun(run: SyncRun): Promise<void>;
+  putRun(run: SyncRun, fence?: Fence): Promise<void>;
   getRun(id: string): Promise<SyncRun | undefined>;
   /** Newest `startedAt` first. */
   listRuns(limit: number): Promise<SyncRun[]>;
 
   // A lease lock, so only one sync runs at a time.
   /**
-   * Takes the lock `name` for `owner` until `now + ttlMs`, or renews it when
-   * `owner` already holds it. LockHeldError when another owner holds an
-   * unexpired lease; an expired lease is taken over.
+   * Takes the free lock `name` for `owner` until `now + ttlMs`, with an epoch
+   * one above any before it. LockHeldError when another owner holds an
+   * unexpired lease (or `owner` itself: renew instead); an expired lease is
+   * taken over, and so is one whose holder is `evict` (a holder known dead).
    */
-  acquireLock(name: string, owner: string, ttlMs: number, now: Date): Promise<void>;
-  /** No-op unless `owner` holds it. */
-  releaseLock(name: string, owner: string): Promise<void>;
+  acquireLock(name: string, owner: string, ttlMs: number, now: Date, evict?: string): Promise<Lease>;
+  /**
+   * Extends a held lease to `now + ttlMs`. LeaseLostError when the lock no
+   * longer has the lease's owner and epoch (released, or taken over after it
+   * expired); a lapsed lease nobody took over is renewed.
+   */
+  renewLock(lease: Fence, ttlMs: number, now: Date): Promise<Lease>;
+  /** The current holder, if any (expired leases included). */
+  getLock(name: string): Promise<Lease | undefined>;
+  /** No-op unless the lease still holds the lock. The epoch is kept for the next holder. */
+  releaseLock(lease: Fence): Promise<void>;
 
   // Small named values (upstream ETag / Last-Modified, …).
   getState(key: string): Promise<string | undefined>;
-  setState(key: string, value: string): Promise<void>;
+  setState(key: string, value: string, fence?: Fence): Promise<void>;
 }
 
 // ---------------------------------------------------------------- upstream

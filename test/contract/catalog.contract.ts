@@ -6,8 +6,8 @@
  * out an empty catalog of its own (a fresh file, table or key prefix).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ConflictError, LockHeldError } from '../../functions/core/errors.ts';
-import type { Catalog, CatalogEntry, Publication, StoredObject, SyncRun } from '../../functions/core/ports.ts';
+import { ConflictError, LeaseLostError, LockHeldError } from '../../functions/core/errors.ts';
+import type { Catalog, CatalogEntry, Lease, Publication, StoredObject, SyncRun } from '../../functions/core/ports.ts';
 
 export interface OpenedCatalog {
   catalog: Catalog;
@@ -43,7 +43,7 @@ export function catalogContract(
       it('records, reads, overwrites and forgets an object', async () => {
         // Prepare
         const original = storedObject('ubuntu/jammy/squashfs', 1);
-        const replacement = { ...original, size: 999, sha256: 'f'.repeat(64), digest: `sha512:${'e'.repeat(128)}` };
+        const replacement = { ...original, size: 999, sha256: 'f'.repeat(64), digests: { sha256: 'f'.repeat(64), md5: 'e'.repeat(32) } };
 
         // Act
         const before = await catalog.getObject(original.path);
@@ -352,10 +352,10 @@ export function catalogContract(
 
       it('lets the holder renew and keeps others out until the lease ends', async () => {
         // Prepare
-        await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+        const lease = await catalog.acquireLock('sync', 'owner-a', minute, at(0));
 
         // Act
-        await catalog.acquireLock('sync', 'owner-a', minute, at(30)); // renews until 90 s
+        const renewed = await catalog.renewLock(lease, minute, at(30)); // until 90 s
         const attempt = catalog.acquireLock('sync', 'owner-b', minute, at(80));
 
         // Assess
@@ -366,44 +366,110 @@ export function catalogContract(
         expect(error).toBeInstanceOf(LockHeldError);
         expect(error).toBeInstanceOf(ConflictError);
         expect(error).toMatchObject({ holder: 'owner-a', expiresAt: at(90).toISOString() });
+        expect(renewed).toEqual({ name: 'sync', owner: 'owner-a', epoch: lease.epoch, expiresAt: at(90).toISOString() });
+        expect(await catalog.getLock('sync')).toEqual(renewed);
       });
 
-      it('hands an expired lease to another owner', async () => {
+      it('refuses a second acquire by the holder itself: a run renews, it never re-takes', async () => {
         // Prepare
         await catalog.acquireLock('sync', 'owner-a', minute, at(0));
 
         // Act
-        await catalog.acquireLock('sync', 'owner-b', minute, at(61));
+        const attempt = catalog.acquireLock('sync', 'owner-a', minute, at(1));
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(LockHeldError);
+      });
+
+      it('hands an expired lease to another owner with the next epoch', async () => {
+        // Prepare
+        const first = await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+
+        // Act
+        const second = await catalog.acquireLock('sync', 'owner-b', minute, at(61));
         const attemptByOldOwner = catalog.acquireLock('sync', 'owner-a', minute, at(62));
 
         // Assess
         await expect(attemptByOldOwner).rejects.toMatchObject({ holder: 'owner-b' });
+        expect(second.epoch).toBe(first.epoch + 1);
       });
 
-      it('ignores a release by someone who does not hold the lock', async () => {
+      it('evicts a holder named as dead before its lease ends, and only that holder', async () => {
         // Prepare
-        await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+        const first = await catalog.acquireLock('sync', 'owner-a', minute, at(0));
 
         // Act
-        await catalog.releaseLock('sync', 'owner-b');
-        await catalog.releaseLock('unknown-lock', 'owner-a');
+        const wrongEviction = await catalog.acquireLock('sync', 'owner-b', minute, at(1), 'owner-x').catch((e: unknown) => e);
+        const taken = await catalog.acquireLock('sync', 'owner-b', minute, at(2), 'owner-a');
+
+        // Assess
+        expect(wrongEviction).toBeInstanceOf(LockHeldError);
+        expect(taken).toMatchObject({ owner: 'owner-b', epoch: first.epoch + 1 });
+      });
+
+      it('refuses to renew a lease taken over after it expired, and leaves the new holder alone', async () => {
+        // Prepare
+        const lapsed = await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+        const successor = await catalog.acquireLock('sync', 'owner-b', minute, at(61));
+
+        // Act
+        const attempt = catalog.renewLock(lapsed, minute, at(62));
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(LeaseLostError);
+        expect(await catalog.getLock('sync')).toEqual(successor);
+      });
+
+      it('renews a lapsed lease that nobody took over', async () => {
+        // Prepare
+        const lapsed = await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+
+        // Act
+        const renewed = await catalog.renewLock(lapsed, minute, at(120));
+
+        // Assess
+        expect(renewed).toMatchObject({ owner: 'owner-a', epoch: lapsed.epoch, expiresAt: at(180).toISOString() });
+      });
+
+      it('refuses to renew a released lease, even when the lock is free again', async () => {
+        // Prepare
+        const lease = await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+        await catalog.releaseLock(lease);
+
+        // Act
+        const attempt = catalog.renewLock(lease, minute, at(1));
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(LeaseLostError);
+        expect(await catalog.getLock('sync')).toBeUndefined();
+      });
+
+      it('ignores a release by a lease that does not hold the lock', async () => {
+        // Prepare
+        const lease = await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+
+        // Act
+        await catalog.releaseLock({ ...lease, owner: 'owner-b' });
+        await catalog.releaseLock({ ...lease, epoch: lease.epoch + 7 });
+        await catalog.releaseLock({ name: 'unknown-lock', owner: 'owner-a', epoch: 1 });
         const attempt = catalog.acquireLock('sync', 'owner-b', minute, at(1));
 
         // Assess
         await expect(attempt).rejects.toBeInstanceOf(LockHeldError);
       });
 
-      it('frees the lock on release by its holder', async () => {
+      it('frees the lock on release by its holder and keeps counting epochs', async () => {
         // Prepare
-        await catalog.acquireLock('sync', 'owner-a', minute, at(0));
+        const first = await catalog.acquireLock('sync', 'owner-a', minute, at(0));
 
         // Act
-        await catalog.releaseLock('sync', 'owner-a');
-        await catalog.acquireLock('sync', 'owner-b', minute, at(1));
+        await catalog.releaseLock(first);
+        const second = await catalog.acquireLock('sync', 'owner-b', minute, at(1));
         const attemptByFormerHolder = catalog.acquireLock('sync', 'owner-a', minute, at(2));
 
         // Assess
         await expect(attemptByFormerHolder).rejects.toMatchObject({ holder: 'owner-b' });
+        expect(second.epoch).toBe(first.epoch + 1);
       });
 
       it('keeps locks of different names apart', async () => {
@@ -411,10 +477,10 @@ export function catalogContract(
         await catalog.acquireLock('sync', 'owner-a', minute, at(0));
 
         // Act
-        const other = catalog.acquireLock('gc', 'owner-b', minute, at(1));
+        const other = await catalog.acquireLock('gc', 'owner-b', minute, at(1));
 
         // Assess
-        await expect(other).resolves.toBeUndefined();
+        expect(other).toMatchObject({ name: 'gc', owner: 'owner-b' });
       });
 
       it('lets exactly one of two racing owners take a free lock', async () => {
@@ -427,7 +493,80 @@ export function catalogContract(
         // Assess
         const losers = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
         expect(losers).toHaveLength(1);
-        expect(losers[0]?.reason).toBeInstanceOf(LockHeldError);
+        expect(losers[0]?.reason).toBeInstanceOf(ConflictError);
+      });
+    });
+
+    describe('Fenced writes', () => {
+      const now = new Date('2024-01-01T00:00:00.000Z');
+      const later = new Date('2024-01-01T01:00:00.000Z');
+      const minute = 60_000;
+      let stale: Lease;
+
+      /** A lease that expired and was taken over by another run. */
+      beforeEach(async () => {
+        stale = await catalog.acquireLock('sync', 'stale-run', minute, now);
+        await catalog.acquireLock('sync', 'live-run', minute, later);
+      });
+
+      it.each([
+        ['recordObject', (c: Catalog, l: Lease) => c.recordObject(storedObject('items/late', 1), l)],
+        ['forgetObject', (c: Catalog, l: Lease) => c.forgetObject('items/kept', l)],
+        ['putEntries', (c: Catalog, l: Lease) => c.putEntries(9, [catalogEntry(9, 1)], l)],
+        ['publish', (c: Catalog, l: Lease) => c.publish(publication(9), undefined, l)],
+        ['deletePublication', (c: Catalog, l: Lease) => c.deletePublication(1, l)],
+        ['putRun', (c: Catalog, l: Lease) => c.putRun(run('stale-run', now.toISOString(), { state: 'succeeded' }), l)],
+        ['setState', (c: Catalog, l: Lease) => c.setState('upstream-index', 'stale', l)],
+        ['reserveGeneration', (c: Catalog, l: Lease) => c.reserveGeneration(l)],
+      ])('refuses %s by a lease that lost the lock, changing nothing', async (_method, write) => {
+        // Prepare
+        await catalog.recordObject(storedObject('items/kept', 2));
+        await catalog.publish(publication(1), undefined);
+
+        // Act
+        const attempt = write(catalog, stale);
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(LeaseLostError);
+        expect(await catalog.getObject('items/late')).toBeUndefined();
+        expect(await catalog.getObject('items/kept')).toEqual(storedObject('items/kept', 2));
+        expect(await collect(catalog.listEntries(9))).toEqual([]);
+        expect((await catalog.getCurrent())?.generation).toBe(1);
+        expect(await catalog.getPublication(1)).toEqual(publication(1));
+        expect(await catalog.getRun('stale-run')).toBeUndefined();
+        expect(await catalog.getState('upstream-index')).toBeUndefined();
+        expect(await catalog.reserveGeneration()).toBe(2);
+      });
+
+      it('lets the holding lease write', async () => {
+        // Prepare
+        const live = (await catalog.getLock('sync')) as Lease;
+
+        // Act
+        await catalog.recordObject(storedObject('items/new', 3), live);
+        const generation = await catalog.reserveGeneration(live);
+        await catalog.putEntries(generation, [catalogEntry(generation, 1)], live);
+        await catalog.publish(publication(generation), undefined, live);
+
+        // Assess
+        expect(await catalog.getObject('items/new')).toEqual(storedObject('items/new', 3));
+        expect((await catalog.getCurrent())?.generation).toBe(generation);
+        expect(await collect(catalog.listEntries(generation))).toHaveLength(1);
+      });
+    });
+
+    describe('Method: reserveGeneration', () => {
+      it('hands out numbers above every publication and every earlier reservation', async () => {
+        // Prepare
+        await catalog.publish(publication(4), undefined);
+
+        // Act
+        const first = await catalog.reserveGeneration();
+        const second = await catalog.reserveGeneration();
+
+        // Assess
+        expect(first).toBe(5);
+        expect(second).toBe(6);
       });
     });
 
@@ -456,7 +595,7 @@ function storedObject(path: string, n: number): StoredObject {
     path,
     size: 1000 + n,
     sha256: n.toString(16).padStart(64, '0'),
-    digest: `sha512:${n.toString(16).padStart(128, '0')}`,
+    digests: { sha256: n.toString(16).padStart(64, '0'), sha512: n.toString(16).padStart(128, '0') },
     storedAt: new Date(Date.UTC(2024, 0, 1, 0, 0, n % 60)).toISOString(),
   };
 }

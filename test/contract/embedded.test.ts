@@ -1,13 +1,14 @@
 /** The embedded backend (directory + SQLite) against both port contracts, plus what only it promises. */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { ABANDONED_TEMP_AGE_MS, FsObjectStore } from '../../functions/adapters/fs/fs-object-store.ts';
 import { SqliteCatalog } from '../../functions/adapters/sqlite/sqlite-catalog.ts';
-import { ConflictError } from '../../functions/core/errors.ts';
+import Database from 'better-sqlite3';
+import { ConflictError, NotFoundError } from '../../functions/core/errors.ts';
 import type { Publication } from '../../functions/core/ports.ts';
 import { catalogContract } from './catalog.contract.ts';
 import { objectStoreContract } from './object-store.contract.ts';
@@ -100,6 +101,32 @@ describe('Class: FsObjectStore', () => {
     });
   });
 
+  describe('Method: get / head (symlinks)', () => {
+    it('refuses a symlink that leads out of the store, and serves one that stays inside', async () => {
+      // Prepare
+      const outside = await makeTempDir();
+      await writeFile(join(outside, 'secret'), 'not mirrored');
+      await mkdir(join(dir, 'items'), { recursive: true });
+      await symlink(join(outside, 'secret'), join(dir, 'items', 'escape'));
+      await symlink(outside, join(dir, 'items', 'escape-dir'));
+      await store.put('items/real', Buffer.from('mirrored'));
+      await symlink(join(dir, 'items', 'real'), join(dir, 'items', 'alias'));
+
+      // Act
+      const escaped = await store.get('items/escape').catch((error: unknown) => error);
+      const escapedThroughDir = await store.get('items/escape-dir/secret').catch((error: unknown) => error);
+      const headEscaped = await store.head('items/escape');
+      const alias = await store.head('items/alias');
+
+      // Assess
+      expect(escaped).toBeInstanceOf(NotFoundError);
+      expect(escapedThroughDir).toBeInstanceOf(NotFoundError);
+      expect(headEscaped).toBeUndefined();
+      expect(alias?.size).toBe('mirrored'.length);
+      await rm(outside, { recursive: true, force: true });
+    });
+  });
+
   describe('Method: delete', () => {
     it('prunes directories it empties, but not the root', async () => {
       // Prepare
@@ -186,6 +213,48 @@ describe('Class: SqliteCatalog', () => {
     expect((await two.getCurrent())?.generation).toBe(1);
     one.close();
     two.close();
+  });
+});
+
+describe('Class: SqliteCatalog (schema 1 files)', () => {
+  it('migrates objects, locks and runs of a schema-1 catalog, keeping every digest it knew', async () => {
+    // Prepare: the tables and rows schema 1 wrote.
+    const dir = await makeTempDir();
+    const file = join(dir, 'catalog.sqlite');
+    const old = new Database(file);
+    old.exec(`
+      CREATE TABLE objects (path TEXT PRIMARY KEY, size INTEGER NOT NULL, sha256 TEXT NOT NULL,
+                            digest TEXT NOT NULL, stored_at TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE runs (id TEXT PRIMARY KEY, state TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+                         items_copied INTEGER NOT NULL, bytes_copied INTEGER NOT NULL, items_present INTEGER NOT NULL,
+                         generation INTEGER, error TEXT);
+      CREATE TABLE locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL);
+      INSERT INTO objects VALUES ('a.img', 3, '${'a'.repeat(64)}', 'sha512:${'b'.repeat(128)}', '2024-01-01T00:00:00.000Z');
+      INSERT INTO objects VALUES ('b.img', 4, '${'c'.repeat(64)}', 'sha256:${'c'.repeat(64)}', '2024-01-01T00:00:00.000Z');
+      INSERT INTO runs VALUES ('r1', 'succeeded', '2024-01-01T00:00:00.000Z', NULL, 1, 2, 3, 1, NULL);
+      INSERT INTO locks VALUES ('sync', 'r1', 0);
+      PRAGMA user_version = 1;
+    `);
+    old.close();
+
+    // Act
+    const catalog = new SqliteCatalog(file);
+    const a = await catalog.getObject('a.img');
+    const b = await catalog.getObject('b.img');
+    const lease = await catalog.acquireLock('sync', 'r2', 60_000, new Date());
+    const runR1 = await catalog.getRun('r1');
+    catalog.close();
+    const reopened = new SqliteCatalog(file);
+    const afterReopen = await reopened.getObject('a.img');
+    reopened.close();
+
+    // Assess
+    expect(a?.digests).toEqual({ sha256: 'a'.repeat(64), sha512: 'b'.repeat(128) });
+    expect(b?.digests).toEqual({ sha256: 'c'.repeat(64) });
+    expect(lease.epoch).toBe(1);
+    expect(runR1).toMatchObject({ id: 'r1', state: 'succeeded' });
+    expect(afterReopen).toEqual(a);
+    await rm(dir, { recursive: true, force: true });
   });
 });
 

@@ -9,6 +9,7 @@
 import {
   DeleteCommand,
   GetCommand,
+  UpdateCommand,
   PutCommand,
   QueryCommand,
   TransactWriteCommand,
@@ -16,8 +17,8 @@ import {
   type QueryCommandInput,
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
-import { ConflictError, LockHeldError, UnavailableError } from '../../core/errors.ts';
-import type { Catalog, CatalogEntry, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
+import type { Catalog, CatalogEntry, Fence, Lease, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
 import { batchWrite } from './batch-write.ts';
 import { cancellationReasons, isConditionalCheckFailure, isTransactionConflict, toDomainError } from './errors.ts';
 import {
@@ -45,6 +46,8 @@ const TRANSACTION_ATTEMPTS = 6;
 const DELETE_PAGE_SIZE = 1_000;
 /** Attempts at taking a lock whose holder let go between our write and our look at it. */
 const LOCK_ATTEMPTS = 3;
+/** The state item holding the highest generation number handed out. */
+const GENERATION_COUNTER = 'generation-counter';
 
 export interface DynamoCatalogOptions {
   documents: DynamoDBDocumentClient;
@@ -67,12 +70,12 @@ export class DynamoCatalog implements Catalog {
     return item && toStoredObject(item);
   }
 
-  async recordObject(object: StoredObject): Promise<void> {
-    await this.call(this.documents.send(new PutCommand({ TableName: this.table, Item: objectItem(object) })));
+  async recordObject(object: StoredObject, fence?: Fence): Promise<void> {
+    await this.write(`record ${object.path}`, fence, { Put: { TableName: this.table, Item: objectItem(object) } });
   }
 
-  async forgetObject(path: string): Promise<void> {
-    await this.call(this.documents.send(new DeleteCommand({ TableName: this.table, Key: keyOf.object(path) })));
+  async forgetObject(path: string, fence?: Fence): Promise<void> {
+    await this.write(`forget ${path}`, fence, { Delete: { TableName: this.table, Key: keyOf.object(path) } });
   }
 
   async *listObjects(): AsyncIterable<StoredObject> {
@@ -99,7 +102,35 @@ export class DynamoCatalog implements Catalog {
     return publications;
   }
 
-  async putEntries(generation: number, entries: readonly CatalogEntry[]): Promise<void> {
+  async reserveGeneration(fence?: Fence): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      const counter = await this.getItem(keyOf.state(GENERATION_COUNTER));
+      const [newest] = await this.listPublications();
+      const previous = counter === undefined ? undefined : Number(counter.value);
+      const next = Math.max(previous ?? 0, newest?.generation ?? 0) + 1;
+      const unchanged =
+        previous === undefined
+          ? { ConditionExpression: 'attribute_not_exists(PK)' }
+          : { ConditionExpression: '#value = :previous', ExpressionAttributeNames: { '#value': 'value' }, ExpressionAttributeValues: { ':previous': String(previous) } };
+      try {
+        await this.write(`reserve generation ${next}`, fence, {
+          Put: { TableName: this.table, Item: { ...keyOf.state(GENERATION_COUNTER), value: String(next) }, ...unchanged },
+        });
+        return next;
+      } catch (error) {
+        // Another reservation got in between: read the counter again.
+        if (!(error instanceof ConflictError) || error instanceof LeaseLostError || attempt >= LOCK_ATTEMPTS) throw error;
+      }
+    }
+  }
+
+  /**
+   * BatchWriteItem takes no conditions, so the fence is checked before each
+   * batch rather than with it: a run fenced out in between can only add
+   * entries to its own reserved generation, which is never published.
+   */
+  async putEntries(generation: number, entries: readonly CatalogEntry[], fence?: Fence): Promise<void> {
+    if (fence) await this.assertFence(fence);
     const requests = entries.map((entry) => ({ PutRequest: { Item: entryItem(generation, entry) } }));
     await batchWrite(this.documents, this.table, requests);
   }
@@ -123,7 +154,7 @@ export class DynamoCatalog implements Catalog {
     for await (const item of this.query(input)) yield toCatalogEntry(item);
   }
 
-  async publish(next: Publication, expectedCurrent: number | undefined): Promise<void> {
+  async publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence): Promise<void> {
     const pointerCondition =
       expectedCurrent === undefined
         ? { ConditionExpression: 'attribute_not_exists(PK)' }
@@ -133,7 +164,7 @@ export class DynamoCatalog implements Catalog {
       `generation ${next.generation} already exists`,
       `the current generation is no longer ${expectedCurrent ?? 'none'}`,
     ];
-    await this.transact(what, refusals, {
+    await this.transact(what, refusals, fence, {
       TransactItems: [
         {
           Put: {
@@ -147,8 +178,8 @@ export class DynamoCatalog implements Catalog {
     });
   }
 
-  async deletePublication(generation: number): Promise<void> {
-    await this.transact(`delete generation ${generation}`, [`generation ${generation} is current`], {
+  async deletePublication(generation: number, fence?: Fence): Promise<void> {
+    await this.transact(`delete generation ${generation}`, [`generation ${generation} is current`], fence, {
       TransactItems: [
         {
           ConditionCheck: {
@@ -191,8 +222,8 @@ export class DynamoCatalog implements Catalog {
 
   // ---------------------------------------------------------------- runs
 
-  async putRun(run: SyncRun): Promise<void> {
-    await this.call(this.documents.send(new PutCommand({ TableName: this.table, Item: runItem(run) })));
+  async putRun(run: SyncRun, fence?: Fence): Promise<void> {
+    await this.write(`record run ${run.id}`, fence, { Put: { TableName: this.table, Item: runItem(run) } });
   }
 
   async getRun(id: string): Promise<SyncRun | undefined> {
@@ -220,47 +251,82 @@ export class DynamoCatalog implements Catalog {
 
   // ---------------------------------------------------------------- locks
 
-  async acquireLock(name: string, owner: string, ttlMs: number, now: Date): Promise<void> {
-    const expiresAt = new Date(now.getTime() + ttlMs);
+  async acquireLock(name: string, owner: string, ttlMs: number, now: Date, evict?: string): Promise<Lease> {
     for (let attempt = 1; ; attempt++) {
+      const held = await this.getItem(keyOf.lock(name));
+      const free =
+        !held || held.owner === '' || Number(held.expiresAtMs) <= now.getTime() || (evict !== undefined && held.owner === evict);
+      if (held && !free) throw new LockHeldError(String(held.owner), String(held.expiresAt));
+      const epoch = Number(held?.epoch ?? 0) + 1;
+      const expiresAt = new Date(now.getTime() + ttlMs);
       try {
         await this.documents.send(
           new PutCommand({
             TableName: this.table,
-            Item: { ...keyOf.lock(name), owner, expiresAt: expiresAt.toISOString(), expiresAtMs: expiresAt.getTime() },
-            // Free, ours already, or a lease that has run out.
-            ConditionExpression: 'attribute_not_exists(PK) OR #owner = :owner OR expiresAtMs <= :now',
-            ExpressionAttributeNames: { '#owner': 'owner' },
-            ExpressionAttributeValues: { ':owner': owner, ':now': now.getTime() },
+            Item: { ...keyOf.lock(name), owner, epoch, expiresAt: expiresAt.toISOString(), expiresAtMs: expiresAt.getTime() },
+            // Exactly the row we judged free: a concurrent taker bumps the epoch and makes this fail.
+            ...(held
+              ? {
+                  ConditionExpression: '#owner = :owner AND (attribute_not_exists(epoch) OR epoch = :epoch)',
+                  ExpressionAttributeNames: { '#owner': 'owner' },
+                  ExpressionAttributeValues: { ':owner': held.owner, ':epoch': held.epoch ?? 0 },
+                }
+              : { ConditionExpression: 'attribute_not_exists(PK)' }),
           }),
         );
-        return;
+        return { name, owner, epoch, expiresAt: expiresAt.toISOString() };
       } catch (error) {
         if (!isConditionalCheckFailure(error)) throw toDomainError(error, this.describe(`lock ${name}`));
       }
-      const holder = await this.getItem(keyOf.lock(name));
-      const stillHeld = holder && holder.owner !== owner && Number(holder.expiresAtMs) > now.getTime();
-      if (stillHeld) throw new LockHeldError(String(holder.owner), String(holder.expiresAt));
-      // The holder let go in between: try again.
       if (attempt >= LOCK_ATTEMPTS) {
         throw new UnavailableError(`${this.describe(`lock ${name}`)}: changed hands ${attempt} times while taking it`);
       }
     }
   }
 
-  async releaseLock(name: string, owner: string): Promise<void> {
+  async renewLock(lease: Fence, ttlMs: number, now: Date): Promise<Lease> {
+    const expiresAt = new Date(now.getTime() + ttlMs);
     try {
       await this.documents.send(
-        new DeleteCommand({
+        new UpdateCommand({
           TableName: this.table,
-          Key: keyOf.lock(name),
-          ConditionExpression: '#owner = :owner',
-          ExpressionAttributeNames: { '#owner': 'owner' },
-          ExpressionAttributeValues: { ':owner': owner },
+          Key: keyOf.lock(lease.name),
+          UpdateExpression: 'SET expiresAt = :expiresAt, expiresAtMs = :expiresAtMs',
+          ...fenceCondition(lease),
+          ExpressionAttributeValues: {
+            ...fenceCondition(lease).ExpressionAttributeValues,
+            ':expiresAt': expiresAt.toISOString(),
+            ':expiresAtMs': expiresAt.getTime(),
+          },
         }),
       );
     } catch (error) {
-      if (!isConditionalCheckFailure(error)) throw toDomainError(error, this.describe(`lock ${name}`));
+      if (isConditionalCheckFailure(error)) throw new LeaseLostError(lease.owner, lease.epoch);
+      throw toDomainError(error, this.describe(`lock ${lease.name}`));
+    }
+    return { ...lease, expiresAt: expiresAt.toISOString() };
+  }
+
+  async getLock(name: string): Promise<Lease | undefined> {
+    const held = await this.getItem(keyOf.lock(name));
+    if (!held || held.owner === '') return undefined;
+    return { name, owner: String(held.owner), epoch: Number(held.epoch ?? 0), expiresAt: String(held.expiresAt) };
+  }
+
+  async releaseLock(lease: Fence): Promise<void> {
+    try {
+      await this.documents.send(
+        new UpdateCommand({
+          TableName: this.table,
+          Key: keyOf.lock(lease.name),
+          // The row stays, so the next holder's epoch is still one higher.
+          UpdateExpression: 'SET #owner = :free, expiresAtMs = :zero REMOVE expiresAt',
+          ...fenceCondition(lease),
+          ExpressionAttributeValues: { ...fenceCondition(lease).ExpressionAttributeValues, ':free': '', ':zero': 0 },
+        }),
+      );
+    } catch (error) {
+      if (!isConditionalCheckFailure(error)) throw toDomainError(error, this.describe(`lock ${lease.name}`));
     }
   }
 
@@ -271,8 +337,8 @@ export class DynamoCatalog implements Catalog {
     return item && String(item.value);
   }
 
-  async setState(key: string, value: string): Promise<void> {
-    await this.call(this.documents.send(new PutCommand({ TableName: this.table, Item: { ...keyOf.state(key), value } })));
+  async setState(key: string, value: string, fence?: Fence): Promise<void> {
+    await this.write(`set ${key}`, fence, { Put: { TableName: this.table, Item: { ...keyOf.state(key), value } } });
   }
 
   // ---------------------------------------------------------------- plumbing
@@ -309,6 +375,29 @@ export class DynamoCatalog implements Catalog {
     } while (exclusiveStartKey);
   }
 
+  /** One write, alone or (fenced) in a transaction with a check of the lease. */
+  private async write(what: string, fence: Fence | undefined, action: WriteAction): Promise<void> {
+    if (fence) {
+      await this.transact(what, ['its condition failed'], fence, { TransactItems: [action] });
+      return;
+    }
+    try {
+      if (action.Put) await this.documents.send(new PutCommand(action.Put));
+      else if (action.Delete) await this.documents.send(new DeleteCommand(action.Delete));
+    } catch (error) {
+      if (isConditionalCheckFailure(error)) throw new ConflictError(`${this.describe(what)}: its condition failed`, { cause: error });
+      throw toDomainError(error, this.describe(what));
+    }
+  }
+
+  /** A consistent read of the lock: LeaseLostError unless it still has the fence's owner and epoch. */
+  private async assertFence(fence: Fence): Promise<void> {
+    const held = await this.getItem(keyOf.lock(fence.name));
+    if (held?.owner !== fence.owner || Number(held.epoch ?? 0) !== fence.epoch) {
+      throw new LeaseLostError(fence.owner, fence.epoch);
+    }
+  }
+
   /**
    * A transaction lost to a concurrent one touching the same item
    * (TransactionConflict) is tried again: the retry then either succeeds or
@@ -318,15 +407,23 @@ export class DynamoCatalog implements Catalog {
     what: string,
     /** Why each action's condition may fail, in TransactItems order. */
     refusals: readonly string[],
+    fence: Fence | undefined,
     input: TransactWriteCommandInput,
   ): Promise<void> {
+    const items = input.TransactItems ?? [];
+    const fenced: TransactWriteCommandInput = fence
+      ? { ...input, TransactItems: [...items, { ConditionCheck: { TableName: this.table, Key: keyOf.lock(fence.name), ...fenceCondition(fence) } }] }
+      : input;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.documents.send(new TransactWriteCommand(input));
+        await this.documents.send(new TransactWriteCommand(fenced));
         return;
       } catch (error) {
         if (isConditionalCheckFailure(error)) {
           const reasons = cancellationReasons(error);
+          if (fence && reasons[items.length] === 'ConditionalCheckFailed') {
+            throw new LeaseLostError(fence.owner, fence.epoch);
+          }
           const why = refusals.filter((_, index) => reasons[index] === 'ConditionalCheckFailed').join('; ');
           throw new ConflictError(`${this.describe(what)}: ${why || 'a condition failed'}`, { cause: error });
         }
@@ -346,6 +443,20 @@ export class DynamoCatalog implements Catalog {
       throw toDomainError(error, this.describe());
     }
   }
+}
+
+type WriteAction = {
+  Put?: NonNullable<NonNullable<TransactWriteCommandInput['TransactItems']>[number]['Put']>;
+  Delete?: NonNullable<NonNullable<TransactWriteCommandInput['TransactItems']>[number]['Delete']>;
+};
+
+/** The lock item still has the fence's owner and epoch. */
+function fenceCondition(fence: Fence) {
+  return {
+    ConditionExpression: '#owner = :fenceOwner AND epoch = :fenceEpoch',
+    ExpressionAttributeNames: { '#owner': 'owner' },
+    ExpressionAttributeValues: { ':fenceOwner': fence.owner, ':fenceEpoch': fence.epoch } as Record<string, unknown>,
+  };
 }
 
 function partitionQuery(partition: string): Omit<QueryCommandInput, 'TableName'> {

@@ -85,7 +85,13 @@ export function runItem(run: SyncRun): Item {
 // ---------------------------------------------------------------- from items
 
 export function toStoredObject(item: Item): StoredObject {
-  return pick(item, STORED_OBJECT_FIELDS) as unknown as StoredObject;
+  const object = pick(item, STORED_OBJECT_FIELDS) as unknown as StoredObject;
+  // Items written before every declared digest was kept carry only the strongest, as `digest: "algo:hex"`.
+  if (!object.digests) {
+    const [algorithm, hex] = String(item.digest ?? '').split(':');
+    object.digests = { sha256: object.sha256, ...(algorithm && hex && { [algorithm]: hex }) };
+  }
+  return object;
 }
 
 export function toPublication(item: Item): Publication {
@@ -106,7 +112,7 @@ export function keyAttributesOf(item: Item): ItemKey {
 }
 
 // Field lists per record: what goes into an item and comes back out, nothing else.
-const STORED_OBJECT_FIELDS = ['path', 'size', 'sha256', 'digest', 'storedAt'] as const satisfies readonly (keyof StoredObject)[];
+const STORED_OBJECT_FIELDS = ['path', 'size', 'sha256', 'digests', 'storedAt'] as const satisfies readonly (keyof StoredObject)[];
 const PUBLICATION_FIELDS = [
   'generation',
   'upstreamUpdated',
@@ -141,6 +147,7 @@ const RUN_FIELDS = [
   'itemsPresent',
   'generation',
   'error',
+  'holder',
 ] as const satisfies readonly (keyof SyncRun)[];
 
 /** The listed fields that are set; an unset optional field is absent, never `undefined`. */

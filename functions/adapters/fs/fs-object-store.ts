@@ -3,15 +3,18 @@
  *
  * Writes go to `<root>/.tmp/<random>`, are fsynced, then renamed over the
  * final path, so a reader sees either the old file or the complete new one.
+ * A create-only put links the temp file into place instead: link(2) fails
+ * when the name exists, so two writers can never both "create" one key.
+ * Reads resolve symlinks and refuse any that lead out of the root.
  * A content type, when given, lives in a sidecar file under `<root>/.meta/`
  * because a directory has nowhere else to keep it.
  */
 import { randomUUID } from 'node:crypto';
 import type { BigIntStats, Dirent } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { link, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { NotFoundError } from '../../core/errors.ts';
+import { NotFoundError, ObjectExistsError } from '../../core/errors.ts';
 import { objectKeyProblem } from '../../core/paths.ts';
 import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../core/ports.ts';
 
@@ -32,6 +35,7 @@ const RENAME_ATTEMPTS = 3;
 export class FsObjectStore implements ObjectStore {
   readonly rootDir: string;
   private tempSweep: Promise<void> | undefined;
+  private realRoot: string | undefined;
 
   constructor(rootDir: string) {
     this.rootDir = resolve(rootDir);
@@ -39,12 +43,14 @@ export class FsObjectStore implements ObjectStore {
 
   async put(key: string, body: ByteStream | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
     const finalPath = this.pathOf(key);
+    // Refused before the body is read: the caller decides what becomes of it.
+    if (options.ifAbsent && (await this.head(key))) throw new ObjectExistsError(key);
     const tempPath = await this.writeTempFile(body);
     try {
-      await this.renameIntoPlace(tempPath, finalPath);
-    } catch (error) {
+      if (options.ifAbsent) await this.linkIntoPlace(key, tempPath, finalPath);
+      else await this.renameIntoPlace(tempPath, finalPath);
+    } finally {
       await unlinkIfPresent(tempPath);
-      throw error;
     }
     await this.writeContentType(key, options.contentType);
     const stats = await stat(finalPath, { bigint: true });
@@ -52,10 +58,9 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
-    const path = this.pathOf(key);
     let stats: BigIntStats;
     try {
-      stats = await stat(path, { bigint: true });
+      stats = await stat(await this.resolveWithinRoot(key), { bigint: true });
     } catch (error) {
       if (isAbsentError(error)) return undefined;
       throw error;
@@ -164,6 +169,19 @@ export class FsObjectStore implements ObjectStore {
     return tempPath;
   }
 
+  private async linkIntoPlace(key: string, tempPath: string, finalPath: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      await mkdir(dirname(finalPath), { recursive: true });
+      try {
+        await link(tempPath, finalPath);
+        return;
+      } catch (error) {
+        if (errorCode(error) === 'EEXIST') throw new ObjectExistsError(key);
+        if (!(errorCode(error) === 'ENOENT' && attempt < RENAME_ATTEMPTS)) throw error;
+      }
+    }
+  }
+
   private async renameIntoPlace(tempPath: string, finalPath: string): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       await mkdir(dirname(finalPath), { recursive: true });
@@ -198,11 +216,23 @@ export class FsObjectStore implements ObjectStore {
 
   private async openForReading(key: string): Promise<FileHandle> {
     try {
-      return await open(this.pathOf(key), 'r');
+      return await open(await this.resolveWithinRoot(key), 'r');
     } catch (error) {
       if (isAbsentError(error)) throw new NotFoundError(`no object at ${key}`, { cause: error });
       throw error;
     }
+  }
+
+  /** The key's file with symlinks resolved; ENOENT (as if absent) when they lead outside the root. */
+  private async resolveWithinRoot(key: string): Promise<string> {
+    const path = this.pathOf(key);
+    const real = await realpath(path);
+    this.realRoot ??= await realpath(this.rootDir);
+    const root = this.realRoot;
+    if (!real.startsWith(root + sep)) {
+      throw Object.assign(new Error(`${key} resolves outside the store`), { code: 'ENOENT' });
+    }
+    return real;
   }
 
   /** Removes empty directories from `path`'s parent up to (not including) `stopAt`. */

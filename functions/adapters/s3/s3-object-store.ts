@@ -14,6 +14,11 @@
  * AbortMultipartUpload instead (leavePartsOnError: false) and the body's own
  * error is rethrown. A bucket lifecycle rule should still abort incomplete
  * uploads after a day, for processes killed mid-upload.
+ *
+ * Create-only puts (`ifAbsent`) send `If-None-Match: *` with the PutObject
+ * or CompleteMultipartUpload, so S3 itself refuses (412) to replace an
+ * object that appeared meanwhile; a HEAD first refuses before any byte is
+ * read, and covers stand-ins that ignore the condition.
  */
 import { Readable } from 'node:stream';
 import {
@@ -25,7 +30,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { NotFoundError } from '../../core/errors.ts';
+import { ConflictError, NotFoundError, ObjectExistsError } from '../../core/errors.ts';
 import { objectKeyProblem } from '../../core/paths.ts';
 import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../core/ports.ts';
 import { toDomainError } from './errors.ts';
@@ -72,6 +77,7 @@ export class S3ObjectStore implements ObjectStore {
 
   async put(key: string, body: ByteStream | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
     const s3Key = this.s3KeyOf(key);
+    if (options.ifAbsent && (await this.head(key))) throw new ObjectExistsError(key);
     const source = body instanceof Uint8Array ? undefined : new RecordingSource(body);
     const payload = body instanceof Uint8Array ? body : source?.readable;
     const upload = new Upload({
@@ -81,6 +87,7 @@ export class S3ObjectStore implements ObjectStore {
         Key: s3Key,
         Body: payload,
         ...(options.contentType && { ContentType: options.contentType }),
+        ...(options.ifAbsent && { IfNoneMatch: '*' }),
       },
       partSize: this.partSizeFor(options.size),
       queueSize: this.queueSize,
@@ -91,7 +98,9 @@ export class S3ObjectStore implements ObjectStore {
     } catch (error) {
       // The body's own error wins, even when aborting the upload failed too.
       if (source?.failure) throw source.failure.error;
-      throw toDomainError(error, this.describe(key));
+      const domainError = toDomainError(error, this.describe(key));
+      if (options.ifAbsent && domainError instanceof ConflictError) throw new ObjectExistsError(key);
+      throw domainError;
     } finally {
       source?.release();
     }

@@ -6,8 +6,8 @@
  * sharing the file serialise on it instead of racing.
  */
 import Database from 'better-sqlite3';
-import { ConflictError, LockHeldError, UnavailableError } from '../../core/errors.ts';
-import type { Catalog, CatalogEntry, Publication, RunState, StoredObject, SyncRun } from '../../core/ports.ts';
+import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
+import type { Catalog, CatalogEntry, Fence, Lease, Publication, RunState, StoredObject, SyncRun } from '../../core/ports.ts';
 
 /** Rows fetched per query while streaming a listing, so 100k rows never sit in memory at once. */
 const PAGE_SIZE = 500;
@@ -15,14 +15,18 @@ const PAGE_SIZE = 500;
 /** How long a write waits for another process's transaction before giving up. */
 const BUSY_TIMEOUT_MS = 10_000;
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
+
+/** The state row holding the highest generation number handed out. */
+const GENERATION_COUNTER = 'generation-counter';
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS objects (
     path       TEXT PRIMARY KEY,
     size       INTEGER NOT NULL,
     sha256     TEXT NOT NULL,
-    digest     TEXT NOT NULL,
+    sha512     TEXT,
+    md5        TEXT,
     stored_at  TEXT NOT NULL
   ) WITHOUT ROWID;
 
@@ -71,13 +75,17 @@ const SCHEMA = `
     bytes_copied    INTEGER NOT NULL,
     items_present   INTEGER NOT NULL,
     generation      INTEGER,
-    error           TEXT
+    error           TEXT,
+    holder_host     TEXT,
+    holder_pid      INTEGER
   );
   CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 
+  -- A released lock keeps its row (owner '') so the next epoch is still one higher.
   CREATE TABLE IF NOT EXISTS locks (
     name        TEXT PRIMARY KEY,
     owner       TEXT NOT NULL,
+    epoch       INTEGER NOT NULL DEFAULT 0,
     expires_at  INTEGER NOT NULL
   );
 
@@ -91,7 +99,8 @@ interface ObjectRow {
   path: string;
   size: number;
   sha256: string;
-  digest: string;
+  sha512: string | null;
+  md5: string | null;
   stored_at: string;
 }
 
@@ -132,12 +141,39 @@ interface RunRow {
   items_present: number;
   generation: number | null;
   error: string | null;
+  holder_host: string | null;
+  holder_pid: number | null;
 }
 
 interface LockRow {
+  name: string;
   owner: string;
+  epoch: number;
   expires_at: number;
 }
+
+/** Schema 1 kept one `digest` column (the strongest declared) and had no lock epochs or run holders. */
+const MIGRATE_FROM_1 = `
+  CREATE TABLE objects_v2 (
+    path       TEXT PRIMARY KEY,
+    size       INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    sha512     TEXT,
+    md5        TEXT,
+    stored_at  TEXT NOT NULL
+  ) WITHOUT ROWID;
+  INSERT INTO objects_v2 (path, size, sha256, sha512, md5, stored_at)
+    SELECT path, size, sha256,
+           CASE WHEN digest LIKE 'sha512:%' THEN substr(digest, 8) END,
+           CASE WHEN digest LIKE 'md5:%' THEN substr(digest, 5) END,
+           stored_at
+    FROM objects;
+  DROP TABLE objects;
+  ALTER TABLE objects_v2 RENAME TO objects;
+  ALTER TABLE locks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE runs ADD COLUMN holder_host TEXT;
+  ALTER TABLE runs ADD COLUMN holder_pid INTEGER;
+`;
 
 const OPTIONAL_ENTRY_FIELDS = ['ftype', 'os', 'release', 'arch', 'subarch', 'label'] as const;
 
@@ -167,22 +203,29 @@ export class SqliteCatalog implements Catalog {
     return row && toStoredObject(row);
   }
 
-  async recordObject(object: StoredObject): Promise<void> {
-    this.run(() =>
+  async recordObject(object: StoredObject, fence?: Fence): Promise<void> {
+    this.fenced(fence, () =>
       this.db
         .prepare(
-          `INSERT INTO objects (path, size, sha256, digest, stored_at)
-           VALUES (@path, @size, @sha256, @digest, @storedAt)
+          `INSERT INTO objects (path, size, sha256, sha512, md5, stored_at)
+           VALUES (@path, @size, @sha256, @sha512, @md5, @storedAt)
            ON CONFLICT (path) DO UPDATE SET
-             size = excluded.size, sha256 = excluded.sha256,
-             digest = excluded.digest, stored_at = excluded.stored_at`,
+             size = excluded.size, sha256 = excluded.sha256, sha512 = excluded.sha512,
+             md5 = excluded.md5, stored_at = excluded.stored_at`,
         )
-        .run(object),
+        .run({
+          path: object.path,
+          size: object.size,
+          sha256: object.sha256,
+          sha512: object.digests.sha512 ?? null,
+          md5: object.digests.md5 ?? null,
+          storedAt: object.storedAt,
+        }),
     );
   }
 
-  async forgetObject(path: string): Promise<void> {
-    this.run(() => this.db.prepare('DELETE FROM objects WHERE path = ?').run(path));
+  async forgetObject(path: string, fence?: Fence): Promise<void> {
+    this.fenced(fence, () => this.db.prepare('DELETE FROM objects WHERE path = ?').run(path));
   }
 
   async *listObjects(): AsyncIterable<StoredObject> {
@@ -227,17 +270,32 @@ export class SqliteCatalog implements Catalog {
     return rows.map(toPublication);
   }
 
-  async putEntries(generation: number, entries: readonly CatalogEntry[]): Promise<void> {
+  async reserveGeneration(fence?: Fence): Promise<number> {
+    return this.fenced(fence, () => {
+      const counter = this.db
+        .prepare<[string], { value: string }>('SELECT value FROM state WHERE key = ?')
+        .get(GENERATION_COUNTER);
+      const published = this.db
+        .prepare<[], { generation: number | null }>('SELECT MAX(generation) AS generation FROM publications')
+        .get();
+      const next = Math.max(Number(counter?.value ?? 0), published?.generation ?? 0) + 1;
+      this.db
+        .prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+        .run(GENERATION_COUNTER, String(next));
+      return next;
+    });
+  }
+
+  async putEntries(generation: number, entries: readonly CatalogEntry[], fence?: Fence): Promise<void> {
     const insert = this.db.prepare(
       `INSERT INTO entries (generation, content_id, product, version, item, path, size, sha256,
                             ftype, os, release, arch, subarch, label)
        VALUES (@generation, @contentId, @product, @version, @item, @path, @size, @sha256,
                @ftype, @os, @release, @arch, @subarch, @label)`,
     );
-    const insertAll = this.db.transaction((batch: readonly CatalogEntry[]) => {
-      for (const entry of batch) insert.run(toEntryParams(generation, entry));
+    this.fenced(fence, () => {
+      for (const entry of entries) insert.run(toEntryParams(generation, entry));
     });
-    this.run(() => insertAll(entries));
   }
 
   async *listEntries(generation: number): AsyncIterable<CatalogEntry> {
@@ -254,8 +312,8 @@ export class SqliteCatalog implements Catalog {
     }
   }
 
-  async publish(next: Publication, expectedCurrent: number | undefined): Promise<void> {
-    const publishIfExpected = this.db.transaction(() => {
+  async publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence): Promise<void> {
+    this.fenced(fence, () => {
       const current = this.currentGeneration();
       if (current !== expectedCurrent) {
         throw new ConflictError(
@@ -277,38 +335,46 @@ export class SqliteCatalog implements Catalog {
         )
         .run(next.generation);
     });
-    this.run(() => publishIfExpected.immediate());
   }
 
-  async deletePublication(generation: number): Promise<void> {
-    const deleteUnlessCurrent = this.db.transaction(() => {
+  async deletePublication(generation: number, fence?: Fence): Promise<void> {
+    this.fenced(fence, () => {
       if (this.currentGeneration() === generation) {
         throw new ConflictError(`generation ${generation} is current and cannot be deleted`);
       }
       this.db.prepare('DELETE FROM entries WHERE generation = ?').run(generation);
       this.db.prepare('DELETE FROM publications WHERE generation = ?').run(generation);
     });
-    this.run(() => deleteUnlessCurrent.immediate());
   }
 
   // ---------------------------------------------------------------- runs
 
-  async putRun(run: SyncRun): Promise<void> {
-    this.run(() =>
+  async putRun(run: SyncRun, fence?: Fence): Promise<void> {
+    this.fenced(fence, () =>
       this.db
         .prepare(
-          `INSERT INTO runs (id, state, started_at, finished_at, items_copied, bytes_copied, items_present, generation, error)
-           VALUES (@id, @state, @startedAt, @finishedAt, @itemsCopied, @bytesCopied, @itemsPresent, @generation, @error)
+          `INSERT INTO runs (id, state, started_at, finished_at, items_copied, bytes_copied, items_present, generation, error,
+                             holder_host, holder_pid)
+           VALUES (@id, @state, @startedAt, @finishedAt, @itemsCopied, @bytesCopied, @itemsPresent, @generation, @error,
+                   @holderHost, @holderPid)
            ON CONFLICT (id) DO UPDATE SET
              state = excluded.state, started_at = excluded.started_at, finished_at = excluded.finished_at,
              items_copied = excluded.items_copied, bytes_copied = excluded.bytes_copied,
-             items_present = excluded.items_present, generation = excluded.generation, error = excluded.error`,
+             items_present = excluded.items_present, generation = excluded.generation, error = excluded.error,
+             holder_host = excluded.holder_host, holder_pid = excluded.holder_pid`,
         )
         .run({
-          ...run,
+          id: run.id,
+          state: run.state,
+          startedAt: run.startedAt,
+          itemsCopied: run.itemsCopied,
+          bytesCopied: run.bytesCopied,
+          itemsPresent: run.itemsPresent,
           finishedAt: run.finishedAt ?? null,
           generation: run.generation ?? null,
           error: run.error ?? null,
+          holderHost: run.holder?.host ?? null,
+          holderPid: run.holder?.pid ?? null,
         }),
     );
   }
@@ -329,26 +395,36 @@ export class SqliteCatalog implements Catalog {
 
   // ---------------------------------------------------------------- locks
 
-  async acquireLock(name: string, owner: string, ttlMs: number, now: Date): Promise<void> {
-    const takeOrRenew = this.db.transaction(() => {
-      const held = this.db
-        .prepare<[string], LockRow>('SELECT owner, expires_at FROM locks WHERE name = ?')
-        .get(name);
-      if (held && held.owner !== owner && held.expires_at > now.getTime()) {
-        throw new LockHeldError(held.owner, new Date(held.expires_at).toISOString());
-      }
-      this.db
-        .prepare(
-          `INSERT INTO locks (name, owner, expires_at) VALUES (?, ?, ?)
-           ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at`,
-        )
-        .run(name, owner, now.getTime() + ttlMs);
+  async acquireLock(name: string, owner: string, ttlMs: number, now: Date, evict?: string): Promise<Lease> {
+    return this.transaction(() => {
+      const held = this.lockRow(name);
+      const free = !held || held.owner === '' || held.expires_at <= now.getTime() || held.owner === evict;
+      if (held && !free) throw new LockHeldError(held.owner, new Date(held.expires_at).toISOString());
+      const lease = { name, owner, epoch: (held?.epoch ?? 0) + 1, expiresAt: now.getTime() + ttlMs };
+      this.writeLock(lease);
+      return toLease(lease);
     });
-    this.run(() => takeOrRenew.immediate());
   }
 
-  async releaseLock(name: string, owner: string): Promise<void> {
-    this.run(() => this.db.prepare('DELETE FROM locks WHERE name = ? AND owner = ?').run(name, owner));
+  async renewLock(lease: Fence, ttlMs: number, now: Date): Promise<Lease> {
+    return this.fenced(lease, () => {
+      const renewed = { ...lease, expiresAt: now.getTime() + ttlMs };
+      this.writeLock(renewed);
+      return toLease(renewed);
+    });
+  }
+
+  async getLock(name: string): Promise<Lease | undefined> {
+    const held = this.run(() => this.lockRow(name));
+    return held && held.owner !== '' ? toLease({ ...held, expiresAt: held.expires_at }) : undefined;
+  }
+
+  async releaseLock(lease: Fence): Promise<void> {
+    this.run(() =>
+      this.db
+        .prepare(`UPDATE locks SET owner = '', expires_at = 0 WHERE name = ? AND owner = ? AND epoch = ?`)
+        .run(lease.name, lease.owner, lease.epoch),
+    );
   }
 
   // ---------------------------------------------------------------- state
@@ -360,8 +436,8 @@ export class SqliteCatalog implements Catalog {
     return row?.value;
   }
 
-  async setState(key: string, value: string): Promise<void> {
-    this.run(() =>
+  async setState(key: string, value: string, fence?: Fence): Promise<void> {
+    this.fenced(fence, () =>
       this.db
         .prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
         .run(key, value),
@@ -375,8 +451,41 @@ export class SqliteCatalog implements Catalog {
     if (version > SCHEMA_VERSION) {
       throw new Error(`catalog schema version ${version} is newer than this program understands (${SCHEMA_VERSION})`);
     }
-    this.db.exec(SCHEMA);
-    this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    const hasTables = this.db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'objects'").get() !== undefined;
+    this.transaction(() => {
+      if (hasTables && version < 2) this.db.exec(MIGRATE_FROM_1);
+      this.db.exec(SCHEMA);
+      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    });
+  }
+
+  private lockRow(name: string): LockRow | undefined {
+    return this.db.prepare<[string], LockRow>('SELECT * FROM locks WHERE name = ?').get(name);
+  }
+
+  private writeLock(lease: { name: string; owner: string; epoch: number; expiresAt: number }): void {
+    this.db
+      .prepare(
+        `INSERT INTO locks (name, owner, epoch, expires_at) VALUES (@name, @owner, @epoch, @expiresAt)
+         ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch, expires_at = excluded.expires_at`,
+      )
+      .run(lease);
+  }
+
+  /** Runs `write` in one immediate transaction, after checking the fence (when given) inside it. */
+  private fenced<T>(fence: Fence | undefined, write: () => T): T {
+    return this.transaction(() => {
+      if (fence) {
+        const held = this.lockRow(fence.name);
+        if (held?.owner !== fence.owner || held.epoch !== fence.epoch) throw new LeaseLostError(fence.owner, fence.epoch);
+      }
+      return write();
+    });
+  }
+
+  /** BEGIN IMMEDIATE: two processes sharing the file serialise on the write lock instead of racing. */
+  private transaction<T>(body: () => T): T {
+    return this.run(() => this.db.transaction(body).immediate());
   }
 
   private currentGeneration(): number | undefined {
@@ -404,7 +513,14 @@ function describeGeneration(generation: number | undefined): string {
 }
 
 function toStoredObject(row: ObjectRow): StoredObject {
-  return { path: row.path, size: row.size, sha256: row.sha256, digest: row.digest, storedAt: row.stored_at };
+  const digests: StoredObject['digests'] = { sha256: row.sha256 };
+  if (row.sha512 !== null) digests.sha512 = row.sha512;
+  if (row.md5 !== null) digests.md5 = row.md5;
+  return { path: row.path, size: row.size, sha256: row.sha256, digests, storedAt: row.stored_at };
+}
+
+function toLease(row: { name: string; owner: string; epoch: number; expiresAt: number }): Lease {
+  return { name: row.name, owner: row.owner, epoch: row.epoch, expiresAt: new Date(row.expiresAt).toISOString() };
 }
 
 function toPublication(row: PublicationRow): Publication {
@@ -463,5 +579,6 @@ function toSyncRun(row: RunRow): SyncRun {
   if (row.finished_at !== null) run.finishedAt = row.finished_at;
   if (row.generation !== null) run.generation = row.generation;
   if (row.error !== null) run.error = row.error;
+  if (row.holder_host !== null && row.holder_pid !== null) run.holder = { host: row.holder_host, pid: row.holder_pid };
   return run;
 }
