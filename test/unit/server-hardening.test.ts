@@ -237,7 +237,7 @@ describe('Function: startServer', () => {
 
       // Assess
       expect(text).toMatch(/^HTTP\/1\.1 408/);
-      expect(Date.now() - started).toBeLessThan(2000);
+      expect(Date.now() - started).toBeLessThan(2500);
       socket.destroy();
     });
 
