@@ -209,14 +209,18 @@ describe('Class: HttpUpstream, against a faulty upstream', () => {
   });
 
   describe('Redirects', () => {
-    it('follows a redirect on the same origin', async () => {
+    it('follows a redirect on the same origin, credentials and all', async () => {
       upstream.faults.set(INDEX, { kind: 'redirect', location: '/mirror/index.json' });
       upstream.files.set('mirror/index.json', indexBytes);
+      const withCredentials = upstream.baseUrl.replace('http://', 'http://mirror:s3cret@');
 
-      const fetched = await new HttpUpstream(upstream.baseUrl).fetchFile(INDEX);
+      const fetched = await new HttpUpstream(withCredentials).fetchFile(INDEX);
 
       expect(bytesOf(fetched)).toEqual(Buffer.from(indexBytes));
-      expect(upstream.requests.map((r) => r.path)).toEqual([INDEX, 'mirror/index.json']);
+      expect(upstream.requests.map((r) => [r.path, r.headers.authorization])).toEqual([
+        [INDEX, basic('mirror', 's3cret')],
+        ['mirror/index.json', basic('mirror', 's3cret')],
+      ]);
     });
 
     it('ends a redirect loop with UpstreamError without going round it', async () => {
