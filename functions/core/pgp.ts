@@ -1,5 +1,14 @@
 /** OpenPGP checks of clearsigned simplestreams files (openpgp v6). */
-import { readCleartextMessage, readKeys, verify, type CleartextMessage, type Key, type PublicKey } from 'openpgp';
+import {
+  readCleartextMessage,
+  readKeys,
+  readSignature,
+  verify,
+  type CleartextMessage,
+  type Key,
+  type KeyID,
+  type PublicKey,
+} from 'openpgp';
 import { ConfigError, SignatureError } from './errors.ts';
 
 export interface Keyring {
@@ -50,8 +59,56 @@ export async function verifyClearsigned(file: string, text: string, keyring: Key
   if (!isClearsigned(text)) throw new SignatureError(file, 'not an OpenPGP clearsigned message');
   const message = await readClearsigned(file, text);
 
+  const usable = await usableSigners(file, message.getSigningKeyIDs(), keyring, now);
+  try {
+    const { data } = await verify({ message, verificationKeys: usable, expectSigned: true, date: now });
+    return data;
+  } catch (error) {
+    throw new SignatureError(file, `bad signature (${(error as Error).message})`, { cause: error });
+  }
+}
+
+/** A signature block is a few hundred bytes per signer; anything longer at the end of a file is not one. */
+const MAX_SIGNATURE_BLOCK = 64 * 1024;
+const SIGNATURE_HEADER = '-----BEGIN PGP SIGNATURE-----';
+
+/**
+ * verifyClearsigned over raw bytes. The signature block at the end is read
+ * first: a file signed by no usable key of the keyring is refused before its
+ * body, which may be hundreds of megabytes, is decoded or parsed.
+ */
+export async function verifyClearsignedBytes(
+  file: string,
+  bytes: Uint8Array,
+  keyring: Keyring,
+  now = new Date(),
+): Promise<string> {
+  if (!isClearsigned(new TextDecoder().decode(bytes.subarray(0, 256)))) {
+    throw new SignatureError(file, 'not an OpenPGP clearsigned message');
+  }
+  const header = new TextEncoder().encode(SIGNATURE_HEADER);
+  const start = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).lastIndexOf(header);
+  if (start < 0) throw new SignatureError(file, 'malformed clearsigned message (no signature block)');
+  if (bytes.byteLength - start > MAX_SIGNATURE_BLOCK) {
+    throw new SignatureError(file, `malformed clearsigned message (signature block over ${MAX_SIGNATURE_BLOCK} bytes)`);
+  }
+  let signers: KeyID[];
+  try {
+    const signature = await readSignature({ armoredSignature: new TextDecoder().decode(bytes.subarray(start)) });
+    signers = signature.getSigningKeyIDs();
+  } catch (error) {
+    throw new SignatureError(file, `malformed clearsigned message (${(error as Error).message})`, { cause: error });
+  }
+  await usableSigners(file, signers, keyring, now);
+  return verifyClearsigned(file, new TextDecoder('utf-8', { fatal: false }).decode(bytes), keyring, now);
+}
+
+/**
+ * The keys of the keyring that made one of the `signers` and are valid at
+ * `now`. SignatureError naming the signers when there is none.
+ */
+async function usableSigners(file: string, signers: KeyID[], keyring: Keyring, now: Date): Promise<PublicKey[]> {
   // Name the unknown signer precisely rather than relay openpgp's generic failure.
-  const signers = message.getSigningKeyIDs();
   const signerIds = signers.map((id) => id.toHex().toUpperCase());
   if (signerIds.length === 0) throw new SignatureError(file, 'carries no signature');
   const known = new Set(
@@ -81,13 +138,7 @@ export async function verifyClearsigned(file: string, text: string, keyring: Key
   if (usable.length === 0) {
     throw new SignatureError(file, `signed by a key that is not valid now (${unusable.join('; ')}): expired or revoked`);
   }
-
-  try {
-    const { data } = await verify({ message, verificationKeys: usable, expectSigned: true, date: now });
-    return data;
-  } catch (error) {
-    throw new SignatureError(file, `bad signature (${(error as Error).message})`, { cause: error });
-  }
+  return usable;
 }
 
 /**
