@@ -59,14 +59,9 @@ async function storeItem(path: string, bytes: Uint8Array): Promise<void> {
   await backend.catalog.recordObject(storedObject(path, bytes.length, sha256Of(bytes)));
 }
 
-/**
- * The catalog's record of a copied item. It carries the digest both as the
- * single `digest` and as the `digests` map, so it suits either shape of
- * StoredObject while that type changes.
- */
+/** The catalog's record of a copied item. */
 function storedObject(path: string, size: number, sha256: string): StoredObject {
-  const record = { path, size, sha256, digest: `sha256:${sha256}`, digests: { sha256 }, storedAt: new Date().toISOString() };
-  return record;
+  return { path, size, sha256, digests: { sha256 }, storedAt: new Date().toISOString() };
 }
 
 /** A stored item listed by a new current generation, as a sync that copied and published it leaves it. */

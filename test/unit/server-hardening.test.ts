@@ -60,14 +60,9 @@ async function publishMirror(): Promise<void> {
   );
 }
 
-/**
- * The catalog's record of a copied item. It carries the digest both as the
- * single `digest` and as the `digests` map, so it suits either shape of
- * StoredObject while that type changes.
- */
+/** The catalog's record of a copied item. */
 function storedObject(path: string, size: number, sha256: string): StoredObject {
-  const record = { path, size, sha256, digest: `sha256:${sha256}`, digests: { sha256 }, storedAt: new Date().toISOString() };
-  return record;
+  return { path, size, sha256, digests: { sha256 }, storedAt: new Date().toISOString() };
 }
 
 function open(url: URL): Promise<Socket> {
