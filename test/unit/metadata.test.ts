@@ -1,6 +1,9 @@
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../functions/adapters/fs/fs-object-store.ts';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
@@ -464,4 +467,39 @@ describe('Function: loadPublishedMetadata', () => {
     // Assess
     expect(error.file).toBe('publication 7');
   });
+});
+
+describe('Function: readUpstreamMetadata, a 250 MB hostile products file (child process)', () => {
+  const script = fileURLToPath(new URL('../support/hostile-metadata.ts', import.meta.url));
+  const MAX_RSS = 512 * 1024 * 1024;
+
+  /** Runs the script in a fresh node, so the peak RSS it reports is that of this one read. */
+  async function readHostile(productsBytes: number | 'default'): Promise<{ error: string; message: string; maxRssBytes: number }> {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', script, String(productsBytes), String(250_000_000), 'foreign'],
+      { timeout: 120_000, maxBuffer: 1024 * 1024 },
+    );
+    return JSON.parse(stdout.trim().split('\n').at(-1)!) as { error: string; message: string; maxRssBytes: number };
+  }
+
+  it('refuses it past the default products limit (InputTooLargeError) within 512 MB', async () => {
+    // Act
+    const outcome = await readHostile('default');
+
+    // Assess
+    expect(outcome.error).toBe('InputTooLargeError');
+    expect(outcome.message).toContain('com.example:hostile.sjson');
+    expect(outcome.maxRssBytes).toBeLessThanOrEqual(MAX_RSS);
+  }, 130_000);
+
+  it('refuses its bad signature (SignatureError) within 512 MB when the limit lets it through', async () => {
+    // Act
+    const outcome = await readHostile(300_000_000);
+
+    // Assess
+    expect(outcome.error).toBe('SignatureError');
+    expect(outcome.message).toContain('com.example:hostile.sjson');
+    expect(outcome.maxRssBytes).toBeLessThanOrEqual(MAX_RSS);
+  }, 130_000);
 });
