@@ -1,7 +1,7 @@
 /**
  * Sizes that break naive adapters, on the stand-ins: a 2 GiB object streamed
  * through the S3 object store with bounded memory, and a 100,000-entry
- * generation in the DynamoDB catalog. Slow by nature (one to two minutes);
+ * generation in the DynamoDB catalog. Slow by nature (about four minutes on 2 cores);
  * bench/s3-large-object.ts times the object round trip on its own. Run by
  * `npm run test:scale`, not by `npm test`.
  */
