@@ -187,7 +187,7 @@ async function benchPlanning(): Promise<BenchRow[]> {
   const stored = new Map<string, StoredObject>(
     emptyStore.objects.map((task) => [
       task.path,
-      { path: task.path, size: task.size, sha256: task.hex, digest: `${task.algorithm}:${task.hex}`, storedAt: '2025-07-25T08:00:00.000Z' },
+      { path: task.path, size: task.size, sha256: task.sha256 ?? '', digests: { ...task }, storedAt: '2025-07-25T08:00:00.000Z' },
     ]),
   );
   const fullStore = planSync({ products, selection: everything, stored });

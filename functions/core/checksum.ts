@@ -1,78 +1,76 @@
 /** Size and digest checks done while bytes stream through. */
 import { createHash, type Hash } from 'node:crypto';
 import { IntegrityError } from './errors.ts';
-import type { ByteStream } from './ports.ts';
+import type { ByteStream, Digests } from './ports.ts';
 
-export type DigestAlgorithm = 'sha512' | 'sha256' | 'md5';
+export type DigestAlgorithm = keyof Digests;
 
-export interface ExpectedContent {
+export const DIGEST_ALGORITHMS: readonly DigestAlgorithm[] = ['sha256', 'sha512', 'md5'];
+
+export interface ExpectedContent extends Digests {
   /** For messages. */
   path: string;
   size: number;
-  /** The strongest digest the item declares. */
-  algorithm: DigestAlgorithm;
-  hex: string;
 }
 
 export interface VerifiedContent {
   size: number;
   sha256: string;
-  /** `algorithm:hex` of the digest that was checked. */
-  digest: string;
+  /** Every declared digest (each checked) plus sha256, always computed. */
+  digests: Digests;
 }
 
-const STRONGEST_FIRST: readonly DigestAlgorithm[] = ['sha512', 'sha256', 'md5'];
-
-/** sha512 > sha256 > md5; undefined when the item declares none. Hex compared lower-case. */
-export function strongestDigest(item: { sha512?: string; sha256?: string; md5?: string }):
-  | { algorithm: DigestAlgorithm; hex: string }
-  | undefined {
-  for (const algorithm of STRONGEST_FIRST) {
+/** The digests an item declares, hex lower-cased; empty strings count as undeclared. */
+export function declaredDigests(item: Digests): Digests {
+  const digests: Digests = {};
+  for (const algorithm of DIGEST_ALGORITHMS) {
     const hex = item[algorithm];
-    if (typeof hex === 'string' && hex !== '') return { algorithm, hex: hex.toLowerCase() };
+    if (typeof hex === 'string' && hex !== '') digests[algorithm] = hex.toLowerCase();
   }
-  return undefined;
+  return digests;
 }
 
 /**
  * Passes `source` through unchanged while hashing it. Throws IntegrityError
  * (naming the path) as soon as more than `size` bytes arrive, and after the
- * last chunk — before signalling the end — when the size is short or the
- * digest differs; so a store `put` fed this stream never makes bad bytes
- * visible. `result()` is valid once the stream has ended cleanly.
+ * last chunk — before signalling the end — when the size is short or any
+ * declared digest differs (MAAS checks sha256, so a right sha512 does not
+ * excuse a wrong sha256); so a store `put` fed this stream never makes bad
+ * bytes visible. `result()` is valid once the stream has ended cleanly.
  */
 export function verifyingStream(
   source: ByteStream,
   expected: ExpectedContent,
 ): { stream: ByteStream; result: () => VerifiedContent } {
   let verified: VerifiedContent | undefined;
+  const declared = declaredDigests(expected);
 
   async function* passThrough(): AsyncGenerator<Uint8Array> {
-    // sha256 is always recorded (MAAS checks it); the declared digest is what we verify.
-    const sha256 = createHash('sha256');
-    const declared: Hash = expected.algorithm === 'sha256' ? sha256 : createHash(expected.algorithm);
+    // sha256 is always computed (MAAS checks it), declared or not.
+    const algorithms = DIGEST_ALGORITHMS.filter((algorithm) => algorithm === 'sha256' || declared[algorithm]);
+    const hashes: [DigestAlgorithm, Hash][] = algorithms.map((algorithm) => [algorithm, createHash(algorithm)]);
     let received = 0;
     for await (const chunk of source) {
       received += chunk.byteLength;
       if (received > expected.size) {
         throw new IntegrityError(expected.path, `received more than the ${expected.size} bytes the metadata declares`);
       }
-      sha256.update(chunk);
-      if (declared !== sha256) declared.update(chunk);
+      for (const [, hash] of hashes) hash.update(chunk);
       yield chunk;
     }
     if (received < expected.size) {
       throw new IntegrityError(expected.path, `received ${received} bytes, the metadata declares ${expected.size}`);
     }
-    const sha256Hex = sha256.digest('hex');
-    const declaredHex = declared === sha256 ? sha256Hex : declared.digest('hex');
-    if (declaredHex !== expected.hex.toLowerCase()) {
-      throw new IntegrityError(
-        expected.path,
-        `${expected.algorithm} is ${declaredHex}, the metadata declares ${expected.hex.toLowerCase()}`,
-      );
+    const digests: Digests = {};
+    for (const [algorithm, hash] of hashes) {
+      const hex = hash.digest('hex');
+      const want = declared[algorithm];
+      if (want !== undefined && hex !== want) {
+        throw new IntegrityError(expected.path, `${algorithm} is ${hex}, the metadata declares ${want}`);
+      }
+      digests[algorithm] = hex;
     }
-    verified = { size: received, sha256: sha256Hex, digest: `${expected.algorithm}:${declaredHex}` };
+    verified = { size: received, sha256: digests.sha256 as string, digests };
   }
 
   return {
@@ -82,4 +80,9 @@ export function verifyingStream(
       return verified;
     },
   };
+}
+
+/** Whether `digests` agrees with every digest `declared` names (undeclared ones are not compared). */
+export function satisfiesDigests(digests: Digests, declared: Digests): boolean {
+  return DIGEST_ALGORITHMS.every((algorithm) => declared[algorithm] === undefined || digests[algorithm] === declared[algorithm]);
 }

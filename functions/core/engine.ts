@@ -3,20 +3,48 @@
  * `run()` does a whole sync in one process (CLI); the phases are public so
  * Step Functions can call them from separate Lambdas, passing only a run id
  * and one copy task at a time.
+ *
+ * Integrity rules, each enforced in one place here:
+ * - Bytes under a path that a retained generation lists never change: items
+ *   are written create-only, and a plan whose upstream promises other bytes
+ *   at such a path fails before anything is copied (PublishedContentError).
+ * - Every catalog write of a run is fenced by its lease (owner + epoch), so
+ *   a run that lost the lock can change nothing; only `plan` takes the lock,
+ *   every later phase renews it, and a long copy renews it while it streams.
+ * - A run whose holder is known dead (same host, process gone) or whose
+ *   lease ran out is recorded `abandoned` by the next run, which takes over
+ *   at once and removes what the dead run staged.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { forEachLimited } from './concurrency.ts';
-import { ConflictError, IntegrityError, LockHeldError, UnavailableError, UpstreamError } from './errors.ts';
-import { verifyingStream, type VerifiedContent } from './checksum.ts';
-import { checkIndex, indexFileFor, readUpstreamMetadata, type IndexCheck } from './metadata.ts';
+import {
+  ConflictError,
+  IntegrityError,
+  LeaseLostError,
+  LockHeldError,
+  ObjectExistsError,
+  PublishedContentError,
+  UnavailableError,
+  UpstreamError,
+} from './errors.ts';
+import { declaredDigests, verifyingStream, type VerifiedContent } from './checksum.ts';
+import {
+  checkIndex,
+  indexFileFor,
+  loadPublishedMetadata,
+  readUpstreamMetadata,
+  type IndexCheck,
+  type MetadataLimits,
+} from './metadata.ts';
 import { isStoredAs, planSync, unreferencedPaths, type CopyTask, type Selection } from './planner.ts';
 import type { Keyring } from './pgp.ts';
-import { formatUpdated } from './simplestreams.ts';
 import {
   keys,
   type ByteStream,
   type Catalog,
   type CatalogEntry,
+  type Lease,
+  type LockHolder,
   type ObjectStore,
   type Publication,
   type StoredObject,
@@ -37,22 +65,26 @@ export interface SyncSettings {
   concurrency: number;
   /** How long a replaced generation (and files only it references) stays, for clients mid-download. */
   pruneGraceMs: number;
-  /** Lease of the sync lock; every phase renews it. */
+  /** Lease of the sync lock; every phase renews it, and a copy renews it every third of it while it streams. */
   lockTtlMs: number;
   /** Attempts per item in `run()` for transient upstream/store errors. */
   attempts: number;
+  /** Bounds on the metadata one run reads. @default defaultMetadataLimits */
+  limits?: Partial<MetadataLimits>;
 }
 
 export const defaultSettings = {
   concurrency: 4,
-  pruneGraceMs: 0,
-  lockTtlMs: 30 * 60_000,
+  // A MAAS import reads the index, then its products, then items for minutes: a replaced generation must outlive that.
+  pruneGraceMs: 60 * 60_000,
+  lockTtlMs: 5 * 60_000,
   attempts: 3,
 } as const satisfies Partial<SyncSettings>;
 
 export type SyncEvent =
   | { type: 'unchanged'; runId: string }
   | { type: 'locked'; runId: string; holder: string; expiresAt: string }
+  | { type: 'abandoned'; runId: string; abandonedRun: string; reason: string }
   | {
       type: 'planned';
       runId: string;
@@ -78,6 +110,13 @@ export interface EngineDeps {
   now?: () => Date;
   onEvent?: (event: SyncEvent) => void;
   sleep?: (ms: number) => Promise<void>;
+  /** This process, recorded with each run it starts. @default none (a Lambda: its lease is what ends it) */
+  holder?: LockHolder;
+  /**
+   * Whether a run's recorded process still lives: false only when known dead
+   * (same host, no such process), undefined when it cannot tell. @default can never tell
+   */
+  isAlive?: (holder: LockHolder) => boolean | undefined;
 }
 
 export type PlanOutcome =
@@ -97,6 +136,9 @@ export interface PruneResult {
   deletedPaths: string[];
   deletedGenerations: number[];
 }
+
+/** Runs looked at for ones to settle as abandoned. */
+const RECENT_RUNS = 20;
 
 /** What `plan` leaves for `publish`, in the object store. */
 interface StoredPlan {
@@ -147,7 +189,9 @@ export class SyncEngine {
     if (planned.outcome === 'planned') {
       try {
         const tasks = await this.readRunFile<CopyTask[]>(runId, 'copy.json');
-        await forEachLimited(tasks, this.settings.concurrency, (task) => this.copyWithRetries(runId, task));
+        await this.whileRenewing(runId, () =>
+          forEachLimited(tasks, this.settings.concurrency, (task) => this.copyWithRetries(runId, task)),
+        );
         await this.publish(runId);
         await this.prune(runId);
       } catch (error) {
@@ -164,12 +208,32 @@ export class SyncEngine {
     return { changed: index.changed };
   }
 
+  /**
+   * Takes the lock from a holder known dead (or whose lease ran out), records
+   * its run and every other unfinished one as `abandoned`, removes what they
+   * staged, and lets go again. Safe to call any time; `plan` does it first.
+   */
+  async recoverAbandoned(): Promise<void> {
+    const runId = newRunId(this.now());
+    const lease = await this.takeLock(runId).catch((error: unknown) => {
+      if (error instanceof LockHeldError) return undefined;
+      throw error;
+    });
+    if (!lease) return;
+    try {
+      await this.settleAbandonedRuns(lease);
+    } finally {
+      await this.deps.catalog.releaseLock(lease);
+    }
+  }
+
   /** Takes the lock, verifies upstream metadata, stages it as the next generation and lists what to copy. */
   async plan(runId: string): Promise<PlanOutcome> {
     const { catalog, objects, upstream } = this.deps;
     const startedAt = this.now();
+    let lease: Lease;
     try {
-      await catalog.acquireLock(SYNC_LOCK, runId, this.settings.lockTtlMs, startedAt);
+      lease = await this.takeLock(runId);
     } catch (error) {
       if (!(error instanceof LockHeldError)) throw error;
       this.emit({ type: 'locked', runId, holder: error.holder, expiresAt: error.expiresAt });
@@ -182,20 +246,24 @@ export class SyncEngine {
       itemsCopied: 0,
       bytesCopied: 0,
       itemsPresent: 0,
+      ...(this.deps.holder && { holder: this.deps.holder }),
     };
     try {
-      await catalog.putRun(run);
+      await catalog.putRun(run, lease);
+      await this.settleAbandonedRuns(lease);
       const current = await catalog.getCurrent();
       const index = await this.fetchIndexIfChanged(current);
       if (!index.changed) {
-        await catalog.putRun({ ...run, state: 'unchanged', finishedAt: this.now().toISOString() });
+        await catalog.putRun({ ...run, state: 'unchanged', finishedAt: this.now().toISOString() }, lease);
         this.emit({ type: 'unchanged', runId });
         // Replaced generations whose grace ran out go now, not at the next upstream change.
         if ((await catalog.listPublications()).length > 1) await this.prune(runId);
-        else await catalog.releaseLock(SYNC_LOCK, runId);
+        else await catalog.releaseLock(lease);
         return { runId, outcome: 'unchanged' };
       }
-      const metadata = await readUpstreamMetadata(upstream, this.settings.keyring, index, current);
+      const limits = this.settings.limits ?? {};
+      const published = current && (await loadPublishedMetadata(objects, current, limits));
+      const metadata = await readUpstreamMetadata(upstream, this.settings.keyring, index, published, limits);
       const stored = new Map<string, StoredObject>();
       for await (const object of catalog.listObjects()) stored.set(object.path, object);
       const plan = planSync({
@@ -204,15 +272,17 @@ export class SyncEngine {
         stored,
         metadataFiles: [...metadata.files.keys()],
       });
-      const generation = (await this.lastGeneration()) + 1;
+      await this.refuseChangesToPublishedContent(plan.objects);
+      const generation = await catalog.reserveGeneration(lease);
+      await catalog.putRun({ ...run, generation }, lease);
       for (const [file, bytes] of metadata.files) {
-        await objects.put(keys.metadata({ generation, runId }, file), bytes, { contentType: contentTypeOf(file) });
+        await objects.put(keys.metadata({ generation, runId }, file), bytes, { contentType: contentTypeOf(file), ifAbsent: true });
       }
       const storedPlan: StoredPlan = {
         runId,
         generation,
         basedOn: current?.generation,
-        upstreamUpdated: metadata.index.updated ?? formatUpdated(this.now()),
+        upstreamUpdated: metadata.updated,
         files: plan.metadata,
         objects: plan.objects,
         entries: plan.entries,
@@ -224,7 +294,7 @@ export class SyncEngine {
       };
       await this.writeRunFile(runId, 'plan.json', storedPlan);
       await this.writeRunFile(runId, 'copy.json', plan.copy);
-      await catalog.putRun({ ...run, itemsPresent: plan.presentPaths, generation });
+      await catalog.putRun({ ...run, itemsPresent: plan.presentPaths, generation }, lease);
       this.emit({
         type: 'planned',
         runId,
@@ -252,27 +322,34 @@ export class SyncEngine {
   /** Fetches one item, verifying size and digest while it streams; only verified bytes become visible. */
   async copy(runId: string, task: CopyTask): Promise<{ path: string; size: number; skipped: boolean }> {
     const { catalog, objects, upstream } = this.deps;
-    await catalog.acquireLock(SYNC_LOCK, runId, this.settings.lockTtlMs, this.now());
+    let lease = await this.renewLease(runId);
     if (isStoredAs(await catalog.getObject(task.path), task)) {
       this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: true });
       return { path: task.path, size: task.size, skipped: true };
     }
+    const key = keys.item(task.path);
+    if (await objects.head(key)) {
+      // Bytes the catalog does not vouch for: a dead run's, or found bad by verify. The plan
+      // already refused any path a retained generation promises other content for, so only
+      // the promised bytes can take their place.
+      await catalog.forgetObject(task.path, lease);
+      await objects.delete(key);
+    }
     const { body } = await upstream.openStream(task.path);
-    const verifier = verifyingStream(this.countProgress(runId, task.path, body), {
-      path: task.path,
-      size: task.size,
-      algorithm: task.algorithm,
-      hex: task.hex,
-    });
-    await objects.put(keys.item(task.path), verifier.stream, { size: task.size });
+    const renewing = this.renewingWhileStreaming(lease, body, (renewed) => (lease = renewed));
+    const verifier = verifyingStream(this.countProgress(runId, task.path, renewing), task);
+    await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
     const verified: VerifiedContent = verifier.result();
-    await catalog.recordObject({
-      path: task.path,
-      size: verified.size,
-      sha256: verified.sha256,
-      digest: verified.digest,
-      storedAt: this.now().toISOString(),
-    });
+    await catalog.recordObject(
+      {
+        path: task.path,
+        size: verified.size,
+        sha256: verified.sha256,
+        digests: verified.digests,
+        storedAt: this.now().toISOString(),
+      },
+      lease,
+    );
     this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
     return { path: task.path, size: task.size, skipped: false };
   }
@@ -280,7 +357,7 @@ export class SyncEngine {
   /** Checks every listed file is stored as promised, then switches the current publication atomically. */
   async publish(runId: string): Promise<Publication> {
     const { catalog } = this.deps;
-    await catalog.acquireLock(SYNC_LOCK, runId, this.settings.lockTtlMs, this.now());
+    const lease = await this.renewLease(runId);
     const plan = await this.readRunFile<StoredPlan>(runId, 'plan.json');
     const current = await catalog.getCurrent();
     if (current?.generation !== plan.basedOn) {
@@ -295,11 +372,12 @@ export class SyncEngine {
         throw new IntegrityError(task.path, 'not stored with the size and digest the metadata promises; refusing to publish');
       }
     }
-    const entries = plan.entries.map((entry) => ({ ...entry, sha256: stored.get(entry.path)?.sha256 ?? entry.sha256 }));
-    // A crashed earlier attempt may have left entries for this generation: start clean.
-    await catalog.deletePublication(plan.generation);
+    // The sha256 the metadata promises; for an item that declares none, the one its verified bytes have.
+    const entries = plan.entries.map((entry) => ({ ...entry, sha256: entry.sha256 || (stored.get(entry.path)?.sha256 ?? '') }));
+    // A crashed earlier attempt of this run may have left entries for its generation: start clean.
+    await catalog.deletePublication(plan.generation, lease);
     for (let i = 0; i < entries.length; i += ENTRY_BATCH) {
-      await catalog.putEntries(plan.generation, entries.slice(i, i + ENTRY_BATCH));
+      await catalog.putEntries(plan.generation, entries.slice(i, i + ENTRY_BATCH), lease);
     }
     const publication: Publication = {
       generation: plan.generation,
@@ -310,17 +388,20 @@ export class SyncEngine {
       itemCount: entries.length,
       totalBytes: plan.totalBytes,
     };
-    await catalog.publish(publication, plan.basedOn);
-    await catalog.setState(INDEX_STATE, JSON.stringify(plan.indexState));
+    await catalog.publish(publication, plan.basedOn, lease);
+    await catalog.setState(INDEX_STATE, JSON.stringify(plan.indexState), lease);
     const run = await catalog.getRun(runId);
-    await catalog.putRun({
-      ...(run ?? { id: runId, startedAt: publication.publishedAt, itemsPresent: plan.presentItems }),
-      state: 'succeeded',
-      finishedAt: this.now().toISOString(),
-      itemsCopied: plan.copyItems,
-      bytesCopied: plan.copyBytes,
-      generation: plan.generation,
-    });
+    await catalog.putRun(
+      {
+        ...(run ?? { id: runId, startedAt: publication.publishedAt, itemsPresent: plan.presentItems }),
+        state: 'succeeded',
+        finishedAt: this.now().toISOString(),
+        itemsCopied: plan.copyItems,
+        bytesCopied: plan.copyBytes,
+        generation: plan.generation,
+      },
+      lease,
+    );
     this.emit({
       type: 'published',
       runId,
@@ -339,7 +420,7 @@ export class SyncEngine {
   async prune(runId: string): Promise<PruneResult> {
     const { catalog, objects } = this.deps;
     const now = this.now();
-    await catalog.acquireLock(SYNC_LOCK, runId, this.settings.lockTtlMs, now);
+    const lease = await this.renewLease(runId);
     const publications = await catalog.listPublications();
     const current = await catalog.getCurrent();
     const retained = new Set<number>();
@@ -352,7 +433,7 @@ export class SyncEngine {
       if (keep) retained.add(publication.generation);
       else retired.push(publication.generation);
     });
-    for (const generation of retired) await catalog.deletePublication(generation);
+    for (const generation of retired) await catalog.deletePublication(generation, lease);
 
     const referenced = new Set<string>();
     for (const generation of retained) {
@@ -363,7 +444,7 @@ export class SyncEngine {
     const deletedPaths = unreferencedPaths(storedPaths, referenced);
     for (const path of deletedPaths) {
       // Forget first: a crash in between leaves stray bytes, never a catalog entry without bytes.
-      await catalog.forgetObject(path);
+      await catalog.forgetObject(path, lease);
       await objects.delete(keys.item(path));
     }
     const retainedMetadata = publications
@@ -371,23 +452,33 @@ export class SyncEngine {
       .map((publication) => keys.metadataPrefix(publication));
     await this.deleteKeys('meta/', (key) => !retainedMetadata.some((prefix) => key.startsWith(prefix)));
     await this.deleteKeys('runs/', () => true);
-    await catalog.releaseLock(SYNC_LOCK, runId);
+    await catalog.releaseLock(lease);
     this.emit({ type: 'pruned', runId, paths: deletedPaths.length, generations: retired });
     return { deletedPaths, deletedGenerations: retired };
   }
 
   /** Records the run as failed and releases the lock; the current publication is untouched. */
+  /**
+   * Records the run as failed, removes what it staged and releases the lock;
+   * the current publication is untouched. A run that lost its lease records
+   * nothing (LeaseLostError): the run that took over settles it.
+   */
   async fail(runId: string, error: unknown): Promise<void> {
     const { catalog } = this.deps;
     const message = error instanceof Error ? error.message : String(error);
+    const lease = await this.renewLease(runId);
     const run = await catalog.getRun(runId);
-    await catalog.putRun({
-      ...(run ?? { id: runId, startedAt: this.now().toISOString(), itemsCopied: 0, bytesCopied: 0, itemsPresent: 0 }),
-      state: 'failed',
-      finishedAt: this.now().toISOString(),
-      error: message,
-    });
-    await catalog.releaseLock(SYNC_LOCK, runId);
+    await catalog.putRun(
+      {
+        ...(run ?? { id: runId, startedAt: this.now().toISOString(), itemsCopied: 0, bytesCopied: 0, itemsPresent: 0 }),
+        state: 'failed',
+        finishedAt: this.now().toISOString(),
+        error: message,
+      },
+      lease,
+    );
+    if (run) await this.removeStaged(run, lease);
+    await catalog.releaseLock(lease);
     this.emit({ type: 'failed', runId, error: message });
   }
 
@@ -400,13 +491,122 @@ export class SyncEngine {
     }
   }
 
+  /** Takes the free lock, or one held by a run known dead. */
+  private async takeLock(runId: string): Promise<Lease> {
+    const { catalog } = this.deps;
+    const now = this.now();
+    try {
+      return await catalog.acquireLock(SYNC_LOCK, runId, this.settings.lockTtlMs, now);
+    } catch (error) {
+      if (!(error instanceof LockHeldError)) throw error;
+      const holder = await catalog.getRun(error.holder);
+      if (!holder?.holder || this.deps.isAlive?.(holder.holder) !== false) throw error;
+      return await catalog.acquireLock(SYNC_LOCK, runId, this.settings.lockTtlMs, now, error.holder);
+    }
+  }
+
+  /** The run's own lease, extended; LeaseLostError when another run has taken the lock since. */
+  private async renewLease(runId: string): Promise<Lease> {
+    const { catalog } = this.deps;
+    const held = await catalog.getLock(SYNC_LOCK);
+    if (held?.owner !== runId) throw new LeaseLostError(runId, held?.owner === undefined ? 0 : -1, 'does not hold the sync lock');
+    return catalog.renewLock(held, this.settings.lockTtlMs, this.now());
+  }
+
+  /** Runs `work`, renewing the run's lease every third of its length until `work` settles. */
+  private async whileRenewing<T>(runId: string, work: () => Promise<T>): Promise<T> {
+    let lost: unknown;
+    const timer = setInterval(() => {
+      this.renewLease(runId).catch((error: unknown) => (lost ??= error));
+    }, this.settings.lockTtlMs / 3);
+    try {
+      const result = await work();
+      if (lost) throw lost;
+      return result;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  /** Passes `body` through, renewing `lease` whenever a third of its length has passed: a copy can outlast a lease. */
+  private async *renewingWhileStreaming(
+    lease: Lease,
+    body: ByteStream,
+    onRenewed: (lease: Lease) => void,
+  ): ByteStream {
+    const { catalog } = this.deps;
+    const every = this.settings.lockTtlMs / 3;
+    let renewedAt = this.now().getTime();
+    let current = lease;
+    for await (const chunk of body) {
+      if (this.now().getTime() - renewedAt >= every) {
+        current = await catalog.renewLock(current, this.settings.lockTtlMs, this.now());
+        renewedAt = this.now().getTime();
+        onRenewed(current);
+      }
+      yield chunk;
+    }
+  }
+
+  /**
+   * Records every unfinished run but `lease`'s own as abandoned: with the
+   * lock in hand, no other run can still be working. What each staged
+   * (metadata under its prefix, entries of its reserved generation) goes too.
+   */
+  private async settleAbandonedRuns(lease: Lease): Promise<void> {
+    const { catalog } = this.deps;
+    for (const run of await catalog.listRuns(RECENT_RUNS)) {
+      if (run.state !== 'running' || run.id === lease.owner) continue;
+      const reason = run.holder && this.deps.isAlive?.(run.holder) === false ? 'its process is gone' : 'its lease ran out';
+      await catalog.putRun({ ...run, state: 'abandoned', finishedAt: this.now().toISOString(), error: `abandoned: ${reason}` }, lease);
+      await this.removeStaged(run, lease);
+      this.emit({ type: 'abandoned', runId: lease.owner, abandonedRun: run.id, reason });
+    }
+  }
+
+  /** Removes a run's staged metadata, run files and the entries of its generation, unless that generation was published. */
+  private async removeStaged(run: SyncRun, lease: Lease): Promise<void> {
+    if (run.generation === undefined) return;
+    if (await this.deps.catalog.getPublication(run.generation)) return;
+    await this.deps.catalog.deletePublication(run.generation, lease);
+    const prefix = keys.metadataPrefix({ generation: run.generation, runId: run.id });
+    await this.deleteKeys(prefix, () => true);
+    await this.deleteKeys(keys.runFile(run.id, ''), () => true);
+  }
+
+  /**
+   * Fails (before a byte is copied) when upstream now promises other content
+   * at a path a retained generation lists: those bytes are being served and
+   * never change. Names the paths.
+   */
+  private async refuseChangesToPublishedContent(tasks: readonly CopyTask[]): Promise<void> {
+    const { catalog } = this.deps;
+    const promised = new Map<string, { size: number; sha256: string; generation: number }>();
+    for (const publication of await catalog.listPublications()) {
+      for await (const entry of catalog.listEntries(publication.generation)) {
+        promised.set(entry.path, { size: entry.size, sha256: entry.sha256, generation: publication.generation });
+      }
+    }
+    const changed: string[] = [];
+    for (const task of tasks) {
+      const published = promised.get(task.path);
+      if (!published) continue;
+      const sha256 = declaredDigests(task).sha256;
+      if (published.size !== task.size || (sha256 !== undefined && sha256 !== published.sha256)) {
+        changed.push(`${task.path} (generation ${published.generation})`);
+      }
+    }
+    if (changed.length > 0) throw new PublishedContentError(changed);
+  }
+
   private async copyWithRetries(runId: string, task: CopyTask): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.copy(runId, task);
         return;
       } catch (error) {
-        const transient = error instanceof UpstreamError || error instanceof UnavailableError;
+        // A create that lost to a concurrent writer finds the key taken: the next attempt replaces unvouched bytes.
+        const transient = error instanceof UpstreamError || error instanceof UnavailableError || error instanceof ObjectExistsError;
         if (!transient || attempt >= this.settings.attempts) throw error;
         this.emit({ type: 'item-retry', runId, path: task.path, attempt, error: (error as Error).message });
         await this.sleep(500 * 2 ** (attempt - 1));
@@ -427,14 +627,9 @@ export class SyncEngine {
    */
   private async fetchIndexIfChanged(current: Publication | undefined): Promise<IndexCheck> {
     const state = current ? await this.indexState() : undefined;
-    const index = await checkIndex(this.deps.upstream, this.settings.keyring, state);
+    const index = await checkIndex(this.deps.upstream, this.settings.keyring, state, this.settings.limits);
     if (index.changed && state?.sha256 === sha256Hex(index.bytes)) return { changed: false };
     return index;
-  }
-
-  private async lastGeneration(): Promise<number> {
-    const publications = await this.deps.catalog.listPublications();
-    return publications.reduce((max, p) => Math.max(max, p.generation), 0);
   }
 
   private async indexState(): Promise<IndexState | undefined> {

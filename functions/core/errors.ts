@@ -116,6 +116,18 @@ export class LeaseLostError extends ConflictError {
   }
 }
 
+/** Upstream promises other bytes at paths a retained generation serves: refused before anything is copied. */
+export class PublishedContentError extends ConflictError {
+  constructor(readonly paths: readonly string[]) {
+    const shown = paths.slice(0, 10).join(', ');
+    const more = paths.length > 10 ? ` and ${paths.length - 10} more` : '';
+    super(
+      `upstream now lists different content at ${paths.length} path(s) the mirror already serves: ${shown}${more}; ` +
+        'published bytes are never replaced, so this upstream cannot be mirrored until those paths are no longer published',
+    );
+  }
+}
+
 /** A create-only put found an object already there; the existing object is untouched. */
 export class ObjectExistsError extends ConflictError {
   constructor(readonly key: string) {

@@ -4,9 +4,9 @@
  */
 import { MetadataError } from './errors.ts';
 import { matchesAll, newestVersions, type ItemFilter } from './filters.ts';
-import { strongestDigest, type DigestAlgorithm } from './checksum.ts';
+import { declaredDigests, DIGEST_ALGORITHMS, satisfiesDigests } from './checksum.ts';
 import { flattenItems, type FlatItem, type ProductsDocument } from './simplestreams.ts';
-import type { CatalogEntry, StoredObject } from './ports.ts';
+import type { CatalogEntry, Digests, StoredObject } from './ports.ts';
 
 export interface Selection {
   filters: readonly ItemFilter[];
@@ -14,12 +14,10 @@ export interface Selection {
   max?: number;
 }
 
-/** One file to fetch, verify and store. */
-export interface CopyTask {
+/** One file to fetch, verify and store, with every digest the signed metadata declares for it. */
+export interface CopyTask extends Digests {
   path: string;
   size: number;
-  algorithm: DigestAlgorithm;
-  hex: string;
 }
 
 export interface SyncPlan {
@@ -75,16 +73,17 @@ export function selectItems(file: string, doc: ProductsDocument, selection: Sele
 }
 
 export function toCopyTask(file: string, item: FlatItem): CopyTask {
-  const digest = strongestDigest(item);
-  if (!digest) {
+  const digests = declaredDigests(item);
+  if (Object.keys(digests).length === 0) {
     // flattenItems already rejects these; kept so a CopyTask can never lack a digest.
     throw new MetadataError(file, itemJsonPath(item), 'item has no sha512, sha256 or md5');
   }
-  return { path: item.path, size: item.size, algorithm: digest.algorithm, hex: digest.hex };
+  return { path: item.path, size: item.size, ...digests };
 }
 
+/** Stored with the task's size and every digest the task declares. */
 export function isStoredAs(stored: StoredObject | undefined, task: CopyTask): boolean {
-  return stored !== undefined && stored.size === task.size && stored.digest === `${task.algorithm}:${task.hex}`;
+  return stored !== undefined && stored.size === task.size && satisfiesDigests(stored.digests, declaredDigests(task));
 }
 
 export function planSync(input: PlanInput): SyncPlan {
@@ -101,10 +100,8 @@ export function planSync(input: PlanInput): SyncPlan {
           `path ${task.path} is also listed by ${seen.file} ${itemJsonPath(seen.item)} with a different size or digest`,
         );
       }
-      // Of two listings of one file, verify against the stronger digest.
-      if (!seen || DIGEST_STRENGTH[task.algorithm] > DIGEST_STRENGTH[seen.task.algorithm]) {
-        tasks.set(task.path, { task, file, item });
-      }
+      // Two listings of one file agree on what both declare; verify against all either declares.
+      tasks.set(task.path, seen ? { ...seen, task: { ...task, ...seen.task } } : { task, file, item });
       entries.push(toEntry(item));
     }
   }
@@ -141,12 +138,10 @@ export function unreferencedPaths(stored: Iterable<string>, referenced: Readonly
   return [...stored].filter((path) => !referenced.has(path)).sort();
 }
 
-const DIGEST_STRENGTH: Record<DigestAlgorithm, number> = { md5: 1, sha256: 2, sha512: 3 };
-
 /** Listings agree when sizes match and every digest both declare matches. */
 function sameContent(a: FlatItem, b: FlatItem): boolean {
   if (a.size !== b.size) return false;
-  return (['sha512', 'sha256', 'md5'] as const).every(
+  return DIGEST_ALGORITHMS.every(
     (algorithm) => a[algorithm] === undefined || b[algorithm] === undefined || a[algorithm]!.toLowerCase() === b[algorithm]!.toLowerCase(),
   );
 }

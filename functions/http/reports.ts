@@ -1,15 +1,27 @@
 /** The JSON the `/api/v1/*` routes and the CLI's `status` print. */
-import type { Catalog, CatalogEntry, Publication, SyncRun } from '../core/ports.ts';
+import type { Catalog, CatalogEntry, LockHolder, Publication, SyncRun } from '../core/ports.ts';
 
 export interface StatusReport {
   publication: Omit<Publication, 'files'> | null;
   runs: SyncRun[];
 }
 
-export async function statusReport(catalog: Catalog, runs = 10): Promise<StatusReport> {
+export interface StatusOptions {
+  /** Runs listed. @default 10 */
+  runs?: number;
+  /** Shows a `running` run whose process is known gone as `abandoned`, before a next run records it so. */
+  isAlive?: (holder: LockHolder) => boolean | undefined;
+}
+
+export async function statusReport(catalog: Catalog, options: StatusOptions = {}): Promise<StatusReport> {
   const current = await catalog.getCurrent();
   const { files: _files, ...publication } = current ?? { files: [] };
-  return { publication: current ? (publication as Omit<Publication, 'files'>) : null, runs: await catalog.listRuns(runs) };
+  const runs = (await catalog.listRuns(options.runs ?? 10)).map((run) =>
+    run.state === 'running' && run.holder && options.isAlive?.(run.holder) === false
+      ? { ...run, state: 'abandoned' as const, error: 'abandoned: its process is gone' }
+      : run,
+  );
+  return { publication: current ? (publication as Omit<Publication, 'files'>) : null, runs };
 }
 
 export interface ImageSummary {

@@ -20,7 +20,9 @@ import {
   type SyncFlags,
 } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
+import { isAliveOnThisHost, thisProcess } from './holder.ts';
 import { startServer } from './server.ts';
+import { redactUrl } from '../core/redact.ts';
 
 const program = new Command('skystreams')
   .description('A verified mirror of MAAS boot images (simplestreams), on one machine or on S3 + DynamoDB.')
@@ -48,7 +50,7 @@ function syncOptions(command: Command): Command {
     )
     .option('--max <n>', 'newest versions to keep per product (default: all)')
     .option('--concurrency <n>', `items copied at once (default ${DEFAULT_CONCURRENCY.embedded} on disk, ${DEFAULT_CONCURRENCY.cloud} on S3)`)
-    .option('--prune-grace <duration>', 'keep replaced generations this long before pruning (default 0)');
+    .option('--prune-grace <duration>', 'keep replaced generations this long for clients mid-download (default 1h)');
 }
 
 async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T> {
@@ -64,7 +66,14 @@ async function syncOnce(flags: SyncFlags, backend: Backend): Promise<void> {
   const settings = await syncSettings(flags);
   const progress = progressReporter();
   const engine = new SyncEngine(
-    { upstream: new HttpUpstream(checkSource(flags.source)), objects: backend.objects, catalog: backend.catalog, onEvent: (e) => progress.onEvent(e) },
+    {
+      upstream: new HttpUpstream(checkSource(flags.source)),
+      objects: backend.objects,
+      catalog: backend.catalog,
+      onEvent: (e) => progress.onEvent(e),
+      holder: thisProcess(),
+      isAlive: isAliveOnThisHost,
+    },
     settings,
   );
   try {
@@ -99,7 +108,7 @@ syncOptions(program.command('local').description('serve, and sync now and every 
     await syncSettings(flags); // fail fast on bad flags, before serving anything
     const backend = await openBackend(flags);
     const server = await startServer(createApp(backend), { port: Number(flags.port), host: flags.host });
-    console.log(`serving ${backend.description} at ${server.url}; syncing ${flags.source} every ${flags.interval}`);
+    console.log(`serving ${backend.description} at ${server.url}; syncing ${redactUrl(flags.source)} every ${flags.interval}`);
     let stopped = false;
     const loop = (async () => {
       while (!stopped) {
@@ -123,7 +132,7 @@ backendOptions(program.command('status').description('show the current publicati
   .option('--json', 'print JSON')
   .action(async (flags: BackendFlags & { json?: boolean }) =>
     withBackend(flags, async (backend) => {
-      const report = await statusReport(backend.catalog);
+      const report = await statusReport(backend.catalog, { isAlive: isAliveOnThisHost });
       if (flags.json) {
         console.log(JSON.stringify(report, null, 2));
         return;

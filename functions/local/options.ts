@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
+import { redactUrl } from '../core/redact.ts';
 import { defaultSettings, type SyncSettings } from '../core/engine.ts';
 import { parseFilter } from '../core/filters.ts';
 import { loadKeyring } from '../core/pgp.ts';
@@ -70,10 +71,10 @@ export function checkSource(source: string): string {
   try {
     url = new URL(source);
   } catch {
-    throw new ConfigError(`--source ${JSON.stringify(source)} is not a URL`);
+    throw new ConfigError(`--source ${JSON.stringify(redactUrl(source))} is not a URL`);
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConfigError(`--source ${source}: only http:// and https:// sources are supported`);
+    throw new ConfigError(`--source ${redactUrl(source)}: only http:// and https:// sources are supported`);
   }
   return source;
 }

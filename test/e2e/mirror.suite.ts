@@ -57,11 +57,12 @@ export function mirrorSuite(factory: BackendFactory): void {
       await opened.cleanup();
     });
 
-    const sync = (options: { filters?: string[]; max?: number; keyring?: SigningKey | null } = {}) =>
+    const sync = (options: { filters?: string[]; max?: number; keyring?: SigningKey | null; pruneGraceMs?: number } = {}) =>
       syncMirror(opened.backend, upstream.baseUrl, {
         filters: options.filters ?? ['arch=amd64'],
         max: options.max ?? 1,
         keyring: options.keyring === null ? undefined : (options.keyring ?? key),
+        pruneGraceMs: options.pruneGraceMs,
       });
 
     it('refuses an unsigned source unless verification is explicitly off', async () => {
@@ -155,7 +156,7 @@ export function mirrorSuite(factory: BackendFactory): void {
       expect(made[0]!.status).toBe(304);
     });
 
-    it('picks up a new upstream version and prunes the one beyond --max', async () => {
+    it('keeps serving the replaced version through the default grace period', async () => {
       await sync();
       const next = withNewVersion(products, NEW_VERSION);
       replaceFiles(live, await synthesizeTree(next, { key, updated: SECOND }));
@@ -163,6 +164,22 @@ export function mirrorSuite(factory: BackendFactory): void {
       const newPaths = selectedPaths(next, 'amd64', 1);
 
       const run = await sync();
+
+      expect(run.state).toBe('succeeded');
+      for (const path of [...oldPaths, ...newPaths]) {
+        expect((await fetchBytes(server.url + path)).status, path).toBe(200);
+      }
+      expect((await opened.backend.catalog.listPublications()).length).toBe(2);
+    });
+
+    it('picks up a new upstream version and, with no grace, prunes the one beyond --max', async () => {
+      await sync({ pruneGraceMs: 0 });
+      const next = withNewVersion(products, NEW_VERSION);
+      replaceFiles(live, await synthesizeTree(next, { key, updated: SECOND }));
+      const oldPaths = selectedPaths(products, 'amd64', 1);
+      const newPaths = selectedPaths(next, 'amd64', 1);
+
+      const run = await sync({ pruneGraceMs: 0 });
 
       expect(run.state).toBe('succeeded');
       for (const path of newPaths) {

@@ -26,6 +26,8 @@ export interface SyncOptions {
   /** undefined: `--no-verify`. */
   keyring: SigningKey | undefined;
   events?: SyncEvent[];
+  /** @default defaultSettings.pruneGraceMs */
+  pruneGraceMs?: number;
 }
 
 export async function syncMirror(backend: Backend, sourceUrl: string, options: SyncOptions): Promise<SyncRun> {
@@ -41,6 +43,7 @@ export async function syncMirror(backend: Backend, sourceUrl: string, options: S
       ...defaultSettings,
       keyring: options.keyring && (await loadKeyring('test keyring', options.keyring.publicKeyring)),
       selection: { filters: (options.filters ?? []).map(parseFilter), max: options.max },
+      pruneGraceMs: options.pruneGraceMs ?? defaultSettings.pruneGraceMs,
     },
   );
   return engine.run();

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { strongestDigest, verifyingStream, type ExpectedContent } from '../../functions/core/checksum.ts';
+import { declaredDigests, satisfiesDigests, verifyingStream, type ExpectedContent } from '../../functions/core/checksum.ts';
 import { IntegrityError } from '../../functions/core/errors.ts';
 import type { ByteStream } from '../../functions/core/ports.ts';
 
@@ -39,26 +39,31 @@ async function drain(stream: ByteStream): Promise<{ bytes: number; chunks: numbe
 const expectedSha256 = (overrides: Partial<ExpectedContent> = {}): ExpectedContent => ({
   path: PATH,
   size: CONTENT.length,
-  algorithm: 'sha256',
-  hex: hexOf('sha256', CONTENT),
+  sha256: hexOf('sha256', CONTENT),
   ...overrides,
 });
 
-describe('Function: strongestDigest', () => {
-  const sha512 = 'A'.repeat(128);
-  const sha256 = 'b'.repeat(64);
-  const md5 = 'c'.repeat(32);
-
-  it('prefers sha512 over sha256 over md5, lower-casing the hex', () => {
+describe('Function: declaredDigests', () => {
+  it('keeps every declared digest, lower-cased, and drops empty ones', () => {
     // Assess
-    expect(strongestDigest({ sha512, sha256, md5 })).toEqual({ algorithm: 'sha512', hex: 'a'.repeat(128) });
-    expect(strongestDigest({ sha256, md5 })).toEqual({ algorithm: 'sha256', hex: sha256 });
-    expect(strongestDigest({ md5 })).toEqual({ algorithm: 'md5', hex: md5 });
+    expect(declaredDigests({ sha512: 'A'.repeat(128), sha256: 'b'.repeat(64), md5: '' })).toEqual({
+      sha512: 'a'.repeat(128),
+      sha256: 'b'.repeat(64),
+    });
+    expect(declaredDigests({})).toEqual({});
   });
+});
 
-  it('is undefined when the item declares no digest', () => {
+describe('Function: satisfiesDigests', () => {
+  it('needs every declared digest to match, and ignores what is not declared', () => {
+    // Prepare
+    const stored = { sha256: 'b'.repeat(64), sha512: 'a'.repeat(128) };
+
     // Assess
-    expect(strongestDigest({})).toBeUndefined();
+    expect(satisfiesDigests(stored, { sha256: 'b'.repeat(64) })).toBe(true);
+    expect(satisfiesDigests(stored, { sha256: 'b'.repeat(64), sha512: 'a'.repeat(128) })).toBe(true);
+    expect(satisfiesDigests(stored, { sha256: 'b'.repeat(64), sha512: 'f'.repeat(128) })).toBe(false);
+    expect(satisfiesDigests(stored, { md5: 'c'.repeat(32) })).toBe(false);
   });
 });
 
@@ -77,17 +82,18 @@ describe('Function: verifyingStream', () => {
     expect(result()).toEqual({
       size: CONTENT.length,
       sha256: hexOf('sha256', CONTENT),
-      digest: `sha256:${hexOf('sha256', CONTENT)}`,
+      digests: { sha256: hexOf('sha256', CONTENT) },
     });
   });
 
-  it('checks sha512 when that is the strongest declared, and still records sha256', async () => {
+  it('checks every declared digest (upper-case hex too) and records each', async () => {
     // Prepare
-    const declared = strongestDigest({ sha512: hexOf('sha512', CONTENT).toUpperCase(), sha256: '0'.repeat(64) })!;
     const { stream, result } = verifyingStream(Readable.from([Buffer.from(CONTENT)]), {
       path: PATH,
       size: CONTENT.length,
-      ...declared,
+      sha512: hexOf('sha512', CONTENT).toUpperCase(),
+      sha256: hexOf('sha256', CONTENT),
+      md5: hexOf('md5', CONTENT),
     });
 
     // Act
@@ -98,21 +104,39 @@ describe('Function: verifyingStream', () => {
     expect(result()).toEqual({
       size: CONTENT.length,
       sha256: hexOf('sha256', CONTENT),
-      digest: `sha512:${hexOf('sha512', CONTENT)}`,
+      digests: { sha256: hexOf('sha256', CONTENT), sha512: hexOf('sha512', CONTENT), md5: hexOf('md5', CONTENT) },
     });
+  });
+
+  it('rejects content whose sha512 matches when the declared sha256 differs: MAAS checks sha256', async () => {
+    // Prepare
+    const { stream, result } = verifyingStream(chunked(CONTENT, 4096).source, {
+      path: PATH,
+      size: CONTENT.length,
+      sha512: hexOf('sha512', CONTENT),
+      sha256: '0'.repeat(64),
+    });
+
+    // Act
+    const outcome = await drain(stream);
+
+    // Assess
+    expect(outcome.error).toBeInstanceOf(IntegrityError);
+    expect((outcome.error as Error).message).toContain(`sha256 is ${hexOf('sha256', CONTENT)}, the metadata declares ${'0'.repeat(64)}`);
+    expect(result).toThrow();
   });
 
   it('verifies an md5-only item', async () => {
     // Prepare
     const { source } = chunked(CONTENT, 999);
-    const { stream, result } = verifyingStream(source, expectedSha256({ algorithm: 'md5', hex: hexOf('md5', CONTENT) }));
+    const { stream, result } = verifyingStream(source, { path: PATH, size: CONTENT.length, md5: hexOf('md5', CONTENT) });
 
     // Act
     const outcome = await drain(stream);
 
     // Assess
     expect(outcome.error).toBeUndefined();
-    expect(result().digest).toBe(`md5:${hexOf('md5', CONTENT)}`);
+    expect(result().digests).toEqual({ md5: hexOf('md5', CONTENT), sha256: hexOf('sha256', CONTENT) });
     expect(result().sha256).toBe(hexOf('sha256', CONTENT));
   });
 
@@ -122,8 +146,7 @@ describe('Function: verifyingStream', () => {
     const { stream, result } = verifyingStream(chunked(empty, 10).source, {
       path: PATH,
       size: 0,
-      algorithm: 'sha256',
-      hex: hexOf('sha256', empty),
+      sha256: hexOf('sha256', empty),
     });
 
     // Act
@@ -188,8 +211,8 @@ describe('Function: verifyingStream', () => {
     const { stream } = verifyingStream(chunked(CONTENT, 4096).source, {
       path: PATH,
       size: CONTENT.length,
-      algorithm: 'sha512',
-      hex: 'f'.repeat(128),
+      sha256: hexOf('sha256', CONTENT),
+      sha512: 'f'.repeat(128),
     });
 
     // Act

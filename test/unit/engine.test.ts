@@ -13,7 +13,7 @@ import {
   type SyncEvent,
   type SyncSettings,
 } from '../../functions/core/engine.ts';
-import { ConflictError, IntegrityError, LockHeldError } from '../../functions/core/errors.ts';
+import { ConflictError, IntegrityError, LeaseLostError, LockHeldError } from '../../functions/core/errors.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring, type Keyring } from '../../functions/core/pgp.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
@@ -153,16 +153,15 @@ function itemRequestsSince(mark: number): string[] {
     .filter((path) => !path.startsWith('streams/'));
 }
 
+/** Takes the sync lock for `runId`, as `plan` would, so a phase can be called on its own. */
+async function holdLock(runId: string, now: Date): Promise<void> {
+  await backend.catalog.acquireLock(SYNC_LOCK, runId, defaultSettings.lockTtlMs, now);
+}
+
 /** Whether another owner could take the sync lock now (tests that ask use the real clock). */
 async function lockIsFree(): Promise<boolean> {
-  try {
-    await backend.catalog.acquireLock(SYNC_LOCK, 'probe', 1, new Date());
-    await backend.catalog.releaseLock(SYNC_LOCK, 'probe');
-    return true;
-  } catch (error) {
-    if (error instanceof LockHeldError) return false;
-    throw error;
-  }
+  const held = await backend.catalog.getLock(SYNC_LOCK);
+  return held === undefined || Date.parse(held.expiresAt) <= Date.now();
 }
 
 async function servedIndex(): Promise<Buffer> {
@@ -229,7 +228,7 @@ describe('Class: SyncEngine', () => {
       expect(tasks.map((task) => task.path).sort()).toEqual(wanted);
       for (const task of tasks) {
         expect(task.size, task.path).toBe(firstTree.get(task.path)!.length);
-        expect(task.algorithm).toBe('sha256');
+        expect(task.sha256).toMatch(/^[0-9a-f]{64}$/);
       }
       expect(planned.outcome === 'planned' && planned.copyBytes).toBe(tasks.reduce((sum, task) => sum + task.size, 0));
       for (const file of metadataFiles(firstTree)) {
@@ -299,7 +298,7 @@ describe('Class: SyncEngine', () => {
 
       // Assess
       expect(planned).toMatchObject({ outcome: 'planned', runId: 'run-b' });
-      await expect(stale.copy('run-a', staleTask)).rejects.toThrow(LockHeldError);
+      await expect(stale.copy('run-a', staleTask)).rejects.toThrow(LeaseLostError);
       expect(await backend.catalog.getObject(staleTask.path)).toBeUndefined();
     });
 
@@ -318,16 +317,9 @@ describe('Class: SyncEngine', () => {
       expect(await lockIsFree()).toBe(true);
     });
 
-    // BUG (functions/core/engine.ts, SyncEngine.plan): a run whose lease
-    // expired while it was planning keeps writing afterwards. It picks its
-    // generation number (lastGeneration() + 1, published generations only)
-    // before staging metadata at meta/<generation>/, and nothing fences those
-    // writes. If another run takes the expired lease, picks the same number and
-    // publishes it before the stalled plan resumes, the stalled plan overwrites
-    // the *published* generation's metadata with its own (older) files: the
-    // mirror then serves an index and products that the catalog entries and
-    // stored items do not match. Reproduced below with a plan stalled right
-    // before its first metadata write.
+    // A plan that stalls past its lease (right before its first metadata
+    // write here) resumes after another run took the lock and published: it
+    // must change nothing the new publication serves.
     it('never overwrites a published generation when a plan that lost its lease resumes', async () => {
       // Prepare
       const settings = { lockTtlMs: 10 * MINUTE };
@@ -336,7 +328,7 @@ describe('Class: SyncEngine', () => {
       await stalling.stalled;
       replaceFiles(live, secondTree);
       const takeover = await engineFor({ now: at(T0 + 10 * MINUTE + 1), settings }).run('run-takeover');
-      expect(takeover).toMatchObject({ state: 'succeeded', generation: 1 });
+      expect(takeover).toMatchObject({ state: 'succeeded', generation: 2 });
 
       // Act
       stalling.resume();
@@ -360,7 +352,7 @@ describe('Class: SyncEngine', () => {
 
       // Assess
       expect((await storedBytes(keys.item(task!.path))).equals(firstTree.get(task!.path)!)).toBe(true);
-      expect(await backend.catalog.getObject(task!.path)).toMatchObject({ path: task!.path, size: task!.size, sha256: task!.hex, digest: `sha256:${task!.hex}` });
+      expect(await backend.catalog.getObject(task!.path)).toMatchObject({ path: task!.path, size: task!.size, sha256: task!.sha256, digests: { sha256: task!.sha256 } });
       expect(again).toEqual({ path: task!.path, size: task!.size, skipped: true });
       expect(upstream.requests.length).toBe(mark);
     });
@@ -440,10 +432,10 @@ describe('Class: SyncEngine', () => {
 
       // Assess
       const missing = tasks.slice(half).map((task) => task.path);
-      expect(run).toMatchObject({ state: 'succeeded', generation: 2, itemsCopied: missing.length, itemsPresent: copied.length });
+      expect(run).toMatchObject({ state: 'succeeded', generation: 3, itemsCopied: missing.length, itemsPresent: copied.length });
       expect(itemRequestsSince(mark).sort()).toEqual([...missing].sort());
       expect(events.filter((event) => event.type === 'item-stored').map((event) => event.type === 'item-stored' && event.path).sort()).toEqual([...missing].sort());
-      expect(await backend.catalog.getCurrent()).toMatchObject({ generation: 2, upstreamUpdated: SECOND });
+      expect(await backend.catalog.getCurrent()).toMatchObject({ generation: 3, upstreamUpdated: SECOND });
       expect((await servedIndex()).equals(secondTree.get(SIGNED_INDEX_PATH)!)).toBe(true);
       expect((await auditPublication(backend.objects, backend.catalog)).problems).toEqual([]);
     });
@@ -496,7 +488,7 @@ describe('Class: SyncEngine', () => {
       const tasks = await planAndCopyAll(engine, 'run-a');
       const tampered = tasks[tasks.length - 1]!;
       const stored = (await backend.catalog.getObject(tampered.path))!;
-      await backend.catalog.recordObject({ ...stored, digest: `sha256:${'0'.repeat(64)}` });
+      await backend.catalog.recordObject({ ...stored, sha256: '0'.repeat(64), digests: { sha256: '0'.repeat(64) } });
 
       // Act
       const attempt = engine.publish('run-a');
@@ -545,8 +537,10 @@ describe('Class: SyncEngine', () => {
 
       // Act
       clock = T0 + MINUTE + HOUR - 1;
+      await holdLock('prune-early', new Date(clock));
       const withinGrace = await engine.prune('prune-early');
       clock = T0 + MINUTE + HOUR;
+      await holdLock('prune-late', new Date(clock));
       const afterGrace = await engine.prune('prune-late');
 
       // Assess
@@ -634,16 +628,17 @@ describe('Class: SyncEngine', () => {
     });
 
     it('deletes the staged metadata of failed runs and every runs/ file, keeping what is published', async () => {
-      // Prepare
+      // Prepare: a run that died before it could record its failure leaves what it staged.
       const engine = engineFor();
       await engine.run('run-1');
       replaceFiles(live, secondTree);
       await engine.plan('run-2');
-      await engine.fail('run-2', new Error('copy state failed'));
+      await backend.catalog.releaseLock((await backend.catalog.getLock(SYNC_LOCK))!);
       expect(await keysUnder(`meta/2-`)).not.toEqual([]);
       expect(await keysUnder('runs/run-2/')).not.toEqual([]);
 
       // Act
+      await holdLock('run-3', new Date());
       const result = await engine.prune('run-3');
 
       // Assess

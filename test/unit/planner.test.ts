@@ -70,7 +70,7 @@ function addVersion(docs: ProductsDocument[], contentId: string, product: string
 }
 
 function storedAs(path: string, size: number, sha256: string): StoredObject {
-  return { path, size, sha256, digest: `sha256:${sha256}`, storedAt: '2025-08-01T10:00:00.000Z' };
+  return { path, size, sha256, digests: { sha256 }, storedAt: '2025-08-01T10:00:00.000Z' };
 }
 
 describe('Function: selectItems', () => {
@@ -179,7 +179,7 @@ describe('Function: planSync', () => {
     ]);
     expect(plan.copy.filter((task) => task.path === sharedRootImage)).toHaveLength(1);
     expect(plan.copy.filter((task) => task.path === sharedBootloader.path)).toEqual([
-      { path: sharedBootloader.path, size: sharedBootloader.size, algorithm: 'sha256', hex: sharedBootloader.sha256 },
+      { path: sharedBootloader.path, size: sharedBootloader.size, sha256: sharedBootloader.sha256 },
     ]);
     const uniqueBytes = [...uniqueSizes.values()].reduce((sum, size) => sum + size, 0);
     expect(plan.totalBytes).toBe(uniqueBytes);
@@ -220,7 +220,7 @@ describe('Function: planSync', () => {
     const wanted = selection(['arch=amd64'], 1);
     const { objects } = planSync({ products: asInput(docs), selection: wanted, stored: new Map() });
     const alreadyStored = objects.filter((_task, position) => position % 2 === 0);
-    const stored = new Map(alreadyStored.map((task) => [task.path, storedAs(task.path, task.size, task.hex)]));
+    const stored = new Map(alreadyStored.map((task) => [task.path, storedAs(task.path, task.size, task.sha256!)]));
 
     // Act
     const plan = planSync({ products: asInput(docs), selection: wanted, stored });
@@ -241,8 +241,8 @@ describe('Function: planSync', () => {
     const [first, second, ...rest] = planSync({ products: asInput(docs), selection: wanted, stored: new Map() }).objects;
     const stored = new Map([
       [first!.path, storedAs(first!.path, first!.size, sha256Of('other bytes'))],
-      [second!.path, storedAs(second!.path, second!.size + 1, second!.hex)],
-      ...rest.map((task) => [task.path, storedAs(task.path, task.size, task.hex)] as const),
+      [second!.path, storedAs(second!.path, second!.size + 1, second!.sha256!)],
+      ...rest.map((task) => [task.path, storedAs(task.path, task.size, task.sha256!)] as const),
     ]);
 
     // Act
@@ -287,12 +287,9 @@ describe('Function: planSync', () => {
     expect(act).toThrow(older.path);
   });
 
-  // BUG (functions/core/planner.ts, planSync's duplicate check): two listings of
-  // one path are compared by their *strongest* digests only, so a listing that
-  // adds sha512 beside the same sha256 as another listing is taken for a
-  // conflict (sha512 hex ≠ sha256 hex) and the whole sync refused. Listings
-  // agree when every digest both declare is equal, and size is equal.
-  it('accepts a path listed once with sha512 + sha256 and once with the same sha256 only', () => {
+  // Listings agree when their sizes and every digest both declare are equal;
+  // the copy then checks every digest either declares.
+  it('accepts a path listed once with sha512 + sha256 and once with the same sha256 only, checking both', () => {
     // Prepare
     const docs = fixturesWithSharedPaths();
     const hweSquashfs = documentById(docs, UBUNTU_ID).products[NOBLE_HWE]!.versions['20250709']!.items.squashfs!;
@@ -302,7 +299,9 @@ describe('Function: planSync', () => {
     const plan = planSync({ products: asInput(docs), selection: selection(['release=noble', 'arch=amd64']), stored: new Map() });
 
     // Assess
-    expect(plan.objects.filter((task) => task.path === hweSquashfs.path)).toHaveLength(1);
+    expect(plan.objects.filter((task) => task.path === hweSquashfs.path)).toEqual([
+      { path: hweSquashfs.path, size: hweSquashfs.size, sha256: hweSquashfs.sha256, sha512: hweSquashfs.sha512 },
+    ]);
   });
 });
 
@@ -311,7 +310,7 @@ describe('Function: planSync — prune and metadata', () => {
     // Prepare
     const docs = loadFixtureProducts();
     const everyVersion = planSync({ products: asInput(docs), selection: selection(['arch=amd64']), stored: new Map() });
-    const stored = new Map(everyVersion.objects.map((task) => [task.path, storedAs(task.path, task.size, task.hex)]));
+    const stored = new Map(everyVersion.objects.map((task) => [task.path, storedAs(task.path, task.size, task.sha256!)]));
     const newestOnly = selection(['arch=amd64'], 1);
     const newest = new Set(planSync({ products: asInput(docs), selection: newestOnly, stored: new Map() }).objects.map((t) => t.path));
     const dropped = [...stored.keys()].filter((path) => !newest.has(path)).sort();
