@@ -1,6 +1,15 @@
-/** `skystreams verify`: does the store hold, byte for byte, what the current publication promises? */
-import { createHash } from 'node:crypto';
-import { keys, type Catalog, type ObjectStore } from './ports.ts';
+/**
+ * `skystreams verify`: does the store hold, byte for byte, what the current
+ * publication's own signed metadata promises? Each listed item is checked
+ * against every digest the published products file declares for it (not
+ * against the catalog, which could drift from what clients are told).
+ */
+import { IntegrityError, MetadataError } from './errors.ts';
+import { verifyingStream } from './checksum.ts';
+import { defaultMetadataLimits } from './metadata.ts';
+import { clearsignedBody, isClearsigned } from './pgp.ts';
+import { flattenItems, parseIndex, parseProducts, type FlatItem } from './simplestreams.ts';
+import { keys, type ByteStream, type Catalog, type ObjectStore, type Publication } from './ports.ts';
 
 export interface AuditProblem {
   path: string;
@@ -29,31 +38,71 @@ export async function auditPublication(
       report.problems.push({ path: file, problem: 'metadata file missing from the store' });
     }
   }
-  const expected = new Map<string, { size: number; sha256: string }>();
+  const promised = await publishedItems(objects, current);
+  const listed = new Map<string, FlatItem | undefined>();
   for await (const entry of catalog.listEntries(current.generation)) {
-    expected.set(entry.path, { size: entry.size, sha256: entry.sha256 });
+    if (listed.has(entry.path)) continue;
+    listed.set(entry.path, promised.get(itemKey(entry.contentId, entry.product, entry.version, entry.item)));
   }
-  for (const [path, want] of [...expected].sort(([a], [b]) => (a < b ? -1 : 1))) {
+  for (const [path, item] of [...listed].sort(([a], [b]) => (a < b ? -1 : 1))) {
     onFile(path);
     report.checkedFiles++;
-    const problem = await checkItem(objects, path, want);
+    const problem = item ? await checkItem(objects, item) : 'listed by the catalog but by no published products file';
     if (problem) report.problems.push({ path, problem });
-    else report.checkedBytes += want.size;
+    else report.checkedBytes += item!.size;
   }
   return report;
 }
 
-async function checkItem(
-  objects: ObjectStore,
-  path: string,
-  want: { size: number; sha256: string },
-): Promise<string | undefined> {
-  const info = await objects.head(keys.item(path));
+/** Every item the publication's products files declare, by content id, product, version and item name. */
+async function publishedItems(objects: ObjectStore, publication: Publication): Promise<Map<string, FlatItem>> {
+  const indexFile = publication.files.find((file) => file === 'streams/v1/index.sjson') ?? 'streams/v1/index.json';
+  const index = parseIndex(indexFile, await publishedText(objects, publication, indexFile, defaultMetadataLimits.indexBytes));
+  const items = new Map<string, FlatItem>();
+  for (const entry of Object.values(index.index)) {
+    const text = await publishedText(objects, publication, entry.path, defaultMetadataLimits.productsBytes);
+    for (const item of flattenItems(entry.path, parseProducts(entry.path, text))) {
+      items.set(itemKey(item.contentId, item.productName, item.versionName, item.itemName), item);
+    }
+  }
+  return items;
+}
+
+async function publishedText(objects: ObjectStore, publication: Publication, file: string, limit: number): Promise<string> {
+  const key = keys.metadata(publication, file);
+  const { size, body } = await objects.get(key);
+  if (size > limit) {
+    await drain(body).catch(() => undefined);
+    throw new MetadataError(key, '$', `published file of ${size} bytes is over the ${limit}-byte limit`);
+  }
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  const text = Buffer.concat(chunks).toString('utf8');
+  return isClearsigned(text) ? clearsignedBody(key, text) : text;
+}
+
+/** Streams the stored bytes through the same size and digest checks a copy makes. */
+async function checkItem(objects: ObjectStore, item: FlatItem): Promise<string | undefined> {
+  const info = await objects.head(keys.item(item.path));
   if (!info) return 'missing from the store';
-  if (info.size !== want.size) return `size ${info.size}, expected ${want.size}`;
-  const hash = createHash('sha256');
-  const { body } = await objects.get(keys.item(path));
-  for await (const chunk of body) hash.update(chunk);
-  const sha256 = hash.digest('hex');
-  return sha256 === want.sha256 ? undefined : `sha256 ${sha256}, expected ${want.sha256}`;
+  if (info.size !== item.size) return `size ${info.size}, expected ${item.size}`;
+  const { body } = await objects.get(keys.item(item.path));
+  const { sha256, sha512, md5 } = item;
+  try {
+    await drain(verifyingStream(body, { path: item.path, size: item.size, sha256, sha512, md5 }).stream);
+    return undefined;
+  } catch (error) {
+    if (error instanceof IntegrityError) return error.message.slice(item.path.length + 2);
+    throw error;
+  }
+}
+
+async function drain(body: ByteStream): Promise<void> {
+  for await (const _chunk of body) {
+    // Only the checks the stream makes on its way through matter.
+  }
+}
+
+function itemKey(contentId: string, product: string, version: string, item: string): string {
+  return [contentId, product, version, item].join('\u0000');
 }

@@ -55,6 +55,8 @@ import {
 
 export const SYNC_LOCK = 'sync';
 const INDEX_STATE = 'upstream-index';
+/** Set by `requestRepair`: the next run re-plans from upstream even when its index has not changed. */
+const REPAIR_STATE = 'repair-requested';
 const ENTRY_BATCH = 1_000;
 
 export interface SyncSettings {
@@ -160,6 +162,17 @@ interface StoredPlan {
 interface IndexState extends Validators {
   url: string;
   sha256: string;
+}
+
+/**
+ * After `verify` found stored bytes that differ from what the publication
+ * promises: forgets them, so the next run fetches them again (replacing
+ * only those bytes, with the promised ones), and makes that run re-plan even
+ * though upstream has not changed.
+ */
+export async function requestRepair(catalog: Catalog, paths: readonly string[]): Promise<void> {
+  for (const path of paths) await catalog.forgetObject(path);
+  await catalog.setState(REPAIR_STATE, paths.join('\n'));
 }
 
 export function newRunId(now: Date): string {
@@ -390,6 +403,7 @@ export class SyncEngine {
     };
     await catalog.publish(publication, plan.basedOn, lease);
     await catalog.setState(INDEX_STATE, JSON.stringify(plan.indexState), lease);
+    if (await catalog.getState(REPAIR_STATE)) await catalog.setState(REPAIR_STATE, '', lease);
     const run = await catalog.getRun(runId);
     await catalog.putRun(
       {
@@ -626,7 +640,8 @@ export class SyncEngine {
    * 304 to the conditional GET, or (for servers without validators) the same bytes.
    */
   private async fetchIndexIfChanged(current: Publication | undefined): Promise<IndexCheck> {
-    const state = current ? await this.indexState() : undefined;
+    const repairing = Boolean(await this.deps.catalog.getState(REPAIR_STATE));
+    const state = current && !repairing ? await this.indexState() : undefined;
     const index = await checkIndex(this.deps.upstream, this.settings.keyring, state, this.settings.limits);
     if (index.changed && state?.sha256 === sha256Hex(index.bytes)) return { changed: false };
     return index;

@@ -1,7 +1,7 @@
 /** The `skystreams` command. Each action: parse flags, open a backend, hand over to the engine or the app. */
 import { Command, Option } from 'commander';
 import { auditPublication } from '../core/audit.ts';
-import { SyncEngine } from '../core/engine.ts';
+import { SyncEngine, requestRepair } from '../core/engine.ts';
 import { ConfigError, SkystreamsError } from '../core/errors.ts';
 import { HttpUpstream } from '../adapters/http/http-upstream.ts';
 import { createApp } from '../http/app.ts';
@@ -159,7 +159,11 @@ backendOptions(program.command('verify').description('audit every file of the cu
       console.log(
         `generation ${report.generation}: checked ${report.checkedFiles} files (${bytes(report.checkedBytes)}), ${report.problems.length} bad`,
       );
-      if (report.problems.length > 0) process.exitCode = 1;
+      if (report.problems.length > 0) {
+        await requestRepair(backend.catalog, report.problems.map((problem) => problem.path));
+        console.log('the next sync fetches the bad files again from upstream and checks them before they replace these');
+        process.exitCode = 1;
+      }
     }),
 );
 
