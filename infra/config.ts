@@ -8,6 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { ConfigError } from '../functions/core/errors.ts';
 import { parseFilter } from '../functions/core/filters.ts';
+import { METADATA_MAX_TTL_SECONDS } from './edge-cache.ts';
 
 /** Where the upstream's OpenPGP public keyring comes from. */
 export type KeyringSetting = { readonly file: string } | { readonly armored: string };
@@ -53,7 +54,7 @@ export interface SkystreamsConfig {
   readonly scheduleMinutes: number;
   /** Items the Distributed Map copies at once. */
   readonly copyConcurrency: number;
-  /** How long a replaced generation stays, for clients mid-download. */
+  /** How long a replaced generation stays, for clients mid-download; at least MIN_PRUNE_GRACE_HOURS. */
   readonly pruneGraceHours: number;
   readonly accessControl: AccessControlConfig;
   readonly alarms: AlarmConfig;
@@ -63,6 +64,19 @@ export interface SkystreamsConfig {
 }
 
 const UBUNTU_CLOUDIMAGE_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg';
+
+/**
+ * How long a MAAS import keeps fetching the items a generation lists after
+ * it read that generation's metadata.
+ */
+export const MAAS_IMPORT_MARGIN_SECONDS = 60 * 60;
+
+/**
+ * The shortest prune grace, in whole hours. A replaced generation's items
+ * must outlive the longest an edge may still hand out its metadata (the
+ * `/streams/*` max TTL), plus an import that started from that metadata.
+ */
+export const MIN_PRUNE_GRACE_HOURS = Math.ceil((METADATA_MAX_TTL_SECONDS + MAAS_IMPORT_MARGIN_SECONDS) / 3_600);
 
 /** Defaults in one place; cdk.json spells them all out too. */
 export const configDefaults = {
@@ -147,6 +161,15 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
     fail,
   );
   const pruneGraceHours = optionalInteger(root.pruneGraceHours, 'pruneGraceHours', 0, 24 * 365, configDefaults.pruneGraceHours, fail);
+  if (pruneGraceHours < MIN_PRUNE_GRACE_HOURS) {
+    fail(
+      'pruneGraceHours',
+      `${pruneGraceHours} is shorter than the minimum of ${MIN_PRUNE_GRACE_HOURS} hours: CloudFront may serve a replaced ` +
+        `generation's metadata for up to ${METADATA_MAX_TTL_SECONDS / 60} minutes (the /streams/* max TTL), and a MAAS import ` +
+        `that started from it needs about ${MAAS_IMPORT_MARGIN_SECONDS / 3_600} hour more to fetch the items it lists; ` +
+        'a shorter grace deletes those items under it',
+    );
+  }
   const maasKeyringPath =
     root.maasKeyringPath === undefined ? configDefaults.maasKeyringPath : absolutePath(root.maasKeyringPath, 'maasKeyringPath', fail);
 

@@ -7,6 +7,7 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ITEMS_ORIGIN_PATH, KEY_PATTERNS } from '../bucket-access.ts';
+import { METADATA_DEFAULT_TTL_SECONDS, METADATA_MAX_TTL_SECONDS } from '../edge-cache.ts';
 import { API_PREFIXES } from './mirror-api.ts';
 
 export interface MirrorDistributionProps {
@@ -25,8 +26,6 @@ export interface MirrorDistributionProps {
   readonly priceClass?: cloudfront.PriceClass;
   /** How long item bytes stay cached when the origin says nothing; items never change under a path. @default Duration.days(30) */
   readonly itemCacheTtl?: Duration;
-  /** Metadata caching: the API's own Cache-Control wins up to this. @default Duration.minutes(5) */
-  readonly metadataMaxTtl?: Duration;
 }
 
 /**
@@ -68,10 +67,11 @@ export class MirrorDistribution extends Construct {
     });
 
     const api = new origins.RestApiOrigin(props.api);
+    // Not a prop: the config's minimum prune grace (infra/config.ts) is derived from the same constant.
     const metadataCache = new cloudfront.CachePolicy(this, 'MetadataCache', {
       comment: 'skystreams metadata: changes with each published generation',
-      defaultTtl: Duration.seconds(60),
-      maxTtl: props.metadataMaxTtl ?? Duration.minutes(5),
+      defaultTtl: Duration.seconds(METADATA_DEFAULT_TTL_SECONDS),
+      maxTtl: Duration.seconds(METADATA_MAX_TTL_SECONDS),
       minTtl: Duration.seconds(0),
       queryStringBehavior: cloudfront.CacheQueryStringBehavior.all(),
       headerBehavior: cloudfront.CacheHeaderBehavior.none(),

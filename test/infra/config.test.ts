@@ -6,7 +6,8 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
-import { configDefaults, loadConfig, parseConfig } from '../../infra/config.ts';
+import { configDefaults, loadConfig, MIN_PRUNE_GRACE_HOURS, parseConfig } from '../../infra/config.ts';
+import { METADATA_MAX_TTL_SECONDS } from '../../infra/edge-cache.ts';
 import { cdkJsonContext } from './synth.ts';
 
 const ARMORED = '-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nxjMEZ...\n-----END PGP PUBLIC KEY BLOCK-----\n';
@@ -116,6 +117,36 @@ describe('Function: parseConfig', () => {
     [{ schedule: 'rate(5 minutes)' }, /^test: schedule: unknown setting \(known: sourceUrl, keyring,/],
   ])('rejects %j naming the setting', (override, message) => {
     expect(problemOf({ ...minimal(), ...override })).toMatch(message);
+  });
+});
+
+describe('Setting: pruneGraceHours', () => {
+  it('requires the edge metadata TTL plus an hour for an import in progress', () => {
+    expect(MIN_PRUNE_GRACE_HOURS * 3_600).toBeGreaterThanOrEqual(METADATA_MAX_TTL_SECONDS + 3_600);
+    expect(MIN_PRUNE_GRACE_HOURS).toBe(2);
+  });
+
+  it.each([0, MIN_PRUNE_GRACE_HOURS - 1])('refuses %i hours, naming the minimum and why', (hours) => {
+    const problem = problemOf(minimal({ pruneGraceHours: hours }));
+
+    expect(problem).toMatch(new RegExp(`^test: pruneGraceHours: ${hours} is shorter than the minimum of ${MIN_PRUNE_GRACE_HOURS} hours: `));
+    expect(problem).toContain(`metadata for up to ${METADATA_MAX_TTL_SECONDS / 60} minutes (the /streams/* max TTL)`);
+    expect(problem).toContain('a MAAS import');
+  });
+
+  it('accepts the minimum', () => {
+    expect(parse(minimal({ pruneGraceHours: MIN_PRUNE_GRACE_HOURS })).pruneGraceHours).toBe(MIN_PRUNE_GRACE_HOURS);
+  });
+
+  it('accepts the default, which is at least the minimum', () => {
+    expect(configDefaults.pruneGraceHours).toBeGreaterThanOrEqual(MIN_PRUNE_GRACE_HOURS);
+    expect(parse(minimal()).pruneGraceHours).toBe(configDefaults.pruneGraceHours);
+  });
+
+  it("accepts cdk.json's grace", () => {
+    const { skystreams } = cdkJsonContext();
+
+    expect(parse({ ...skystreams, keyring: { file: 'keyring.gpg' } }).pruneGraceHours).toBeGreaterThanOrEqual(MIN_PRUNE_GRACE_HOURS);
   });
 });
 

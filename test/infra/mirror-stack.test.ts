@@ -5,7 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import { METRIC, METRICS_NAMESPACE } from '../../functions/adapters/lambda/telemetry-names.ts';
 import { TABLE_KEY_SCHEMA } from '../../functions/adapters/dynamodb/table-design.ts';
+import { MAAS_IMPORT_MARGIN_SECONDS, MIN_PRUNE_GRACE_HOURS } from '../../infra/config.ts';
 import type { MirrorFunction } from '../../infra/constructs/mirror-function.ts';
+import { METADATA_MAX_TTL_SECONDS } from '../../infra/edge-cache.ts';
 import {
   allowedFor,
   flattenIntrinsics,
@@ -417,6 +419,22 @@ describe('Stack: MirrorStack (default config)', () => {
 
       expect(items).toMatchObject({ DefaultTTL: 30 * 86_400, MaxTTL: 365 * 86_400 });
       expect(metadata).toMatchObject({ DefaultTTL: 60, MaxTTL: 300 });
+    });
+
+    it('caches /streams/* no longer than the minimum prune grace assumes', () => {
+      // Prepare
+      const [distribution] = Object.values(template.findResources('AWS::CloudFront::Distribution')) as any[];
+      const streams = distribution.Properties.DistributionConfig.CacheBehaviors.find(
+        (behavior: { PathPattern: string }) => behavior.PathPattern === '/streams/*',
+      );
+
+      // Act
+      const policy = template.findResources('AWS::CloudFront::CachePolicy')[streams.CachePolicyId.Ref];
+      const maxTtl = policy?.Properties.CachePolicyConfig.MaxTTL;
+
+      // Assess
+      expect(maxTtl).toBe(METADATA_MAX_TTL_SECONDS);
+      expect(MIN_PRUNE_GRACE_HOURS * 3_600).toBeGreaterThanOrEqual(maxTtl + MAAS_IMPORT_MARGIN_SECONDS);
     });
 
     it('allows CloudFront to read the items prefix only', () => {
