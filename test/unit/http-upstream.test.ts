@@ -2,7 +2,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
-import { ConfigError, InputTooLargeError, NotFoundError } from '../../functions/core/errors.ts';
+import { ConfigError, InputTooLargeError, NotFoundError, UpstreamError } from '../../functions/core/errors.ts';
 import { redactUrl, splitCredentials } from '../../functions/core/redact.ts';
 
 let server: Server;
@@ -17,10 +17,28 @@ beforeAll(async () => {
       res.end();
       return;
     }
+    if (req.url === '/streams/v1/large-chunked.json') {
+      for (let i = 0; i < 5; i++) res.write(Buffer.alloc(100_000, 0x61 + i));
+      res.end();
+      return;
+    }
     if (req.url === '/streams/v1/announced.json') {
       // Announces a mebibyte, sends a few bytes and holds on: only the header can have been judged.
       res.writeHead(200, { 'content-length': 1024 * 1024 });
       res.write('{}');
+      return;
+    }
+    if (req.url === '/streams/v1/sized.json') {
+      // Announced, and sent in several writes: read into the one buffer its length calls for.
+      res.writeHead(200, { 'content-length': 3 * 100_000 });
+      for (let i = 0; i < 3; i++) res.write(Buffer.alloc(100_000, 0x61 + i));
+      res.end();
+      return;
+    }
+    if (req.url === '/streams/v1/cut.json') {
+      // Announces more than it sends, then closes: a truncated file must not pass for a whole one.
+      res.writeHead(200, { 'content-length': 1000 });
+      res.write('{}', () => res.destroy());
       return;
     }
     if (req.url === '/streams/v1/cached.json' && req.headers['if-none-match'] === '"v1"') {
@@ -45,6 +63,28 @@ describe('Class: HttpUpstream', () => {
 
       expect(fetched).toMatchObject({ notModified: false, validators: { etag: '"v1"' } });
       expect(fetched.notModified === false && fetched.bytes.length).toBe(300);
+    });
+
+    it('reads a body of announced length whole, in order', async () => {
+      const fetched = await new HttpUpstream(base).fetchFile('streams/v1/sized.json');
+
+      const bytes = fetched.notModified ? new Uint8Array() : fetched.bytes;
+      expect(bytes.byteLength).toBe(300_000);
+      expect([bytes[0], bytes[99_999], bytes[100_000], bytes[299_999]]).toEqual([0x61, 0x61, 0x62, 0x63]);
+    });
+
+    it('reads a chunked body larger than its first buffer whole, in order', async () => {
+      const fetched = await new HttpUpstream(base).fetchFile('streams/v1/large-chunked.json');
+
+      const bytes = fetched.notModified ? new Uint8Array() : fetched.bytes;
+      expect(bytes.byteLength).toBe(5 * 100_000);
+      expect([bytes[0], bytes[199_999], bytes[200_000], bytes[499_999]]).toEqual([0x61, 0x62, 0x63, 0x65]);
+    });
+
+    it('fails (UpstreamError) on a body shorter than announced', async () => {
+      const attempt = new HttpUpstream(base).fetchFile('streams/v1/cut.json');
+
+      await expect(attempt).rejects.toBeInstanceOf(UpstreamError);
     });
 
     it('refuses a body past the metadata limit even without a Content-Length', async () => {

@@ -184,7 +184,12 @@ async function checkStatus(shown: string, redirectedTo: URL | undefined, respons
   throw new UpstreamError(shown, `HTTP ${response.status} ${response.statusText}${where}`);
 }
 
-/** The whole body, refused as soon as more than `limit` bytes arrive, announced or not: at most one chunk past it is held. */
+/**
+ * The whole body in one buffer, refused as soon as more than `limit` bytes
+ * arrive, announced or not. A body whose length is announced is copied into
+ * a buffer of that size as it arrives, so it is held once; one of unknown
+ * length grows into a buffer that doubles.
+ */
 async function readBounded(
   shown: string,
   response: Response,
@@ -195,9 +200,10 @@ async function readBounded(
   const declared = response.headers.get('content-length');
   if (declared !== null && Number(declared) > limit.bytes) throw tooLarge(`announces ${declared} bytes`);
   if (!response.body) return new Uint8Array();
-  const reader = response.body.getReader();
-  const chunks: Uint8Array[] = [];
+  const announced = announcedLength(response);
+  let buffer: Uint8Array = new Uint8Array(announced ?? Math.min(limit.bytes, UNKNOWN_LENGTH_START));
   let received = 0;
+  const reader = response.body.getReader();
   for (;;) {
     let result: ReadableStreamReadResult<Uint8Array>;
     try {
@@ -207,11 +213,37 @@ async function readBounded(
       throw new UpstreamError(shown, `reading the body failed: ${describe(error)}`, { cause: error });
     }
     if (result.done) break;
-    received += result.value.byteLength;
-    if (received > limit.bytes) throw tooLarge(`more than ${limit.bytes} bytes arrived`);
-    chunks.push(result.value);
+    const end = received + result.value.byteLength;
+    if (end > limit.bytes) throw tooLarge(`more than ${limit.bytes} bytes arrived`);
+    if (announced !== undefined && end > announced) throw new UpstreamError(shown, `more than the ${announced} bytes it announced arrived`);
+    if (end > buffer.byteLength) buffer = grown(buffer, received, end, limit.bytes);
+    buffer.set(result.value, received);
+    received = end;
   }
-  return Buffer.concat(chunks);
+  if (announced !== undefined && received < announced) {
+    throw new UpstreamError(shown, `the body ended after ${received} of the ${announced} bytes it announced`);
+  }
+  // Not copied to fit: the unused tail of a grown buffer was never written, so it costs address space, not memory.
+  return received === buffer.byteLength ? buffer : buffer.subarray(0, received);
+}
+
+/** Where a body of unknown length starts: most metadata files are smaller. */
+const UNKNOWN_LENGTH_START = 64 * 1024;
+
+/** Content-Length, when it counts the bytes the body will yield: fetch decodes a content-encoded body, whose length it does not announce. */
+function announcedLength(response: Response): number | undefined {
+  const length = response.headers.get('content-length');
+  const encoding = response.headers.get('content-encoding');
+  if (length === null || (encoding !== null && encoding.trim().toLowerCase() !== 'identity')) return undefined;
+  const bytes = Number(length);
+  return Number.isSafeInteger(bytes) && bytes >= 0 ? bytes : undefined;
+}
+
+/** `buffer` with its first `used` bytes, in room for at least `needed`, at most `limit`. */
+function grown(buffer: Uint8Array, used: number, needed: number, limit: number): Uint8Array {
+  const next = new Uint8Array(Math.min(limit, Math.max(needed, buffer.byteLength * 2)));
+  next.set(buffer.subarray(0, used));
+  return next;
 }
 
 /**
