@@ -33,7 +33,10 @@ const MiB = 1024 * 1024;
 export interface MetadataLimits {
   /** Bytes of the index, signed or not. @default 1 MiB */
   readonly indexBytes: number;
-  /** Bytes of one products file or its `.json` twin (images.maas.io's largest is a few MiB). @default 64 MiB */
+  /**
+   * Bytes of one products file or its `.json` twin: images.maas.io's largest
+   * is a few MiB; the bound keeps a forged file's signature check within 512 MB. @default 32 MiB
+   */
   readonly productsBytes: number;
   /** Bytes of all metadata files one run reads. @default 512 MiB */
   readonly runBytes: number;
@@ -43,7 +46,7 @@ export interface MetadataLimits {
 
 export const defaultMetadataLimits: MetadataLimits = Object.freeze({
   indexBytes: 1 * MiB,
-  productsBytes: 64 * MiB,
+  productsBytes: 32 * MiB,
   runBytes: 512 * MiB,
   jsonDepth: 32,
 });

@@ -1,5 +1,6 @@
 /** OpenPGP checks of clearsigned simplestreams files (openpgp v6). */
 import {
+  createMessage,
   readCleartextMessage,
   readKeys,
   readSignature,
@@ -8,6 +9,7 @@ import {
   type Key,
   type KeyID,
   type PublicKey,
+  type Signature,
 } from 'openpgp';
 import { ConfigError, SignatureError } from './errors.ts';
 
@@ -72,10 +74,20 @@ export async function verifyClearsigned(file: string, text: string, keyring: Key
 const MAX_SIGNATURE_BLOCK = 64 * 1024;
 const SIGNATURE_HEADER = '-----BEGIN PGP SIGNATURE-----';
 
+/** Armor headers (`Hash: SHA512`) take a line or two; a file that has not ended them by then has none. */
+const MAX_ARMOR_HEADERS = 64 * 1024;
+
 /**
- * verifyClearsigned over raw bytes. The signature block at the end is read
- * first: a file signed by no usable key of the keyring is refused before its
- * body, which may be hundreds of megabytes, is decoded or parsed.
+ * verifyClearsigned over raw bytes, with the same outcome, and memory that
+ * does not grow with the number of lines: a forged file of many short lines
+ * would otherwise cost openpgp a string per line (gigabytes for 32 MiB).
+ *
+ * The signature block at the end is read first: a file signed by no usable
+ * key of the keyring is refused before its body, which may be hundreds of
+ * megabytes, is decoded. openpgp then reads the file with its body left
+ * out (the armor headers and the signature, checked as it checks them); the
+ * body is unescaped here, in bytes, as openpgp would, decoded once, and
+ * verified as a detached signature over those bytes.
  */
 export async function verifyClearsignedBytes(
   file: string,
@@ -92,15 +104,176 @@ export async function verifyClearsignedBytes(
   if (bytes.byteLength - start > MAX_SIGNATURE_BLOCK) {
     throw new SignatureError(file, `malformed clearsigned message (signature block over ${MAX_SIGNATURE_BLOCK} bytes)`);
   }
-  let signers: KeyID[];
+  const signatureText = new TextDecoder('utf-8', { fatal: false }).decode(bytes.subarray(start));
+  let signature: Signature;
   try {
-    const signature = await readSignature({ armoredSignature: new TextDecoder().decode(bytes.subarray(start)) });
-    signers = signature.getSigningKeyIDs();
+    signature = await readSignature({ armoredSignature: signatureText });
   } catch (error) {
     throw new SignatureError(file, `malformed clearsigned message (${(error as Error).message})`, { cause: error });
   }
-  await usableSigners(file, signers, keyring, now);
-  return verifyClearsigned(file, new TextDecoder('utf-8', { fatal: false }).decode(bytes), keyring, now);
+  const usable = await usableSigners(file, signature.getSigningKeyIDs(), keyring, now);
+
+  if (start === 0 || bytes[start - 1] !== LF) {
+    throw new SignatureError(file, 'malformed clearsigned message (its signature block does not start a line)');
+  }
+  const bodyStart = signedTextStart(file, bytes, start);
+  const headers = new TextDecoder('utf-8', { fatal: false }).decode(bytes.subarray(0, bodyStart));
+  // Checks the armor headers (only Hash, naming the signature's algorithm) as for the whole file.
+  const armor = await readClearsigned(file, headers + signatureText);
+  // Nothing between the headers and the signature: openpgp ended the headers where this parser did.
+  if (armor.getText() !== '') throw new SignatureError(file, 'malformed clearsigned message (armor headers openpgp reads otherwise)');
+
+  // The line break before the signature block belongs to the armor, not to the text.
+  const body = unescapeSignedText(file, bytes.subarray(bodyStart, Math.max(bodyStart, start - 1)));
+  let text: string;
+  let signed: Uint8Array;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(body);
+    signed = body;
+  } catch {
+    // Not UTF-8: what is verified is what is returned, the text with its replacement characters.
+    text = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(body);
+    signed = new TextEncoder().encode(text);
+  }
+  await verifyDetachedText(file, signature, withCrlf(signed), usable, now);
+  return text;
+}
+
+/** `signature` over `canonical` (the text with CRLF line ends), judged as openpgp's verify with expectSigned judges it. */
+async function verifyDetachedText(
+  file: string,
+  signature: Signature,
+  canonical: Uint8Array,
+  usable: PublicKey[],
+  now: Date,
+): Promise<void> {
+  try {
+    const literal = await createMessage({ binary: canonical, format: 'utf8' });
+    // format 'binary' and no expectSigned: either would have openpgp copy the text once more.
+    const { signatures } = await verify({ message: literal, signature, verificationKeys: usable, date: now, format: 'binary' });
+    if (signatures.length === 0) throw new Error('Message is not signed');
+    let failure: unknown;
+    for (const verification of signatures) {
+      try {
+        await verification.verified;
+        return;
+      } catch (error) {
+        failure = error;
+      }
+    }
+    throw failure;
+  } catch (error) {
+    const reason = (error as Error).message;
+    const message = reason.startsWith(VERIFY_FAILED) ? reason : `${VERIFY_FAILED}: ${reason}`;
+    throw new SignatureError(file, `bad signature (${message})`, { cause: error });
+  }
+}
+
+const VERIFY_FAILED = 'Error verifying signed message';
+
+const LF = 0x0a;
+const CR = 0x0d;
+const SPACE = 0x20;
+const TAB = 0x09;
+const DASH = 0x2d;
+/** openpgp's own patterns: an armor line (`-----BEGIN PGP SIGNATURE-----`), and the blank line that ends the armor headers. */
+const ARMOR_LINE = /^-----[^-]+-----$/;
+const BLANK_LINE = /^[ \f\r\t\u00a0\u2000-\u200a\u202f\u205f\u3000]*$/;
+
+/**
+ * Where the signed text starts: after the blank line that ends the armor
+ * headers, found line by line as openpgp finds it (lines before the first
+ * armor line are skipped, CRs and trailing spaces do not count).
+ */
+function signedTextStart(file: string, bytes: Uint8Array, signatureStart: number): number {
+  const end = Math.min(signatureStart, MAX_ARMOR_HEADERS);
+  let armored = false;
+  for (let lineStart = 0; lineStart < end; ) {
+    const newline = bytes.indexOf(LF, lineStart);
+    const lineEnd = newline < 0 ? bytes.byteLength : newline;
+    const line = new TextDecoder('utf-8', { fatal: false, ignoreBOM: lineStart > 0 })
+      .decode(bytes.subarray(lineStart, lineEnd))
+      .replaceAll('\r', '')
+      .replace(/[ \t]+$/, '');
+    if (!armored) {
+      armored = ARMOR_LINE.test(line);
+    } else if (ARMOR_LINE.test(line)) {
+      throw new SignatureError(file, 'malformed clearsigned message (Mandatory blank line missing between armor headers and armor data)');
+    } else if (BLANK_LINE.test(line)) {
+      return lineEnd + 1;
+    }
+    lineStart = lineEnd + 1;
+  }
+  throw new SignatureError(file, 'malformed clearsigned message (no blank line after its armor headers)');
+}
+
+/**
+ * The signed text of a clearsigned body, as openpgp reads it but in bytes:
+ * per line, CRs and trailing spaces and tabs dropped and a leading `- `
+ * (dash escape) removed; lines joined by LF. The body itself when none of
+ * that changes anything, as in files gpg signs. An armor line inside it is
+ * refused: openpgp would end the text there, so the text it verified would
+ * not be the whole body.
+ */
+function unescapeSignedText(file: string, body: Uint8Array): Uint8Array {
+  let out: Uint8Array | undefined;
+  let written = 0;
+  let nextCr = body.indexOf(CR);
+  for (let lineStart = 0; ; ) {
+    const newline = body.indexOf(LF, lineStart);
+    const lineEnd = newline < 0 ? body.byteLength : newline;
+    if (nextCr >= 0 && nextCr < lineStart) nextCr = body.indexOf(CR, lineStart);
+    const hasCr = nextCr >= 0 && nextCr < lineEnd;
+    let line = hasCr ? body.subarray(lineStart, lineEnd).filter((byte) => byte !== CR) : body;
+    let from = hasCr ? 0 : lineStart;
+    let to = hasCr ? line.byteLength : lineEnd;
+    while (to > from && (line[to - 1] === SPACE || line[to - 1] === TAB)) to--;
+    if (isArmorLine(line, from, to)) {
+      throw new SignatureError(file, 'malformed clearsigned message (an armor line inside the signed text)');
+    }
+    if (to - from >= 2 && line[from] === DASH && line[from + 1] === SPACE) from += 2;
+    if (!out && (hasCr || from !== lineStart || to !== lineEnd)) {
+      out = new Uint8Array(body.byteLength);
+      out.set(body.subarray(0, written));
+    }
+    if (out) out.set(line.subarray(from, to), written);
+    written += to - from;
+    if (newline < 0) break;
+    if (out) out[written] = LF;
+    written += 1;
+    lineStart = newline + 1;
+  }
+  return out ? out.subarray(0, written) : body;
+}
+
+/** openpgp's armor line pattern over bytes: five dashes, at least one byte that is no dash, five dashes. */
+function isArmorLine(line: Uint8Array, from: number, to: number): boolean {
+  const fence = 5;
+  if (to - from < 2 * fence + 1) return false;
+  for (let i = 0; i < fence; i++) {
+    if (line[from + i] !== DASH || line[to - 1 - i] !== DASH) return false;
+  }
+  const inner = line.subarray(from + fence, to - fence);
+  return !inner.includes(DASH);
+}
+
+/** `text` with every LF preceded by a CR, as signatures over text are made (the text holds no CR). */
+function withCrlf(text: Uint8Array): Uint8Array {
+  let lines = 0;
+  for (let at = text.indexOf(LF); at >= 0; at = text.indexOf(LF, at + 1)) lines++;
+  if (lines === 0) return text;
+  const out = new Uint8Array(text.byteLength + lines);
+  let written = 0;
+  let from = 0;
+  for (let at = text.indexOf(LF); at >= 0; at = text.indexOf(LF, at + 1)) {
+    out.set(text.subarray(from, at), written);
+    written += at - from;
+    out[written++] = CR;
+    out[written++] = LF;
+    from = at + 1;
+  }
+  out.set(text.subarray(from), written);
+  return out;
 }
 
 /**

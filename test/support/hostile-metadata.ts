@@ -4,10 +4,12 @@
  * HttpUpstream and readUpstreamMetadata, and prints one JSON line:
  * `{ error, message, maxRssBytes }`. Run alone so its peak RSS is its own:
  *
- *   npx tsx test/support/hostile-metadata.ts <productsBytes|default> <bodyBytes> <foreign|forged>
+ *   npx tsx test/support/hostile-metadata.ts <productsBytes|default> <bodyBytes> <foreign|forged> [lineBytes]
  *
  * `foreign`: signed by a key outside the keyring. `forged`: a real signature
- * by the keyring's key, over other text, so the key ID is right but the hash is not.
+ * by the keyring's key, over other text, so the key ID is right but the hash
+ * is not, and the whole body is read. `lineBytes` (at least 4, default 1024):
+ * the length of each padding line; short lines are what costs a line-by-line reader most.
  * The hostile bytes are generated while they are sent, never held whole.
  */
 import { createServer, type ServerResponse } from 'node:http';
@@ -22,8 +24,9 @@ const CONTENT_ID = 'com.example:hostile';
 const PRODUCTS = `streams/v1/${CONTENT_ID}.sjson`;
 const CHUNK = 1024 * 1024;
 
-const [limitArg = 'default', bodyArg = String(250_000_000), variant = 'foreign'] = process.argv.slice(2);
+const [limitArg = 'default', bodyArg = String(250_000_000), variant = 'foreign', lineArg = '1024'] = process.argv.slice(2);
 const bodyBytes = Number(bodyArg);
+const lineBytes = Math.max(4, Number(lineArg));
 
 const key = await generateSigningKey('hostile test upstream');
 const keyring = await loadKeyring('hostile test keyring', key.publicKeyring);
@@ -42,7 +45,7 @@ const signatureBlock = signed.slice(signed.indexOf('-----BEGIN PGP SIGNATURE----
 const head = `-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA512\n\n{"format": "products:1.0", "content_id": "${CONTENT_ID}", "updated": "${updated}", "products": {}, "padding": [\n`;
 const tail = `"end"]}\n${signatureBlock}`;
 // One line of JSON padding, repeated to fill a chunk; the last chunk is cut short.
-const line = `"${'x'.repeat(1022)}",\n`;
+const line = `"${'x'.repeat(lineBytes - 4)}",\n`;
 const chunk = Buffer.from(line.repeat(Math.ceil(CHUNK / line.length)).slice(0, CHUNK));
 
 async function sendHostile(response: ServerResponse): Promise<void> {
@@ -54,9 +57,19 @@ async function sendHostile(response: ServerResponse): Promise<void> {
     // The padding lines are whole at chunk boundaries only by luck; that does not matter to a signature check.
     const ok = response.write(piece === CHUNK ? chunk : chunk.subarray(0, piece));
     sent += piece;
-    if (!ok) await new Promise<void>((resolve) => response.once('drain', resolve).once('close', resolve));
+    if (!ok) await drainedOrClosed(response);
   }
   response.end(tail);
+}
+
+function drainedOrClosed(response: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      response.off('drain', done).off('close', done);
+      resolve();
+    };
+    response.on('drain', done).on('close', done);
+  });
 }
 
 const server = createServer((request, response) => {

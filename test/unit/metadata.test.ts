@@ -318,11 +318,11 @@ describe('Function: readUpstreamMetadata', () => {
   });
 
   describe('bounded inputs', () => {
-    it('defaults: 1 MiB index, 64 MiB products file, 512 MiB a run, 32 levels of JSON', () => {
+    it('defaults: 1 MiB index, 32 MiB products file, 512 MiB a run, 32 levels of JSON', () => {
       // Assess
       expect(defaultMetadataLimits).toEqual({
         indexBytes: 1024 * 1024,
-        productsBytes: 64 * 1024 * 1024,
+        productsBytes: 32 * 1024 * 1024,
         runBytes: 512 * 1024 * 1024,
         jsonDepth: 32,
       });
@@ -474,10 +474,13 @@ describe('Function: readUpstreamMetadata, a 250 MB hostile products file (child 
   const MAX_RSS = 512 * 1024 * 1024;
 
   /** Runs the script in a fresh node, so the peak RSS it reports is that of this one read. */
-  async function readHostile(productsBytes: number | 'default'): Promise<{ error: string; message: string; maxRssBytes: number }> {
+  async function readHostile(
+    productsBytes: number | 'default',
+    { bodyBytes = 250_000_000, variant = 'foreign', lineBytes = 1024 }: { bodyBytes?: number; variant?: 'foreign' | 'forged'; lineBytes?: number } = {},
+  ): Promise<{ error: string; message: string; maxRssBytes: number }> {
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      ['--import', 'tsx', script, String(productsBytes), String(250_000_000), 'foreign'],
+      ['--import', 'tsx', script, String(productsBytes), String(bodyBytes), variant, String(lineBytes)],
       { timeout: 120_000, maxBuffer: 1024 * 1024 },
     );
     return JSON.parse(stdout.trim().split('\n').at(-1)!) as { error: string; message: string; maxRssBytes: number };
@@ -500,6 +503,19 @@ describe('Function: readUpstreamMetadata, a 250 MB hostile products file (child 
     // Assess
     expect(outcome.error).toBe('SignatureError');
     expect(outcome.message).toContain('com.example:hostile.sjson');
+    expect(outcome.maxRssBytes).toBeLessThanOrEqual(MAX_RSS);
+  }, 130_000);
+
+  it('refuses a forged signature (SignatureError) over a body just under the default products limit within 512 MB, however short its lines', async () => {
+    // Prepare: the signature names the keyring's key, so the whole body is read, unescaped and hashed.
+    const bodyBytes = defaultMetadataLimits.productsBytes - 8 * 1024;
+
+    // Act
+    const outcome = await readHostile('default', { bodyBytes, variant: 'forged', lineBytes: 4 });
+
+    // Assess
+    expect(outcome.error).toBe('SignatureError');
+    expect(outcome.message).toContain('com.example:hostile.sjson: bad signature');
     expect(outcome.maxRssBytes).toBeLessThanOrEqual(MAX_RSS);
   }, 130_000);
 });
