@@ -474,13 +474,21 @@ export class SyncEngine {
   /** Records the run as failed and releases the lock; the current publication is untouched. */
   /**
    * Records the run as failed, removes what it staged and releases the lock;
-   * the current publication is untouched. A run that lost its lease records
-   * nothing (LeaseLostError): the run that took over settles it.
+   * the current publication is untouched. A run that no longer holds the
+   * lock records nothing: the run that holds or next takes it settles this
+   * one as abandoned.
    */
   async fail(runId: string, error: unknown): Promise<void> {
     const { catalog } = this.deps;
     const message = error instanceof Error ? error.message : String(error);
-    const lease = await this.renewLease(runId);
+    const lease = await this.renewLease(runId).catch((lost: unknown) => {
+      if (lost instanceof LeaseLostError) return undefined;
+      throw lost;
+    });
+    if (!lease) {
+      this.emit({ type: 'failed', runId, error: message });
+      return;
+    }
     const run = await catalog.getRun(runId);
     await catalog.putRun(
       {
@@ -523,7 +531,7 @@ export class SyncEngine {
   private async renewLease(runId: string): Promise<Lease> {
     const { catalog } = this.deps;
     const held = await catalog.getLock(SYNC_LOCK);
-    if (held?.owner !== runId) throw new LeaseLostError(runId, held?.owner === undefined ? 0 : -1, 'does not hold the sync lock');
+    if (held?.owner !== runId) throw new LeaseLostError(runId, undefined, 'does not hold the sync lock');
     return catalog.renewLock(held, this.settings.lockTtlMs, this.now());
   }
 

@@ -111,8 +111,8 @@ export class LockHeldError extends ConflictError {
 
 /** A fenced write whose lease has lost the lock: the run must stop. */
 export class LeaseLostError extends ConflictError {
-  constructor(readonly owner: string, readonly epoch: number, problem = 'no longer holds the sync lock') {
-    super(`run ${owner} (lease epoch ${epoch}) ${problem}`);
+  constructor(readonly owner: string, readonly epoch: number | undefined, problem = 'no longer holds the sync lock') {
+    super(`run ${owner}${epoch === undefined ? '' : ` (lease epoch ${epoch})`} ${problem}`);
   }
 }
 

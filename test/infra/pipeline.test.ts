@@ -15,10 +15,11 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import { METRIC } from '../../functions/adapters/lambda/telemetry-names.ts';
-import type { PlanOutcome } from '../../functions/core/engine.ts';
+import { SYNC_LOCK, type PlanOutcome } from '../../functions/core/engine.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
 import { demoProducts, generateSigningKey, serveTree, synthesizeTree, type ServedTree, type SigningKey } from '../../functions/local/synthetic-upstream.ts';
+import { withNewVersion } from '../support/mirror.ts';
 import { startStandins, type Standins } from '../support/standins.ts';
 import { logicalIdOf, synthMirror } from './synth.ts';
 
@@ -215,9 +216,10 @@ describe('Handlers: the sync pipeline as Step Functions drives it', () => {
 
       // Act: free the lock the previous test's last plan took, then copy a file whose digest will not match.
       await bundledFail({ runId: holder[0]?.id, error: { Error: 'States.Timeout', Cause: 'test over' } }, lambdaContext('fail'));
+      const lease = await backend.catalog.acquireLock(SYNC_LOCK, runId, 60_000, new Date());
       const path = [...upstreamFiles.keys()].find((file) => !file.startsWith('streams/')) as string;
       const failure = await bundledCopy(
-        { runId, task: { path, size: upstreamFiles.get(path)?.byteLength, algorithm: 'sha256', hex: '0'.repeat(64) } },
+        { runId, task: { path, size: upstreamFiles.get(path)?.byteLength, sha256: '0'.repeat(64) } },
         lambdaContext('copy'),
       ).then(
         () => undefined,
@@ -230,15 +232,16 @@ describe('Handlers: the sync pipeline as Step Functions drives it', () => {
       expect(failure?.name).toBe('IntegrityError');
       expect(index.statusCode).toBe(200);
       expect(bodyOf(index)).toEqual(bodyOf(reference));
+      await backend.catalog.releaseLock(lease);
     } finally {
       synthesized.dispose();
     }
   });
 });
 
-/** Upstream publishes a newer tree: new bytes for every item, newer signed metadata. */
+/** Upstream publishes a newer version of every product: new paths, new bytes, newer signed metadata. */
 async function changeUpstream(): Promise<void> {
-  const newer = await synthesizeTree(demoProducts(), { key: upstreamKey, contentSeed: 'newer', updated: 'Thu, 01 Jan 2099 00:00:00 +0000' });
+  const newer = await synthesizeTree(withNewVersion(demoProducts(), '20990101'), { key: upstreamKey, updated: 'Thu, 01 Jan 2099 00:00:00 +0000' });
   for (const [path, bytes] of newer) upstreamFiles.set(path, bytes);
 }
 
