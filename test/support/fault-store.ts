@@ -1,0 +1,67 @@
+/**
+ * A real ObjectStore with a full disk injected: once `budgetBytes` of item
+ * bytes have been written, the body of the put in progress throws ENOSPC,
+ * as a write(2) on a full filesystem would. The store underneath does all
+ * the real work, including cleaning up after the failed write.
+ */
+import { keys, type ByteRange, type ByteStream, type ObjectBody, type ObjectInfo, type ObjectStore, type PutOptions } from '../../functions/core/ports.ts';
+
+export class DiskFullError extends Error {
+  readonly code = 'ENOSPC';
+  readonly errno = -28;
+  constructor(key: string) {
+    super(`ENOSPC: no space left on device, write (${key})`);
+  }
+}
+
+export class DiskFullObjectStore implements ObjectStore {
+  /** Item bytes accepted so far, across puts. */
+  written = 0;
+  /** Puts that hit the full disk. */
+  failedPuts: string[] = [];
+
+  constructor(
+    private readonly inner: ObjectStore,
+    private readonly budgetBytes: number,
+    /** Only keys under this prefix fill the disk. @default items/ */
+    private readonly prefix = keys.item(''),
+  ) {}
+
+  put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
+    if (!key.startsWith(this.prefix)) return this.inner.put(key, body, options);
+    return this.inner.put(key, this.filling(key, body instanceof Uint8Array ? [body] : body), options);
+  }
+
+  head(key: string): Promise<ObjectInfo | undefined> {
+    return this.inner.head(key);
+  }
+
+  get(key: string, options?: { range?: ByteRange }): Promise<ObjectBody> {
+    return this.inner.get(key, options);
+  }
+
+  delete(key: string): Promise<void> {
+    return this.inner.delete(key);
+  }
+
+  list(prefix: string): AsyncIterable<ObjectInfo> {
+    return this.inner.list(prefix);
+  }
+
+  private async *filling(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+    for await (const chunk of body) {
+      const room = this.budgetBytes - this.written;
+      if (chunk.byteLength > room) {
+        // The part that fits lands; the rest finds the disk full.
+        if (room > 0) {
+          this.written += room;
+          yield chunk.subarray(0, room);
+        }
+        this.failedPuts.push(key);
+        throw new DiskFullError(key);
+      }
+      this.written += chunk.byteLength;
+      yield chunk;
+    }
+  }
+}
