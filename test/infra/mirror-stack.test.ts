@@ -127,14 +127,14 @@ describe('Stack: MirrorStack (default config)', () => {
   });
 
   describe('Construct: SyncPipeline', () => {
-    it('runs every function on Node 22 / arm64 with X-Ray tracing and JSON logs', () => {
+    it('runs every function on Node 24 / arm64 with X-Ray tracing and JSON logs', () => {
       const functions = template.findResources('AWS::Lambda::Function');
 
       // Six sync phases and the API.
       expect(Object.keys(functions)).toHaveLength(7);
       for (const fn of Object.values(functions) as { Properties: Record<string, unknown> }[]) {
         expect(fn.Properties).toMatchObject({
-          Runtime: 'nodejs22.x',
+          Runtime: 'nodejs24.x',
           Architectures: ['arm64'],
           TracingConfig: { Mode: 'Active' },
           LoggingConfig: { LogFormat: 'JSON' },
