@@ -472,7 +472,8 @@ describe('Integrity under faults (embedded backend)', () => {
           // …and each phase said why.
           expect(attempts.copy).toBeInstanceOf(LeaseLostError);
           expect(attempts.publish).toBeInstanceOf(LeaseLostError);
-          expect(attempts.fail).toBeInstanceOf(LeaseLostError);
+          // fail() of a run that lost the lock records nothing and lets the holder settle it.
+          expect(attempts.fail).toBeUndefined();
         });
       } finally {
         await upstream.close();
