@@ -416,7 +416,7 @@ describe('Integrity under faults (embedded backend)', () => {
       }
     });
 
-    it('R-lapsed-lease: a run whose lease lapsed and was taken over can neither copy, publish nor fail, and changes nothing', async () => {
+    it('R-lapsed-lease: a run whose lease lapsed and was taken over can neither copy nor publish, its fail records nothing, and it changes nothing', async () => {
       // Prepare
       const dataDir = freshDataDir();
       const staleTree = await synthesizeTree(withNewVersion(products, '20990101'), { key, updated: SECOND });

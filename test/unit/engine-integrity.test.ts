@@ -113,7 +113,7 @@ async function republishedTree(seed: string, updated = SECOND): Promise<Map<stri
 }
 
 describe('Class: SyncEngine — published bytes never change', () => {
-  it('R-republished-bytes: refuses, before fetching any item, an upstream that promises other bytes at published paths', async () => {
+  it('R-engine-republished-bytes: refuses, before fetching any item, an upstream that promises other bytes at published paths', async () => {
     // Prepare
     await engineFor().run('run-1');
     const before = await snapshot(selected());
