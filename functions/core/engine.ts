@@ -28,6 +28,7 @@ import {
   UpstreamError,
 } from './errors.ts';
 import { declaredDigests, verifyingStream, type VerifiedContent } from './checksum.ts';
+import { contentTypeOf } from './content-types.ts';
 import {
   checkIndex,
   indexFileFor,
@@ -688,8 +689,3 @@ export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-export function contentTypeOf(file: string): string {
-  if (file.endsWith('.json')) return 'application/json';
-  if (file.endsWith('.sjson')) return 'text/plain; charset=utf-8';
-  return 'application/octet-stream';
-}

@@ -28,10 +28,9 @@ export interface SyncPlan {
   /** Unique paths not yet stored with the right content. */
   copy: CopyTask[];
   /** Unique paths already stored with the right content: not fetched again. */
-  present: CopyTask[];
   presentPaths: number;
   /**
-   * Stored paths the new generation no longer lists, nor `keep`: what prune
+   * Stored paths the new generation no longer lists: what prune
    * deletes after publishing (it re-checks against every retained generation then).
    */
   prune: string[];
@@ -49,8 +48,6 @@ export interface PlanInput {
   stored: ReadonlyMap<string, StoredObject>;
   /** Metadata files the upstream tree holds (published verbatim). @default none */
   metadataFiles?: readonly string[];
-  /** Paths that stay whatever the new generation lists (generations kept for their grace period). @default none */
-  keep?: ReadonlySet<string>;
 }
 
 export function selectItems(file: string, doc: ProductsDocument, selection: Selection): FlatItem[] {
@@ -107,25 +104,24 @@ export function planSync(input: PlanInput): SyncPlan {
   }
   const objects = [...tasks.values()].map(({ task }) => task).sort(byPath);
   const copy: CopyTask[] = [];
-  const present: CopyTask[] = [];
+  let presentPaths = 0;
   let totalBytes = 0;
   let copyBytes = 0;
   for (const task of objects) {
     totalBytes += task.size;
     if (isStoredAs(input.stored.get(task.path), task)) {
-      present.push(task);
+      presentPaths++;
       continue;
     }
     copy.push(task);
     copyBytes += task.size;
   }
-  const referenced = new Set([...tasks.keys(), ...(input.keep ?? [])]);
+  const referenced = new Set(tasks.keys());
   return {
     entries,
     objects,
     copy,
-    present,
-    presentPaths: present.length,
+    presentPaths,
     prune: unreferencedPaths(input.stored.keys(), referenced),
     metadata: [...(input.metadataFiles ?? [])].sort(),
     totalBytes,

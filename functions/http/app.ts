@@ -3,7 +3,7 @@
  * on node:http (one machine) and behind API Gateway (Lambda).
  */
 import { SkystreamsError } from '../core/errors.ts';
-import { contentTypeOf } from '../core/engine.ts';
+import { contentTypeOf } from '../core/content-types.ts';
 import { keys, type ByteRange, type ByteStream, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { catalogSummary, statusReport } from './reports.ts';
 

@@ -193,35 +193,6 @@ describe('Class: DynamoCatalog', () => {
     catalog = new DynamoCatalog({ documents, table });
   });
 
-  describe('Method: listProductEntries', () => {
-    it('reads one product, or one version of it, by key range', async () => {
-      // Prepare
-      const entry = (product: string, version: string, item: string): CatalogEntry => ({
-        contentId: 'com.ubuntu.maas:stable:v3:download',
-        product,
-        version,
-        item,
-        path: `${product}/${version}/${item}`,
-        size: 1,
-        sha256: '0'.repeat(64),
-      });
-      const jammy = 'com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04';
-      const jammyHwe = `${jammy}-hwe`; // Shares the other product's name as a prefix.
-      const wanted = [entry(jammy, '20240101', 'boot-kernel'), entry(jammy, '20240101', 'squashfs')];
-      const otherVersion = entry(jammy, '20240202', 'squashfs');
-      await catalog.putEntries(3, [...wanted, otherVersion, entry(jammyHwe, '20240101', 'squashfs')]);
-      await catalog.putEntries(4, [entry(jammy, '20240101', 'boot-kernel')]);
-
-      // Act
-      const oneVersion = await collect(catalog.listProductEntries(3, { contentId: wanted[0]!.contentId, product: jammy, version: '20240101' }));
-      const allVersions = await collect(catalog.listProductEntries(3, { contentId: wanted[0]!.contentId, product: jammy }));
-
-      // Assess
-      expect(oneVersion).toEqual(wanted);
-      expect(allVersions).toEqual([...wanted, otherVersion]);
-    });
-  });
-
   describe('Method: putEntries', () => {
     it('keeps the last of two entries with the same key in one call', async () => {
       // Prepare

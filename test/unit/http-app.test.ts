@@ -579,10 +579,8 @@ describe('Function: createApp', () => {
       expect(await bodyText(older)).toBe(ALPHABET);
     });
 
-    // BUG (functions/http/app.ts, notModified): If-None-Match compares entity
-    // tags strongly (`tag === info.etag`), but RFC 9110 §13.1.2 requires the
-    // weak comparison, so a cache revalidating with `W/"…"` (as caches do after
-    // compressing a response) gets the whole body again instead of a 304.
+    // RFC 9110 §13.1.2: If-None-Match uses the weak comparison, and caches
+    // revalidate with `W/"…"` after compressing a response.
     it('answers 304 when If-None-Match names the weak form of the ETag', async () => {
       // Prepare
       const { etag } = (await backend.objects.head(keys.item(KERNEL)))!;

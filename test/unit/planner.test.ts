@@ -228,7 +228,6 @@ describe('Function: planSync', () => {
     // Assess
     expect(plan.copy).toEqual(objects.filter((task) => !stored.has(task.path)));
     expect(plan.presentPaths).toBe(alreadyStored.length);
-    expect(plan.present).toEqual(alreadyStored);
     expect(plan.copyBytes).toBe(plan.copy.reduce((sum, task) => sum + task.size, 0));
     expect(plan.totalBytes).toBe(objects.reduce((sum, task) => sum + task.size, 0));
     expect(plan.entries.map((entry) => entry.path).sort()).toEqual(objects.map((task) => task.path).sort());
@@ -306,7 +305,7 @@ describe('Function: planSync', () => {
 });
 
 describe('Function: planSync — prune and metadata', () => {
-  it('lists as prunable the stored paths the new generation drops, except those kept', () => {
+  it('lists as prunable the stored paths the new generation drops', () => {
     // Prepare
     const docs = loadFixtureProducts();
     const everyVersion = planSync({ products: asInput(docs), selection: selection(['arch=amd64']), stored: new Map() });
@@ -317,11 +316,11 @@ describe('Function: planSync — prune and metadata', () => {
     expect(dropped.length).toBeGreaterThan(1);
 
     // Act
-    const plan = planSync({ products: asInput(docs), selection: newestOnly, stored, keep: new Set([dropped[0]!]) });
+    const plan = planSync({ products: asInput(docs), selection: newestOnly, stored });
 
     // Assess
     expect(plan.copy).toEqual([]);
-    expect(plan.prune).toEqual(dropped.slice(1));
+    expect(plan.prune).toEqual(dropped);
   });
 
   it('lists the metadata files to publish, sorted', () => {

@@ -24,7 +24,6 @@ import { cancellationReasons, isConditionalCheckFailure, isTransactionConflict, 
 import {
   entriesPartition,
   entryItem,
-  entrySortKeyPrefix,
   keyAttributesOf,
   keyOf,
   objectItem,
@@ -137,21 +136,6 @@ export class DynamoCatalog implements Catalog {
 
   async *listEntries(generation: number): AsyncIterable<CatalogEntry> {
     for await (const item of this.query(partitionQuery(entriesPartition(generation)))) yield toCatalogEntry(item);
-  }
-
-  /** The entries of one product (optionally one version) of a generation: a key-range query, not a filter. */
-  async *listProductEntries(
-    generation: number,
-    product: { contentId: string; product: string; version?: string },
-  ): AsyncIterable<CatalogEntry> {
-    const input = {
-      KeyConditionExpression: 'PK = :pk AND begins_with(SK, :prefix)',
-      ExpressionAttributeValues: {
-        ':pk': entriesPartition(generation),
-        ':prefix': entrySortKeyPrefix(product.contentId, product.product, product.version),
-      },
-    };
-    for await (const item of this.query(input)) yield toCatalogEntry(item);
   }
 
   async publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence): Promise<void> {

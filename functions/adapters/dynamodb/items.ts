@@ -41,12 +41,6 @@ export function entriesPartition(generation: number): string {
   return `ENTRIES#${assertGeneration(generation)}`;
 }
 
-/** Sort-key prefix of one product's entries (optionally one version's) within a generation's partition. */
-export function entrySortKeyPrefix(contentId: string, product: string, version?: string): string {
-  const parts = version === undefined ? [contentId, product] : [contentId, product, version];
-  return `${parts.map(escapeKeyPart).join('#')}#`;
-}
-
 /** `#` separates key parts, so it (and the escape character) must not occur inside one. */
 function escapeKeyPart(part: string): string {
   return part.replaceAll('%', '%25').replaceAll('#', '%23');

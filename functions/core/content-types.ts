@@ -1,0 +1,6 @@
+/** The Content-Type a mirror file is stored and served with, by its name. */
+export function contentTypeOf(file: string): string {
+  if (file.endsWith('.json')) return 'application/json';
+  if (file.endsWith('.sjson')) return 'text/plain; charset=utf-8';
+  return 'application/octet-stream';
+}
