@@ -259,18 +259,6 @@ describe('Class: SyncEngine', () => {
       expect(events).toEqual([{ type: 'locked', runId: 'run-b', holder: 'run-a', expiresAt: new Date(T0 + 10 * MINUTE).toISOString() }]);
     });
 
-    it('makes run() reject with LockHeldError while another run holds the lock', async () => {
-      // Prepare
-      await engineFor().plan('run-a');
-
-      // Act
-      const attempt = engineFor().run('run-b');
-
-      // Assess
-      await expect(attempt).rejects.toThrow(LockHeldError);
-      expect(await backend.catalog.getRun('run-b')).toBeUndefined();
-    });
-
     it.each([
       ['fail', (engine: SyncEngine) => engine.fail('run-a', new Error('state machine aborted'))],
       ['prune', (engine: SyncEngine) => engine.prune('run-a').then(() => {})],
@@ -577,35 +565,6 @@ describe('Class: SyncEngine', () => {
       }
     });
 
-    it('rejects with the error that failed the run even when recording the failure fails too', async () => {
-      // Prepare: the catalog refuses to record failed runs; the upstream serves a short item.
-      const refusingFailures = new Proxy(backend.catalog, {
-        get(target, property, receiver) {
-          if (property === 'putRun') {
-            return async (run: SyncRun) => {
-              if (run.state === 'failed') throw new Error('catalog unavailable');
-              return target.putRun(run);
-            };
-          }
-          const value: unknown = Reflect.get(target, property, receiver);
-          return typeof value === 'function' ? value.bind(target) : value;
-        },
-      });
-      const victim = amd64Newest(products)[0]!;
-      live.set(victim, firstTree.get(victim)!.subarray(0, 10));
-
-      // Act
-      const failure = await engineFor({ catalog: refusingFailures }).run('run-1').then(
-        () => undefined,
-        (error: unknown) => error,
-      );
-
-      // Assess
-      expect(failure).toBeInstanceOf(IntegrityError);
-      expect((failure as Error).message).toContain(victim);
-      expect(await backend.catalog.getCurrent()).toBeUndefined();
-    });
-
     it('prunes a replaced generation whose grace ran out on a run that finds upstream unchanged', async () => {
       // Prepare
       let clock = T0;
@@ -648,6 +607,49 @@ describe('Class: SyncEngine', () => {
       expect((await keysUnder(`meta/1-`)).length).toBe(metadataFiles(firstTree).length);
       expect((await auditPublication(backend.objects, backend.catalog)).problems).toEqual([]);
       expect(await lockIsFree()).toBe(true);
+    });
+  });
+
+  describe('Method: run', () => {
+    it('makes run() reject with LockHeldError while another run holds the lock', async () => {
+      // Prepare
+      await engineFor().plan('run-a');
+
+      // Act
+      const attempt = engineFor().run('run-b');
+
+      // Assess
+      await expect(attempt).rejects.toThrow(LockHeldError);
+      expect(await backend.catalog.getRun('run-b')).toBeUndefined();
+    });
+
+    it('rejects with the error that failed the run even when recording the failure fails too', async () => {
+      // Prepare: the catalog refuses to record failed runs; the upstream serves a short item.
+      const refusingFailures = new Proxy(backend.catalog, {
+        get(target, property, receiver) {
+          if (property === 'putRun') {
+            return async (run: SyncRun) => {
+              if (run.state === 'failed') throw new Error('catalog unavailable');
+              return target.putRun(run);
+            };
+          }
+          const value: unknown = Reflect.get(target, property, receiver);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      });
+      const victim = amd64Newest(products)[0]!;
+      live.set(victim, firstTree.get(victim)!.subarray(0, 10));
+
+      // Act
+      const failure = await engineFor({ catalog: refusingFailures }).run('run-1').then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+
+      // Assess
+      expect(failure).toBeInstanceOf(IntegrityError);
+      expect((failure as Error).message).toContain(victim);
+      expect(await backend.catalog.getCurrent()).toBeUndefined();
     });
   });
 
