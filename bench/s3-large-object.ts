@@ -7,7 +7,7 @@
  *   BENCH_OBJECT_MB=512 npx tsx bench/s3-large-object.ts
  *
  * Prints one markdown row: machine, date, size, seconds, MB/s, peak RSS.
- * test/contract/large-object.test.ts runs the same round trip, smaller.
+ * test/contract/large-object.scale.test.ts runs the same round trip, smaller.
  */
 import { createHash } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
