@@ -270,24 +270,11 @@ export class DynamoCatalog implements Catalog {
 
   async renewLock(lease: Fence, ttlMs: number, now: Date): Promise<Lease> {
     const expiresAt = new Date(now.getTime() + ttlMs);
-    try {
-      await this.documents.send(
-        new UpdateCommand({
-          TableName: this.table,
-          Key: keyOf.lock(lease.name),
-          UpdateExpression: 'SET expiresAt = :expiresAt, expiresAtMs = :expiresAtMs',
-          ...fenceCondition(lease),
-          ExpressionAttributeValues: {
-            ...fenceCondition(lease).ExpressionAttributeValues,
-            ':expiresAt': expiresAt.toISOString(),
-            ':expiresAtMs': expiresAt.getTime(),
-          },
-        }),
-      );
-    } catch (error) {
-      if (isConditionalCheckFailure(error)) throw new LeaseLostError(lease.owner, lease.epoch);
-      throw toDomainError(error, this.describe(`lock ${lease.name}`));
-    }
+    const renewed = await this.updateHeldLock(lease, 'SET expiresAt = :expiresAt, expiresAtMs = :expiresAtMs', {
+      ':expiresAt': expiresAt.toISOString(),
+      ':expiresAtMs': expiresAt.getTime(),
+    });
+    if (!renewed) throw new LeaseLostError(lease.owner, lease.epoch);
     return { ...lease, expiresAt: expiresAt.toISOString() };
   }
 
@@ -298,19 +285,27 @@ export class DynamoCatalog implements Catalog {
   }
 
   async releaseLock(lease: Fence): Promise<void> {
+    // The row stays, so the next holder's epoch is still one higher.
+    await this.updateHeldLock(lease, 'SET #owner = :free, expiresAtMs = :zero REMOVE expiresAt', { ':free': '', ':zero': 0 });
+  }
+
+  /** Updates the lock item while it still has the lease's owner and epoch; false when it no longer has. */
+  private async updateHeldLock(lease: Fence, update: string, values: Record<string, unknown>): Promise<boolean> {
+    const condition = fenceCondition(lease);
     try {
       await this.documents.send(
         new UpdateCommand({
           TableName: this.table,
           Key: keyOf.lock(lease.name),
-          // The row stays, so the next holder's epoch is still one higher.
-          UpdateExpression: 'SET #owner = :free, expiresAtMs = :zero REMOVE expiresAt',
-          ...fenceCondition(lease),
-          ExpressionAttributeValues: { ...fenceCondition(lease).ExpressionAttributeValues, ':free': '', ':zero': 0 },
+          UpdateExpression: update,
+          ...condition,
+          ExpressionAttributeValues: { ...condition.ExpressionAttributeValues, ...values },
         }),
       );
+      return true;
     } catch (error) {
-      if (!isConditionalCheckFailure(error)) throw toDomainError(error, this.describe(`lock ${lease.name}`));
+      if (isConditionalCheckFailure(error)) return false;
+      throw toDomainError(error, this.describe(`lock ${lease.name}`));
     }
   }
 

@@ -48,7 +48,7 @@ export class FsObjectStore implements ObjectStore {
     const tempPath = await this.writeTempFile(body);
     try {
       if (options.ifAbsent) await this.linkIntoPlace(key, tempPath, finalPath);
-      else await this.renameIntoPlace(tempPath, finalPath);
+      else await moveIntoPlace(rename, tempPath, finalPath);
     } finally {
       await unlinkIfPresent(tempPath);
     }
@@ -170,27 +170,11 @@ export class FsObjectStore implements ObjectStore {
   }
 
   private async linkIntoPlace(key: string, tempPath: string, finalPath: string): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      await mkdir(dirname(finalPath), { recursive: true });
-      try {
-        await link(tempPath, finalPath);
-        return;
-      } catch (error) {
-        if (errorCode(error) === 'EEXIST') throw new ObjectExistsError(key);
-        if (!(errorCode(error) === 'ENOENT' && attempt < RENAME_ATTEMPTS)) throw error;
-      }
-    }
-  }
-
-  private async renameIntoPlace(tempPath: string, finalPath: string): Promise<void> {
-    for (let attempt = 1; ; attempt++) {
-      await mkdir(dirname(finalPath), { recursive: true });
-      try {
-        await rename(tempPath, finalPath);
-        return;
-      } catch (error) {
-        if (!(errorCode(error) === 'ENOENT' && attempt < RENAME_ATTEMPTS)) throw error;
-      }
+    try {
+      await moveIntoPlace(link, tempPath, finalPath);
+    } catch (error) {
+      if (errorCode(error) === 'EEXIST') throw new ObjectExistsError(key);
+      throw error;
     }
   }
 
@@ -202,7 +186,7 @@ export class FsObjectStore implements ObjectStore {
     }
     const tempPath = join(this.rootDir, TEMP_DIR, randomUUID());
     await writeFile(tempPath, contentType, { flag: 'wx' });
-    await this.renameIntoPlace(tempPath, metaPath);
+    await moveIntoPlace(rename, tempPath, metaPath);
   }
 
   private async readContentType(key: string): Promise<string | undefined> {
@@ -280,6 +264,23 @@ function assertRangeWithin(key: string, range: ByteRange, size: number): void {
   const { start, end } = range;
   if (!Number.isInteger(start) || !Number.isInteger(end) || start < 0 || start > end || end >= size) {
     throw new RangeError(`range ${start}-${end} is not within ${key} (${size} bytes)`);
+  }
+}
+
+/** rename(2) or link(2) into a directory made first; retried when a concurrent delete prunes that directory meanwhile. */
+async function moveIntoPlace(
+  move: (from: string, to: string) => Promise<void>,
+  tempPath: string,
+  finalPath: string,
+): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    await mkdir(dirname(finalPath), { recursive: true });
+    try {
+      await move(tempPath, finalPath);
+      return;
+    } catch (error) {
+      if (!(errorCode(error) === 'ENOENT' && attempt < RENAME_ATTEMPTS)) throw error;
+    }
   }
 }
 

@@ -20,15 +20,18 @@ const SCHEMA_VERSION = 2;
 /** The state row holding the highest generation number handed out. */
 const GENERATION_COUNTER = 'generation-counter';
 
-const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS objects (
+const objectsTable = (name: string) => `
+  CREATE TABLE IF NOT EXISTS ${name} (
     path       TEXT PRIMARY KEY,
     size       INTEGER NOT NULL,
     sha256     TEXT NOT NULL,
     sha512     TEXT,
     md5        TEXT,
     stored_at  TEXT NOT NULL
-  ) WITHOUT ROWID;
+  ) WITHOUT ROWID;`;
+
+const SCHEMA = `
+  ${objectsTable('objects')}
 
   CREATE TABLE IF NOT EXISTS publications (
     generation        INTEGER PRIMARY KEY,
@@ -154,14 +157,7 @@ interface LockRow {
 
 /** Schema 1 kept one `digest` column (the strongest declared) and had no lock epochs or run holders. */
 const MIGRATE_FROM_1 = `
-  CREATE TABLE objects_v2 (
-    path       TEXT PRIMARY KEY,
-    size       INTEGER NOT NULL,
-    sha256     TEXT NOT NULL,
-    sha512     TEXT,
-    md5        TEXT,
-    stored_at  TEXT NOT NULL
-  ) WITHOUT ROWID;
+  ${objectsTable('objects_v2')}
   INSERT INTO objects_v2 (path, size, sha256, sha512, md5, stored_at)
     SELECT path, size, sha256,
            CASE WHEN digest LIKE 'sha512:%' THEN substr(digest, 8) END,
