@@ -60,6 +60,7 @@ const INDEX_STATE = 'upstream-index';
 const REPAIR_STATE = 'repair-requested';
 const ENTRY_BATCH = 1_000;
 
+/** What the engine runs with; `settings.ts` holds the defaults and builds this from a validated SyncConfig. */
 export interface SyncSettings {
   /** undefined only when the operator asked for `--no-verify` (unsigned `.json` sources). */
   keyring: Keyring | undefined;
@@ -75,14 +76,6 @@ export interface SyncSettings {
   /** Bounds on the metadata one run reads. @default defaultMetadataLimits */
   limits?: Partial<MetadataLimits>;
 }
-
-export const defaultSettings = {
-  concurrency: 4,
-  // A MAAS import reads the index, then its products, then items for minutes: a replaced generation must outlive that.
-  pruneGraceMs: 60 * 60_000,
-  lockTtlMs: 5 * 60_000,
-  attempts: 3,
-} as const satisfies Partial<SyncSettings>;
 
 export type SyncEvent =
   | { type: 'unchanged'; runId: string }

@@ -7,18 +7,8 @@ import { HttpUpstream } from '../adapters/http/http-upstream.ts';
 import { createApp } from '../http/app.ts';
 import { statusReport } from '../http/reports.ts';
 import type { Backend } from '../core/ports.ts';
-import {
-  DEFAULT_CONCURRENCY,
-  DEFAULT_DATA_DIR,
-  DEFAULT_KEYRING,
-  DEFAULT_SOURCE,
-  checkSource,
-  openBackend,
-  parseDuration,
-  syncSettings,
-  type BackendFlags,
-  type SyncFlags,
-} from './options.ts';
+import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '../core/settings.ts';
+import { DEFAULT_DATA_DIR, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
 import { isAliveOnThisHost, thisProcess } from './holder.ts';
 import { startServer } from './server.ts';
@@ -40,8 +30,8 @@ function backendOptions(command: Command): Command {
 
 function syncOptions(command: Command): Command {
   return backendOptions(command)
-    .option('--source <url>', 'simplestreams mirror root to copy', DEFAULT_SOURCE)
-    .option('--keyring <file>', 'OpenPGP keyring (binary or armored) the metadata must be signed with', DEFAULT_KEYRING)
+    .option('--source <url>', 'simplestreams mirror root to copy (credentials allowed, never shown)', syncDefaults.source)
+    .option('--keyring <file>', 'OpenPGP keyring (binary or armored) the metadata must be signed with', syncDefaults.keyringFile)
     .option('--no-verify', 'accept an unsigned source (index.json); never for production')
     .addOption(
       new Option('--filter <expr>', 'item filter, sstream-mirror syntax: key=val, key!=val, key~re, key!~re (repeatable, ANDed)')
@@ -49,8 +39,15 @@ function syncOptions(command: Command): Command {
         .argParser((value: string, previous: string[]) => [...previous, value]),
     )
     .option('--max <n>', 'newest versions to keep per product (default: all)')
-    .option('--concurrency <n>', `items copied at once (default ${DEFAULT_CONCURRENCY.embedded} on disk, ${DEFAULT_CONCURRENCY.cloud} on S3)`)
-    .option('--prune-grace <duration>', 'keep replaced generations this long for clients mid-download (default 1h)');
+    .option(
+      '--concurrency <n>',
+      `items copied at once (default ${syncDefaults.concurrency.embedded} on disk, ${syncDefaults.concurrency.cloud} on S3)`,
+    )
+    .option(
+      '--prune-grace <duration>',
+      `keep replaced generations this long for clients mid-download (default ${describeDuration(syncDefaults.pruneGraceMs.direct)})`,
+    )
+    .option('--allow-cross-host-redirects', 'follow upstream redirects to another scheme, host or port');
 }
 
 async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T> {
@@ -62,12 +59,13 @@ async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => P
   }
 }
 
-async function syncOnce(flags: SyncFlags, backend: Backend): Promise<void> {
-  const settings = await syncSettings(flags);
+async function syncOnce(config: SyncConfig, backend: Backend): Promise<void> {
+  const settings = await syncSettings(config);
   const progress = progressReporter();
   const engine = new SyncEngine(
     {
-      upstream: new HttpUpstream(checkSource(flags.source)),
+      // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
+      upstream: new HttpUpstream(config.source, config),
       objects: backend.objects,
       catalog: backend.catalog,
       onEvent: (e) => progress.onEvent(e),
@@ -84,7 +82,10 @@ async function syncOnce(flags: SyncFlags, backend: Backend): Promise<void> {
 }
 
 syncOptions(program.command('sync').description('run one sync: verify upstream, copy new items, publish atomically, prune')).action(
-  async (flags: SyncFlags) => withBackend(flags, (backend) => syncOnce(flags, backend)),
+  async (flags: SyncFlags) => {
+    const config = syncConfig(flags);
+    await withBackend(flags, (backend) => syncOnce(config, backend));
+  },
 );
 
 backendOptions(program.command('serve').description('serve the current publication over HTTP'))
@@ -105,15 +106,17 @@ syncOptions(program.command('local').description('serve, and sync now and every 
   .option('--interval <duration>', 'time between syncs', '1h')
   .action(async (flags: SyncFlags & { port: string; host: string; interval: string }) => {
     const interval = parseDuration('--interval', flags.interval);
-    await syncSettings(flags); // fail fast on bad flags, before serving anything
+    // Fail fast on bad flags, before serving anything.
+    const config = syncConfig(flags);
+    await syncSettings(config);
     const backend = await openBackend(flags);
     const server = await startServer(createApp(backend), { port: Number(flags.port), host: flags.host });
-    console.log(`serving ${backend.description} at ${server.url}; syncing ${redactUrl(flags.source)} every ${flags.interval}`);
+    console.log(`serving ${backend.description} at ${server.url}; syncing ${redactUrl(config.source)} every ${flags.interval}`);
     let stopped = false;
     const loop = (async () => {
       while (!stopped) {
         try {
-          await syncOnce(flags, backend);
+          await syncOnce(config, backend);
         } catch (error) {
           // The previous publication keeps being served; the next interval tries again.
           console.error(`skystreams: sync failed: ${(error as Error).message}`);

@@ -5,9 +5,10 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { SyncEngine, defaultSettings } from '../core/engine.ts';
+import { SyncEngine } from '../core/engine.ts';
 import { parseFilter } from '../core/filters.ts';
 import { loadKeyring } from '../core/pgp.ts';
+import { defaultEngineSettings } from '../core/settings.ts';
 import { HttpUpstream } from '../adapters/http/http-upstream.ts';
 import { openEmbeddedBackend } from '../adapters/embedded.ts';
 import { createApp } from '../http/app.ts';
@@ -30,7 +31,7 @@ const progress = progressReporter();
 const engine = new SyncEngine(
   { upstream: new HttpUpstream(upstream.baseUrl), objects: backend.objects, catalog: backend.catalog, onEvent: (e) => progress.onEvent(e) },
   {
-    ...defaultSettings,
+    ...defaultEngineSettings,
     keyring: await loadKeyring(keyringPath, key.publicKeyring),
     selection: { filters: [parseFilter('arch=amd64')], max: 1 },
   },

@@ -13,7 +13,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { auditPublication } from '../../functions/core/audit.ts';
-import { SYNC_LOCK, SyncEngine, defaultSettings, requestRepair, type SyncSettings } from '../../functions/core/engine.ts';
+import { SYNC_LOCK, SyncEngine, requestRepair, type SyncSettings } from '../../functions/core/engine.ts';
+import { defaultEngineSettings as defaultSettings } from '../../functions/core/settings.ts';
 import { IntegrityError, LeaseLostError, LockHeldError, PublishedContentError } from '../../functions/core/errors.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring, type Keyring } from '../../functions/core/pgp.ts';

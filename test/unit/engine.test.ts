@@ -8,11 +8,11 @@ import { auditPublication } from '../../functions/core/audit.ts';
 import {
   SYNC_LOCK,
   SyncEngine,
-  defaultSettings,
   type PlanOutcome,
   type SyncEvent,
   type SyncSettings,
 } from '../../functions/core/engine.ts';
+import { defaultEngineSettings as defaultSettings } from '../../functions/core/settings.ts';
 import { ConflictError, IntegrityError, LeaseLostError, LockHeldError } from '../../functions/core/errors.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring, type Keyring } from '../../functions/core/pgp.ts';

@@ -1,9 +1,10 @@
 /**
  * The settings a Lambda handler gets from its environment: the names are
- * shared with the CDK constructs that set them, and each reader fails with
- * a ConfigError naming the variable.
+ * shared with the CDK constructs that set them; the sync settings parse
+ * through settings.ts, so every mistake is a ConfigError naming the variable.
  */
 import { ConfigError } from '../../core/errors.ts';
+import { namesFrom, parseSyncConfig, type EntryPoint, type SyncConfig } from '../../core/settings.ts';
 
 /** Environment variable names, set by infra/constructs and read here only. */
 export const ENV = {
@@ -31,27 +32,38 @@ export interface StoreSettings {
 }
 
 export interface SyncEnvironment extends StoreSettings {
-  sourceUrl: string;
-  filters: string[];
-  max: number | undefined;
-  pruneGraceMs: number;
-  keyringFile: string;
+  sync: SyncConfig;
 }
+
+/** How the sync settings are named here, for messages. */
+export const SYNC_ENTRY: EntryPoint = {
+  name: namesFrom(
+    { source: ENV.sourceUrl, filters: ENV.filters, max: ENV.max, pruneGrace: ENV.pruneGraceHours, keyring: ENV.keyringFile },
+    'environment variable ',
+  ),
+  durationUnit: 'h',
+  backend: 'cloud',
+};
 
 export function readStoreSettings(env: Environment = process.env): StoreSettings {
   return { bucket: required(env, ENV.bucket), table: required(env, ENV.table) };
 }
 
 export function readSyncEnvironment(env: Environment = process.env): SyncEnvironment {
-  const max = env[ENV.max];
-  return {
-    ...readStoreSettings(env),
-    sourceUrl: required(env, ENV.sourceUrl),
-    filters: stringArray(env, ENV.filters),
-    max: max === undefined || max === '' ? undefined : nonNegativeInteger(ENV.max, max, 1),
-    pruneGraceMs: nonNegativeInteger(ENV.pruneGraceHours, required(env, ENV.pruneGraceHours), 0) * 3_600_000,
-    keyringFile: env[ENV.keyringFile] || BUNDLED_KEYRING,
-  };
+  const sync = parseSyncConfig(
+    {
+      source: env[ENV.sourceUrl],
+      keyring: env[ENV.keyringFile] || BUNDLED_KEYRING,
+      filters: env[ENV.filters],
+      max: env[ENV.max],
+      // The grace depends on the deployment (see infra/config.ts): no default fits here.
+      pruneGrace: required(env, ENV.pruneGraceHours),
+      // Step Functions retries items itself, with backoff: one attempt per invocation.
+      attempts: 1,
+    },
+    SYNC_ENTRY,
+  );
+  return { ...readStoreSettings(env), sync };
 }
 
 export function readStateMachineArn(env: Environment = process.env): string {
@@ -64,39 +76,13 @@ function required(env: Environment, name: string): string {
   return value;
 }
 
-function nonNegativeInteger(name: string, value: string, min: number): number {
-  const number = Number(value);
-  if (!/^\d+$/.test(value) || number < min) throw new ConfigError(`environment variable ${name}: ${JSON.stringify(value)} is not an integer ≥ ${min}`);
-  return number;
-}
-
-function stringArray(env: Environment, name: string): string[] {
-  const value = env[name];
-  if (value === undefined || value === '') return [];
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    throw new ConfigError(`environment variable ${name}: not JSON`);
-  }
-  if (!Array.isArray(parsed) || !parsed.every((item) => typeof item === 'string')) {
-    throw new ConfigError(`environment variable ${name}: expected a JSON array of strings`);
-  }
-  return parsed;
-}
-
 /** The environment infra sets for the sync functions, from the validated deployment config. */
-export function syncEnvironment(settings: {
-  sourceUrl: string;
-  filters: readonly string[];
-  max: number | undefined;
-  pruneGraceHours: number;
-}): Record<string, string> {
+export function syncEnvironment(sync: SyncConfig): Record<string, string> {
   return {
-    [ENV.sourceUrl]: settings.sourceUrl,
-    [ENV.filters]: JSON.stringify(settings.filters),
-    [ENV.max]: settings.max === undefined ? '' : String(settings.max),
-    [ENV.pruneGraceHours]: String(settings.pruneGraceHours),
+    [ENV.sourceUrl]: sync.source,
+    [ENV.filters]: JSON.stringify(sync.filters.map((filter) => filter.source)),
+    [ENV.max]: sync.max === undefined ? '' : String(sync.max),
+    [ENV.pruneGraceHours]: String(sync.pruneGraceMs / 3_600_000),
     [ENV.keyringFile]: BUNDLED_KEYRING,
   };
 }

@@ -3,16 +3,13 @@
  * environment: the cloud backend, the upstream, the bundled keyring and the
  * engine, reporting to Powertools.
  */
-import { readFile } from 'node:fs/promises';
-import { isAbsolute, resolve } from 'node:path';
-import { defaultSettings, SyncEngine } from '../../core/engine.ts';
-import { ConfigError } from '../../core/errors.ts';
-import { parseFilter } from '../../core/filters.ts';
-import { loadKeyring } from '../../core/pgp.ts';
+import { SyncEngine } from '../../core/engine.ts';
 import type { Backend } from '../../core/ports.ts';
+import { engineSettings } from '../../core/settings.ts';
 import { openCloudBackend } from '../cloud.ts';
+import { openKeyring } from '../fs/keyring-file.ts';
 import { HttpUpstream } from '../http/http-upstream.ts';
-import { readSyncEnvironment } from './environment.ts';
+import { readSyncEnvironment, SYNC_ENTRY } from './environment.ts';
 import { recordSyncEvent } from './observability.ts';
 
 export interface SyncRuntime {
@@ -32,27 +29,15 @@ export function syncRuntime(env: Readonly<Record<string, string | undefined>> = 
 }
 
 async function buildRuntime(env: Readonly<Record<string, string | undefined>>): Promise<SyncRuntime> {
-  const settings = readSyncEnvironment(env);
+  const { bucket, table, sync } = readSyncEnvironment(env);
   // The keyring ships inside the bundle, next to the handler (LAMBDA_TASK_ROOT).
-  const keyringPath = isAbsolute(settings.keyringFile) ? settings.keyringFile : resolve(env.LAMBDA_TASK_ROOT ?? process.cwd(), settings.keyringFile);
-  const keyringBytes = await readFile(keyringPath).catch((error: unknown) => {
-    throw new ConfigError(
-      `keyring ${keyringPath} is unreadable: deploy with keyring.file (or keyring.armored) set to the keyring that signs the upstream`,
-      { cause: error },
-    );
-  });
-  const keyring = await loadKeyring(keyringPath, new Uint8Array(keyringBytes));
-  const backend = openCloudBackend({ bucket: settings.bucket, table: settings.table }, env);
+  const keyring = sync.keyring && (await openKeyring(sync.keyring, SYNC_ENTRY.name('keyring'), env.LAMBDA_TASK_ROOT ?? process.cwd()));
+  const backend = openCloudBackend({ bucket, table }, env);
+  // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
+  const upstream = new HttpUpstream(sync.source, { ...sync, userAgent: 'skystreams (AWS Lambda)' });
   const engine = new SyncEngine(
-    { upstream: new HttpUpstream(settings.sourceUrl, { userAgent: 'skystreams (AWS Lambda)' }), objects: backend.objects, catalog: backend.catalog, onEvent: recordSyncEvent },
-    {
-      ...defaultSettings,
-      keyring,
-      selection: { filters: settings.filters.map(parseFilter), ...(settings.max !== undefined && { max: settings.max }) },
-      pruneGraceMs: settings.pruneGraceMs,
-      // Step Functions retries items itself, with backoff: one attempt per invocation.
-      attempts: 1,
-    },
+    { upstream, objects: backend.objects, catalog: backend.catalog, onEvent: recordSyncEvent },
+    engineSettings(sync, keyring),
   );
   return { engine, backend };
 }

@@ -1,0 +1,371 @@
+/**
+ * Every sync setting in one place: its schema, its default and its rules.
+ * The CLI flags, the Lambda environment and the CDK config each hand their
+ * raw values (strings from a command line or an environment, numbers from
+ * JSON) to `parseSyncConfig`, with an `EntryPoint` saying how that entry
+ * point names each setting, so a mistake is reported in its user's words:
+ * `--prune-grace`, `environment variable SKYSTREAMS_PRUNE_GRACE_HOURS`,
+ * `pruneGraceHours`.
+ */
+import { ConfigError } from './errors.ts';
+import { parseFilter, type ItemFilter } from './filters.ts';
+import type { MetadataLimits } from './metadata.ts';
+import type { Keyring } from './pgp.ts';
+import type { SyncSettings } from './engine.ts';
+import { redactUrl } from './redact.ts';
+
+const SECOND = 1_000;
+const MINUTE = 60 * SECOND;
+const HOUR = 60 * MINUTE;
+const DAY = 24 * HOUR;
+const MiB = 1024 * 1024;
+
+/** Where the mirror keeps its objects: one disk gains little past a few writers, S3 keeps gaining with more in flight. */
+export type BackendKind = 'embedded' | 'cloud';
+
+/** The keyring on Ubuntu machines and MAAS region controllers (package ubuntu-cloudimage-keyring). */
+export const UBUNTU_CLOUDIMAGE_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg';
+
+export const defaultMetadataLimits: MetadataLimits = Object.freeze({
+  indexBytes: 1 * MiB,
+  productsBytes: 32 * MiB,
+  runBytes: 512 * MiB,
+  jsonDepth: 32,
+});
+
+/** Every default of a sync setting. */
+export const syncDefaults = Object.freeze({
+  source: 'https://images.maas.io/ephemeral-v3/stable/',
+  keyringFile: UBUNTU_CLOUDIMAGE_KEYRING,
+  verify: true,
+  filters: Object.freeze([]) as readonly string[],
+  /** Newest versions kept per product: undefined keeps all. */
+  max: undefined as number | undefined,
+  concurrency: Object.freeze({ embedded: 4, cloud: 8 }) as Readonly<Record<BackendKind, number>>,
+  pruneGraceMs: Object.freeze({
+    // A MAAS import reads the index, then its products, then items for minutes: a replaced generation must outlive that.
+    direct: 1 * HOUR,
+    // Behind a CDN, clients may also hold a replaced generation's metadata from the edge: keep its items a day.
+    edgeCached: 24 * HOUR,
+  }),
+  lockTtlMs: 5 * MINUTE,
+  attempts: 3,
+  limits: defaultMetadataLimits,
+  allowCrossHostRedirects: false,
+  itemIdleTimeoutMs: 60 * SECOND,
+});
+
+/** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
+export const defaultEngineSettings = Object.freeze({
+  concurrency: syncDefaults.concurrency.embedded,
+  pruneGraceMs: syncDefaults.pruneGraceMs.direct,
+  lockTtlMs: syncDefaults.lockTtlMs,
+  attempts: syncDefaults.attempts,
+}) satisfies Partial<SyncSettings>;
+
+/** Where the upstream's OpenPGP public keyring comes from. */
+export type KeyringSource = { readonly file: string } | { readonly armored: string };
+
+/** A validated sync configuration. */
+export interface SyncConfig {
+  /** Upstream simplestreams root, ending in `/`; may carry credentials, so show it only through `redactUrl`. */
+  readonly source: string;
+  /** Undefined only when verification was turned off (unsigned `.json` sources). */
+  readonly keyring: KeyringSource | undefined;
+  /** sstream-mirror item filters, ANDed. */
+  readonly filters: readonly ItemFilter[];
+  /** Newest versions kept per product; undefined keeps all. */
+  readonly max: number | undefined;
+  /** Items copied at once. */
+  readonly concurrency: number;
+  /** How long a replaced generation (and files only it references) stays, for clients mid-download. */
+  readonly pruneGraceMs: number;
+  /** Lease of the sync lock; every phase renews it, and a copy renews it every third of it. */
+  readonly lockTtlMs: number;
+  /** Attempts per item for transient upstream or store errors. */
+  readonly attempts: number;
+  /** Bounds on the metadata one run reads. */
+  readonly limits: MetadataLimits;
+  /** Follow upstream redirects to another scheme, host or port. */
+  readonly allowCrossHostRedirects: boolean;
+  /** An item download fails (transiently) once no byte has arrived for this long. */
+  readonly itemIdleTimeoutMs: number;
+}
+
+/** Raw values as an entry point has them: strings, numbers, booleans, arrays, or absent (`undefined`, `null`, `''`). */
+export interface RawSyncSettings {
+  source?: unknown;
+  /** false: accept an unsigned source and read no keyring. @default true */
+  verify?: unknown;
+  /** A file path, or `{ file }` / `{ armored }`. */
+  keyring?: unknown;
+  /** An array of expressions, or a JSON array of them as text. */
+  filters?: unknown;
+  max?: unknown;
+  concurrency?: unknown;
+  pruneGrace?: unknown;
+  lockTtl?: unknown;
+  attempts?: unknown;
+  indexBytes?: unknown;
+  productsBytes?: unknown;
+  runBytes?: unknown;
+  jsonDepth?: unknown;
+  allowCrossHostRedirects?: unknown;
+  itemIdleTimeout?: unknown;
+}
+
+export type SettingKey = keyof RawSyncSettings;
+
+export type DurationUnit = 'ms' | 's' | 'h';
+
+/** How an entry point names its settings and which of its rules apply. */
+export interface EntryPoint {
+  /** The setting as the entry point's user writes it; `item` is the position in a list setting. */
+  name(setting: SettingKey, item?: number): string;
+  /** What a bare number counts in a duration setting: CLI flags count seconds, the CDK config hours. */
+  durationUnit: DurationUnit;
+  /** Picks the default concurrency. */
+  backend: BackendKind;
+  /**
+   * The mirror is served through a CDN: the prune grace defaults to a day
+   * and may not be shorter than `minPruneGraceMs`, for `reason`.
+   */
+  edge?: { minPruneGraceMs: number; reason: string };
+  /** Why this entry point refuses a source URL with credentials in it; undefined: they are allowed. */
+  refuseSourceCredentials?: string;
+}
+
+/** A ConfigError that names the setting in the entry point's words (its message starts with that name). */
+export class SettingError extends ConfigError {
+  constructor(
+    readonly setting: SettingKey,
+    label: string,
+    problem: string,
+  ) {
+    super(`${label}: ${problem}`);
+  }
+}
+
+/** Names from a map: CLI flags, environment variables. */
+export function namesFrom(map: Partial<Record<SettingKey, string>>, prefix = ''): EntryPoint['name'] {
+  return (setting) => `${prefix}${map[setting] ?? setting}`;
+}
+
+const RANGES = {
+  max: [1, 1_000],
+  // Distributed Map's MaxConcurrency ceiling.
+  concurrency: [1, 10_000],
+  attempts: [1, 100],
+  indexBytes: [1, 64 * MiB],
+  productsBytes: [1, 1_024 * MiB],
+  runBytes: [1, 16 * 1_024 * MiB],
+  jsonDepth: [1, 1_000],
+} as const satisfies Partial<Record<SettingKey, readonly [number, number]>>;
+
+const DURATION_RANGES = {
+  pruneGrace: [0, 365 * DAY],
+  lockTtl: [10 * SECOND, DAY],
+  itemIdleTimeout: [SECOND, HOUR],
+} as const satisfies Partial<Record<SettingKey, readonly [number, number]>>;
+
+const UNIT_MS: Record<DurationUnit, number> = { ms: 1, s: SECOND, h: HOUR };
+
+/** Validates raw settings from one entry point; throws a SettingError naming the first bad one. */
+export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncConfig {
+  const fail = (setting: SettingKey, problem: string, item?: number): never => {
+    throw new SettingError(setting, entry.name(setting, item), problem);
+  };
+  const value = (setting: SettingKey) => absentAsUndefined(raw[setting]);
+  const integer = (setting: keyof typeof RANGES, fallback: number) => {
+    const given = value(setting);
+    return given === undefined ? fallback : integerIn(given, RANGES[setting], (problem) => fail(setting, problem));
+  };
+  const duration = (setting: keyof typeof DURATION_RANGES, fallback: number) => {
+    const given = value(setting);
+    return given === undefined
+      ? fallback
+      : durationIn(given, DURATION_RANGES[setting], entry.durationUnit, (problem) => fail(setting, problem));
+  };
+
+  const verify = booleanOf(value('verify'), syncDefaults.verify, (problem) => fail('verify', problem));
+  const maxGiven = value('max');
+  const pruneGraceMs = duration('pruneGrace', entry.edge ? syncDefaults.pruneGraceMs.edgeCached : syncDefaults.pruneGraceMs.direct);
+  if (entry.edge && pruneGraceMs < entry.edge.minPruneGraceMs) {
+    fail('pruneGrace', `${shown(value('pruneGrace'))} is shorter than the minimum of ${describeDuration(entry.edge.minPruneGraceMs)}: ${entry.edge.reason}`);
+  }
+  return {
+    source: parseSource(value('source'), entry.refuseSourceCredentials, (problem) => fail('source', problem)),
+    keyring: verify ? parseKeyring(value('keyring'), fail) : undefined,
+    filters: parseFilters(value('filters'), fail),
+    max: maxGiven === undefined ? syncDefaults.max : integer('max', 0),
+    concurrency: integer('concurrency', syncDefaults.concurrency[entry.backend]),
+    pruneGraceMs,
+    lockTtlMs: duration('lockTtl', syncDefaults.lockTtlMs),
+    attempts: integer('attempts', syncDefaults.attempts),
+    limits: Object.freeze({
+      indexBytes: integer('indexBytes', defaultMetadataLimits.indexBytes),
+      productsBytes: integer('productsBytes', defaultMetadataLimits.productsBytes),
+      runBytes: integer('runBytes', defaultMetadataLimits.runBytes),
+      jsonDepth: integer('jsonDepth', defaultMetadataLimits.jsonDepth),
+    }),
+    allowCrossHostRedirects: booleanOf(value('allowCrossHostRedirects'), syncDefaults.allowCrossHostRedirects, (problem) =>
+      fail('allowCrossHostRedirects', problem),
+    ),
+    itemIdleTimeoutMs: duration('itemIdleTimeout', syncDefaults.itemIdleTimeoutMs),
+  };
+}
+
+/** What the engine runs with: the validated settings and the keyring loaded from `config.keyring`. */
+export function engineSettings(config: SyncConfig, keyring: Keyring | undefined): SyncSettings {
+  return {
+    keyring,
+    selection: { filters: [...config.filters], ...(config.max !== undefined && { max: config.max }) },
+    concurrency: config.concurrency,
+    pruneGraceMs: config.pruneGraceMs,
+    lockTtlMs: config.lockTtlMs,
+    attempts: config.attempts,
+    limits: config.limits,
+  };
+}
+
+/** The message for a keyring file that cannot be read, whichever entry point named it. */
+export function unreadableKeyring(label: string, path: string, reason: string, options?: { cause?: unknown }): ConfigError {
+  return new ConfigError(
+    `${label}: ${path} cannot be read (${reason}). Install the ubuntu-cloudimage-keyring package, copy ` +
+      `${UBUNTU_CLOUDIMAGE_KEYRING} from a MAAS region controller, or point ${label} at the keyring that signs your upstream`,
+    options,
+  );
+}
+
+/** `90s`, `15m`, `1h`, `2d`, `250ms`, or a bare number of `unit`. */
+export function parseDuration(label: string, text: string, options: { unit?: DurationUnit; allowZero?: boolean } = {}): number {
+  const ms = durationMs(text, options.unit ?? 's');
+  if (ms === undefined || (!options.allowZero && ms === 0)) {
+    throw new ConfigError(`${label}: ${JSON.stringify(text)} ${DURATION_EXPECTED(options.unit ?? 's')}`);
+  }
+  return ms;
+}
+
+const DURATION_EXPECTED = (unit: DurationUnit) => `is not a duration like 90s, 15m or 1h (a bare number counts ${UNIT_NAMES[unit]})`;
+const UNIT_NAMES: Record<DurationUnit, string> = { ms: 'milliseconds', s: 'seconds', h: 'hours' };
+
+function durationMs(text: string, unit: DurationUnit): number | undefined {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/.exec(text.trim());
+  if (!match) return undefined;
+  const units = { ms: 1, s: SECOND, m: MINUTE, h: HOUR, d: DAY } as const;
+  const ms = Number(match[1]) * (match[2] ? units[match[2] as keyof typeof units] : UNIT_MS[unit]);
+  return Number.isFinite(ms) ? Math.round(ms) : undefined;
+}
+
+/** `2 hours`, `90 minutes`, `10 seconds`, `250 ms`: for messages. */
+export function describeDuration(ms: number): string {
+  const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+  if (ms % HOUR === 0) return plural(ms / HOUR, 'hour');
+  if (ms % MINUTE === 0) return plural(ms / MINUTE, 'minute');
+  if (ms % SECOND === 0) return plural(ms / SECOND, 'second');
+  return `${ms} ms`;
+}
+
+function absentAsUndefined(value: unknown): unknown {
+  return value === null || value === '' ? undefined : value;
+}
+
+function shown(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+function integerIn(value: unknown, [min, max]: readonly [number, number], fail: (problem: string) => never): number {
+  const number = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
+  if (typeof number !== 'number' || !Number.isInteger(number) || number < min || number > max) {
+    return fail(`${shown(value)} is not an integer from ${min} to ${max}`);
+  }
+  return number;
+}
+
+function durationIn(
+  value: unknown,
+  [min, max]: readonly [number, number],
+  unit: DurationUnit,
+  fail: (problem: string) => never,
+): number {
+  if (typeof value === 'number') {
+    const [low, high] = [Math.ceil(min / UNIT_MS[unit]), Math.floor(max / UNIT_MS[unit])];
+    if (!Number.isInteger(value) || value < low || value > high) {
+      return fail(`${value} is not an integer number of ${UNIT_NAMES[unit]} from ${low} to ${high}`);
+    }
+    return value * UNIT_MS[unit];
+  }
+  const ms = typeof value === 'string' ? durationMs(value, unit) : undefined;
+  if (ms === undefined) return fail(`${shown(value)} ${DURATION_EXPECTED(unit)}`);
+  if (ms < min || ms > max) return fail(`${shown(value)} is not from ${describeDuration(min)} to ${describeDuration(max)}`);
+  return ms;
+}
+
+function booleanOf(value: unknown, fallback: boolean, fail: (problem: string) => never): boolean {
+  if (value === undefined) return fallback;
+  if (typeof value === 'boolean') return value;
+  if (value === 'true' || value === 'false') return value === 'true';
+  return fail(`${shown(value)} is not true or false`);
+}
+
+function parseSource(value: unknown, refuseCredentials: string | undefined, fail: (problem: string) => never): string {
+  if (typeof value !== 'string') return fail('required: the upstream simplestreams root URL');
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return fail(`${JSON.stringify(redactUrl(value))} is not a URL`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    return fail(`${redactUrl(value)}: only http:// and https:// sources are supported`);
+  }
+  // The mirror appends `streams/v1/…` and item paths to the root: they would land inside a query or a fragment.
+  if (/[?#]/.test(value)) return fail(`${redactUrl(value)}: must not have a query string or fragment`);
+  if (refuseCredentials !== undefined && (url.username || url.password)) {
+    return fail(`${redactUrl(value)}: must not embed credentials (${refuseCredentials})`);
+  }
+  // Index and item paths resolve against the root: it must end in a slash.
+  return value.endsWith('/') ? value : `${value}/`;
+}
+
+function parseKeyring(value: unknown, fail: (setting: SettingKey, problem: string) => never): KeyringSource {
+  const problem = (text: string) => fail('keyring', text);
+  if (value === undefined) return problem('required: a keyring file, or an ASCII-armored public key block');
+  if (typeof value === 'string') return { file: value };
+  if (typeof value !== 'object' || Array.isArray(value)) return problem('expected a file path, { "file": … } or { "armored": … }');
+  const { file, armored, ...unknown } = value as Record<string, unknown>;
+  const [extra] = Object.keys(unknown);
+  if (extra !== undefined) return problem(`${extra}: unknown setting (known: file, armored)`);
+  if ((absentAsUndefined(file) === undefined) === (absentAsUndefined(armored) === undefined)) {
+    return problem('set exactly one of "file" and "armored"');
+  }
+  if (armored !== undefined && armored !== null && armored !== '') {
+    if (typeof armored !== 'string' || !armored.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
+      return problem('armored: expected an ASCII-armored public key block');
+    }
+    return { armored };
+  }
+  if (typeof file !== 'string') return problem('file: expected a path');
+  return { file };
+}
+
+function parseFilters(value: unknown, fail: (setting: SettingKey, problem: string, item?: number) => never): ItemFilter[] {
+  if (value === undefined) return syncDefaults.filters.map(parseFilter);
+  let list = value;
+  if (typeof value === 'string') {
+    try {
+      list = JSON.parse(value);
+    } catch {
+      return fail('filters', 'not JSON: expected a JSON array of strings such as ["arch=amd64"]');
+    }
+  }
+  if (!Array.isArray(list)) return fail('filters', 'expected an array of strings such as "arch=amd64"');
+  return list.map((expression: unknown, i) => {
+    if (typeof expression !== 'string') return fail('filters', 'expected a string', i);
+    try {
+      return parseFilter(expression);
+    } catch (error) {
+      return fail('filters', (error as Error).message, i);
+    }
+  });
+}
