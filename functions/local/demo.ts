@@ -14,7 +14,8 @@ import { openEmbeddedBackend } from '../adapters/embedded.ts';
 import { createApp } from '../http/app.ts';
 import { progressReporter } from './progress.ts';
 import { startServer } from './server.ts';
-import { demoProducts, generateSigningKey, serveTree, synthesizeTree } from './synthetic-upstream.ts';
+import { demoProducts } from './demo-data.ts';
+import { generateSigningKey, serveSyntheticUpstream, synthesizeTree } from './synthetic-upstream.ts';
 
 const dataDir = resolve(process.env.SKYSTREAMS_DEMO_DIR ?? './.skystreams-demo');
 const port = Number(process.env.PORT ?? 8765);
@@ -23,7 +24,7 @@ await mkdir(dataDir, { recursive: true });
 const key = await generateSigningKey('skystreams demo');
 const keyringPath = resolve(dataDir, 'demo-keyring.gpg');
 await writeFile(keyringPath, key.publicKeyring);
-const upstream = await serveTree(await synthesizeTree(demoProducts(), { key }));
+const upstream = await serveSyntheticUpstream(await synthesizeTree(demoProducts(), { key }), resolve(dataDir, 'upstream'));
 console.log(`synthetic upstream (signed by ${key.fingerprint}) at ${upstream.baseUrl}`);
 
 const backend = openEmbeddedBackend(resolve(dataDir, 'mirror'));

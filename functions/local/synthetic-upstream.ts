@@ -1,12 +1,15 @@
 /**
- * A synthetic, signed simplestreams upstream: deterministic item bytes, real
- * OpenPGP clearsigned metadata and a small node:http server. Used by the
- * offline demo and by tests; nothing here talks to the internet.
+ * A synthetic, signed simplestreams upstream for the offline demo:
+ * deterministic item bytes and real OpenPGP clearsigned metadata, served on
+ * loopback by the real HTTP app. Nothing here talks to the internet. Tests
+ * build on the synthesizer (test/support/signed-upstream.ts).
  */
 import { createCipheriv, createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { rm } from 'node:fs/promises';
 import { createCleartextMessage, generateKey, readKey, readPrivateKey, sign } from 'openpgp';
+import { openEmbeddedBackend } from '../adapters/embedded.ts';
+import { contentTypeOf } from '../core/content-types.ts';
+import { keys, type Backend, type CatalogEntry } from '../core/ports.ts';
 import {
   flattenItems,
   formatUpdated,
@@ -16,6 +19,8 @@ import {
   type ProductsDocument,
   type StreamIndex,
 } from '../core/simplestreams.ts';
+import { createApp } from '../http/app.ts';
+import { startServer } from './server.ts';
 
 // ---------------------------------------------------------------- signing
 
@@ -65,7 +70,6 @@ export interface SynthesizeOptions {
 }
 
 const encoder = new TextEncoder();
-const decoder = new TextDecoder();
 
 export const INDEX_PATH = 'streams/v1/index.json';
 export const SIGNED_INDEX_PATH = 'streams/v1/index.sjson';
@@ -137,7 +141,7 @@ export async function writeMetadata(
   const signedIndex: StreamIndex = { format: 'index:1.0', updated, index: {} };
   for (const original of products) {
     const document: ProductsDocument = { ...original, updated };
-    const text = serialize(document);
+    const text = serializeMetadata(document);
     files.set(productsPath(document.content_id), encoder.encode(text));
     if (options.key) files.set(signedProductsPath(document.content_id), encoder.encode(await clearsign(text, options.key)));
     const entry: IndexEntry = {
@@ -150,20 +154,12 @@ export async function writeMetadata(
     unsignedIndex.index[document.content_id] = entry;
     signedIndex.index[document.content_id] = { ...entry, path: signedProductsPath(document.content_id) };
   }
-  files.set(INDEX_PATH, encoder.encode(serialize(unsignedIndex)));
-  if (options.key) files.set(SIGNED_INDEX_PATH, encoder.encode(await clearsign(serialize(signedIndex), options.key)));
+  files.set(INDEX_PATH, encoder.encode(serializeMetadata(unsignedIndex)));
+  if (options.key) files.set(SIGNED_INDEX_PATH, encoder.encode(await clearsign(serializeMetadata(signedIndex), options.key)));
 }
 
-/** The products documents of a tree (from its unsigned `.json` files), for a test to edit and pass to writeMetadata. */
-export function productsIn(files: Map<string, Uint8Array>): ProductsDocument[] {
-  const index = JSON.parse(decoder.decode(files.get(INDEX_PATH))) as StreamIndex;
-  return Object.values(index.index).map((entry) =>
-    parseProducts(entry.path, decoder.decode(files.get(entry.path) ?? new Uint8Array())),
-  );
-}
-
-/** As simplestreams' tools write them: one-space indent, sorted keys, trailing newline. */
-function serialize(value: unknown): string {
+/** As simplestreams' tools write metadata: one-space indent, sorted keys, trailing newline. */
+export function serializeMetadata(value: unknown): string {
   return `${JSON.stringify(value, sortedKeys, 1)}\n`;
 }
 
@@ -172,273 +168,64 @@ function sortedKeys(_key: string, value: unknown): unknown {
   return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
+
 // ---------------------------------------------------------------- serving
 
-export interface ServedRequest {
-  method: string;
-  /** Relative to the root, percent-decoded, without query. */
-  path: string;
-  status: number;
-}
-
-export interface ServedTree {
-  /** Ends with `/`. */
-  baseUrl: string;
-  /** Every request answered, in order. */
-  requests: ServedRequest[];
-  close(): Promise<void>;
-}
-
 /**
- * Serves `files` over HTTP on 127.0.0.1 (an ephemeral port). The map is read
- * on every request, so a test may change it between syncs. Strong ETags
- * (sha256 of the bytes) and Last-Modified (moves forward whenever a file's
- * bytes change), 304 for If-None-Match / If-Modified-Since, HEAD, 404.
+ * Serves `files` on loopback the way a mirror serves: published as one
+ * generation of an embedded backend at `directory` (emptied first), behind
+ * the real HTTP app. Every item must be listed by some products file.
  */
-export async function serveTree(files: Map<string, Uint8Array>, options: { host?: string } = {}): Promise<ServedTree> {
-  const host = options.host ?? '127.0.0.1';
-  const requests: ServedRequest[] = [];
-  const versions = new FileVersions(new Date());
-
-  const server = createServer((request, response) => {
-    const path = requestPath(request);
-    const status = answer(request, response, path, files, versions);
-    requests.push({ method: request.method ?? '', path: path ?? request.url ?? '', status });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => resolve());
-  });
-  const { port } = server.address() as AddressInfo;
-  const hostInUrl = host.includes(':') ? `[${host}]` : host;
-  return {
-    baseUrl: `http://${hostInUrl}:${port}/`,
-    requests,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        server.closeAllConnections();
-      }),
-  };
-}
-
-/** Per-path validators: the ETag of the current bytes, and when they were first served. */
-class FileVersions {
-  private readonly seen = new Map<string, { etag: string; lastModified: number }>();
-  constructor(private readonly startedAt: Date) {}
-
-  of(path: string, bytes: Uint8Array): { etag: string; lastModified: number } {
-    const etag = `"${hexDigest('sha256', bytes)}"`;
-    const previous = this.seen.get(path);
-    if (previous?.etag === etag) return previous;
-    // HTTP dates have whole seconds: a change must move Last-Modified forward by at least one.
-    const now = Math.floor((previous ? Date.now() : this.startedAt.getTime()) / 1000) * 1000;
-    const lastModified = previous ? Math.max(now, previous.lastModified + 1000) : now;
-    const version = { etag, lastModified };
-    this.seen.set(path, version);
-    return version;
-  }
-}
-
-function requestPath(request: IncomingMessage): string | undefined {
-  const rawPath = (request.url ?? '/').split('?')[0] ?? '/';
+export async function serveSyntheticUpstream(
+  files: ReadonlyMap<string, Uint8Array>,
+  directory: string,
+): Promise<{ baseUrl: string; close(): Promise<void> }> {
+  await rm(directory, { recursive: true, force: true });
+  const backend = openEmbeddedBackend(directory);
   try {
-    return decodeURIComponent(rawPath.replace(/^\/+/, ''));
-  } catch {
-    return undefined;
-  }
-}
-
-function contentTypeOf(path: string): string {
-  if (path.endsWith('.json')) return 'application/json';
-  if (path.endsWith('.sjson')) return 'text/plain; charset=utf-8';
-  return 'application/octet-stream';
-}
-
-/** Writes the response; returns its status. */
-function answer(
-  request: IncomingMessage,
-  response: ServerResponse,
-  path: string | undefined,
-  files: Map<string, Uint8Array>,
-  versions: FileVersions,
-): number {
-  const finish = (status: number, body?: Uint8Array) => {
-    response.statusCode = status;
-    response.end(request.method === 'HEAD' ? undefined : body);
-    return status;
-  };
-  if (request.method !== 'GET' && request.method !== 'HEAD') {
-    response.setHeader('Allow', 'GET, HEAD');
-    return finish(405);
-  }
-  if (path === undefined) return finish(400);
-  const bytes = files.get(path);
-  if (!bytes) return finish(404, encoder.encode(`${path}: not found\n`));
-
-  const { etag, lastModified } = versions.of(path, bytes);
-  response.setHeader('ETag', etag);
-  response.setHeader('Last-Modified', new Date(lastModified).toUTCString());
-  response.setHeader('Content-Type', contentTypeOf(path));
-  if (isNotModified(request, etag, lastModified)) return finish(304);
-  response.setHeader('Content-Length', bytes.length);
-  return finish(200, bytes);
-}
-
-/** RFC 9110: If-None-Match, when present, decides; If-Modified-Since only otherwise. */
-function isNotModified(request: IncomingMessage, etag: string, lastModified: number): boolean {
-  const ifNoneMatch = request.headers['if-none-match'];
-  if (ifNoneMatch !== undefined) {
-    return ifNoneMatch.split(',').some((candidate) => {
-      const tag = candidate.trim();
-      return tag === '*' || tag.replace(/^W\//, '') === etag;
-    });
-  }
-  const ifModifiedSince = request.headers['if-modified-since'];
-  if (ifModifiedSince === undefined) return false;
-  const since = Date.parse(ifModifiedSince);
-  return !Number.isNaN(since) && lastModified <= since;
-}
-
-// ---------------------------------------------------------------- demo data
-
-// sha256 of nothing: a placeholder that synthesizeTree replaces.
-const PLACEHOLDER_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
-const DEMO_UPDATED = 'Wed, 09 Jul 2025 12:00:00 +0000';
-
-const placeholderItem = (fields: Record<string, unknown> & { ftype: string; path: string }) => ({
-  ...fields,
-  sha256: PLACEHOLDER_SHA256,
-  size: 0,
-});
-
-function bootloaderVersion(items: Record<string, { path: string; release: string; version: string }>) {
-  return {
-    items: Object.fromEntries(
-      Object.entries(items).map(([name, { path, release, version }]) => [
-        name,
-        placeholderItem({
-          ftype: 'archive.tar.xz',
-          path,
-          src_package: name,
-          src_release: release,
-          src_version: version,
-        }),
-      ]),
-    ),
-  };
-}
-
-function nobleVersion(serial: string, subarch: string, kpackage: string) {
-  const kernelDirectory = `noble/amd64/${serial}/${subarch}/generic`;
-  return {
-    items: {
-      'boot-initrd': placeholderItem({ ftype: 'boot-initrd', kpackage, path: `${kernelDirectory}/boot-initrd` }),
-      'boot-kernel': placeholderItem({ ftype: 'boot-kernel', kpackage, path: `${kernelDirectory}/boot-kernel` }),
-      // The root image is shared by the GA and HWE products, as on images.maas.io.
-      manifest: placeholderItem({ ftype: 'manifest', path: `noble/amd64/${serial}/squashfs.manifest` }),
-      squashfs: placeholderItem({ ftype: 'squashfs', path: `noble/amd64/${serial}/squashfs` }),
-    },
-  };
-}
-
-function nobleProduct(subarch: 'ga-24.04' | 'hwe-24.04', kpackage: string) {
-  return {
-    arch: 'amd64',
-    kflavor: 'generic',
-    krel: 'noble',
-    label: 'stable',
-    os: 'ubuntu',
-    release: 'noble',
-    release_codename: 'Noble Numbat',
-    release_title: '24.04 LTS',
-    subarch,
-    subarches: `generic,hwe-p,hwe-q,hwe-r,hwe-s,hwe-t,hwe-u,hwe-v,hwe-w,ga-16.04,ga-18.04,ga-20.04,ga-22.04,ga-24.04${
-      subarch === 'hwe-24.04' ? ',hwe-24.04' : ''
-    }`,
-    support_eol: '2029-05-31',
-    support_esm_eol: '2034-04-25',
-    version: '24.04',
-    versions: {
-      '20250618': nobleVersion('20250618', subarch, kpackage),
-      '20250709': nobleVersion('20250709', subarch, kpackage),
-    },
-  };
-}
-
-/**
- * A small MAAS-shaped upstream, modelled on images.maas.io, with every field
- * MAAS's simplestreams models require: bootloaders (pxelinux, grub-efi-signed)
- * and Ubuntu 24.04 amd64 GA + HWE kernels, two versions each. Sizes and
- * digests are placeholders; pass the documents to synthesizeTree.
- */
-export function demoProducts(): ProductsDocument[] {
-  const bootloaders: ProductsDocument = {
-    content_id: 'com.ubuntu.maas:stable:1:bootloader-download',
-    datatype: 'image-ids',
-    format: 'products:1.0',
-    updated: DEMO_UPDATED,
-    products: {
-      'com.ubuntu.maas.stable:1:grub-efi-signed:uefi:amd64': {
-        arch: 'amd64',
-        arches: 'amd64',
-        'bootloader-type': 'uefi',
-        label: 'stable',
-        os: 'grub-efi-signed',
-        versions: {
-          '20230222.0': bootloaderVersion({
-            'grub2-signed': {
-              path: 'bootloaders/uefi/amd64/20230222.0/grub2-signed.tar.xz',
-              release: 'focal',
-              version: '1.187.3~20.04.1+2.06-2ubuntu14.1',
-            },
-            'shim-signed': {
-              path: 'bootloaders/uefi/amd64/20230222.0/shim-signed.tar.xz',
-              release: 'focal',
-              version: '1.40.7+15.4-0ubuntu9',
-            },
-          }),
-          '20231004.0': bootloaderVersion({
-            'grub2-signed': {
-              path: 'bootloaders/uefi/amd64/20231004.0/grub2-signed.tar.xz',
-              release: 'jammy',
-              version: '1.187.6+2.06-2ubuntu14.4',
-            },
-            'shim-signed': {
-              path: 'bootloaders/uefi/amd64/20231004.0/shim-signed.tar.xz',
-              release: 'jammy',
-              version: '1.51.3+15.7-0ubuntu1',
-            },
-          }),
-        },
+    await publishTree(backend, files);
+    const server = await startServer(createApp(backend), { port: 0, host: '127.0.0.1' });
+    return {
+      baseUrl: server.url,
+      close: async () => {
+        await server.close();
+        await backend.close();
       },
-      'com.ubuntu.maas.stable:1:pxelinux:pxe:amd64': {
-        arch: 'amd64',
-        arches: 'amd64, i386',
-        'bootloader-type': 'pxe',
-        label: 'stable',
-        os: 'pxelinux',
-        versions: {
-          '20230615.0': bootloaderVersion({
-            syslinux: {
-              path: 'bootloaders/pxe/amd64/20230615.0/syslinux.tar.xz',
-              release: 'jammy',
-              version: '3:6.04~git20190206.bf6db5b4+dfsg1-3ubuntu1',
-            },
-          }),
-        },
-      },
+    };
+  } catch (error) {
+    await backend.close();
+    throw error;
+  }
+}
+
+/** Stores the tree's items and metadata and publishes them as the backend's next generation. */
+async function publishTree({ objects, catalog }: Backend, files: ReadonlyMap<string, Uint8Array>): Promise<void> {
+  const generation = await catalog.reserveGeneration();
+  const owner = { generation, runId: `synthetic-${generation}` };
+  const metadataFiles = [...files.keys()].filter((path) => path.startsWith('streams/'));
+  const index = JSON.parse(new TextDecoder().decode(files.get(INDEX_PATH))) as StreamIndex;
+  const entries: CatalogEntry[] = [];
+  for (const { path: file } of Object.values(index.index)) {
+    const document = parseProducts(file, new TextDecoder().decode(files.get(file)));
+    for (const item of flattenItems(file, document)) {
+      const bytes = files.get(item.path);
+      if (!bytes) throw new Error(`${file} lists ${item.path}, which the tree does not hold`);
+      const { contentId, productName: product, versionName: version, itemName, path } = item;
+      entries.push({ contentId, product, version, item: itemName, path, size: bytes.length, sha256: hexDigest('sha256', bytes) });
+    }
+  }
+  for (const path of new Set(entries.map((entry) => entry.path))) await objects.put(keys.item(path), files.get(path)!);
+  for (const file of metadataFiles) await objects.put(keys.metadata(owner, file), files.get(file)!, { contentType: contentTypeOf(file) });
+  await catalog.putEntries(generation, entries);
+  await catalog.publish(
+    {
+      ...owner,
+      upstreamUpdated: index.updated ?? '',
+      publishedAt: new Date().toISOString(),
+      files: metadataFiles,
+      itemCount: entries.length,
+      totalBytes: entries.reduce((total, entry) => total + entry.size, 0),
     },
-  };
-  const ubuntu: ProductsDocument = {
-    content_id: 'com.ubuntu.maas:stable:v3:download',
-    datatype: 'image-ids',
-    format: 'products:1.0',
-    updated: DEMO_UPDATED,
-    products: {
-      'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04': nobleProduct('ga-24.04', 'linux-generic'),
-      'com.ubuntu.maas.stable:v3:boot:24.04:amd64:hwe-24.04': nobleProduct('hwe-24.04', 'linux-generic-hwe-24.04'),
-    },
-  };
-  return [bootloaders, ubuntu];
+    (await catalog.getCurrent())?.generation,
+  );
 }

@@ -4,7 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { generateSigningKey } from '../../functions/local/synthetic-upstream.ts';
+import { generateSigningKey } from '../support/signed-upstream.ts';
 import { cli as runCli, startServing } from '../support/cli.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { selectedPaths, useSignedFixtureUpstream } from '../support/mirror.ts';

@@ -27,14 +27,13 @@ import {
   SIGNED_INDEX_PATH,
   generateSigningKey,
   productsIn,
-  serveTree,
   synthesizeTree,
   writeMetadata,
   type SigningKey,
-} from '../../functions/local/synthetic-upstream.ts';
+} from '../support/signed-upstream.ts';
+import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { cli } from '../support/cli.ts';
 import { killHard, spawnCli, type ProgressLine } from '../support/crash.ts';
-import { startFaultUpstream, type FaultUpstream } from '../support/fault-upstream.ts';
 import { DiskFullObjectStore } from '../support/fault-store.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { replaceFiles, selectedPaths, serveMirror, withNewVersion } from '../support/mirror.ts';
@@ -219,7 +218,7 @@ describe('Integrity under faults (embedded backend)', () => {
     it('R-crash-copy: a sync killed mid-copy changes nothing served; the next sync takes over at once and records it abandoned', async () => {
       // Prepare
       const files = new Map(firstTree);
-      const upstream = await startFaultUpstream(files);
+      const upstream = await serveTree(files);
       const dataDir = freshDataDir();
       try {
         const first = await cli(syncArgs(dataDir, upstream.baseUrl));
@@ -281,7 +280,7 @@ describe('Integrity under faults (embedded backend)', () => {
       it('R-crash-publish: a sync killed while publishing changes nothing served; the next sync publishes at once', { timeout: WIDE_TIMEOUT_MS }, async () => {
         // Prepare
         const files = new Map(firstTree);
-        const upstream = await startFaultUpstream(files);
+        const upstream = await serveTree(files);
         const dataDir = freshDataDir();
         try {
           const first = await cli(syncArgs(dataDir, upstream.baseUrl));
@@ -329,7 +328,7 @@ describe('Integrity under faults (embedded backend)', () => {
       it('R-crash-prune: a sync killed right after publishing (in prune) leaves the new publication whole; the next sync finishes the prune at once', { timeout: WIDE_TIMEOUT_MS }, async () => {
         // Prepare
         const files = new Map(firstTree);
-        const upstream = await startFaultUpstream(files);
+        const upstream = await serveTree(files);
         const dataDir = freshDataDir();
         try {
           const first = await cli(syncArgs(dataDir, upstream.baseUrl));
@@ -379,7 +378,7 @@ describe('Integrity under faults (embedded backend)', () => {
   describe('Racing runs', () => {
     it('R-race-two-runs: two syncs started at once on one data dir: one publishes, the other names the holder or finds nothing to do', async () => {
       const files = new Map(firstTree);
-      const upstream = await startFaultUpstream(files);
+      const upstream = await serveTree(files);
       const dataDir = freshDataDir();
       try {
         // Round 1 races on a fresh data dir, round 2 on an upstream change, round 3 on an unchanged upstream.
@@ -610,7 +609,7 @@ describe('Integrity under faults (embedded backend)', () => {
 
     it('R-corrupt-at-rest: verify names an item damaged on disk; the next sync heals it and verify passes', async () => {
       // Prepare
-      const upstream = await startFaultUpstream(new Map(firstTree));
+      const upstream = await serveTree(new Map(firstTree));
       const dataDir = freshDataDir();
       try {
         const first = await cli(syncArgs(dataDir, upstream.baseUrl));
@@ -649,7 +648,7 @@ describe('Integrity under faults (embedded backend)', () => {
     it('R-republished-bytes: other bytes promised under published paths fail the run before any item is fetched', async () => {
       // Prepare
       const files = new Map(firstTree);
-      const upstream: FaultUpstream = await startFaultUpstream(files);
+      const upstream: ServedTree = await serveTree(files);
       const dataDir = freshDataDir();
       const settings = { selection: { filters: [parseFilter('arch=amd64')], max: 2 } };
       const republished = await synthesizeTree(nextProducts, { key, updated: SECOND, contentSeed: 'republished' });

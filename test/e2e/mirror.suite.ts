@@ -3,14 +3,8 @@ import { auditPublication } from '../../functions/core/audit.ts';
 import { IntegrityError, RollbackError, SignatureError, UnsafePathError } from '../../functions/core/errors.ts';
 import { keys } from '../../functions/core/ports.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
-import {
-  generateSigningKey,
-  productsIn,
-  serveTree,
-  synthesizeTree,
-  writeMetadata,
-  type SigningKey,
-} from '../../functions/local/synthetic-upstream.ts';
+import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from '../support/signed-upstream.ts';
+import { serveTree } from '../support/upstream-server.ts';
 import type { RunningServer } from '../../functions/local/server.ts';
 import { type BackendFactory, type OpenedBackend } from '../support/backends.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';

@@ -11,7 +11,7 @@ import { Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { parseConfig, type SkystreamsConfig } from '../../infra/config.ts';
 import { MirrorStack } from '../../infra/stacks/mirror-stack.ts';
-import { generateSigningKey } from '../../functions/local/synthetic-upstream.ts';
+import { generateSigningKey } from '../support/signed-upstream.ts';
 
 const CDK_JSON = new URL('../../cdk.json', import.meta.url);
 

@@ -5,12 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseProducts, type ProductsDocument } from '../../functions/core/simplestreams.ts';
-import {
-  generateSigningKey,
-  synthesizeTree,
-  type SigningKey,
-  type SynthesizeOptions,
-} from '../../functions/local/synthetic-upstream.ts';
+import { generateSigningKey, synthesizeTree, type SigningKey, type SynthesizeOptions } from './signed-upstream.ts';
 
 const FIXTURE_DIRECTORY = fileURLToPath(new URL('../fixtures/maas-stream/', import.meta.url));
 

@@ -18,7 +18,7 @@ import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { checkIndex, readUpstreamMetadata } from '../../functions/core/metadata.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
 import { formatUpdated } from '../../functions/core/simplestreams.ts';
-import { clearsign, generateSigningKey } from '../../functions/local/synthetic-upstream.ts';
+import { clearsign, generateSigningKey } from './signed-upstream.ts';
 
 const CONTENT_ID = 'com.example:hostile';
 const PRODUCTS = `streams/v1/${CONTENT_ID}.sjson`;

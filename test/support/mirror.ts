@@ -12,13 +12,8 @@ import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { createApp } from '../../functions/http/app.ts';
 import { startServer, type RunningServer } from '../../functions/local/server.ts';
-import {
-  generateSigningKey,
-  serveTree,
-  synthesizeTree,
-  type ServedTree,
-  type SigningKey,
-} from '../../functions/local/synthetic-upstream.ts';
+import { generateSigningKey, synthesizeTree, type SigningKey } from './signed-upstream.ts';
+import { serveTree, type ServedTree } from './upstream-server.ts';
 import { loadFixtureProducts } from './fixtures.ts';
 
 export interface SyncOptions {

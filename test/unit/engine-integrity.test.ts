@@ -20,15 +20,8 @@ import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring, type Keyring } from '../../functions/core/pgp.ts';
 import { keys, type Backend, type LockHolder, type Upstream } from '../../functions/core/ports.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
-import {
-  generateSigningKey,
-  productsIn,
-  serveTree,
-  synthesizeTree,
-  writeMetadata,
-  type ServedTree,
-  type SigningKey,
-} from '../../functions/local/synthetic-upstream.ts';
+import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from '../support/signed-upstream.ts';
+import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { replaceFiles, selectedPaths } from '../support/mirror.ts';
 

@@ -31,14 +31,8 @@ import {
 } from '../../functions/core/ports.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { createApp } from '../../functions/http/app.ts';
-import {
-  SIGNED_INDEX_PATH,
-  generateSigningKey,
-  serveTree,
-  synthesizeTree,
-  type ServedTree,
-  type SigningKey,
-} from '../../functions/local/synthetic-upstream.ts';
+import { SIGNED_INDEX_PATH, generateSigningKey, synthesizeTree, type SigningKey } from '../support/signed-upstream.ts';
+import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { replaceFiles, selectedPaths, withNewVersion } from '../support/mirror.ts';
 

@@ -2,21 +2,21 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { HttpUpstream, MAX_REDIRECTS } from '../../functions/adapters/http/http-upstream.ts';
 import { InputTooLargeError, UpstreamError } from '../../functions/core/errors.ts';
 import type { ByteStream, FetchedFile } from '../../functions/core/ports.ts';
-import { syntheticContent } from '../../functions/local/synthetic-upstream.ts';
-import { startFaultUpstream, type FaultUpstream } from '../support/fault-upstream.ts';
+import { syntheticContent } from '../support/signed-upstream.ts';
+import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 
 const ITEM = 'noble/amd64/20250709/squashfs';
 const INDEX = 'streams/v1/index.json';
 const itemBytes = syntheticContent(ITEM, 256 * 1024);
 const indexBytes = new TextEncoder().encode(`${JSON.stringify({ format: 'index:1.0', index: {} })}\n`);
 
-let upstream: FaultUpstream;
+let upstream: ServedTree;
 /** Another port: another origin. */
-let elsewhere: FaultUpstream;
+let elsewhere: ServedTree;
 
 beforeAll(async () => {
-  upstream = await startFaultUpstream(new Map([[ITEM, itemBytes], [INDEX, indexBytes]]));
-  elsewhere = await startFaultUpstream(new Map([[ITEM, itemBytes], [INDEX, indexBytes]]));
+  upstream = await serveTree(new Map([[ITEM, itemBytes], [INDEX, indexBytes]]));
+  elsewhere = await serveTree(new Map([[ITEM, itemBytes], [INDEX, indexBytes]]));
 });
 
 afterEach(() => {

@@ -27,12 +27,11 @@ import {
   clearsign,
   generateSigningKey,
   productsPath,
-  serveTree,
   signedProductsPath,
   writeMetadata,
-  type ServedTree,
   type SigningKey,
-} from '../../functions/local/synthetic-upstream.ts';
+} from '../support/signed-upstream.ts';
+import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 
 const EARLIER = 'Wed, 23 Jul 2025 08:01:49 +0000';

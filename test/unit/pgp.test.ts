@@ -2,7 +2,7 @@ import { createCleartextMessage, generateKey, readKey, readPrivateKey, revokeKey
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, SignatureError } from '../../functions/core/errors.ts';
 import { clearsignedBody, isClearsigned, loadKeyring, verifyClearsigned } from '../../functions/core/pgp.ts';
-import { clearsign, generateSigningKey, type SigningKey } from '../../functions/local/synthetic-upstream.ts';
+import { clearsign, generateSigningKey, type SigningKey } from '../support/signed-upstream.ts';
 import { fixtureText } from '../support/fixtures.ts';
 
 const FILE = 'streams/v1/index.sjson';

@@ -3,21 +3,18 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { loadKeyring, verifyClearsigned } from '../../functions/core/pgp.ts';
 import { flattenItems, parseIndex, parseProducts, parseUpdated } from '../../functions/core/simplestreams.ts';
+import { buildFixtureUpstream, loadFixtureProducts } from '../support/fixtures.ts';
 import {
   clearsign,
-  demoProducts,
   generateSigningKey,
   productsIn,
-  serveTree,
   synthesizeTree,
   writeMetadata,
-  type ServedTree,
   type SigningKey,
-} from '../../functions/local/synthetic-upstream.ts';
-import { buildFixtureUpstream, loadFixtureProducts } from '../support/fixtures.ts';
+} from '../support/signed-upstream.ts';
 
 const UPDATED = 'Fri, 01 Aug 2025 10:00:00 +0000';
 const UBUNTU_ID = 'com.ubuntu.maas:stable:v3:download';
@@ -230,146 +227,5 @@ describe('Function: writeMetadata', () => {
     expect(signed).toContain('f'.repeat(64));
     expect(files.get(squashfs.path)).toBe(originalBytes);
     expect(parseIndex('i', text(files.get('streams/v1/index.json'))).updated).toBe('Sat, 02 Aug 2025 10:00:00 +0000');
-  });
-});
-
-describe('Function: demoProducts', () => {
-  it('is valid simplestreams that synthesizes into a small tree, GA and HWE sharing the root image', async () => {
-    // Act
-    const files = await synthesizeTree(demoProducts(), { key, updated: UPDATED });
-
-    // Assess
-    const documents = productsIn(files);
-    const items = documents.flatMap((d) => flattenItems(d.content_id, d));
-    expect(documents.map((d) => d.content_id)).toEqual([
-      'com.ubuntu.maas:stable:1:bootloader-download',
-      UBUNTU_ID,
-    ]);
-    const squashfsItems = items.filter((i) => i.path === 'noble/amd64/20250709/squashfs');
-    expect(squashfsItems.map((i) => i.fields.subarch).sort()).toEqual(['ga-24.04', 'hwe-24.04']);
-    expect(new Set(squashfsItems.map((i) => i.sha256)).size).toBe(1);
-    for (const item of items) expect(files.get(item.path)?.length).toBe(item.size);
-  });
-
-  it('carries every field MAAS requires of bootloader and multi-file image products', () => {
-    // Act
-    const items = demoProducts().flatMap((d) => flattenItems(d.content_id, d));
-
-    // Assess: the required fields of MAAS's simplestreams models.
-    const common = ['product_name', 'arch', 'label', 'os', 'ftype', 'path', 'sha256', 'size'];
-    const bootloader = [...common, 'arches', 'bootloader-type', 'src_package', 'src_release', 'src_version'];
-    const image = [...common, 'release', 'release_title', 'subarch', 'subarches', 'support_eol', 'version', 'kflavor', 'krel', 'release_codename'];
-    for (const item of items) {
-      const required = item.contentId === UBUNTU_ID ? image : bootloader;
-      for (const field of required) expect(item.fields, `${item.path} ${field}`).toHaveProperty([field]);
-    }
-    const itemNames = (contentId: string) => new Set(items.filter((i) => i.contentId === contentId).map((i) => i.itemName));
-    expect(itemNames(UBUNTU_ID)).toEqual(new Set(['boot-kernel', 'boot-initrd', 'squashfs', 'manifest']));
-    expect(itemNames('com.ubuntu.maas:stable:1:bootloader-download')).toEqual(
-      new Set(['grub2-signed', 'shim-signed', 'syslinux']),
-    );
-  });
-});
-
-describe('Function: serveTree', () => {
-  let served: ServedTree | undefined;
-  afterEach(async () => {
-    await served?.close();
-    served = undefined;
-  });
-
-  const files = () =>
-    new Map<string, Uint8Array>([
-      ['streams/v1/com.ubuntu.maas:stable:v3:download.json', new TextEncoder().encode('{"a":1}')],
-      ['noble/amd64/20250709/squashfs', new Uint8Array([1, 2, 3, 4])],
-    ]);
-
-  it('serves files with a strong sha256 ETag and Last-Modified, decoding escaped paths', async () => {
-    // Prepare
-    served = await serveTree(files());
-
-    // Act
-    const response = await fetch(`${served.baseUrl}streams/v1/com.ubuntu.maas%3Astable%3Av3%3Adownload.json`);
-
-    // Assess
-    expect(served.baseUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/$/);
-    expect(response.status).toBe(200);
-    expect(await response.text()).toBe('{"a":1}');
-    expect(response.headers.get('etag')).toBe(`"${sha256(new TextEncoder().encode('{"a":1}'))}"`);
-    expect(response.headers.get('content-length')).toBe('7');
-    expect(response.headers.get('content-type')).toBe('application/json');
-    expect(Date.parse(response.headers.get('last-modified')!)).not.toBeNaN();
-    expect(served.requests).toEqual([
-      { method: 'GET', path: 'streams/v1/com.ubuntu.maas:stable:v3:download.json', status: 200 },
-    ]);
-  });
-
-  it('answers If-None-Match and If-Modified-Since with 304, and 200 once the file changes', async () => {
-    // Prepare
-    const tree = files();
-    served = await serveTree(tree);
-    const url = `${served.baseUrl}noble/amd64/20250709/squashfs`;
-    const first = await fetch(url);
-    await first.arrayBuffer();
-    const etag = first.headers.get('etag')!;
-    const lastModified = first.headers.get('last-modified')!;
-
-    // Act
-    const byEtag = await fetch(url, { headers: { 'If-None-Match': etag } });
-    const byDate = await fetch(url, { headers: { 'If-Modified-Since': lastModified } });
-    tree.set('noble/amd64/20250709/squashfs', new Uint8Array([9, 9]));
-    const changedByEtag = await fetch(url, { headers: { 'If-None-Match': etag } });
-    const changedByDate = await fetch(url, { headers: { 'If-Modified-Since': lastModified } });
-
-    // Assess
-    expect(byEtag.status).toBe(304);
-    expect(byDate.status).toBe(304);
-    expect(changedByEtag.status).toBe(200);
-    expect(new Uint8Array(await changedByEtag.arrayBuffer())).toEqual(new Uint8Array([9, 9]));
-    expect(changedByEtag.headers.get('etag')).not.toBe(etag);
-    expect(Date.parse(changedByEtag.headers.get('last-modified')!)).toBeGreaterThan(Date.parse(lastModified));
-    expect(changedByDate.status).toBe(200);
-    await changedByDate.arrayBuffer();
-    expect(served.requests.map((r) => r.status)).toEqual([200, 304, 304, 200, 200]);
-  });
-
-  it('answers HEAD with headers only, 404 for unknown paths and 405 for other methods', async () => {
-    // Prepare
-    const tree = files();
-    served = await serveTree(tree);
-
-    // Act
-    const head = await fetch(`${served.baseUrl}noble/amd64/20250709/squashfs`, { method: 'HEAD' });
-    const missing = await fetch(`${served.baseUrl}noble/amd64/20250709/boot-kernel`);
-    tree.delete('noble/amd64/20250709/squashfs');
-    const removed = await fetch(`${served.baseUrl}noble/amd64/20250709/squashfs`);
-    const post = await fetch(`${served.baseUrl}noble/amd64/20250709/squashfs`, { method: 'POST' });
-
-    // Assess
-    expect(head.status).toBe(200);
-    expect(head.headers.get('content-length')).toBe('4');
-    expect(await head.text()).toBe('');
-    expect(missing.status).toBe(404);
-    expect(removed.status).toBe(404);
-    expect(post.status).toBe(405);
-    await Promise.all([missing.text(), removed.text(), post.text()]);
-    expect(served.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['HEAD 200', 'GET 404', 'GET 404', 'POST 405']);
-  });
-
-  it('serves a whole synthetic upstream that a client can walk from the index', async () => {
-    // Prepare
-    const { files: tree } = await buildFixtureUpstream({ key, updated: UPDATED });
-    served = await serveTree(tree);
-
-    // Act
-    const index = parseIndex('index.json', await (await fetch(`${served.baseUrl}streams/v1/index.json`)).text());
-    const entry = index.index[UBUNTU_ID]!;
-    const products = parseProducts(entry.path, await (await fetch(new URL(entry.path, served.baseUrl))).text());
-    const item = flattenItems(entry.path, products)[0]!;
-    const bytes = new Uint8Array(await (await fetch(new URL(item.path, served.baseUrl))).arrayBuffer());
-
-    // Assess
-    expect(sha256(bytes)).toBe(item.sha256);
-    expect(served.requests.every((r) => r.status === 200)).toBe(true);
   });
 });
