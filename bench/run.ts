@@ -26,11 +26,11 @@ import { loadKeyring, verifyClearsigned } from '../functions/core/pgp.ts';
 import { planSync, type Selection } from '../functions/core/planner.ts';
 import { keys, type StoredObject } from '../functions/core/ports.ts';
 import { parseProducts } from '../functions/core/simplestreams.ts';
-import { clearsign, generateSigningKey } from '../functions/local/synthetic-upstream.ts';
 import { markdownTable, recordSection, thisMachine, type BenchRow } from './lib/report.ts';
 import { startRssSampler } from './lib/rss-sampler.ts';
 import { startStreamingUpstream } from './lib/streaming-upstream.ts';
-import { productsTextOfSize, serializeMetadata, syntheticProducts } from './lib/synthetic-catalog.ts';
+import { productsTextOfSize, syntheticProducts } from './lib/synthetic-catalog.ts';
+import { clearsign, generateSigningKey, serializeMetadata } from '../test/support/signed-upstream.ts';
 
 const MB = 2 ** 20;
 const BENCHMARKS_FILE = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));

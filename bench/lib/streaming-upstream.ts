@@ -1,4 +1,4 @@
-/** Starts the bench upstream (streaming-upstream-server.ts) in a child process and talks to it over IPC. */
+/** Starts the bench upstream (streaming-upstream-child.ts) in a child process and talks to it over IPC. */
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -27,7 +27,7 @@ export interface StreamingUpstream {
   close(): Promise<void>;
 }
 
-const SERVER_ENTRY = fileURLToPath(new URL('./streaming-upstream-server.ts', import.meta.url));
+const SERVER_ENTRY = fileURLToPath(new URL('./streaming-upstream-child.ts', import.meta.url));
 
 export async function startStreamingUpstream(config: UpstreamConfig): Promise<StreamingUpstream> {
   const child = fork(SERVER_ENTRY, [], {

@@ -1,5 +1,6 @@
 /** Large products documents built in memory, for the planning and signature benchmarks. */
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
+import { serializeMetadata } from '../../test/support/signed-upstream.ts';
 
 const ARCHES = ['amd64', 'arm64', 'ppc64el', 's390x'] as const;
 const FTYPES = ['boot-kernel', 'boot-initrd', 'squashfs', 'squashfs.manifest'] as const;
@@ -45,11 +46,6 @@ export function syntheticProducts(shape: CatalogShape): ProductsDocument {
   return { content_id: 'com.ubuntu.maas:stable:v3:download', datatype: 'image-ids', format: 'products:1.0', products };
 }
 
-/** As simplestreams' tools write metadata: one-space indent, sorted keys, trailing newline. */
-export function serializeMetadata(value: unknown): string {
-  return `${JSON.stringify(value, sortedKeys, 1)}\n`;
-}
-
 /** A serialized products document of about `bytes` bytes (never less). */
 export function productsTextOfSize(bytes: number): string {
   const perItem = serializeMetadata(syntheticProducts({ products: 10, versionsPerProduct: 10, itemsPerVersion: 10 })).length / 1000;
@@ -59,9 +55,4 @@ export function productsTextOfSize(bytes: number): string {
     if (text.length >= bytes) return text;
     items = Math.ceil(items * 1.05);
   }
-}
-
-function sortedKeys(_key: string, value: unknown): unknown {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
-  return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
