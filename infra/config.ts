@@ -5,13 +5,18 @@
  * fails with a message an operator can act on.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, isAbsolute, resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { keyringBytes } from '../functions/adapters/fs/keyring-file.ts';
 import { ConfigError } from '../functions/core/errors.ts';
-import { parseFilter } from '../functions/core/filters.ts';
+import {
+  integerWithin,
+  parseSyncConfig,
+  UBUNTU_CLOUDIMAGE_KEYRING,
+  type KeyringSource,
+  type SettingKey,
+  type SyncConfig,
+} from '../functions/core/settings.ts';
 import { METADATA_MAX_TTL_SECONDS } from './edge-cache.ts';
-
-/** Where the upstream's OpenPGP public keyring comes from. */
-export type KeyringSetting = { readonly file: string } | { readonly armored: string };
 
 export interface AccessControlConfig {
   /** CIDRs allowed through a WAF web ACL; empty: anyone. */
@@ -37,8 +42,8 @@ export interface CustomDomainConfig {
 
 /** A validated configuration, keyring bytes included. */
 export interface SkystreamsConfig {
-  /** Upstream simplestreams root, ending in `/`. */
-  readonly sourceUrl: string;
+  /** The sync settings: `sourceUrl`, `keyring`, `filters`, `max`, `copyConcurrency`, `pruneGraceHours`. */
+  readonly sync: SyncConfig;
   /**
    * The upstream signing keyring (binary or ASCII-armored). Undefined only
    * when the default Ubuntu keyring path is absent on the synthesizing
@@ -47,23 +52,13 @@ export interface SkystreamsConfig {
   readonly keyring: Uint8Array | undefined;
   /** Where the keyring came from, for messages. */
   readonly keyringSource: string;
-  /** sstream-mirror item filters, ANDed. */
-  readonly filters: readonly string[];
-  /** Newest versions kept per product; undefined keeps all. */
-  readonly max: number | undefined;
   readonly scheduleMinutes: number;
-  /** Items the Distributed Map copies at once. */
-  readonly copyConcurrency: number;
-  /** How long a replaced generation stays, for clients mid-download; at least MIN_PRUNE_GRACE_HOURS. */
-  readonly pruneGraceHours: number;
   readonly accessControl: AccessControlConfig;
   readonly alarms: AlarmConfig;
   readonly customDomain: CustomDomainConfig | undefined;
   /** Keyring path on the MAAS region controller, for the printed command. */
   readonly maasKeyringPath: string;
 }
-
-const UBUNTU_CLOUDIMAGE_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg';
 
 /**
  * How long a MAAS import keeps fetching the items a generation lists after
@@ -78,13 +73,9 @@ export const MAAS_IMPORT_MARGIN_SECONDS = 60 * 60;
  */
 export const MIN_PRUNE_GRACE_HOURS = Math.ceil((METADATA_MAX_TTL_SECONDS + MAAS_IMPORT_MARGIN_SECONDS) / 3_600);
 
-/** Defaults in one place; cdk.json spells them all out too. */
+/** Defaults of the deployment's own settings (the sync settings' are in settings.ts); cdk.json spells them all out too. */
 export const configDefaults = {
-  filters: [] as readonly string[],
-  max: undefined,
   scheduleMinutes: 5,
-  copyConcurrency: 8,
-  pruneGraceHours: 24,
   accessControl: { allowedCidrs: [] as readonly string[], basicAuth: false },
   staleAfterChecks: 24,
   maasKeyringPath: UBUNTU_CLOUDIMAGE_KEYRING,
@@ -107,8 +98,15 @@ const TOP_LEVEL_KEYS = [
 /** CloudWatch evaluates alarms over at most one day of 1-minute-or-longer periods. */
 const MAX_ALARM_LOOKBACK_MINUTES = 24 * 60;
 
-/** Distributed Map's MaxConcurrency ceiling. */
-const MAX_COPY_CONCURRENCY = 10_000;
+/** The sync settings as this config names them. */
+const SYNC_SETTING_NAMES: Partial<Record<SettingKey, string>> = {
+  source: 'sourceUrl',
+  keyring: 'keyring',
+  filters: 'filters',
+  max: 'max',
+  concurrency: 'copyConcurrency',
+  pruneGrace: 'pruneGraceHours',
+};
 
 export interface ConfigSource {
   /** The `skystreams` context value. */
@@ -147,29 +145,31 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
   const root = asObject(raw, '(root)', fail);
   rejectUnknownKeys(root, TOP_LEVEL_KEYS, '', fail);
 
-  const sourceUrl = parseSourceUrl(root.sourceUrl, fail);
-  const { bytes: keyring, source: keyringSource } = readKeyring(root.keyring, options.baseDir, fail);
-  const filters = parseFilters(root.filters, fail);
-  const max = root.max === undefined || root.max === null ? configDefaults.max : integerIn(root.max, 'max', 1, 1_000, fail);
-  const scheduleMinutes = optionalInteger(root.scheduleMinutes, 'scheduleMinutes', 1, 1_440, configDefaults.scheduleMinutes, fail);
-  const copyConcurrency = optionalInteger(
-    root.copyConcurrency,
-    'copyConcurrency',
-    1,
-    MAX_COPY_CONCURRENCY,
-    configDefaults.copyConcurrency,
-    fail,
+  const sync = parseSyncConfig(
+    {
+      source: root.sourceUrl,
+      keyring: root.keyring,
+      filters: root.filters,
+      max: root.max,
+      concurrency: root.copyConcurrency,
+      pruneGrace: root.pruneGraceHours,
+    },
+    {
+      name: (setting, item) => `${origin}: ${SYNC_SETTING_NAMES[setting] ?? setting}${item === undefined ? '' : `[${item}]`}`,
+      durationUnit: 'h',
+      backend: 'cloud',
+      edge: {
+        minPruneGraceMs: MIN_PRUNE_GRACE_HOURS * 3_600_000,
+        reason:
+          `CloudFront may serve a replaced generation's metadata for up to ${METADATA_MAX_TTL_SECONDS / 60} minutes (the /streams/* max TTL), ` +
+          `and a MAAS import that started from it needs about ${MAAS_IMPORT_MARGIN_SECONDS / 3_600} hour more to fetch the items it lists; ` +
+          'a shorter grace deletes those items under it',
+      },
+      refuseSourceCredentials: 'they would end up in Lambda environment variables',
+    },
   );
-  const pruneGraceHours = optionalInteger(root.pruneGraceHours, 'pruneGraceHours', 0, 24 * 365, configDefaults.pruneGraceHours, fail);
-  if (pruneGraceHours < MIN_PRUNE_GRACE_HOURS) {
-    fail(
-      'pruneGraceHours',
-      `${pruneGraceHours} is shorter than the minimum of ${MIN_PRUNE_GRACE_HOURS} hours: CloudFront may serve a replaced ` +
-        `generation's metadata for up to ${METADATA_MAX_TTL_SECONDS / 60} minutes (the /streams/* max TTL), and a MAAS import ` +
-        `that started from it needs about ${MAAS_IMPORT_MARGIN_SECONDS / 3_600} hour more to fetch the items it lists; ` +
-        'a shorter grace deletes those items under it',
-    );
-  }
+  const { bytes: keyring, source: keyringSource } = keyringToBundle(sync.keyring, options.baseDir, `${origin}: keyring`);
+  const scheduleMinutes = optionalInteger(root.scheduleMinutes, 'scheduleMinutes', 1, 1_440, configDefaults.scheduleMinutes, fail);
   const maasKeyringPath =
     root.maasKeyringPath === undefined ? configDefaults.maasKeyringPath : absolutePath(root.maasKeyringPath, 'maasKeyringPath', fail);
 
@@ -182,14 +182,10 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
   }
 
   return {
-    sourceUrl,
+    sync,
     keyring,
     keyringSource,
-    filters,
-    max,
     scheduleMinutes,
-    copyConcurrency,
-    pruneGraceHours,
     accessControl: parseAccessControl(root.accessControl, fail),
     alarms,
     customDomain: parseCustomDomain(root.customDomain, fail),
@@ -199,64 +195,18 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
 
 type Fail = (setting: string, problem: string) => never;
 
-function parseSourceUrl(value: unknown, fail: Fail): string {
-  if (typeof value !== 'string' || value === '') return fail('sourceUrl', 'required: the upstream simplestreams root URL');
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return fail('sourceUrl', `${JSON.stringify(value)} is not a URL`);
-  }
-  if (url.protocol !== 'https:' && url.protocol !== 'http:') fail('sourceUrl', `${value} must be http(s)`);
-  if (url.search || url.hash) fail('sourceUrl', `${value} must not have a query or fragment`);
-  if (url.username || url.password) fail('sourceUrl', 'must not embed credentials (they would end up in Lambda environment variables)');
-  // The engine resolves `streams/v1/index.sjson` against the root: it must end in a slash.
-  return url.href.endsWith('/') ? url.href : `${url.href}/`;
-}
-
-function readKeyring(value: unknown, baseDir: string, fail: Fail): { bytes: Uint8Array | undefined; source: string } {
-  if (value === undefined || value === null) {
-    return fail('keyring', `required: { "file": "<path>" } or { "armored": "-----BEGIN PGP PUBLIC KEY BLOCK-----…" }`);
-  }
-  const setting = asObject(value, 'keyring', fail);
-  rejectUnknownKeys(setting, ['file', 'armored'], 'keyring.', fail);
-  if ((setting.file === undefined) === (setting.armored === undefined)) {
-    fail('keyring', 'set exactly one of "file" and "armored"');
-  }
-  if (setting.armored !== undefined) {
-    if (typeof setting.armored !== 'string' || !setting.armored.includes('-----BEGIN PGP PUBLIC KEY BLOCK-----')) {
-      fail('keyring.armored', 'expected an ASCII-armored public key block');
-    }
-    return { bytes: new TextEncoder().encode(setting.armored as string), source: 'keyring.armored' };
-  }
-  if (typeof setting.file !== 'string' || setting.file === '') return fail('keyring.file', 'expected a path');
-  const file = isAbsolute(setting.file) ? setting.file : resolve(baseDir, setting.file);
+/** The keyring bytes to bundle with the sync functions; undefined when only the absent default was named. */
+function keyringToBundle(
+  source: KeyringSource | undefined,
+  baseDir: string,
+  label: string,
+): { bytes: Uint8Array | undefined; source: string } {
+  if (source === undefined) throw new ConfigError(`${label}: required`);
+  if ('armored' in source) return { bytes: keyringBytes(source, label).bytes, source: 'keyring.armored' };
+  const file = resolve(baseDir, source.file);
   // A fresh clone on a non-Ubuntu machine must still synth; what it deploys fails closed (see SkystreamsConfig.keyring).
-  if (!existsSync(file) && file === UBUNTU_CLOUDIMAGE_KEYRING) return { bytes: undefined, source: file };
-  if (!existsSync(file)) {
-    fail(
-      'keyring.file',
-      `${file} does not exist. Install the ubuntu-cloudimage-keyring package, copy the keyring from a MAAS region controller ` +
-        `(${UBUNTU_CLOUDIMAGE_KEYRING}), or point keyring.file / keyring.armored at the keyring that signs your upstream (docs/deploy.md)`,
-    );
-  }
-  const bytes = new Uint8Array(readFileSync(file));
-  if (bytes.length === 0) fail('keyring.file', `${file} is empty`);
-  return { bytes, source: file };
-}
-
-function parseFilters(value: unknown, fail: Fail): readonly string[] {
-  if (value === undefined || value === null) return configDefaults.filters;
-  if (!Array.isArray(value)) return fail('filters', 'expected an array of strings such as "arch=amd64"');
-  value.forEach((expression, i) => {
-    if (typeof expression !== 'string') fail(`filters[${i}]`, 'expected a string');
-    try {
-      parseFilter(expression as string);
-    } catch (error) {
-      fail(`filters[${i}]`, (error as Error).message);
-    }
-  });
-  return value as string[];
+  if (file === UBUNTU_CLOUDIMAGE_KEYRING && !existsSync(file)) return { bytes: undefined, source: file };
+  return { bytes: keyringBytes({ file }, label).bytes, source: file };
 }
 
 function parseAccessControl(value: unknown, fail: Fail): AccessControlConfig {
@@ -332,10 +282,7 @@ function optionalInteger(value: unknown, setting: string, min: number, max: numb
 }
 
 function integerIn(value: unknown, setting: string, min: number, max: number, fail: Fail): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    fail(setting, `${JSON.stringify(value)} is not an integer from ${min} to ${max}`);
-  }
-  return value as number;
+  return integerWithin(value, [min, max], (problem) => fail(setting, problem));
 }
 
 function absolutePath(value: unknown, setting: string, fail: Fail): string {

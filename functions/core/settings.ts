@@ -178,7 +178,7 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
   const value = (setting: SettingKey) => absentAsUndefined(raw[setting]);
   const integer = (setting: keyof typeof RANGES, fallback: number) => {
     const given = value(setting);
-    return given === undefined ? fallback : integerIn(given, RANGES[setting], (problem) => fail(setting, problem));
+    return given === undefined ? fallback : integerWithin(given, RANGES[setting], (problem) => fail(setting, problem));
   };
   const duration = (setting: keyof typeof DURATION_RANGES, fallback: number) => {
     const given = value(setting);
@@ -188,7 +188,6 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
   };
 
   const verify = booleanOf(value('verify'), syncDefaults.verify, (problem) => fail('verify', problem));
-  const maxGiven = value('max');
   const pruneGraceMs = duration('pruneGrace', entry.edge ? syncDefaults.pruneGraceMs.edgeCached : syncDefaults.pruneGraceMs.direct);
   if (entry.edge && pruneGraceMs < entry.edge.minPruneGraceMs) {
     fail('pruneGrace', `${shown(value('pruneGrace'))} is shorter than the minimum of ${describeDuration(entry.edge.minPruneGraceMs)}: ${entry.edge.reason}`);
@@ -197,7 +196,7 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
     source: parseSource(value('source'), entry.refuseSourceCredentials, (problem) => fail('source', problem)),
     keyring: verify ? parseKeyring(value('keyring'), fail) : undefined,
     filters: parseFilters(value('filters'), fail),
-    max: maxGiven === undefined ? syncDefaults.max : integer('max', 0),
+    max: value('max') === undefined ? syncDefaults.max : integer('max', 0),
     concurrency: integer('concurrency', syncDefaults.concurrency[entry.backend]),
     pruneGraceMs,
     lockTtlMs: duration('lockTtl', syncDefaults.lockTtlMs),
@@ -274,7 +273,8 @@ function shown(value: unknown): string {
   return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }
 
-function integerIn(value: unknown, [min, max]: readonly [number, number], fail: (problem: string) => never): number {
+/** `value` (a number, or digits as text) when it is an integer in range; otherwise `fail` says why. */
+export function integerWithin(value: unknown, [min, max]: readonly [number, number], fail: (problem: string) => never): number {
   const number = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
   if (typeof number !== 'number' || !Number.isInteger(number) || number < min || number > max) {
     return fail(`${shown(value)} is not an integer from ${min} to ${max}`);
@@ -328,6 +328,14 @@ function parseSource(value: unknown, refuseCredentials: string | undefined, fail
   return value.endsWith('/') ? value : `${value}/`;
 }
 
+function jsonOrUndefined(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 function parseKeyring(value: unknown, fail: (setting: SettingKey, problem: string) => never): KeyringSource {
   const problem = (text: string) => fail('keyring', text);
   if (value === undefined) return problem('required: a keyring file, or an ASCII-armored public key block');
@@ -351,15 +359,8 @@ function parseKeyring(value: unknown, fail: (setting: SettingKey, problem: strin
 
 function parseFilters(value: unknown, fail: (setting: SettingKey, problem: string, item?: number) => never): ItemFilter[] {
   if (value === undefined) return syncDefaults.filters.map(parseFilter);
-  let list = value;
-  if (typeof value === 'string') {
-    try {
-      list = JSON.parse(value);
-    } catch {
-      return fail('filters', 'not JSON: expected a JSON array of strings such as ["arch=amd64"]');
-    }
-  }
-  if (!Array.isArray(list)) return fail('filters', 'expected an array of strings such as "arch=amd64"');
+  const list = typeof value === 'string' ? jsonOrUndefined(value) : value;
+  if (!Array.isArray(list)) return fail('filters', 'expected an array of strings such as ["arch=amd64"]');
   return list.map((expression: unknown, i) => {
     if (typeof expression !== 'string') return fail('filters', 'expected a string', i);
     try {

@@ -11,26 +11,19 @@ import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
 import { BUNDLED_KEYRING, ENV, syncEnvironment } from '../../functions/adapters/lambda/environment.ts';
+import type { SyncConfig } from '../../functions/core/settings.ts';
 import { grantObjectAccess, KEY_PATTERNS } from '../bucket-access.ts';
 import { MirrorFunction } from './mirror-function.ts';
 
 export interface SyncPipelineProps {
   readonly bucket: s3.IBucket;
   readonly table: dynamodb.ITable;
-  /** Upstream simplestreams root, ending in `/`. */
-  readonly sourceUrl: string;
+  /** The validated sync settings (settings.ts); `concurrency` is the Distributed Map's. */
+  readonly sync: SyncConfig;
   /** The upstream signing keyring, bundled with the functions. Without one, every sync fails closed. */
   readonly keyring: Uint8Array | undefined;
-  /** sstream-mirror item filters. @default [] (everything) */
-  readonly filters?: readonly string[];
-  /** Newest versions kept per product. @default undefined (all) */
-  readonly max?: number;
-  /** @default 24 */
-  readonly pruneGraceHours?: number;
-  /** Items copied at once by the Distributed Map. @default 8 */
-  readonly copyConcurrency?: number;
-  /** How often the check runs. @default 5 */
-  readonly scheduleMinutes?: number;
+  /** How often the check runs, validated with the rest of the deployment config. */
+  readonly scheduleMinutes: number;
   /** A whole run, plan to prune, is stopped after this. @default Duration.hours(12) */
   readonly runTimeout?: Duration;
 }
@@ -64,17 +57,11 @@ export class SyncPipeline extends Construct {
   constructor(scope: Construct, id: string, props: SyncPipelineProps) {
     super(scope, id);
     const { bucket, table } = props;
-    this.scheduleMinutes = props.scheduleMinutes ?? 5;
-    const copyConcurrency = props.copyConcurrency ?? 8;
+    this.scheduleMinutes = props.scheduleMinutes;
     const environment = {
       [ENV.bucket]: bucket.bucketName,
       [ENV.table]: table.tableName,
-      ...syncEnvironment({
-        sourceUrl: props.sourceUrl,
-        filters: props.filters ?? [],
-        max: props.max,
-        pruneGraceHours: props.pruneGraceHours ?? 24,
-      }),
+      ...syncEnvironment(props.sync),
     };
     const syncFunction = (name: string, description: string, sizing: { memorySizeMb: number; timeout: Duration }) =>
       new MirrorFunction(this, `${name[0]?.toUpperCase()}${name.slice(1)}Function`, {
@@ -115,7 +102,7 @@ export class SyncPipeline extends Construct {
     this.grantPhaseAccess(bucket, table);
 
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
-      definitionBody: sfn.DefinitionBody.fromChainable(this.definition(bucket, copyConcurrency)),
+      definitionBody: sfn.DefinitionBody.fromChainable(this.definition(bucket, props.sync.concurrency)),
       timeout: props.runTimeout ?? Duration.hours(12),
       tracingEnabled: true,
       logs: {

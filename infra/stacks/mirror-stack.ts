@@ -40,12 +40,8 @@ export class MirrorStack extends Stack {
     this.sync = new SyncPipeline(this, 'Sync', {
       bucket,
       table,
-      sourceUrl: config.sourceUrl,
+      sync: config.sync,
       keyring: config.keyring,
-      filters: config.filters,
-      ...(config.max !== undefined && { max: config.max }),
-      pruneGraceHours: config.pruneGraceHours,
-      copyConcurrency: config.copyConcurrency,
       scheduleMinutes: config.scheduleMinutes,
     });
 
@@ -53,11 +49,10 @@ export class MirrorStack extends Stack {
     this.accessControl = new EdgeAccessControl(this, 'AccessControl', config.accessControl);
     this.delivery = new MirrorDistribution(this, 'Delivery', {
       bucket,
-      api: this.api.api,
+      api: this.api,
       logBucket: this.storage.logBucket,
       ...(config.customDomain && { customDomain: config.customDomain }),
-      ...(this.accessControl.webAcl && { webAcl: this.accessControl.webAcl }),
-      ...(this.accessControl.basicAuthFunction && { viewerRequestFunction: this.accessControl.basicAuthFunction }),
+      accessControl: this.accessControl,
     });
 
     this.operations = new Operations(this, 'Operations', {

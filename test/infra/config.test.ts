@@ -6,7 +6,8 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
-import { configDefaults, loadConfig, MIN_PRUNE_GRACE_HOURS, parseConfig } from '../../infra/config.ts';
+import { SettingError } from '../../functions/core/settings.ts';
+import { loadConfig, MIN_PRUNE_GRACE_HOURS, parseConfig } from '../../infra/config.ts';
 import { METADATA_MAX_TTL_SECONDS } from '../../infra/edge-cache.ts';
 import { cdkJsonContext } from './synth.ts';
 
@@ -41,15 +42,18 @@ describe('Function: parseConfig', () => {
   it('fills every optional setting from the defaults', () => {
     const config = parse(minimal());
 
-    expect(config).toMatchObject({
-      sourceUrl: 'https://images.maas.io/ephemeral-v3/stable/',
+    expect(config.sync).toMatchObject({
+      source: 'https://images.maas.io/ephemeral-v3/stable/',
+      keyring: { file: 'keyring.gpg' },
       filters: [],
       max: undefined,
-      scheduleMinutes: configDefaults.scheduleMinutes,
-      copyConcurrency: configDefaults.copyConcurrency,
-      pruneGraceHours: configDefaults.pruneGraceHours,
+      concurrency: 8,
+      pruneGraceMs: 24 * 3_600_000,
+    });
+    expect(config).toMatchObject({
+      scheduleMinutes: 5,
       accessControl: { allowedCidrs: [], basicAuth: false },
-      alarms: { staleAfterChecks: configDefaults.staleAfterChecks },
+      alarms: { staleAfterChecks: 24 },
       customDomain: undefined,
       maasKeyringPath: '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg',
     });
@@ -62,8 +66,8 @@ describe('Function: parseConfig', () => {
 
     const config = parse({ ...skystreams, keyring: { file: 'keyring.gpg' } });
 
-    expect(config.filters).toEqual(['arch=amd64']);
-    expect(config.max).toBe(1);
+    expect(config.sync.filters.map((filter) => filter.source)).toEqual(['arch=amd64']);
+    expect(config.sync.max).toBe(1);
   });
 
   it.skipIf(existsSync(UBUNTU_KEYRING))("synths cdk.json's default config without the Ubuntu keyring, bundling none", () => {
@@ -76,7 +80,7 @@ describe('Function: parseConfig', () => {
   });
 
   it('adds the trailing slash the engine resolves index paths against', () => {
-    expect(parse(minimal({ sourceUrl: 'http://mirror.internal/maas/stable' })).sourceUrl).toBe('http://mirror.internal/maas/stable/');
+    expect(parse(minimal({ sourceUrl: 'http://mirror.internal/maas/stable' })).sync.source).toBe('http://mirror.internal/maas/stable/');
   });
 
   it('takes an inline ASCII-armored keyring', () => {
@@ -88,20 +92,21 @@ describe('Function: parseConfig', () => {
 
   it.each([
     [{ sourceUrl: undefined }, /^test: sourceUrl: required/],
-    [{ sourceUrl: 'ftp://example.com/' }, /^test: sourceUrl: .* must be http\(s\)/],
-    [{ sourceUrl: 'https://user:pw@example.com/' }, /^test: sourceUrl: must not embed credentials/],
+    [{ sourceUrl: 'ftp://example.com/' }, /^test: sourceUrl: ftp:\/\/example\.com\/: only http:\/\/ and https:\/\/ sources are supported$/],
+    [{ sourceUrl: 'https://example.com/maas?token=1' }, /^test: sourceUrl: https:\/\/example\.com\/maas\?token=1: must not have a query string or fragment$/],
+    [{ sourceUrl: 'https://user:pw@example.com/' }, /^test: sourceUrl: https:\/\/\*\*\*@example\.com\/: must not embed credentials \(they would end up in Lambda/],
     [{ keyring: undefined }, /^test: keyring: required/],
-    [{ keyring: { file: 'missing.gpg' } }, /^test: keyring\.file: .*missing\.gpg does not exist\. Install the ubuntu-cloudimage-keyring package/],
+    [{ keyring: { file: 'missing.gpg' } }, /^test: keyring: .*missing\.gpg cannot be read \(ENOENT\)\. Install the ubuntu-cloudimage-keyring package/],
     [{ keyring: { file: 'keyring.gpg', armored: ARMORED } }, /^test: keyring: set exactly one of "file" and "armored"/],
-    [{ keyring: { armored: 'not a key' } }, /^test: keyring\.armored: expected an ASCII-armored public key block/],
-    [{ keyring: { path: 'x' } }, /^test: keyring\.path: unknown setting/],
+    [{ keyring: { armored: 'not a key' } }, /^test: keyring: armored: expected an ASCII-armored public key block/],
+    [{ keyring: { path: 'x' } }, /^test: keyring: path: unknown setting/],
     [{ filters: 'arch=amd64' }, /^test: filters: expected an array/],
     [{ filters: ['arch=amd64', 'no operator'] }, /^test: filters\[1\]: invalid filter "no operator"/],
     [{ filters: ['release~(unclosed'] }, /^test: filters\[0\]: .*bad regular expression/],
     [{ max: 0 }, /^test: max: 0 is not an integer from 1 to 1000/],
     [{ scheduleMinutes: 2.5 }, /^test: scheduleMinutes: 2\.5 is not an integer/],
     [{ copyConcurrency: 20_000 }, /^test: copyConcurrency: 20000 is not an integer from 1 to 10000/],
-    [{ pruneGraceHours: -1 }, /^test: pruneGraceHours: -1 is not an integer/],
+    [{ pruneGraceHours: -1 }, /^test: pruneGraceHours: -1 is not an integer number of hours from 0 to 8760$/],
     [{ accessControl: { allowedCidrs: ['10.0.0.0/33'] } }, /^test: accessControl\.allowedCidrs\[0\]: "10\.0\.0\.0\/33" is not an IPv4 or IPv6 CIDR/],
     [{ accessControl: { allowedCidrs: ['2001:db8:::/32'] } }, /^test: accessControl\.allowedCidrs\[0\]/],
     [{ accessControl: { basicAuth: 'yes' } }, /^test: accessControl\.basicAuth: expected true or false/],
@@ -120,6 +125,21 @@ describe('Function: parseConfig', () => {
   });
 });
 
+describe('Sync settings', () => {
+  it('are checked by settings.ts and named as this config names them', () => {
+    const error = (() => {
+      try {
+        parse(minimal({ copyConcurrency: 0 }));
+      } catch (caught) {
+        return caught;
+      }
+    })();
+
+    expect(error).toBeInstanceOf(SettingError);
+    expect(error).toMatchObject({ setting: 'concurrency', message: 'test: copyConcurrency: 0 is not an integer from 1 to 10000' });
+  });
+});
+
 describe('Setting: pruneGraceHours', () => {
   it('requires the edge metadata TTL plus an hour for an import in progress', () => {
     expect(MIN_PRUNE_GRACE_HOURS * 3_600).toBeGreaterThanOrEqual(METADATA_MAX_TTL_SECONDS + 3_600);
@@ -135,18 +155,18 @@ describe('Setting: pruneGraceHours', () => {
   });
 
   it('accepts the minimum', () => {
-    expect(parse(minimal({ pruneGraceHours: MIN_PRUNE_GRACE_HOURS })).pruneGraceHours).toBe(MIN_PRUNE_GRACE_HOURS);
+    expect(parse(minimal({ pruneGraceHours: MIN_PRUNE_GRACE_HOURS })).sync.pruneGraceMs).toBe(MIN_PRUNE_GRACE_HOURS * 3_600_000);
   });
 
-  it('accepts the default, which is at least the minimum', () => {
-    expect(configDefaults.pruneGraceHours).toBeGreaterThanOrEqual(MIN_PRUNE_GRACE_HOURS);
-    expect(parse(minimal()).pruneGraceHours).toBe(configDefaults.pruneGraceHours);
+  it('defaults to a day, which is at least the minimum', () => {
+    expect(parse(minimal()).sync.pruneGraceMs).toBe(24 * 3_600_000);
+    expect(24).toBeGreaterThanOrEqual(MIN_PRUNE_GRACE_HOURS);
   });
 
   it("accepts cdk.json's grace", () => {
     const { skystreams } = cdkJsonContext();
 
-    expect(parse({ ...skystreams, keyring: { file: 'keyring.gpg' } }).pruneGraceHours).toBeGreaterThanOrEqual(MIN_PRUNE_GRACE_HOURS);
+    expect(parse({ ...skystreams, keyring: { file: 'keyring.gpg' } }).sync.pruneGraceMs).toBeGreaterThanOrEqual(MIN_PRUNE_GRACE_HOURS * 3_600_000);
   });
 });
 
@@ -160,7 +180,7 @@ describe('Function: loadConfig', () => {
     const config = loadConfig({ context: { sourceUrl: 'ignored' }, configFile: 'mirror.json', baseDir: dir });
 
     // Assess
-    expect(config.filters).toEqual(['release=noble']);
+    expect(config.sync.filters.map((filter) => filter.source)).toEqual(['release=noble']);
     expect(config.keyringSource).toBe(join(dir, 'keyring.gpg'));
   });
 

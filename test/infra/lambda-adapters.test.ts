@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import { MAX_RESPONSE_BODY_BYTES, toProxyResult, toRequest } from '../../functions/adapters/lambda/api-gateway.ts';
 import { ENV, readSyncEnvironment, syncEnvironment } from '../../functions/adapters/lambda/environment.ts';
 import { describeCaughtError } from '../../functions/adapters/lambda/failure.ts';
+import { ConfigError } from '../../functions/core/errors.ts';
+import { namesFrom, parseSyncConfig } from '../../functions/core/settings.ts';
 
 const event = (overrides: Partial<APIGatewayProxyEvent> = {}): APIGatewayProxyEvent =>
   ({
@@ -99,32 +101,30 @@ describe('Function: toProxyResult', () => {
 });
 
 describe('Function: readSyncEnvironment', () => {
-  const complete = {
-    [ENV.bucket]: 'b',
-    [ENV.table]: 't',
-    ...syncEnvironment({ sourceUrl: 'https://u/', filters: ['arch=amd64'], max: 2, pruneGraceHours: 3 }),
-  };
+  const sync = parseSyncConfig(
+    { source: 'https://u/', keyring: 'keyring.gpg', filters: ['arch=amd64'], max: 2, pruneGrace: 3 },
+    { name: namesFrom({}), durationUnit: 'h', backend: 'cloud' },
+  );
+  const complete = { [ENV.bucket]: 'b', [ENV.table]: 't', ...syncEnvironment(sync) };
 
-  it('reads back what infra sets', () => {
-    expect(readSyncEnvironment(complete)).toEqual({
-      bucket: 'b',
-      table: 't',
-      sourceUrl: 'https://u/',
-      filters: ['arch=amd64'],
-      max: 2,
-      pruneGraceMs: 3 * 3_600_000,
-      keyringFile: 'keyring.gpg',
-    });
-    expect(readSyncEnvironment({ ...complete, [ENV.max]: '' }).max).toBeUndefined();
+  it('reads back what infra sets, with one attempt per item (Step Functions retries)', () => {
+    const read = readSyncEnvironment(complete);
+
+    expect(read).toMatchObject({ bucket: 'b', table: 't' });
+    expect(read.sync).toEqual({ ...sync, attempts: 1 });
+    expect(readSyncEnvironment({ ...complete, [ENV.max]: '' }).sync.max).toBeUndefined();
   });
 
   it.each([
-    [{ [ENV.bucket]: '' }, /SKYSTREAMS_BUCKET is not set/],
-    [{ [ENV.filters]: '{' }, /SKYSTREAMS_FILTERS: not JSON/],
-    [{ [ENV.filters]: '[1]' }, /SKYSTREAMS_FILTERS: expected a JSON array of strings/],
-    [{ [ENV.max]: '0' }, /SKYSTREAMS_MAX: "0" is not an integer ≥ 1/],
-    [{ [ENV.pruneGraceHours]: '-2' }, /SKYSTREAMS_PRUNE_GRACE_HOURS/],
+    [{ [ENV.bucket]: '' }, /^environment variable SKYSTREAMS_BUCKET is not set$/],
+    [{ [ENV.sourceUrl]: '' }, /^environment variable SKYSTREAMS_SOURCE_URL: required/],
+    [{ [ENV.filters]: '{' }, /^environment variable SKYSTREAMS_FILTERS: expected an array of strings/],
+    [{ [ENV.filters]: '[1]' }, /^environment variable SKYSTREAMS_FILTERS: expected a string/],
+    [{ [ENV.max]: '0' }, /^environment variable SKYSTREAMS_MAX: "0" is not an integer from 1 to 1000$/],
+    [{ [ENV.pruneGraceHours]: '-2' }, /^environment variable SKYSTREAMS_PRUNE_GRACE_HOURS: "-2" is not a duration/],
+    [{ [ENV.pruneGraceHours]: '' }, /^environment variable SKYSTREAMS_PRUNE_GRACE_HOURS is not set$/],
   ])('names the variable when %j is wrong', (override, message) => {
+    expect(() => readSyncEnvironment({ ...complete, ...override })).toThrow(ConfigError);
     expect(() => readSyncEnvironment({ ...complete, ...override })).toThrow(message);
   });
 });

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
-import { DEFAULT_CONCURRENCY, checkSource, parseDuration, syncSettings, type SyncFlags } from '../../functions/local/options.ts';
+import { SettingError } from '../../functions/core/settings.ts';
+import { syncConfig, syncSettings, type SyncFlags } from '../../functions/local/options.ts';
 
 const flags = (extra: Partial<SyncFlags> = {}): SyncFlags => ({
   source: 'https://images.maas.io/ephemeral-v3/stable/',
@@ -10,56 +11,58 @@ const flags = (extra: Partial<SyncFlags> = {}): SyncFlags => ({
   ...extra,
 });
 
+describe('Function: syncConfig', () => {
+  it('copies 4 items at once on disk and 8 on S3 unless told otherwise', () => {
+    expect(syncConfig(flags()).concurrency).toBe(4);
+    expect(syncConfig(flags({ bucket: 'b', table: 't' })).concurrency).toBe(8);
+    expect(syncConfig(flags({ concurrency: '2', bucket: 'b', table: 't' })).concurrency).toBe(2);
+  });
+
+  it('parses filters, max, the prune grace and the redirect policy', () => {
+    const config = syncConfig(
+      flags({ filter: ['arch=amd64', 'release~^noble$'], max: '2', pruneGrace: '90m', allowCrossHostRedirects: true }),
+    );
+
+    expect(config.filters.map((f) => f.source)).toEqual(['arch=amd64', 'release~^noble$']);
+    expect(config.max).toBe(2);
+    expect(config.pruneGraceMs).toBe(90 * 60_000);
+    expect(config.allowCrossHostRedirects).toBe(true);
+    expect(config.keyring).toBeUndefined();
+  });
+
+  it('keeps replaced generations 1 hour and refuses cross-host redirects by default', () => {
+    const config = syncConfig(flags());
+
+    expect(config.pruneGraceMs).toBe(3_600_000);
+    expect(config.allowCrossHostRedirects).toBe(false);
+  });
+
+  it('keeps the credentials of --source for the requests', () => {
+    expect(syncConfig(flags({ source: 'https://user:s3cret@mirror.example/maas' })).source).toBe('https://user:s3cret@mirror.example/maas/');
+  });
+
+  it.each([
+    [{ concurrency: '0' }, /^--concurrency: "0" is not an integer from 1 to 10000$/],
+    [{ max: '1.5' }, /^--max: "1\.5" is not an integer from 1 to 1000$/],
+    [{ pruneGrace: 'soon' }, /^--prune-grace: "soon" is not a duration like 90s/],
+    [{ filter: ['arch'] }, /^--filter: invalid filter "arch"/],
+    [{ source: 'ftp://mirror/' }, /^--source: ftp:\/\/mirror\/: only http:\/\/ and https:\/\/ sources are supported$/],
+    [{ source: 'https://user:s3cret@mirror.example/?token=1' }, /^--source: https:\/\/\*\*\*@mirror\.example\/\?token=1: must not have a query string or fragment$/],
+  ])('rejects %o naming the flag', (extra, message) => {
+    expect(() => syncConfig(flags(extra))).toThrow(SettingError);
+    expect(() => syncConfig(flags(extra))).toThrow(message);
+  });
+});
+
 describe('Function: syncSettings', () => {
-  it('copies 4 items at once on disk and 8 on S3 unless told otherwise', async () => {
-    expect((await syncSettings(flags())).concurrency).toBe(DEFAULT_CONCURRENCY.embedded);
-    expect((await syncSettings(flags({ bucket: 'b', table: 't' }))).concurrency).toBe(DEFAULT_CONCURRENCY.cloud);
-    expect((await syncSettings(flags({ concurrency: '2', bucket: 'b', table: 't' }))).concurrency).toBe(2);
+  it('reads no keyring with --no-verify', async () => {
+    expect((await syncSettings(syncConfig(flags()))).keyring).toBeUndefined();
   });
 
-  it('parses filters, max and the prune grace', async () => {
-    const settings = await syncSettings(flags({ filter: ['arch=amd64', 'release~^noble$'], max: '2', pruneGrace: '1h' }));
+  it('names --keyring when the file cannot be read', async () => {
+    const config = syncConfig(flags({ verify: true }));
 
-    expect(settings.selection.filters.map((f) => f.source)).toEqual(['arch=amd64', 'release~^noble$']);
-    expect(settings.selection.max).toBe(2);
-    expect(settings.pruneGraceMs).toBe(3_600_000);
-    expect(settings.keyring).toBeUndefined();
-  });
-
-  it.each([
-    [{ concurrency: '0' }, /--concurrency "0"/],
-    [{ max: '1.5' }, /--max "1.5"/],
-    [{ pruneGrace: 'soon' }, /--prune-grace "soon"/],
-    [{ filter: ['arch'] }, /arch/],
-    [{ verify: true }, /--keyring \/nonexistent\/keyring\.gpg: cannot read it/],
-  ])('rejects %o naming the flag', async (extra, message) => {
-    await expect(syncSettings(flags(extra))).rejects.toThrow(ConfigError);
-    await expect(syncSettings(flags(extra))).rejects.toThrow(message);
-  });
-});
-
-describe('Function: parseDuration', () => {
-  it.each([
-    ['90s', 90_000],
-    ['15m', 900_000],
-    ['1h', 3_600_000],
-    ['2d', 172_800_000],
-    ['30', 30_000],
-    ['250ms', 250],
-  ])('reads %s as %d ms', (text, ms) => {
-    expect(parseDuration('--interval', text)).toBe(ms);
-  });
-
-  it('refuses zero unless allowed', () => {
-    expect(() => parseDuration('--interval', '0s')).toThrow(/--interval "0s"/);
-    expect(parseDuration('--prune-grace', '0', true)).toBe(0);
-  });
-});
-
-describe('Function: checkSource', () => {
-  it('accepts http(s) URLs and names the flag otherwise', () => {
-    expect(checkSource('http://127.0.0.1:8000/')).toBe('http://127.0.0.1:8000/');
-    expect(() => checkSource('ftp://mirror/')).toThrow(/--source ftp:\/\/mirror\/: only http/);
-    expect(() => checkSource('images.maas.io')).toThrow(/--source "images\.maas\.io" is not a URL/);
+    await expect(syncSettings(config)).rejects.toThrow(ConfigError);
+    await expect(syncSettings(config)).rejects.toThrow(/^--keyring: \/nonexistent\/keyring\.gpg cannot be read \(ENOENT\)\. Install the ubuntu-cloudimage-keyring package/);
   });
 });

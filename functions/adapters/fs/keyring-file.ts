@@ -6,12 +6,15 @@ import { unreadableKeyring, type KeyringSource } from '../../core/settings.ts';
 
 /** The file's bytes, or the ConfigError `unreadableKeyring` words for the setting named `label`. */
 export function readKeyringFile(path: string, label: string): Uint8Array {
+  let bytes: Uint8Array;
   try {
-    return new Uint8Array(readFileSync(path));
+    bytes = new Uint8Array(readFileSync(path));
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code ?? String(error);
     throw unreadableKeyring(label, path, code, { cause: error });
   }
+  if (bytes.length === 0) throw unreadableKeyring(label, path, 'empty');
+  return bytes;
 }
 
 /** The keyring bytes a KeyringSource names; relative files resolve against `baseDir`. */
