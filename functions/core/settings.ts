@@ -270,7 +270,7 @@ function absentAsUndefined(value: unknown): unknown {
 }
 
 function shown(value: unknown): string {
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return JSON.stringify(value) ?? String(value);
 }
 
 /** `value` (a number, or digits as text) when it is an integer in range; otherwise `fail` says why. */
