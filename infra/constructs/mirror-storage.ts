@@ -2,6 +2,7 @@ import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
+import { EXPIRES_AT_ATTRIBUTE } from '../../functions/adapters/dynamodb/items.ts';
 import { TABLE_KEY_SCHEMA, type KeyAttribute } from '../../functions/adapters/dynamodb/table-design.ts';
 
 export interface MirrorStorageProps {
@@ -67,6 +68,8 @@ export class MirrorStorage extends Construct {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       deletionProtection: true,
+      // Finished runs carry an expiry (the adapter's runItem); nothing else does.
+      timeToLiveAttribute: EXPIRES_AT_ATTRIBUTE,
       removalPolicy,
     });
     for (const index of TABLE_KEY_SCHEMA.globalSecondaryIndexes) {

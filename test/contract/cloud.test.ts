@@ -3,12 +3,14 @@
  * Local): both port contracts, plus what only this backend promises.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { DeleteTableCommand, CreateTableCommand } from '@aws-sdk/client-dynamodb';
+import { DeleteTableCommand, CreateTableCommand, DescribeTimeToLiveCommand } from '@aws-sdk/client-dynamodb';
+import { GetCommand } from '@aws-sdk/lib-dynamodb';
 import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
 import { DynamoCatalog } from '../../functions/adapters/dynamodb/dynamodb-catalog.ts';
 import { dynamoClients, type DynamoConnection } from '../../functions/adapters/dynamodb/dynamodb-client.ts';
+import { EXPIRES_AT_ATTRIBUTE, RUN_RETENTION_DAYS } from '../../functions/adapters/dynamodb/items.ts';
 import { ensureTable } from '../../functions/adapters/dynamodb/table-setup.ts';
 import { s3Client, type S3Connection } from '../../functions/adapters/s3/s3-client.ts';
 import { MIN_PART_SIZE, S3ObjectStore } from '../../functions/adapters/s3/s3-object-store.ts';
@@ -250,6 +252,45 @@ describe('Class: DynamoCatalog', () => {
       await expect(attempt).rejects.toBeInstanceOf(ConfigError);
       await expect(attempt).rejects.toThrow(/dynamodb:no-such-table: the table does not exist/);
     });
+  });
+});
+
+describe('Class: DynamoCatalog (run expiry)', () => {
+  const table = `runs-${randomUUID()}`;
+  const read = (id: string) =>
+    dynamoClients(dynamoConnection()).documents.send(new GetCommand({ TableName: table, Key: { PK: 'RUN', SK: id } }));
+
+  beforeAll(async () => {
+    await ensureTable(dynamoClients(dynamoConnection()).client, table);
+  });
+
+  it('turns on TTL for the expiry attribute when it creates the table', async () => {
+    // Act
+    const { TimeToLiveDescription: ttl } = await dynamoClients(dynamoConnection()).client.send(
+      new DescribeTimeToLiveCommand({ TableName: table }),
+    );
+
+    // Assess
+    expect(ttl).toMatchObject({ AttributeName: EXPIRES_AT_ATTRIBUTE, TimeToLiveStatus: 'ENABLED' });
+  });
+
+  it('gives a finished run an expiry of its finish time plus the retention, and a running one none', async () => {
+    // Prepare
+    const catalog = new DynamoCatalog({ documents: dynamoClients(dynamoConnection()).documents, table });
+    const run = { itemsCopied: 0, bytesCopied: 0, itemsPresent: 0, startedAt: '2024-05-01T10:00:00.000Z' };
+    const finishedAt = '2024-05-01T10:30:00.000Z';
+
+    // Act
+    await catalog.putRun({ ...run, id: 'finished', state: 'succeeded', finishedAt });
+    await catalog.putRun({ ...run, id: 'running', state: 'running' });
+
+    // Assess
+    const finished = (await read('finished')).Item;
+    const running = (await read('running')).Item;
+    expect(finished?.[EXPIRES_AT_ATTRIBUTE]).toBe(Date.parse(finishedAt) / 1000 + RUN_RETENTION_DAYS * 86_400);
+    expect(running).toBeDefined();
+    expect(running).not.toHaveProperty(EXPIRES_AT_ATTRIBUTE);
+    expect(await catalog.getRun('finished')).not.toHaveProperty(EXPIRES_AT_ATTRIBUTE);
   });
 });
 

@@ -71,9 +71,34 @@ export function entryItem(generation: number, entry: CatalogEntry): Item {
   return { ...keyOf.entry(generation, entry), ...pick(entry, ENTRY_FIELDS) };
 }
 
+/**
+ * The table's time-to-live attribute (epoch seconds): DynamoDB deletes an
+ * item some time after it passes. The CDK table and `skystreams init` enable
+ * TTL on this name.
+ */
+export const EXPIRES_AT_ATTRIBUTE = 'expiresAt';
+
+/** How long a finished run's record is kept: months of history for the status page, not forever. */
+export const RUN_RETENTION_DAYS = 90;
+
 export function runItem(run: SyncRun): Item {
   const startedAt = Number.isNaN(Date.parse(run.startedAt)) ? run.startedAt : new Date(run.startedAt).toISOString();
-  return { ...keyOf.run(run.id), GSI1PK: partitionOf.runs, GSI1SK: `${startedAt}#${run.id}`, ...pick(run, RUN_FIELDS) };
+  const expiresAt = runExpiry(run);
+  return {
+    ...keyOf.run(run.id),
+    GSI1PK: partitionOf.runs,
+    GSI1SK: `${startedAt}#${run.id}`,
+    ...pick(run, RUN_FIELDS),
+    ...(expiresAt !== undefined && { [EXPIRES_AT_ATTRIBUTE]: expiresAt }),
+  };
+}
+
+/** A running run never expires: its record is what the next holder settles. */
+function runExpiry(run: SyncRun): number | undefined {
+  if (run.state === 'running' || run.finishedAt === undefined) return undefined;
+  const finishedAt = Date.parse(run.finishedAt);
+  if (Number.isNaN(finishedAt)) return undefined;
+  return Math.floor(finishedAt / 1000) + RUN_RETENTION_DAYS * 86_400;
 }
 
 // ---------------------------------------------------------------- from items

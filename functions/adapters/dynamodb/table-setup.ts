@@ -1,11 +1,14 @@
 /**
  * `skystreams init` for DynamoDB: creates the catalog table from
  * TABLE_KEY_SCHEMA when absent; when present, checks its keys and indexes
- * match, naming every difference.
+ * match, naming every difference. Either way, finished runs expire through
+ * the table's TTL on EXPIRES_AT_ATTRIBUTE.
  */
 import {
   CreateTableCommand,
   DescribeTableCommand,
+  DescribeTimeToLiveCommand,
+  UpdateTimeToLiveCommand,
   waitUntilTableExists,
   type DynamoDBClient,
   type KeySchemaElement,
@@ -13,6 +16,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { ConfigError } from '../../core/errors.ts';
 import { toDomainError } from './errors.ts';
+import { EXPIRES_AT_ATTRIBUTE } from './items.ts';
 import { TABLE_KEY_SCHEMA, type KeyAttribute, type TableDesign } from './table-design.ts';
 
 const CREATE_WAIT_SECONDS = 300;
@@ -26,7 +30,8 @@ export async function ensureTable(client: DynamoDBClient, table: string): Promis
     if (differences.length > 0) {
       throw new ConfigError(`${where}: the table exists but does not have the catalog's layout: ${differences.join('; ')}`);
     }
-    return [`${where}: table exists with the expected keys and indexes (${existing.TableStatus})`];
+    const found = `${where}: table exists with the expected keys and indexes (${existing.TableStatus})`;
+    return (await enableExpiry(client, table)) ? [found, `${where}: turned on expiry of finished runs (TTL on ${EXPIRES_AT_ATTRIBUTE})`] : [found];
   }
 
   try {
@@ -37,8 +42,23 @@ export async function ensureTable(client: DynamoDBClient, table: string): Promis
     throw toDomainError(error, where);
   }
   await waitUntilTableExists({ client, maxWaitTime: CREATE_WAIT_SECONDS }, { TableName: table });
+  await enableExpiry(client, table);
   const indexes = TABLE_KEY_SCHEMA.globalSecondaryIndexes.map((index) => index.indexName).join(', ');
   return [`${where}: created table (on-demand; keys PK, SK; index ${indexes})`];
+}
+
+/** Turns TTL on unless it is on (or turning on) already; says whether it changed anything. */
+async function enableExpiry(client: DynamoDBClient, table: string): Promise<boolean> {
+  try {
+    const { TimeToLiveDescription: ttl } = await client.send(new DescribeTimeToLiveCommand({ TableName: table }));
+    if (ttl?.AttributeName === EXPIRES_AT_ATTRIBUTE && (ttl.TimeToLiveStatus === 'ENABLED' || ttl.TimeToLiveStatus === 'ENABLING')) return false;
+    await client.send(
+      new UpdateTimeToLiveCommand({ TableName: table, TimeToLiveSpecification: { AttributeName: EXPIRES_AT_ATTRIBUTE, Enabled: true } }),
+    );
+    return true;
+  } catch (error) {
+    throw toDomainError(error, `dynamodb:${table}`);
+  }
 }
 
 async function describeTable(client: DynamoDBClient, table: string): Promise<TableDescription | undefined> {
