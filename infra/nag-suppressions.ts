@@ -13,11 +13,15 @@ import type { MirrorStack } from './stacks/mirror-stack.ts';
 
 const REASONS = {
   requestValidation: 'Lambda proxy for a read-only GET/HEAD app with no request bodies; the app validates every path itself.',
-  apiAuthorization: "Read-only mirror metadata (upstream's own signed files) and status; access control, when configured, is enforced at CloudFront.",
-  apiWaf: 'The API is an origin behind CloudFront, where the optional WAF allow-list (accessControl.allowedCidrs) applies.',
+  apiAuthorization:
+    "Read-only mirror metadata (upstream's own signed files) and status; only CloudFront holds the API key, and access control, when configured, is enforced there.",
+  apiWaf: 'The API only answers requests carrying the API key CloudFront adds; the allow-list and basic auth run at CloudFront.',
   apiLoggingRole: "API Gateway's account-wide logging role: AWS's managed AmazonAPIGatewayPushToCloudWatchLogs policy is the documented setup.",
   geoRestriction: 'A mirror for the operator’s MAAS servers wherever they are; restrict by network with accessControl.allowedCidrs.',
-  distributionWaf: 'WAF is opt-in (accessControl.allowedCidrs): public boot images need none, and a web ACL costs from $5/month.',
+  distributionWaf:
+    'The IPv4/IPv6 allow-list (accessControl.allowedCidrs) runs in the viewer-request CloudFront Function; a web ACL would cost from $5/month.',
+  originKeyRotation:
+    'The API key is shared by two AWS services only (CloudFront and API Gateway); rotating it means a deploy that changes both, not a Lambda.',
   defaultCertificate: 'The default *.cloudfront.net certificate only allows the TLSv1 policy; set customDomain to get TLSv1.2_2021.',
   xray: 'X-Ray trace submission accepts no resource-level permissions.',
   stepFunctionsLogging: 'Step Functions log delivery and X-Ray accept no resource-level permissions.',
@@ -43,7 +47,8 @@ export function suppressAcceptedFindings(stack: MirrorStack): void {
 
   const distribution = stack.delivery.distribution;
   acknowledge(distribution, 'AwsSolutions-CFR1', REASONS.geoRestriction);
-  if (!stack.accessControl.webAcl) acknowledge(distribution, 'AwsSolutions-CFR2', REASONS.distributionWaf);
+  acknowledge(distribution, 'AwsSolutions-CFR2', REASONS.distributionWaf);
+  acknowledge(stack.api.originKey, 'AwsSolutions-SMG4', REASONS.originKeyRotation);
   if (stack.delivery.usesDefaultCertificate) acknowledge(distribution, 'AwsSolutions-CFR4', REASONS.defaultCertificate);
 
   acknowledgeAcceptedWildcards(stack, acceptedWildcards(stack, functions));

@@ -1,17 +1,20 @@
-import { Stack, Token } from 'aws-cdk-lib';
+import { readFileSync } from 'node:fs';
 import * as cloudfront from 'aws-cdk-lib/aws-cloudfront';
-import * as wafv2 from 'aws-cdk-lib/aws-wafv2';
 import { Construct } from 'constructs';
 import { ConfigError } from '../../functions/core/errors.ts';
 
 export interface EdgeAccessControlProps {
-  /** Only these IPv4/IPv6 CIDRs may download (WAF web ACL). @default [] (no IP restriction, no WAF) */
+  /**
+   * Only viewers from these IPv4/IPv6 CIDRs may use the mirror; everyone else
+   * is answered 403. An IPv4 viewer reaching the dual-stack distribution over
+   * IPv6 needs its IPv6 network listed too.
+   * @default [] (no IP restriction)
+   */
   readonly allowedCidrs?: readonly string[];
   /**
-   * HTTP basic auth checked at the edge by a CloudFront Function against
-   * users kept in a CloudFront KeyValueStore (key: user name, value: hex
-   * SHA-256 of `user:password`). MAAS up to 3.7 sends `user:pass@` URLs as
-   * basic auth.
+   * HTTP basic auth, over HTTPS only, checked at the edge against users kept
+   * in a CloudFront KeyValueStore (docs/deploy.md, "Access control").
+   * MAAS up to 3.7 sends `user:pass@` URLs as basic auth.
    * @default false
    */
   readonly basicAuth?: boolean;
@@ -19,99 +22,89 @@ export interface EdgeAccessControlProps {
   readonly realm?: string;
 }
 
+/** The CloudFront Functions limit on a function's code. */
+const MAX_FUNCTION_CODE_BYTES = 10_240;
+const FUNCTION_SOURCE = new URL('../edge-functions/viewer-request.js', import.meta.url);
+
 /**
- * Optional access control in front of the whole mirror: a WAF IP allow-list
- * and/or edge basic auth. Nothing is created when neither is asked for.
+ * Optional access control in front of the whole mirror, in one
+ * viewer-request CloudFront Function (a behavior takes only one): an IPv4
+ * and IPv6 allow-list on the viewer's address and/or basic auth. Nothing is
+ * created when neither is asked for.
  */
 export class EdgeAccessControl extends Construct {
-  /** For the distribution's `webAclId`. */
-  public readonly webAcl?: wafv2.CfnWebACL;
   /** For every behavior's viewer-request association. */
-  public readonly basicAuthFunction?: cloudfront.Function;
-  /** Where operators add users. */
+  public readonly viewerRequestFunction?: cloudfront.Function;
+  /** Where operators add users and the deployment's secret key. */
   public readonly users?: cloudfront.KeyValueStore;
+  /** True with basic auth: credentials must never cross the network in clear, so viewers must use HTTPS. */
+  public readonly requiresHttps: boolean;
 
   constructor(scope: Construct, id: string, props: EdgeAccessControlProps) {
     super(scope, id);
     const allowedCidrs = props.allowedCidrs ?? [];
-    if (allowedCidrs.length > 0) this.webAcl = this.ipAllowList(allowedCidrs);
-    if (props.basicAuth) {
-      const realm = props.realm ?? 'skystreams';
-      if (!/^[\w .-]+$/.test(realm)) throw new Error(`EdgeAccessControl: realm ${JSON.stringify(realm)} must be plain text`);
+    const basicAuth = props.basicAuth ?? false;
+    const realm = props.realm ?? 'skystreams';
+    if (!/^[\w .-]+$/.test(realm)) throw new Error(`EdgeAccessControl: realm ${JSON.stringify(realm)} must be plain text`);
+    const networks = allowedCidrs.map((cidr, i) => {
+      const network = parseCidr(cidr);
+      if (!network) throw new ConfigError(`accessControl.allowedCidrs[${i}]: ${JSON.stringify(cidr)} is not an IPv4 or IPv6 CIDR`);
+      return network;
+    });
+    this.requiresHttps = basicAuth;
+    if (networks.length === 0 && !basicAuth) return;
+
+    if (basicAuth) {
       this.users = new cloudfront.KeyValueStore(this, 'Users', {
-        comment: 'skystreams basic-auth users: key = user name, value = hex SHA-256 of "user:password"',
-      });
-      this.basicAuthFunction = new cloudfront.Function(this, 'BasicAuth', {
-        comment: 'skystreams: HTTP basic auth against the users key value store',
-        runtime: cloudfront.FunctionRuntime.JS_2_0,
-        keyValueStore: this.users,
-        code: cloudfront.FunctionCode.fromInline(basicAuthCode(realm)),
+        comment: 'skystreams basic auth: key = user, value = "<salt>:<HMAC-SHA256 hex>"; key skystreams:pepper = the HMAC key',
       });
     }
-  }
-
-  private ipAllowList(cidrs: readonly string[]): wafv2.CfnWebACL {
-    const region = Stack.of(this).region;
-    if (Token.isUnresolved(region) || region !== 'us-east-1') {
+    const code = viewerRequestCode({ realm, basicAuth, networks: networks.length > 0 ? networks : null });
+    if (Buffer.byteLength(code) > MAX_FUNCTION_CODE_BYTES) {
       throw new ConfigError(
-        'accessControl.allowedCidrs: a WAF web ACL for CloudFront must be created in us-east-1; deploy the stack with env.region us-east-1 (CDK_DEFAULT_REGION) or drop the allow-list',
+        `accessControl.allowedCidrs: ${allowedCidrs.length} networks make the edge function larger than CloudFront's ${MAX_FUNCTION_CODE_BYTES} bytes; list fewer, wider networks`,
       );
     }
-    const ipv4 = cidrs.filter((cidr) => !cidr.includes(':'));
-    const ipv6 = cidrs.filter((cidr) => cidr.includes(':'));
-    const sets = [
-      ...(ipv4.length ? [new wafv2.CfnIPSet(this, 'AllowedIpv4', { scope: 'CLOUDFRONT', ipAddressVersion: 'IPV4', addresses: ipv4 })] : []),
-      ...(ipv6.length ? [new wafv2.CfnIPSet(this, 'AllowedIpv6', { scope: 'CLOUDFRONT', ipAddressVersion: 'IPV6', addresses: ipv6 })] : []),
-    ];
-    const statements = sets.map((set) => ({ ipSetReferenceStatement: { arn: set.attrArn } }));
-    const [only] = statements;
-    return new wafv2.CfnWebACL(this, 'AllowList', {
-      scope: 'CLOUDFRONT',
-      description: 'skystreams: only the configured networks may use the mirror',
-      defaultAction: { block: {} },
-      visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: 'skystreams-allow-list', sampledRequestsEnabled: true },
-      rules: [
-        {
-          name: 'AllowConfiguredNetworks',
-          priority: 0,
-          action: { allow: {} },
-          statement: statements.length === 1 && only ? only : { orStatement: { statements } },
-          visibilityConfig: { cloudWatchMetricsEnabled: true, metricName: 'skystreams-allowed', sampledRequestsEnabled: true },
-        },
-      ],
+    this.viewerRequestFunction = new cloudfront.Function(this, 'ViewerRequest', {
+      comment: 'skystreams: IP allow-list and/or basic auth at viewer request',
+      runtime: cloudfront.FunctionRuntime.JS_2_0,
+      ...(this.users && { keyValueStore: this.users }),
+      code: cloudfront.FunctionCode.fromInline(code),
     });
   }
 }
 
-/**
- * The viewer-request function (cloudfront-js-2.0). Compares digests rather
- * than passwords so the store never holds a password; every failure is the
- * same 401, which never redirects.
- */
-function basicAuthCode(realm: string): string {
-  return `import cf from 'cloudfront';
-import crypto from 'crypto';
-const users = cf.kvs();
-const denied = {
-  statusCode: 401,
-  statusDescription: 'Unauthorized',
-  headers: { 'www-authenticate': { value: 'Basic realm="${realm}", charset="UTF-8"' } },
-};
-async function handler(event) {
-  const request = event.request;
-  const authorization = request.headers.authorization;
-  if (!authorization || authorization.value.slice(0, 6).toLowerCase() !== 'basic ') return denied;
-  const credentials = Buffer.from(authorization.value.slice(6).trim(), 'base64').toString('utf8');
-  const colon = credentials.indexOf(':');
-  if (colon < 1) return denied;
-  let expected;
-  try {
-    expected = await users.get(credentials.slice(0, colon));
-  } catch (unknownUser) {
-    return denied;
-  }
-  const actual = crypto.createHash('sha256').update(credentials).digest('hex');
-  return actual === expected ? request : denied;
+interface ViewerRequestSettings {
+  readonly realm: string;
+  readonly basicAuth: boolean;
+  /** Each network: the eight 16-bit words of its (IPv4-mapped) IPv6 address, then its prefix length. */
+  readonly networks: readonly number[][] | null;
 }
-`;
+
+/** The function's source (infra/edge-functions/viewer-request.js) with its settings filled in. */
+export function viewerRequestCode(settings: ViewerRequestSettings): string {
+  return readFileSync(FUNCTION_SOURCE, 'utf8').replace('__SETTINGS__', JSON.stringify(settings));
+}
+
+/** A CIDR as the function compares it: IPv4 as its IPv4-mapped IPv6 network (::ffff:a.b.c.d/96+n). */
+export function parseCidr(cidr: string): number[] | undefined {
+  const [address = '', prefix, ...rest] = cidr.split('/');
+  if (prefix === undefined || rest.length > 0 || !/^\d{1,3}$/.test(prefix)) return undefined;
+  const bits = Number(prefix);
+  if (!address.includes(':')) {
+    const octets = address.split('.');
+    if (bits > 32 || octets.length !== 4 || !octets.every((octet) => /^\d{1,3}$/.test(octet) && Number(octet) <= 255)) return undefined;
+    const [a, b, c, d] = octets.map(Number) as [number, number, number, number];
+    return [0, 0, 0, 0, 0, 0xffff, (a << 8) | b, (c << 8) | d, 96 + bits];
+  }
+  if (bits > 128) return undefined;
+  const halves = address.split('::');
+  if (halves.length > 2) return undefined;
+  const left = halves[0] ? halves[0].split(':') : [];
+  const right = halves[1] ? halves[1].split(':') : [];
+  const missing = 8 - left.length - right.length;
+  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined;
+  const groups = [...left, ...Array<string>(missing).fill('0'), ...right];
+  if (!groups.every((group) => /^[0-9a-f]{1,4}$/i.test(group))) return undefined;
+  return [...groups.map((group) => parseInt(group, 16)), bits];
 }

@@ -10,18 +10,25 @@ import { ITEMS_ORIGIN_PATH, KEY_PATTERNS } from '../bucket-access.ts';
 import { METADATA_DEFAULT_TTL_SECONDS, METADATA_MAX_TTL_SECONDS } from '../edge-cache.ts';
 import { API_PREFIXES } from './mirror-api.ts';
 
+/** What the edge checks (EdgeAccessControl provides it). */
+export interface EdgeAccess {
+  /** The viewer-request function. @default none */
+  readonly viewerRequestFunction?: cloudfront.IFunction;
+  /** Serve HTTPS only: CloudFront answers plain HTTP with 403, never a redirect. */
+  readonly requiresHttps: boolean;
+}
+
 export interface MirrorDistributionProps {
   /** Holds item bytes under `items/`. */
   readonly bucket: s3.IBucket;
-  readonly api: apigateway.RestApi;
+  /** The metadata API and the headers that let CloudFront (and only CloudFront) in. */
+  readonly api: { readonly api: apigateway.RestApi; readonly originHeaders: Readonly<Record<string, string>> };
   /** Receives CloudFront's standard access logs (must allow ACLs). @default no access logs */
   readonly logBucket?: s3.IBucket;
   /** @default the distribution's own *.cloudfront.net name */
   readonly customDomain?: { readonly domainName: string; readonly certificateArn: string };
-  /** @default no web ACL */
-  readonly webAcl?: { readonly attrArn: string };
-  /** Runs on every viewer request (e.g. basic auth). @default none */
-  readonly viewerRequestFunction?: cloudfront.IFunction;
+  /** Checked on every viewer request of every behavior. @default none: anyone, over HTTP or HTTPS */
+  readonly accessControl?: EdgeAccess;
   /** @default cloudfront.PriceClass.PRICE_CLASS_100 */
   readonly priceClass?: cloudfront.PriceClass;
   /** How long item bytes stay cached when the origin says nothing; items never change under a path. @default Duration.days(30) */
@@ -31,8 +38,10 @@ export interface MirrorDistributionProps {
 /**
  * The mirror's single base URL: item bytes straight from S3 through origin
  * access control (origin path `/items`, so `/<mirror path>` is
- * `items/<mirror path>`), `/streams/*` and `/api/*` from the API. HTTP and
- * HTTPS are both served as-is: MAAS never follows a redirect.
+ * `items/<mirror path>`), `/streams/*` and `/api/*` from the API, which only
+ * accepts CloudFront's key. HTTP and HTTPS are both served as-is, except that
+ * credentials require HTTPS (plain HTTP then gets 403): MAAS never follows a
+ * redirect.
  */
 export class MirrorDistribution extends Construct {
   public readonly distribution: cloudfront.Distribution;
@@ -43,9 +52,11 @@ export class MirrorDistribution extends Construct {
 
   constructor(scope: Construct, id: string, props: MirrorDistributionProps) {
     super(scope, id);
-    const functionAssociations = props.viewerRequestFunction
-      ? [{ function: props.viewerRequestFunction, eventType: cloudfront.FunctionEventType.VIEWER_REQUEST }]
-      : undefined;
+    const viewerRequest = props.accessControl?.viewerRequestFunction;
+    const functionAssociations = viewerRequest ? [{ function: viewerRequest, eventType: cloudfront.FunctionEventType.VIEWER_REQUEST }] : undefined;
+    const viewerProtocolPolicy = props.accessControl?.requiresHttps
+      ? cloudfront.ViewerProtocolPolicy.HTTPS_ONLY
+      : cloudfront.ViewerProtocolPolicy.ALLOW_ALL;
 
     Annotations.of(this).acknowledgeWarning(
       '@aws-cdk/aws-cloudfront-origins:listBucketSecurityRisk',
@@ -66,33 +77,28 @@ export class MirrorDistribution extends Construct {
       cookieBehavior: cloudfront.CacheCookieBehavior.none(),
     });
 
-    const api = new origins.RestApiOrigin(props.api);
+    const api = new origins.RestApiOrigin(props.api.api, { customHeaders: { ...props.api.originHeaders } });
     // Not a prop: the config's minimum prune grace (infra/config.ts) is derived from the same constant.
+    // No query string, header or cookie in the key: `?x=random` is the same cached object, never a way past the cache.
     const metadataCache = new cloudfront.CachePolicy(this, 'MetadataCache', {
       comment: 'skystreams metadata: changes with each published generation',
       defaultTtl: Duration.seconds(METADATA_DEFAULT_TTL_SECONDS),
       maxTtl: Duration.seconds(METADATA_MAX_TTL_SECONDS),
       minTtl: Duration.seconds(0),
-      queryStringBehavior: cloudfront.CacheQueryStringBehavior.all(),
+      queryStringBehavior: cloudfront.CacheQueryStringBehavior.none(),
       headerBehavior: cloudfront.CacheHeaderBehavior.none(),
       cookieBehavior: cloudfront.CacheCookieBehavior.none(),
       enableAcceptEncodingGzip: true,
       enableAcceptEncodingBrotli: true,
     });
-    // Query strings only: never the viewer's Host (API Gateway needs its own) nor its Authorization.
-    const toApi = new cloudfront.OriginRequestPolicy(this, 'ApiRequests', {
-      comment: 'skystreams API: forward query strings only',
-      queryStringBehavior: cloudfront.OriginRequestQueryStringBehavior.all(),
-      headerBehavior: cloudfront.OriginRequestHeaderBehavior.none(),
-      cookieBehavior: cloudfront.OriginRequestCookieBehavior.none(),
-    });
+    // No origin request policy: the API gets the path and the origin's own headers, never the viewer's
+    // query string, Host (API Gateway needs its own) or Authorization.
     const apiBehavior: cloudfront.BehaviorOptions = {
       origin: api,
-      viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.ALLOW_ALL,
+      viewerProtocolPolicy,
       allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
       cachedMethods: cloudfront.CachedMethods.CACHE_GET_HEAD,
       cachePolicy: metadataCache,
-      originRequestPolicy: toApi,
       compress: true,
       functionAssociations,
     };
@@ -101,7 +107,7 @@ export class MirrorDistribution extends Construct {
       comment: 'skystreams MAAS image mirror',
       defaultBehavior: {
         origin: items,
-        viewerProtocolPolicy: cloudfront.ViewerProtocolPolicy.ALLOW_ALL,
+        viewerProtocolPolicy,
         allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
         cachedMethods: cloudfront.CachedMethods.CACHE_GET_HEAD,
         cachePolicy: itemsCache,
@@ -114,7 +120,6 @@ export class MirrorDistribution extends Construct {
       enableIpv6: true,
       priceClass: props.priceClass ?? cloudfront.PriceClass.PRICE_CLASS_100,
       ...(props.logBucket && { enableLogging: true, logBucket: props.logBucket, logFilePrefix: 'cloudfront/' }),
-      ...(props.webAcl && { webAclId: props.webAcl.attrArn }),
       ...(props.customDomain && {
         domainNames: [props.customDomain.domainName],
         certificate: acm.Certificate.fromCertificateArn(this, 'Certificate', props.customDomain.certificateArn),

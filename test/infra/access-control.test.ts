@@ -1,7 +1,8 @@
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { Match, type Template } from 'aws-cdk-lib/assertions';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { flattenIntrinsics, logicalIdOf, synthMirror, type SynthesizedMirror } from './synth.ts';
+import { parseCidr, viewerRequestCode } from '../../infra/constructs/edge-access-control.ts';
+import { flattenIntrinsics, synthMirror, type SynthesizedMirror } from './synth.ts';
 
 // One synth for the file: every optional feature switched on, in us-east-1 (WAF for CloudFront lives there).
 let mirror: SynthesizedMirror;
@@ -27,27 +28,46 @@ const distributionConfig = () =>
   (Object.values(template.findResources('AWS::CloudFront::Distribution'))[0] as { Properties: { DistributionConfig: Record<string, any> } })
     .Properties.DistributionConfig;
 
-/** The basic-auth CloudFront Function's code, run with stand-ins for its runtime's `cloudfront` and `crypto` modules. */
-function basicAuthHandler(users: Record<string, string>): (event: unknown) => Promise<any> {
-  const [fn] = Object.values(template.findResources('AWS::CloudFront::Function')) as { Properties: { FunctionCode: string } }[];
-  const body = (fn?.Properties.FunctionCode ?? '').replace(/^import .*$/gm, '');
+const PEPPER = 'per-deployment secret key';
+const SALT = '5a1f0e9d8c7b6a59';
+/** The value an operator stores for a user (docs/deploy.md, "Access control"). */
+const storedCredential = (user: string, password: string, salt = SALT) =>
+  `${salt}:${createHmac('sha256', PEPPER).update(`${salt}:${user}:${password}`).digest('hex')}`;
+
+/** Runs viewer-request function code with stand-ins for its runtime's `cloudfront` and `crypto` modules. */
+function evaluate(code: string, store: Record<string, string>): (event: unknown) => Promise<any> {
+  const body = code.replace(/^import .*$/gm, '');
   const cf = {
     kvs: () => ({
       get: async (key: string) => {
-        if (!(key in users)) throw new Error(`key ${key} not found`);
-        return users[key];
+        if (!(key in store)) throw new Error(`key ${key} not found`);
+        return store[key];
       },
     }),
   };
-  const crypto = { createHash };
-  return new Function('cf', 'crypto', 'Buffer', `${body}\nreturn handler;`)(cf, crypto, Buffer);
+  return new Function('cf', 'crypto', 'Buffer', `${body}\nreturn handler;`)(cf, { createHash, createHmac }, Buffer);
 }
 
-const viewerRequest = (authorization?: string) => ({
-  request: { uri: '/streams/v1/index.sjson', headers: authorization ? { authorization: { value: authorization } } : {} },
+/** The deployed function's code, as the template holds it. */
+function viewerRequestHandler(store: Record<string, string>): (event: unknown) => Promise<any> {
+  const [fn] = Object.values(template.findResources('AWS::CloudFront::Function')) as { Properties: { FunctionCode: string } }[];
+  return evaluate(fn?.Properties.FunctionCode ?? '', store);
+}
+
+const users = () => ({ 'skystreams:pepper': PEPPER, maas: storedCredential('maas', 's3cret:with:colons') });
+
+const viewerRequest = (options: { authorization?: string; ip?: string; proto?: 'http' | 'https' } = {}) => ({
+  viewer: { ip: options.ip ?? '203.0.113.7' },
+  request: {
+    uri: '/streams/v1/index.sjson',
+    headers: {
+      ...(options.authorization && { authorization: { value: options.authorization } }),
+      ...(options.proto && { 'cloudfront-forwarded-proto': { value: options.proto } }),
+    },
+  },
 });
 const basic = (credentials: string) => `Basic ${Buffer.from(credentials).toString('base64')}`;
-const sha256 = (text: string) => createHash('sha256').update(text).digest('hex');
+const maas = basic('maas:s3cret:with:colons');
 
 describe('Stack: MirrorStack (access control, custom domain, alarm targets)', () => {
   it('reports no unacknowledged cdk-nag finding', () => {
@@ -57,22 +77,10 @@ describe('Stack: MirrorStack (access control, custom domain, alarm targets)', ()
   });
 
   describe('Construct: EdgeAccessControl', () => {
-    it('blocks every network but the allowed IPv4 and IPv6 ranges with a CloudFront-scoped WAF web ACL', () => {
-      template.hasResourceProperties('AWS::WAFv2::IPSet', { Scope: 'CLOUDFRONT', IPAddressVersion: 'IPV4', Addresses: ['203.0.113.0/24'] });
-      template.hasResourceProperties('AWS::WAFv2::IPSet', { Scope: 'CLOUDFRONT', IPAddressVersion: 'IPV6', Addresses: ['2001:db8::/32'] });
-      template.hasResourceProperties('AWS::WAFv2::WebACL', {
-        Scope: 'CLOUDFRONT',
-        DefaultAction: { Block: {} },
-        Rules: [Match.objectLike({ Action: { Allow: {} }, Statement: { OrStatement: { Statements: Match.arrayWith([Match.objectLike({ IPSetReferenceStatement: Match.anyValue() })]) } } })],
-      });
-      const webAclId = logicalIdOf(mirror.stack, mirror.stack.accessControl.webAcl!);
-
-      expect(distributionConfig().WebACLId).toEqual({ 'Fn::GetAtt': [webAclId, 'Arn'] });
-    });
-
-    it('checks basic auth on every behavior at viewer request, against a key value store', () => {
+    it('checks every behavior at viewer request with one function bound to the users key value store', () => {
       const config = distributionConfig();
       template.resourceCountIs('AWS::CloudFront::KeyValueStore', 1);
+      template.resourceCountIs('AWS::WAFv2::WebACL', 0);
       template.hasResourceProperties('AWS::CloudFront::Function', {
         FunctionConfig: Match.objectLike({ Runtime: 'cloudfront-js-2.0', KeyValueStoreAssociations: [Match.objectLike({ KeyValueStoreARN: Match.anyValue() })] }),
       });
@@ -82,23 +90,152 @@ describe('Stack: MirrorStack (access control, custom domain, alarm targets)', ()
       }
     });
 
-    it('lets a known user with the right password through and answers 401 with a challenge otherwise', async () => {
-      // Prepare
-      const handler = basicAuthHandler({ maas: sha256('maas:s3cret:with:colons') });
+    it('serves HTTPS only when basic auth is on: plain HTTP is answered 403 by CloudFront, never redirected', () => {
+      const config = distributionConfig();
 
-      // Act
-      const allowed = await handler(viewerRequest(basic('maas:s3cret:with:colons')));
-      const wrongPassword = await handler(viewerRequest(basic('maas:guess')));
-      const unknownUser = await handler(viewerRequest(basic('eve:s3cret:with:colons')));
-      const anonymous = await handler(viewerRequest());
-      const notBasic = await handler(viewerRequest('Bearer abc'));
-
-      // Assess
-      expect(allowed).toEqual(viewerRequest(basic('maas:s3cret:with:colons')).request);
-      for (const denied of [wrongPassword, unknownUser, anonymous, notBasic]) {
-        expect(denied.statusCode).toBe(401);
-        expect(denied.headers['www-authenticate'].value).toMatch(/^Basic realm="skystreams"/);
+      for (const behavior of [config.DefaultCacheBehavior, ...config.CacheBehaviors]) {
+        expect(behavior.ViewerProtocolPolicy).toBe('https-only');
       }
+    });
+
+    it('keeps neither a password, a digest nor the key in the template', () => {
+      const code = JSON.stringify(template.findResources('AWS::CloudFront::Function'));
+
+      expect(code).not.toContain(PEPPER);
+      expect(code).toContain("'skystreams:pepper'");
+    });
+
+    describe('Function: viewer request', () => {
+      it('lets an allowed IPv4, IPv6 or IPv4-mapped viewer with the right password through', async () => {
+        // Prepare
+        const handler = viewerRequestHandler(users());
+        const ips = ['203.0.113.7', '2001:db8::1', '2001:DB8:ffff:0:0:0:0:1', '::ffff:203.0.113.200'];
+
+        // Act
+        const results = await Promise.all(ips.map((ip) => handler(viewerRequest({ authorization: maas, ip }))));
+
+        // Assess
+        for (const [i, result] of results.entries()) expect(result).toEqual(viewerRequest({ authorization: maas, ip: ips[i] }).request);
+      });
+
+      it('answers 403 with the reason to a viewer outside the allowed networks, IPv4 or IPv6, whatever its credentials', async () => {
+        // Prepare
+        const handler = viewerRequestHandler(users());
+
+        // Act
+        const results = await Promise.all(
+          ['198.51.100.7', '2001:db9::1', '2001:db7:ffff::1', '::ffff:198.51.100.7', 'not-an-address', ''].map((ip) =>
+            handler(viewerRequest({ authorization: maas, ip })),
+          ),
+        );
+
+        // Assess
+        for (const denied of results) {
+          expect(denied.statusCode).toBe(403);
+          expect(denied.body.data).toMatch(/network may not use the mirror/);
+          expect(denied.headers).not.toHaveProperty('location');
+        }
+      });
+
+      it('refuses credentials sent over plain HTTP with 403 and the reason, never a redirect', async () => {
+        // Prepare
+        const handler = viewerRequestHandler(users());
+
+        // Act
+        const overHttp = await handler(viewerRequest({ authorization: maas, proto: 'http' }));
+        const overHttps = await handler(viewerRequest({ authorization: maas, proto: 'https' }));
+
+        // Assess
+        expect(overHttp.statusCode).toBe(403);
+        expect(overHttp.body.data).toMatch(/needs HTTPS/);
+        expect(overHttp.headers).not.toHaveProperty('location');
+        expect(overHttps).toEqual(viewerRequest({ authorization: maas, proto: 'https' }).request);
+      });
+
+      it('answers 401 with a challenge to a wrong password, an unknown user, no or other credentials, or a store without the key', async () => {
+        // Prepare
+        const handler = viewerRequestHandler(users());
+        const unkeyed = viewerRequestHandler({ maas: storedCredential('maas', 's3cret:with:colons') });
+
+        // Act
+        const results = await Promise.all([
+          handler(viewerRequest({ authorization: basic('maas:guess') })),
+          handler(viewerRequest({ authorization: basic('maas:s3cret:with:colonz') })),
+          handler(viewerRequest({ authorization: basic('eve:s3cret:with:colons') })),
+          handler(viewerRequest({ authorization: basic('skystreams:pepper') })),
+          handler(viewerRequest()),
+          handler(viewerRequest({ authorization: 'Bearer abc' })),
+          unkeyed(viewerRequest({ authorization: maas })),
+        ]);
+
+        // Assess
+        for (const denied of results) {
+          expect(denied.statusCode).toBe(401);
+          expect(denied.headers['www-authenticate'].value).toMatch(/^Basic realm="skystreams"/);
+          expect(denied.headers).not.toHaveProperty('location');
+        }
+      });
+
+      it('salts each credential: the same password stored with another salt is another value, and both work', async () => {
+        // Prepare
+        const other = storedCredential('maas', 's3cret:with:colons', '00112233445566778899aabbccddeeff');
+        const handler = viewerRequestHandler({ ...users(), maas: other });
+
+        // Act
+        const result = await handler(viewerRequest({ authorization: maas }));
+
+        // Assess
+        expect(other).not.toBe(users().maas);
+        expect(result).toEqual(viewerRequest({ authorization: maas }).request);
+      });
+
+      it('compares digests in constant time: every character is read wherever the first difference is', async () => {
+        // Prepare
+        const stored = users().maas;
+        const digest = stored.slice(stored.indexOf(':') + 1);
+        const flip = (text: string, at: number) => text.slice(0, at) + (text[at] === '0' ? '1' : '0') + text.slice(at + 1);
+        const reads = async (storedDigest: string) => {
+          const handler = viewerRequestHandler({ ...users(), maas: `${SALT}:${storedDigest}` });
+          const charCodeAt = String.prototype.charCodeAt;
+          let count = 0;
+          String.prototype.charCodeAt = function (this: string, index: number) {
+            count += 1;
+            return charCodeAt.call(this, index);
+          };
+          try {
+            const result = await handler(viewerRequest({ authorization: maas }));
+            return { count, allowed: result.statusCode === undefined };
+          } finally {
+            String.prototype.charCodeAt = charCodeAt;
+          }
+        };
+
+        // Act
+        // One at a time: each run patches String.prototype.
+        const equal = await reads(digest);
+        const firstDiffers = await reads(flip(digest, 0));
+        const lastDiffers = await reads(flip(digest, 63));
+
+        // Assess
+        expect([equal.allowed, firstDiffers.allowed, lastDiffers.allowed]).toEqual([true, false, false]);
+        expect(firstDiffers.count).toBe(equal.count);
+        expect(lastDiffers.count).toBe(equal.count);
+        expect(equal.count).toBeGreaterThanOrEqual(2 * 64);
+      });
+
+      it('with only IPv4 networks listed, refuses IPv6 viewers: an allowed site must list its IPv6 networks too', async () => {
+        // Prepare
+        const code = viewerRequestCode({ realm: 'skystreams', basicAuth: false, networks: [parseCidr('203.0.113.0/24')!] });
+        const handler = evaluate(code, {});
+
+        // Act
+        const overIpv4 = await handler(viewerRequest({ ip: '203.0.113.7' }));
+        const overIpv6 = await handler(viewerRequest({ ip: '2001:db8::7' }));
+
+        // Assess
+        expect(overIpv4).toEqual(viewerRequest({ ip: '203.0.113.7' }).request);
+        expect(overIpv6.statusCode).toBe(403);
+      });
     });
 
     it('outputs where operators add users', () => {
