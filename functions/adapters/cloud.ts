@@ -10,6 +10,7 @@
  */
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
+import { httpUrl } from '../core/settings.ts';
 import { DynamoCatalog } from './dynamodb/dynamodb-catalog.ts';
 import { dynamoClients, type DynamoConnection } from './dynamodb/dynamodb-client.ts';
 import { ensureTable } from './dynamodb/table-setup.ts';
@@ -91,16 +92,9 @@ function resolveSettings(options: CloudBackendOptions, env: Environment): Settin
 
 function endpointUrl(service: string, value: string | undefined): URL | undefined {
   if (!value) return undefined;
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new ConfigError(`${service} endpoint ${JSON.stringify(value)} is not a URL`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ConfigError(`${service} endpoint ${JSON.stringify(value)} must be http:// or https://`);
-  }
-  return url;
+  return httpUrl(value, (problem) => {
+    throw new ConfigError(`${service} endpoint ${problem}`);
+  });
 }
 
 /** A loopback endpoint with no credentials configured: give the stand-in dummy ones rather than probe for real ones. */

@@ -308,17 +308,21 @@ function booleanOf(value: unknown, fallback: boolean, fail: (problem: string) =>
   return fail(`${shown(value)} is not true or false`);
 }
 
-function parseSource(value: unknown, refuseCredentials: string | undefined, fail: (problem: string) => never): string {
-  if (typeof value !== 'string') return fail('required: the upstream simplestreams root URL');
+/** `text` as an http(s) URL; otherwise `fail` says why, showing the text with its credentials redacted. */
+export function httpUrl(text: string, fail: (problem: string) => never): URL {
   let url: URL;
   try {
-    url = new URL(value);
+    url = new URL(text);
   } catch {
-    return fail(`${JSON.stringify(redactUrl(value))} is not a URL`);
+    return fail(`${JSON.stringify(redactUrl(text))} is not a URL`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    return fail(`${redactUrl(value)}: only http:// and https:// sources are supported`);
-  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail(`${redactUrl(text)}: only http:// and https:// are supported`);
+  return url;
+}
+
+function parseSource(value: unknown, refuseCredentials: string | undefined, fail: (problem: string) => never): string {
+  if (typeof value !== 'string') return fail('required: the upstream simplestreams root URL');
+  const url = httpUrl(value, fail);
   // The mirror appends `streams/v1/…` and item paths to the root: they would land inside a query or a fragment.
   if (/[?#]/.test(value)) return fail(`${redactUrl(value)}: must not have a query string or fragment`);
   if (refuseCredentials !== undefined && (url.username || url.password)) {

@@ -8,7 +8,7 @@ import { createApp } from '../http/app.ts';
 import { statusReport } from '../http/reports.ts';
 import type { Backend } from '../core/ports.ts';
 import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '../core/settings.ts';
-import { DEFAULT_DATA_DIR, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
+import { DEFAULT_DATA_DIR, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
 import { isAliveOnThisHost, thisProcess } from './holder.ts';
 import { startServer } from './server.ts';
@@ -172,15 +172,9 @@ backendOptions(program.command('verify').description('audit every file of the cu
 
 backendOptions(program.command('init').description('create (or check) the S3 bucket and DynamoDB table of the cloud backend')).action(
   async (flags: BackendFlags) => {
-    if (!flags.bucket || !flags.table) throw new ConfigError('init needs --bucket and --table');
+    if (!flags.bucket && !flags.table) throw new ConfigError('init needs --bucket and --table');
     const { initCloudResources } = await import('../adapters/cloud.ts');
-    const lines = await initCloudResources({
-      bucket: flags.bucket,
-      table: flags.table,
-      region: flags.region,
-      s3Endpoint: flags.s3Endpoint,
-      dynamodbEndpoint: flags.dynamodbEndpoint,
-    });
+    const lines = await initCloudResources(cloudBackendOptions(flags));
     for (const line of lines) console.log(line);
   },
 );

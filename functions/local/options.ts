@@ -4,6 +4,7 @@ import type { SyncSettings } from '../core/engine.ts';
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
 import { engineSettings, namesFrom, parseSyncConfig, type SyncConfig } from '../core/settings.ts';
+import type { CloudBackendOptions } from '../adapters/cloud.ts';
 import { openEmbeddedBackend } from '../adapters/embedded.ts';
 import { openKeyring } from '../adapters/fs/keyring-file.ts';
 
@@ -44,18 +45,23 @@ export interface SyncFlags extends BackendFlags {
 
 export async function openBackend(flags: BackendFlags): Promise<Backend> {
   if (flags.bucket || flags.table) {
-    if (!flags.bucket || !flags.table) throw new ConfigError('--bucket and --table go together');
     if (flags.dataDir) throw new ConfigError('--data-dir is for the embedded backend; drop it with --bucket/--table');
     const { openCloudBackend } = await import('../adapters/cloud.ts');
-    return openCloudBackend({
-      bucket: flags.bucket,
-      table: flags.table,
-      region: flags.region,
-      s3Endpoint: flags.s3Endpoint,
-      dynamodbEndpoint: flags.dynamodbEndpoint,
-    });
+    return openCloudBackend(cloudBackendOptions(flags));
   }
   return openEmbeddedBackend(resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
+}
+
+/** The cloud backend the flags name. */
+export function cloudBackendOptions(flags: BackendFlags): CloudBackendOptions {
+  if (!flags.bucket || !flags.table) throw new ConfigError('--bucket and --table go together');
+  return {
+    bucket: flags.bucket,
+    table: flags.table,
+    region: flags.region,
+    s3Endpoint: flags.s3Endpoint,
+    dynamodbEndpoint: flags.dynamodbEndpoint,
+  };
 }
 
 /** The sync settings the flags give; a SettingError naming the flag when one is wrong. */

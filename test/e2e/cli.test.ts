@@ -97,7 +97,7 @@ describe('CLI: skystreams sync / serve / status / verify', () => {
 
     const missingKeyring = await cli('sync', '--data-dir', join(work, 'x'), '--source', upstream.baseUrl, '--keyring', join(work, 'nope.gpg'));
     expect(missingKeyring.code).toBe(2);
-    expect(missingKeyring.stderr).toMatch(/--keyring .*nope\.gpg/);
+    expect(missingKeyring.stderr).toMatch(/--keyring: .*nope\.gpg cannot be read/);
 
     const badMax = await cli('sync', '--data-dir', join(work, 'x'), '--source', upstream.baseUrl, '--keyring', keyring, '--max', 'zero');
     expect(badMax.code).toBe(2);

@@ -92,7 +92,7 @@ describe('Function: parseConfig', () => {
 
   it.each([
     [{ sourceUrl: undefined }, /^test: sourceUrl: required/],
-    [{ sourceUrl: 'ftp://example.com/' }, /^test: sourceUrl: ftp:\/\/example\.com\/: only http:\/\/ and https:\/\/ sources are supported$/],
+    [{ sourceUrl: 'ftp://example.com/' }, /^test: sourceUrl: ftp:\/\/example\.com\/: only http:\/\/ and https:\/\/ are supported$/],
     [{ sourceUrl: 'https://example.com/maas?token=1' }, /^test: sourceUrl: https:\/\/example\.com\/maas\?token=1: must not have a query string or fragment$/],
     [{ sourceUrl: 'https://user:pw@example.com/' }, /^test: sourceUrl: https:\/\/\*\*\*@example\.com\/: must not embed credentials \(they would end up in Lambda/],
     [{ keyring: undefined }, /^test: keyring: required/],

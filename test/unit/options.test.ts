@@ -46,7 +46,7 @@ describe('Function: syncConfig', () => {
     [{ max: '1.5' }, /^--max: "1\.5" is not an integer from 1 to 1000$/],
     [{ pruneGrace: 'soon' }, /^--prune-grace: "soon" is not a duration like 90s/],
     [{ filter: ['arch'] }, /^--filter: invalid filter "arch"/],
-    [{ source: 'ftp://mirror/' }, /^--source: ftp:\/\/mirror\/: only http:\/\/ and https:\/\/ sources are supported$/],
+    [{ source: 'ftp://mirror/' }, /^--source: ftp:\/\/mirror\/: only http:\/\/ and https:\/\/ are supported$/],
     [{ source: 'https://user:s3cret@mirror.example/?token=1' }, /^--source: https:\/\/\*\*\*@mirror\.example\/\?token=1: must not have a query string or fragment$/],
   ])('rejects %o naming the flag', (extra, message) => {
     expect(() => syncConfig(flags(extra))).toThrow(SettingError);

@@ -80,7 +80,7 @@ describe('Function: parseSyncConfig', () => {
     it.each([
       [undefined, 'source: required: the upstream simplestreams root URL'],
       ['images.maas.io', 'source: "images.maas.io" is not a URL'],
-      ['ftp://mirror/', 'source: ftp://mirror/: only http:// and https:// sources are supported'],
+      ['ftp://mirror/', 'source: ftp://mirror/: only http:// and https:// are supported'],
       ['https://mirror/maas?x=1', 'source: https://mirror/maas?x=1: must not have a query string or fragment'],
       ['https://mirror/maas#top', 'source: https://mirror/maas#top: must not have a query string or fragment'],
       ['https://mirror/maas?', 'source: https://mirror/maas?: must not have a query string or fragment'],
