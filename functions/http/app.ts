@@ -1,11 +1,16 @@
 /**
- * The mirror as a web-standard `Request → Response` app: the same code serves
- * on node:http (one machine) and behind API Gateway (Lambda).
+ * The mirror's routing rules, in one place. `resolve` turns a request into a
+ * Reply; the app itself is the web-standard `Request → Response` face of it
+ * (behind API Gateway in a Lambda, and in tests), while node:http writes a
+ * Reply straight to the socket (functions/local/server.ts).
  */
-import { SkystreamsError } from '../core/errors.ts';
-import { contentTypeOf } from '../core/content-types.ts';
-import { keys, type ByteRange, type ByteStream, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
+import { keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
+import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
+import { PublishedItems } from './published-items.ts';
 import { catalogSummary, statusReport } from './reports.ts';
+import { errorReply, json, methodNotAllowed, badRequest, notFound, toResponse, type Reply, type RequestFailure } from './reply.ts';
+
+export { badRequest, errorReply, methodNotAllowed, type Reply, type RequestFailure } from './reply.ts';
 
 export interface AppDeps {
   objects: ObjectStore;
@@ -24,138 +29,122 @@ export interface AppDeps {
   listingTtlMs?: number;
 }
 
-/** A request that ended in a 5xx, as the log receives it. */
-export interface RequestFailure {
-  requestId: string;
+/** A request as `resolve` reads it, whatever server received it. */
+export interface AppRequest {
   method: string;
-  path: string;
-  status: number;
-  error: unknown;
+  /** The target's path, still percent-encoded, without the query: `/streams/v1/a%3Ab.sjson`. */
+  pathname: string;
+  /** A request header by lower-case name. */
+  header(name: string): string | undefined;
 }
 
-export type App = (request: Request) => Promise<Response>;
+export interface App {
+  (request: Request): Promise<Response>;
+  /** The reply to `request`; never throws (failures become 5xx replies, logged). */
+  resolve(request: AppRequest): Promise<Reply>;
+}
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
-const ALLOWED_METHODS = [...READ_METHODS].join(', ');
 const METADATA_PREFIX = 'streams/';
-/** Metadata changes with every generation; items never change under a path. */
-const METADATA_CACHE = 'public, max-age=60';
+/** Items never change under a path. */
 const ITEM_CACHE = 'public, max-age=31536000, immutable';
+const ITEM_TYPE = 'application/octet-stream';
 const DEFAULT_LISTING_TTL_MS = 1000;
 
 export function createApp(deps: AppDeps): App {
   const log = deps.log ?? logToConsole;
   const publishedItems = new PublishedItems(deps.catalog, deps.listingTtlMs ?? DEFAULT_LISTING_TTL_MS);
-  return async (request) => {
-    let pathname = '';
+  const current = new CurrentPublication(deps.catalog);
+  const metadata = new MetadataFiles(deps.objects);
+
+  async function route(request: AppRequest, path: string): Promise<Reply> {
+    if (path === 'api/v1/status') return json(await statusReport(deps.catalog), 200, {}, request.method);
+    if (path === 'api/v1/images') return json(await catalogSummary(deps.catalog), 200, {}, request.method);
+    if (path.startsWith(METADATA_PREFIX)) {
+      const publication = await current.get();
+      if (!publication || !publication.files.includes(path)) return notFound(path);
+      const held = await metadata.get(publication, path);
+      return held ? heldFileReply(held, request) : notFound(keys.metadata(publication, path));
+    }
+    if (!path || !(await publishedItems.has(path))) return notFound(path);
+    return objectReply(deps.objects, keys.item(path), request);
+  }
+
+  async function resolve(request: AppRequest): Promise<Reply> {
     try {
       if (!isReadMethod(request.method)) return methodNotAllowed(request.method);
-      pathname = new URL(request.url).pathname;
-      const path = mirrorPath(pathname);
+      const path = mirrorPath(request.pathname);
       if (path === undefined) return badRequest('malformed request path');
-      if (path === 'api/v1/status') return json(await statusReport(deps.catalog), 200, {}, request);
-      if (path === 'api/v1/images') return json(await catalogSummary(deps.catalog), 200, {}, request);
-      if (path.startsWith(METADATA_PREFIX)) return await serveMetadata(deps, path, request);
-      if (!path || !(await publishedItems.has(path))) return notFound(path);
-      return await serveObject(deps.objects, keys.item(path), request, 'application/octet-stream', ITEM_CACHE);
+      return await route(request, path);
     } catch (error) {
-      return errorResponse(error, (failure) => log({ ...failure, method: request.method, path: pathname }));
+      return errorReply(error, (failure) => log({ ...failure, method: request.method, path: request.pathname }));
     }
+  }
+
+  const app = async (request: Request): Promise<Response> => {
+    if (!isReadMethod(request.method)) return toResponse(methodNotAllowed(request.method));
+    let pathname: string;
+    try {
+      pathname = new URL(request.url).pathname;
+    } catch (error) {
+      return toResponse(errorReply(error, (failure) => log({ ...failure, method: request.method, path: '' })));
+    }
+    const header = (name: string) => request.headers.get(name) ?? undefined;
+    return toResponse(await resolve({ method: request.method, pathname, header }));
   };
+  return Object.assign(app, { resolve });
 }
 
 export function isReadMethod(method: string): boolean {
   return READ_METHODS.has(method);
 }
 
-/**
- * The item paths some retained publication lists: only those are served, so
- * bytes a run copied but never published stay private, while clients still
- * reading an older generation's metadata keep getting its items.
- */
-class PublishedItems {
-  private paths = new Set<string>();
-  /** The retained generations `paths` was built from, e.g. `3,2,1`. */
-  private generations: string | undefined;
-  private checkedAt = Number.NEGATIVE_INFINITY;
-  private refreshing: Promise<void> | undefined;
-
-  constructor(
-    private readonly catalog: Catalog,
-    private readonly ttlMs: number,
-  ) {}
-
-  async has(path: string): Promise<boolean> {
-    if (this.paths.has(path) && Date.now() - this.checkedAt < this.ttlMs) return true;
-    await this.refresh();
-    return this.paths.has(path);
+/** A metadata file from memory: no store access, headers built once per generation. */
+function heldFileReply(held: HeldFile, request: AppRequest): Reply {
+  const { info, bytes } = held;
+  if (!request.header('range') && !request.header('if-none-match') && !request.header('if-modified-since')) {
+    return request.method === 'HEAD' || info.size === 0 ? { status: 200, headers: held.headers } : { status: 200, headers: held.headers, body: bytes };
   }
-
-  /** Concurrent requests share one refresh. */
-  private refresh(): Promise<void> {
-    this.refreshing ??= this.reload().finally(() => {
-      this.refreshing = undefined;
-    });
-    return this.refreshing;
-  }
-
-  private async reload(): Promise<void> {
-    const publications = await this.catalog.listPublications();
-    const generations = publications.map((publication) => publication.generation).join(',');
-    if (generations !== this.generations) {
-      const paths = new Set<string>();
-      for (const publication of publications) {
-        for await (const entry of this.catalog.listEntries(publication.generation)) paths.add(entry.path);
-      }
-      this.paths = paths;
-      this.generations = generations;
-    }
-    this.checkedAt = Date.now();
-  }
+  const conditional = conditionalReply(request, info, held.headers['content-type']!, METADATA_CACHE);
+  if ('reply' in conditional) return conditional.reply;
+  const { status, headers, range } = conditional;
+  if (request.method === 'HEAD' || info.size === 0) return { status, headers };
+  return { status, headers, body: range ? bytes.subarray(range.start, range.end + 1) : bytes };
 }
 
-async function serveMetadata(deps: AppDeps, path: string, request: Request): Promise<Response> {
-  const current = await deps.catalog.getCurrent();
-  if (!current || !current.files.includes(path)) return notFound(path);
-  return serveObject(deps.objects, keys.metadata(current, path), request, contentTypeOf(path), METADATA_CACHE);
-}
-
-async function serveObject(
-  objects: ObjectStore,
-  key: string,
-  request: Request,
-  contentType: string,
-  cacheControl: string,
-): Promise<Response> {
+/** An item, streamed from the store. */
+async function objectReply(objects: ObjectStore, key: string, request: AppRequest): Promise<Reply> {
   const info = await objects.head(key);
   if (!info) return notFound(key);
-  const headers = new Headers({
-    'content-type': contentType,
-    'cache-control': cacheControl,
-    etag: info.etag,
-    'last-modified': info.lastModified.toUTCString(),
-    'accept-ranges': 'bytes',
-  });
-  if (notModified(request, info)) return new Response(null, { status: 304, headers });
-
-  const range = requestedRange(request, info);
-  if (range === 'unsatisfiable') {
-    headers.set('content-range', `bytes */${info.size}`);
-    return new Response(null, { status: 416, headers });
-  }
-  const status = range ? 206 : 200;
-  headers.set('content-length', String(range ? range.end - range.start + 1 : info.size));
-  if (range) headers.set('content-range', `bytes ${range.start}-${range.end}/${info.size}`);
-  if (request.method === 'HEAD' || info.size === 0) return new Response(null, { status, headers });
+  const conditional = conditionalReply(request, info, ITEM_TYPE, ITEM_CACHE);
+  if ('reply' in conditional) return conditional.reply;
+  const { status, headers, range } = conditional;
+  if (request.method === 'HEAD' || info.size === 0) return { status, headers };
   const object = await objects.get(key, range ? { range } : undefined);
-  return new Response(toWebStream(object.body), { status, headers });
+  return { status, headers, body: object.body };
 }
 
-function notModified(request: Request, info: ObjectInfo): boolean {
-  const ifNoneMatch = request.headers.get('if-none-match');
+/** 304 or 416 as `reply`; else the status (200 or 206), headers and range of the bytes to send. */
+function conditionalReply(
+  request: AppRequest,
+  info: ObjectInfo,
+  contentType: string,
+  cacheControl: string,
+): { reply: Reply } | { status: number; headers: Record<string, string>; range: ByteRange | undefined } {
+  const headers = objectHeaders(info, contentType, cacheControl);
+  if (notModified(request, info)) return { reply: { status: 304, headers } };
+  const range = requestedRange(request, info);
+  if (range === 'unsatisfiable') return { reply: { status: 416, headers: { ...headers, 'content-range': `bytes */${info.size}` } } };
+  headers['content-length'] = String(range ? range.end - range.start + 1 : info.size);
+  if (range) headers['content-range'] = `bytes ${range.start}-${range.end}/${info.size}`;
+  return { status: range ? 206 : 200, headers, range };
+}
+
+function notModified(request: AppRequest, info: ObjectInfo): boolean {
+  const ifNoneMatch = request.header('if-none-match');
   // If-None-Match uses the weak comparison (RFC 9110 §13.1.2): `W/"x"` matches `"x"`.
   if (ifNoneMatch) return ifNoneMatch.split(',').some((tag) => tag.trim() === '*' || opaqueTag(tag) === opaqueTag(info.etag));
-  const ifModifiedSince = request.headers.get('if-modified-since');
+  const ifModifiedSince = request.header('if-modified-since');
   if (!ifModifiedSince) return false;
   const since = Date.parse(ifModifiedSince);
   return !Number.isNaN(since) && Math.floor(info.lastModified.getTime() / 1000) * 1000 <= since;
@@ -167,10 +156,10 @@ function opaqueTag(tag: string): string {
 }
 
 /** One `bytes=` range (RFC 9110); several ranges, or an If-Range that no longer matches, get the whole file. */
-export function requestedRange(request: Request, info: ObjectInfo): ByteRange | 'unsatisfiable' | undefined {
-  const header = request.headers.get('range');
+export function requestedRange(request: Pick<AppRequest, 'header'>, info: ObjectInfo): ByteRange | 'unsatisfiable' | undefined {
+  const header = request.header('range');
   if (!header) return undefined;
-  const ifRange = request.headers.get('if-range');
+  const ifRange = request.header('if-range');
   if (ifRange && ifRange !== info.etag) return undefined;
   const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!match || (match[1] === '' && match[2] === '')) return undefined;
@@ -207,58 +196,6 @@ export function mirrorPath(pathname: string): string | undefined {
     if (text !== '') decoded.push(text);
   }
   return decoded.join('/');
-}
-
-function toWebStream(body: ByteStream): ReadableStream<Uint8Array> {
-  if (body instanceof ReadableStream) return body as ReadableStream<Uint8Array>;
-  const iterator = body[Symbol.asyncIterator]();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      const { value, done } = await iterator.next();
-      if (done) controller.close();
-      else controller.enqueue(value);
-    },
-    async cancel() {
-      await iterator.return?.();
-    },
-  });
-}
-
-function json(body: unknown, status: number, extra: Record<string, string> = {}, request?: Request): Response {
-  const text = JSON.stringify(body, null, 2);
-  const headers = { 'content-type': 'application/json', 'cache-control': 'no-store', ...extra };
-  return new Response(request?.method === 'HEAD' ? null : text, { status, headers });
-}
-
-export function methodNotAllowed(method: string): Response {
-  return json({ error: `method ${method} not allowed` }, 405, { allow: ALLOWED_METHODS });
-}
-
-export function badRequest(problem: string): Response {
-  return json({ error: problem }, 400);
-}
-
-function notFound(path: string): Response {
-  return json({ error: `${path || '/'} is not published here` }, 404);
-}
-
-/** What a client may learn of a 5xx: the kind of failure, never the adapter's words. */
-const SERVER_ERROR_MESSAGES: Record<number, string> = {
-  503: 'temporarily unavailable, retry later',
-};
-
-/**
- * 4xx domain errors keep their message (a path, a conflict: safe and useful);
- * anything else is a 5xx whose detail goes to `log` under a request id the
- * client also gets, in the body and in `x-request-id`.
- */
-export function errorResponse(error: unknown, log: (failure: Omit<RequestFailure, 'method' | 'path'>) => void): Response {
-  const status = error instanceof SkystreamsError ? error.statusCode : 500;
-  if (status < 500) return json({ error: (error as Error).message }, status);
-  const requestId = crypto.randomUUID();
-  log({ requestId, status, error });
-  const message = SERVER_ERROR_MESSAGES[status] ?? 'internal error';
-  return json({ error: message, requestId }, status, { 'x-request-id': requestId });
 }
 
 function logToConsole(failure: RequestFailure): void {

@@ -1,11 +1,17 @@
-/** node:http in front of the web-standard app, for one machine. */
+/**
+ * node:http in front of the app, for one machine. Requests go to the app's
+ * `resolve` step and its Reply is written straight to the socket: no web
+ * Request/Response in between, bytes held in memory sent in one write, item
+ * streams piped with backpressure.
+ */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
 import { ConfigError } from '../core/errors.ts';
-import { badRequest, errorResponse, isReadMethod, methodNotAllowed, mirrorPath, type App } from '../http/app.ts';
+import type { ByteStream } from '../core/ports.ts';
+import { badRequest, errorReply, isReadMethod, methodNotAllowed, mirrorPath, type App, type Reply } from '../http/app.ts';
 
 /** What one client may hold of the server, and for how long. */
 export interface ServerLimits {
@@ -48,8 +54,6 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
-/** The app sees the path the client asked for, never a URL built from its Host header. */
-const ORIGIN = 'http://localhost';
 /** `host` or `host:port`, `host` a DNS name, IPv4 address or bracketed IPv6 address. */
 const HOST_HEADER = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?$/;
 
@@ -98,13 +102,14 @@ function serverLimits(overrides: Partial<ServerLimits> = {}): ServerLimits {
 }
 
 async function handle(app: App, req: IncomingMessage, res: ServerResponse, log: NonNullable<ServerOptions['log']>): Promise<void> {
-  let response: Response;
+  let reply: Reply;
   try {
-    response = rejection(req) ?? (await app(toRequest(req)));
+    // The app sees the path the client asked for, never a URL built from its Host header.
+    reply = rejection(req) ?? (await app.resolve({ method: req.method ?? '', pathname: pathOf(req.url ?? ''), header: (name) => headerOf(req, name) }));
   } catch (error) {
-    response = errorResponse(error, ({ requestId, error: cause }) => log(`[${requestId}] ${req.method} ${req.url}:`, cause));
+    reply = errorReply(error, ({ requestId, error: cause }) => log(`[${requestId}] ${req.method} ${req.url}:`, cause));
   }
-  await send(response, res, log);
+  await send(reply, res, log);
 }
 
 /**
@@ -112,19 +117,25 @@ async function handle(app: App, req: IncomingMessage, res: ServerResponse, log: 
  * (some, like TRACE, cannot even become a web Request), an unusable Host, or
  * a target that is not a plain path.
  */
-function rejection(req: IncomingMessage): Response | undefined {
+function rejection(req: IncomingMessage): Reply | undefined {
   const method = req.method ?? '';
   if (!isReadMethod(method)) return methodNotAllowed(method);
-  const hosts = req.rawHeaders.filter((_value, index) => index % 2 === 0 && req.rawHeaders[index]!.toLowerCase() === 'host');
   const host = req.headers.host;
-  if (hosts.length > 1 || (host !== undefined && !validHost(host))) return badRequest('malformed Host header');
+  if (host !== undefined && (!validHost(host) || hostCount(req) > 1)) return badRequest('malformed Host header');
   const target = req.url ?? '';
   // Origin-form only: an absolute-form or `*` target would let the client pick the URL's origin.
   if (!target.startsWith('/')) return badRequest('request target must be a path');
-  const [path = ''] = target.split('?', 1);
-  // Checked before URL parsing, which would silently resolve `..` and turn `\` into `/`.
-  if (mirrorPath(path) === undefined) return badRequest('malformed request path');
+  // Checked here as well as by the app, before anything could resolve `..` or turn `\` into `/`.
+  if (mirrorPath(pathOf(target)) === undefined) return badRequest('malformed request path');
   return undefined;
+}
+
+function hostCount(req: IncomingMessage): number {
+  let count = 0;
+  for (let index = 0; index < req.rawHeaders.length; index += 2) {
+    if (req.rawHeaders[index]!.toLowerCase() === 'host') count++;
+  }
+  return count;
 }
 
 function validHost(host: string): boolean {
@@ -132,30 +143,47 @@ function validHost(host: string): boolean {
   return match !== null && (match[1] === undefined || Number(match[1]) <= 65_535);
 }
 
-function toRequest(req: IncomingMessage): Request {
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
-  }
-  return new Request(ORIGIN + req.url, { method: req.method, headers });
+function pathOf(target: string): string {
+  const query = target.indexOf('?');
+  return query === -1 ? target : target.slice(0, query);
 }
 
-async function send(response: Response, res: ServerResponse, log: NonNullable<ServerOptions['log']>): Promise<void> {
+function headerOf(req: IncomingMessage, name: string): string | undefined {
+  const value = req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+async function send(reply: Reply, res: ServerResponse, log: NonNullable<ServerOptions['log']>): Promise<void> {
+  const { body } = reply;
   if (res.destroyed) {
-    await response.body?.cancel();
+    await discard(body);
     return;
   }
-  res.writeHead(response.status, Object.fromEntries(response.headers));
-  if (!response.body) {
-    res.end();
+  res.writeHead(reply.status, reply.headers);
+  if (body === undefined || body instanceof Uint8Array) {
+    res.end(body);
     return;
   }
   try {
     // pipeline ends the body (closing the store's file) however the response ends, a client abort included.
-    await pipeline(Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>), res);
+    await pipeline(readableOf(body), res);
   } catch (error) {
     if (!clientWentAway(error)) log('response body failed:', error);
   }
+}
+
+function readableOf(body: ByteStream): Readable {
+  if (body instanceof Readable) return body;
+  if (body instanceof ReadableStream) return Readable.fromWeb(body as NodeReadableStream<Uint8Array>);
+  return Readable.from(body, { objectMode: false });
+}
+
+/** Releases a body nobody will read (the client went away first): its file closes. */
+async function discard(body: Reply['body']): Promise<void> {
+  if (body === undefined || body instanceof Uint8Array) return;
+  if (body instanceof Readable) body.destroy();
+  else if (body instanceof ReadableStream) await body.cancel();
+  else await body[Symbol.asyncIterator]().return?.();
 }
 
 function clientWentAway(error: unknown): boolean {

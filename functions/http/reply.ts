@@ -1,0 +1,91 @@
+/**
+ * What the app answers, before it becomes a web `Response` (Lambda, tests)
+ * or is written straight to a node:http response (one machine): a status,
+ * headers and a body that is either bytes already in memory or a stream of
+ * an object's bytes.
+ */
+import { SkystreamsError } from '../core/errors.ts';
+import type { ByteStream } from '../core/ports.ts';
+
+export interface Reply {
+  status: number;
+  /** Lower-case names. Shared between replies: never modify. */
+  headers: Readonly<Record<string, string>>;
+  /** None for HEAD, 304, 416 and empty bodies. */
+  body?: Uint8Array | ByteStream;
+}
+
+/** A request that ended in a 5xx, as the log receives it. */
+export interface RequestFailure {
+  requestId: string;
+  method: string;
+  path: string;
+  status: number;
+  error: unknown;
+}
+
+export const ALLOWED_METHODS = 'GET, HEAD';
+
+export function json(body: unknown, status: number, extra: Record<string, string> = {}, method = 'GET'): Reply {
+  const bytes = Buffer.from(JSON.stringify(body, null, 2));
+  const headers = {
+    'content-type': 'application/json',
+    'cache-control': 'no-store',
+    'content-length': String(bytes.byteLength),
+    ...extra,
+  };
+  return method === 'HEAD' ? { status, headers } : { status, headers, body: bytes };
+}
+
+export function methodNotAllowed(method: string): Reply {
+  return json({ error: `method ${method} not allowed` }, 405, { allow: ALLOWED_METHODS });
+}
+
+export function badRequest(problem: string): Reply {
+  return json({ error: problem }, 400);
+}
+
+export function notFound(path: string, method?: string): Reply {
+  return json({ error: `${path || '/'} is not published here` }, 404, {}, method);
+}
+
+/** What a client may learn of a 5xx: the kind of failure, never the adapter's words. */
+const SERVER_ERROR_MESSAGES: Record<number, string> = {
+  503: 'temporarily unavailable, retry later',
+};
+
+/**
+ * 4xx domain errors keep their message (a path, a conflict: safe and useful);
+ * anything else is a 5xx whose detail goes to `log` under a request id the
+ * client also gets, in the body and in `x-request-id`.
+ */
+export function errorReply(error: unknown, log: (failure: Omit<RequestFailure, 'method' | 'path'>) => void): Reply {
+  const status = error instanceof SkystreamsError ? error.statusCode : 500;
+  if (status < 500) return json({ error: (error as Error).message }, status);
+  const requestId = crypto.randomUUID();
+  log({ requestId, status, error });
+  const message = SERVER_ERROR_MESSAGES[status] ?? 'internal error';
+  return json({ error: message, requestId }, status, { 'x-request-id': requestId });
+}
+
+/** The reply as a web-standard Response. */
+export function toResponse(reply: Reply): Response {
+  const { body } = reply;
+  const webBody = body === undefined ? null : body instanceof Uint8Array ? body : toWebStream(body);
+  return new Response(webBody as BodyInit | null, { status: reply.status, headers: reply.headers });
+}
+
+function toWebStream(body: ByteStream): ReadableStream<Uint8Array> {
+  if (body instanceof ReadableStream) return body as ReadableStream<Uint8Array>;
+  const iterator = body[Symbol.asyncIterator]();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await iterator.next();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    async cancel() {
+      await iterator.return?.();
+    },
+  });
+}
