@@ -1,4 +1,6 @@
 import { createServer, type Server } from 'node:http';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
@@ -119,6 +121,28 @@ describe('Class: HttpUpstream', () => {
       await expect(upstream.fetchFile('streams/v1/cached.json', { etag: '"v1"' })).resolves.toEqual({ notModified: true });
       await expect(upstream.fetchFile('streams/v1/missing.json')).rejects.toThrow(NotFoundError);
     });
+  });
+});
+
+describe('Class: HttpUpstream, Method: openStream', () => {
+  it('keeps an item body readable when its response is garbage-collected before the first read', async () => {
+    // Prepare: a store may take a while (temp dir, open, fsync) between opening the item and reading it.
+    setFlagsFromString('--expose-gc');
+    const collectGarbage = runInNewContext('gc') as () => void;
+    const upstream = new HttpUpstream(base);
+
+    // Act
+    const { body, size } = await upstream.openStream('streams/v1/sized.json');
+    for (let i = 0; i < 3; i++) {
+      collectGarbage();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const chunks: Uint8Array[] = [];
+    for await (const chunk of body) chunks.push(chunk);
+
+    // Assess
+    expect(size).toBe(300_000);
+    expect(Buffer.concat(chunks).length).toBe(300_000);
   });
 });
 

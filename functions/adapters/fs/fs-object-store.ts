@@ -284,7 +284,8 @@ const WRITEBACK_EVERY_BYTES = 64 * 1024 * 1024;
  * the next batch fills (two buffers, swapped), and starts writeback as it goes.
  */
 class BatchedWriter {
-  private buffers = [Buffer.allocUnsafe(WRITE_BATCH_BYTES), Buffer.allocUnsafe(WRITE_BATCH_BYTES)];
+  /** Allocated at the first chunk, and only as large as the first batch needs. */
+  private buffers: Buffer[] = [];
   private filled = 0;
   private writing: Promise<void> = Promise.resolve();
   private syncing: Promise<void> = Promise.resolve();
@@ -293,6 +294,7 @@ class BatchedWriter {
   constructor(private readonly handle: FileHandle) {}
 
   async add(chunk: Uint8Array): Promise<void> {
+    if (this.buffers.length === 0) this.buffers = [Buffer.allocUnsafe(WRITE_BATCH_BYTES), Buffer.allocUnsafe(WRITE_BATCH_BYTES)];
     let offset = 0;
     while (offset < chunk.byteLength) {
       const current = this.buffers[0]!;

@@ -111,7 +111,8 @@ export class HttpUpstream implements Upstream {
     if (!response.body) throw new UpstreamError(shown, 'empty response body');
     const length = response.headers.get('content-length');
     return {
-      body: guardBody(shown, response.body, controller, this.itemIdleTimeoutMs),
+      // Locked now, not at the first read: undici cancels the unlocked body of a Response once it is garbage-collected.
+      body: guardBody(shown, response.body.getReader(), controller, this.itemIdleTimeoutMs),
       size: length === null ? undefined : Number(length),
     };
   }
@@ -254,11 +255,10 @@ function grown(buffer: Uint8Array, used: number, needed: number, limit: number):
  */
 async function* guardBody(
   shown: string,
-  body: ReadableStream<Uint8Array>,
+  reader: ReadableStreamDefaultReader<Uint8Array>,
   controller: AbortController,
   idleMs: number,
 ): ByteStream {
-  const reader = body.getReader();
   let complete = false;
   try {
     for (;;) {
