@@ -32,6 +32,8 @@ export interface AlarmConfig {
   readonly topicArn?: string;
   /** The mirror is stale when upstream has been ahead for this many consecutive checks. */
   readonly staleAfterChecks: number;
+  /** A CloudWatch dashboard of runs, functions and the API ($3 a month beyond the account's first three). */
+  readonly dashboard: boolean;
 }
 
 export interface CustomDomainConfig {
@@ -78,6 +80,7 @@ export const configDefaults = {
   scheduleMinutes: 5,
   accessControl: { allowedCidrs: [] as readonly string[], basicAuth: false },
   staleAfterChecks: 24,
+  dashboard: false,
   maasKeyringPath: UBUNTU_CLOUDIMAGE_KEYRING,
 } as const;
 
@@ -226,9 +229,10 @@ function parseAccessControl(value: unknown, fail: Fail): AccessControlConfig {
 }
 
 function parseAlarms(value: unknown, fail: Fail): AlarmConfig {
-  if (value === undefined || value === null) return { staleAfterChecks: configDefaults.staleAfterChecks };
+  const { staleAfterChecks: defaultStaleAfterChecks, dashboard: defaultDashboard } = configDefaults;
+  if (value === undefined || value === null) return { staleAfterChecks: defaultStaleAfterChecks, dashboard: defaultDashboard };
   const setting = asObject(value, 'alarms', fail);
-  rejectUnknownKeys(setting, ['email', 'topicArn', 'staleAfterChecks'], 'alarms.', fail);
+  rejectUnknownKeys(setting, ['email', 'topicArn', 'staleAfterChecks', 'dashboard'], 'alarms.', fail);
   const email = optionalString(setting.email, 'alarms.email', fail);
   if (email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) fail('alarms.email', `${email} is not an e-mail address`);
   const topicArn = optionalString(setting.topicArn, 'alarms.topicArn', fail);
@@ -240,10 +244,12 @@ function parseAlarms(value: unknown, fail: Fail): AlarmConfig {
     'alarms.staleAfterChecks',
     1,
     1_000,
-    configDefaults.staleAfterChecks,
+    defaultStaleAfterChecks,
     fail,
   );
-  return { ...(email && { email }), ...(topicArn && { topicArn }), staleAfterChecks };
+  const dashboard = setting.dashboard ?? defaultDashboard;
+  if (typeof dashboard !== 'boolean') fail('alarms.dashboard', 'expected true or false');
+  return { ...(email && { email }), ...(topicArn && { topicArn }), staleAfterChecks, dashboard: dashboard as boolean };
 }
 
 function parseCustomDomain(value: unknown, fail: Fail): CustomDomainConfig | undefined {

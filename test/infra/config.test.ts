@@ -53,7 +53,7 @@ describe('Function: parseConfig', () => {
     expect(config).toMatchObject({
       scheduleMinutes: 5,
       accessControl: { allowedCidrs: [], basicAuth: false },
-      alarms: { staleAfterChecks: 24 },
+      alarms: { staleAfterChecks: 24, dashboard: false },
       customDomain: undefined,
       maasKeyringPath: '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg',
     });
@@ -77,6 +77,11 @@ describe('Function: parseConfig', () => {
 
     expect(config.keyring).toBeUndefined();
     expect(config.keyringSource).toBe(UBUNTU_KEYRING);
+  });
+
+  it('builds the dashboard only when alarms.dashboard is true', () => {
+    expect(parse(minimal({ alarms: { dashboard: true } })).alarms).toEqual({ staleAfterChecks: 24, dashboard: true });
+    expect(parse(minimal({ alarms: { email: 'ops@example.com' } })).alarms.dashboard).toBe(false);
   });
 
   it('adds the trailing slash the engine resolves index paths against', () => {
@@ -113,6 +118,7 @@ describe('Function: parseConfig', () => {
     [{ alarms: { email: 'ops' } }, /^test: alarms\.email: ops is not an e-mail address/],
     [{ alarms: { topicArn: 'arn:aws:sqs:eu-west-1:123456789012:q' } }, /^test: alarms\.topicArn: .* is not an SNS topic ARN/],
     [{ alarms: { staleAfterChecks: 300 } }, /^test: alarms\.staleAfterChecks: 300 checks every 5 minutes exceed the 24 hours/],
+    [{ alarms: { dashboard: 'yes' } }, /^test: alarms\.dashboard: expected true or false/],
     [
       { customDomain: { domainName: 'mirror.example.com', certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/x' } },
       /^test: customDomain\.certificateArn: expected an ACM certificate ARN in us-east-1/,
