@@ -4,6 +4,7 @@
  * Request/Response in between, bytes held in memory sent in one write, item
  * streams piped with backpressure.
  */
+import cluster, { type Worker } from 'node:cluster';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
@@ -88,6 +89,57 @@ export async function startServer(app: App, options: ServerOptions): Promise<Run
         server.closeAllConnections();
       }),
   };
+}
+
+/** A worker that has not stopped this long after being asked to is killed. */
+const WORKER_STOP_TIMEOUT_MS = 10_000;
+
+/**
+ * `start` (which opens a backend and calls startServer) run in `workers`
+ * processes that share one listening socket through node:cluster, for when
+ * one core is not enough. Each worker is this program run again: in a worker
+ * this returns `start()`; in the primary, once every worker listens, a
+ * handle whose `close` stops them all. A worker that dies is replaced.
+ * With `workers` 1, `start()` in this process.
+ */
+export async function startWorkers(workers: number, start: () => Promise<RunningServer>): Promise<RunningServer> {
+  if (!Number.isSafeInteger(workers) || workers < 1) throw new ConfigError(`workers must be a positive integer, not ${workers}`);
+  if (workers === 1 || cluster.isWorker) return start();
+  let stopping = false;
+  const fork = (): Promise<{ worker: Worker; port: number; address: string }> => {
+    const worker = cluster.fork();
+    worker.once('exit', (code, signal) => {
+      if (stopping) return;
+      console.error(`server worker ${worker.process.pid} exited (${signal ?? code}); starting another`);
+      void fork().catch((error: unknown) => console.error('could not replace a server worker:', error));
+    });
+    return new Promise((resolve, reject) => {
+      worker.once('listening', ({ port, address }) => resolve({ worker, port, address }));
+      worker.once('exit', (code) => reject(new Error(`server worker exited (code ${code}) before listening`)));
+    });
+  };
+  const started = await Promise.all(Array.from({ length: workers }, fork));
+  const { port, address } = started[0]!;
+  const host = address.includes(':') ? `[${address}]` : address;
+  return {
+    url: `http://${host}:${port}/`,
+    async close() {
+      stopping = true;
+      await Promise.all(Object.values(cluster.workers ?? {}).map((worker) => worker && stopWorker(worker)));
+    },
+  };
+}
+
+function stopWorker(worker: Worker): Promise<void> {
+  return new Promise((resolve) => {
+    if (worker.isDead()) return resolve();
+    const kill = setTimeout(() => worker.kill('SIGKILL'), WORKER_STOP_TIMEOUT_MS);
+    worker.once('exit', () => {
+      clearTimeout(kill);
+      resolve();
+    });
+    worker.kill('SIGTERM');
+  });
 }
 
 function serverLimits(overrides: Partial<ServerLimits> = {}): ServerLimits {
