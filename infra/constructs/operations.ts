@@ -3,6 +3,7 @@ import type * as apigateway from 'aws-cdk-lib/aws-apigateway';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as actions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type * as lambda from 'aws-cdk-lib/aws-lambda';
+import type * as logs from 'aws-cdk-lib/aws-logs';
 import * as sns from 'aws-cdk-lib/aws-sns';
 import * as subscriptions from 'aws-cdk-lib/aws-sns-subscriptions';
 import type * as sfn from 'aws-cdk-lib/aws-stepfunctions';
@@ -12,7 +13,7 @@ import { METRIC, METRICS_NAMESPACE, SERVICE_NAME } from '../../functions/adapter
 
 export interface OperationsProps {
   readonly stateMachine: sfn.IStateMachine;
-  /** Every function by a short name (check, plan, copy, …, api). */
+  /** Every function by a short name (check, plan, copy, …, api); graphed on the dashboard. */
   readonly functions: Readonly<Record<string, lambda.IFunction>>;
   readonly api: apigateway.RestApi;
   /** Minutes between upstream checks: the period the staleness alarm counts in. */
@@ -23,26 +24,42 @@ export interface OperationsProps {
   readonly email?: string;
   /** Notified besides the stack's own topic. @default none */
   readonly extraTopicArn?: string;
-  /**
-   * Function errors tolerated in 5 minutes before alarming, by function name;
-   * copy errors are retried by the state machine, so a few are normal.
-   * @default { copy: 5 }, 1 for every other function
-   */
-  readonly errorThresholds?: Readonly<Record<string, number>>;
+  /** Build the CloudWatch dashboard ($3 a month beyond the account's first three). @default false */
+  readonly dashboard?: boolean;
   /** @default the stack's name */
   readonly dashboardName?: string;
+  /** The copy function's log group, which the dashboard queries for items and bytes copied. @default no such widget */
+  readonly copyLogGroup?: logs.ILogGroup;
 }
 
 const FIVE_MINUTES = Duration.minutes(5);
 
+/** A failed run keeps its alarm this many 5-minute periods after the last failure, so retries do not flap it. */
+export const RUN_FAILED_PERIODS = 12;
+
+/** API 5xx in this many of the last API_5XX_PERIODS 5-minute periods: errors that last, not one. */
+export const API_5XX_DATAPOINTS = 3;
+export const API_5XX_PERIODS = 6;
+
 /**
- * Alarms (a run failed, the mirror is stale, function errors and throttles,
- * API 5xx) notifying an SNS topic, and one dashboard.
+ * Three alarms, each one a reason for an operator to act, notifying an SNS
+ * topic when they fire and when they clear:
+ *
+ * - **SyncRunFailed**: a run failed or timed out (the previous publication
+ *   is still served). Any function error, throttle or timeout inside a run
+ *   ends there, so no per-function alarm is needed.
+ * - **MirrorStale**: upstream stayed ahead of the mirror for
+ *   `staleAfterChecks` checks, or the check stopped reporting (a failing or
+ *   throttled check function, a deleted schedule).
+ * - **ApiErrors**: the metadata API answered 5xx in several periods out of
+ *   the last half hour (API function errors and throttles show up as 5xx).
+ *
+ * The dashboard is optional and off by default.
  */
 export class Operations extends Construct {
   public readonly topic: sns.Topic;
   public readonly alarms: cloudwatch.Alarm[] = [];
-  public readonly dashboard: cloudwatch.Dashboard;
+  public readonly dashboard: cloudwatch.Dashboard | undefined;
 
   constructor(scope: Construct, id: string, props: OperationsProps) {
     super(scope, id);
@@ -61,33 +78,47 @@ export class Operations extends Construct {
     ];
     const alarm = (alarmId: string, alarmProps: cloudwatch.AlarmProps) => {
       const created = new cloudwatch.Alarm(this, alarmId, alarmProps);
-      for (const action of notify) created.addAlarmAction(action);
+      for (const action of notify) {
+        created.addAlarmAction(action);
+        created.addOkAction(action);
+      }
       this.alarms.push(created);
       return created;
     };
 
     const runsFailed = new cloudwatch.MathExpression({
-      label: 'Sync runs failed, timed out or aborted',
-      expression: 'FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)',
+      label: 'Sync runs failed or timed out',
+      expression: 'FILL(failed, 0) + FILL(timedOut, 0)',
       usingMetrics: {
-        failed: props.stateMachine.metricFailed(),
-        timedOut: props.stateMachine.metricTimedOut(),
-        aborted: props.stateMachine.metricAborted(),
+        failed: props.stateMachine.metricFailed({ period: FIVE_MINUTES, statistic: 'Sum' }),
+        timedOut: props.stateMachine.metricTimedOut({ period: FIVE_MINUTES, statistic: 'Sum' }),
       },
       period: FIVE_MINUTES,
     });
     alarm('SyncRunFailed', {
-      alarmDescription: 'A sync run failed: the previous publication is still served. See the state machine execution and the run record (/api/v1/status).',
+      alarmDescription:
+        'A sync run failed or timed out within the last hour; the previous publication is still served. ' +
+        'See the execution in Step Functions and the run record (/api/v1/status). OK: an hour without a failed run ' +
+        '(MirrorStale says whether the mirror has caught up).',
       metric: runsFailed,
       threshold: 1,
-      evaluationPeriods: 1,
+      evaluationPeriods: RUN_FAILED_PERIODS,
+      datapointsToAlarm: 1,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
-    const upstreamAhead = this.metric(METRIC.upstreamAhead, 'Minimum', Duration.minutes(props.scheduleMinutes));
+    const upstreamAhead = new cloudwatch.Metric({
+      namespace: METRICS_NAMESPACE,
+      metricName: METRIC.upstreamAhead,
+      dimensionsMap: { service: SERVICE_NAME },
+      statistic: 'Minimum',
+      period: Duration.minutes(props.scheduleMinutes),
+    });
     alarm('MirrorStale', {
-      alarmDescription: `Upstream has been ahead of the mirror for ${staleAfterChecks} checks in a row (or the check stopped reporting).`,
+      alarmDescription:
+        `Upstream has been ahead of the mirror for ${staleAfterChecks} checks in a row, or the check stopped reporting. ` +
+        'OK: a check found the mirror current.',
       metric: upstreamAhead,
       threshold: 1,
       evaluationPeriods: staleAfterChecks,
@@ -97,53 +128,19 @@ export class Operations extends Construct {
       treatMissingData: cloudwatch.TreatMissingData.BREACHING,
     });
 
-    const thresholds: Record<string, number> = { copy: 5, ...props.errorThresholds };
-    for (const [name, fn] of Object.entries(props.functions)) {
-      alarm(`${capitalized(name)}Errors`, {
-        alarmDescription: `The ${name} function failed.`,
-        metric: fn.metricErrors({ period: FIVE_MINUTES, statistic: 'Sum' }),
-        threshold: thresholds[name] ?? 1,
-        evaluationPeriods: 1,
-        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-      });
-    }
-    const throttleTerms = Object.keys(props.functions).map((_, i) => `FILL(t${i}, 0)`);
-    alarm('LambdaThrottles', {
-      alarmDescription: 'Lambda throttled skystreams functions: raise the account concurrency or lower copyConcurrency.',
-      metric: new cloudwatch.MathExpression({
-        label: 'Throttles, all functions',
-        expression: throttleTerms.join(' + '),
-        usingMetrics: Object.fromEntries(
-          Object.values(props.functions).map((fn, i) => [`t${i}`, fn.metricThrottles({ period: FIVE_MINUTES, statistic: 'Sum' })]),
-        ),
-        period: FIVE_MINUTES,
-      }),
-      threshold: 1,
-      evaluationPeriods: 1,
-      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
-    });
-    alarm('Api5xx', {
-      alarmDescription: 'The metadata API answered 5xx: MAAS cannot read the mirror.',
+    alarm('ApiErrors', {
+      alarmDescription:
+        `The metadata API answered 5xx in ${API_5XX_DATAPOINTS} of the last ${API_5XX_PERIODS} five-minute periods: MAAS cannot read the mirror. ` +
+        'OK: errors stopped.',
       metric: props.api.metricServerError({ period: FIVE_MINUTES, statistic: 'Sum' }),
       threshold: 1,
-      evaluationPeriods: 1,
+      evaluationPeriods: API_5XX_PERIODS,
+      datapointsToAlarm: API_5XX_DATAPOINTS,
       comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
     });
 
-    this.dashboard = this.buildDashboard(props, runsFailed, upstreamAhead);
-  }
-
-  private metric(name: string, statistic: string, period: Duration): cloudwatch.Metric {
-    return new cloudwatch.Metric({
-      namespace: METRICS_NAMESPACE,
-      metricName: name,
-      dimensionsMap: { service: SERVICE_NAME },
-      statistic,
-      period,
-    });
+    this.dashboard = props.dashboard ? this.buildDashboard(props, runsFailed, upstreamAhead) : undefined;
   }
 
   private buildDashboard(props: OperationsProps, runsFailed: cloudwatch.IMetric, upstreamAhead: cloudwatch.IMetric): cloudwatch.Dashboard {
@@ -153,17 +150,11 @@ export class Operations extends Construct {
       defaultInterval: Duration.days(7),
     });
     const functions = Object.entries(props.functions);
-    dashboard.addWidgets(
-      new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 4 }),
-    );
-    dashboard.addWidgets(
+    dashboard.addWidgets(new cloudwatch.AlarmStatusWidget({ title: 'Alarms', alarms: this.alarms, width: 24, height: 4 }));
+    const runWidgets: cloudwatch.IWidget[] = [
       new cloudwatch.GraphWidget({
         title: 'Sync runs',
-        left: [
-          props.stateMachine.metricStarted({ period: hour }),
-          props.stateMachine.metricSucceeded({ period: hour }),
-          runsFailed,
-        ],
+        left: [props.stateMachine.metricStarted({ period: hour }), props.stateMachine.metricSucceeded({ period: hour }), runsFailed],
         width: 8,
       }),
       new cloudwatch.GraphWidget({
@@ -172,13 +163,22 @@ export class Operations extends Construct {
         leftYAxis: { min: 0, max: 1 },
         width: 8,
       }),
-      new cloudwatch.GraphWidget({
-        title: 'Copied',
-        left: [this.metric(METRIC.itemsCopied, 'Sum', hour), this.metric(METRIC.itemsSkipped, 'Sum', hour)],
-        right: [this.metric(METRIC.bytesCopied, 'Sum', hour)],
+    ];
+    if (props.copyLogGroup) {
+      // Progress is logged, not metered: a Logs Insights query costs only when the dashboard is viewed.
+      runWidgets.push(new cloudwatch.LogQueryWidget({
+        title: 'Copied (from the copy function logs)',
+        logGroupNames: [props.copyLogGroup.logGroupName],
+        view: cloudwatch.LogQueryVisualizationType.TABLE,
+        queryLines: [
+          "filter message = 'item-stored'",
+          'stats count(*) as items, sum(size) / 1e9 as gigabytes by bin(1d) as day, skipped',
+          'sort day desc',
+        ],
         width: 8,
-      }),
-    );
+      }));
+    }
+    dashboard.addWidgets(...runWidgets);
     dashboard.addWidgets(
       new cloudwatch.GraphWidget({
         title: 'Function errors',
@@ -199,8 +199,4 @@ export class Operations extends Construct {
     );
     return dashboard;
   }
-}
-
-function capitalized(name: string): string {
-  return `${name[0]?.toUpperCase() ?? ''}${name.slice(1)}`;
 }

@@ -61,6 +61,8 @@ export class MirrorStack extends Stack {
       api: this.api.api,
       scheduleMinutes: config.scheduleMinutes,
       staleAfterChecks: config.alarms.staleAfterChecks,
+      dashboard: config.alarms.dashboard,
+      copyLogGroup: this.sync.copyFunction.logGroup,
       ...(config.alarms.email && { email: config.alarms.email }),
       ...(config.alarms.topicArn && { extraTopicArn: config.alarms.topicArn }),
     });

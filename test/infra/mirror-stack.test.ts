@@ -7,6 +7,7 @@ import { METRIC, METRICS_NAMESPACE } from '../../functions/adapters/lambda/telem
 import { EXPIRES_AT_ATTRIBUTE } from '../../functions/adapters/dynamodb/items.ts';
 import { TABLE_KEY_SCHEMA } from '../../functions/adapters/dynamodb/table-design.ts';
 import { MAAS_IMPORT_MARGIN_SECONDS, MIN_PRUNE_GRACE_HOURS } from '../../infra/config.ts';
+import { API_5XX_DATAPOINTS, API_5XX_PERIODS, RUN_FAILED_PERIODS } from '../../infra/constructs/operations.ts';
 import type { MirrorFunction } from '../../infra/constructs/mirror-function.ts';
 import { METADATA_MAX_TTL_SECONDS } from '../../infra/edge-cache.ts';
 import {
@@ -505,16 +506,33 @@ describe('Stack: MirrorStack (default config)', () => {
   });
 
   describe('Construct: Operations', () => {
-    it('alarms when a sync run fails, times out or is aborted', () => {
+    const alarms = () => Object.values(template.findResources('AWS::CloudWatch::Alarm')) as { Properties: Record<string, any> }[];
+    const topicRef = () => ({ Ref: logicalIdOf(mirror.stack, mirror.stack.operations.topic) });
+
+    it('raises three alarms, each notifying the topic when it fires and when it clears', () => {
+      const all = alarms();
+
+      expect(all).toHaveLength(3);
+      for (const alarm of all) {
+        expect(alarm.Properties.AlarmActions).toEqual([topicRef()]);
+        expect(alarm.Properties.OKActions).toEqual([topicRef()]);
+      }
+    });
+
+    it('alarms for an hour after a sync run fails or times out', () => {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         ComparisonOperator: 'GreaterThanOrEqualToThreshold',
         Threshold: 1,
+        EvaluationPeriods: RUN_FAILED_PERIODS,
+        DatapointsToAlarm: 1,
+        TreatMissingData: 'notBreaching',
         Metrics: Match.arrayWith([
-          Match.objectLike({ Expression: 'FILL(failed, 0) + FILL(timedOut, 0) + FILL(aborted, 0)' }),
+          Match.objectLike({ Expression: 'FILL(failed, 0) + FILL(timedOut, 0)' }),
           Match.objectLike({ Id: 'failed', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'ExecutionsFailed' }) }) }),
+          Match.objectLike({ Id: 'timedOut', MetricStat: Match.objectLike({ Metric: Match.objectLike({ MetricName: 'ExecutionsTimedOut' }) }) }),
         ]),
-        AlarmActions: [{ Ref: Match.anyValue() }],
       });
+      expect(RUN_FAILED_PERIODS * 5).toBe(60);
     });
 
     it('alarms when upstream stays ahead of the mirror for staleAfterChecks checks, or the check stops reporting', () => {
@@ -530,16 +548,36 @@ describe('Stack: MirrorStack (default config)', () => {
       });
     });
 
-    it('alarms on errors of every function, throttles and API 5xx', () => {
-      const alarms = Object.values(template.findResources('AWS::CloudWatch::Alarm')) as { Properties: Record<string, any> }[];
-      const errorAlarms = alarms.filter((alarm) => alarm.Properties.MetricName === 'Errors' && alarm.Properties.Namespace === 'AWS/Lambda');
-      const api5xx = alarms.filter((alarm) => alarm.Properties.MetricName === '5XXError');
-      const throttles = alarms.filter((alarm) => JSON.stringify(alarm.Properties.Metrics ?? []).includes('"Throttles"'));
+    it('alarms on API 5xx only when they last: in several five-minute periods of the last half hour', () => {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: 'AWS/ApiGateway',
+        MetricName: '5XXError',
+        Statistic: 'Sum',
+        Period: 300,
+        Threshold: 1,
+        EvaluationPeriods: API_5XX_PERIODS,
+        DatapointsToAlarm: API_5XX_DATAPOINTS,
+        TreatMissingData: 'notBreaching',
+      });
+      expect(API_5XX_DATAPOINTS).toBeGreaterThan(1);
+    });
 
-      expect(errorAlarms).toHaveLength(7);
-      expect(api5xx).toHaveLength(1);
-      expect(throttles).toHaveLength(1);
-      expect(alarms.every((alarm) => alarm.Properties.AlarmActions?.length === 1)).toBe(true);
+    it('has no per-function error or throttle alarm: a failed run, a silent check or API 5xx already say it', () => {
+      const watched = JSON.stringify(alarms());
+
+      expect(watched).not.toContain('"Errors"');
+      expect(watched).not.toContain('"Throttles"');
+    });
+
+    it('watches one custom metric, the one the stale-mirror alarm needs', () => {
+      const custom = new Set(
+        alarms()
+          .flatMap((alarm) => [alarm.Properties, ...(alarm.Properties.Metrics ?? []).map((m: any) => m.MetricStat?.Metric ?? {})])
+          .filter((metric) => metric.Namespace && !String(metric.Namespace).startsWith('AWS/'))
+          .map((metric) => `${metric.Namespace}/${metric.MetricName}`),
+      );
+
+      expect([...custom]).toEqual([`${METRICS_NAMESPACE}/${METRIC.upstreamAhead}`]);
     });
 
     it('notifies a TLS-only SNS topic, with no e-mail subscription unless configured', () => {
@@ -550,9 +588,22 @@ describe('Stack: MirrorStack (default config)', () => {
       });
     });
 
-    it('builds one dashboard', () => {
-      template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    it('builds no dashboard by default', () => {
+      template.resourceCountIs('AWS::CloudWatch::Dashboard', 0);
+      expect(mirror.stack.operations.dashboard).toBeUndefined();
     });
+
+    it('builds one dashboard when alarms.dashboard is true, with copy progress read from the logs', async () => {
+      const withDashboard = await synthMirror({ alarms: { dashboard: true } });
+      try {
+        withDashboard.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+        const body = JSON.stringify(Object.values(withDashboard.template.findResources('AWS::CloudWatch::Dashboard'))[0]);
+        expect(body).toContain('item-stored');
+        withDashboard.template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+      } finally {
+        withDashboard.dispose();
+      }
+    }, 120_000);
   });
 
   describe('Outputs', () => {

@@ -1,6 +1,11 @@
 /**
  * Names the handlers emit metrics under and the CDK alarms watch: one list,
  * so a renamed metric cannot silently leave an alarm watching nothing.
+ *
+ * Every custom metric costs $0.30 a month for each month it is sent every
+ * hour (docs/costs.md), so only what an alarm needs is a metric. Progress
+ * (items and bytes copied, files pruned, publications) is in the JSON logs,
+ * and run outcomes in the free Step Functions metrics.
  */
 
 /** Powertools service name of every skystreams function (the metrics' `service` dimension). */
@@ -9,16 +14,12 @@ export const SERVICE_NAME = 'skystreams';
 export const METRICS_NAMESPACE = 'Skystreams';
 
 export const METRIC = {
-  /** Each check: 1 when upstream differs from what is published, 0 when the mirror is current. */
+  /** Each check: 1 when upstream differs from what is published, 0 when the mirror is current. The stale-mirror alarm watches it. */
   upstreamAhead: 'UpstreamAhead',
-  /** A check started a sync run. */
+  /**
+   * A check started a sync run. Watched by no alarm (Step Functions' own
+   * ExecutionsStarted counts the same); sent at most once per upstream change,
+   * so it costs about a cent a month.
+   */
   syncStarted: 'SyncStarted',
-  /** A run published a new generation. */
-  published: 'Published',
-  /** A run was recorded as failed. */
-  syncFailed: 'SyncFailed',
-  itemsCopied: 'ItemsCopied',
-  bytesCopied: 'BytesCopied',
-  itemsSkipped: 'ItemsSkipped',
-  filesPruned: 'FilesPruned',
 } as const;
