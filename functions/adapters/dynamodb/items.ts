@@ -7,6 +7,7 @@
  * unset are left out of the item, and therefore out of the record read back.
  */
 import type { CatalogEntry, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+import { RECORD_FIELDS, pickSet } from '../records.ts';
 
 export interface ItemKey {
   PK: string;
@@ -60,15 +61,15 @@ function assertGeneration(generation: number): number {
 // ---------------------------------------------------------------- to items
 
 export function objectItem(object: StoredObject): Item {
-  return { ...keyOf.object(object.path), ...pick(object, STORED_OBJECT_FIELDS) };
+  return { ...keyOf.object(object.path), ...pickSet(object, RECORD_FIELDS.object) };
 }
 
 export function publicationItem(publication: Publication, key: ItemKey): Item {
-  return { ...key, ...pick(publication, PUBLICATION_FIELDS) };
+  return { ...key, ...pickSet(publication, RECORD_FIELDS.publication) };
 }
 
 export function entryItem(generation: number, entry: CatalogEntry): Item {
-  return { ...keyOf.entry(generation, entry), ...pick(entry, ENTRY_FIELDS) };
+  return { ...keyOf.entry(generation, entry), ...pickSet(entry, RECORD_FIELDS.entry) };
 }
 
 /**
@@ -88,7 +89,7 @@ export function runItem(run: SyncRun): Item {
     ...keyOf.run(run.id),
     GSI1PK: partitionOf.runs,
     GSI1SK: `${startedAt}#${run.id}`,
-    ...pick(run, RUN_FIELDS),
+    ...pickSet(run, RECORD_FIELDS.run),
     ...(expiresAt !== undefined && { [EXPIRES_AT_ATTRIBUTE]: expiresAt }),
   };
 }
@@ -104,7 +105,7 @@ function runExpiry(run: SyncRun): number | undefined {
 // ---------------------------------------------------------------- from items
 
 export function toStoredObject(item: Item): StoredObject {
-  const object = pick(item, STORED_OBJECT_FIELDS) as unknown as StoredObject;
+  const object = pickSet(item, RECORD_FIELDS.object) as unknown as StoredObject;
   // Items written before every declared digest was kept carry only the strongest, as `digest: "algo:hex"`.
   if (!object.digests) {
     const [algorithm, hex] = String(item.digest ?? '').split(':');
@@ -114,67 +115,18 @@ export function toStoredObject(item: Item): StoredObject {
 }
 
 export function toPublication(item: Item): Publication {
-  return pick(item, PUBLICATION_FIELDS) as unknown as Publication;
+  return pickSet(item, RECORD_FIELDS.publication) as unknown as Publication;
 }
 
 export function toCatalogEntry(item: Item): CatalogEntry {
-  return pick(item, ENTRY_FIELDS) as unknown as CatalogEntry;
+  return pickSet(item, RECORD_FIELDS.entry) as unknown as CatalogEntry;
 }
 
 export function toSyncRun(item: Item): SyncRun {
-  return pick(item, RUN_FIELDS) as unknown as SyncRun;
+  return pickSet(item, RECORD_FIELDS.run) as unknown as SyncRun;
 }
 
 /** The key attributes of an item, e.g. to delete what a query found. */
 export function keyAttributesOf(item: Item): ItemKey {
   return { PK: String(item.PK), SK: String(item.SK) };
-}
-
-// Field lists per record: what goes into an item and comes back out, nothing else.
-const STORED_OBJECT_FIELDS = ['path', 'size', 'sha256', 'digests', 'storedAt'] as const satisfies readonly (keyof StoredObject)[];
-const PUBLICATION_FIELDS = [
-  'generation',
-  'upstreamUpdated',
-  'publishedAt',
-  'runId',
-  'files',
-  'itemCount',
-  'totalBytes',
-] as const satisfies readonly (keyof Publication)[];
-const ENTRY_FIELDS = [
-  'contentId',
-  'product',
-  'version',
-  'item',
-  'path',
-  'size',
-  'sha256',
-  'ftype',
-  'os',
-  'release',
-  'arch',
-  'subarch',
-  'label',
-] as const satisfies readonly (keyof CatalogEntry)[];
-const RUN_FIELDS = [
-  'id',
-  'state',
-  'startedAt',
-  'finishedAt',
-  'itemsCopied',
-  'bytesCopied',
-  'itemsPresent',
-  'generation',
-  'error',
-  'holder',
-] as const satisfies readonly (keyof SyncRun)[];
-
-/** The listed fields that are set; an unset optional field is absent, never `undefined`. */
-function pick(source: object, fields: readonly string[]): Item {
-  const picked: Item = {};
-  for (const field of fields) {
-    const value = (source as Record<string, unknown>)[field];
-    if (value !== undefined && value !== null) picked[field] = value;
-  }
-  return picked;
 }

@@ -7,7 +7,8 @@
  */
 import Database from 'better-sqlite3';
 import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
-import type { Catalog, CatalogEntry, Fence, Lease, Publication, RunState, StoredObject, SyncRun } from '../../core/ports.ts';
+import type { Catalog, CatalogEntry, Fence, Lease, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+import { RECORD_FIELDS, pickSet } from '../records.ts';
 
 /** Rows fetched per query while streaming a listing, so 100k rows never sit in memory at once. */
 const PAGE_SIZE = 500;
@@ -98,55 +99,8 @@ const SCHEMA = `
   );
 `;
 
-interface ObjectRow {
-  path: string;
-  size: number;
-  sha256: string;
-  sha512: string | null;
-  md5: string | null;
-  stored_at: string;
-}
-
-interface PublicationRow {
-  generation: number;
-  upstream_updated: string;
-  published_at: string;
-  run_id: string;
-  files: string;
-  item_count: number;
-  total_bytes: number;
-}
-
-interface EntryRow {
-  id: number;
-  content_id: string;
-  product: string;
-  version: string;
-  item: string;
-  path: string;
-  size: number;
-  sha256: string;
-  ftype: string | null;
-  os: string | null;
-  release: string | null;
-  arch: string | null;
-  subarch: string | null;
-  label: string | null;
-}
-
-interface RunRow {
-  id: string;
-  state: RunState;
-  started_at: string;
-  finished_at: string | null;
-  items_copied: number;
-  bytes_copied: number;
-  items_present: number;
-  generation: number | null;
-  error: string | null;
-  holder_host: string | null;
-  holder_pid: number | null;
-}
+/** A row as better-sqlite3 returns it: column name to value. */
+type Row = Record<string, string | number | null>;
 
 interface LockRow {
   name: string;
@@ -171,8 +125,6 @@ const MIGRATE_FROM_1 = `
   ALTER TABLE runs ADD COLUMN holder_pid INTEGER;
 `;
 
-const OPTIONAL_ENTRY_FIELDS = ['ftype', 'os', 'release', 'arch', 'subarch', 'label'] as const;
-
 export class SqliteCatalog implements Catalog {
   private readonly db: Database.Database;
 
@@ -194,7 +146,7 @@ export class SqliteCatalog implements Catalog {
 
   async getObject(path: string): Promise<StoredObject | undefined> {
     const row = this.run(() =>
-      this.db.prepare<[string], ObjectRow>('SELECT * FROM objects WHERE path = ?').get(path),
+      this.db.prepare<[string], Row>('SELECT * FROM objects WHERE path = ?').get(path),
     );
     return row && toStoredObject(row);
   }
@@ -225,7 +177,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   async *listObjects(): AsyncIterable<StoredObject> {
-    const page = this.db.prepare<[string, number], ObjectRow>(
+    const page = this.db.prepare<[string, number], Row & { path: string }>(
       'SELECT * FROM objects WHERE path > ? ORDER BY path LIMIT ?',
     );
     let after = '';
@@ -243,7 +195,7 @@ export class SqliteCatalog implements Catalog {
   async getCurrent(): Promise<Publication | undefined> {
     const row = this.run(() =>
       this.db
-        .prepare<[], PublicationRow>(
+        .prepare<[], Row>(
           `SELECT p.* FROM publications p
            JOIN current_publication c ON c.generation = p.generation`,
         )
@@ -254,14 +206,14 @@ export class SqliteCatalog implements Catalog {
 
   async getPublication(generation: number): Promise<Publication | undefined> {
     const row = this.run(() =>
-      this.db.prepare<[number], PublicationRow>('SELECT * FROM publications WHERE generation = ?').get(generation),
+      this.db.prepare<[number], Row>('SELECT * FROM publications WHERE generation = ?').get(generation),
     );
     return row && toPublication(row);
   }
 
   async listPublications(): Promise<Publication[]> {
     const rows = this.run(() =>
-      this.db.prepare<[], PublicationRow>('SELECT * FROM publications ORDER BY generation DESC').all(),
+      this.db.prepare<[], Row>('SELECT * FROM publications ORDER BY generation DESC').all(),
     );
     return rows.map(toPublication);
   }
@@ -283,19 +235,14 @@ export class SqliteCatalog implements Catalog {
   }
 
   async putEntries(generation: number, entries: readonly CatalogEntry[], fence?: Fence): Promise<void> {
-    const insert = this.db.prepare(
-      `INSERT INTO entries (generation, content_id, product, version, item, path, size, sha256,
-                            ftype, os, release, arch, subarch, label)
-       VALUES (@generation, @contentId, @product, @version, @item, @path, @size, @sha256,
-               @ftype, @os, @release, @arch, @subarch, @label)`,
-    );
+    const insert = this.db.prepare(insertInto('entries', ['generation', ...RECORD_FIELDS.entry]));
     this.fenced(fence, () => {
-      for (const entry of entries) insert.run(toEntryParams(generation, entry));
+      for (const entry of entries) insert.run({ generation, ...toParams(entry, RECORD_FIELDS.entry) });
     });
   }
 
   async *listEntries(generation: number): AsyncIterable<CatalogEntry> {
-    const page = this.db.prepare<[number, number, number], EntryRow>(
+    const page = this.db.prepare<[number, number, number], Row & { id: number }>(
       'SELECT * FROM entries WHERE generation = ? AND id > ? ORDER BY id LIMIT ?',
     );
     let after = 0;
@@ -319,11 +266,8 @@ export class SqliteCatalog implements Catalog {
       const taken = this.db.prepare('SELECT 1 FROM publications WHERE generation = ?').get(next.generation);
       if (taken) throw new ConflictError(`generation ${next.generation} is already used`);
       this.db
-        .prepare(
-          `INSERT INTO publications (generation, upstream_updated, published_at, run_id, files, item_count, total_bytes)
-           VALUES (@generation, @upstreamUpdated, @publishedAt, @runId, @files, @itemCount, @totalBytes)`,
-        )
-        .run({ ...next, files: JSON.stringify(next.files) });
+        .prepare(insertInto('publications', RECORD_FIELDS.publication))
+        .run({ ...toParams(next, RECORD_FIELDS.publication), files: JSON.stringify(next.files) });
       this.db
         .prepare(
           `INSERT INTO current_publication (singleton, generation) VALUES (1, ?)
@@ -349,41 +293,22 @@ export class SqliteCatalog implements Catalog {
     this.fenced(fence, () =>
       this.db
         .prepare(
-          `INSERT INTO runs (id, state, started_at, finished_at, items_copied, bytes_copied, items_present, generation, error,
-                             holder_host, holder_pid)
-           VALUES (@id, @state, @startedAt, @finishedAt, @itemsCopied, @bytesCopied, @itemsPresent, @generation, @error,
-                   @holderHost, @holderPid)
-           ON CONFLICT (id) DO UPDATE SET
-             state = excluded.state, started_at = excluded.started_at, finished_at = excluded.finished_at,
-             items_copied = excluded.items_copied, bytes_copied = excluded.bytes_copied,
-             items_present = excluded.items_present, generation = excluded.generation, error = excluded.error,
-             holder_host = excluded.holder_host, holder_pid = excluded.holder_pid`,
+          `${insertInto('runs', RUN_COLUMNS)}
+           ON CONFLICT (id) DO UPDATE SET ${RUN_COLUMNS.map((field) => `${column(field)} = excluded.${column(field)}`).join(', ')}`,
         )
-        .run({
-          id: run.id,
-          state: run.state,
-          startedAt: run.startedAt,
-          itemsCopied: run.itemsCopied,
-          bytesCopied: run.bytesCopied,
-          itemsPresent: run.itemsPresent,
-          finishedAt: run.finishedAt ?? null,
-          generation: run.generation ?? null,
-          error: run.error ?? null,
-          holderHost: run.holder?.host ?? null,
-          holderPid: run.holder?.pid ?? null,
-        }),
+        .run({ ...toParams(run, RUN_COLUMNS), holderHost: run.holder?.host ?? null, holderPid: run.holder?.pid ?? null }),
     );
   }
 
   async getRun(id: string): Promise<SyncRun | undefined> {
-    const row = this.run(() => this.db.prepare<[string], RunRow>('SELECT * FROM runs WHERE id = ?').get(id));
+    const row = this.run(() => this.db.prepare<[string], Row>('SELECT * FROM runs WHERE id = ?').get(id));
     return row && toSyncRun(row);
   }
 
   async listRuns(limit: number): Promise<SyncRun[]> {
     const rows = this.run(() =>
       this.db
-        .prepare<[number], RunRow>('SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT ?')
+        .prepare<[number], Row>('SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT ?')
         .all(Math.max(0, Math.floor(limit))),
     );
     return rows.map(toSyncRun);
@@ -508,73 +433,45 @@ function describeGeneration(generation: number | undefined): string {
   return generation === undefined ? 'none' : String(generation);
 }
 
-function toStoredObject(row: ObjectRow): StoredObject {
-  const digests: StoredObject['digests'] = { sha256: row.sha256 };
-  if (row.sha512 !== null) digests.sha512 = row.sha512;
-  if (row.md5 !== null) digests.md5 = row.md5;
-  return { path: row.path, size: row.size, sha256: row.sha256, digests, storedAt: row.stored_at };
+function toStoredObject(row: Row): StoredObject {
+  const digests = pickSet(row, ['sha256', 'sha512', 'md5']);
+  return { ...pickSet(row, RECORD_FIELDS.object, column), digests } as unknown as StoredObject;
 }
 
 function toLease(row: { name: string; owner: string; epoch: number; expiresAt: number }): Lease {
   return { name: row.name, owner: row.owner, epoch: row.epoch, expiresAt: new Date(row.expiresAt).toISOString() };
 }
 
-function toPublication(row: PublicationRow): Publication {
-  return {
-    generation: row.generation,
-    upstreamUpdated: row.upstream_updated,
-    publishedAt: row.published_at,
-    runId: row.run_id,
-    files: JSON.parse(row.files) as string[],
-    itemCount: row.item_count,
-    totalBytes: row.total_bytes,
-  };
+function toPublication(row: Row): Publication {
+  return { ...pickSet(row, RECORD_FIELDS.publication, column), files: JSON.parse(String(row.files)) } as unknown as Publication;
 }
 
-function toEntryParams(generation: number, entry: CatalogEntry): Record<string, string | number | null> {
-  const params: Record<string, string | number | null> = {
-    generation,
-    contentId: entry.contentId,
-    product: entry.product,
-    version: entry.version,
-    item: entry.item,
-    path: entry.path,
-    size: entry.size,
-    sha256: entry.sha256,
-  };
-  for (const field of OPTIONAL_ENTRY_FIELDS) params[field] = entry[field] ?? null;
-  return params;
+function toCatalogEntry(row: Row): CatalogEntry {
+  return pickSet(row, RECORD_FIELDS.entry, column) as unknown as CatalogEntry;
 }
 
-function toCatalogEntry(row: EntryRow): CatalogEntry {
-  const entry: CatalogEntry = {
-    contentId: row.content_id,
-    product: row.product,
-    version: row.version,
-    item: row.item,
-    path: row.path,
-    size: row.size,
-    sha256: row.sha256,
-  };
-  for (const field of OPTIONAL_ENTRY_FIELDS) {
-    const value = row[field];
-    if (value !== null) entry[field] = value;
+function toSyncRun(row: Row): SyncRun {
+  const run = pickSet(row, RECORD_FIELDS.run, column) as unknown as SyncRun;
+  if (row.holder_host != null && row.holder_pid != null) {
+    run.holder = { host: String(row.holder_host), pid: Number(row.holder_pid) };
   }
-  return entry;
+  return run;
 }
 
-function toSyncRun(row: RunRow): SyncRun {
-  const run: SyncRun = {
-    id: row.id,
-    state: row.state,
-    startedAt: row.started_at,
-    itemsCopied: row.items_copied,
-    bytesCopied: row.bytes_copied,
-    itemsPresent: row.items_present,
-  };
-  if (row.finished_at !== null) run.finishedAt = row.finished_at;
-  if (row.generation !== null) run.generation = row.generation;
-  if (row.error !== null) run.error = row.error;
-  if (row.holder_host !== null && row.holder_pid !== null) run.holder = { host: row.holder_host, pid: row.holder_pid };
-  return run;
+/** The run's fields as columns: its holder is stored as two, `holder_host` and `holder_pid`. */
+const RUN_COLUMNS = [...RECORD_FIELDS.run.filter((field) => field !== 'holder'), 'holderHost', 'holderPid'];
+
+/** A record field's column: `contentId` is stored in `content_id`. */
+function column(field: string): string {
+  return field.replace(/[A-Z]/g, (letter) => `_${letter.toLowerCase()}`);
+}
+
+/** `INSERT INTO <table> (content_id, …) VALUES (@contentId, …)`: one named parameter per field. */
+function insertInto(table: string, fields: readonly string[]): string {
+  return `INSERT INTO ${table} (${fields.map(column).join(', ')}) VALUES (${fields.map((field) => `@${field}`).join(', ')})`;
+}
+
+/** One parameter per field: an unset optional field is bound as NULL. */
+function toParams(record: object, fields: readonly string[]): Record<string, unknown> {
+  return Object.fromEntries(fields.map((field) => [field, (record as Record<string, unknown>)[field] ?? null]));
 }
