@@ -288,7 +288,7 @@ describe('Class: DynamoCatalog (run expiry)', () => {
     const finished = (await read('finished')).Item;
     const running = (await read('running')).Item;
     expect(finished?.[EXPIRES_AT_ATTRIBUTE]).toBe(Date.parse(finishedAt) / 1000 + RUN_RETENTION_DAYS * 86_400);
-    expect(running).toBeDefined();
+    expect(running).toMatchObject({ id: 'running', state: 'running' });
     expect(running).not.toHaveProperty(EXPIRES_AT_ATTRIBUTE);
     expect(await catalog.getRun('finished')).not.toHaveProperty(EXPIRES_AT_ATTRIBUTE);
   });
@@ -367,7 +367,7 @@ describe('Function: openCloudBackend', () => {
     [{ bucket: '', table: 't' }, /needs a bucket/],
     [{ bucket: 'b', table: '' }, /needs a table/],
     [{ bucket: 'b', table: 't', s3Endpoint: 'not a url' }, /S3 endpoint "not a url" is not a URL/],
-    [{ bucket: 'b', table: 't', dynamodbEndpoint: 'ftp://x' }, /must be http/],
+    [{ bucket: 'b', table: 't', dynamodbEndpoint: 'ftp://x' }, /^DynamoDB endpoint ftp:\/\/x: only http:\/\/ and https:\/\/ are supported/],
     [{ bucket: 'b', table: 't', buckets: 'typo' }, /unknown cloud backend option\(s\): buckets/],
   ])('rejects the options %j', (options, message) => {
     // Act

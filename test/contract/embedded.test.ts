@@ -55,7 +55,7 @@ describe('Class: FsObjectStore', () => {
         const attempt = store.put(key, Buffer.from('x'));
 
         // Assess
-        await expect(attempt).rejects.toThrow(/invalid object key/);
+        await expect(attempt).rejects.toThrow(`invalid object key ${JSON.stringify(key)}: `);
         expect(await readdir(dir)).not.toContain('etc');
       },
     );

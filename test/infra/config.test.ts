@@ -193,12 +193,20 @@ describe('Function: loadConfig', () => {
   it('names the file when it is missing or not JSON', () => {
     writeFileSync(join(dir, 'broken.json'), '{ nope');
 
-    expect(() => loadConfig({ context: undefined, configFile: 'absent.json', baseDir: dir })).toThrow(/^skystreamsConfigFile: .*absent\.json does not exist/);
-    expect(() => loadConfig({ context: undefined, configFile: 'broken.json', baseDir: dir })).toThrow(/^skystreamsConfigFile: .*broken\.json is not valid JSON/);
+    const absent = () => loadConfig({ context: undefined, configFile: 'absent.json', baseDir: dir });
+    const broken = () => loadConfig({ context: undefined, configFile: 'broken.json', baseDir: dir });
+
+    expect(absent).toThrow(ConfigError);
+    expect(absent).toThrow(`skystreamsConfigFile: ${join(dir, 'absent.json')} does not exist`);
+    expect(broken).toThrow(ConfigError);
+    expect(broken).toThrow(`skystreamsConfigFile: ${join(dir, 'broken.json')} is not valid JSON: `);
   });
 
   it('names cdk.json as the origin of context settings', () => {
-    expect(() => loadConfig({ context: { ...minimal(), max: 'one' }, baseDir: dir })).toThrow(/^cdk\.json context "skystreams": max:/);
+    const attempt = () => loadConfig({ context: { ...minimal(), max: 'one' }, baseDir: dir });
+
+    expect(attempt).toThrow(SettingError);
+    expect(attempt).toThrow(/^cdk\.json context "skystreams": max: /);
   });
 });
 

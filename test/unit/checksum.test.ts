@@ -123,7 +123,7 @@ describe('Function: verifyingStream', () => {
     // Assess
     expect(outcome.error).toBeInstanceOf(IntegrityError);
     expect((outcome.error as Error).message).toContain(`sha256 is ${hexOf('sha256', CONTENT)}, the metadata declares ${'0'.repeat(64)}`);
-    expect(result).toThrow();
+    expect(result).toThrow('result() before the stream ended cleanly');
   });
 
   it('verifies an md5-only item', async () => {
@@ -203,7 +203,7 @@ describe('Function: verifyingStream', () => {
     expect(outcome.error).toBeInstanceOf(IntegrityError);
     expect((outcome.error as Error).message).toContain(`sha256 is ${hexOf('sha256', tampered)}`);
     expect((outcome.error as Error).message).toContain(PATH);
-    expect(result).toThrow();
+    expect(result).toThrow('result() before the stream ended cleanly');
   });
 
   it('rejects content whose sha256 matches when sha512 is declared and differs', async () => {

@@ -314,9 +314,10 @@ describe('Class: SyncEngine', () => {
 
       // Act
       stalling.resume();
-      await stalePlan.catch(() => undefined);
+      const staleOutcome = stalePlan.catch((error: unknown) => error);
 
       // Assess
+      expect(await staleOutcome).toBeInstanceOf(LeaseLostError);
       expect((await servedIndex()).equals(secondTree.get(SIGNED_INDEX_PATH)!)).toBe(true);
     });
   });

@@ -365,7 +365,7 @@ describe('Function: createApp', () => {
       // Assess
       expect(before.status).toBe(200);
       expect(after.status).toBe(404);
-      expect(await backend.objects.head(keys.item(KERNEL))).toBeDefined();
+      expect(await backend.objects.head(keys.item(KERNEL))).toMatchObject({ size: ALPHABET.length });
     });
 
     it('reads the listing once per set of retained generations, not per request', async () => {

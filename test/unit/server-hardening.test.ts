@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
+import { ConfigError } from '../../functions/core/errors.ts';
 import { keys, type Backend, type CatalogEntry, type ObjectStore, type StoredObject } from '../../functions/core/ports.ts';
 import { createApp } from '../../functions/http/app.ts';
 import { startServer, type RunningServer, type ServerOptions } from '../../functions/local/server.ts';
@@ -260,7 +261,8 @@ describe('Function: startServer', () => {
       const starting = serve({ limits: { idleTimeoutMs: 0 } });
 
       // Assess
-      await expect(starting).rejects.toThrow(/idleTimeoutMs must be a positive integer/);
+      await expect(starting).rejects.toBeInstanceOf(ConfigError);
+      await expect(starting).rejects.toThrow('server limit idleTimeoutMs must be a positive integer, not 0');
       expect(server).toBeUndefined();
     });
   });
