@@ -176,6 +176,9 @@ export function requestedRange(request: Pick<AppRequest, 'header'>, info: Object
   return { start, end };
 }
 
+/** Non-empty segments of unreserved characters (and `:`), none starting with a dot. */
+const PLAIN_PATH = /^(?:\/[\w:~-][\w.:~-]*)+$/;
+
 /**
  * `/a/b%3Ac` → `a/b:c` (product names contain `:`, which clients may or may
  * not escape); undefined for a path no mirror file can have: bad
@@ -183,6 +186,8 @@ export function requestedRange(request: Pick<AppRequest, 'header'>, info: Object
  * Empty segments are dropped, so `//x` is `x`.
  */
 export function mirrorPath(pathname: string): string | undefined {
+  // Most paths need no decoding and hold no dot segment: checked in one pass.
+  if (PLAIN_PATH.test(pathname)) return pathname.slice(1);
   const decoded: string[] = [];
   for (const segment of pathname.split('/')) {
     let text: string;
