@@ -5,7 +5,10 @@
  *      a loopback upstream that generates the bytes as it streams them;
  *   b. OpenPGP verification of clearsigned metadata, per MB;
  *   c. a re-sync with nothing to copy: wall time and upstream requests;
- *   d. planning a 100k-item catalog.
+ *   d. planning a 100k-item catalog;
+ *   f. a ~2 GB MAAS-shaped selection against the machine limit (curl, sha256,
+ *      dd conv=fsync) and sstream-mirror, measured in the same run, and
+ *   g. peak RSS by item size (bench/sync-peers.ts; BENCH_SYNC=0 skips both).
  *
  * With BENCH_S3=1 it also runs bench/s3-large-object.ts's round trip of one
  * large object through the S3 object store on the local S3 stand-in (size:
@@ -27,6 +30,7 @@ import { planSync, type Selection } from '../functions/core/planner.ts';
 import { keys, type StoredObject } from '../functions/core/ports.ts';
 import { parseProducts } from '../functions/core/simplestreams.ts';
 import { markdownTable, recordSection, thisMachine, type BenchRow } from './lib/report.ts';
+import { benchSyncAgainstPeers } from './sync-peers.ts';
 import { startRssSampler } from './lib/rss-sampler.ts';
 import { startStreamingUpstream } from './lib/streaming-upstream.ts';
 import { productsTextOfSize, syntheticProducts } from './lib/synthetic-catalog.ts';
@@ -267,6 +271,13 @@ async function main(): Promise<void> {
     console.error(`e: S3 round trip of ${objectMB} MB on the stand-ins…`);
     rows.push(...(await benchS3LargeObject(objectMB)));
   }
+  const peerNotes: string[] = [];
+  if (process.env.BENCH_SYNC !== '0') {
+    console.error('f/g: a MAAS-shaped selection against the machine limit and the peers, then RSS by item size…');
+    const peers = await benchSyncAgainstPeers();
+    rows.push(...peers.rows);
+    peerNotes.push('', ...peers.notes);
+  }
   console.error('b: OpenPGP verification…');
   rows.push(...(await benchVerification()));
   console.error('d: planning…');
@@ -283,6 +294,7 @@ async function main(): Promise<void> {
     'figures. The sync verifies the signature, the size and sha256 while',
     'streaming, writes to a temp file, fsyncs and renames. RSS is that of the',
     'syncing process.',
+    ...peerNotes,
     '',
     `1-minute load average when the run started: ${loadAtStart.toFixed(1)} on ${thisMachine().cores} cores` +
       (loadAtStart >= thisMachine().cores / 2 ? ' (other work was running: expect the times to be pessimistic and noisy).' : '.'),

@@ -260,9 +260,31 @@ async function* guardBody(
   idleMs: number,
 ): ByteStream {
   let complete = false;
+  let waiting = false;
+  let stalled: UpstreamError | undefined;
+  // One timer for the whole body, re-armed per read: a timer and a race per chunk cost more than the chunk.
+  const idle: NodeJS.Timeout = setTimeout(() => {
+    if (!waiting) {
+      idle.refresh();
+      return;
+    }
+    stalled = new UpstreamError(shown, `download stalled: no data for ${idleMs} ms`);
+    controller.abort(stalled);
+  }, idleMs);
   try {
     for (;;) {
-      const result = await readWithin(shown, reader, controller, idleMs);
+      let result: ReadableStreamReadResult<Uint8Array>;
+      waiting = true;
+      idle.refresh();
+      try {
+        result = await reader.read();
+      } catch (error) {
+        if (stalled) throw stalled;
+        if (error instanceof SkystreamsError) throw error;
+        throw new UpstreamError(shown, `download interrupted: ${describe(error)}`, { cause: error });
+      } finally {
+        waiting = false;
+      }
       if (result.done) {
         complete = true;
         return;
@@ -270,31 +292,8 @@ async function* guardBody(
       yield result.value;
     }
   } finally {
+    clearTimeout(idle);
     if (!complete) controller.abort();
-  }
-}
-
-async function readWithin(
-  shown: string,
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  controller: AbortController,
-  idleMs: number,
-): Promise<ReadableStreamReadResult<Uint8Array>> {
-  let timer: NodeJS.Timeout | undefined;
-  const idle = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      const error = new UpstreamError(shown, `download stalled: no data for ${idleMs} ms`);
-      controller.abort(error);
-      reject(error);
-    }, idleMs);
-  });
-  try {
-    return await Promise.race([reader.read(), idle]);
-  } catch (error) {
-    if (error instanceof SkystreamsError) throw error;
-    throw new UpstreamError(shown, `download interrupted: ${describe(error)}`, { cause: error });
-  } finally {
-    clearTimeout(timer);
   }
 }
 
