@@ -8,6 +8,8 @@
  * would read those by itself, but a custom endpoint also needs path-style
  * buckets and plain (not aws-chunked) uploads, so they are resolved here.
  */
+import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
 import { httpUrl } from '../core/settings.ts';
@@ -39,14 +41,36 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 // DynamoDB Local accepts access keys of letters and digits only.
 const STAND_IN_CREDENTIALS = { accessKeyId: 'skystreams', secretAccessKey: 'skystreams' };
 
+/** Sees each SDK client a backend is opened on, once: how a test adds middleware (test/handlers/iam.test.ts records every call). */
+export type ClientHook = (client: S3Client | DynamoDBClient) => void;
+
+const clientHooks: { hook: ClientHook; seen: WeakSet<object> }[] = [];
+
+/** Test seam: `hook` gets every SDK client a backend is opened on from now on (shared clients included), once each. */
+export function addClientMiddleware(hook: ClientHook): void {
+  clientHooks.push({ hook, seen: new WeakSet() });
+}
+
+function hooked<T extends S3Client | DynamoDBClient>(client: T): T {
+  for (const { hook, seen } of clientHooks) {
+    if (!seen.has(client)) {
+      seen.add(client);
+      hook(client);
+    }
+  }
+  return client;
+}
+
 export function openCloudBackend(options: CloudBackendOptions, env: Environment = process.env): Backend {
   const settings = resolveSettings(options, env);
   const objects = new S3ObjectStore({
-    client: s3Client(settings.s3),
+    client: hooked(s3Client(settings.s3)),
     bucket: options.bucket,
     prefix: options.prefix ?? '',
   });
-  const catalog = new DynamoCatalog({ documents: dynamoClients(settings.dynamodb).documents, table: options.table });
+  const dynamo = dynamoClients(settings.dynamodb);
+  hooked(dynamo.client);
+  const catalog = new DynamoCatalog({ documents: dynamo.documents, table: options.table });
   return {
     objects,
     catalog,
