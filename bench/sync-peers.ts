@@ -275,7 +275,7 @@ async function syncWithCli(url: string, tree: Tree, dataDir: string): Promise<{ 
 }
 
 async function sstreamMirror(url: string, tree: Tree, dest: string): Promise<void> {
-  await run(SSTREAM, ['mirror', url, tree.keyring, '--max=1', dest, 'arch=amd64'], { maxBuffer: 64 * MiB });
+  await run(SSTREAM, ['mirror', url, tree.keyring, 'arch=amd64', '--max=1'], { maxBuffer: 64 * MiB, env: { ...process.env, SSM_OUT: dest } });
   await run('sync');
   await rm(dest, { recursive: true, force: true });
 }
