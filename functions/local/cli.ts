@@ -11,7 +11,7 @@ import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '
 import { DEFAULT_DATA_DIR, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
 import { isAliveOnThisHost, thisProcess } from './holder.ts';
-import { startServer } from './server.ts';
+import { startServer, startWorkers } from './server.ts';
 import { redactUrl } from '../core/redact.ts';
 
 const program = new Command('skystreams')
@@ -91,13 +91,18 @@ syncOptions(program.command('sync').description('run one sync: verify upstream, 
 backendOptions(program.command('serve').description('serve the current publication over HTTP'))
   .option('--port <port>', 'TCP port', '8080')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
-  .action(async (flags: BackendFlags & { port: string; host: string }) => {
-    const backend = await openBackend(flags);
-    const server = await startServer(createApp(backend), { port: Number(flags.port), host: flags.host });
-    console.log(`serving ${backend.description} at ${server.url}`);
+  .option('--workers <n>', 'server processes sharing the port (node:cluster), for more than one core', '1')
+  .action(async (flags: BackendFlags & { port: string; host: string; workers: string }) => {
+    // With --workers above 1, each worker opens the backend; this process only supervises them.
+    let backend: Backend | undefined;
+    const server = await startWorkers(Number(flags.workers), async () => {
+      backend = await openBackend(flags);
+      return startServer(createApp(backend), { port: Number(flags.port), host: flags.host });
+    });
+    console.log(`serving ${backend?.description ?? `with ${flags.workers} workers`} at ${server.url}`);
     await untilSignal();
     await server.close();
-    await backend.close();
+    await backend?.close();
   });
 
 syncOptions(program.command('local').description('serve, and sync now and every --interval'))

@@ -99,17 +99,23 @@ const WORKER_STOP_TIMEOUT_MS = 10_000;
  * processes that share one listening socket through node:cluster, for when
  * one core is not enough. Each worker is this program run again: in a worker
  * this returns `start()`; in the primary, once every worker listens, a
- * handle whose `close` stops them all. A worker that dies is replaced.
+ * handle whose `close` stops them all. A worker that crashes is replaced.
  * With `workers` 1, `start()` in this process.
  */
 export async function startWorkers(workers: number, start: () => Promise<RunningServer>): Promise<RunningServer> {
   if (!Number.isSafeInteger(workers) || workers < 1) throw new ConfigError(`workers must be a positive integer, not ${workers}`);
-  if (workers === 1 || cluster.isWorker) return start();
+  if (workers === 1) return start();
+  if (cluster.isWorker) {
+    const server = await start();
+    // The channel to the primary would keep a stopped worker alive.
+    return { url: server.url, close: () => server.close().finally(() => process.disconnect?.()) };
+  }
   let stopping = false;
   const fork = (): Promise<{ worker: Worker; port: number; address: string }> => {
     const worker = cluster.fork();
     worker.once('exit', (code, signal) => {
-      if (stopping) return;
+      // A worker that stopped cleanly was told to (a signal to the whole process group, say).
+      if (stopping || code === 0) return;
       console.error(`server worker ${worker.process.pid} exited (${signal ?? code}); starting another`);
       void fork().catch((error: unknown) => console.error('could not replace a server worker:', error));
     });
@@ -138,7 +144,8 @@ function stopWorker(worker: Worker): Promise<void> {
       clearTimeout(kill);
       resolve();
     });
-    worker.kill('SIGTERM');
+    // The signal itself, not cluster's disconnect first: the worker closes its own server and connections.
+    worker.process.kill('SIGTERM');
   });
 }
 
