@@ -1,4 +1,8 @@
-/** Scheduled: a conditional GET of the upstream index; starts a sync run only when upstream changed. */
+/**
+ * Scheduled: a conditional GET of the upstream index; starts a sync run only
+ * when upstream changed, no run holds the lock and no back-off after failed runs is in force.
+ */
+import { mayStartRun } from '../core/backoff.ts';
 import { newRunId } from '../core/engine.ts';
 import { readStateMachineArn } from '../adapters/lambda/environment.ts';
 import { logger, metrics, MetricUnit, observed } from '../adapters/lambda/observability.ts';
@@ -13,13 +17,18 @@ export interface ScheduledCheck {
 }
 
 export const handler = observed(async (event: ScheduledCheck) => {
-  const { engine } = await syncRuntime();
+  const { engine, backend } = await syncRuntime();
   const { changed } = await engine.check();
   // The staleness alarm watches this: 1 for as long as the mirror lags upstream.
   metrics.addMetric(METRIC.upstreamAhead, MetricUnit.Count, changed ? 1 : 0);
   if (!changed) return { changed };
-  // A run already in progress holds the lock: this one's plan then ends at once, cleanly.
-  const runId = newRunId(new Date());
+  const now = new Date();
+  const decision = await mayStartRun(backend.catalog, now);
+  if (!decision.start) {
+    logger.info('upstream changed: no run started', { ...decision, scheduledTime: event.scheduledTime });
+    return { changed, ...decision };
+  }
+  const runId = newRunId(now);
   const execution = await startSyncRun(readStateMachineArn(), runId);
   metrics.addMetric(METRIC.syncStarted, MetricUnit.Count, 1);
   logger.info('upstream changed: sync run started', { runId, execution, scheduledTime: event.scheduledTime });
