@@ -36,11 +36,17 @@ export interface ObjectAccess {
   readonly read?: readonly KeyPattern[];
   readonly write?: readonly KeyPattern[];
   readonly delete?: readonly KeyPattern[];
+  /**
+   * Prefixes ListBucket may name (`s3:prefix`); those read or written are
+   * always included, so a HEAD of a missing key there answers 404 (S3 checks
+   * ListBucket with the key as the prefix). @default none beyond those
+   */
+  readonly list?: readonly KeyPattern[];
 }
 
 /**
- * Grants `grantee` the listed access, plus ListBucket (which also lets a
- * HEAD of a missing key answer 404 instead of 403).
+ * Grants `grantee` the listed access, plus ListBucket limited to the
+ * prefixes it reads, writes or lists.
  */
 export function grantObjectAccess(grantee: iam.IGrantable, bucket: s3.IBucket, access: ObjectAccess): void {
   const statements = (Object.keys(ACTIONS) as (keyof typeof ACTIONS)[])
@@ -52,6 +58,15 @@ export function grantObjectAccess(grantee: iam.IGrantable, bucket: s3.IBucket, a
           resources: (access[kind] ?? []).map((pattern) => bucket.arnForObjects(pattern)),
         }),
     );
-  statements.push(new iam.PolicyStatement({ actions: ['s3:ListBucket'], resources: [bucket.bucketArn] }));
+  const listed = [...new Set([...(access.read ?? []), ...(access.write ?? []), ...(access.list ?? [])])];
+  if (listed.length > 0) {
+    statements.push(
+      new iam.PolicyStatement({
+        actions: ['s3:ListBucket'],
+        resources: [bucket.bucketArn],
+        conditions: { StringLike: { 's3:prefix': listed } },
+      }),
+    );
+  }
   for (const statement of statements) grantee.grantPrincipal.addToPrincipalPolicy(statement);
 }

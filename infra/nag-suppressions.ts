@@ -16,7 +16,6 @@ const REASONS = {
   apiAuthorization:
     "Read-only mirror metadata (upstream's own signed files) and status; only CloudFront holds the API key, and access control, when configured, is enforced there.",
   apiWaf: 'The API only answers requests carrying the API key CloudFront adds; the allow-list and basic auth run at CloudFront.',
-  apiLoggingRole: "API Gateway's account-wide logging role: AWS's managed AmazonAPIGatewayPushToCloudWatchLogs policy is the documented setup.",
   geoRestriction: 'A mirror for the operator’s MAAS servers wherever they are; restrict by network with accessControl.allowedCidrs.',
   distributionWaf:
     'The IPv4/IPv6 allow-list (accessControl.allowedCidrs) runs in the viewer-request CloudFront Function; a web ACL would cost from $5/month.',
@@ -39,11 +38,6 @@ export function suppressAcceptedFindings(stack: MirrorStack): void {
   acknowledge(stack.api.api, 'AwsSolutions-APIG3', REASONS.apiWaf);
   acknowledge(stack.api.api, 'AwsSolutions-APIG4', REASONS.apiAuthorization);
   acknowledge(stack.api.api, 'AwsSolutions-COG4', REASONS.apiAuthorization);
-  acknowledge(
-    stack.api.api,
-    'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
-    REASONS.apiLoggingRole,
-  );
 
   const distribution = stack.delivery.distribution;
   acknowledge(distribution, 'AwsSolutions-CFR1', REASONS.geoRestriction);

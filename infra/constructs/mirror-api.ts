@@ -77,8 +77,10 @@ export class MirrorApi extends Construct {
       endpointTypes: [apigateway.EndpointType.REGIONAL],
       // Bodies go out base64-encoded and API Gateway decodes them: bytes pass untouched whatever the type.
       binaryMediaTypes: ['*/*'],
-      cloudWatchRole: true,
-      cloudWatchRoleRemovalPolicy: RemovalPolicy.DESTROY,
+      // API Gateway's CloudWatch role is one per account and region (AWS::ApiGateway::Account): a stack
+      // that sets it overrides every other API's, and deleting the stack would take it from them. The
+      // account must have one already (docs/deploy.md), as cdk.json's disableCloudWatchRole intends.
+      cloudWatchRole: false,
       deployOptions: {
         stageName: props.stageName ?? 'mirror',
         accessLogDestination: new apigateway.LogGroupLogDestination(accessLogs),

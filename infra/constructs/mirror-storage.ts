@@ -1,9 +1,10 @@
 import { Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { EXPIRES_AT_ATTRIBUTE } from '../../functions/adapters/dynamodb/items.ts';
-import { TABLE_KEY_SCHEMA, type KeyAttribute } from '../../functions/adapters/dynamodb/table-design.ts';
+import { entriesPartition, EXPIRES_AT_ATTRIBUTE, keyOf } from '../../functions/adapters/dynamodb/items.ts';
+import { RUNS_BY_TIME_INDEX, TABLE_KEY_SCHEMA, type KeyAttribute } from '../../functions/adapters/dynamodb/table-design.ts';
 
 export interface MirrorStorageProps {
   /** Days an incomplete multipart upload (a copy cut short) is kept before S3 aborts it. @default 2 */
@@ -91,4 +92,61 @@ const ATTRIBUTE_TYPES = {
 
 function attribute(key: KeyAttribute): dynamodb.Attribute {
   return { name: key.name, type: ATTRIBUTE_TYPES[key.type] };
+}
+
+/** The catalog's partition keys (functions/adapters/dynamodb/items.ts), as `dynamodb:LeadingKeys` patterns. */
+export const CATALOG_PARTITIONS = {
+  objects: keyOf.object('any').PK,
+  publications: keyOf.publication(0).PK,
+  /** The current pointer: whoever may write it decides what is served. */
+  current: keyOf.current().PK,
+  /** Every generation's entries (`ENTRIES#<generation>`). */
+  entries: entriesPartition(0).replace(/0$/, '*'),
+  runs: keyOf.run('any').PK,
+  lock: keyOf.lock('any').PK,
+  state: keyOf.state('any').PK,
+} as const;
+
+export type CatalogPartition = keyof typeof CATALOG_PARTITIONS;
+
+/** What the DynamoDB catalog adapter calls, by kind; transactions are authorized item by item. */
+const CATALOG_ACTIONS = {
+  read: ['dynamodb:GetItem', 'dynamodb:Query', 'dynamodb:ConditionCheckItem'],
+  put: ['dynamodb:PutItem'],
+  update: ['dynamodb:UpdateItem'],
+  delete: ['dynamodb:DeleteItem'],
+  batchWrite: ['dynamodb:BatchWriteItem'],
+} as const;
+
+export type CatalogAccess = {
+  /** Partitions each kind of call may touch. */
+  readonly [kind in keyof typeof CATALOG_ACTIONS]?: readonly CatalogPartition[];
+} & {
+  /** Query the runs-by-time index, which holds run items only. @default false */
+  readonly runsIndex?: boolean;
+};
+
+/**
+ * Grants `grantee` exactly the listed calls on the listed partitions of the
+ * catalog table (`dynamodb:LeadingKeys`, which must be present: a Scan or a
+ * request without keys is refused).
+ */
+export function grantCatalogAccess(grantee: iam.IGrantable, table: dynamodb.ITable, access: CatalogAccess): void {
+  const statements = (Object.keys(CATALOG_ACTIONS) as (keyof typeof CATALOG_ACTIONS)[])
+    .filter((kind) => (access[kind] ?? []).length > 0)
+    .map(
+      (kind) =>
+        new iam.PolicyStatement({
+          actions: [...CATALOG_ACTIONS[kind]],
+          resources: [table.tableArn],
+          conditions: {
+            'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': (access[kind] ?? []).map((partition) => CATALOG_PARTITIONS[partition]) },
+            Null: { 'dynamodb:LeadingKeys': 'false' },
+          },
+        }),
+    );
+  if (access.runsIndex) {
+    statements.push(new iam.PolicyStatement({ actions: ['dynamodb:Query'], resources: [`${table.tableArn}/index/${RUNS_BY_TIME_INDEX}`] }));
+  }
+  for (const statement of statements) grantee.grantPrincipal.addToPrincipalPolicy(statement);
 }

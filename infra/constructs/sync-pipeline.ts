@@ -14,6 +14,7 @@ import { BUNDLED_KEYRING, ENV, syncEnvironment } from '../../functions/adapters/
 import type { SyncConfig } from '../../functions/core/settings.ts';
 import { grantObjectAccess, KEY_PATTERNS } from '../bucket-access.ts';
 import { MirrorFunction } from './mirror-function.ts';
+import { grantCatalogAccess } from './mirror-storage.ts';
 
 export interface SyncPipelineProps {
   readonly bucket: s3.IBucket;
@@ -28,11 +29,18 @@ export interface SyncPipelineProps {
   readonly runTimeout?: Duration;
 }
 
-/** Errors a retry can cure: upstream hiccups, store throttling, a Lambda cut short. */
 /** Where the state input carries the bucket name (see the Settings state). */
 const BUCKET_PATH = '$.settings.bucket';
 
+/** Errors a retry can cure: upstream hiccups, store throttling, a Lambda cut short. */
 const TRANSIENT_ERRORS = ['UpstreamError', 'UnavailableError', 'Sandbox.Timedout'];
+/**
+ * What a retry cures in the catalog-only phases: store throttling and Lambda
+ * refusing an invocation for now (its service exceptions are retried by
+ * `retryOnServiceExceptions`). Never a domain error (IntegrityError,
+ * ConflictError, LeaseLostError), which fails the run at once.
+ */
+const STORE_TRANSIENT_ERRORS = ['UnavailableError', 'Lambda.TooManyRequestsException'];
 
 const handlerEntry = (name: string) => fileURLToPath(new URL(`../../functions/handlers/${name}.ts`, import.meta.url));
 
@@ -150,28 +158,57 @@ export class SyncPipeline extends Construct {
   }
 
   /**
-   * Least privilege per phase: check only reads the catalog; plan writes
-   * staged metadata and run files; copy writes items but cannot delete
-   * anything; publish reads run files; prune alone deletes.
+   * Least privilege per phase, item partition by item partition and prefix
+   * by prefix. Only publish writes the current pointer; check reads and
+   * writes nothing else; copy writes item bytes and their records (deleting
+   * bytes nobody vouches for before its create-only put) and renews the lock;
+   * plan, prune and fail delete what runs staged and what no generation
+   * lists (plan prunes itself when upstream is unchanged, and settles
+   * abandoned runs). test/handlers/iam.test.ts checks every call against these.
    */
   private grantPhaseAccess(bucket: s3.IBucket, table: dynamodb.ITable): void {
     const { items, metadata, runs } = KEY_PATTERNS;
 
-    table.grantReadData(this.checkFunction.role);
+    grantCatalogAccess(this.checkFunction.role, table, { read: ['current', 'state', 'lock'], runsIndex: true });
 
-    table.grantReadWriteData(this.planFunction.role);
-    grantObjectAccess(this.planFunction.role, bucket, { read: [metadata, runs], write: [metadata, runs] });
+    grantCatalogAccess(this.planFunction.role, table, {
+      read: ['lock', 'runs', 'current', 'state', 'publications', 'objects', 'entries'],
+      runsIndex: true,
+      put: ['lock', 'runs', 'state'],
+      update: ['lock'],
+      delete: ['publications', 'objects'],
+      batchWrite: ['entries'],
+    });
+    grantObjectAccess(this.planFunction.role, bucket, { read: [metadata, runs], write: [metadata, runs], delete: [items, metadata, runs] });
 
-    table.grantReadWriteData(this.copyFunction.role);
-    grantObjectAccess(this.copyFunction.role, bucket, { read: [items], write: [items] });
+    grantCatalogAccess(this.copyFunction.role, table, { read: ['lock', 'objects'], update: ['lock'], put: ['objects'], delete: ['objects'] });
+    grantObjectAccess(this.copyFunction.role, bucket, { read: [items], write: [items], delete: [items] });
 
-    table.grantReadWriteData(this.publishFunction.role);
+    grantCatalogAccess(this.publishFunction.role, table, {
+      read: ['lock', 'current', 'objects', 'runs', 'state', 'publications', 'entries'],
+      put: ['publications', 'current', 'state', 'runs'],
+      update: ['lock'],
+      delete: ['publications'],
+      batchWrite: ['entries'],
+    });
     grantObjectAccess(this.publishFunction.role, bucket, { read: [runs] });
 
-    table.grantReadWriteData(this.pruneFunction.role);
-    grantObjectAccess(this.pruneFunction.role, bucket, { delete: [items, metadata, runs] });
+    grantCatalogAccess(this.pruneFunction.role, table, {
+      read: ['lock', 'publications', 'current', 'entries', 'objects'],
+      update: ['lock'],
+      delete: ['publications', 'objects'],
+      batchWrite: ['entries'],
+    });
+    grantObjectAccess(this.pruneFunction.role, bucket, { delete: [items, metadata, runs], list: [metadata, runs] });
 
-    table.grantReadWriteData(this.failFunction.role);
+    grantCatalogAccess(this.failFunction.role, table, {
+      read: ['lock', 'runs', 'publications', 'current', 'entries'],
+      put: ['runs'],
+      update: ['lock'],
+      delete: ['publications'],
+      batchWrite: ['entries'],
+    });
+    grantObjectAccess(this.failFunction.role, bucket, { delete: [metadata, runs], list: [metadata, runs] });
   }
 
   private definition(bucket: s3.IBucket, copyConcurrency: number): sfn.IChainable {
@@ -184,14 +221,15 @@ export class SyncPipeline extends Construct {
         resultPath,
         retryOnServiceExceptions: true,
       });
-    const retryTransient = (task: tasks.LambdaInvoke, maxAttempts: number) =>
+    const retry = (task: tasks.LambdaInvoke, errors: string[], maxAttempts: number) =>
       task.addRetry({
-        errors: TRANSIENT_ERRORS,
+        errors,
         interval: Duration.seconds(5),
         backoffRate: 2,
         maxAttempts,
         jitterStrategy: sfn.JitterType.FULL,
       });
+    const retryTransient = (task: tasks.LambdaInvoke, maxAttempts: number) => retry(task, TRANSIENT_ERRORS, maxAttempts);
 
     const recordFailure = invoke('RecordFailure', this.failFunction, { runId, error: sfn.JsonPath.objectAt('$.error') }, '$.failure');
     retryTransient(recordFailure, 3);
@@ -225,10 +263,13 @@ export class SyncPipeline extends Construct {
     });
     copyItems.itemProcessor(copyItem).addCatch(failed, onError);
 
+    // Publish starts over cleanly (it rewrites its generation's entries), so a throttled one is retried;
+    // one cut short by its timeout is not: 10 minutes of checking means something else is wrong.
     const publish = invoke('Publish', this.publishFunction, { runId }, '$.publication');
-    publish.addCatch(failed, onError);
+    retry(publish, STORE_TRANSIENT_ERRORS, 4).addCatch(failed, onError);
+    // Prune deletes as it goes, so even a timed-out one makes progress on its retry.
     const prune = invoke('Prune', this.pruneFunction, { runId }, '$.pruned');
-    retryTransient(prune, 3).addCatch(failed, onError);
+    retry(prune, [...STORE_TRANSIENT_ERRORS, 'Sandbox.Timedout'], 4).addCatch(failed, onError);
 
     const afterPlan = new sfn.Choice(this, 'AnythingToPublish')
       .when(sfn.Condition.stringEquals('$.plan.outcome', 'planned'), copyItems.next(publish).next(prune).next(new sfn.Succeed(this, 'Published')))

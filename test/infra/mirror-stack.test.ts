@@ -267,6 +267,20 @@ describe('Stack: MirrorStack (default config)', () => {
       }
     });
 
+    it('retries publish and prune on throttling and Lambda refusals only, never on a domain error', () => {
+      for (const name of ['Publish', 'Prune']) {
+        const retried = (definition.States[name]?.Retry ?? []).flatMap((retry) => retry.ErrorEquals);
+
+        expect(retried).toEqual(expect.arrayContaining(['UnavailableError', 'Lambda.TooManyRequestsException', 'Lambda.ServiceException']));
+        expect(retried.filter((error) => /IntegrityError|ConflictError|LeaseLostError|PublishedContentError|States\.ALL|States\.TaskFailed/.test(error))).toEqual([]);
+      }
+      expect(definition.States.Publish?.Retry).toEqual(
+        expect.arrayContaining([expect.objectContaining({ ErrorEquals: ['UnavailableError', 'Lambda.TooManyRequestsException'], MaxAttempts: 4, BackoffRate: 2 })]),
+      );
+      // A publish cut short by its timeout is not started again blindly.
+      expect((definition.States.Publish?.Retry ?? []).flatMap((retry) => retry.ErrorEquals)).not.toContain('Sandbox.Timedout');
+    });
+
     it('names the bucket in the Settings state, so the map reader needs no bucket-wide access', () => {
       const settings = definition.States.Settings as { Result?: { bucket?: string } };
 
@@ -289,22 +303,94 @@ describe('Stack: MirrorStack (default config)', () => {
         .flatMap((statement) => statement.actions.map((action) => `${action} ${statement.resources.join(' ')}`))
         .sort();
 
-    it('lets only the prune function delete objects', () => {
-      const deleters = Object.entries(syncFunctions()).filter(([, fn]) => actionsOf(fn).some((action) => action.startsWith('s3:Delete')));
+    const deletes = (fn: MirrorFunction) =>
+      allowedFor(template, roleId(fn))
+        .filter((statement) => statement.actions.includes('s3:DeleteObject'))
+        .flatMap((statement) => statement.resources.map((resource) => resource.replace(`${bucketArn()}/`, '')))
+        .sort();
+    /** The DynamoDB statements of a function's role: actions and the partitions (LeadingKeys) they may touch. */
+    const catalogGrants = (fn: MirrorFunction) =>
+      (Object.values(template.findResources('AWS::IAM::Policy')) as { Properties: { Roles: { Ref: string }[]; PolicyDocument: { Statement: { Action: string | string[]; Condition?: Record<string, Record<string, string[]>> }[] } } }[])
+        .filter((policy) => policy.Properties.Roles.some((role) => role.Ref === roleId(fn)))
+        .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
+        .filter((statement) => [statement.Action].flat().some((action) => action.startsWith('dynamodb:')))
+        .flatMap((statement) =>
+          [statement.Action].flat().map((action) => ({ action, partitions: statement.Condition?.['ForAllValues:StringLike']?.['dynamodb:LeadingKeys'] })),
+        );
+    const writesTo = (fn: MirrorFunction, partition: string) =>
+      catalogGrants(fn)
+        .filter(({ action, partitions }) => /^dynamodb:(Put|Update|Delete|BatchWrite)/.test(action) && (partitions === undefined || partitions.includes(partition)))
+        .map(({ action }) => action);
 
-      expect(deleters.map(([name]) => name)).toEqual(['prune']);
+    it('lets each phase delete only what it cleans up: plan and prune everything unlisted, fail its staging, copy unvouched item bytes', () => {
+      const { plan, copy, publish, prune, fail, check } = syncFunctions();
+
+      expect(deletes(plan)).toEqual(['items/*', 'meta/*', 'runs/*']);
+      expect(deletes(prune)).toEqual(['items/*', 'meta/*', 'runs/*']);
+      expect(deletes(fail)).toEqual(['meta/*', 'runs/*']);
+      expect(deletes(copy)).toEqual(['items/*']);
+      expect(deletes(publish)).toEqual([]);
+      expect(deletes(check)).toEqual([]);
       expect(actionsOf(mirror.stack.api.handler).filter((action) => action.startsWith('s3:Delete'))).toEqual([]);
     });
 
-    it('lets the copy function write item bytes and nothing else in the bucket', () => {
+    it('lets the copy function write item bytes and nothing else in the bucket, listing only under items/', () => {
       expect(s3Grants(mirror.stack.sync.copyFunction)).toEqual(
         [
           `s3:AbortMultipartUpload ${bucketArn()}/items/*`,
+          `s3:DeleteObject ${bucketArn()}/items/*`,
           `s3:GetObject ${bucketArn()}/items/*`,
           `s3:ListBucket ${bucketArn()}`,
           `s3:PutObject ${bucketArn()}/items/*`,
         ].sort(),
       );
+      template.hasResourceProperties('AWS::IAM::Policy', {
+        Roles: [{ Ref: roleId(mirror.stack.sync.copyFunction) }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Action: 's3:ListBucket', Condition: { StringLike: { 's3:prefix': ['items/*'] } } }),
+          ]),
+        },
+      });
+    });
+
+    it('scopes every sync function\'s ListBucket by s3:prefix', () => {
+      for (const [name, fn] of Object.entries(syncFunctions())) {
+        const statements = (Object.values(template.findResources('AWS::IAM::Policy')) as { Properties: { Roles: { Ref: string }[]; PolicyDocument: { Statement: { Action: string | string[]; Condition?: unknown }[] } } }[])
+          .filter((policy) => policy.Properties.Roles.some((role) => role.Ref === roleId(fn)))
+          .flatMap((policy) => policy.Properties.PolicyDocument.Statement)
+          .filter((statement) => [statement.Action].flat().includes('s3:ListBucket'));
+
+        for (const statement of statements) expect(statement.Condition, name).toMatchObject({ StringLike: { 's3:prefix': expect.any(Array) } });
+      }
+    });
+
+    it('lets only publish write the current pointer, each function only the partitions its phase writes', () => {
+      const { check, plan, copy, publish, prune, fail } = syncFunctions();
+
+      expect(writesTo(publish, 'CURRENT')).toEqual(['dynamodb:PutItem']);
+      for (const fn of [check, plan, copy, prune, fail]) expect(writesTo(fn, 'CURRENT')).toEqual([]);
+      expect(writesTo(copy, 'OBJECT').sort()).toEqual(['dynamodb:DeleteItem', 'dynamodb:PutItem']);
+      for (const partition of ['PUBLICATION', 'ENTRIES#*', 'RUN', 'STATE']) expect(writesTo(copy, partition), partition).toEqual([]);
+      expect(writesTo(copy, 'LOCK')).toEqual(['dynamodb:UpdateItem']);
+      // Every catalog statement of a sync function names its partitions, and none may Scan.
+      for (const fn of [check, plan, copy, publish, prune, fail]) {
+        for (const grant of catalogGrants(fn)) expect(grant.action).not.toBe('dynamodb:Scan');
+      }
+      template.hasResourceProperties('AWS::IAM::Policy', {
+        Roles: [{ Ref: roleId(publish) }],
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({
+              Action: 'dynamodb:PutItem',
+              Condition: {
+                'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PUBLICATION', 'CURRENT', 'STATE', 'RUN'] },
+                Null: { 'dynamodb:LeadingKeys': 'false' },
+              },
+            }),
+          ]),
+        },
+      });
     });
 
     it('keeps the API read-only: published metadata and the catalog', () => {
@@ -315,6 +401,11 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(s3Grants(api)).toEqual([`s3:GetObject ${bucketArn()}/meta/*`, `s3:ListBucket ${bucketArn()}`]);
     });
 
+    it('touches no account-level setting: no API Gateway CloudWatch role', () => {
+      template.resourceCountIs('AWS::ApiGateway::Account', 0);
+      template.hasResourceProperties('AWS::ApiGateway::Stage', { MethodSettings: Match.arrayWith([Match.objectLike({ LoggingLevel: 'ERROR' })]) });
+    });
+
     it('lets the state machine read run files (the copy list) and no other object', () => {
       const roleIdOfMachine = logicalIdOf(mirror.stack, mirror.stack.sync.stateMachine.role);
       const s3 = allowedFor(template, roleIdOfMachine).filter((statement) => statement.actions.some((action) => action.startsWith('s3:')));
@@ -322,11 +413,12 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(s3).toEqual([{ actions: ['s3:GetObject'], resources: [`${bucketArn()}/runs/*`] }]);
     });
 
-    it('gives the check function read-only catalog access and no bucket access', () => {
+    it('gives the check function read-only catalog access, no bucket access, and the start of its own executions', () => {
       const actions = actionsOf(mirror.stack.sync.checkFunction);
 
       expect(actions.filter((action) => action.startsWith('s3:'))).toEqual([]);
       expect(actions.filter((action) => /^dynamodb:(Put|Update|Delete|BatchWrite)/.test(action))).toEqual([]);
+      expect(actions.filter((action) => action.startsWith('states:'))).toEqual(['states:StartExecution']);
     });
 
     it('grants no wildcard action and no wildcard resource except X-Ray and log delivery', () => {

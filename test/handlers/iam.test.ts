@@ -1,0 +1,528 @@
+/**
+ * Every AWS call each handler makes, checked against that function's own
+ * role. The handlers run the whole pipeline on the stand-ins (which accept
+ * any credentials) through every path: a changed upstream, an unchanged one
+ * whose plan prunes, a failed run, an abandoned run settled by the next plan,
+ * and the API. A middleware on the backend's SDK clients records each call as
+ * the IAM request AWS would authorize (action, resource ARN, condition keys);
+ * each is then evaluated against the policies the synthesized template gives
+ * that function, resolved for account 123456789012 in us-east-1, with
+ * @cloud-copilot/iam-simulate (AGPL-3.0: a devDependency of the tests only).
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runSimulation } from '@cloud-copilot/iam-simulate';
+import type { InitializeMiddleware, MiddlewareStack } from '@smithy/types';
+import type { Context } from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { addClientMiddleware, initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
+import { ENV } from '../../functions/adapters/lambda/environment.ts';
+import type { PlanOutcome } from '../../functions/core/engine.ts';
+import type { CopyTask } from '../../functions/core/planner.ts';
+import { keys, type Backend } from '../../functions/core/ports.ts';
+import { demoProducts } from '../../functions/local/demo-data.ts';
+import { withNewVersion } from '../support/mirror.ts';
+import { generateSigningKey, synthesizeTree, type SigningKey } from '../support/signed-upstream.ts';
+import { startStandins, type Standins } from '../support/standins.ts';
+import { serveTree, type ServedTree } from '../support/upstream-server.ts';
+import { logicalIdOf, synthMirror, type SynthesizedMirror } from '../infra/synth.ts';
+
+const ACCOUNT = '123456789012';
+const REGION = 'us-east-1';
+const BUCKET = 'skystreams-iam';
+const TABLE = 'skystreams-iam';
+const BUCKET_ARN = `arn:aws:s3:::${BUCKET}`;
+const TABLE_ARN = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${TABLE}`;
+const STATE_MACHINE_ARN = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:SkystreamsSync`;
+const HOUR = 3_600_000;
+
+const FUNCTIONS = ['check', 'plan', 'copy', 'publish', 'prune', 'fail', 'api'] as const;
+type FunctionName = (typeof FUNCTIONS)[number];
+type Handler = (event: unknown, context: Context) => Promise<any>;
+
+/** One request as IAM authorizes it. */
+interface IamRequest {
+  action: string;
+  resource: string;
+  context: Record<string, string | string[]>;
+}
+
+interface RecordedCall extends IamRequest {
+  fn: FunctionName;
+  /** The SDK command, for messages. */
+  command: string;
+  /** The path of the pipeline it was made in. */
+  path: string;
+}
+
+type PolicyDocument = { Version: string; Statement: unknown[] };
+
+const invoking = new AsyncLocalStorage<{ fn: FunctionName; path: string }>();
+const calls: RecordedCall[] = [];
+let handlers: Record<FunctionName, Handler>;
+let policies: Record<FunctionName, PolicyDocument[]>;
+let roleArns: Record<FunctionName, string>;
+let mirror: SynthesizedMirror;
+let standins: Standins;
+let upstream: ServedTree;
+let upstreamFiles: Map<string, Uint8Array>;
+let upstreamKey: SigningKey;
+let stepFunctions: { endpoint: string; close(): Promise<void> };
+let backend: Backend;
+let workDir: string;
+const savedEnv = { ...process.env };
+
+beforeAll(async () => {
+  mirror = await synthMirror({}, { account: ACCOUNT, region: REGION });
+  ({ policies, roleArns } = rolePolicies(mirror));
+
+  standins = await startStandins();
+  await initCloudResources({ bucket: BUCKET, table: TABLE, s3Endpoint: standins.s3Endpoint, dynamodbEndpoint: standins.dynamodbEndpoint });
+  upstreamKey = await generateSigningKey('skystreams iam test');
+  upstreamFiles = await synthesizeTree(demoProducts(), { key: upstreamKey });
+  upstream = await serveTree(upstreamFiles);
+  stepFunctions = await startStepFunctionsStandin();
+  workDir = mkdtempSync(join(tmpdir(), 'skystreams-iam-'));
+  writeFileSync(join(workDir, 'keyring.gpg'), upstreamKey.publicKeyring);
+  Object.assign(process.env, standins.env, {
+    AWS_ENDPOINT_URL_SFN: stepFunctions.endpoint,
+    [ENV.bucket]: BUCKET,
+    [ENV.table]: TABLE,
+    [ENV.sourceUrl]: upstream.baseUrl,
+    [ENV.filters]: JSON.stringify([]),
+    [ENV.max]: '1',
+    [ENV.pruneGraceHours]: '1',
+    [ENV.keyringFile]: join(workDir, 'keyring.gpg'),
+    [ENV.stateMachineArn]: STATE_MACHINE_ARN,
+    POWERTOOLS_TRACE_ENABLED: 'false',
+    POWERTOOLS_SERVICE_NAME: 'skystreams',
+    POWERTOOLS_LOG_LEVEL: 'SILENT',
+    POWERTOOLS_METRICS_DISABLED: 'true',
+  });
+  // Every client a backend opens from now on (the handlers' and this file's own) records what it sends,
+  // but only calls made inside a handler invocation are kept.
+  const record: InitializeMiddleware<object, object> = (next, context) => async (args) => {
+    const invocation = invoking.getStore();
+    if (invocation) {
+      const command = String(context.commandName);
+      for (const request of toIamRequests(String(context.clientName), command, args.input as Record<string, any>)) {
+        calls.push({ ...invocation, command, ...request });
+      }
+    }
+    return next(args);
+  };
+  addClientMiddleware((client) => (client.middlewareStack as MiddlewareStack<object, object>).add(record, { step: 'initialize', name: 'recordIamRequests' }));
+  const load = async (name: FunctionName) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
+  handlers = Object.fromEntries(await Promise.all(FUNCTIONS.map(async (name) => [name, await load(name)]))) as typeof handlers;
+  backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
+}, 240_000);
+
+afterAll(async () => {
+  vi.useRealTimers();
+  process.env = savedEnv;
+  await upstream?.close();
+  await stepFunctions?.close();
+  await standins?.stop();
+  mirror?.dispose();
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+});
+
+describe('IAM: every call a handler makes is allowed by its own role', () => {
+  it('allows every call of every path: changed, pruned, unchanged with prune, failed, abandoned, API', async () => {
+    // Act: the paths, each handler invoked as Step Functions or API Gateway would.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now());
+
+    await inPath('changed', async () => {
+      await invoke('check', { source: 'skystreams.schedule' });
+      await runToPublication('run-1');
+    });
+    await inPath('changed again, prune keeps the replaced generation', async () => {
+      await changeUpstream('20990101');
+      await runToPublication('run-2');
+    });
+    await inPath('unchanged: plan prunes what the grace let go', async () => {
+      vi.setSystemTime(Date.now() + 2 * HOUR);
+      await invoke('check', { source: 'skystreams.schedule' });
+      expect(await invoke('plan', { runId: 'run-3' })).toMatchObject({ outcome: 'unchanged' });
+      expect((await backend.catalog.listPublications()).length).toBe(1);
+    });
+    await inPath('failed: a corrupt item, then the Catch records the failure', async () => {
+      await changeUpstream('20990202');
+      const plan = await planned('run-4');
+      const [task] = await copyList(plan);
+      if (!task) throw new Error('expected items to copy');
+      const bytes = upstreamFiles.get(task.path) as Uint8Array;
+      upstreamFiles.set(task.path, bytes.map((byte, i) => (i === 0 ? byte ^ 0xff : byte)));
+      await expect(invoke('copy', { runId: 'run-4', task })).rejects.toMatchObject({ name: 'IntegrityError' });
+      upstreamFiles.set(task.path, bytes);
+      await invoke('fail', { runId: 'run-4', error: { Error: 'IntegrityError', Cause: '{}' } });
+      await expect(backend.objects.get(plan.copyKey)).rejects.toThrow();
+      // The next check backs off instead of starting the same run again.
+      expect(await invoke('check', { source: 'skystreams.schedule' })).toMatchObject({ changed: true, reason: 'backing-off' });
+    });
+    await inPath('abandoned: a planned run whose lease ran out, settled by the next plan, which then publishes', async () => {
+      const abandoned = await planned('run-5');
+      expect(await invoke('check', { source: 'skystreams.schedule' })).toMatchObject({ reason: 'running' });
+      vi.setSystemTime(Date.now() + HOUR);
+      const plan = await planned('run-6');
+      expect(await backend.catalog.getRun('run-5')).toMatchObject({ state: 'abandoned' });
+      await expect(backend.objects.get(abandoned.copyKey)).rejects.toThrow();
+      // Bytes nobody vouches for where an item goes: copy replaces them.
+      const [task] = await copyList(plan);
+      if (!task) throw new Error('expected items to copy');
+      await backend.objects.put(keys.item(task.path), new TextEncoder().encode('stray'));
+      await copyAll(plan);
+      await invoke('publish', { runId: 'run-6' });
+      await invoke('prune', { runId: 'run-6' });
+    });
+    await inPath('api', async () => {
+      for (const path of ['/streams/v1/index.sjson', '/api/v1/status', '/streams/v1/missing.json']) {
+        expect((await invoke('api', apiEvent(path))).statusCode, path).toBeLessThan(500);
+      }
+    });
+
+    // Assess: every function was seen doing what its paths are about...
+    expect(new Set(calls.map((call) => call.fn))).toEqual(new Set(FUNCTIONS));
+    const made = new Set(calls.map((call) => `${call.fn} ${call.action}`));
+    const expected = [
+      'check dynamodb:Query',
+      'plan s3:DeleteObject',
+      'plan dynamodb:BatchWriteItem',
+      'plan dynamodb:DeleteItem',
+      'copy s3:DeleteObject',
+      'copy dynamodb:DeleteItem',
+      'publish dynamodb:PutItem',
+      'prune s3:DeleteObject',
+      'fail s3:DeleteObject',
+      'fail dynamodb:DeleteItem',
+    ];
+    expect(expected.filter((call) => !made.has(call))).toEqual([]);
+    // ...and IAM allows each of their calls.
+    const denied: string[] = [];
+    for (const call of uniqueCalls(calls)) {
+      const result = await simulate(call.fn, call);
+      if (result !== 'Allowed') denied.push(`${call.fn}: ${call.action} ${call.resource} ${JSON.stringify(call.context)} (${call.command}, ${call.path}): ${result}`);
+    }
+    expect(denied).toEqual([]);
+  }, 240_000);
+
+  it('lets the check function start executions of its state machine', async () => {
+    expect(await simulate('check', { action: 'states:StartExecution', resource: STATE_MACHINE_ARN, context: {} })).toBe('Allowed');
+  });
+});
+
+describe('IAM: the denials that matter', () => {
+  const item = (partition: string): IamRequest[] =>
+    ['dynamodb:PutItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem', 'dynamodb:BatchWriteItem'].map((action) => ({
+      action,
+      resource: TABLE_ARN,
+      context: { 'dynamodb:LeadingKeys': [partition] },
+    }));
+  const objects = (prefix: string, actions = ['s3:PutObject', 's3:DeleteObject', 's3:AbortMultipartUpload']): IamRequest[] =>
+    actions.map((action) => ({ action, resource: `${BUCKET_ARN}/${prefix}some/key`, context: {} }));
+  const verdicts = async (fn: FunctionName, requests: IamRequest[]) =>
+    Promise.all(requests.map(async (request) => `${request.action} ${request.resource.replace(BUCKET_ARN, 's3:')} ${JSON.stringify(request.context['dynamodb:LeadingKeys'] ?? '')}: ${await simulate(fn, request)}`));
+  const allDenied = (lines: string[]) => lines.filter((line) => !line.endsWith('ImplicitlyDenied'));
+
+  it('lets only publish move the current pointer', async () => {
+    for (const fn of ['check', 'plan', 'copy', 'prune', 'fail', 'api'] as const) {
+      expect(allDenied(await verdicts(fn, item('CURRENT'))), fn).toEqual([]);
+    }
+    expect(await simulate('publish', item('CURRENT')[0] as IamRequest)).toBe('Allowed');
+  });
+
+  it('keeps copy to item bytes and their records: no metadata, run files, publications, entries, runs or state', async () => {
+    const requests = [
+      ...objects('meta/', ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']),
+      ...objects('runs/', ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']),
+      { action: 's3:ListBucket', resource: BUCKET_ARN, context: { 's3:prefix': 'meta/' } },
+      ...['PUBLICATION', 'ENTRIES#7', 'RUN', 'STATE'].flatMap(item),
+      { action: 'dynamodb:PutItem', resource: TABLE_ARN, context: { 'dynamodb:LeadingKeys': ['LOCK'] } },
+    ];
+
+    expect(allDenied(await verdicts('copy', requests))).toEqual([]);
+  });
+
+  it('lets the API write nothing at all', async () => {
+    const requests = [
+      ...['items/', 'meta/', 'runs/'].flatMap((prefix) => objects(prefix)),
+      ...['OBJECT', 'PUBLICATION', 'CURRENT', 'ENTRIES#7', 'RUN', 'LOCK', 'STATE'].flatMap(item),
+    ];
+
+    expect(allDenied(await verdicts('api', requests))).toEqual([]);
+  });
+
+  it('gives the check function no bucket access and no catalog writes', async () => {
+    const requests = [
+      ...['items/', 'meta/', 'runs/'].flatMap((prefix) => objects(prefix, ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'])),
+      ...['OBJECT', 'PUBLICATION', 'CURRENT', 'ENTRIES#7', 'RUN', 'LOCK', 'STATE'].flatMap(item),
+    ];
+
+    expect(allDenied(await verdicts('check', requests))).toEqual([]);
+  });
+
+  it('scopes every listing to the prefixes a function works in', async () => {
+    const list = (prefix: string): IamRequest => ({ action: 's3:ListBucket', resource: BUCKET_ARN, context: { 's3:prefix': prefix } });
+
+    expect(await simulate('api', list('runs/'))).toBe('ImplicitlyDenied');
+    expect(await simulate('publish', list('items/'))).toBe('ImplicitlyDenied');
+    expect(await simulate('fail', list('items/'))).toBe('ImplicitlyDenied');
+    expect(await simulate('prune', list(''))).toBe('ImplicitlyDenied');
+  });
+});
+
+// ---------------------------------------------------------------- the pipeline
+
+let currentPath = '';
+
+async function inPath(path: string, steps: () => Promise<void>): Promise<void> {
+  currentPath = path;
+  await steps();
+}
+
+function invoke(fn: FunctionName, event: unknown): Promise<any> {
+  return invoking.run({ fn, path: currentPath }, () => handlers[fn](event, lambdaContext(fn)));
+}
+
+async function planned(runId: string): Promise<Extract<PlanOutcome, { outcome: 'planned' }>> {
+  const plan = (await invoke('plan', { runId })) as PlanOutcome;
+  if (plan.outcome !== 'planned') throw new Error(`expected run ${runId} to plan, got ${plan.outcome}`);
+  return plan;
+}
+
+async function copyList(plan: { copyKey: string }): Promise<CopyTask[]> {
+  const { body } = await backend.objects.get(plan.copyKey);
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  return JSON.parse(Buffer.concat(chunks).toString('utf8')) as CopyTask[];
+}
+
+async function copyAll(plan: Extract<PlanOutcome, { outcome: 'planned' }>): Promise<void> {
+  for (const task of await copyList(plan)) await invoke('copy', { runId: plan.runId, task });
+}
+
+async function runToPublication(runId: string): Promise<void> {
+  const plan = await planned(runId);
+  await copyAll(plan);
+  await invoke('publish', { runId });
+  await invoke('prune', { runId });
+}
+
+async function changeUpstream(version: string): Promise<void> {
+  const newer = await synthesizeTree(withNewVersion(demoProducts(), version), {
+    key: upstreamKey,
+    updated: new Date(Date.UTC(Number(version.slice(0, 4)), Number(version.slice(4, 6)) - 1, Number(version.slice(6)))).toUTCString(),
+  });
+  for (const [path, bytes] of newer) upstreamFiles.set(path, bytes);
+}
+
+// ---------------------------------------------------------------- SDK calls as IAM requests
+
+const s3Object = (input: Record<string, any>) => `arn:aws:s3:::${input.Bucket}/${input.Key}`;
+const s3Bucket = (input: Record<string, any>) => `arn:aws:s3:::${input.Bucket}`;
+const dynamoTable = (name: string) => `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${name}`;
+/** A key attribute as the document client (plain) or the low-level client (`{ S: … }`) sends it. */
+const plain = (value: unknown) => String(typeof value === 'object' && value !== null && 'S' in value ? (value as { S: string }).S : value);
+const leadingKeys = (...partitions: unknown[]) => ({ 'dynamodb:LeadingKeys': [...new Set(partitions.map(plain))] });
+
+/** The IAM request(s) AWS authorizes for one SDK call; throws for a call this table does not know yet. */
+function toIamRequests(clientName: string, commandName: string, input: Record<string, any>): IamRequest[] {
+  const command = commandName.replace(/Command$/, '');
+  if (clientName === 'S3Client') {
+    switch (command) {
+      case 'HeadObject':
+      case 'GetObject':
+        // A missing key answers 404 only with ListBucket, which S3 checks with the key as s3:prefix.
+        return [
+          { action: 's3:GetObject', resource: s3Object(input), context: {} },
+          { action: 's3:ListBucket', resource: s3Bucket(input), context: { 's3:prefix': String(input.Key) } },
+        ];
+      case 'PutObject':
+      case 'CreateMultipartUpload':
+      case 'UploadPart':
+      case 'CompleteMultipartUpload':
+        return [{ action: 's3:PutObject', resource: s3Object(input), context: {} }];
+      case 'AbortMultipartUpload':
+        return [{ action: 's3:AbortMultipartUpload', resource: s3Object(input), context: {} }];
+      case 'DeleteObject':
+        return [{ action: 's3:DeleteObject', resource: s3Object(input), context: {} }];
+      case 'ListObjectsV2':
+        return [{ action: 's3:ListBucket', resource: s3Bucket(input), context: { 's3:prefix': String(input.Prefix ?? '') } }];
+    }
+  }
+  if (clientName === 'DynamoDBClient') {
+    const table = dynamoTable(String(input.TableName));
+    switch (command) {
+      case 'Get':
+      case 'GetItem':
+        return [{ action: 'dynamodb:GetItem', resource: table, context: leadingKeys(input.Key.PK) }];
+      case 'Put':
+      case 'PutItem':
+        return [{ action: 'dynamodb:PutItem', resource: table, context: leadingKeys(input.Item.PK) }];
+      case 'Update':
+      case 'UpdateItem':
+        return [{ action: 'dynamodb:UpdateItem', resource: table, context: leadingKeys(input.Key.PK) }];
+      case 'Delete':
+      case 'DeleteItem':
+        return [{ action: 'dynamodb:DeleteItem', resource: table, context: leadingKeys(input.Key.PK) }];
+      case 'Query':
+        return [
+          {
+            action: 'dynamodb:Query',
+            resource: input.IndexName ? `${table}/index/${input.IndexName}` : table,
+            context: leadingKeys(input.ExpressionAttributeValues[':pk']),
+          },
+        ];
+      case 'BatchWrite':
+      case 'BatchWriteItem':
+        return Object.entries(input.RequestItems as Record<string, any[]>).map(([name, requests]) => ({
+          action: 'dynamodb:BatchWriteItem',
+          resource: dynamoTable(name),
+          context: leadingKeys(...requests.map((request) => (request.PutRequest ? request.PutRequest.Item.PK : request.DeleteRequest.Key.PK))),
+        }));
+      case 'TransactWrite':
+      case 'TransactWriteItems':
+        // IAM authorizes each action of a transaction as its own item-level action.
+        return (input.TransactItems as Record<string, any>[]).map((entry) => {
+          const [kind, action] = Object.entries(entry)[0] as [string, Record<string, any>];
+          const iamAction = { Put: 'PutItem', Update: 'UpdateItem', Delete: 'DeleteItem', ConditionCheck: 'ConditionCheckItem' }[kind];
+          if (!iamAction) throw new Error(`unknown transaction action ${kind}`);
+          return { action: `dynamodb:${iamAction}`, resource: dynamoTable(action.TableName), context: leadingKeys((action.Item ?? action.Key).PK) };
+        });
+    }
+  }
+  throw new Error(`${clientName} ${commandName}: no IAM mapping in this test yet; add one`);
+}
+
+function uniqueCalls(recorded: RecordedCall[]): RecordedCall[] {
+  const byRequest = new Map<string, RecordedCall>();
+  for (const call of recorded) byRequest.set(JSON.stringify([call.fn, call.action, call.resource, call.context]), call);
+  return [...byRequest.values()];
+}
+
+// ---------------------------------------------------------------- the template's policies
+
+async function simulate(fn: FunctionName, request: IamRequest): Promise<string> {
+  const result = await runSimulation(
+    {
+      identityPolicies: policies[fn].map((policy, i) => ({ name: `${fn}-${i}`, policy })),
+      serviceControlPolicies: [],
+      resourceControlPolicies: [],
+      request: {
+        action: request.action,
+        principal: roleArns[fn],
+        resource: { resource: request.resource, accountId: ACCOUNT },
+        contextVariables: { 'aws:SecureTransport': 'true', ...request.context },
+      },
+    },
+    {},
+  );
+  if (result.resultType === 'error') return `simulation error: ${JSON.stringify(result.errors)}`;
+  return result.overallResult;
+}
+
+/** Each function's identity policies from the template, with the bucket and table resolved to the stand-ins' names. */
+function rolePolicies(synthesized: SynthesizedMirror): { policies: typeof policies; roleArns: typeof roleArns } {
+  const { stack, template } = synthesized;
+  const { sync, api } = stack;
+  const roles: Record<FunctionName, string> = {
+    check: logicalIdOf(stack, sync.checkFunction.role),
+    plan: logicalIdOf(stack, sync.planFunction.role),
+    copy: logicalIdOf(stack, sync.copyFunction.role),
+    publish: logicalIdOf(stack, sync.publishFunction.role),
+    prune: logicalIdOf(stack, sync.pruneFunction.role),
+    fail: logicalIdOf(stack, sync.failFunction.role),
+    api: logicalIdOf(stack, api.handler.role),
+  };
+  const bucketId = logicalIdOf(stack, stack.storage.bucket);
+  const tableId = logicalIdOf(stack, stack.storage.table);
+  const machineId = logicalIdOf(stack, sync.stateMachine);
+  const resolve = (value: unknown): unknown => {
+    if (Array.isArray(value)) return value.map(resolve);
+    if (!value || typeof value !== 'object') return value;
+    const object = value as Record<string, unknown>;
+    if (typeof object.Ref === 'string') {
+      const pseudo: Record<string, string> = { 'AWS::Partition': 'aws', 'AWS::Region': REGION, 'AWS::AccountId': ACCOUNT, 'AWS::URLSuffix': 'amazonaws.com' };
+      if (object.Ref in pseudo) return pseudo[object.Ref];
+      return { [bucketId]: BUCKET, [tableId]: TABLE, [machineId]: STATE_MACHINE_ARN }[object.Ref] ?? `arn:aws:unresolved:${REGION}:${ACCOUNT}:${object.Ref}`;
+    }
+    if (Array.isArray(object['Fn::GetAtt'])) {
+      const [id] = object['Fn::GetAtt'] as string[];
+      return { [bucketId]: BUCKET_ARN, [tableId]: TABLE_ARN }[id as string] ?? `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${id}`;
+    }
+    if (Array.isArray(object['Fn::Join'])) {
+      const [delimiter, parts] = object['Fn::Join'] as [string, unknown[]];
+      return parts.map(resolve).join(delimiter);
+    }
+    return Object.fromEntries(Object.entries(object).map(([key, inner]) => [key, resolve(inner)]));
+  };
+  const documents = Object.values(template.findResources('AWS::IAM::Policy')) as {
+    Properties: { Roles: { Ref: string }[]; PolicyDocument: PolicyDocument };
+  }[];
+  const policiesOf = (roleId: string) =>
+    documents.filter((policy) => policy.Properties.Roles.some((role) => role.Ref === roleId)).map((policy) => resolve(policy.Properties.PolicyDocument) as PolicyDocument);
+  return {
+    policies: Object.fromEntries(FUNCTIONS.map((fn) => [fn, policiesOf(roles[fn])])) as typeof policies,
+    roleArns: Object.fromEntries(FUNCTIONS.map((fn) => [fn, `arn:aws:iam::${ACCOUNT}:role/${roles[fn]}`])) as typeof roleArns,
+  };
+}
+
+// ---------------------------------------------------------------- events and stand-ins
+
+function lambdaContext(name: string): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: true,
+    functionName: `skystreams-${name}`,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:skystreams-${name}`,
+    memoryLimitInMB: '1024',
+    awsRequestId: `request-${name}`,
+    logGroupName: `/aws/lambda/skystreams-${name}`,
+    logStreamName: 'test',
+    getRemainingTimeInMillis: () => 60_000,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+/** A REST API proxy event for `GET <path>`, as API Gateway sends it for CloudFront. */
+function apiEvent(path: string) {
+  const [resource] = path.split('/').filter(Boolean);
+  return {
+    resource: `/${resource}/{proxy+}`,
+    path,
+    httpMethod: 'GET',
+    headers: { Host: 'abc123.execute-api.us-east-1.amazonaws.com' },
+    multiValueHeaders: { Host: ['abc123.execute-api.us-east-1.amazonaws.com'] },
+    queryStringParameters: null,
+    multiValueQueryStringParameters: null,
+    pathParameters: { proxy: path.split('/').slice(2).join('/') },
+    stageVariables: null,
+    requestContext: { accountId: ACCOUNT, apiId: 'abc123', httpMethod: 'GET', path: `/mirror${path}`, stage: 'mirror', requestId: 'r', identity: { sourceIp: '192.0.2.1' } },
+    body: null,
+    isBase64Encoded: false,
+  };
+}
+
+/** Answers StartExecution as Step Functions does (JSON 1.0). */
+async function startStepFunctionsStandin(): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const server: Server = createServer((request, response) => {
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => {
+      const { stateMachineArn, name } = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { stateMachineArn: string; name: string };
+      response
+        .writeHead(200, { 'content-type': 'application/x-amz-json-1.0' })
+        .end(JSON.stringify({ executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`, startDate: Date.now() / 1000 }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return { endpoint: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
