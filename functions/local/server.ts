@@ -106,16 +106,25 @@ export async function startWorkers(workers: number, start: () => Promise<Running
   if (!Number.isSafeInteger(workers) || workers < 1) throw new ConfigError(`workers must be a positive integer, not ${workers}`);
   if (workers === 1) return start();
   if (cluster.isWorker) {
-    const server = await start();
-    // The channel to the primary would keep a stopped worker alive.
-    return { url: server.url, close: () => server.close().finally(() => process.disconnect?.()) };
+    // The channel to the primary would keep a stopped worker, or one that could not start, alive.
+    const leave = () => process.disconnect?.();
+    const server = await start().catch((error: unknown) => {
+      leave();
+      throw error;
+    });
+    return { url: server.url, close: () => server.close().finally(leave) };
   }
+  let serving = false;
   let stopping = false;
+  const stopAll = async () => {
+    stopping = true;
+    await Promise.all(Object.values(cluster.workers ?? {}).map((worker) => worker && stopWorker(worker)));
+  };
   const fork = (): Promise<{ worker: Worker; port: number; address: string }> => {
     const worker = cluster.fork();
     worker.once('exit', (code, signal) => {
-      // A worker that stopped cleanly was told to (a signal to the whole process group, say).
-      if (stopping || code === 0) return;
+      // Not while starting (a worker that cannot start fails the start), nor after a clean stop (a signal to the whole process group, say).
+      if (!serving || stopping || code === 0) return;
       console.error(`server worker ${worker.process.pid} exited (${signal ?? code}); starting another`);
       void fork().catch((error: unknown) => console.error('could not replace a server worker:', error));
     });
@@ -124,22 +133,23 @@ export async function startWorkers(workers: number, start: () => Promise<Running
       worker.once('exit', (code) => reject(new Error(`server worker exited (code ${code}) before listening`)));
     });
   };
-  const started = await Promise.all(Array.from({ length: workers }, fork));
+  let started: Awaited<ReturnType<typeof fork>>[];
+  try {
+    started = await Promise.all(Array.from({ length: workers }, fork));
+  } catch (error) {
+    await stopAll();
+    throw error;
+  }
+  serving = true;
   const { port, address } = started[0]!;
   const host = address.includes(':') ? `[${address}]` : address;
-  return {
-    url: `http://${host}:${port}/`,
-    async close() {
-      stopping = true;
-      await Promise.all(Object.values(cluster.workers ?? {}).map((worker) => worker && stopWorker(worker)));
-    },
-  };
+  return { url: `http://${host}:${port}/`, close: stopAll };
 }
 
 function stopWorker(worker: Worker): Promise<void> {
   return new Promise((resolve) => {
     if (worker.isDead()) return resolve();
-    const kill = setTimeout(() => worker.kill('SIGKILL'), WORKER_STOP_TIMEOUT_MS);
+    const kill = setTimeout(() => worker.process.kill('SIGKILL'), WORKER_STOP_TIMEOUT_MS);
     worker.once('exit', () => {
       clearTimeout(kill);
       resolve();
