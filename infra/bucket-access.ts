@@ -42,6 +42,13 @@ export interface ObjectAccess {
    * ListBucket with the key as the prefix). @default none beyond those
    */
   readonly list?: readonly KeyPattern[];
+  /**
+   * Writes may only create: PutObject and CompleteMultipartUpload must carry
+   * `If-None-Match` (`s3:if-none-match`), so S3 refuses to replace an object;
+   * the steps of a multipart upload that take no such header
+   * (`s3:ObjectCreationOperation` false) stay allowed. @default false
+   */
+  readonly createOnly?: boolean;
 }
 
 /**
@@ -49,15 +56,18 @@ export interface ObjectAccess {
  * prefixes it reads, writes or lists.
  */
 export function grantObjectAccess(grantee: iam.IGrantable, bucket: s3.IBucket, access: ObjectAccess): void {
+  const resourcesOf = (patterns: readonly KeyPattern[] = []) => patterns.map((pattern) => bucket.arnForObjects(pattern));
   const statements = (Object.keys(ACTIONS) as (keyof typeof ACTIONS)[])
-    .filter((kind) => (access[kind] ?? []).length > 0)
-    .map(
-      (kind) =>
-        new iam.PolicyStatement({
-          actions: [...ACTIONS[kind]],
-          resources: (access[kind] ?? []).map((pattern) => bucket.arnForObjects(pattern)),
-        }),
+    .filter((kind) => (access[kind] ?? []).length > 0 && !(kind === 'write' && access.createOnly))
+    .map((kind) => new iam.PolicyStatement({ actions: [...ACTIONS[kind]], resources: resourcesOf(access[kind]) }));
+  if (access.createOnly && (access.write ?? []).length > 0) {
+    const resources = resourcesOf(access.write);
+    statements.push(
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources, conditions: { Null: { 's3:if-none-match': 'false' } } }),
+      new iam.PolicyStatement({ actions: ['s3:PutObject'], resources, conditions: { Bool: { 's3:ObjectCreationOperation': 'false' } } }),
+      new iam.PolicyStatement({ actions: ['s3:AbortMultipartUpload'], resources }),
     );
+  }
   const listed = [...new Set([...(access.read ?? []), ...(access.write ?? []), ...(access.list ?? [])])];
   if (listed.length > 0) {
     statements.push(

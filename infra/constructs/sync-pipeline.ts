@@ -160,8 +160,9 @@ export class SyncPipeline extends Construct {
   /**
    * Least privilege per phase, item partition by item partition and prefix
    * by prefix. Only publish writes the current pointer; check reads and
-   * writes nothing else; copy writes item bytes and their records (deleting
-   * bytes nobody vouches for before its create-only put) and renews the lock;
+   * writes nothing; copy creates item bytes (never overwrites: If-None-Match
+   * is required) and their records, deletes bytes nobody vouches for before
+   * its create-only put, and renews the lock;
    * plan, prune and fail delete what runs staged and what no generation
    * lists (plan prunes itself when upstream is unchanged, and settles
    * abandoned runs). test/handlers/iam.test.ts checks every call against these.
@@ -182,7 +183,8 @@ export class SyncPipeline extends Construct {
     grantObjectAccess(this.planFunction.role, bucket, { read: [metadata, runs], write: [metadata, runs], delete: [items, metadata, runs] });
 
     grantCatalogAccess(this.copyFunction.role, table, { read: ['lock', 'objects'], update: ['lock'], put: ['objects'], delete: ['objects'] });
-    grantObjectAccess(this.copyFunction.role, bucket, { read: [items], write: [items], delete: [items] });
+    // Create-only: copy can never overwrite an item in place (If-None-Match), only replace bytes it first deleted.
+    grantObjectAccess(this.copyFunction.role, bucket, { read: [items], write: [items], delete: [items], createOnly: true });
 
     grantCatalogAccess(this.publishFunction.role, table, {
       read: ['lock', 'current', 'objects', 'runs', 'state', 'publications', 'entries'],

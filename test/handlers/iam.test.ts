@@ -236,6 +236,14 @@ describe('IAM: the denials that matter', () => {
     expect(await simulate('publish', item('CURRENT')[0] as IamRequest)).toBe('Allowed');
   });
 
+  it('lets copy create item bytes but never overwrite them in place', async () => {
+    const put = (context: Record<string, string>): IamRequest => ({ action: 's3:PutObject', resource: `${BUCKET_ARN}/items/a/b`, context });
+
+    expect(await simulate('copy', put({ 's3:ObjectCreationOperation': 'true', 's3:if-none-match': '*' }))).toBe('Allowed');
+    expect(await simulate('copy', put({ 's3:ObjectCreationOperation': 'false' }))).toBe('Allowed');
+    expect(await simulate('copy', put({ 's3:ObjectCreationOperation': 'true' }))).toBe('ImplicitlyDenied');
+  });
+
   it('keeps copy to item bytes and their records: no metadata, run files, publications, entries, runs or state', async () => {
     const requests = [
       ...objects('meta/', ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']),
@@ -343,10 +351,18 @@ function toIamRequests(clientName: string, commandName: string, input: Record<st
           { action: 's3:ListBucket', resource: s3Bucket(input), context: { 's3:prefix': String(input.Key) } },
         ];
       case 'PutObject':
+      case 'CompleteMultipartUpload':
+        // The calls that create the object, and may carry If-None-Match.
+        return [
+          {
+            action: 's3:PutObject',
+            resource: s3Object(input),
+            context: { 's3:ObjectCreationOperation': 'true', ...(input.IfNoneMatch && { 's3:if-none-match': String(input.IfNoneMatch) }) },
+          },
+        ];
       case 'CreateMultipartUpload':
       case 'UploadPart':
-      case 'CompleteMultipartUpload':
-        return [{ action: 's3:PutObject', resource: s3Object(input), context: {} }];
+        return [{ action: 's3:PutObject', resource: s3Object(input), context: { 's3:ObjectCreationOperation': 'false' } }];
       case 'AbortMultipartUpload':
         return [{ action: 's3:AbortMultipartUpload', resource: s3Object(input), context: {} }];
       case 'DeleteObject':

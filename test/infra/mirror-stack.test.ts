@@ -342,12 +342,16 @@ describe('Stack: MirrorStack (default config)', () => {
           `s3:GetObject ${bucketArn()}/items/*`,
           `s3:ListBucket ${bucketArn()}`,
           `s3:PutObject ${bucketArn()}/items/*`,
+          `s3:PutObject ${bucketArn()}/items/*`,
         ].sort(),
       );
       template.hasResourceProperties('AWS::IAM::Policy', {
         Roles: [{ Ref: roleId(mirror.stack.sync.copyFunction) }],
         PolicyDocument: {
           Statement: Match.arrayWith([
+            // Create-only: the object-creating calls must carry If-None-Match; multipart's other steps carry none.
+            Match.objectLike({ Action: 's3:PutObject', Condition: { Null: { 's3:if-none-match': 'false' } } }),
+            Match.objectLike({ Action: 's3:PutObject', Condition: { Bool: { 's3:ObjectCreationOperation': 'false' } } }),
             Match.objectLike({ Action: 's3:ListBucket', Condition: { StringLike: { 's3:prefix': ['items/*'] } } }),
           ]),
         },
