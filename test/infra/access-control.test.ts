@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseCidr, viewerRequestCode } from '../../infra/constructs/edge-access-control.ts';
 import { flattenIntrinsics, synthMirror, type SynthesizedMirror } from './synth.ts';
 
-// One synth for the file: every optional feature switched on, in us-east-1 (WAF for CloudFront lives there).
+// One synth for the file, without bundling the Lambda code: every optional feature switched on, in us-east-1.
 let mirror: SynthesizedMirror;
 let template: Template;
 
@@ -18,6 +18,7 @@ beforeAll(async () => {
       copyConcurrency: 32,
     },
     { account: '123456789012', region: 'us-east-1' },
+    { bundle: false },
   );
   template = mirror.template;
 });
