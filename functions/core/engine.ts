@@ -195,7 +195,8 @@ export class SyncEngine {
     }
     if (planned.outcome === 'planned') {
       try {
-        const tasks = await this.readRunFile<CopyTask[]>(runId, 'copy.json');
+        // Largest first: the long downloads start at once and the small ones fill the gaps beside them.
+        const tasks = (await this.readRunFile<CopyTask[]>(runId, 'copy.json')).sort((a, b) => b.size - a.size);
         await this.whileRenewing(runId, () =>
           forEachLimited(tasks, this.settings.concurrency, (task) => this.copyWithRetries(runId, task)),
         );
