@@ -88,7 +88,7 @@ export async function benchSyncAgainstPeers(): Promise<{ rows: BenchRow[]; notes
         `(f) ${gb} GiB in ${tree.selected.length} files (arch=amd64 --max 1 of a signed MAAS-shaped tree), ${repeats} runs each, medians; ` +
           `served by ${server.name} on 127.0.0.1; all writes to ${tmpdir()}.`,
       );
-      rows.push(...(await rssBySize(work, notes)));
+      if (process.env.BENCH_SYNC_SINGLE !== "0") rows.push(...(await rssBySize(work, notes)));
       return { rows, notes };
     } finally {
       await server.close();
