@@ -132,7 +132,7 @@ afterAll(async () => {
 });
 
 describe('IAM: every call a handler makes is allowed by its own role', () => {
-  it('allows every call of every path: changed, pruned, unchanged with prune, failed, abandoned, API', async () => {
+  it('allows every call of every path: changed, pruned, unchanged with prune, failed, abandoned, resumed, API', async () => {
     // Act: the paths, each handler invoked as Step Functions or API Gateway would.
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(Date.now());
@@ -165,7 +165,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       // The next check backs off instead of starting the same run again.
       expect(await invoke('check', { source: 'skystreams.schedule' })).toMatchObject({ changed: true, reason: 'backing-off' });
     });
-    await inPath('abandoned: a planned run whose lease ran out, settled by the next plan, which then publishes', async () => {
+    await inPath('abandoned and resumed: a planned run whose lease ran out, settled by the next plan, which then publishes', async () => {
       const abandoned = await planned('run-5');
       expect(await invoke('check', { source: 'skystreams.schedule' })).toMatchObject({ reason: 'running' });
       vi.setSystemTime(Date.now() + HOUR);
@@ -177,6 +177,8 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       if (!task) throw new Error('expected items to copy');
       await backend.objects.put(keys.item(task.path), new TextEncoder().encode('stray'));
       await copyAll(plan);
+      // Step Functions retrying a copy whose first attempt did finish: it finds the item stored.
+      expect(await invoke('copy', { runId: 'run-6', task })).toMatchObject({ skipped: true });
       await invoke('publish', { runId: 'run-6' });
       await invoke('prune', { runId: 'run-6' });
     });
