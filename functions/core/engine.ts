@@ -396,6 +396,7 @@ export class SyncEngine {
       itemCount: entries.length,
       totalBytes: plan.totalBytes,
     };
+    await this.deps.objects.persist();
     await catalog.publish(publication, plan.basedOn, lease);
     await catalog.setState(INDEX_STATE, JSON.stringify(plan.indexState), lease);
     if (await catalog.getState(REPAIR_STATE)) await catalog.setState(REPAIR_STATE, '', lease);

@@ -62,6 +62,13 @@ export interface ObjectStore {
   delete(key: string): Promise<void>;
   /** Every object whose key starts with `prefix`, in ascending key order, across all pages. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
+  /**
+   * Makes every put that has completed durable, names included, so a power
+   * cut after this returns cannot lose them. Called before a publication
+   * lists them. (A put's bytes are durable when it returns; on a filesystem
+   * the directory entry that names them is not, until this.)
+   */
+  persist(): Promise<void>;
 }
 
 // ---------------------------------------------------------------- catalog

@@ -261,6 +261,27 @@ export function objectStoreContract(
       });
     });
 
+    describe('Method: persist', () => {
+      it('makes completed puts durable without changing them, also after a delete emptied their directory', async () => {
+        // Prepare
+        const kept = `${base}items/a/b/kept.img`;
+        const gone = `${base}items/c/d/gone.img`;
+        const bytes = randomBytes(5000);
+        await store.put(kept, bytes);
+        await store.put(gone, Buffer.from('short-lived'));
+        await store.delete(gone);
+
+        // Act
+        await store.persist();
+        await store.persist();
+
+        // Assess
+        expect(Buffer.compare(await readAll(store, kept), bytes)).toBe(0);
+        expect(await store.head(gone)).toBeUndefined();
+        expect(await collectKeys(store.list(base))).toEqual([kept]);
+      });
+    });
+
     describe('Method: get (range)', () => {
       it.each([
         ['the first byte', 0, 0],

@@ -47,6 +47,9 @@ export class DiskFullObjectStore implements ObjectStore {
   list(prefix: string): AsyncIterable<ObjectInfo> {
     return this.inner.list(prefix);
   }
+  persist(): Promise<void> {
+    return this.inner.persist();
+  }
 
   private async *filling(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Uint8Array> {
     for await (const chunk of body) {

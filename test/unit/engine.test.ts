@@ -203,6 +203,9 @@ class StallingObjectStore implements ObjectStore {
   list(prefix: string): AsyncIterable<ObjectInfo> {
     return this.inner.list(prefix);
   }
+  persist(): Promise<void> {
+    return this.inner.persist();
+  }
 }
 
 describe('Class: SyncEngine', () => {

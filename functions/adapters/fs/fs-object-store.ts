@@ -36,6 +36,8 @@ export class FsObjectStore implements ObjectStore {
   readonly rootDir: string;
   private tempSweep: Promise<void> | undefined;
   private realRoot: string | undefined;
+  /** Directories whose entries changed since the last persist(): their fsync makes the new names durable. */
+  private readonly changedDirs = new Set<string>();
 
   constructor(rootDir: string) {
     this.rootDir = resolve(rootDir);
@@ -49,12 +51,40 @@ export class FsObjectStore implements ObjectStore {
     try {
       if (options.ifAbsent) await this.linkIntoPlace(key, tempPath, finalPath);
       else await moveIntoPlace(rename, tempPath, finalPath);
+      this.noteChangedDirs(finalPath);
     } finally {
       await unlinkIfPresent(tempPath);
     }
     await this.writeContentType(key, options.contentType);
     const stats = await stat(finalPath, { bigint: true });
     return toObjectInfo(key, stats, options.contentType);
+  }
+
+  async persist(): Promise<void> {
+    const dirs = [...this.changedDirs].sort((a, b) => b.length - a.length);
+    this.changedDirs.clear();
+    // Deepest first: a new directory's own entry lives in its parent, synced after it.
+    for (const dir of dirs) {
+      const handle = await open(dir, 'r').catch((error: unknown) => {
+        if (isAbsentError(error)) return undefined; // Pruned since: nothing of it to keep.
+        throw error;
+      });
+      if (!handle) continue;
+      try {
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    }
+  }
+
+  /** The directory of a new name and every directory up to the root: any of them may have just been made. */
+  private noteChangedDirs(path: string): void {
+    for (let dir = dirname(path); dir.startsWith(this.rootDir); dir = dirname(dir)) {
+      if (this.changedDirs.has(dir)) return;
+      this.changedDirs.add(dir);
+      if (dir === this.rootDir) return;
+    }
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

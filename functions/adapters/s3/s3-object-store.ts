@@ -109,6 +109,9 @@ export class S3ObjectStore implements ObjectStore {
     return stored;
   }
 
+  /** A completed PutObject or CompleteMultipartUpload is already durable in S3. */
+  async persist(): Promise<void> {}
+
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
       const response = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: this.s3KeyOf(key) }));
