@@ -1,8 +1,10 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { keys, type Backend, type Catalog, type CatalogEntry, type ObjectStore } from '../../functions/core/ports.ts';
@@ -248,6 +250,33 @@ describe('Function: startWorkers', () => {
     // Assess
     expect((await fetch(`${server.url}api/v1/status`)).status).toBe(200);
   });
+
+  it('serves from several worker processes on one port and stops them all on SIGINT (skystreams serve --workers 2)', async () => {
+    // Prepare
+    await publish(1, 'generation 1');
+    const cli = fileURLToPath(new URL('../../bin/skystreams.mjs', import.meta.url));
+    const child = spawn(process.execPath, [cli, 'serve', '--data-dir', dataDir, '--port', '0', '--workers', '2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+
+    // Act
+    const url = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', () => {
+        const match = /serving with 2 workers at (\S+)/.exec(output);
+        if (match) resolve(match[1]!);
+      });
+      void exited.then(() => reject(new Error(`serve exited early: ${output}`)));
+    });
+    const bodies = await Promise.all(Array.from({ length: 4 }, async () => (await fetch(`${url}${INDEX}`)).text()));
+    child.kill('SIGINT');
+
+    // Assess
+    expect(bodies).toEqual(Array(4).fill('generation 1'));
+    expect(await exited).toBe(0);
+    expect(output.match(/serving dir /g)).toHaveLength(2);
+  }, 30_000);
 
   it('rejects a worker count that is not a positive integer', async () => {
     // Act
