@@ -10,5 +10,8 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // vitest's default is one worker fewer than the cores: one on a 2-core machine. Most test
+    // files wait on sockets, child processes and the stand-ins, so two workers fit two cores.
+    maxWorkers: 2,
   },
 });
