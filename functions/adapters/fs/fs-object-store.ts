@@ -108,7 +108,8 @@ export class FsObjectStore implements ObjectStore {
       const info = toObjectInfo(key, stats, await this.readContentType(key));
       const { range } = options;
       if (range) assertRangeWithin(key, range, info.size);
-      const body = handle.createReadStream(range ? { start: range.start, end: range.end } : {});
+      // 1 MiB reads: the 64 KiB default costs a thread-pool round trip per 64 KiB of an image.
+      const body = handle.createReadStream({ highWaterMark: READ_CHUNK_BYTES, ...(range && { start: range.start, end: range.end }) });
       return range ? { ...info, body, range: { ...range } } : { ...info, body };
     } catch (error) {
       await handle.close();
@@ -299,6 +300,8 @@ function assertRangeWithin(key: string, range: ByteRange, size: number): void {
     throw new RangeError(`range ${start}-${end} is not within ${key} (${size} bytes)`);
   }
 }
+
+const READ_CHUNK_BYTES = 1024 * 1024;
 
 /** Bytes per write(2): network chunks are 16–64 KiB, and a write per chunk costs more than the copy into a batch. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
