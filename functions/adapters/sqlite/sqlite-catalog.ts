@@ -129,6 +129,8 @@ export class SqliteCatalog implements Catalog {
   private readonly db: Database.Database;
 
   /** Opens (creating when absent) the catalog at `filename`; `':memory:'` works for throwaway use. */
+  private readonly statements = new Map<string, Database.Statement>();
+
   constructor(filename: string) {
     this.db = new Database(filename, { timeout: BUSY_TIMEOUT_MS });
     this.db.pragma('journal_mode = WAL');
@@ -142,19 +144,28 @@ export class SqliteCatalog implements Catalog {
     if (this.db.open) this.db.close();
   }
 
+  /** Prepared once per SQL text: preparing a statement costs more than running most of these. */
+  private prepare<P extends unknown[] | {} = unknown[], R = unknown>(sql: string): Database.Statement<P, R> {
+    let statement = this.statements.get(sql);
+    if (!statement) {
+      statement = this.db.prepare(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement as unknown as Database.Statement<P, R>;
+  }
+
   // ---------------------------------------------------------------- objects
 
   async getObject(path: string): Promise<StoredObject | undefined> {
     const row = this.run(() =>
-      this.db.prepare<[string], Row>('SELECT * FROM objects WHERE path = ?').get(path),
+      this.prepare<[string], Row>('SELECT * FROM objects WHERE path = ?').get(path),
     );
     return row && toStoredObject(row);
   }
 
   async recordObject(object: StoredObject, fence?: Fence): Promise<void> {
     this.fenced(fence, () =>
-      this.db
-        .prepare(
+      this.prepare(
           `INSERT INTO objects (path, size, sha256, sha512, md5, stored_at)
            VALUES (@path, @size, @sha256, @sha512, @md5, @storedAt)
            ON CONFLICT (path) DO UPDATE SET
@@ -173,11 +184,11 @@ export class SqliteCatalog implements Catalog {
   }
 
   async forgetObject(path: string, fence?: Fence): Promise<void> {
-    this.fenced(fence, () => this.db.prepare('DELETE FROM objects WHERE path = ?').run(path));
+    this.fenced(fence, () => this.prepare('DELETE FROM objects WHERE path = ?').run(path));
   }
 
   async *listObjects(): AsyncIterable<StoredObject> {
-    const page = this.db.prepare<[string, number], Row & { path: string }>(
+    const page = this.prepare<[string, number], Row & { path: string }>(
       'SELECT * FROM objects WHERE path > ? ORDER BY path LIMIT ?',
     );
     let after = '';
@@ -194,8 +205,7 @@ export class SqliteCatalog implements Catalog {
 
   async getCurrent(): Promise<Publication | undefined> {
     const row = this.run(() =>
-      this.db
-        .prepare<[], Row>(
+      this.prepare<[], Row>(
           `SELECT p.* FROM publications p
            JOIN current_publication c ON c.generation = p.generation`,
         )
@@ -206,43 +216,40 @@ export class SqliteCatalog implements Catalog {
 
   async getPublication(generation: number): Promise<Publication | undefined> {
     const row = this.run(() =>
-      this.db.prepare<[number], Row>('SELECT * FROM publications WHERE generation = ?').get(generation),
+      this.prepare<[number], Row>('SELECT * FROM publications WHERE generation = ?').get(generation),
     );
     return row && toPublication(row);
   }
 
   async listPublications(): Promise<Publication[]> {
     const rows = this.run(() =>
-      this.db.prepare<[], Row>('SELECT * FROM publications ORDER BY generation DESC').all(),
+      this.prepare<[], Row>('SELECT * FROM publications ORDER BY generation DESC').all(),
     );
     return rows.map(toPublication);
   }
 
   async reserveGeneration(fence?: Fence): Promise<number> {
     return this.fenced(fence, () => {
-      const counter = this.db
-        .prepare<[string], { value: string }>('SELECT value FROM state WHERE key = ?')
+      const counter = this.prepare<[string], { value: string }>('SELECT value FROM state WHERE key = ?')
         .get(GENERATION_COUNTER);
-      const published = this.db
-        .prepare<[], { generation: number | null }>('SELECT MAX(generation) AS generation FROM publications')
+      const published = this.prepare<[], { generation: number | null }>('SELECT MAX(generation) AS generation FROM publications')
         .get();
       const next = Math.max(Number(counter?.value ?? 0), published?.generation ?? 0) + 1;
-      this.db
-        .prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+      this.prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
         .run(GENERATION_COUNTER, String(next));
       return next;
     });
   }
 
   async putEntries(generation: number, entries: readonly CatalogEntry[], fence?: Fence): Promise<void> {
-    const insert = this.db.prepare(insertInto('entries', ['generation', ...RECORD_FIELDS.entry]));
+    const insert = this.prepare(insertInto('entries', ['generation', ...RECORD_FIELDS.entry]));
     this.fenced(fence, () => {
       for (const entry of entries) insert.run({ generation, ...toParams(entry, RECORD_FIELDS.entry) });
     });
   }
 
   async *listEntries(generation: number): AsyncIterable<CatalogEntry> {
-    const page = this.db.prepare<[number, number, number], Row & { id: number }>(
+    const page = this.prepare<[number, number, number], Row & { id: number }>(
       'SELECT * FROM entries WHERE generation = ? AND id > ? ORDER BY id LIMIT ?',
     );
     let after = 0;
@@ -263,13 +270,11 @@ export class SqliteCatalog implements Catalog {
           `cannot publish generation ${next.generation}: expected current ${describeGeneration(expectedCurrent)}, found ${describeGeneration(current)}`,
         );
       }
-      const taken = this.db.prepare('SELECT 1 FROM publications WHERE generation = ?').get(next.generation);
+      const taken = this.prepare('SELECT 1 FROM publications WHERE generation = ?').get(next.generation);
       if (taken) throw new ConflictError(`generation ${next.generation} is already used`);
-      this.db
-        .prepare(insertInto('publications', RECORD_FIELDS.publication))
+      this.prepare(insertInto('publications', RECORD_FIELDS.publication))
         .run({ ...toParams(next, RECORD_FIELDS.publication), files: JSON.stringify(next.files) });
-      this.db
-        .prepare(
+      this.prepare(
           `INSERT INTO current_publication (singleton, generation) VALUES (1, ?)
            ON CONFLICT (singleton) DO UPDATE SET generation = excluded.generation`,
         )
@@ -282,8 +287,8 @@ export class SqliteCatalog implements Catalog {
       if (this.currentGeneration() === generation) {
         throw new ConflictError(`generation ${generation} is current and cannot be deleted`);
       }
-      this.db.prepare('DELETE FROM entries WHERE generation = ?').run(generation);
-      this.db.prepare('DELETE FROM publications WHERE generation = ?').run(generation);
+      this.prepare('DELETE FROM entries WHERE generation = ?').run(generation);
+      this.prepare('DELETE FROM publications WHERE generation = ?').run(generation);
     });
   }
 
@@ -291,8 +296,7 @@ export class SqliteCatalog implements Catalog {
 
   async putRun(run: SyncRun, fence?: Fence): Promise<void> {
     this.fenced(fence, () =>
-      this.db
-        .prepare(
+      this.prepare(
           `${insertInto('runs', RUN_COLUMNS)}
            ON CONFLICT (id) DO UPDATE SET ${RUN_COLUMNS.map((field) => `${column(field)} = excluded.${column(field)}`).join(', ')}`,
         )
@@ -301,14 +305,13 @@ export class SqliteCatalog implements Catalog {
   }
 
   async getRun(id: string): Promise<SyncRun | undefined> {
-    const row = this.run(() => this.db.prepare<[string], Row>('SELECT * FROM runs WHERE id = ?').get(id));
+    const row = this.run(() => this.prepare<[string], Row>('SELECT * FROM runs WHERE id = ?').get(id));
     return row && toSyncRun(row);
   }
 
   async listRuns(limit: number): Promise<SyncRun[]> {
     const rows = this.run(() =>
-      this.db
-        .prepare<[number], Row>('SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT ?')
+      this.prepare<[number], Row>('SELECT * FROM runs ORDER BY started_at DESC, id DESC LIMIT ?')
         .all(Math.max(0, Math.floor(limit))),
     );
     return rows.map(toSyncRun);
@@ -342,8 +345,7 @@ export class SqliteCatalog implements Catalog {
 
   async releaseLock(lease: Fence): Promise<void> {
     this.run(() =>
-      this.db
-        .prepare(`UPDATE locks SET owner = '', expires_at = 0 WHERE name = ? AND owner = ? AND epoch = ?`)
+      this.prepare(`UPDATE locks SET owner = '', expires_at = 0 WHERE name = ? AND owner = ? AND epoch = ?`)
         .run(lease.name, lease.owner, lease.epoch),
     );
   }
@@ -352,15 +354,14 @@ export class SqliteCatalog implements Catalog {
 
   async getState(key: string): Promise<string | undefined> {
     const row = this.run(() =>
-      this.db.prepare<[string], { value: string }>('SELECT value FROM state WHERE key = ?').get(key),
+      this.prepare<[string], { value: string }>('SELECT value FROM state WHERE key = ?').get(key),
     );
     return row?.value;
   }
 
   async setState(key: string, value: string, fence?: Fence): Promise<void> {
     this.fenced(fence, () =>
-      this.db
-        .prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
+      this.prepare('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value')
         .run(key, value),
     );
   }
@@ -372,7 +373,7 @@ export class SqliteCatalog implements Catalog {
     if (version > SCHEMA_VERSION) {
       throw new Error(`catalog schema version ${version} is newer than this program understands (${SCHEMA_VERSION})`);
     }
-    const hasTables = this.db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'objects'").get() !== undefined;
+    const hasTables = this.prepare("SELECT 1 FROM sqlite_master WHERE name = 'objects'").get() !== undefined;
     this.transaction(() => {
       if (hasTables && version < 2) this.db.exec(MIGRATE_FROM_1);
       this.db.exec(SCHEMA);
@@ -381,12 +382,11 @@ export class SqliteCatalog implements Catalog {
   }
 
   private lockRow(name: string): LockRow | undefined {
-    return this.db.prepare<[string], LockRow>('SELECT * FROM locks WHERE name = ?').get(name);
+    return this.prepare<[string], LockRow>('SELECT * FROM locks WHERE name = ?').get(name);
   }
 
   private writeLock(lease: { name: string; owner: string; epoch: number; expiresAt: number }): void {
-    this.db
-      .prepare(
+    this.prepare(
         `INSERT INTO locks (name, owner, epoch, expires_at) VALUES (@name, @owner, @epoch, @expiresAt)
          ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, epoch = excluded.epoch, expires_at = excluded.expires_at`,
       )
@@ -410,8 +410,7 @@ export class SqliteCatalog implements Catalog {
   }
 
   private currentGeneration(): number | undefined {
-    const row = this.db
-      .prepare<[], { generation: number }>('SELECT generation FROM current_publication WHERE singleton = 1')
+    const row = this.prepare<[], { generation: number }>('SELECT generation FROM current_publication WHERE singleton = 1')
       .get();
     return row?.generation;
   }
