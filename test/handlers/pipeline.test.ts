@@ -23,7 +23,7 @@ import { generateSigningKey, synthesizeTree, type SigningKey } from '../support/
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { withNewVersion } from '../support/mirror.ts';
 import { startStandins, type Standins } from '../support/standins.ts';
-import { logicalIdOf, synthMirror } from './synth.ts';
+import { logicalIdOf, synthMirror } from '../infra/synth.ts';
 
 const BUCKET = 'skystreams-pipeline';
 const TABLE = 'skystreams-pipeline';
