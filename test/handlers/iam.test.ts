@@ -22,6 +22,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { addClientMiddleware, initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import type { PlanOutcome } from '../../functions/core/engine.ts';
+import { NotFoundError } from '../../functions/core/errors.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
 import { demoProducts } from '../../functions/local/demo-data.ts';
@@ -162,7 +163,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       await expect(invoke('copy', { runId: 'run-4', task })).rejects.toMatchObject({ name: 'IntegrityError' });
       upstreamFiles.set(task.path, bytes);
       await invoke('fail', { runId: 'run-4', error: { Error: 'IntegrityError', Cause: '{}' } });
-      await expect(backend.objects.get(plan.copyKey)).rejects.toThrow();
+      await expect(backend.objects.get(plan.copyKey)).rejects.toThrow(NotFoundError);
       // The next check backs off instead of starting the same run again.
       expect(await invoke('check', { source: 'skystreams.schedule' })).toMatchObject({ changed: true, reason: 'backing-off' });
     });
@@ -172,7 +173,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       vi.setSystemTime(Date.now() + HOUR);
       const plan = await planned('run-6');
       expect(await backend.catalog.getRun('run-5')).toMatchObject({ state: 'abandoned' });
-      await expect(backend.objects.get(abandoned.copyKey)).rejects.toThrow();
+      await expect(backend.objects.get(abandoned.copyKey)).rejects.toThrow(NotFoundError);
       // Bytes nobody vouches for where an item goes: copy replaces them.
       const [task] = await copyList(plan);
       if (!task) throw new Error('expected items to copy');
