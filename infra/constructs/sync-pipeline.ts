@@ -42,6 +42,20 @@ const TRANSIENT_ERRORS = ['UpstreamError', 'UnavailableError', 'Sandbox.Timedout
  */
 const STORE_TRANSIENT_ERRORS = ['UnavailableError', 'Lambda.TooManyRequestsException'];
 
+/** Each phase's function: what it does and how it is sized. */
+const SYNC_FUNCTIONS = {
+  // Longer than the upstream adapter's 60 s metadata timeout, so a hung upstream is reported as such.
+  check: { memorySizeMb: 512, timeout: Duration.seconds(90), description: 'Conditional GET of the upstream index; starts a sync run when it changed' },
+  // Verifies signatures and parses products files of several MB: a full vCPU.
+  plan: { memorySizeMb: 1769, timeout: Duration.minutes(10), description: 'Locks, verifies upstream metadata, stages it and writes the copy list' },
+  // Streams one item (up to several GB) from upstream into S3 with bounded memory; network throughput grows with memory.
+  copy: { memorySizeMb: 2048, timeout: Duration.minutes(15), description: 'Copies one item from upstream, verifying size and digest while streaming' },
+  publish: { memorySizeMb: 1024, timeout: Duration.minutes(10), description: 'Checks every item is stored, then switches the current publication' },
+  prune: { memorySizeMb: 1024, timeout: Duration.minutes(15), description: 'Deletes replaced generations and unreferenced files after the grace period' },
+  fail: { memorySizeMb: 256, timeout: Duration.minutes(1), description: 'Records a sync run as failed and releases the lock' },
+} satisfies Record<string, { memorySizeMb: number; timeout: Duration; description: string }>;
+type SyncPhase = keyof typeof SYNC_FUNCTIONS;
+
 const handlerEntry = (name: string) => fileURLToPath(new URL(`../../functions/handlers/${name}.ts`, import.meta.url));
 
 /**
@@ -71,42 +85,20 @@ export class SyncPipeline extends Construct {
       [ENV.table]: table.tableName,
       ...syncEnvironment(props.sync),
     };
-    const syncFunction = (name: string, description: string, sizing: { memorySizeMb: number; timeout: Duration }) =>
+    const syncFunction = (name: SyncPhase) =>
       new MirrorFunction(this, `${name[0]?.toUpperCase()}${name.slice(1)}Function`, {
         entry: handlerEntry(name),
-        description,
         environment,
         bundledFiles: props.keyring ? { [BUNDLED_KEYRING]: props.keyring } : {},
-        ...sizing,
+        ...SYNC_FUNCTIONS[name],
       });
 
-    this.checkFunction = syncFunction('check', 'Conditional GET of the upstream index; starts a sync run when it changed', {
-      memorySizeMb: 512,
-      // Longer than the upstream adapter's 60 s metadata timeout, so a hung upstream is reported as such.
-      timeout: Duration.seconds(90),
-    });
-    // Verifies signatures and parses products files of several MB: a full vCPU.
-    this.planFunction = syncFunction('plan', 'Locks, verifies upstream metadata, stages it and writes the copy list', {
-      memorySizeMb: 1769,
-      timeout: Duration.minutes(10),
-    });
-    // Streams one item (up to several GB) from upstream into S3 with bounded memory; network throughput grows with memory.
-    this.copyFunction = syncFunction('copy', 'Copies one item from upstream, verifying size and digest while streaming', {
-      memorySizeMb: 2048,
-      timeout: Duration.minutes(15),
-    });
-    this.publishFunction = syncFunction('publish', 'Checks every item is stored, then switches the current publication', {
-      memorySizeMb: 1024,
-      timeout: Duration.minutes(10),
-    });
-    this.pruneFunction = syncFunction('prune', 'Deletes replaced generations and unreferenced files after the grace period', {
-      memorySizeMb: 1024,
-      timeout: Duration.minutes(15),
-    });
-    this.failFunction = syncFunction('fail', 'Records a sync run as failed and releases the lock', {
-      memorySizeMb: 256,
-      timeout: Duration.minutes(1),
-    });
+    this.checkFunction = syncFunction('check');
+    this.planFunction = syncFunction('plan');
+    this.copyFunction = syncFunction('copy');
+    this.publishFunction = syncFunction('publish');
+    this.pruneFunction = syncFunction('prune');
+    this.failFunction = syncFunction('fail');
     this.grantPhaseAccess(bucket, table);
 
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
