@@ -2,6 +2,7 @@
 import { ConfigError, InputTooLargeError, NotFoundError, SkystreamsError, UpstreamError } from '../../core/errors.ts';
 import type { ByteStream, FetchedFile, FetchLimits, Upstream, Validators } from '../../core/ports.ts';
 import { redactUrl, splitCredentials } from '../../core/redact.ts';
+import { syncDefaults } from '../../core/settings.ts';
 
 export interface HttpUpstreamOptions {
   /** Per metadata file: every redirect and the whole body. @default 60 s */
@@ -10,9 +11,9 @@ export interface HttpUpstreamOptions {
   maxMetadataBytes?: number;
   /** Until an item's response headers arrive, redirects included. @default 60 s */
   itemHeadersTimeoutMs?: number;
-  /** An item download fails (transiently) once no byte has arrived for this long. @default 60 s */
+  /** An item download fails (transiently) once no byte has arrived for this long. @default syncDefaults.itemIdleTimeoutMs */
   itemIdleTimeoutMs?: number;
-  /** Follow redirects to another scheme, host or port. @default false */
+  /** Follow redirects to another scheme, host or port. @default syncDefaults.allowCrossHostRedirects */
   allowCrossHostRedirects?: boolean;
   userAgent?: string;
 }
@@ -52,8 +53,8 @@ export class HttpUpstream implements Upstream {
     this.metadataTimeoutMs = options.metadataTimeoutMs ?? 60_000;
     this.maxMetadataBytes = options.maxMetadataBytes ?? 256 * 1024 * 1024;
     this.itemHeadersTimeoutMs = options.itemHeadersTimeoutMs ?? 60_000;
-    this.itemIdleTimeoutMs = options.itemIdleTimeoutMs ?? 60_000;
-    this.allowCrossHostRedirects = options.allowCrossHostRedirects ?? false;
+    this.itemIdleTimeoutMs = options.itemIdleTimeoutMs ?? syncDefaults.itemIdleTimeoutMs;
+    this.allowCrossHostRedirects = options.allowCrossHostRedirects ?? syncDefaults.allowCrossHostRedirects;
     this.userAgent = options.userAgent ?? 'skystreams';
   }
 
