@@ -216,25 +216,6 @@ export class SyncEngine {
     return { changed: index.changed };
   }
 
-  /**
-   * Takes the lock from a holder known dead (or whose lease ran out), records
-   * its run and every other unfinished one as `abandoned`, removes what they
-   * staged, and lets go again. Safe to call any time; `plan` does it first.
-   */
-  async recoverAbandoned(): Promise<void> {
-    const runId = newRunId(this.now());
-    const lease = await this.takeLock(runId).catch((error: unknown) => {
-      if (error instanceof LockHeldError) return undefined;
-      throw error;
-    });
-    if (!lease) return;
-    try {
-      await this.settleAbandonedRuns(lease);
-    } finally {
-      await this.deps.catalog.releaseLock(lease);
-    }
-  }
-
   /** Takes the lock, verifies upstream metadata, stages it as the next generation and lists what to copy. */
   async plan(runId: string): Promise<PlanOutcome> {
     const { catalog, objects, upstream } = this.deps;
