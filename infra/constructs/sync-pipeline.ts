@@ -34,6 +34,15 @@ const BUCKET_PATH = '$.settings.bucket';
 
 /** Errors a retry can cure: upstream hiccups, store throttling, a Lambda cut short. */
 const TRANSIENT_ERRORS = ['UpstreamError', 'UnavailableError', 'Sandbox.Timedout'];
+/** An item download's own hiccups; a copy that ran out of time is another matter (see COPY_TIMEOUT_RETRIES). */
+const ITEM_TRANSIENT_ERRORS = ['UpstreamError', 'UnavailableError'];
+/**
+ * A copy that used its whole 15 minutes is tried once more (the upstream may
+ * have been slow for a while), not five times: the same item would most
+ * likely time out again, an hour of Lambda for nothing. The run then fails
+ * once, and the check function backs off before the next attempt.
+ */
+const COPY_TIMEOUT_RETRIES = 1;
 /**
  * What a retry cures in the catalog-only phases: store throttling and Lambda
  * refusing an invocation for now (its service exceptions are retried by
@@ -242,7 +251,8 @@ export class SyncPipeline extends Construct {
       outputPath: sfn.JsonPath.DISCARD,
       retryOnServiceExceptions: true,
     });
-    retryTransient(copyItem, 5);
+    retry(copyItem, ITEM_TRANSIENT_ERRORS, 5);
+    retry(copyItem, ['Sandbox.Timedout'], COPY_TIMEOUT_RETRIES);
     const copyItems = new sfn.DistributedMap(this, 'CopyItems', {
       // The copy list can be far larger than a state's 256 KB payload: read it from the bucket.
       itemReader: new sfn.S3JsonItemReader({ bucketNamePath: sfn.JsonPath.stringAt(BUCKET_PATH), key: sfn.JsonPath.stringAt('$.plan.copyKey') }),

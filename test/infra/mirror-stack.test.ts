@@ -254,14 +254,17 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(copyItems?.ItemProcessor?.States.CopyItem?.OutputPath).toBeNull();
     });
 
-    it('retries transient item failures with backoff, and sends any failure to the fail step', () => {
+    it('retries transient item failures with backoff, a timed-out copy only once, and sends any failure to the fail step', () => {
       const copyItem = definition.States.CopyItems?.ItemProcessor?.States.CopyItem;
 
       expect(copyItem?.Retry).toEqual(
         expect.arrayContaining([
-          expect.objectContaining({ ErrorEquals: ['UpstreamError', 'UnavailableError', 'Sandbox.Timedout'], MaxAttempts: 5, BackoffRate: 2 }),
+          expect.objectContaining({ ErrorEquals: ['UpstreamError', 'UnavailableError'], MaxAttempts: 5, BackoffRate: 2 }),
+          expect.objectContaining({ ErrorEquals: ['Sandbox.Timedout'], MaxAttempts: 1 }),
         ]),
       );
+      const timeouts = (copyItem?.Retry ?? []).filter((retry) => retry.ErrorEquals.includes('Sandbox.Timedout'));
+      expect(timeouts.map((retry) => retry.MaxAttempts)).toEqual([1]);
       for (const name of ['Plan', 'CopyItems', 'Publish', 'Prune']) {
         expect(definition.States[name]?.Catch).toEqual([{ ErrorEquals: ['States.ALL'], Next: 'RecordFailure', ResultPath: '$.error' }]);
       }
