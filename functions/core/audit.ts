@@ -5,7 +5,7 @@
  * against the catalog, which could drift from what clients are told).
  */
 import { IntegrityError, MetadataError } from './errors.ts';
-import { verifyingStream } from './checksum.ts';
+import { verifyAll } from './checksum.ts';
 import { defaultMetadataLimits } from './metadata.ts';
 import { clearsignedBody, isClearsigned } from './pgp.ts';
 import { flattenItems, parseIndex, parseProducts, type FlatItem } from './simplestreams.ts';
@@ -89,7 +89,7 @@ async function checkItem(objects: ObjectStore, item: FlatItem): Promise<string |
   const { body } = await objects.get(keys.item(item.path));
   const { sha256, sha512, md5 } = item;
   try {
-    await drain(verifyingStream(body, { path: item.path, size: item.size, sha256, sha512, md5 }).stream);
+    await verifyAll(body, { path: item.path, size: item.size, sha256, sha512, md5 });
     return undefined;
   } catch (error) {
     if (error instanceof IntegrityError) return error.message.slice(item.path.length + 2);

@@ -82,6 +82,15 @@ export function verifyingStream(
   };
 }
 
+/** Reads `source` to its end through the checks: its verified content, or IntegrityError. */
+export async function verifyAll(source: ByteStream, expected: ExpectedContent): Promise<VerifiedContent> {
+  const verifier = verifyingStream(source, expected);
+  for await (const _chunk of verifier.stream) {
+    // The checks run on the way through.
+  }
+  return verifier.result();
+}
+
 /** Whether `digests` agrees with every digest `declared` names (undeclared ones are not compared). */
 export function satisfiesDigests(digests: Digests, declared: Digests): boolean {
   return DIGEST_ALGORITHMS.every((algorithm) => declared[algorithm] === undefined || digests[algorithm] === declared[algorithm]);

@@ -27,7 +27,7 @@ import {
   UnavailableError,
   UpstreamError,
 } from './errors.ts';
-import { declaredDigests, verifyingStream, type VerifiedContent } from './checksum.ts';
+import { declaredDigests, verifyAll, verifyingStream, type VerifiedContent } from './checksum.ts';
 import { contentTypeOf } from './content-types.ts';
 import {
   checkIndex,
@@ -318,9 +318,17 @@ export class SyncEngine {
     }
     const key = keys.item(task.path);
     if (await objects.head(key)) {
-      // Bytes the catalog does not vouch for: a dead run's, or found bad by verify. The plan
-      // already refused any path a retained generation promises other content for, so only
-      // the promised bytes can take their place.
+      // Bytes the catalog does not vouch for: a run that died between storing and recording
+      // them, or bytes verify found bad. Checked where they lie, they are kept when they are
+      // the promised ones (no download, no moment without them); otherwise, since the plan
+      // refused any path a retained generation promises other content for, only the
+      // promised bytes can take their place.
+      const found = await this.verifyStored(key, task);
+      if (found) {
+        await catalog.recordObject(storedObject(task.path, found, this.now()), lease);
+        this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: true });
+        return { path: task.path, size: task.size, skipped: true };
+      }
       await catalog.forgetObject(task.path, lease);
       await objects.delete(key);
     }
@@ -328,17 +336,7 @@ export class SyncEngine {
     const renewing = this.renewingWhileStreaming(lease, body, (renewed) => (lease = renewed));
     const verifier = verifyingStream(this.countProgress(runId, task.path, renewing), task);
     await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
-    const verified: VerifiedContent = verifier.result();
-    await catalog.recordObject(
-      {
-        path: task.path,
-        size: verified.size,
-        sha256: verified.sha256,
-        digests: verified.digests,
-        storedAt: this.now().toISOString(),
-      },
-      lease,
-    );
+    await catalog.recordObject(storedObject(task.path, verifier.result(), this.now()), lease);
     this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
     return { path: task.path, size: task.size, skipped: false };
   }
@@ -487,6 +485,17 @@ export class SyncEngine {
       await this.fail(runId, error);
     } catch {
       // The store that failed the run may refuse this too; its lease then expires by itself.
+    }
+  }
+
+  /** The stored bytes at `key` checked against `task`: their verified content, or undefined when they differ. */
+  private async verifyStored(key: string, task: CopyTask): Promise<VerifiedContent | undefined> {
+    const { body } = await this.deps.objects.get(key);
+    try {
+      return await verifyAll(body, task);
+    } catch (error) {
+      if (error instanceof IntegrityError) return undefined;
+      throw error;
     }
   }
 
@@ -659,6 +668,10 @@ export class SyncEngine {
     }
     for (const key of doomed) await this.deps.objects.delete(key);
   }
+}
+
+function storedObject(path: string, verified: VerifiedContent, now: Date): StoredObject {
+  return { path, size: verified.size, sha256: verified.sha256, digests: verified.digests, storedAt: now.toISOString() };
 }
 
 export function sha256Hex(bytes: Uint8Array): string {

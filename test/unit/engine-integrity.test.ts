@@ -197,6 +197,24 @@ describe('Class: SyncEngine — published bytes never change', () => {
     expect((await servedBytes(stray)).equals(Buffer.from(firstTree.get(stray)!))).toBe(true);
     expect((await auditPublication(backend.objects, backend.catalog)).problems).toEqual([]);
   });
+
+  it('R-stray-right-bytes: keeps, without a download, the right bytes a run stored but died before recording', async () => {
+    // Prepare: the promised bytes under an item key, with no catalog record.
+    const stray = selected()[3]!;
+    await backend.objects.put(keys.item(stray), firstTree.get(stray)!);
+    const before = (await backend.objects.head(keys.item(stray)))!;
+    const mark = upstream.requests.length;
+
+    // Act
+    const run = await engineFor().run('run-1');
+
+    // Assess
+    expect(run.state).toBe('succeeded');
+    expect(itemRequests(mark)).not.toContain(stray);
+    expect(await backend.objects.head(keys.item(stray))).toMatchObject({ etag: before.etag });
+    expect(await backend.catalog.getObject(stray)).toMatchObject({ path: stray, size: before.size });
+    expect((await auditPublication(backend.objects, backend.catalog)).problems).toEqual([]);
+  });
 });
 
 describe('Class: SyncEngine — leases', () => {
