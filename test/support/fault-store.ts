@@ -4,7 +4,8 @@
  * as a write(2) on a full filesystem would. The store underneath does all
  * the real work, including cleaning up after the failed write.
  */
-import { keys, type ByteRange, type ByteStream, type ObjectBody, type ObjectInfo, type ObjectStore, type PutOptions } from '../../functions/core/ports.ts';
+import { keys, type ByteStream, type ObjectInfo, type ObjectStore, type PutOptions } from '../../functions/core/ports.ts';
+import { WrappedObjectStore } from './wrapped-store.ts';
 
 export class DiskFullError extends Error {
   readonly code = 'ENOSPC';
@@ -14,41 +15,24 @@ export class DiskFullError extends Error {
   }
 }
 
-export class DiskFullObjectStore implements ObjectStore {
+export class DiskFullObjectStore extends WrappedObjectStore {
   /** Item bytes accepted so far, across puts. */
   written = 0;
   /** Puts that hit the full disk. */
   failedPuts: string[] = [];
 
   constructor(
-    private readonly inner: ObjectStore,
+    inner: ObjectStore,
     private readonly budgetBytes: number,
     /** Only keys under this prefix fill the disk. @default items/ */
     private readonly prefix = keys.item(''),
-  ) {}
+  ) {
+    super(inner);
+  }
 
-  put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
+  override put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
     if (!key.startsWith(this.prefix)) return this.inner.put(key, body, options);
     return this.inner.put(key, this.filling(key, body instanceof Uint8Array ? [body] : body), options);
-  }
-
-  head(key: string): Promise<ObjectInfo | undefined> {
-    return this.inner.head(key);
-  }
-
-  get(key: string, options?: { range?: ByteRange }): Promise<ObjectBody> {
-    return this.inner.get(key, options);
-  }
-
-  delete(key: string): Promise<void> {
-    return this.inner.delete(key);
-  }
-
-  list(prefix: string): AsyncIterable<ObjectInfo> {
-    return this.inner.list(prefix);
-  }
-  persist(): Promise<void> {
-    return this.inner.persist();
   }
 
   private async *filling(key: string, body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>): AsyncGenerator<Uint8Array> {

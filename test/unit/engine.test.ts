@@ -35,6 +35,7 @@ import { SIGNED_INDEX_PATH, generateSigningKey, synthesizeTree, type SigningKey 
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { replaceFiles, selectedPaths, withNewVersion } from '../support/mirror.ts';
+import { WrappedObjectStore } from '../support/wrapped-store.ts';
 
 const FIRST = 'Thu, 24 Jul 2025 08:01:49 +0000';
 const SECOND = 'Fri, 25 Jul 2025 08:01:49 +0000';
@@ -165,7 +166,7 @@ async function servedIndex(): Promise<Buffer> {
 }
 
 /** The real store, except that the first put under `prefix` waits until `resume()`: a Lambda stalled mid-phase. */
-class StallingObjectStore implements ObjectStore {
+class StallingObjectStore extends WrappedObjectStore {
   readonly stalled: Promise<void>;
   private reachedStall!: () => void;
   private release!: () => void;
@@ -173,9 +174,10 @@ class StallingObjectStore implements ObjectStore {
   private hasStalled = false;
 
   constructor(
-    private readonly inner: ObjectStore,
+    inner: ObjectStore,
     private readonly prefix: string,
   ) {
+    super(inner);
     this.stalled = new Promise<void>((resolve) => (this.reachedStall = resolve));
   }
 
@@ -183,28 +185,13 @@ class StallingObjectStore implements ObjectStore {
     this.release();
   }
 
-  async put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
+  override async put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
     if (!this.hasStalled && key.startsWith(this.prefix)) {
       this.hasStalled = true;
       this.reachedStall();
       await this.gate;
     }
     return this.inner.put(key, body, options);
-  }
-  head(key: string): Promise<ObjectInfo | undefined> {
-    return this.inner.head(key);
-  }
-  get(key: string, options?: { range?: ByteRange }): Promise<ObjectBody> {
-    return this.inner.get(key, options);
-  }
-  delete(key: string): Promise<void> {
-    return this.inner.delete(key);
-  }
-  list(prefix: string): AsyncIterable<ObjectInfo> {
-    return this.inner.list(prefix);
-  }
-  persist(): Promise<void> {
-    return this.inner.persist();
   }
 }
 
