@@ -19,7 +19,7 @@ import {
 import { METADATA_MAX_TTL_SECONDS } from './edge-cache.ts';
 
 export interface AccessControlConfig {
-  /** CIDRs allowed through a WAF web ACL; empty: anyone. */
+  /** IPv4 and IPv6 CIDRs the edge function lets through; empty: anyone. */
   readonly allowedCidrs: readonly string[];
   /** HTTP basic auth at the edge, users kept in a CloudFront KeyValueStore. */
   readonly basicAuth: boolean;
