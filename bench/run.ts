@@ -8,7 +8,8 @@
  *   d. planning a 100k-item catalog;
  *   f. a ~2 GB MAAS-shaped selection against the machine limit (curl, sha256,
  *      dd conv=fsync) and sstream-mirror, measured in the same run, and
- *   g. peak RSS by item size (bench/sync-peers.ts; BENCH_SYNC=0 skips both).
+ *   g. peak RSS by item size (bench/sync-peers.ts; BENCH_SYNC=0 skips both);
+ *   h. each Lambda bundle's cold import (bench/lambda-import.ts; BENCH_LAMBDA=0 skips it).
  *
  * With BENCH_S3=1 it also runs bench/s3-large-object.ts's round trip of one
  * large object through the S3 object store on the local S3 stand-in (size:
@@ -30,6 +31,7 @@ import { planSync, type Selection } from '../functions/core/planner.ts';
 import { keys, type StoredObject } from '../functions/core/ports.ts';
 import { parseProducts } from '../functions/core/simplestreams.ts';
 import { markdownTable, recordSection, thisMachine, type BenchRow } from './lib/report.ts';
+import { benchLambdaImport } from './lambda-import.ts';
 import { benchSyncAgainstPeers } from './sync-peers.ts';
 import { startRssSampler } from './lib/rss-sampler.ts';
 import { startStreamingUpstream } from './lib/streaming-upstream.ts';
@@ -277,6 +279,10 @@ async function main(): Promise<void> {
     const peers = await benchSyncAgainstPeers();
     rows.push(...peers.rows);
     peerNotes.push('', ...peers.notes);
+  }
+  if (process.env.BENCH_LAMBDA !== '0') {
+    console.error('h: Lambda bundles, cold import…');
+    rows.push(...(await benchLambdaImport()));
   }
   console.error('b: OpenPGP verification…');
   rows.push(...(await benchVerification()));
