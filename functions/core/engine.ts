@@ -311,7 +311,7 @@ export class SyncEngine {
   /** Fetches one item, verifying size and digest while it streams; only verified bytes become visible. */
   async copy(runId: string, task: CopyTask): Promise<{ path: string; size: number; skipped: boolean }> {
     const { catalog, objects, upstream } = this.deps;
-    let lease = await this.renewLease(runId);
+    const lease = await this.renewLease(runId);
     if (isStoredAs(await catalog.getObject(task.path), task)) {
       this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: true });
       return { path: task.path, size: task.size, skipped: true };
@@ -333,8 +333,7 @@ export class SyncEngine {
       await objects.delete(key);
     }
     const { body } = await upstream.openStream(task.path);
-    const renewing = this.renewingWhileStreaming(lease, body, (renewed) => (lease = renewed));
-    const verifier = verifyingStream(this.countProgress(runId, task.path, renewing), task);
+    const verifier = verifyingStream(this.watched(runId, task.path, lease, body), task);
     await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
     await catalog.recordObject(storedObject(task.path, verifier.result(), this.now()), lease);
     this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
@@ -536,21 +535,19 @@ export class SyncEngine {
     }
   }
 
-  /** Passes `body` through, renewing `lease` whenever a third of its length has passed: a copy can outlast a lease. */
-  private async *renewingWhileStreaming(
-    lease: Lease,
-    body: ByteStream,
-    onRenewed: (lease: Lease) => void,
-  ): ByteStream {
-    const { catalog } = this.deps;
+  /**
+   * Passes an item's body through, reporting progress and renewing the lease
+   * whenever a third of it has passed: a copy can outlast a lease. (A renewal
+   * keeps the epoch, so the fence of the caller's lease stays valid.)
+   */
+  private async *watched(runId: string, path: string, lease: Lease, body: ByteStream): ByteStream {
     const every = this.settings.lockTtlMs / 3;
     let renewedAt = this.now().getTime();
-    let current = lease;
     for await (const chunk of body) {
+      this.emit({ type: 'item-progress', runId, path, bytes: chunk.byteLength });
       if (this.now().getTime() - renewedAt >= every) {
-        current = await catalog.renewLock(current, this.settings.lockTtlMs, this.now());
+        await this.deps.catalog.renewLock(lease, this.settings.lockTtlMs, this.now());
         renewedAt = this.now().getTime();
-        onRenewed(current);
       }
       yield chunk;
     }
@@ -619,13 +616,6 @@ export class SyncEngine {
         this.emit({ type: 'item-retry', runId, path: task.path, attempt, error: (error as Error).message });
         await this.sleep(500 * 2 ** (attempt - 1));
       }
-    }
-  }
-
-  private async *countProgress(runId: string, path: string, body: ByteStream): ByteStream {
-    for await (const chunk of body) {
-      this.emit({ type: 'item-progress', runId, path, bytes: chunk.byteLength });
-      yield chunk;
     }
   }
 
