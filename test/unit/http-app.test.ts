@@ -16,6 +16,7 @@ import {
   type SyncRun,
 } from '../../functions/core/ports.ts';
 import { createApp, type App, type RequestFailure } from '../../functions/http/app.ts';
+import { counting } from '../support/counting.ts';
 
 const ORIGIN = 'http://mirror.test/';
 const INDEX = 'streams/v1/index.sjson';
@@ -124,20 +125,6 @@ function failing<T extends object>(port: T, method: keyof T, error: Error): T {
       }
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
-    },
-  });
-}
-
-/** The real port, noting the name of each method called on it. */
-function counting<T extends object>(port: T, calls: string[]): T {
-  return new Proxy(port, {
-    get(target, property) {
-      const value: unknown = Reflect.get(target, property, target);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        calls.push(String(property));
-        return (value as (...args: unknown[]) => unknown).apply(target, args);
-      };
     },
   });
 }

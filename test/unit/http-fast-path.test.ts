@@ -10,6 +10,7 @@ import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { keys, type Backend, type Catalog, type CatalogEntry, type ObjectStore } from '../../functions/core/ports.ts';
 import { createApp, type AppRequest } from '../../functions/http/app.ts';
 import { startServer, startWorkers, type RunningServer } from '../../functions/local/server.ts';
+import { counting } from '../support/counting.ts';
 
 const INDEX = 'streams/v1/index.sjson';
 const ITEM = 'noble/amd64/20250709/squashfs';
@@ -61,20 +62,6 @@ async function publish(generation: number, index: string, items: { path: string;
 
 function appRequest(path: string, headers: Record<string, string> = {}, method = 'GET'): AppRequest {
   return { method, pathname: `/${path}`, header: (name) => headers[name] };
-}
-
-/** The real port, noting the name of each method called on it. */
-function counting<T extends object>(port: T, calls: string[]): T {
-  return new Proxy(port, {
-    get(target, property) {
-      const value: unknown = Reflect.get(target, property, target);
-      if (typeof value !== 'function') return value;
-      return (...args: unknown[]) => {
-        calls.push(String(property));
-        return (value as (...args: unknown[]) => unknown).apply(target, args);
-      };
-    },
-  });
 }
 
 function text(body: unknown): string {
