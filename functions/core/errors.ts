@@ -88,6 +88,14 @@ export class InputTooLargeError extends SkystreamsError {
   }
 }
 
+/** An air-gap bundle that cannot be read, or is not one skystreams wrote: names the bundle. */
+export class BundleError extends SkystreamsError {
+  override readonly statusCode = 400;
+  constructor(readonly bundle: string, problem: string, options?: { cause?: unknown }) {
+    super(`${bundle}: ${problem}`, options);
+  }
+}
+
 /** Bad configuration or command-line input. */
 export class ConfigError extends SkystreamsError {
   override readonly statusCode = 400;

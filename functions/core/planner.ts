@@ -12,6 +12,8 @@ export interface Selection {
   filters: readonly ItemFilter[];
   /** Newest versions kept per product; all when undefined. */
   max?: number;
+  /** Only items at these paths, before filters and max (an import selects what its bundle carries). */
+  paths?: ReadonlySet<string>;
 }
 
 /** One file to fetch, verify and store, with every digest the signed metadata declares for it. */
@@ -53,6 +55,7 @@ export interface PlanInput {
 export function selectItems(file: string, doc: ProductsDocument, selection: Selection): FlatItem[] {
   const byProduct = new Map<string, Map<string, FlatItem[]>>();
   for (const item of flattenItems(file, doc)) {
+    if (selection.paths && !selection.paths.has(item.path)) continue;
     if (!matchesAll(selection.filters, item.fields)) continue;
     const versions = byProduct.get(item.productName) ?? new Map<string, FlatItem[]>();
     byProduct.set(item.productName, versions);

@@ -2,11 +2,14 @@
 import { Command, Option } from 'commander';
 import { auditPublication } from '../core/audit.ts';
 import { SyncEngine, requestRepair } from '../core/engine.ts';
-import { ConfigError, SkystreamsError } from '../core/errors.ts';
+import { BundleError, ConfigError, RollbackError, SkystreamsError } from '../core/errors.ts';
+import { exportPublication } from '../core/bundle.ts';
+import { BundleUpstream, writeBundleFile } from '../adapters/fs/bundle-file.ts';
+import { readKeyringFile } from '../adapters/fs/keyring-file.ts';
 import { HttpUpstream } from '../adapters/http/http-upstream.ts';
 import { createApp } from '../http/app.ts';
 import { statusReport } from '../http/reports.ts';
-import type { Backend } from '../core/ports.ts';
+import type { Backend, SyncRun, Upstream } from '../core/ports.ts';
 import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '../core/settings.ts';
 import { DEFAULT_DATA_DIR, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
@@ -59,13 +62,15 @@ async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => P
   }
 }
 
-async function syncOnce(config: SyncConfig, backend: Backend): Promise<void> {
+/** A sync from the configured source, or from `from.upstream` restricted to `from.paths`. */
+async function syncOnce(config: SyncConfig, backend: Backend, from?: { upstream: Upstream; paths: ReadonlySet<string> }): Promise<SyncRun> {
   const settings = await syncSettings(config);
+  if (from) settings.selection = { ...settings.selection, paths: from.paths };
   const progress = progressReporter();
   const engine = new SyncEngine(
     {
       // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
-      upstream: new HttpUpstream(config.source, config),
+      upstream: from?.upstream ?? new HttpUpstream(config.source, config),
       objects: backend.objects,
       catalog: backend.catalog,
       onEvent: (e) => progress.onEvent(e),
@@ -75,7 +80,7 @@ async function syncOnce(config: SyncConfig, backend: Backend): Promise<void> {
     settings,
   );
   try {
-    await engine.run();
+    return await engine.run();
   } finally {
     progress.finish();
   }
@@ -183,6 +188,53 @@ backendOptions(program.command('init').description('create (or check) the S3 buc
     for (const line of lines) console.log(line);
   },
 );
+
+backendOptions(program.command('export').description('write the current publication (metadata, items, a keyring) to one tar archive, for an offline mirror'))
+  .requiredOption('--out <file>', 'the bundle to write (written beside as FILE.partial, renamed when complete)')
+  .option('--keyring <file>', 'a keyring to ship in the bundle for the offline MAAS (default: none)')
+  .action(async (flags: BackendFlags & { out: string; keyring?: string }) =>
+    withBackend(flags, async (backend) => {
+      const keyring = flags.keyring === undefined ? undefined : readKeyringFile(flags.keyring, '--keyring');
+      const bundle = await exportPublication(backend.objects, backend.catalog, { keyring, now: new Date() });
+      await writeBundleFile(flags.out, bundle.stream);
+      const { manifest } = bundle;
+      console.log(
+        `exported generation ${manifest.generation} (upstream updated ${manifest.upstreamUpdated}): ` +
+          `${manifest.metadataFiles} metadata files, ${manifest.items} items (${bytes(manifest.itemBytes)}) to ${flags.out}`,
+      );
+    }),
+  );
+
+backendOptions(program.command('import').description('verify a bundle written by `export` and publish it; refuses one older than what is served'))
+  .argument('<bundle>', 'the file `skystreams export` wrote')
+  .option('--keyring <file>', 'the keyring the bundle\'s metadata must be signed with (the bundle\'s own is no proof)', syncDefaults.keyringFile)
+  .option('--no-verify', 'accept a bundle of an unsigned source; never for production')
+  .option(
+    '--prune-grace <duration>',
+    `keep replaced generations this long for clients mid-download (default ${describeDuration(syncDefaults.pruneGraceMs.direct)})`,
+  )
+  .action(async (file: string, flags: BackendFlags & Pick<SyncFlags, 'keyring' | 'verify' | 'pruneGrace'>) => {
+    // The bundle's items are the selection: it holds what the exporting mirror selected.
+    const config = syncConfig({ ...flags, source: syncDefaults.source, filter: [] });
+    const upstream = await BundleUpstream.open(file);
+    await withBackend(flags, async (backend) => {
+      let run: SyncRun;
+      try {
+        run = await syncOnce(config, backend, { upstream, paths: upstream.paths() });
+      } catch (error) {
+        if (error instanceof RollbackError) {
+          throw new BundleError(file, `holds an older publication than the one served (${error.message})`, { cause: error });
+        }
+        throw error;
+      }
+      const current = await backend.catalog.getCurrent();
+      console.log(
+        run.state === 'unchanged'
+          ? `unchanged: generation ${current?.generation} already serves this bundle's publication`
+          : `imported ${file} as generation ${run.generation} (upstream updated ${upstream.manifest.upstreamUpdated})`,
+      );
+    });
+  });
 
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {

@@ -149,6 +149,19 @@ describe('Function: selectItems', () => {
     expect(selected).toHaveLength(Object.keys(ubuntu.products[NOBLE_GA]!.versions['20250618']!.items).length);
     expect(selected.every((item) => item.versionName === '20250618')).toBe(true);
   });
+
+  it('keeps only items at the given paths, before max (what an imported bundle carries)', () => {
+    // Prepare
+    const ubuntu = documentById(loadFixtureProducts(), UBUNTU_ID);
+    const older = Object.values(ubuntu.products[NOBLE_GA]!.versions['20250618']!.items).map((item) => item.path);
+
+    // Act
+    const selected = selectItems(fileOf(ubuntu), ubuntu, { filters: [], max: 1, paths: new Set(older) });
+
+    // Assess: the newest version is not in the set, so max keeps the one that is.
+    expect(selected.map((item) => item.path).sort()).toEqual([...older].sort());
+    expect(selected.every((item) => item.productName === NOBLE_GA && item.versionName === '20250618')).toBe(true);
+  });
 });
 
 describe('Function: planSync', () => {
