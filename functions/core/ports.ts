@@ -124,6 +124,27 @@ export interface Publication {
   totalBytes: number;
 }
 
+/**
+ * A named pointer to a publication. MAAS regions follow one channel's URL
+ * (`/channels/NAME/`, the default channel also at `/`); a sync publishes to
+ * one channel, and `promote` points another at the same generation.
+ */
+export interface Channel {
+  name: string;
+  generation: number;
+  /** Generations it pointed at before, newest first: where `rollback` goes. At most CHANNEL_HISTORY_LIMIT. */
+  history: number[];
+  /** Grows by one at every switch: the compare-and-set token of `setChannel`. */
+  revision: number;
+}
+
+/** The channel a sync publishes to and `/` serves, unless told otherwise. */
+export const DEFAULT_CHANNEL = 'stable';
+/** Previous generations a channel remembers. */
+export const CHANNEL_HISTORY_LIMIT = 10;
+/** Lower-case, digits and dashes: a channel's name is a URL path segment and a key part. */
+export const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
 /** `abandoned`: its process died or its lease ran out before it finished; a later run recorded that. */
 export type RunState = 'running' | 'succeeded' | 'unchanged' | 'failed' | 'abandoned';
 
@@ -179,8 +200,9 @@ export interface Catalog {
   /** All objects, across all pages, any order. */
   listObjects(): AsyncIterable<StoredObject>;
 
-  // Publications: generations of metadata and the one current pointer.
-  getCurrent(): Promise<Publication | undefined>;
+  // Publications: generations of metadata, and channels pointing at them.
+  /** The publication `channel` points at. @default channel DEFAULT_CHANNEL */
+  getCurrent(channel?: string): Promise<Publication | undefined>;
   getPublication(generation: number): Promise<Publication | undefined>;
   /** Newest generation first. */
   listPublications(): Promise<Publication[]>;
@@ -195,17 +217,30 @@ export interface Catalog {
   /** All entries of a generation, across all pages. */
   listEntries(generation: number): AsyncIterable<CatalogEntry>;
   /**
-   * Atomically records `next` and makes it current, provided the current
-   * generation is still `expectedCurrent` (undefined: none yet) and
-   * `next.generation` is unused. Otherwise ConflictError and nothing changes.
+   * Atomically records `next` and points `channel` at it (the generation it
+   * pointed at goes to the front of its history), provided the channel still
+   * points at `expectedCurrent` (undefined: the channel does not exist yet)
+   * and `next.generation` is unused. Otherwise ConflictError and nothing changes.
+   * @default channel DEFAULT_CHANNEL
    */
-  publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence): Promise<void>;
+  publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence, channel?: string): Promise<void>;
   /**
    * Removes a publication and its entries — including entries staged for a
-   * generation that was never published. ConflictError when it is current.
-   * Idempotent for unknown generations.
+   * generation that was never published. ConflictError when a channel points
+   * at it. Idempotent for unknown generations.
    */
   deletePublication(generation: number, fence?: Fence): Promise<void>;
+  /** Every channel, by name. */
+  listChannels(): Promise<Channel[]>;
+  getChannel(name: string): Promise<Channel | undefined>;
+  /**
+   * Points a channel at an existing publication (promote, rollback): writes
+   * `next` (revision one above `expectedRevision`) provided the channel's
+   * revision is still `expectedRevision` (undefined: the channel does not
+   * exist yet) and publication `next.generation` exists. ConflictError
+   * otherwise, and nothing changes.
+   */
+  setChannel(next: Omit<Channel, 'revision'>, expectedRevision: number | undefined, fence?: Fence): Promise<void>;
 
   // Sync runs.
   /** Upsert by id. */

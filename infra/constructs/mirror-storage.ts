@@ -3,7 +3,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { entriesPartition, EXPIRES_AT_ATTRIBUTE, keyOf } from '../../functions/adapters/dynamodb/items.ts';
+import { entriesPartition, EXPIRES_AT_ATTRIBUTE, keyOf, partitionOf } from '../../functions/adapters/dynamodb/items.ts';
 import { RUNS_BY_TIME_INDEX, TABLE_KEY_SCHEMA, type KeyAttribute } from '../../functions/adapters/dynamodb/table-design.ts';
 
 export interface MirrorStorageProps {
@@ -98,8 +98,8 @@ function attribute(key: KeyAttribute): dynamodb.Attribute {
 export const CATALOG_PARTITIONS = {
   objects: keyOf.object('any').PK,
   publications: keyOf.publication(0).PK,
-  /** The current pointer: whoever may write it decides what is served. */
-  current: keyOf.current().PK,
+  /** The channels' pointers: whoever may write them decides what is served. */
+  current: partitionOf.channels,
   /** Every generation's entries (`ENTRIES#<generation>`). */
   entries: entriesPartition(0).replace(/0$/, '*'),
   runs: keyOf.run('any').PK,

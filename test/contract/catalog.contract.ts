@@ -7,7 +7,8 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError, LeaseLostError, LockHeldError } from '../../functions/core/errors.ts';
-import type { Catalog, CatalogEntry, Lease, Publication, StoredObject, SyncRun } from '../../functions/core/ports.ts';
+import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Lease, type Publication, type StoredObject, type SyncRun } from '../../functions/core/ports.ts';
+import { pointedAt, rolledBack } from '../../functions/core/channels.ts';
 
 export interface OpenedCatalog {
   catalog: Catalog;
@@ -291,6 +292,105 @@ export function catalogContract(
         // Assess
         await expect(attempt).resolves.toBeUndefined();
         expect(await catalog.listPublications()).toEqual([publication(1)]);
+      });
+    });
+
+    describe('Channels', () => {
+      it('publishes into a named channel without moving the default one, and remembers each pointer\'s history', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+
+        // Act
+        await catalog.publish(publication(2), undefined, undefined, 'candidate');
+        await catalog.publish(publication(3), 2, undefined, 'candidate');
+
+        // Assess
+        expect(await catalog.getCurrent()).toEqual(publication(1));
+        expect(await catalog.getCurrent(DEFAULT_CHANNEL)).toEqual(publication(1));
+        expect(await catalog.getCurrent('candidate')).toEqual(publication(3));
+        expect(await catalog.getCurrent('edge')).toBeUndefined();
+        expect(await catalog.listChannels()).toEqual([
+          { name: 'candidate', generation: 3, history: [2], revision: 2 },
+          { name: DEFAULT_CHANNEL, generation: 1, history: [], revision: 1 },
+        ]);
+      });
+
+      it('promotes: points a channel at another channel\'s generation, then rolls it back', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+        await catalog.publish(publication(2), undefined, undefined, 'candidate');
+        const stable = (await catalog.getChannel(DEFAULT_CHANNEL))!;
+
+        // Act
+        await catalog.setChannel(pointedAt(stable, stable.name, 2), stable.revision);
+        const promoted = (await catalog.getChannel(DEFAULT_CHANNEL))!;
+        const afterPromote = await catalog.getCurrent();
+        await catalog.setChannel(rolledBack(promoted), promoted.revision);
+
+        // Assess
+        expect(promoted).toEqual({ name: DEFAULT_CHANNEL, generation: 2, history: [1], revision: 2 });
+        expect(afterPromote).toEqual(publication(2));
+        expect(await catalog.getChannel(DEFAULT_CHANNEL)).toEqual({ name: DEFAULT_CHANNEL, generation: 1, history: [], revision: 3 });
+        expect(await catalog.getCurrent()).toEqual(publication(1));
+      });
+
+      it('refuses a switch over a stale revision, and one to an unpublished generation; the channel stays', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+        await catalog.publish(publication(2), 1);
+        const stable = (await catalog.getChannel(DEFAULT_CHANNEL))!;
+
+        // Act
+        const stale = catalog.setChannel({ name: DEFAULT_CHANNEL, generation: 1, history: [] }, stable.revision - 1);
+        const unpublished = catalog.setChannel({ name: DEFAULT_CHANNEL, generation: 9, history: [2] }, stable.revision);
+        const outcomes = await Promise.allSettled([stale, unpublished]);
+        await catalog.setChannel({ name: 'candidate', generation: 1, history: [] }, undefined);
+        const again = await Promise.allSettled([catalog.setChannel({ name: 'candidate', generation: 2, history: [] }, undefined)]);
+
+        // Assess
+        for (const outcome of [...outcomes, ...again]) {
+          expect(outcome.status).toBe('rejected');
+          expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(ConflictError);
+        }
+        expect(await catalog.getChannel(DEFAULT_CHANNEL)).toEqual(stable);
+        expect(await catalog.getChannel('candidate')).toEqual({ name: 'candidate', generation: 1, history: [], revision: 1 });
+      });
+
+      it('refuses to delete a generation any channel points at', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined, undefined, 'candidate');
+        await catalog.publish(publication(2), undefined);
+
+        // Act
+        const attempt = catalog.deletePublication(1);
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(ConflictError);
+        expect(await catalog.getPublication(1)).toEqual(publication(1));
+        expect(await catalog.getCurrent('candidate')).toEqual(publication(1));
+      });
+
+      it('lets exactly one of two racing switches of a channel win', async () => {
+        // Prepare
+        await catalog.publish(publication(1), undefined);
+        await catalog.publish(publication(2), undefined, undefined, 'candidate');
+        await catalog.publish(publication(3), 2, undefined, 'candidate');
+        const stable = (await catalog.getChannel(DEFAULT_CHANNEL))!;
+
+        // Act
+        const outcomes = await Promise.allSettled([
+          catalog.setChannel(pointedAt(stable, stable.name, 2), stable.revision),
+          catalog.setChannel(pointedAt(stable, stable.name, 3), stable.revision),
+        ]);
+
+        // Assess
+        expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
+        const rejected = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+        expect(rejected).toHaveLength(1);
+        expect(rejected[0]!.reason).toBeInstanceOf(ConflictError);
+        const after = (await catalog.getChannel(DEFAULT_CHANNEL))!;
+        expect([2, 3]).toContain(after.generation);
+        expect(after).toMatchObject({ history: [1], revision: stable.revision + 1 });
       });
     });
 

@@ -9,7 +9,7 @@ import { ABANDONED_TEMP_AGE_MS, FsObjectStore } from '../../functions/adapters/f
 import { SqliteCatalog } from '../../functions/adapters/sqlite/sqlite-catalog.ts';
 import Database from 'better-sqlite3';
 import { ConflictError, NotFoundError } from '../../functions/core/errors.ts';
-import type { Publication } from '../../functions/core/ports.ts';
+import { DEFAULT_CHANNEL, type Publication } from '../../functions/core/ports.ts';
 import { catalogContract } from './catalog.contract.ts';
 import { objectStoreContract } from './object-store.contract.ts';
 
@@ -254,6 +254,49 @@ describe('Class: SqliteCatalog (schema 1 files)', () => {
     expect(lease.epoch).toBe(1);
     expect(runR1).toMatchObject({ id: 'r1', state: 'succeeded' });
     expect(afterReopen).toEqual(a);
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
+describe('Class: SqliteCatalog (schema 2 files)', () => {
+  const first: Publication = {
+    generation: 4,
+    upstreamUpdated: 'Mon, 01 Jan 2024 00:00:00 +0000',
+    publishedAt: '2024-01-01T00:00:00.000Z',
+    runId: 'run-4',
+    files: ['streams/v1/index.sjson'],
+    itemCount: 1,
+    totalBytes: 2,
+  };
+
+  it('makes the one current pointer of a schema-2 catalog the default channel', async () => {
+    // Prepare: schema 2's publications and its single pointer row.
+    const dir = await makeTempDir();
+    const file = join(dir, 'catalog.sqlite');
+    const old = new Database(file);
+    old.exec(`
+      CREATE TABLE publications (generation INTEGER PRIMARY KEY, upstream_updated TEXT NOT NULL, published_at TEXT NOT NULL,
+                                 run_id TEXT NOT NULL, files TEXT NOT NULL, item_count INTEGER NOT NULL, total_bytes INTEGER NOT NULL);
+      CREATE TABLE current_publication (singleton INTEGER PRIMARY KEY CHECK (singleton = 1), generation INTEGER NOT NULL);
+      INSERT INTO publications VALUES (${first.generation}, '${first.upstreamUpdated}', '${first.publishedAt}', '${first.runId}',
+                                       '${JSON.stringify(first.files)}', ${first.itemCount}, ${first.totalBytes});
+      INSERT INTO current_publication VALUES (1, ${first.generation});
+      PRAGMA user_version = 2;
+    `);
+    old.close();
+
+    // Act
+    const catalog = new SqliteCatalog(file);
+    const current = await catalog.getCurrent();
+    const channels = await catalog.listChannels();
+    await catalog.publish({ ...first, generation: first.generation + 1 }, first.generation);
+    const next = await catalog.getChannel(DEFAULT_CHANNEL);
+    catalog.close();
+
+    // Assess
+    expect(current).toEqual(first);
+    expect(channels).toEqual([{ name: DEFAULT_CHANNEL, generation: first.generation, history: [], revision: 1 }]);
+    expect(next).toEqual({ name: DEFAULT_CHANNEL, generation: first.generation + 1, history: [first.generation], revision: 2 });
     await rm(dir, { recursive: true, force: true });
   });
 });

@@ -18,10 +18,12 @@ import {
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
-import type { Catalog, CatalogEntry, Fence, Lease, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Channel, type Fence, type Lease, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
+import { pointedAt } from '../../core/channels.ts';
 import { batchWrite } from './batch-write.ts';
 import { cancellationReasons, isConditionalCheckFailure, isTransactionConflict, toDomainError } from './errors.ts';
 import {
+  channelItem,
   entriesPartition,
   entryItem,
   keyAttributesOf,
@@ -31,6 +33,7 @@ import {
   publicationItem,
   runItem,
   toCatalogEntry,
+  toChannel,
   toPublication,
   toStoredObject,
   toSyncRun,
@@ -83,9 +86,9 @@ export class DynamoCatalog implements Catalog {
 
   // ---------------------------------------------------------------- publications
 
-  async getCurrent(): Promise<Publication | undefined> {
-    // The pointer item carries a copy of the current publication, so serving needs one read.
-    const item = await this.getItem(keyOf.current());
+  async getCurrent(channel = DEFAULT_CHANNEL): Promise<Publication | undefined> {
+    // The pointer item carries a copy of the publication, so serving needs one read.
+    const item = await this.getItem(keyOf.channel(channel));
     return item && toPublication(item);
   }
 
@@ -138,17 +141,16 @@ export class DynamoCatalog implements Catalog {
     for await (const item of this.query(partitionQuery(entriesPartition(generation)))) yield toCatalogEntry(item);
   }
 
-  async publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence): Promise<void> {
-    const pointerCondition =
-      expectedCurrent === undefined
-        ? { ConditionExpression: 'attribute_not_exists(PK)' }
-        : { ConditionExpression: 'generation = :expected', ExpressionAttributeValues: { ':expected': expectedCurrent } };
-    const what = `publish generation ${next.generation} over ${expectedCurrent ?? 'none'}`;
-    const refusals = [
-      `generation ${next.generation} already exists`,
-      `the current generation is no longer ${expectedCurrent ?? 'none'}`,
-    ];
-    await this.transact(what, refusals, fence, {
+  async publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence, channel = DEFAULT_CHANNEL): Promise<void> {
+    const pointer = await this.getChannel(channel);
+    const what = `publish generation ${next.generation} to channel ${channel} over ${expectedCurrent ?? 'none'}`;
+    const moved = `channel ${channel} no longer points at ${expectedCurrent ?? 'nothing'}`;
+    if (pointer?.generation !== expectedCurrent) {
+      // A run that lost its lease must learn that first, as the transaction would tell it.
+      if (fence) await this.assertFence(fence);
+      throw new ConflictError(`${this.describe(what)}: ${moved}`);
+    }
+    await this.transact(what, [`generation ${next.generation} already exists`, moved], fence, {
       TransactItems: [
         {
           Put: {
@@ -157,25 +159,72 @@ export class DynamoCatalog implements Catalog {
             ConditionExpression: 'attribute_not_exists(PK)',
           },
         },
-        { Put: { TableName: this.table, Item: publicationItem(next, keyOf.current()), ...pointerCondition } },
+        {
+          Put: {
+            TableName: this.table,
+            Item: channelItem(pointedAt(pointer, channel, next.generation), (pointer?.revision ?? 0) + 1, next),
+            ...revisionCondition(pointer?.revision, pointer === undefined),
+          },
+        },
+      ],
+    });
+  }
+
+  async listChannels(): Promise<Channel[]> {
+    const channels: Channel[] = [];
+    for await (const item of this.query(partitionQuery(partitionOf.channels))) channels.push(toChannel(item));
+    return channels.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  async getChannel(name: string): Promise<Channel | undefined> {
+    const item = await this.getItem(keyOf.channel(name));
+    return item && toChannel(item);
+  }
+
+  async setChannel(next: Omit<Channel, 'revision'>, expectedRevision: number | undefined, fence?: Fence): Promise<void> {
+    const publication = await this.getPublication(next.generation);
+    const gone = `generation ${next.generation} is not published (any more): channel ${next.name} cannot point at it`;
+    if (!publication) {
+      if (fence) await this.assertFence(fence);
+      throw new ConflictError(gone);
+    }
+    const what = `point channel ${next.name} at generation ${next.generation}`;
+    await this.transact(what, [gone, `channel ${next.name} changed since it was read: read it again`], fence, {
+      TransactItems: [
+        { ConditionCheck: { TableName: this.table, Key: keyOf.publication(next.generation), ConditionExpression: 'attribute_exists(PK)' } },
+        {
+          Put: {
+            TableName: this.table,
+            Item: channelItem(next, (expectedRevision ?? 0) + 1, publication),
+            ...revisionCondition(expectedRevision, expectedRevision === undefined),
+          },
+        },
       ],
     });
   }
 
   async deletePublication(generation: number, fence?: Fence): Promise<void> {
-    await this.transact(`delete generation ${generation}`, [`generation ${generation} is current`], fence, {
-      TransactItems: [
-        {
-          ConditionCheck: {
-            TableName: this.table,
-            Key: keyOf.current(),
-            ConditionExpression: 'attribute_not_exists(PK) OR generation <> :generation',
-            ExpressionAttributeValues: { ':generation': generation },
-          },
-        },
-        { Delete: { TableName: this.table, Key: keyOf.publication(generation) } },
-      ],
-    });
+    const channels = await this.listChannels();
+    const pointing = channels.find((channel) => channel.generation === generation);
+    if (pointing) {
+      if (fence) await this.assertFence(fence);
+      throw new ConflictError(`generation ${generation} is current in channel ${pointing.name} and cannot be deleted`);
+    }
+    // Each channel re-checked in the transaction: a switch in between fails it instead of leaving a channel on nothing.
+    const unchanged = channels.map((channel) => ({
+      ConditionCheck: {
+        TableName: this.table,
+        Key: keyOf.channel(channel.name),
+        ConditionExpression: 'generation <> :generation',
+        ExpressionAttributeValues: { ':generation': generation },
+      },
+    }));
+    await this.transact(
+      `delete generation ${generation}`,
+      [...channels.map((channel) => `generation ${generation} became current in channel ${channel.name}`)],
+      fence,
+      { TransactItems: [...unchanged, { Delete: { TableName: this.table, Key: keyOf.publication(generation) } }] },
+    );
     // The record goes first: a generation without its record is never served, whatever entries remain.
     await this.deleteEntries(generation);
   }
@@ -436,6 +485,16 @@ function fenceCondition(fence: Fence) {
     ExpressionAttributeNames: { '#owner': 'owner' },
     ExpressionAttributeValues: { ':fenceOwner': fence.owner, ':fenceEpoch': fence.epoch } as Record<string, unknown>,
   };
+}
+
+/**
+ * A channel item is written only over the revision read: `absent` for a
+ * channel not created yet. Items from before channels have no revision (0).
+ */
+function revisionCondition(revision: number | undefined, absent: boolean) {
+  if (absent) return { ConditionExpression: 'attribute_not_exists(PK)' };
+  if (!revision) return { ConditionExpression: 'attribute_exists(PK) AND attribute_not_exists(revision)' };
+  return { ConditionExpression: 'revision = :revision', ExpressionAttributeValues: { ':revision': revision } as Record<string, unknown> };
 }
 
 function partitionQuery(partition: string): Omit<QueryCommandInput, 'TableName'> {

@@ -6,7 +6,7 @@
  * so an item reads like the record in the console. Optional fields that are
  * unset are left out of the item, and therefore out of the record read back.
  */
-import type { CatalogEntry, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+import { DEFAULT_CHANNEL, type CatalogEntry, type Channel, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
 import { RECORD_FIELDS, pickSet } from '../records.ts';
 
 export interface ItemKey {
@@ -22,7 +22,8 @@ const GENERATION_DIGITS = 16;
 export const keyOf = {
   object: (path: string): ItemKey => ({ PK: 'OBJECT', SK: path }),
   publication: (generation: number): ItemKey => ({ PK: 'PUBLICATION', SK: generationSortKey(generation) }),
-  current: (): ItemKey => ({ PK: 'CURRENT', SK: 'CURRENT' }),
+  /** The default channel keeps the key of the one pointer tables had before channels. */
+  channel: (name: string): ItemKey => ({ PK: partitionOf.channels, SK: name === DEFAULT_CHANNEL ? 'CURRENT' : `CHANNEL#${name}` }),
   entry: (generation: number, entry: CatalogEntry): ItemKey => ({
     PK: entriesPartition(generation),
     SK: [entry.contentId, entry.product, entry.version, entry.item].map(escapeKeyPart).join('#'),
@@ -33,6 +34,7 @@ export const keyOf = {
 } as const;
 
 export const partitionOf = {
+  channels: 'CURRENT',
   objects: 'OBJECT',
   publications: 'PUBLICATION',
   runs: 'RUN',
@@ -66,6 +68,16 @@ export function objectItem(object: StoredObject): Item {
 
 export function publicationItem(publication: Publication, key: ItemKey): Item {
   return { ...key, ...pickSet(publication, RECORD_FIELDS.publication) };
+}
+
+/** A channel's pointer item carries a copy of the publication it points at, so serving needs one read. */
+export function channelItem(channel: Omit<Channel, 'revision'>, revision: number, publication: Publication): Item {
+  return {
+    ...publicationItem(publication, keyOf.channel(channel.name)),
+    channel: channel.name,
+    history: channel.history,
+    revision,
+  };
 }
 
 export function entryItem(generation: number, entry: CatalogEntry): Item {
@@ -116,6 +128,16 @@ export function toStoredObject(item: Item): StoredObject {
 
 export function toPublication(item: Item): Publication {
   return pickSet(item, RECORD_FIELDS.publication) as unknown as Publication;
+}
+
+/** Pointer items written before channels have no name, history or revision: the default channel, revision 0. */
+export function toChannel(item: Item): Channel {
+  return {
+    name: typeof item.channel === 'string' ? item.channel : DEFAULT_CHANNEL,
+    generation: Number(item.generation),
+    history: Array.isArray(item.history) ? item.history.map(Number) : [],
+    revision: Number(item.revision ?? 0),
+  };
 }
 
 export function toCatalogEntry(item: Item): CatalogEntry {

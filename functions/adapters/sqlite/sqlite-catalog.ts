@@ -7,7 +7,8 @@
  */
 import Database from 'better-sqlite3';
 import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
-import type { Catalog, CatalogEntry, Fence, Lease, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Channel, type Fence, type Lease, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
+import { pointedAt } from '../../core/channels.ts';
 import { RECORD_FIELDS, pickSet } from '../records.ts';
 
 /** Rows fetched per query while streaming a listing, so 100k rows never sit in memory at once. */
@@ -16,7 +17,7 @@ const PAGE_SIZE = 500;
 /** How long a write waits for another process's transaction before giving up. */
 const BUSY_TIMEOUT_MS = 10_000;
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /** The state row holding the highest generation number handed out. */
 const GENERATION_COUNTER = 'generation-counter';
@@ -64,10 +65,12 @@ const SCHEMA = `
   );
   CREATE INDEX IF NOT EXISTS entries_by_generation ON entries (generation, id);
 
-  -- At most one row: the current generation.
-  CREATE TABLE IF NOT EXISTS current_publication (
-    singleton   INTEGER PRIMARY KEY CHECK (singleton = 1),
-    generation  INTEGER NOT NULL
+  -- Named pointers to publications; history is a JSON array of earlier generations, newest first.
+  CREATE TABLE IF NOT EXISTS channels (
+    name        TEXT PRIMARY KEY,
+    generation  INTEGER NOT NULL,
+    history     TEXT NOT NULL DEFAULT '[]',
+    revision    INTEGER NOT NULL
   );
 
   CREATE TABLE IF NOT EXISTS runs (
@@ -123,6 +126,13 @@ const MIGRATE_FROM_1 = `
   ALTER TABLE locks ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE runs ADD COLUMN holder_host TEXT;
   ALTER TABLE runs ADD COLUMN holder_pid INTEGER;
+`;
+
+/** Schema 2 had one current pointer; it becomes the default channel. */
+const MIGRATE_FROM_2 = `
+  INSERT INTO channels (name, generation, history, revision)
+    SELECT '${DEFAULT_CHANNEL}', generation, '[]', 1 FROM current_publication;
+  DROP TABLE current_publication;
 `;
 
 export class SqliteCatalog implements Catalog {
@@ -203,13 +213,13 @@ export class SqliteCatalog implements Catalog {
 
   // ---------------------------------------------------------------- publications
 
-  async getCurrent(): Promise<Publication | undefined> {
+  async getCurrent(channel = DEFAULT_CHANNEL): Promise<Publication | undefined> {
     const row = this.run(() =>
-      this.prepare<[], Row>(
+      this.prepare<[string], Row>(
           `SELECT p.* FROM publications p
-           JOIN current_publication c ON c.generation = p.generation`,
+           JOIN channels c ON c.generation = p.generation WHERE c.name = ?`,
         )
-        .get(),
+        .get(channel),
     );
     return row && toPublication(row);
   }
@@ -262,33 +272,50 @@ export class SqliteCatalog implements Catalog {
     }
   }
 
-  async publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence): Promise<void> {
+  async publish(next: Publication, expectedCurrent: number | undefined, fence?: Fence, channel = DEFAULT_CHANNEL): Promise<void> {
     this.fenced(fence, () => {
-      const current = this.currentGeneration();
-      if (current !== expectedCurrent) {
+      const pointer = this.channelRow(channel);
+      if (pointer?.generation !== expectedCurrent) {
         throw new ConflictError(
-          `cannot publish generation ${next.generation}: expected current ${describeGeneration(expectedCurrent)}, found ${describeGeneration(current)}`,
+          `cannot publish generation ${next.generation} to channel ${channel}: expected it at ${describeGeneration(expectedCurrent)}, found ${describeGeneration(pointer?.generation)}`,
         );
       }
       const taken = this.prepare('SELECT 1 FROM publications WHERE generation = ?').get(next.generation);
       if (taken) throw new ConflictError(`generation ${next.generation} is already used`);
       this.prepare(insertInto('publications', RECORD_FIELDS.publication))
         .run({ ...toParams(next, RECORD_FIELDS.publication), files: JSON.stringify(next.files) });
-      this.prepare(
-          `INSERT INTO current_publication (singleton, generation) VALUES (1, ?)
-           ON CONFLICT (singleton) DO UPDATE SET generation = excluded.generation`,
-        )
-        .run(next.generation);
+      this.writeChannel(pointedAt(pointer, channel, next.generation), (pointer?.revision ?? 0) + 1);
     });
   }
 
   async deletePublication(generation: number, fence?: Fence): Promise<void> {
     this.fenced(fence, () => {
-      if (this.currentGeneration() === generation) {
-        throw new ConflictError(`generation ${generation} is current and cannot be deleted`);
-      }
+      const pointing = this.prepare<[number], { name: string }>('SELECT name FROM channels WHERE generation = ?').get(generation);
+      if (pointing) throw new ConflictError(`generation ${generation} is current in channel ${pointing.name} and cannot be deleted`);
       this.prepare('DELETE FROM entries WHERE generation = ?').run(generation);
       this.prepare('DELETE FROM publications WHERE generation = ?').run(generation);
+    });
+  }
+
+  async listChannels(): Promise<Channel[]> {
+    const rows = this.run(() => this.prepare<[], ChannelRow>('SELECT * FROM channels ORDER BY name').all());
+    return rows.map(toChannel);
+  }
+
+  async getChannel(name: string): Promise<Channel | undefined> {
+    return this.run(() => this.channelRow(name));
+  }
+
+  async setChannel(next: Omit<Channel, 'revision'>, expectedRevision: number | undefined, fence?: Fence): Promise<void> {
+    this.fenced(fence, () => {
+      const pointer = this.channelRow(next.name);
+      if (pointer?.revision !== expectedRevision) {
+        throw new ConflictError(`channel ${next.name} changed (revision ${describeGeneration(pointer?.revision)}, expected ${describeGeneration(expectedRevision)}): read it again`);
+      }
+      if (!this.prepare('SELECT 1 FROM publications WHERE generation = ?').get(next.generation)) {
+        throw new ConflictError(`generation ${next.generation} is not published (any more): channel ${next.name} cannot point at it`);
+      }
+      this.writeChannel(next, (expectedRevision ?? 0) + 1);
     });
   }
 
@@ -377,6 +404,8 @@ export class SqliteCatalog implements Catalog {
     this.transaction(() => {
       if (hasTables && version < 2) this.db.exec(MIGRATE_FROM_1);
       this.db.exec(SCHEMA);
+      const hasPointer = this.prepare("SELECT 1 FROM sqlite_master WHERE name = 'current_publication'").get() !== undefined;
+      if (hasPointer && version < 3) this.db.exec(MIGRATE_FROM_2);
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
     });
   }
@@ -409,10 +438,17 @@ export class SqliteCatalog implements Catalog {
     return this.run(() => this.db.transaction(body).immediate());
   }
 
-  private currentGeneration(): number | undefined {
-    const row = this.prepare<[], { generation: number }>('SELECT generation FROM current_publication WHERE singleton = 1')
-      .get();
-    return row?.generation;
+  private channelRow(name: string): Channel | undefined {
+    const row = this.prepare<[string], ChannelRow>('SELECT * FROM channels WHERE name = ?').get(name);
+    return row && toChannel(row);
+  }
+
+  private writeChannel(channel: Omit<Channel, 'revision'>, revision: number): void {
+    this.prepare(
+        `INSERT INTO channels (name, generation, history, revision) VALUES (?, ?, ?, ?)
+         ON CONFLICT (name) DO UPDATE SET generation = excluded.generation, history = excluded.history, revision = excluded.revision`,
+      )
+      .run(channel.name, channel.generation, JSON.stringify(channel.history), revision);
   }
 
   /** Runs a statement, turning "another process holds the database" into the retryable domain error. */
@@ -435,6 +471,17 @@ function describeGeneration(generation: number | undefined): string {
 function toStoredObject(row: Row): StoredObject {
   const digests = pickSet(row, ['sha256', 'sha512', 'md5']);
   return { ...pickSet(row, RECORD_FIELDS.object, column), digests } as unknown as StoredObject;
+}
+
+interface ChannelRow {
+  name: string;
+  generation: number;
+  history: string;
+  revision: number;
+}
+
+function toChannel(row: ChannelRow): Channel {
+  return { name: row.name, generation: row.generation, history: JSON.parse(row.history) as number[], revision: row.revision };
 }
 
 function toLease(row: { name: string; owner: string; epoch: number; expiresAt: number }): Lease {
