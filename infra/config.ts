@@ -44,7 +44,7 @@ export interface CustomDomainConfig {
 
 /** A validated configuration, keyring bytes included. */
 export interface SkystreamsConfig {
-  /** The sync settings: `sourceUrl`, `keyring`, `filters`, `max`, `copyConcurrency`, `pruneGraceHours`. */
+  /** The sync settings: `sourceUrl`, `keyring`, `filters`, `max`, `copyConcurrency`, `pruneGraceHours`, `channel`, `keepGenerations`. */
   readonly sync: SyncConfig;
   /**
    * The upstream signing keyring (binary or ASCII-armored). Undefined only
@@ -96,6 +96,8 @@ const TOP_LEVEL_KEYS = [
   'alarms',
   'customDomain',
   'maasKeyringPath',
+  'channel',
+  'keepGenerations',
 ] as const;
 
 /** CloudWatch evaluates alarms over at most one day of 1-minute-or-longer periods. */
@@ -156,6 +158,8 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
       max: root.max,
       concurrency: root.copyConcurrency,
       pruneGrace: root.pruneGraceHours,
+      channel: root.channel,
+      keepGenerations: root.keepGenerations,
     },
     {
       name: (setting, item) => `${origin}: ${SYNC_SETTING_NAMES[setting] ?? setting}${item === undefined ? '' : `[${item}]`}`,

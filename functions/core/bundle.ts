@@ -40,6 +40,8 @@ export interface ExportOptions {
   /** A keyring to ship beside the mirror, for the offline MAAS (binary OpenPGP). */
   keyring?: Uint8Array;
   now: Date;
+  /** The channel whose publication is exported. @default DEFAULT_CHANNEL */
+  channel?: string;
 }
 
 export interface ExportedBundle {
@@ -50,8 +52,10 @@ export interface ExportedBundle {
 
 /** The current publication as a bundle. ConfigError when nothing is published. */
 export async function exportPublication(objects: ObjectStore, catalog: Catalog, options: ExportOptions): Promise<ExportedBundle> {
-  const publication = await catalog.getCurrent();
-  if (!publication) throw new ConfigError('nothing published yet: run `skystreams sync` first');
+  const publication = await catalog.getCurrent(options.channel);
+  if (!publication) {
+    throw new ConfigError(`nothing published${options.channel ? ` in channel ${options.channel}` : ''} yet: run \`skystreams sync\` first`);
+  }
   const metadata = await metadataSources(objects, publication);
   const items = await itemSources(objects, catalog, publication);
   const manifest: BundleManifest = {

@@ -4,7 +4,7 @@
  * backend and the engine use these, so a switch means the same everywhere.
  */
 import { ConfigError, ConflictError } from './errors.ts';
-import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, type Channel } from './ports.ts';
+import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, type Catalog, type Channel } from './ports.ts';
 
 /** `name`, or ConfigError saying what a channel name may be. */
 export function channelName(name: string, label = 'channel'): string {
@@ -29,4 +29,37 @@ export function rolledBack(channel: Channel): Omit<Channel, 'revision'> {
     throw new ConflictError(`channel ${channel.name} has no earlier generation to go back to (it points at ${channel.generation})`);
   }
   return { name: channel.name, generation: previous, history: older };
+}
+
+/**
+ * Points channel `to` at the generation channel `from` points at, exactly:
+ * one atomic switch. ConfigError when `from` does not exist; ConflictError
+ * when `to` moved meanwhile (nothing changes: run it again).
+ */
+export async function promote(catalog: Catalog, from: string, to: string): Promise<{ generation: number; changed: boolean }> {
+  const source = await catalog.getChannel(channelName(from, 'from'));
+  if (!source) throw new ConfigError(`channel ${from} does not exist: nothing to promote (a sync with --channel ${from} creates it)`);
+  const target = await catalog.getChannel(channelName(to, 'to'));
+  if (target?.generation === source.generation) return { generation: source.generation, changed: false };
+  await catalog.setChannel(pointedAt(target, to, source.generation), target?.revision);
+  return { generation: source.generation, changed: true };
+}
+
+/**
+ * Points `name` back at the generation it pointed at before. ConflictError
+ * when it has none, when that generation was pruned, or when the channel
+ * moved meanwhile; nothing changes then.
+ */
+export async function rollBack(catalog: Catalog, name: string): Promise<{ from: number; to: number }> {
+  const channel = await catalog.getChannel(channelName(name));
+  if (!channel) throw new ConfigError(`channel ${name} does not exist`);
+  const previous = rolledBack(channel);
+  if (!(await catalog.getPublication(previous.generation))) {
+    throw new ConflictError(
+      `channel ${name} cannot go back to generation ${previous.generation}: it was pruned. ` +
+        'To keep earlier generations for rollback, sync with --keep-generations 2 or more',
+    );
+  }
+  await catalog.setChannel(previous, channel.revision);
+  return { from: channel.generation, to: previous.generation };
 }

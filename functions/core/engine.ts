@@ -39,7 +39,9 @@ import {
 } from './metadata.ts';
 import { isStoredAs, planSync, unreferencedPaths, type CopyTask, type Selection } from './planner.ts';
 import type { Keyring } from './pgp.ts';
+import { pinnedVersions } from './pins.ts';
 import {
+  DEFAULT_CHANNEL,
   keys,
   type ByteStream,
   type Catalog,
@@ -75,6 +77,10 @@ export interface SyncSettings {
   attempts: number;
   /** Bounds on the metadata one run reads. @default defaultMetadataLimits */
   limits?: Partial<MetadataLimits>;
+  /** The channel a run publishes to. @default DEFAULT_CHANNEL */
+  channel?: string;
+  /** Generations each channel keeps (the one it points at and those before it, for `rollback`). @default 1 */
+  keepGenerations?: number;
 }
 
 export type SyncEvent =
@@ -212,7 +218,7 @@ export class SyncEngine {
 
   /** Conditional GET of the index only: does a run have anything to do? */
   async check(): Promise<{ changed: boolean }> {
-    const index = await this.fetchIndexIfChanged(await this.deps.catalog.getCurrent());
+    const index = await this.fetchIndexIfChanged(await this.deps.catalog.getCurrent(this.channel));
     return { changed: index.changed };
   }
 
@@ -240,7 +246,7 @@ export class SyncEngine {
     try {
       await catalog.putRun(run, lease);
       await this.settleAbandonedRuns(lease);
-      const current = await catalog.getCurrent();
+      const current = await catalog.getCurrent(this.channel);
       const index = await this.fetchIndexIfChanged(current);
       if (!index.changed) {
         await catalog.putRun({ ...run, state: 'unchanged', finishedAt: this.now().toISOString() }, lease);
@@ -257,7 +263,7 @@ export class SyncEngine {
       for await (const object of catalog.listObjects()) stored.set(object.path, object);
       const plan = planSync({
         products: metadata.products,
-        selection: this.settings.selection,
+        selection: { ...this.settings.selection, pinned: await pinnedVersions(catalog) },
         stored,
         metadataFiles: [...metadata.files.keys()],
       });
@@ -345,7 +351,7 @@ export class SyncEngine {
     const { catalog } = this.deps;
     const lease = await this.renewLease(runId);
     const plan = await this.readRunFile<StoredPlan>(runId, 'plan.json');
-    const current = await catalog.getCurrent();
+    const current = await catalog.getCurrent(this.channel);
     if (current?.generation !== plan.basedOn) {
       throw new ConflictError(
         `generation ${current?.generation ?? 'none'} was published while run ${runId} (based on ${plan.basedOn ?? 'none'}) ran`,
@@ -375,8 +381,8 @@ export class SyncEngine {
       totalBytes: plan.totalBytes,
     };
     await this.deps.objects.persist();
-    await catalog.publish(publication, plan.basedOn, lease);
-    await catalog.setState(INDEX_STATE, JSON.stringify(plan.indexState), lease);
+    await catalog.publish(publication, plan.basedOn, lease, this.channel);
+    await catalog.setState(this.indexStateKey, JSON.stringify(plan.indexState), lease);
     if (await catalog.getState(REPAIR_STATE)) await catalog.setState(REPAIR_STATE, '', lease);
     const run = await catalog.getRun(runId);
     await catalog.putRun(
@@ -410,14 +416,17 @@ export class SyncEngine {
     const now = this.now();
     const lease = await this.renewLease(runId);
     const publications = await catalog.listPublications();
-    const current = await catalog.getCurrent();
+    const kept = new Set<number>();
+    for (const channel of await catalog.listChannels()) {
+      kept.add(channel.generation);
+      for (const earlier of channel.history.slice(0, (this.settings.keepGenerations ?? 1) - 1)) kept.add(earlier);
+    }
     const retained = new Set<number>();
     const retired: number[] = [];
     publications.forEach((publication, i) => {
       const successor = publications[i - 1];
       const replacedAt = successor ? Date.parse(successor.publishedAt) : Number.POSITIVE_INFINITY;
-      const keep =
-        publication.generation === current?.generation || now.getTime() - replacedAt < this.settings.pruneGraceMs;
+      const keep = kept.has(publication.generation) || now.getTime() - replacedAt < this.settings.pruneGraceMs;
       if (keep) retained.add(publication.generation);
       else retired.push(publication.generation);
     });
@@ -632,10 +641,19 @@ export class SyncEngine {
   }
 
   private async indexState(): Promise<IndexState | undefined> {
-    const raw = await this.deps.catalog.getState(INDEX_STATE);
+    const raw = await this.deps.catalog.getState(this.indexStateKey);
     if (!raw) return undefined;
     const state = JSON.parse(raw) as IndexState;
     return state.url === this.deps.upstream.url(indexFileFor(this.settings.keyring)) ? state : undefined;
+  }
+
+  private get channel(): string {
+    return this.settings.channel ?? DEFAULT_CHANNEL;
+  }
+
+  /** Each channel remembers the upstream index it was last published from: one may be behind another. */
+  private get indexStateKey(): string {
+    return this.channel === DEFAULT_CHANNEL ? INDEX_STATE : `${INDEX_STATE}@${this.channel}`;
   }
 
   private async writeRunFile(runId: string, name: string, value: unknown): Promise<void> {

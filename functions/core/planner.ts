@@ -14,6 +14,13 @@ export interface Selection {
   max?: number;
   /** Only items at these paths, before filters and max (an import selects what its bundle carries). */
   paths?: ReadonlySet<string>;
+  /** Versions kept beyond max (`pinKey(product, version)`), as long as upstream lists them and the filters match. */
+  pinned?: ReadonlySet<string>;
+}
+
+/** How a pinned version is named in `Selection.pinned`. */
+export function pinKey(product: string, version: string): string {
+  return JSON.stringify([product, version]);
 }
 
 /** One file to fetch, verify and store, with every digest the signed metadata declares for it. */
@@ -64,10 +71,10 @@ export function selectItems(file: string, doc: ProductsDocument, selection: Sele
     items.push(item);
   }
   const selected: FlatItem[] = [];
-  for (const versions of byProduct.values()) {
-    for (const name of newestVersions([...versions.keys()], selection.max)) {
-      selected.push(...(versions.get(name) ?? []));
-    }
+  for (const [product, versions] of byProduct) {
+    const kept = new Set(newestVersions([...versions.keys()], selection.max));
+    for (const name of versions.keys()) if (selection.pinned?.has(pinKey(product, name))) kept.add(name);
+    for (const name of kept) selected.push(...(versions.get(name) ?? []));
   }
   return selected;
 }

@@ -13,6 +13,7 @@ import type { MetadataLimits } from './metadata.ts';
 import type { Keyring } from './pgp.ts';
 import type { SyncSettings } from './engine.ts';
 import { redactUrl } from './redact.ts';
+import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, DEFAULT_CHANNEL } from './ports.ts';
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -53,6 +54,9 @@ export const syncDefaults = Object.freeze({
   limits: defaultMetadataLimits,
   allowCrossHostRedirects: false,
   itemIdleTimeoutMs: 60 * SECOND,
+  channel: DEFAULT_CHANNEL,
+  /** Only the generation a channel points at outlives the grace period: keep more to roll back later. */
+  keepGenerations: 1,
 });
 
 /** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
@@ -90,6 +94,10 @@ export interface SyncConfig {
   readonly allowCrossHostRedirects: boolean;
   /** An item download fails (transiently) once no byte has arrived for this long. */
   readonly itemIdleTimeoutMs: number;
+  /** The channel a sync publishes to. */
+  readonly channel: string;
+  /** Generations each channel keeps beyond the grace period: the current one and those before it. */
+  readonly keepGenerations: number;
 }
 
 /** Raw values as an entry point has them: strings, numbers, booleans, arrays, or absent (`undefined`, `null`, `''`). */
@@ -112,6 +120,8 @@ export interface RawSyncSettings {
   jsonDepth?: unknown;
   allowCrossHostRedirects?: unknown;
   itemIdleTimeout?: unknown;
+  channel?: unknown;
+  keepGenerations?: unknown;
 }
 
 export type SettingKey = keyof RawSyncSettings;
@@ -160,6 +170,7 @@ const RANGES = {
   productsBytes: [1, 1_024 * MiB],
   runBytes: [1, 16 * 1_024 * MiB],
   jsonDepth: [1, 1_000],
+  keepGenerations: [1, CHANNEL_HISTORY_LIMIT + 1],
 } as const satisfies Partial<Record<SettingKey, readonly [number, number]>>;
 
 const DURATION_RANGES = {
@@ -211,6 +222,8 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
       fail('allowCrossHostRedirects', problem),
     ),
     itemIdleTimeoutMs: duration('itemIdleTimeout', syncDefaults.itemIdleTimeoutMs),
+    channel: parseChannel(value('channel'), (problem) => fail('channel', problem)),
+    keepGenerations: integer('keepGenerations', syncDefaults.keepGenerations),
   };
 }
 
@@ -224,6 +237,8 @@ export function engineSettings(config: SyncConfig, keyring: Keyring | undefined)
     lockTtlMs: config.lockTtlMs,
     attempts: config.attempts,
     limits: config.limits,
+    channel: config.channel,
+    keepGenerations: config.keepGenerations,
   };
 }
 
@@ -318,6 +333,14 @@ export function httpUrl(text: string, fail: (problem: string) => never): URL {
   }
   if (url.protocol !== 'http:' && url.protocol !== 'https:') return fail(`${redactUrl(text)}: only http:// and https:// are supported`);
   return url;
+}
+
+function parseChannel(value: unknown, fail: (problem: string) => never): string {
+  if (value === undefined) return syncDefaults.channel;
+  if (typeof value !== 'string' || !CHANNEL_NAME.test(value)) {
+    return fail(`${shown(value)} is not a channel name (lower-case letters, digits and dashes, starting with a letter, at most 32)`);
+  }
+  return value;
 }
 
 function parseSource(value: unknown, refuseCredentials: string | undefined, fail: (problem: string) => never): string {

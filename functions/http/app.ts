@@ -4,7 +4,7 @@
  * (behind API Gateway in a Lambda, and in tests), while node:http writes a
  * Reply straight to the socket (functions/local/server.ts).
  */
-import { keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
+import { CHANNEL_NAME, DEFAULT_CHANNEL, keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
 import { PublishedItems } from './published-items.ts';
 import { catalogSummary, statusReport } from './reports.ts';
@@ -46,6 +46,8 @@ export interface App {
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 const METADATA_PREFIX = 'streams/';
+/** `/channels/NAME/…` serves channel NAME; everything else the default channel. */
+const CHANNELS_PREFIX = 'channels/';
 /** Items never change under a path. */
 const ITEM_CACHE = 'public, max-age=31536000, immutable';
 const ITEM_TYPE = 'application/octet-stream';
@@ -54,20 +56,22 @@ const DEFAULT_LISTING_TTL_MS = 1000;
 export function createApp(deps: AppDeps): App {
   const log = deps.log ?? logToConsole;
   const publishedItems = new PublishedItems(deps.catalog, deps.listingTtlMs ?? DEFAULT_LISTING_TTL_MS);
-  const current = new CurrentPublication(deps.catalog);
-  const metadata = new MetadataFiles(deps.objects);
+  const channels = new ServedChannels(deps);
 
   async function route(request: AppRequest, path: string): Promise<Reply> {
     if (path === 'api/v1/status') return json(await statusReport(deps.catalog), 200, {}, request.method);
     if (path === 'api/v1/images') return json(await catalogSummary(deps.catalog), 200, {}, request.method);
-    if (path.startsWith(METADATA_PREFIX)) {
-      const publication = await current.get();
-      if (!publication || !publication.files.includes(path)) return notFound(path);
-      const held = await metadata.get(publication, path);
-      return held ? heldFileReply(held, request) : notFound(keys.metadata(publication, path));
+    const { channel, rest } = channels.of(path);
+    if (!channel) return notFound(path);
+    if (rest.startsWith(METADATA_PREFIX)) {
+      const publication = await channel.current.get();
+      if (!publication || !publication.files.includes(rest)) return notFound(path);
+      const held = await channel.metadata.get(publication, rest);
+      return held ? heldFileReply(held, request) : notFound(keys.metadata(publication, rest));
     }
-    if (!path || !(await publishedItems.has(path))) return notFound(path);
-    return objectReply(deps.objects, keys.item(path), request);
+    // Items are the same bytes under every channel: any retained generation listing the path will do.
+    if (!rest || !(await publishedItems.has(rest))) return notFound(path);
+    return objectReply(deps.objects, keys.item(rest), request);
   }
 
   async function resolve(request: AppRequest): Promise<Reply> {
@@ -93,6 +97,41 @@ export function createApp(deps: AppDeps): App {
     return toResponse(await resolve({ method: request.method, pathname, header }));
   };
   return Object.assign(app, { resolve });
+}
+
+/** What a channel serves from: its pointer, checked in batches, and its generation's metadata in memory. */
+interface ServedChannel {
+  current: CurrentPublication;
+  metadata: MetadataFiles;
+}
+
+/**
+ * The default channel at `/`, every channel at `/channels/NAME/`. Channels
+ * are kept apart so that serving one never evicts another's metadata from
+ * memory; only so many are held, so made-up names cannot grow memory.
+ */
+class ServedChannels {
+  private static readonly HELD = 16;
+  private readonly held = new Map<string, ServedChannel>();
+
+  constructor(private readonly deps: Pick<AppDeps, 'catalog' | 'objects'>) {}
+
+  /** The channel a mirror path is under and the path inside it; no channel for a name that cannot be one. */
+  of(path: string): { channel: ServedChannel | undefined; rest: string } {
+    if (!path.startsWith(CHANNELS_PREFIX)) return { channel: this.named(DEFAULT_CHANNEL), rest: path };
+    const slash = path.indexOf('/', CHANNELS_PREFIX.length);
+    const name = slash < 0 ? path.slice(CHANNELS_PREFIX.length) : path.slice(CHANNELS_PREFIX.length, slash);
+    const rest = slash < 0 ? '' : path.slice(slash + 1);
+    return { channel: CHANNEL_NAME.test(name) ? this.named(name) : undefined, rest };
+  }
+
+  private named(name: string): ServedChannel {
+    const held = this.held.get(name);
+    if (held) return held;
+    const channel = { current: new CurrentPublication(this.deps.catalog, name), metadata: new MetadataFiles(this.deps.objects) };
+    if (this.held.size < ServedChannels.HELD) this.held.set(name, channel);
+    return channel;
+  }
 }
 
 export function isReadMethod(method: string): boolean {

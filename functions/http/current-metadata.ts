@@ -28,9 +28,12 @@ export class CurrentPublication {
   private next: Promise<Publication | undefined> | undefined;
   private inFlight: Promise<unknown> = Promise.resolve();
 
-  constructor(private readonly catalog: Catalog) {}
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly channel: string,
+  ) {}
 
-  /** The current publication, as of a check that started after this call. */
+  /** The channel's publication, as of a check that started after this call. */
   get(): Promise<Publication | undefined> {
     this.next ??= this.scheduleCheck();
     return this.next;
@@ -44,7 +47,7 @@ export class CurrentPublication {
       await new Promise((resolve) => setImmediate(resolve));
       // From here on, new arrivals need a check that starts after them.
       this.next = undefined;
-      return this.catalog.getCurrent();
+      return this.catalog.getCurrent(this.channel);
     })();
     this.inFlight = check;
     return check;

@@ -1,8 +1,11 @@
 /** The JSON the `/api/v1/*` routes and the CLI's `status` print. */
-import type { Catalog, CatalogEntry, LockHolder, Publication, SyncRun } from '../core/ports.ts';
+import type { Catalog, CatalogEntry, Channel, LockHolder, Publication, SyncRun } from '../core/ports.ts';
 
 export interface StatusReport {
+  /** The default channel's publication. */
   publication: Omit<Publication, 'files'> | null;
+  /** Every channel: the generation it points at and those it can roll back to. */
+  channels: Omit<Channel, 'revision'>[];
   runs: SyncRun[];
 }
 
@@ -21,7 +24,8 @@ export async function statusReport(catalog: Catalog, options: StatusOptions = {}
       ? { ...run, state: 'abandoned' as const, error: 'abandoned: its process is gone' }
       : run,
   );
-  return { publication: current ? (publication as Omit<Publication, 'files'>) : null, runs };
+  const channels = (await catalog.listChannels()).map(({ revision: _revision, ...channel }) => channel);
+  return { publication: current ? (publication as Omit<Publication, 'files'>) : null, channels, runs };
 }
 
 export interface ImageSummary {

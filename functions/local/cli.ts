@@ -4,12 +4,14 @@ import { auditPublication } from '../core/audit.ts';
 import { SyncEngine, requestRepair } from '../core/engine.ts';
 import { BundleError, ConfigError, RollbackError, SkystreamsError } from '../core/errors.ts';
 import { exportPublication } from '../core/bundle.ts';
+import { channelName, promote, rollBack } from '../core/channels.ts';
+import { addPin, removePin } from '../core/pins.ts';
 import { BundleUpstream, writeBundleFile } from '../adapters/fs/bundle-file.ts';
 import { readKeyringFile } from '../adapters/fs/keyring-file.ts';
 import { HttpUpstream } from '../adapters/http/http-upstream.ts';
 import { createApp } from '../http/app.ts';
 import { statusReport } from '../http/reports.ts';
-import type { Backend, SyncRun, Upstream } from '../core/ports.ts';
+import { DEFAULT_CHANNEL, type Backend, type SyncRun, type Upstream } from '../core/ports.ts';
 import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '../core/settings.ts';
 import { DEFAULT_DATA_DIR, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
@@ -50,7 +52,12 @@ function syncOptions(command: Command): Command {
       '--prune-grace <duration>',
       `keep replaced generations this long for clients mid-download (default ${describeDuration(syncDefaults.pruneGraceMs.direct)})`,
     )
-    .option('--allow-cross-host-redirects', 'follow upstream redirects to another scheme, host or port');
+    .option('--allow-cross-host-redirects', 'follow upstream redirects to another scheme, host or port')
+    .option('--channel <name>', `the channel to publish to (default ${syncDefaults.channel}, the one served at /)`)
+    .option(
+      '--keep-generations <n>',
+      `generations each channel keeps after the prune grace, for rollback (default ${syncDefaults.keepGenerations})`,
+    );
 }
 
 async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T> {
@@ -192,10 +199,12 @@ backendOptions(program.command('init').description('create (or check) the S3 buc
 backendOptions(program.command('export').description('write the current publication (metadata, items, a keyring) to one tar archive, for an offline mirror'))
   .requiredOption('--out <file>', 'the bundle to write (written beside as FILE.partial, renamed when complete)')
   .option('--keyring <file>', 'a keyring to ship in the bundle for the offline MAAS (default: none)')
-  .action(async (flags: BackendFlags & { out: string; keyring?: string }) =>
+  .option('--channel <name>', `the channel whose publication to export (default ${DEFAULT_CHANNEL})`)
+  .action(async (flags: BackendFlags & { out: string; keyring?: string; channel?: string }) =>
     withBackend(flags, async (backend) => {
       const keyring = flags.keyring === undefined ? undefined : readKeyringFile(flags.keyring, '--keyring');
-      const bundle = await exportPublication(backend.objects, backend.catalog, { keyring, now: new Date() });
+      const channel = flags.channel === undefined ? undefined : channelName(flags.channel, '--channel');
+      const bundle = await exportPublication(backend.objects, backend.catalog, { keyring, now: new Date(), channel });
       await writeBundleFile(flags.out, bundle.stream);
       const { manifest } = bundle;
       console.log(
@@ -209,11 +218,12 @@ backendOptions(program.command('import').description('verify a bundle written by
   .argument('<bundle>', 'the file `skystreams export` wrote')
   .option('--keyring <file>', 'the keyring the bundle\'s metadata must be signed with (the bundle\'s own is no proof)', syncDefaults.keyringFile)
   .option('--no-verify', 'accept a bundle of an unsigned source; never for production')
+  .option('--channel <name>', `the channel to publish the bundle to (default ${DEFAULT_CHANNEL})`)
   .option(
     '--prune-grace <duration>',
     `keep replaced generations this long for clients mid-download (default ${describeDuration(syncDefaults.pruneGraceMs.direct)})`,
   )
-  .action(async (file: string, flags: BackendFlags & Pick<SyncFlags, 'keyring' | 'verify' | 'pruneGrace'>) => {
+  .action(async (file: string, flags: BackendFlags & Pick<SyncFlags, 'keyring' | 'verify' | 'pruneGrace' | 'channel'>) => {
     // The bundle's items are the selection: it holds what the exporting mirror selected.
     const config = syncConfig({ ...flags, source: syncDefaults.source, filter: [] });
     const upstream = await BundleUpstream.open(file);
@@ -227,7 +237,7 @@ backendOptions(program.command('import').description('verify a bundle written by
         }
         throw error;
       }
-      const current = await backend.catalog.getCurrent();
+      const current = await backend.catalog.getCurrent(config.channel);
       console.log(
         run.state === 'unchanged'
           ? `unchanged: generation ${current?.generation} already serves this bundle's publication`
@@ -235,6 +245,45 @@ backendOptions(program.command('import').description('verify a bundle written by
       );
     });
   });
+
+backendOptions(program.command('promote').description('point channel TO at exactly the generation channel FROM serves, atomically'))
+  .argument('<from>', 'the channel to take the generation from, e.g. candidate')
+  .argument('<to>', 'the channel to point at it, e.g. stable (created if absent)')
+  .action(async (from: string, to: string, flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      const { generation, changed } = await promote(backend.catalog, from, to);
+      console.log(changed ? `channel ${to} now serves generation ${generation} (from ${from})` : `unchanged: channel ${to} already serves generation ${generation}`);
+    }),
+  );
+
+backendOptions(program.command('rollback').description('point a channel back at the generation it served before, atomically'))
+  .argument('<channel>', `the channel, e.g. ${DEFAULT_CHANNEL}`)
+  .action(async (name: string, flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      const { from, to } = await rollBack(backend.catalog, name);
+      console.log(`channel ${name} now serves generation ${to} again (was ${from})`);
+    }),
+  );
+
+backendOptions(program.command('pin').description('keep a mirrored version beyond --max, and its files out of pruning, while upstream lists it'))
+  .argument('<product>', 'the product name, as `skystreams status` and /api/v1/images show it')
+  .argument('<version>', 'the version name, e.g. 20250709')
+  .action(async (product: string, version: string, flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      const pins = await addPin(backend.catalog, { product, version });
+      console.log(`pinned ${product} ${version} (${pins.length} pinned); the next sync keeps it`);
+    }),
+  );
+
+backendOptions(program.command('unpin').description('let --max and pruning apply to a pinned version again'))
+  .argument('<product>')
+  .argument('<version>')
+  .action(async (product: string, version: string, flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      const pins = await removePin(backend.catalog, { product, version });
+      console.log(`unpinned ${product} ${version} (${pins.length} pinned)`);
+    }),
+  );
 
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {

@@ -20,6 +20,8 @@ export const SYNC_FLAGS = {
   concurrency: '--concurrency',
   pruneGrace: '--prune-grace',
   allowCrossHostRedirects: '--allow-cross-host-redirects',
+  channel: '--channel',
+  keepGenerations: '--keep-generations',
 } as const;
 
 export interface BackendFlags {
@@ -41,6 +43,8 @@ export interface SyncFlags extends BackendFlags {
   concurrency?: string;
   pruneGrace?: string;
   allowCrossHostRedirects?: boolean;
+  channel?: string;
+  keepGenerations?: string;
 }
 
 export async function openBackend(flags: BackendFlags): Promise<Backend> {
@@ -76,6 +80,8 @@ export function syncConfig(flags: SyncFlags): SyncConfig {
       concurrency: flags.concurrency,
       pruneGrace: flags.pruneGrace,
       allowCrossHostRedirects: flags.allowCrossHostRedirects,
+      channel: flags.channel,
+      keepGenerations: flags.keepGenerations,
     },
     { name: namesFrom(SYNC_FLAGS), durationUnit: 's', backend: flags.bucket || flags.table ? 'cloud' : 'embedded' },
   );

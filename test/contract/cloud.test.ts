@@ -236,7 +236,7 @@ describe('Class: DynamoCatalog', () => {
 
       // Assess
       await expect(attempt).rejects.toBeInstanceOf(ConflictError);
-      await expect(attempt).rejects.toThrow(/the current generation is no longer 7/);
+      await expect(attempt).rejects.toThrow(/channel stable no longer points at 7/);
     });
   });
 

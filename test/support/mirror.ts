@@ -24,6 +24,10 @@ export interface SyncOptions {
   events?: SyncEvent[];
   /** @default defaultSettings.pruneGraceMs */
   pruneGraceMs?: number;
+  /** @default DEFAULT_CHANNEL */
+  channel?: string;
+  /** @default 1 */
+  keepGenerations?: number;
 }
 
 export async function syncMirror(backend: Backend, sourceUrl: string, options: SyncOptions): Promise<SyncRun> {
@@ -40,6 +44,8 @@ export async function syncMirror(backend: Backend, sourceUrl: string, options: S
       keyring: options.keyring && (await loadKeyring('test keyring', options.keyring.publicKeyring)),
       selection: { filters: (options.filters ?? []).map(parseFilter), max: options.max },
       pruneGraceMs: options.pruneGraceMs ?? defaultSettings.pruneGraceMs,
+      ...(options.channel !== undefined && { channel: options.channel }),
+      ...(options.keepGenerations !== undefined && { keepGenerations: options.keepGenerations }),
     },
   );
   return engine.run();

@@ -6,6 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { ConflictError, NotFoundError, UnavailableError } from '../../functions/core/errors.ts';
 import {
+  DEFAULT_CHANNEL,
   keys,
   type Backend,
   type Catalog,
@@ -606,7 +607,7 @@ describe('Function: createApp', () => {
       expect(response.status).toBe(200);
       expect(response.headers.get('content-type')).toBe('application/json');
       expect(response.headers.get('cache-control')).toBe('no-store');
-      expect(await response.json()).toEqual({ publication: null, runs: [] });
+      expect(await response.json()).toEqual({ publication: null, channels: [], runs: [] });
     });
 
     it('reports the current publication without its file list, and the runs newest first', async () => {
@@ -632,7 +633,7 @@ describe('Function: createApp', () => {
       const response = await request('api/v1/status');
 
       // Assess
-      expect(await response.json()).toEqual({ publication, runs: [newer, older] });
+      expect(await response.json()).toEqual({ publication, channels: [{ name: DEFAULT_CHANNEL, generation: 1, history: [] }], runs: [newer, older] });
     });
 
     it('answers HEAD with no body', async () => {

@@ -47,6 +47,8 @@ describe('Function: parseSyncConfig', () => {
         limits: { indexBytes: 1024 * 1024, productsBytes: 32 * 1024 * 1024, runBytes: 512 * 1024 * 1024, jsonDepth: 32 },
         allowCrossHostRedirects: false,
         itemIdleTimeoutMs: 60_000,
+        channel: 'stable',
+        keepGenerations: 1,
       });
     });
 
@@ -176,6 +178,9 @@ describe('Function: parseSyncConfig', () => {
       ['productsBytes', 2.5, 'productsBytes: 2.5 is not an integer from 1 to 1073741824'],
       ['runBytes', 'lots', 'runBytes: "lots" is not an integer from 1 to 17179869184'],
       ['jsonDepth', true, 'jsonDepth: true is not an integer from 1 to 1000'],
+      ['keepGenerations', 0, 'keepGenerations: 0 is not an integer from 1 to 11'],
+      ['channel', 'Stable', 'channel: "Stable" is not a channel name (lower-case letters, digits and dashes, starting with a letter, at most 32)'],
+      ['channel', '../x', 'channel: "../x" is not a channel name (lower-case letters, digits and dashes, starting with a letter, at most 32)'],
     ] as const)('refuses %s %j', (setting, value, message) => {
       expect(failure({ [setting]: value })).toMatchObject({ setting, message });
     });
@@ -265,7 +270,7 @@ describe('Function: parseSyncConfig', () => {
 
 describe('Function: engineSettings', () => {
   it('hands the engine every validated setting and the loaded keyring', () => {
-    const config = parse({ filters: ['arch=amd64'], max: 1, concurrency: 2, pruneGrace: '0', lockTtl: '1m', attempts: 4 });
+    const config = parse({ filters: ['arch=amd64'], max: 1, concurrency: 2, pruneGrace: '0', lockTtl: '1m', attempts: 4, channel: 'candidate', keepGenerations: '3' });
     const keyring = { fingerprints: ['F'] } as never;
 
     expect(engineSettings(config, keyring)).toEqual({
@@ -276,6 +281,8 @@ describe('Function: engineSettings', () => {
       lockTtlMs: 60_000,
       attempts: 4,
       limits: config.limits,
+      channel: 'candidate',
+      keepGenerations: 3,
     });
     expect(engineSettings(parse({}), undefined).selection).toEqual({ filters: [] });
   });

@@ -16,6 +16,9 @@ export const ENV = {
   /** Positive integer, or empty for all versions. */
   max: 'SKYSTREAMS_MAX',
   pruneGraceHours: 'SKYSTREAMS_PRUNE_GRACE_HOURS',
+  /** The channel a sync publishes to. */
+  channel: 'SKYSTREAMS_CHANNEL',
+  keepGenerations: 'SKYSTREAMS_KEEP_GENERATIONS',
   /** Path of the upstream keyring; relative paths resolve against the bundle directory. */
   keyringFile: 'SKYSTREAMS_KEYRING_FILE',
   stateMachineArn: 'SKYSTREAMS_STATE_MACHINE_ARN',
@@ -38,7 +41,15 @@ export interface SyncEnvironment extends StoreSettings {
 /** How the sync settings are named here, for messages. */
 export const SYNC_ENTRY: EntryPoint = {
   name: namesFrom(
-    { source: ENV.sourceUrl, filters: ENV.filters, max: ENV.max, pruneGrace: ENV.pruneGraceHours, keyring: ENV.keyringFile },
+    {
+      source: ENV.sourceUrl,
+      filters: ENV.filters,
+      max: ENV.max,
+      pruneGrace: ENV.pruneGraceHours,
+      keyring: ENV.keyringFile,
+      channel: ENV.channel,
+      keepGenerations: ENV.keepGenerations,
+    },
     'environment variable ',
   ),
   durationUnit: 'h',
@@ -58,6 +69,8 @@ export function readSyncEnvironment(env: Environment = process.env): SyncEnviron
       max: env[ENV.max],
       // The grace depends on the deployment (see infra/config.ts): no default fits here.
       pruneGrace: required(env, ENV.pruneGraceHours),
+      channel: env[ENV.channel],
+      keepGenerations: env[ENV.keepGenerations],
       // Step Functions retries items itself, with backoff: one attempt per invocation.
       attempts: 1,
     },
@@ -84,5 +97,7 @@ export function syncEnvironment(sync: SyncConfig): Record<string, string> {
     [ENV.max]: sync.max === undefined ? '' : String(sync.max),
     [ENV.pruneGraceHours]: String(sync.pruneGraceMs / 3_600_000),
     [ENV.keyringFile]: BUNDLED_KEYRING,
+    [ENV.channel]: sync.channel,
+    [ENV.keepGenerations]: String(sync.keepGenerations),
   };
 }
