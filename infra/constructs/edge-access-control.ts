@@ -29,12 +29,15 @@ const FUNCTION_SOURCE = new URL('../edge-functions/viewer-request.js', import.me
 /**
  * Optional access control in front of the whole mirror, in one
  * viewer-request CloudFront Function (a behavior takes only one): an IPv4
- * and IPv6 allow-list on the viewer's address and/or basic auth. Nothing is
- * created when neither is asked for.
+ * and IPv6 allow-list on the viewer's address and/or basic auth. The
+ * `/channels/*` item behavior always has a function of its own: the same
+ * checks, then the channel's item path turned into the item's.
  */
 export class EdgeAccessControl extends Construct {
-  /** For every behavior's viewer-request association. */
+  /** For every behavior's viewer-request association but channel items'; none when nothing is checked. */
   public readonly viewerRequestFunction?: cloudfront.Function;
+  /** For the `/channels/*` item behavior. */
+  public readonly channelItemsFunction: cloudfront.Function;
   /** Where operators add users and the deployment's secret key. */
   public readonly users?: cloudfront.KeyValueStore;
   /** True with basic auth: credentials must never cross the network in clear, so viewers must use HTTPS. */
@@ -52,25 +55,29 @@ export class EdgeAccessControl extends Construct {
       return network;
     });
     this.requiresHttps = basicAuth;
-    if (networks.length === 0 && !basicAuth) return;
-
     if (basicAuth) {
       this.users = new cloudfront.KeyValueStore(this, 'Users', {
         comment: 'skystreams basic auth: key = user, value = "<salt>:<HMAC-SHA256 hex>"; key skystreams:pepper = the HMAC key',
       });
     }
-    const code = viewerRequestCode({ realm, basicAuth, networks: networks.length > 0 ? networks : null });
-    if (Buffer.byteLength(code) > MAX_FUNCTION_CODE_BYTES) {
-      throw new ConfigError(
-        `accessControl.allowedCidrs: ${allowedCidrs.length} networks make the edge function larger than CloudFront's ${MAX_FUNCTION_CODE_BYTES} bytes; list fewer, wider networks`,
-      );
-    }
-    this.viewerRequestFunction = new cloudfront.Function(this, 'ViewerRequest', {
-      comment: 'skystreams: IP allow-list and/or basic auth at viewer request',
-      runtime: cloudfront.FunctionRuntime.JS_2_0,
-      ...(this.users && { keyValueStore: this.users }),
-      code: cloudfront.FunctionCode.fromInline(code),
-    });
+    const checks = { realm, basicAuth, networks: networks.length > 0 ? networks : null };
+    const edgeFunction = (id: string, comment: string, channelItems: boolean) => {
+      const code = viewerRequestCode({ ...checks, channelItems });
+      if (Buffer.byteLength(code) > MAX_FUNCTION_CODE_BYTES) {
+        throw new ConfigError(
+          `accessControl.allowedCidrs: ${allowedCidrs.length} networks make the edge function larger than CloudFront's ${MAX_FUNCTION_CODE_BYTES} bytes; list fewer, wider networks`,
+        );
+      }
+      return new cloudfront.Function(this, id, {
+        comment,
+        runtime: cloudfront.FunctionRuntime.JS_2_0,
+        ...(this.users && { keyValueStore: this.users }),
+        code: cloudfront.FunctionCode.fromInline(code),
+      });
+    };
+    this.channelItemsFunction = edgeFunction('ChannelItems', 'skystreams: access checks, then /channels/NAME/<item> to /<item>', true);
+    if (networks.length === 0 && !basicAuth) return;
+    this.viewerRequestFunction = edgeFunction('ViewerRequest', 'skystreams: IP allow-list and/or basic auth at viewer request', false);
   }
 }
 
@@ -79,6 +86,8 @@ interface ViewerRequestSettings {
   readonly basicAuth: boolean;
   /** Each network: the eight 16-bit words of its (IPv4-mapped) IPv6 address, then its prefix length. */
   readonly networks: readonly number[][] | null;
+  /** Turn `/channels/<name>/<item path>` into `/<item path>` (the `/channels/*` item behavior). @default false */
+  readonly channelItems?: boolean;
 }
 
 /** The function's source (infra/edge-functions/viewer-request.js) with its settings filled in. */

@@ -29,6 +29,9 @@ export interface MirrorApiProps {
 /** Top-level paths the API serves; everything else is an item, served by CloudFront from S3. */
 export const API_PREFIXES = ['streams', 'api'] as const;
 
+/** `/channels/NAME/…`: a channel's metadata, which the API serves (its items come from S3). */
+export const CHANNELS_PREFIX = 'channels';
+
 /** The header API Gateway reads its API key from, which CloudFront adds to every origin request. */
 export const ORIGIN_KEY_HEADER = 'x-api-key';
 
@@ -116,7 +119,7 @@ export class MirrorApi extends Construct {
     plan.addApiKey(key);
     this.originHeaders = { [ORIGIN_KEY_HEADER]: keyValue };
     const integration = new apigateway.LambdaIntegration(this.handler.function, { proxy: true });
-    for (const prefix of API_PREFIXES) {
+    for (const prefix of [...API_PREFIXES, CHANNELS_PREFIX]) {
       const everything = this.api.root.addResource(prefix).addResource('{proxy+}');
       everything.addMethod('GET', integration);
       everything.addMethod('HEAD', integration);

@@ -8,12 +8,14 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ITEMS_ORIGIN_PATH, KEY_PATTERNS } from '../bucket-access.ts';
 import { METADATA_DEFAULT_TTL_SECONDS, METADATA_MAX_TTL_SECONDS } from '../edge-cache.ts';
-import { API_PREFIXES } from './mirror-api.ts';
+import { API_PREFIXES, CHANNELS_PREFIX } from './mirror-api.ts';
 
 /** What the edge checks (EdgeAccessControl provides it). */
 export interface EdgeAccess {
   /** The viewer-request function. @default none */
   readonly viewerRequestFunction?: cloudfront.IFunction;
+  /** The `/channels/*` item behavior's viewer-request function: the same checks, then the item's own path. */
+  readonly channelItemsFunction: cloudfront.IFunction;
   /** Serve HTTPS only: CloudFront answers plain HTTP with 403, never a redirect. */
   readonly requiresHttps: boolean;
 }
@@ -39,7 +41,8 @@ export interface MirrorDistributionProps {
  * The mirror's single base URL: item bytes straight from S3 through origin
  * access control (origin path `/items`, so `/<mirror path>` is
  * `items/<mirror path>`), `/streams/*` and `/api/*` from the API, which only
- * accepts CloudFront's key. HTTP and HTTPS are both served as-is, except that
+ * accepts CloudFront's key. Channels: `/channels/NAME/streams/*` from the
+ * API, `/channels/NAME/<item>` the item's bytes from S3. HTTP and HTTPS are both served as-is, except that
  * credentials require HTTPS (plain HTTP then gets 403): MAAS never follows a
  * redirect.
  */
@@ -115,7 +118,25 @@ export class MirrorDistribution extends Construct {
         compress: false,
         functionAssociations,
       },
-      additionalBehaviors: Object.fromEntries(API_PREFIXES.map((prefix) => [`/${prefix}/*`, apiBehavior])),
+      // Listed most specific first: CloudFront takes the first pattern that matches.
+      additionalBehaviors: {
+        ...Object.fromEntries(API_PREFIXES.map((prefix) => [`/${prefix}/*`, apiBehavior])),
+        [`/${CHANNELS_PREFIX}/*/streams/*`]: apiBehavior,
+        ...(props.accessControl && {
+          [`/${CHANNELS_PREFIX}/*`]: {
+            origin: items,
+            viewerProtocolPolicy,
+            allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+            cachedMethods: cloudfront.CachedMethods.CACHE_GET_HEAD,
+            // Keyed on the rewritten path: a channel's item and the same item at / share one cached object.
+            cachePolicy: itemsCache,
+            compress: false,
+            functionAssociations: [
+              { function: props.accessControl.channelItemsFunction, eventType: cloudfront.FunctionEventType.VIEWER_REQUEST },
+            ],
+          },
+        }),
+      },
       httpVersion: cloudfront.HttpVersion.HTTP2_AND_3,
       enableIpv6: true,
       priceClass: props.priceClass ?? cloudfront.PriceClass.PRICE_CLASS_100,

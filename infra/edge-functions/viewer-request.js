@@ -1,29 +1,46 @@
 // The mirror's viewer-request function (CloudFront Functions, cloudfront-js-2.0):
 // an IPv4/IPv6 allow-list on the viewer's address, then HTTP basic auth
-// against users kept in the associated KeyValueStore. The construct
+// against users kept in the associated KeyValueStore; on the /channels/*
+// behavior, an item path under a channel is then turned into the item's own
+// path (items are the same bytes in every channel). The construct
 // (infra/constructs/edge-access-control.ts) fills in SETTINGS at synth.
 // No response here redirects: MAAS does not follow redirects.
 import cf from 'cloudfront';
 import crypto from 'crypto';
 
-/** { realm, basicAuth, networks: [[16-bit words of the IPv6 (or IPv4-mapped) address]..., prefix bits] | null } */
+/** { realm, basicAuth, networks: [[16-bit words of the IPv6 (or IPv4-mapped) address]..., prefix bits] | null, channelItems } */
 const SETTINGS = __SETTINGS__;
 const users = SETTINGS.basicAuth ? cf.kvs() : null;
 /** Holds the deployment's secret HMAC key. A colon never occurs in a basic-auth user id, so no user can shadow it. */
 const PEPPER_KEY = 'skystreams:pepper';
 
+/** `/channels/<name>/<item path>`, as the app names channels (functions/core/ports.ts CHANNEL_NAME). */
+const CHANNEL_ITEM = /^\/channels\/[a-z][a-z0-9-]{0,31}\/(.+)$/;
+
 async function handler(event) {
+  const request = event.request;
+  const refusal = await refusalOf(event);
+  if (refusal) return refusal;
+  if (!SETTINGS.channelItems) return request;
+  const match = CHANNEL_ITEM.exec(request.uri);
+  if (!match) return refuse(404, 'Not Found', 'not a channel item path: /channels/<channel>/<item path>');
+  request.uri = '/' + match[1];
+  return request;
+}
+
+/** The response that refuses this viewer, or null when it may go on. */
+async function refusalOf(event) {
   const request = event.request;
   if (SETTINGS.networks && !allowed(parseAddress(event.viewer && event.viewer.ip))) {
     return refuse(403, 'Forbidden', 'this network may not use the mirror');
   }
-  if (!SETTINGS.basicAuth) return request;
+  if (!SETTINGS.basicAuth) return null;
   // The distribution serves HTTPS only with basic auth; a request that still says it came over HTTP is refused, not redirected.
   const scheme = request.headers['cloudfront-forwarded-proto'];
   if (scheme && scheme.value === 'http') {
     return refuse(403, 'Forbidden', 'basic auth needs HTTPS: use the https:// URL of the mirror');
   }
-  return (await authenticated(request.headers.authorization)) ? request : challenge();
+  return (await authenticated(request.headers.authorization)) ? null : challenge();
 }
 
 async function authenticated(authorization) {

@@ -49,9 +49,10 @@ function evaluate(code: string, store: Record<string, string>): (event: unknown)
   return new Function('cf', 'crypto', 'Buffer', `${body}\nreturn handler;`)(cf, { createHash, createHmac }, Buffer);
 }
 
-/** The deployed function's code, as the template holds it. */
-function viewerRequestHandler(store: Record<string, string>): (event: unknown) => Promise<any> {
-  const [fn] = Object.values(template.findResources('AWS::CloudFront::Function')) as { Properties: { FunctionCode: string } }[];
+/** A deployed function's code, as the template holds it: every behavior's, or the channel items behavior's. */
+function viewerRequestHandler(store: Record<string, string>, channelItems = false): (event: unknown) => Promise<any> {
+  const functions = Object.values(template.findResources('AWS::CloudFront::Function')) as { Properties: { FunctionCode: string } }[];
+  const fn = functions.find((candidate) => candidate.Properties.FunctionCode.includes(`"channelItems":${channelItems}`));
   return evaluate(fn?.Properties.FunctionCode ?? '', store);
 }
 
@@ -78,17 +79,36 @@ describe('Stack: MirrorStack (access control, custom domain, alarm targets)', ()
   });
 
   describe('Construct: EdgeAccessControl', () => {
-    it('checks every behavior at viewer request with one function bound to the users key value store', () => {
+    it('checks every behavior at viewer request, each function bound to the users key value store', () => {
       const config = distributionConfig();
       template.resourceCountIs('AWS::CloudFront::KeyValueStore', 1);
       template.resourceCountIs('AWS::WAFv2::WebACL', 0);
-      template.hasResourceProperties('AWS::CloudFront::Function', {
+      template.resourceCountIs('AWS::CloudFront::Function', 2);
+      template.allResourcesProperties('AWS::CloudFront::Function', {
         FunctionConfig: Match.objectLike({ Runtime: 'cloudfront-js-2.0', KeyValueStoreAssociations: [Match.objectLike({ KeyValueStoreARN: Match.anyValue() })] }),
       });
 
       for (const behavior of [config.DefaultCacheBehavior, ...config.CacheBehaviors]) {
         expect(behavior.FunctionAssociations).toEqual([{ EventType: 'viewer-request', FunctionARN: expect.anything() }]);
       }
+    });
+
+    it('turns a channel\'s item path into the item\'s own, after the same checks, on the /channels/* behavior only', async () => {
+      // Prepare
+      const handler = viewerRequestHandler(users(), true);
+      const at = (uri: string, authorization?: string) => ({ ...viewerRequest({ authorization }), request: { ...viewerRequest({ authorization }).request, uri } });
+
+      // Act
+      const item = await handler(at('/channels/candidate/noble/amd64/20250709/squashfs', maas));
+      const unauthenticated = await handler(at('/channels/candidate/noble/amd64/20250709/squashfs'));
+      const notAChannel = await handler(at('/channels/Bad_Name/noble/squashfs', maas));
+      const plain = await viewerRequestHandler(users())(at('/channels/candidate/noble/squashfs', maas));
+
+      // Assess
+      expect(item.uri).toBe('/noble/amd64/20250709/squashfs');
+      expect(unauthenticated.statusCode).toBe(401);
+      expect(notAChannel.statusCode).toBe(404);
+      expect(plain.uri).toBe('/channels/candidate/noble/squashfs');
     });
 
     it('serves HTTPS only when basic auth is on: plain HTTP is answered 403 by CloudFront, never redirected', () => {

@@ -445,7 +445,7 @@ describe('Stack: MirrorStack (default config)', () => {
   });
 
   describe('Construct: MirrorApi', () => {
-    it('serves /streams/* and /api/* with GET and HEAD through a Lambda proxy that passes bytes untouched', () => {
+    it('serves /streams/*, /api/* and /channels/* with GET and HEAD through a Lambda proxy that passes bytes untouched', () => {
       template.hasResourceProperties('AWS::ApiGateway::RestApi', {
         BinaryMediaTypes: ['*/*'],
         EndpointConfiguration: { Types: ['REGIONAL'] },
@@ -463,7 +463,14 @@ describe('Stack: MirrorStack (default config)', () => {
 
       const routes = methods.map((method) => `${method.Properties.HttpMethod} ${pathOf(method.Properties.ResourceId.Ref)}`).sort();
 
-      expect(routes).toEqual(['GET /api/{proxy+}', 'GET /streams/{proxy+}', 'HEAD /api/{proxy+}', 'HEAD /streams/{proxy+}']);
+      expect(routes).toEqual([
+        'GET /api/{proxy+}',
+        'GET /channels/{proxy+}',
+        'GET /streams/{proxy+}',
+        'HEAD /api/{proxy+}',
+        'HEAD /channels/{proxy+}',
+        'HEAD /streams/{proxy+}',
+      ]);
       expect(methods.every((method) => method.Properties.Integration.Type === 'AWS_PROXY')).toBe(true);
     });
 
@@ -486,7 +493,7 @@ describe('Stack: MirrorStack (default config)', () => {
       const apiOrigin = distributionConfig().Origins.find((origin: any) => origin.CustomOriginConfig);
 
       // Assess
-      expect(methods.map((method) => method.Properties.ApiKeyRequired)).toEqual([true, true, true, true]);
+      expect(methods.map((method) => method.Properties.ApiKeyRequired)).toEqual([true, true, true, true, true, true]);
       template.hasResourceProperties('AWS::SecretsManager::Secret', {
         GenerateSecretString: Match.objectLike({ PasswordLength: 64, ExcludePunctuation: true }),
       });
@@ -516,16 +523,25 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(s3Origin.S3OriginConfig).toEqual({ OriginAccessIdentity: '' });
     });
 
-    it('routes /streams/* and /api/* to the API stage and everything else to the items', () => {
+    it('routes /streams/*, /api/* and a channel\'s streams to the API stage and everything else to the items', () => {
       const config = distributionConfig();
       const apiOrigin = config.Origins.find((origin: any) => origin.CustomOriginConfig);
+      const s3Origin = config.Origins.find((origin: any) => origin.S3OriginConfig);
       const behaviors = Object.fromEntries(config.CacheBehaviors.map((behavior: any) => [behavior.PathPattern, behavior.TargetOriginId]));
+      const order = config.CacheBehaviors.map((behavior: any) => behavior.PathPattern);
 
       const stageId = logicalIdOf(mirror.stack, mirror.stack.api.api.deploymentStage);
       // The origin path is the stage segment of the API's URL (stage "mirror", asserted below).
       expect(flattenIntrinsics(apiOrigin.OriginPath)).toMatch(new RegExp(`^/.*"Ref":"${stageId}"`));
       expect(apiOrigin.CustomOriginConfig.OriginProtocolPolicy).toBe('https-only');
-      expect(behaviors).toEqual({ '/streams/*': apiOrigin.Id, '/api/*': apiOrigin.Id });
+      expect(behaviors).toEqual({
+        '/streams/*': apiOrigin.Id,
+        '/api/*': apiOrigin.Id,
+        '/channels/*/streams/*': apiOrigin.Id,
+        '/channels/*': s3Origin.Id,
+      });
+      // CloudFront takes the first match: a channel's metadata must not fall to the channel item behavior.
+      expect(order.indexOf('/channels/*/streams/*')).toBeLessThan(order.indexOf('/channels/*'));
       expect(config.DefaultCacheBehavior.TargetOriginId).not.toBe(apiOrigin.Id);
     });
 
@@ -552,13 +568,14 @@ describe('Stack: MirrorStack (default config)', () => {
     it('keys and forwards /streams/* and /api/* on the path alone: a query string neither skips the cache nor reaches the API', () => {
       // Prepare
       const config = distributionConfig();
-      const apiBehaviors = config.CacheBehaviors as { PathPattern: string; CachePolicyId: { Ref: string }; OriginRequestPolicyId?: unknown }[];
+      const apiBehaviors = (config.CacheBehaviors as { PathPattern: string; CachePolicyId: { Ref: string }; OriginRequestPolicyId?: unknown }[])
+        .filter((behavior) => behavior.PathPattern !== '/channels/*');
 
       // Act
       const policies = apiBehaviors.map((behavior) => template.findResources('AWS::CloudFront::CachePolicy')[behavior.CachePolicyId.Ref]);
 
       // Assess
-      expect(apiBehaviors.map((behavior) => behavior.PathPattern).sort()).toEqual(['/api/*', '/streams/*']);
+      expect(apiBehaviors.map((behavior) => behavior.PathPattern).sort()).toEqual(['/api/*', '/channels/*/streams/*', '/streams/*']);
       for (const policy of policies) {
         expect(policy?.Properties.CachePolicyConfig.ParametersInCacheKeyAndForwardedToOrigin).toMatchObject({
           QueryStringsConfig: { QueryStringBehavior: 'none' },
