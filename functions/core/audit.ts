@@ -1,5 +1,5 @@
 /**
- * `skystreams verify`: does the store hold, byte for byte, what the current
+ * `skystreams verify`: does the store hold, byte for byte, what a channel's
  * publication's own signed metadata promises? Each listed item is checked
  * against every digest the published products file declares for it (not
  * against the catalog, which could drift from what clients are told).
@@ -27,8 +27,10 @@ export async function auditPublication(
   objects: ObjectStore,
   catalog: Catalog,
   onFile: (path: string) => void = () => {},
+  /** Whose publication to check. @default DEFAULT_CHANNEL */
+  channel?: string,
 ): Promise<AuditReport> {
-  const current = await catalog.getCurrent();
+  const current = await catalog.getCurrent(channel);
   const report: AuditReport = { generation: current?.generation ?? null, checkedFiles: 0, checkedBytes: 0, problems: [] };
   if (!current) return report;
   for (const file of current.files) {

@@ -170,10 +170,12 @@ backendOptions(program.command('status').description('show the current publicati
     }),
   );
 
-backendOptions(program.command('verify').description('audit every file of the current publication: present, right size, right sha256')).action(
-  async (flags: BackendFlags) =>
+backendOptions(program.command('verify').description('audit every file of the current publication: present, right size, right sha256'))
+  .option('--channel <name>', `the channel whose publication to check (default ${DEFAULT_CHANNEL})`)
+  .action(async (flags: BackendFlags & { channel?: string }) =>
     withBackend(flags, async (backend) => {
-      const report = await auditPublication(backend.objects, backend.catalog);
+      const channel = flags.channel === undefined ? undefined : channelName(flags.channel, '--channel');
+      const report = await auditPublication(backend.objects, backend.catalog, undefined, channel);
       if (report.generation === null) throw new ConfigError('nothing published yet: run `skystreams sync` first');
       for (const { path, problem } of report.problems) console.error(`BAD ${path}: ${problem}`);
       console.log(

@@ -211,6 +211,7 @@ describe.each(backends)('Channels: $name', (factory) => {
     const missing = await cli(['promote', 'nightly', DEFAULT_CHANNEL, ...flags], env);
     const badName = await cli(['promote', 'candidate', 'Stable!', ...flags], env);
     const status = await cli(['status', '--json', ...flags], env);
+    const verified = await cli(['verify', '--channel', 'candidate', ...flags], env);
 
     // Assess
     expect(promoted).toMatchObject({ code: 0, stdout: `channel ${DEFAULT_CHANNEL} now serves generation 1 (from candidate)\n` });
@@ -221,6 +222,7 @@ describe.each(backends)('Channels: $name', (factory) => {
     expect(missing.stderr).toContain('channel nightly does not exist');
     expect(badName.code).toBe(2);
     expect(badName.stderr).toContain('to: "Stable!" is not a channel name');
+    expect(verified).toMatchObject({ code: 0, stdout: expect.stringMatching(/^generation 1: checked \d+ files .*, 0 bad\n$/) });
     expect(JSON.parse(status.stdout).channels).toEqual([
       { name: 'candidate', generation: 1, history: [] },
       { name: DEFAULT_CHANNEL, generation: 1, history: [] },
