@@ -36,14 +36,15 @@ import type { BenchRow } from './lib/report.ts';
 const MiB = 2 ** 20;
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const CLI = join(ROOT, 'bin/skystreams.mjs');
-const SSTREAM = join(ROOT, '../shared/tools/maas-client/run_sstream.sh');
+/** The python simplestreams runner: SSTREAM_RUNNER, else the shared tools beside the checkout. */
+export const SSTREAM = process.env.SSTREAM_RUNNER ?? join(ROOT, '../shared/tools/maas-client/run_sstream.sh');
 const run = promisify(execFile);
 
 /** Shares of the selection by file type, as on images.maas.io: the root image dominates. */
 const SHARE: Record<string, number> = { squashfs: 0.62, 'boot-initrd': 0.12, 'boot-kernel': 0.03, manifest: 0.0005 };
 const OTHER_SHARE = 0.01;
 
-interface Tree {
+export interface Tree {
   dir: string;
   keyring: string;
   selected: { path: string; size: number }[];
@@ -119,7 +120,7 @@ async function rssBySize(work: string, notes: string[]): Promise<BenchRow[]> {
 
 // ---------------------------------------------------------------- the tree
 
-async function buildTree(dir: string, targetBytes: number, options: { singleItem?: boolean } = {}): Promise<Tree> {
+export async function buildTree(dir: string, targetBytes: number, options: { singleItem?: boolean } = {}): Promise<Tree> {
   const key = await generateSigningKey('skystreams bench upstream');
   const docs = options.singleItem ? demoProducts() : withReleases(demoProducts(), [['jammy', '22.04'], ['focal', '20.04']]);
   const selection = { filters: [parseFilter('arch=amd64')], max: 1 };
@@ -199,7 +200,7 @@ async function writeGenerated(path: string, size: number, seed: string): Promise
 
 // ---------------------------------------------------------------- serving it
 
-async function serveDirectory(dir: string, work: string, notes: string[]): Promise<{ url: string; name: string; close(): Promise<void> }> {
+export async function serveDirectory(dir: string, work: string, notes: string[]): Promise<{ url: string; name: string; close(): Promise<void> }> {
   if (await hasCommand('nginx')) return startNginx(dir, await mkdtemp(join(work, 'nginx-')));
   notes.push('nginx is absent: the tree was served by the tests\' node server, which makes every figure here slower.');
   const { readFile } = await import('node:fs/promises');
