@@ -9,7 +9,9 @@
  *   f. a ~2 GB MAAS-shaped selection against the machine limit (curl, sha256,
  *      dd conv=fsync) and sstream-mirror, measured in the same run, and
  *   g. peak RSS by item size (bench/sync-peers.ts; BENCH_SYNC=0 skips both);
- *   h. each Lambda bundle's cold import (bench/lambda-import.ts; BENCH_LAMBDA=0 skips it).
+ *   h. each Lambda bundle's cold import (bench/lambda-import.ts; BENCH_LAMBDA=0 skips it);
+ *   i. parse + plan time and memory for 1k to 100k items, with a plot
+ *      (bench/plan-scale.ts; BENCH_SCALE=0 skips it).
  *
  * With BENCH_S3=1 it also runs bench/s3-large-object.ts's round trip of one
  * large object through the S3 object store on the local S3 stand-in (size:
@@ -33,6 +35,7 @@ import { parseProducts } from '../functions/core/simplestreams.ts';
 import { markdownTable, recordSection, thisMachine, type BenchRow } from './lib/report.ts';
 import { benchLambdaImport } from './lambda-import.ts';
 import { benchSyncAgainstPeers } from './sync-peers.ts';
+import { benchPlanScale } from './plan-scale.ts';
 import { startRssSampler } from './lib/rss-sampler.ts';
 import { startStreamingUpstream } from './lib/streaming-upstream.ts';
 import { productsTextOfSize, syntheticProducts } from './lib/synthetic-catalog.ts';
@@ -288,6 +291,13 @@ async function main(): Promise<void> {
   rows.push(...(await benchVerification()));
   console.error('d: planning…');
   rows.push(...(await benchPlanning()));
+  const scaleNotes: string[] = [];
+  if (process.env.BENCH_SCALE !== '0') {
+    console.error('i: parse + plan by catalog size…');
+    const scale = await benchPlanScale();
+    rows.push(...scale.rows);
+    scaleNotes.push('', ...scale.notes);
+  }
 
   // Measured in the order that keeps them independent; shown in the order of their letters.
   const table = markdownTable([...rows].sort((a, b) => a.benchmark.charCodeAt(0) - b.benchmark.charCodeAt(0)));
@@ -301,6 +311,7 @@ async function main(): Promise<void> {
     'streaming, writes to a temp file, fsyncs and renames. RSS is that of the',
     'syncing process.',
     ...peerNotes,
+    ...scaleNotes,
     '',
     `1-minute load average when the run started: ${loadAtStart.toFixed(1)} on ${thisMachine().cores} cores` +
       (loadAtStart >= thisMachine().cores / 2 ? ' (other work was running: expect the times to be pessimistic and noisy).' : '.'),

@@ -1,6 +1,7 @@
 /** The embedded backend (directory + SQLite) against both port contracts, plus what only it promises. */
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -90,6 +91,25 @@ describe('Class: FsObjectStore', () => {
 
       // Assess
       expect((await readdir(join(dir, '.tmp'))).sort()).toEqual(['live']);
+    });
+
+    it('writes a body of several MiB in odd-sized chunks byte for byte, its full batches bypassing the page cache', async () => {
+      // Prepare: 3 MiB and a tail that is no whole number of blocks, in chunks that straddle every batch boundary.
+      const bytes = randomBytes(3 * 2 ** 20 + 1234);
+      async function* chunks() {
+        for (let offset = 0; offset < bytes.byteLength; offset += 100_003) yield bytes.subarray(offset, offset + 100_003);
+      }
+
+      // Act
+      const info = await store.put('items/large', chunks());
+
+      // Assess
+      expect(info.size).toBe(bytes.byteLength);
+      expect((await readFile(join(dir, 'items', 'large'))).equals(bytes)).toBe(true);
+      expect(store.writeCounts.direct + store.writeCounts.pageCache).toBe(bytes.byteLength);
+      // Linux file systems under tmpdir (ext4, xfs, btrfs, tmpfs since 6.6) take O_DIRECT.
+      if (process.platform === 'linux') expect(store.writeCounts).toEqual({ direct: 3 * 2 ** 20, pageCache: 1234 });
+      expect(await readdir(join(dir, '.tmp'))).toEqual([]);
     });
 
     it('writes the file at the key path, so the directory can be served as is', async () => {

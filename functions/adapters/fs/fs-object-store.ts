@@ -10,7 +10,7 @@
  * because a directory has nowhere else to keep it.
  */
 import { randomUUID } from 'node:crypto';
-import type { BigIntStats, Dirent } from 'node:fs';
+import { constants as fsConstants, type BigIntStats, type Dirent } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
@@ -38,6 +38,8 @@ export class FsObjectStore implements ObjectStore {
   private realRoot: string | undefined;
   /** Directories whose entries changed since the last persist(): their fsync makes the new names durable. */
   private readonly changedDirs = new Set<string>();
+  /** Which path written bytes took; read by tests and benchmarks. */
+  readonly writeCounts: WriteCounts = { direct: 0, pageCache: 0 };
 
   constructor(rootDir: string) {
     this.rootDir = resolve(rootDir);
@@ -184,17 +186,21 @@ export class FsObjectStore implements ObjectStore {
     await mkdir(tempDir, { recursive: true });
     const tempPath = join(tempDir, randomUUID());
     const handle = await open(tempPath, 'wx');
-    const writer = new BatchedWriter(handle);
+    let writer: BatchedWriter | undefined;
     try {
       if (body instanceof Uint8Array) {
         await writeFully(handle, body);
+        this.writeCounts.pageCache += body.byteLength;
       } else {
+        writer = new BatchedWriter(handle, await openDirectWriter(tempPath), this.writeCounts);
         for await (const chunk of body) await writer.add(chunk);
         await writer.finish();
+        await writer.release();
       }
       await handle.sync();
     } catch (error) {
-      await writer.settle();
+      await writer?.settle();
+      await writer?.release();
       await handle.close().catch(() => undefined);
       await unlinkIfPresent(tempPath);
       throw error;
@@ -303,31 +309,96 @@ function assertRangeWithin(key: string, range: ByteRange, size: number): void {
 
 const READ_CHUNK_BYTES = 1024 * 1024;
 
-/** Bytes per write(2): network chunks are 16–64 KiB, and a write per chunk costs more than the copy into a batch. */
+/**
+ * Bytes per write(2): network chunks are 16–64 KiB, and a write per chunk
+ * costs more than the copy into a batch. A multiple of DIRECT_IO_ALIGNMENT.
+ */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 /**
- * A datasync is started (and left to run) after every this many bytes, so
- * the kernel writes back while the download goes on and the fsync that makes
- * the object durable finds little left to do.
+ * A datasync is started (and left to run) after every this many bytes written
+ * through the page cache, so the kernel writes back while the download goes
+ * on and the fsync that makes the object durable finds little left to do.
  */
 const WRITEBACK_EVERY_BYTES = 64 * 1024 * 1024;
+/**
+ * O_DIRECT wants the buffer address, the file offset and the length aligned
+ * to the device's logical block; 4 KiB covers 512-byte and 4 KiB devices.
+ */
+const DIRECT_IO_ALIGNMENT = 4096;
+/** WebAssembly memory comes in 64 KiB pages. */
+const WASM_PAGE_BYTES = 65536;
+
+/**
+ * Write buffers whose addresses are page-aligned, as O_DIRECT needs. A
+ * Buffer's address cannot be chosen from JavaScript and malloc aligns to 16
+ * bytes only, but a WebAssembly.Memory is mapped by V8's page allocator, so
+ * offset 0 (and every multiple of 4 KiB) of it is page-aligned. Should that
+ * ever not hold, the first direct write fails with EINVAL and the writer
+ * falls back to the page cache: slower, never wrong. Buffers are reused, so
+ * the pool holds two per put in flight.
+ */
+const alignedBatchBuffers: Buffer[] = [];
+
+function takeAlignedBatchBuffers(): [Buffer, Buffer] {
+  if (alignedBatchBuffers.length < 2) {
+    const memory = new WebAssembly.Memory({ initial: (2 * WRITE_BATCH_BYTES) / WASM_PAGE_BYTES });
+    alignedBatchBuffers.push(Buffer.from(memory.buffer, 0, WRITE_BATCH_BYTES), Buffer.from(memory.buffer, WRITE_BATCH_BYTES, WRITE_BATCH_BYTES));
+  }
+  return [alignedBatchBuffers.pop()!, alignedBatchBuffers.pop()!];
+}
+
+/**
+ * A second descriptor on `path` that bypasses the page cache, or undefined
+ * where the platform or file system has no O_DIRECT. Full, aligned batches go
+ * through it: a mirror writes gigabytes it will not read back soon, and
+ * copying them into page cache costs more CPU than the download (on a VM
+ * whose memory is backed lazily, several times more). The final fsync on the
+ * ordinary descriptor still makes the inode's data durable, whichever
+ * descriptor wrote it.
+ */
+async function openDirectWriter(path: string): Promise<FileHandle | undefined> {
+  const direct = (fsConstants as { O_DIRECT?: number }).O_DIRECT;
+  if (direct === undefined) return undefined;
+  try {
+    return await open(path, fsConstants.O_WRONLY | direct);
+  } catch (error) {
+    if (errorCode(error) === 'EINVAL' || errorCode(error) === 'EOPNOTSUPP') return undefined;
+    throw error;
+  }
+}
+
+/** Bytes an FsObjectStore has written through each path since it was made: what `put` costs is told by which. */
+export interface WriteCounts {
+  /** Full batches written with O_DIRECT. */
+  direct: number;
+  /** Everything else: tails, small bodies, and all bytes where O_DIRECT is unavailable. */
+  pageCache: number;
+}
 
 /**
  * Writes a stream of chunks to a file in batches, one write in flight while
- * the next batch fills (two buffers, swapped), and starts writeback as it goes.
+ * the next batch fills (two buffers, swapped), at explicit offsets because
+ * two descriptors share the file. Full batches go to the direct descriptor
+ * when there is one; the rest through the page cache, whose writeback it
+ * starts as it goes.
  */
 class BatchedWriter {
-  /** Allocated at the first chunk, and only as large as the first batch needs. */
+  /** Taken at the first chunk, so an empty body costs no buffers. */
   private buffers: Buffer[] = [];
   private filled = 0;
+  private position = 0;
   private writing: Promise<void> = Promise.resolve();
   private syncing: Promise<void> = Promise.resolve();
   private sinceSync = 0;
 
-  constructor(private readonly handle: FileHandle) {}
+  constructor(
+    private readonly handle: FileHandle,
+    private direct: FileHandle | undefined,
+    private readonly counts: WriteCounts,
+  ) {}
 
   async add(chunk: Uint8Array): Promise<void> {
-    if (this.buffers.length === 0) this.buffers = [Buffer.allocUnsafe(WRITE_BATCH_BYTES), Buffer.allocUnsafe(WRITE_BATCH_BYTES)];
+    if (this.buffers.length === 0) this.buffers = takeAlignedBatchBuffers();
     let offset = 0;
     while (offset < chunk.byteLength) {
       const current = this.buffers[0]!;
@@ -351,20 +422,50 @@ class BatchedWriter {
     await this.syncing;
   }
 
+  /** Gives the buffers back once nothing is in flight (after finish or settle) and closes the direct descriptor. */
+  async release(): Promise<void> {
+    alignedBatchBuffers.push(...this.buffers);
+    this.buffers = [];
+    await this.direct?.close().catch(() => undefined);
+    this.direct = undefined;
+  }
+
   private async flush(): Promise<void> {
     if (this.filled === 0) return;
     const batch = this.buffers[0]!.subarray(0, this.filled);
+    const position = this.position;
     // The other buffer is free once its write is done; at most one write is in flight.
     await this.writing;
-    this.writing = writeFully(this.handle, batch);
+    const aligned = batch.byteLength % DIRECT_IO_ALIGNMENT === 0 && position % DIRECT_IO_ALIGNMENT === 0;
+    if (this.direct && aligned) {
+      this.writing = this.writeDirect(batch, position);
+    } else {
+      this.writing = writeFully(this.handle, batch, position);
+      this.counts.pageCache += batch.byteLength;
+      this.sinceSync += batch.byteLength;
+    }
     this.buffers.reverse();
     this.filled = 0;
-    this.sinceSync += batch.byteLength;
+    this.position += batch.byteLength;
     if (this.sinceSync >= WRITEBACK_EVERY_BYTES) {
       this.sinceSync = 0;
       await this.syncing;
       const afterWrite = this.writing;
       this.syncing = afterWrite.then(() => this.handle.datasync());
+    }
+  }
+
+  /** EINVAL means this file system or buffer does not suit O_DIRECT after all: the batch, and the rest, go through the page cache. */
+  private async writeDirect(batch: Buffer, position: number): Promise<void> {
+    try {
+      await writeFully(this.direct!, batch, position);
+      this.counts.direct += batch.byteLength;
+    } catch (error) {
+      if (errorCode(error) !== 'EINVAL') throw error;
+      await this.direct?.close().catch(() => undefined);
+      this.direct = undefined;
+      await writeFully(this.handle, batch, position);
+      this.counts.pageCache += batch.byteLength;
     }
   }
 }
@@ -386,10 +487,12 @@ async function moveIntoPlace(
   }
 }
 
-async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+/** Writes all of `bytes` at `position`, or at the descriptor's offset when `position` is undefined. */
+async function writeFully(handle: FileHandle, bytes: Uint8Array, position?: number): Promise<void> {
   let offset = 0;
   while (offset < bytes.byteLength) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset);
+    const at = position === undefined ? null : position + offset;
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.byteLength - offset, at);
     offset += bytesWritten;
   }
 }
