@@ -53,6 +53,22 @@ export const syncDefaults = Object.freeze({
   limits: defaultMetadataLimits,
   allowCrossHostRedirects: false,
   itemIdleTimeoutMs: 60 * SECOND,
+  /**
+   * Items above `thresholdBytes` are copied in ranged parts of `partBytes`
+   * over as many copy invocations as they need (cloud backend), so no item
+   * size or upstream speed needs more than one invocation's time per part.
+   * A part must arrive within an invocation: 256 MiB in 13 minutes is about
+   * 0.35 MB/s of upstream.
+   */
+  rangedCopy: Object.freeze({ thresholdBytes: 1_024 * MiB, partBytes: 256 * MiB }),
+  /**
+   * What a copy invocation keeps of its remaining time, unspent: the reply
+   * and the misjudged length of its last part. Its budget is the rest.
+   */
+  copyInvocationReserveMs: 2 * MINUTE,
+  /** Sync runs kept however old; older ones go once past `runRetentionMs` (DynamoDB: its TTL). */
+  keptRuns: 20,
+  runRetentionMs: 90 * DAY,
 });
 
 /** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
@@ -90,6 +106,13 @@ export interface SyncConfig {
   readonly allowCrossHostRedirects: boolean;
   /** An item download fails (transiently) once no byte has arrived for this long. */
   readonly itemIdleTimeoutMs: number;
+  /** Items larger than `thresholdBytes` are copied in ranged parts of `partBytes` across invocations. */
+  readonly rangedCopy: RangedCopySettings;
+}
+
+export interface RangedCopySettings {
+  readonly thresholdBytes: number;
+  readonly partBytes: number;
 }
 
 /** Raw values as an entry point has them: strings, numbers, booleans, arrays, or absent (`undefined`, `null`, `''`). */
@@ -112,6 +135,10 @@ export interface RawSyncSettings {
   jsonDepth?: unknown;
   allowCrossHostRedirects?: unknown;
   itemIdleTimeout?: unknown;
+  /** Bytes: items larger are copied in ranged parts across invocations. */
+  rangedCopyThreshold?: unknown;
+  /** Bytes per ranged part. */
+  copyPartSize?: unknown;
 }
 
 export type SettingKey = keyof RawSyncSettings;
@@ -160,6 +187,9 @@ const RANGES = {
   productsBytes: [1, 1_024 * MiB],
   runBytes: [1, 16 * 1_024 * MiB],
   jsonDepth: [1, 1_000],
+  // S3's part sizes: at least 5 MiB, at most 5 GiB.
+  rangedCopyThreshold: [5 * MiB, 5 * 1_024 * 1_024 * MiB],
+  copyPartSize: [5 * MiB, 5 * 1_024 * MiB],
 } as const satisfies Partial<Record<SettingKey, readonly [number, number]>>;
 
 const DURATION_RANGES = {
@@ -211,6 +241,10 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
       fail('allowCrossHostRedirects', problem),
     ),
     itemIdleTimeoutMs: duration('itemIdleTimeout', syncDefaults.itemIdleTimeoutMs),
+    rangedCopy: Object.freeze({
+      thresholdBytes: integer('rangedCopyThreshold', syncDefaults.rangedCopy.thresholdBytes),
+      partBytes: integer('copyPartSize', syncDefaults.rangedCopy.partBytes),
+    }),
   };
 }
 
@@ -224,6 +258,7 @@ export function engineSettings(config: SyncConfig, keyring: Keyring | undefined)
     lockTtlMs: config.lockTtlMs,
     attempts: config.attempts,
     limits: config.limits,
+    rangedCopy: config.rangedCopy,
   };
 }
 

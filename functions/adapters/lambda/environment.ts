@@ -19,6 +19,10 @@ export const ENV = {
   /** Path of the upstream keyring; relative paths resolve against the bundle directory. */
   keyringFile: 'SKYSTREAMS_KEYRING_FILE',
   stateMachineArn: 'SKYSTREAMS_STATE_MACHINE_ARN',
+  /** Optional, bytes: items larger are copied in ranged parts across invocations. @default syncDefaults.rangedCopy */
+  rangedCopyThreshold: 'SKYSTREAMS_RANGED_COPY_THRESHOLD_BYTES',
+  /** Optional, bytes per ranged part. @default syncDefaults.rangedCopy */
+  copyPartSize: 'SKYSTREAMS_COPY_PART_BYTES',
 } as const;
 
 /** The file name the keyring is bundled under, next to the handler's code. */
@@ -38,7 +42,15 @@ export interface SyncEnvironment extends StoreSettings {
 /** How the sync settings are named here, for messages. */
 export const SYNC_ENTRY: EntryPoint = {
   name: namesFrom(
-    { source: ENV.sourceUrl, filters: ENV.filters, max: ENV.max, pruneGrace: ENV.pruneGraceHours, keyring: ENV.keyringFile },
+    {
+      source: ENV.sourceUrl,
+      filters: ENV.filters,
+      max: ENV.max,
+      pruneGrace: ENV.pruneGraceHours,
+      keyring: ENV.keyringFile,
+      rangedCopyThreshold: ENV.rangedCopyThreshold,
+      copyPartSize: ENV.copyPartSize,
+    },
     'environment variable ',
   ),
   durationUnit: 'h',
@@ -58,6 +70,8 @@ export function readSyncEnvironment(env: Environment = process.env): SyncEnviron
       max: env[ENV.max],
       // The grace depends on the deployment (see infra/config.ts): no default fits here.
       pruneGrace: required(env, ENV.pruneGraceHours),
+      rangedCopyThreshold: env[ENV.rangedCopyThreshold],
+      copyPartSize: env[ENV.copyPartSize],
       // Step Functions retries items itself, with backoff: one attempt per invocation.
       attempts: 1,
     },
