@@ -420,10 +420,14 @@ export class SyncEngine {
       throw error;
     }
     // Joined, the bytes sit under the item's key, unvouched: checked where they lie, and removed unless they are the promised ones.
-    const verified = await this.verifyStored(key, task);
-    if (!verified) {
+    let verified: VerifiedContent;
+    try {
+      verified = await verifyAll((await this.deps.objects.get(key)).body, task);
+    } catch (error) {
+      if (!(error instanceof IntegrityError)) throw error;
       await this.deps.objects.delete(key);
-      throw new IntegrityError(task.path, 'the bytes joined from its ranged parts do not have the size and digests the metadata declares; deleted');
+      const problem = error.message.slice(`${task.path}: `.length);
+      throw new IntegrityError(task.path, `joined from its ranged parts, ${problem}; deleted`);
     }
     await this.deps.catalog.recordObject(storedObject(task.path, verified, this.now()), lease);
     this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
