@@ -7,7 +7,7 @@
 import type { Context } from 'aws-lambda';
 import type { RangedCopy } from '../core/engine.ts';
 import type { CopyTask } from '../core/planner.ts';
-import { syncDefaults } from '../core/settings.ts';
+import { copyBudgetMs } from '../adapters/lambda/environment.ts';
 import { observed } from '../adapters/lambda/observability.ts';
 import { syncRuntime } from '../adapters/lambda/sync-runtime.ts';
 
@@ -19,6 +19,5 @@ interface CopyEvent {
 
 export const handler = observed(async ({ runId, task, previous }: CopyEvent, context: Context) => {
   const { engine } = await syncRuntime();
-  const budgetMs = context.getRemainingTimeInMillis() - syncDefaults.copyInvocationReserveMs;
-  return engine.copyWithinBudget(runId, task, budgetMs, previous?.continuation);
+  return engine.copyWithinBudget(runId, task, copyBudgetMs(context.getRemainingTimeInMillis()), previous?.continuation);
 });

@@ -7,8 +7,10 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
-import { IntegrityError, RangeNotSupportedError, UpstreamError } from '../../functions/core/errors.ts';
+import { copyBudgetMs, ENV } from '../../functions/adapters/lambda/environment.ts';
+import { ConfigError, IntegrityError, RangeNotSupportedError, UpstreamError } from '../../functions/core/errors.ts';
 import { keys } from '../../functions/core/ports.ts';
+import { syncDefaults } from '../../functions/core/settings.ts';
 import { useStandins } from '../support/global-standins.ts';
 import { startRangedCopyRig, type RangedCopyRig } from '../support/ranged-copy.ts';
 import { generatedFile, serveTree } from '../support/upstream-server.ts';
@@ -102,6 +104,18 @@ describe('Handler: copy, an item above the ranged-copy threshold', () => {
     expect(rig.upstream.requestsFor(large.path)).toHaveLength(1);
     expect(await rig.backend.objects.head(keys.item(large.path))).toBeUndefined();
     rig.upstream.ranges = true;
+  });
+});
+
+describe('Function: copyBudgetMs', () => {
+  it('is the remaining time less the reserve, capped by the environment, and refuses a cap that is not a duration in ms', () => {
+    const reserve = syncDefaults.copyInvocationReserveMs;
+
+    expect(copyBudgetMs(reserve + 90_000, {})).toBe(90_000);
+    expect(copyBudgetMs(reserve + 90_000, { [ENV.copyBudgetMs]: '5000' })).toBe(5_000);
+    expect(copyBudgetMs(reserve + 1_000, { [ENV.copyBudgetMs]: '5000' })).toBe(1_000);
+    expect(() => copyBudgetMs(reserve, { [ENV.copyBudgetMs]: '5s' })).toThrow(ConfigError);
+    expect(() => copyBudgetMs(reserve, { [ENV.copyBudgetMs]: '5s' })).toThrow(ENV.copyBudgetMs);
   });
 });
 

@@ -4,7 +4,7 @@
  * pointed at it and at the stand-ins with a ranged-copy threshold and part
  * size of the test's choosing. `copyUntilDone` plays the state machine's
  * CopyItem ⇄ MoreParts loop for one item, with a per-invocation budget
- * forced as small as the test wants through the Lambda context.
+ * forced as small as the test wants (SKYSTREAMS_COPY_BUDGET_MS).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,6 @@ import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import type { CopiedItem, PlanOutcome, UnfinishedCopy } from '../../functions/core/engine.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import type { Backend } from '../../functions/core/ports.ts';
-import { syncDefaults } from '../../functions/core/settings.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { demoProducts } from '../../functions/local/demo-data.ts';
 import type { StandinEndpoints } from './global-standins.ts';
@@ -85,6 +84,7 @@ export async function startRangedCopyRig(standins: StandinEndpoints, options: Ra
     [ENV.keyringFile]: join(workDir, 'keyring.gpg'),
     [ENV.rangedCopyThreshold]: String(options.thresholdBytes),
     [ENV.copyPartSize]: String(options.partBytes),
+    [ENV.copyBudgetMs]: String(options.budgetMs ?? 1),
     POWERTOOLS_TRACE_ENABLED: 'false',
     POWERTOOLS_SERVICE_NAME: 'skystreams',
     POWERTOOLS_LOG_LEVEL: 'SILENT',
@@ -93,7 +93,7 @@ export async function startRangedCopyRig(standins: StandinEndpoints, options: Ra
   const load = async (name: string) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
   const handlers = { plan: await load('plan'), copy: await load('copy'), publish: await load('publish'), prune: await load('prune'), fail: await load('fail') };
   const backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
-  const context = copyContext(options.budgetMs ?? 1);
+  const context = lambdaContext();
 
   const readJson = async <T>(objectKey: string): Promise<T> => {
     const { body } = await backend.objects.get(objectKey);
@@ -175,8 +175,8 @@ async function largeItemTree(
   return { files, large: { path: item!.path, file } };
 }
 
-/** A copy invocation's context with `budgetMs` left past the reserve the handler keeps. */
-function copyContext(budgetMs: number): Context {
+/** An invocation's context with a Lambda's whole 15 minutes left: the copy budget is forced small through its environment. */
+function lambdaContext(): Context {
   return {
     callbackWaitsForEmptyEventLoop: true,
     functionName: 'skystreams-copy',
@@ -186,7 +186,7 @@ function copyContext(budgetMs: number): Context {
     awsRequestId: `request-copy-${Date.now()}`,
     logGroupName: '/aws/lambda/skystreams-copy',
     logStreamName: 'test',
-    getRemainingTimeInMillis: () => syncDefaults.copyInvocationReserveMs + budgetMs,
+    getRemainingTimeInMillis: () => 15 * 60_000,
     done: () => undefined,
     fail: () => undefined,
     succeed: () => undefined,
