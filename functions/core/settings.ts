@@ -66,10 +66,15 @@ export const syncDefaults = Object.freeze({
    * and the misjudged length of its last part. Its budget is the rest.
    */
   copyInvocationReserveMs: 2 * MINUTE,
-  /** Sync runs kept however old; older ones go once past `runRetentionMs` (DynamoDB: its TTL). */
-  keptRuns: 20,
-  runRetentionMs: 90 * DAY,
+  /** The newest `keep` sync runs are kept however old; older ones go `retentionMs` after they finished. */
+  runRetention: Object.freeze({ keep: 20, retentionMs: 90 * DAY }) as RunRetention,
 });
+
+/** Which sync runs a catalog keeps: the newest `keep` always, older ones until `retentionMs` after they finished. */
+export interface RunRetention {
+  readonly keep: number;
+  readonly retentionMs: number;
+}
 
 /** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
 export const defaultEngineSettings = Object.freeze({

@@ -178,7 +178,8 @@ export class SyncPipeline extends Construct {
       read: ['lock', 'runs', 'current', 'state', 'publications', 'objects', 'entries'],
       runsIndex: true,
       put: ['lock', 'runs', 'state'],
-      update: ['lock'],
+      // A starting run gives the runs it pushes past the newest kept their expiry.
+      update: ['lock', 'runs'],
       delete: ['publications', 'objects'],
       batchWrite: ['entries'],
     });

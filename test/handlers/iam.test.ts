@@ -25,6 +25,7 @@ import { addClientMiddleware, initCloudResources, openCloudBackend } from '../..
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import type { PlanOutcome } from '../../functions/core/engine.ts';
 import { NotFoundError } from '../../functions/core/errors.ts';
+import { syncDefaults } from '../../functions/core/settings.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
 import { demoProducts } from '../../functions/local/demo-data.ts';
@@ -149,7 +150,13 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       await invoke('check', { source: 'skystreams.schedule' });
       await runToPublication('run-1');
     });
-    await inPath('changed again, prune keeps the replaced generation', async () => {
+    await inPath('changed again, prune keeps the replaced generation; the start expires runs past the newest kept', async () => {
+      const { keep, retentionMs } = syncDefaults.runRetention;
+      const longAgo = Date.now() - retentionMs - 10 * 24 * HOUR;
+      for (let i = 0; i < keep; i++) {
+        const at = new Date(longAgo + i * 60_000).toISOString();
+        await backend.catalog.putRun({ id: `old-${i}`, state: 'succeeded', startedAt: at, finishedAt: at, itemsCopied: 0, bytesCopied: 0, itemsPresent: 0 });
+      }
       await changeUpstream('20990101');
       await runToPublication('run-2');
     });
@@ -231,6 +238,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       'fail dynamodb:DeleteItem',
     ];
     expect(expected.filter((call) => !made.has(call))).toEqual([]);
+    expect(calls.some((call) => call.fn === 'plan' && call.action === 'dynamodb:UpdateItem' && String(call.context['dynamodb:LeadingKeys']) === 'RUN')).toBe(true);
     // ...and IAM allows each of their calls.
     const denied: string[] = [];
     for (const call of uniqueCalls(calls)) {
