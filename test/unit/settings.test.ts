@@ -47,7 +47,16 @@ describe('Function: parseSyncConfig', () => {
         limits: { indexBytes: 1024 * 1024, productsBytes: 32 * 1024 * 1024, runBytes: 512 * 1024 * 1024, jsonDepth: 32 },
         allowCrossHostRedirects: false,
         itemIdleTimeoutMs: 60_000,
+        rangedCopy: { thresholdBytes: 1024 * 1024 * 1024, partBytes: 256 * 1024 * 1024 },
       });
+    });
+
+    it('takes the ranged-copy threshold and part size in bytes, from 5 MiB, naming a bad one', () => {
+      const MiB = 1024 * 1024;
+
+      expect(parse({ rangedCopyThreshold: String(8 * MiB), copyPartSize: 5 * MiB }).rangedCopy).toEqual({ thresholdBytes: 8 * MiB, partBytes: 5 * MiB });
+      expect(() => parse({ copyPartSize: String(MiB) })).toThrow(SettingError);
+      expect(() => parse({ copyPartSize: String(MiB) })).toThrow(/^copyPartSize: "1048576" is not an integer from 5242880/);
     });
 
     it('copies 8 items at once on the cloud backend', () => {
@@ -276,6 +285,7 @@ describe('Function: engineSettings', () => {
       lockTtlMs: 60_000,
       attempts: 4,
       limits: config.limits,
+      rangedCopy: config.rangedCopy,
     });
     expect(engineSettings(parse({}), undefined).selection).toEqual({ filters: [] });
   });
