@@ -40,6 +40,7 @@ import {
 import { isStoredAs, planSync, unreferencedPaths, type CopyTask, type Selection } from './planner.ts';
 import type { Keyring } from './pgp.ts';
 import { pinnedVersions } from './pins.ts';
+import { syncDefaults, type RangedCopySettings } from './settings.ts';
 import {
   DEFAULT_CHANNEL,
   keys,
@@ -49,6 +50,8 @@ import {
   type Lease,
   type LockHolder,
   type ObjectStore,
+  type PartUpload,
+  type UploadedPart,
   type Publication,
   type StoredObject,
   type SyncRun,
@@ -81,6 +84,8 @@ export interface SyncSettings {
   channel?: string;
   /** Generations each channel keeps (the one it points at and those before it, for `rollback`). @default 1 */
   keepGenerations?: number;
+  /** When `copyWithinBudget` copies an item in ranged parts, and how large they are. @default syncDefaults.rangedCopy */
+  rangedCopy?: RangedCopySettings;
 }
 
 export type SyncEvent =
@@ -101,6 +106,8 @@ export type SyncEvent =
   | { type: 'item-progress'; runId: string; path: string; bytes: number }
   | { type: 'item-stored'; runId: string; path: string; size: number; skipped: boolean }
   | { type: 'item-retry'; runId: string; path: string; attempt: number; error: string }
+  /** A ranged copy stopped for this call, to go on in the next. */
+  | { type: 'item-continued'; runId: string; path: string; copiedBytes: number; parts: number }
   | { type: 'published'; runId: string; generation: number; upstreamUpdated: string; items: number }
   | { type: 'pruned'; runId: string; paths: number; generations: number[] }
   | { type: 'failed'; runId: string; error: string };
@@ -133,6 +140,34 @@ export type PlanOutcome =
       /** Object-store key of the JSON array of CopyTasks (for a Distributed Map). */
       copyKey: string;
     };
+
+export interface CopiedItem {
+  path: string;
+  size: number;
+  /** Already stored as promised: nothing was downloaded. */
+  skipped: boolean;
+}
+
+/**
+ * Where a ranged copy stands between invocations: plain data, handed back
+ * by `copyWithinBudget` and given to the next call for the same item.
+ */
+export interface RangedCopy {
+  uploadId: string;
+  /** Bytes in every part but the last. */
+  partBytes: number;
+  /** Parts stored so far, in order: part n holds bytes from (n − 1) × partBytes. */
+  parts: UploadedPart[];
+}
+
+/** An item whose copy goes on in the next call, with `continuation`. */
+export interface UnfinishedCopy {
+  path: string;
+  size: number;
+  continuation: RangedCopy;
+  /** Bytes stored so far. */
+  copiedBytes: number;
+}
 
 export interface PruneResult {
   deletedPaths: string[];
@@ -315,9 +350,110 @@ export class SyncEngine {
   }
 
   /** Fetches one item, verifying size and digest while it streams; only verified bytes become visible. */
-  async copy(runId: string, task: CopyTask): Promise<{ path: string; size: number; skipped: boolean }> {
+  async copy(runId: string, task: CopyTask): Promise<CopiedItem> {
     const { catalog, objects, upstream } = this.deps;
     const lease = await this.renewLease(runId);
+    const settled = await this.settleStored(runId, task, lease);
+    if (settled) return settled;
+    const key = keys.item(task.path);
+    const { body } = await upstream.openStream(task.path);
+    const verifier = verifyingStream(this.watched(runId, task.path, lease, body), task);
+    await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
+    await catalog.recordObject(storedObject(task.path, verifier.result(), this.now()), lease);
+    this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
+    return { path: task.path, size: task.size, skipped: false };
+  }
+
+  /**
+   * One invocation's share of an item's copy, for callers with a time limit
+   * (a Lambda). Items up to the ranged-copy threshold, and every item on a
+   * store without parted writes, are copied whole, as `copy` does. Larger
+   * ones are fetched as byte ranges, each stored as one part, until
+   * `budgetMs` would run out before another part: then the call hands back
+   * a continuation, which the next call for the item takes up (at least one
+   * part per call, so every call makes progress). Once every part is stored,
+   * the parts are joined at the item's key (create-only) and the whole object
+   * is read back through the size and digest checks before it is recorded;
+   * bytes that fail them are deleted and the item fails with IntegrityError.
+   * An error that retrying cannot cure aborts the upload; a transient one
+   * leaves it for the retry, which comes back with the same continuation.
+   */
+  async copyWithinBudget(runId: string, task: CopyTask, budgetMs: number, resume?: RangedCopy): Promise<CopiedItem | UnfinishedCopy> {
+    const parts = this.deps.objects.parts;
+    const ranged = this.settings.rangedCopy ?? syncDefaults.rangedCopy;
+    if (!resume && (!parts || task.size <= ranged.thresholdBytes)) return this.copy(runId, task);
+    if (!parts) throw new Error(`${task.path}: a ranged copy was resumed on a store without parted writes`);
+    const startedAt = this.now().getTime();
+    const lease = await this.renewLease(runId);
+    const key = keys.item(task.path);
+    let progress = resume;
+    if (!progress) {
+      const settled = await this.settleStored(runId, task, lease);
+      if (settled) return settled;
+      const upload = await parts.start(key, { contentType: contentTypeOf(task.path) });
+      progress = { uploadId: upload.uploadId, partBytes: rangedPartBytes(task.size, ranged.partBytes, parts), parts: [] };
+    }
+    const upload: PartUpload = { key, uploadId: progress.uploadId };
+    if (resume && isStoredAs(await this.deps.catalog.getObject(task.path), task)) {
+      // A retried call whose first attempt finished the item after all.
+      await parts.abort(upload);
+      this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: true });
+      return { path: task.path, size: task.size, skipped: true };
+    }
+    const partCount = Math.ceil(task.size / progress.partBytes);
+    try {
+      let longestPartMs = 0;
+      let storedNow = 0;
+      while (progress.parts.length < partCount) {
+        const elapsed = this.now().getTime() - startedAt;
+        if (storedNow > 0 && elapsed + longestPartMs > budgetMs) return this.unfinished(runId, task, progress);
+        const partStartedAt = this.now().getTime();
+        const partNumber = progress.parts.length + 1;
+        const start = (partNumber - 1) * progress.partBytes;
+        const end = Math.min(task.size, start + progress.partBytes) - 1;
+        const { body } = await this.deps.upstream.openRange(task.path, { start, end });
+        const part = await parts.putPart(upload, partNumber, this.watched(runId, task.path, lease, body), end - start + 1);
+        progress = { ...progress, parts: [...progress.parts, part] };
+        storedNow++;
+        longestPartMs = Math.max(longestPartMs, this.now().getTime() - partStartedAt);
+      }
+      // Reading the whole object back takes a while too: a call that spent its budget leaves it to the next.
+      if (storedNow > 0 && this.now().getTime() - startedAt > budgetMs) return this.unfinished(runId, task, progress);
+      await parts.complete(upload, progress.parts, { ifAbsent: true });
+    } catch (error) {
+      const retryable = error instanceof UpstreamError || error instanceof UnavailableError;
+      if (!retryable) await parts.abort(upload).catch(() => undefined);
+      throw error;
+    }
+    // Joined, the bytes sit under the item's key, unvouched: checked where they lie, and removed unless they are the promised ones.
+    let verified: VerifiedContent;
+    try {
+      verified = await verifyAll((await this.deps.objects.get(key)).body, task);
+    } catch (error) {
+      if (!(error instanceof IntegrityError)) throw error;
+      await this.deps.objects.delete(key);
+      const problem = error.message.slice(`${task.path}: `.length);
+      throw new IntegrityError(task.path, `joined from its ranged parts, ${problem}; deleted`);
+    }
+    await this.deps.catalog.recordObject(storedObject(task.path, verified, this.now()), lease);
+    this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
+    return { path: task.path, size: task.size, skipped: false };
+  }
+
+  private unfinished(runId: string, task: CopyTask, progress: RangedCopy): UnfinishedCopy {
+    const copiedBytes = Math.min(task.size, progress.parts.length * progress.partBytes);
+    this.emit({ type: 'item-continued', runId, path: task.path, copiedBytes, parts: progress.parts.length });
+    return { path: task.path, size: task.size, continuation: progress, copiedBytes };
+  }
+
+  /**
+   * Settles an item before it is downloaded: stored as promised (skipped),
+   * or unvouched bytes under its key that turn out to be the promised ones
+   * (recorded, skipped). Other unvouched bytes are removed. undefined: the
+   * item must be fetched.
+   */
+  private async settleStored(runId: string, task: CopyTask, lease: Lease): Promise<CopiedItem | undefined> {
+    const { catalog, objects } = this.deps;
     if (isStoredAs(await catalog.getObject(task.path), task)) {
       this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: true });
       return { path: task.path, size: task.size, skipped: true };
@@ -338,12 +474,7 @@ export class SyncEngine {
       await catalog.forgetObject(task.path, lease);
       await objects.delete(key);
     }
-    const { body } = await upstream.openStream(task.path);
-    const verifier = verifyingStream(this.watched(runId, task.path, lease, body), task);
-    await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
-    await catalog.recordObject(storedObject(task.path, verifier.result(), this.now()), lease);
-    this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
-    return { path: task.path, size: task.size, skipped: false };
+    return undefined;
   }
 
   /** Checks every listed file is stored as promised, then switches the current publication atomically. */
@@ -676,6 +807,15 @@ export class SyncEngine {
     }
     for (const key of doomed) await this.deps.objects.delete(key);
   }
+}
+
+/**
+ * The part size for an item: the configured one, at least the store's
+ * smallest, and large enough that the item needs no more parts than the
+ * store allows.
+ */
+function rangedPartBytes(size: number, configured: number, parts: { minPartBytes: number; maxParts: number }): number {
+  return Math.max(configured, parts.minPartBytes, Math.ceil(size / parts.maxParts));
 }
 
 function storedObject(path: string, verified: VerifiedContent, now: Date): StoredObject {

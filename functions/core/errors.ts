@@ -80,6 +80,18 @@ export class UpstreamError extends SkystreamsError {
   }
 }
 
+/**
+ * The upstream answered a ranged GET with the whole file (no 206): an item
+ * too large for one invocation cannot be copied from it in parts. Not
+ * transient: asking again gets the same answer.
+ */
+export class RangeNotSupportedError extends SkystreamsError {
+  override readonly statusCode = 502;
+  constructor(readonly url: string, problem: string) {
+    super(`${url}: ${problem}`);
+  }
+}
+
 /** An input (metadata file, run total, JSON nesting) over its configured bound: refused before it is buffered. */
 export class InputTooLargeError extends SkystreamsError {
   override readonly statusCode = 502;

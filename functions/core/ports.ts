@@ -63,12 +63,61 @@ export interface ObjectStore {
   /** Every object whose key starts with `prefix`, in ascending key order, across all pages. */
   list(prefix: string): AsyncIterable<ObjectInfo>;
   /**
+   * Writing one object as numbered parts, over several processes if need be:
+   * what lets a copy longer than one Lambda invocation resume in the next.
+   * Absent on stores that only write whole objects (the directory backend).
+   */
+  readonly parts?: PartedWrites;
+  /**
    * Makes every put that has completed durable, names included, so a power
    * cut after this returns cannot lose them. Called before a publication
    * lists them. (A put's bytes are durable when it returns; on a filesystem
    * the directory entry that names them is not, until this.)
    */
   persist(): Promise<void>;
+}
+
+/** An unfinished parted write, as `PartedWrites.start` began it; plain data, so it can travel between processes. */
+export interface PartUpload {
+  key: string;
+  uploadId: string;
+}
+
+export interface UploadedPart {
+  /** 1-based. */
+  partNumber: number;
+  /** The store's validator of the part, needed to complete the upload. */
+  etag: string;
+  /** The store's own integrity check of the part, when it keeps one (S3: its CRC32), also needed to complete. */
+  checksum?: string;
+}
+
+/**
+ * Parts written one by one, invisible until `complete` joins them at the
+ * key. An upload left unfinished costs storage until it is aborted (on S3, a
+ * lifecycle rule aborts leftovers after a day).
+ */
+export interface PartedWrites {
+  /** Smallest size of every part but the last. */
+  readonly minPartBytes: number;
+  /** Most parts one object may have. */
+  readonly maxParts: number;
+  start(key: string, options?: { contentType?: string }): Promise<PartUpload>;
+  /**
+   * Writes part `partNumber` from `body`, which must hold exactly `size`
+   * bytes (IntegrityError naming the key otherwise). Writing a part number
+   * again replaces that part. NotFoundError when the upload is gone (aborted
+   * or completed).
+   */
+  putPart(upload: PartUpload, partNumber: number, body: ByteStream, size: number): Promise<UploadedPart>;
+  /**
+   * Joins `parts`, in order, into the object at the upload's key. With
+   * `ifAbsent`, ObjectExistsError when an object is already there, which
+   * stays as it was (and the upload stays open, for `abort`).
+   */
+  complete(upload: PartUpload, parts: readonly UploadedPart[], options?: { ifAbsent?: boolean }): Promise<ObjectInfo>;
+  /** Drops the upload and its parts. Idempotent: an unknown or finished upload is not an error. */
+  abort(upload: PartUpload): Promise<void>;
 }
 
 // ---------------------------------------------------------------- catalog
@@ -301,6 +350,13 @@ export interface Upstream {
   fetchFile(path: string, validators?: Validators, limits?: FetchLimits): Promise<FetchedFile>;
   /** Streams a (large) file. NotFoundError on 404, UpstreamError on other failures. */
   openStream(path: string): Promise<{ body: ByteStream; size?: number }>;
+  /**
+   * Streams bytes `range.start`..`range.end` (inclusive) of a file, with
+   * `size` the whole file's length. RangeNotSupportedError (naming the URL)
+   * when the server answers without a 206 Partial Content; UpstreamError when
+   * its Content-Range is not the range asked for, or on other failures.
+   */
+  openRange(path: string, range: ByteRange): Promise<{ body: ByteStream; size: number }>;
 }
 
 // ---------------------------------------------------------------- backend

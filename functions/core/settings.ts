@@ -57,7 +57,28 @@ export const syncDefaults = Object.freeze({
   channel: DEFAULT_CHANNEL,
   /** Only the generation a channel points at outlives the grace period: keep more to roll back later. */
   keepGenerations: 1,
+  /**
+   * Items above `thresholdBytes` are copied in ranged parts of `partBytes`
+   * over as many copy invocations as they need (cloud backend), so no item
+   * size or upstream speed needs more than one invocation's time per part.
+   * A part must arrive within an invocation: 256 MiB in 13 minutes is about
+   * 0.35 MB/s of upstream.
+   */
+  rangedCopy: Object.freeze({ thresholdBytes: 1_024 * MiB, partBytes: 256 * MiB }),
+  /**
+   * What a copy invocation keeps of its remaining time, unspent: the reply
+   * and the misjudged length of its last part. Its budget is the rest.
+   */
+  copyInvocationReserveMs: 2 * MINUTE,
+  /** The newest `keep` sync runs are kept however old; older ones go `retentionMs` after they finished. */
+  runRetention: Object.freeze({ keep: 20, retentionMs: 90 * DAY }) as RunRetention,
 });
+
+/** Which sync runs a catalog keeps: the newest `keep` always, older ones until `retentionMs` after they finished. */
+export interface RunRetention {
+  readonly keep: number;
+  readonly retentionMs: number;
+}
 
 /** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
 export const defaultEngineSettings = Object.freeze({
@@ -98,6 +119,13 @@ export interface SyncConfig {
   readonly channel: string;
   /** Generations each channel keeps beyond the grace period: the current one and those before it. */
   readonly keepGenerations: number;
+  /** Items larger than `thresholdBytes` are copied in ranged parts of `partBytes` across invocations. */
+  readonly rangedCopy: RangedCopySettings;
+}
+
+export interface RangedCopySettings {
+  readonly thresholdBytes: number;
+  readonly partBytes: number;
 }
 
 /** Raw values as an entry point has them: strings, numbers, booleans, arrays, or absent (`undefined`, `null`, `''`). */
@@ -122,6 +150,10 @@ export interface RawSyncSettings {
   itemIdleTimeout?: unknown;
   channel?: unknown;
   keepGenerations?: unknown;
+  /** Bytes: items larger are copied in ranged parts across invocations. */
+  rangedCopyThreshold?: unknown;
+  /** Bytes per ranged part. */
+  copyPartSize?: unknown;
 }
 
 export type SettingKey = keyof RawSyncSettings;
@@ -171,6 +203,9 @@ const RANGES = {
   runBytes: [1, 16 * 1_024 * MiB],
   jsonDepth: [1, 1_000],
   keepGenerations: [1, CHANNEL_HISTORY_LIMIT + 1],
+  // S3's part sizes: at least 5 MiB, at most 5 GiB.
+  rangedCopyThreshold: [5 * MiB, 5 * 1_024 * 1_024 * MiB],
+  copyPartSize: [5 * MiB, 5 * 1_024 * MiB],
 } as const satisfies Partial<Record<SettingKey, readonly [number, number]>>;
 
 const DURATION_RANGES = {
@@ -224,6 +259,10 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
     itemIdleTimeoutMs: duration('itemIdleTimeout', syncDefaults.itemIdleTimeoutMs),
     channel: parseChannel(value('channel'), (problem) => fail('channel', problem)),
     keepGenerations: integer('keepGenerations', syncDefaults.keepGenerations),
+    rangedCopy: Object.freeze({
+      thresholdBytes: integer('rangedCopyThreshold', syncDefaults.rangedCopy.thresholdBytes),
+      partBytes: integer('copyPartSize', syncDefaults.rangedCopy.partBytes),
+    }),
   };
 }
 
@@ -239,6 +278,7 @@ export function engineSettings(config: SyncConfig, keyring: Keyring | undefined)
     limits: config.limits,
     channel: config.channel,
     keepGenerations: config.keepGenerations,
+    rangedCopy: config.rangedCopy,
   };
 }
 

@@ -1,9 +1,23 @@
-/** Step Functions Distributed Map item: copies one file from upstream, verified while it streams. */
+/**
+ * Step Functions Distributed Map item: copies one file from upstream, verified
+ * while it streams, or (a large one) as many of its ranged parts as this
+ * invocation has time for. `previous` is this item's last result: when it
+ * carries a continuation, the state machine loops back here with it.
+ */
+import type { Context } from 'aws-lambda';
+import type { RangedCopy } from '../core/engine.ts';
 import type { CopyTask } from '../core/planner.ts';
+import { copyBudgetMs } from '../adapters/lambda/environment.ts';
 import { observed } from '../adapters/lambda/observability.ts';
 import { syncRuntime } from '../adapters/lambda/sync-runtime.ts';
 
-export const handler = observed(async ({ runId, task }: { runId: string; task: CopyTask }) => {
+interface CopyEvent {
+  runId: string;
+  task: CopyTask;
+  previous?: { continuation?: RangedCopy };
+}
+
+export const handler = observed(async ({ runId, task, previous }: CopyEvent, context: Context) => {
   const { engine } = await syncRuntime();
-  return engine.copy(runId, task);
+  return engine.copyWithinBudget(runId, task, copyBudgetMs(context.getRemainingTimeInMillis()), previous?.continuation);
 });

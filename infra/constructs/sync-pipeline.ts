@@ -57,8 +57,9 @@ const SYNC_FUNCTIONS = {
   check: { memorySizeMb: 512, timeout: Duration.seconds(90), description: 'Conditional GET of the upstream index; starts a sync run when it changed' },
   // Verifies signatures and parses products files of several MB: a full vCPU.
   plan: { memorySizeMb: 1769, timeout: Duration.minutes(10), description: 'Locks, verifies upstream metadata, stages it and writes the copy list' },
-  // Streams one item (up to several GB) from upstream into S3 with bounded memory; network throughput grows with memory.
-  copy: { memorySizeMb: 2048, timeout: Duration.minutes(15), description: 'Copies one item from upstream, verifying size and digest while streaming' },
+  // Streams one item, or as many ranged parts of a large one as fit its time, from upstream into S3 with
+  // bounded memory; network throughput grows with memory.
+  copy: { memorySizeMb: 2048, timeout: Duration.minutes(15), description: 'Copies one item (or ranged parts of a large one) from upstream, verifying size and digests' },
   publish: { memorySizeMb: 1024, timeout: Duration.minutes(10), description: 'Checks every item is stored, then switches the current publication' },
   prune: { memorySizeMb: 1024, timeout: Duration.minutes(15), description: 'Deletes replaced generations and unreferenced files after the grace period' },
   fail: { memorySizeMb: 256, timeout: Duration.minutes(1), description: 'Records a sync run as failed and releases the lock' },
@@ -177,7 +178,8 @@ export class SyncPipeline extends Construct {
       read: ['lock', 'runs', 'current', 'state', 'publications', 'objects', 'entries'],
       runsIndex: true,
       put: ['lock', 'runs', 'state'],
-      update: ['lock'],
+      // A starting run gives the runs it pushes past the newest kept their expiry.
+      update: ['lock', 'runs'],
       delete: ['publications', 'objects'],
       batchWrite: ['entries'],
     });
@@ -244,28 +246,41 @@ export class SyncPipeline extends Construct {
     const plan = invoke('Plan', this.planFunction, { runId }, '$.plan');
     retryTransient(plan, 3).addCatch(failed, onError);
 
+    // An item above the ranged-copy threshold takes several invocations: each copies the parts its time
+    // allows and hands back a continuation, which MoreParts feeds to the next. `$.copied` starts empty.
+    const startItem = new sfn.Pass(this, 'StartItem', { result: sfn.Result.fromObject({}), resultPath: '$.copied' });
     const copyItem = new tasks.LambdaInvoke(this, 'CopyItem', {
       lambdaFunction: this.copyFunction.function,
+      payload: sfn.TaskInput.fromObject({
+        runId: sfn.JsonPath.stringAt('$.runId'),
+        task: sfn.JsonPath.objectAt('$.task'),
+        previous: sfn.JsonPath.objectAt('$.copied'),
+      }),
       payloadResponseOnly: true,
-      // Thousands of items: keep each result out of the Map's output.
-      outputPath: sfn.JsonPath.DISCARD,
+      resultPath: '$.copied',
       retryOnServiceExceptions: true,
     });
+    // A retry gets the same input, so a ranged copy retries the parts its failed attempt was on.
     retry(copyItem, ITEM_TRANSIENT_ERRORS, 5);
     retry(copyItem, ['Sandbox.Timedout'], COPY_TIMEOUT_RETRIES);
+    const moreParts = new sfn.Choice(this, 'MoreParts')
+      .when(sfn.Condition.isPresent('$.copied.continuation'), copyItem)
+      // Thousands of items: keep each result out of the Map's output.
+      .otherwise(new sfn.Succeed(this, 'ItemCopied', { outputPath: sfn.JsonPath.DISCARD }));
+    const copyLoop = startItem.next(copyItem).next(moreParts);
     const copyItems = new sfn.DistributedMap(this, 'CopyItems', {
       // The copy list can be far larger than a state's 256 KB payload: read it from the bucket.
       itemReader: new sfn.S3JsonItemReader({ bucketNamePath: sfn.JsonPath.stringAt(BUCKET_PATH), key: sfn.JsonPath.stringAt('$.plan.copyKey') }),
       itemSelector: { runId: sfn.JsonPath.stringAt('$.plan.runId'), task: sfn.JsonPath.stringAt('$$.Map.Item.Value') },
-      // Each item's result is `{}` (CopyItem discards its output), so the gathered results stay
+      // Each item's result is `{}` (ItemCopied discards its output), so the gathered results stay
       // far below the payload limit: about 80,000 items per run.
       resultPath: sfn.JsonPath.DISCARD,
       maxConcurrency: copyConcurrency,
-      // Copies run up to 15 minutes each: longer than an Express child workflow may.
+      // Copies run up to 15 minutes each, and a large item loops over several: longer than an Express child workflow may.
       mapExecutionType: sfn.StateMachineType.STANDARD,
       label: 'CopyItems',
     });
-    copyItems.itemProcessor(copyItem).addCatch(failed, onError);
+    copyItems.itemProcessor(copyLoop).addCatch(failed, onError);
 
     // Publish starts over cleanly (it rewrites its generation's entries), so a throttled one is retried;
     // one cut short by its timeout is not: 10 minutes of checking means something else is wrong.

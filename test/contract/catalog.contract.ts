@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError, LeaseLostError, LockHeldError } from '../../functions/core/errors.ts';
 import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Lease, type Publication, type StoredObject, type SyncRun } from '../../functions/core/ports.ts';
 import { pointedAt, rolledBack } from '../../functions/core/channels.ts';
+import { syncDefaults } from '../../functions/core/settings.ts';
 
 export interface OpenedCatalog {
   catalog: Catalog;
@@ -443,6 +444,50 @@ export function catalogContract(
         expect(all).toEqual([newest, failed, oldest]);
         expect(firstTwo).toEqual([newest, failed]);
       });
+
+      it('keeps the newest runs however old once a run starts, and drops the older ones finished before the retention', async () => {
+        // Prepare: `keep` + 2 runs that finished long before the retention, a minute apart.
+        const { keep, retentionMs } = syncDefaults.runRetention;
+        const longAgo = Date.now() - retentionMs - 30 * DAY;
+        const old = Array.from({ length: keep + 2 }, (_, i) =>
+          run(`old-${String(i).padStart(2, '0')}`, iso(longAgo + i * MINUTE), { finishedAt: iso(longAgo + i * MINUTE + 1_000) }),
+        );
+        for (const r of old) await catalog.putRun(r);
+        const untouched = await catalog.listRuns(100);
+
+        // Act: a run starts.
+        const starting = run('starting', iso(Date.now()), { state: 'running' });
+        await catalog.putRun(starting);
+
+        // Assess: nothing went before a run started; then the newest `keep` (the new one with them) stay, the 3 oldest go.
+        expect(untouched).toHaveLength(keep + 2);
+        const kept = await catalog.listRuns(100);
+        expect(kept).toEqual([starting, ...old.slice(3).reverse()]);
+        expect(kept).toHaveLength(keep);
+        for (const gone of old.slice(0, 3)) expect(await catalog.getRun(gone.id), gone.id).toBeUndefined();
+      });
+
+      it('keeps runs past the newest kept until the retention after they finished, and never one still running', async () => {
+        // Prepare: 3 runs finished 10 days ago, one of them still running (abandoned), then `keep` - 1 newer ones.
+        const { keep } = syncDefaults.runRetention;
+        const tenDaysAgo = Date.now() - 10 * DAY;
+        const recent = [
+          run('recent-0', iso(tenDaysAgo), { finishedAt: iso(tenDaysAgo + 1_000) }),
+          run('recent-1', iso(tenDaysAgo + MINUTE), { state: 'running' }),
+          run('recent-2', iso(tenDaysAgo + 2 * MINUTE), { state: 'failed', finishedAt: iso(tenDaysAgo + 2 * MINUTE + 1_000), error: 'x' }),
+        ];
+        const newer = Array.from({ length: keep - 1 }, (_, i) =>
+          run(`newer-${String(i).padStart(2, '0')}`, iso(tenDaysAgo + DAY + i * MINUTE), { finishedAt: iso(tenDaysAgo + DAY + i * MINUTE + 1_000) }),
+        );
+        for (const r of [...recent, ...newer]) await catalog.putRun(r);
+
+        // Act
+        const starting = run('starting', iso(Date.now()), { state: 'running' });
+        await catalog.putRun(starting);
+
+        // Assess
+        expect(await catalog.listRuns(100)).toEqual([starting, ...newer.reverse(), ...recent.reverse()]);
+      });
     });
 
     describe('Locks', () => {
@@ -729,6 +774,10 @@ function catalogEntry(generation: number, n: number): CatalogEntry {
     label: 'stable',
   };
 }
+
+const MINUTE = 60_000;
+const DAY = 24 * 60 * MINUTE;
+const iso = (ms: number) => new Date(ms).toISOString();
 
 function run(id: string, startedAt: string, overrides: Partial<SyncRun>): SyncRun {
   return { id, state: 'succeeded', startedAt, itemsCopied: 1, bytesCopied: 2, itemsPresent: 3, ...overrides };

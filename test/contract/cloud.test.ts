@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
 import { DynamoCatalog } from '../../functions/adapters/dynamodb/dynamodb-catalog.ts';
 import { dynamoClients, type DynamoConnection } from '../../functions/adapters/dynamodb/dynamodb-client.ts';
-import { EXPIRES_AT_ATTRIBUTE, RUN_RETENTION_DAYS } from '../../functions/adapters/dynamodb/items.ts';
+import { EXPIRES_AT_ATTRIBUTE } from '../../functions/adapters/dynamodb/items.ts';
 import { ensureTable } from '../../functions/adapters/dynamodb/table-setup.ts';
 import { s3Client, type S3Connection } from '../../functions/adapters/s3/s3-client.ts';
 import { MIN_PART_SIZE, S3ObjectStore } from '../../functions/adapters/s3/s3-object-store.ts';
@@ -274,23 +274,28 @@ describe('Class: DynamoCatalog (run expiry)', () => {
     expect(ttl).toMatchObject({ AttributeName: EXPIRES_AT_ATTRIBUTE, TimeToLiveStatus: 'ENABLED' });
   });
 
-  it('gives a finished run an expiry of its finish time plus the retention, and a running one none', async () => {
-    // Prepare
-    const catalog = new DynamoCatalog({ documents: dynamoClients(dynamoConnection()).documents, table });
-    const run = { itemsCopied: 0, bytesCopied: 0, itemsPresent: 0, startedAt: '2024-05-01T10:00:00.000Z' };
-    const finishedAt = '2024-05-01T10:30:00.000Z';
+  it('gives a finished run an expiry of its finish time plus the retention once a starting run pushes it past the newest kept, and none before', async () => {
+    // Prepare: keep 2; a finished run (recent, so still readable once it has an expiry) and a running one.
+    const retentionMs = 90 * 86_400_000;
+    const catalog = new DynamoCatalog({ documents: dynamoClients(dynamoConnection()).documents, table, runRetention: { keep: 2, retentionMs } });
+    const run = { itemsCopied: 0, bytesCopied: 0, itemsPresent: 0 };
+    const startedAt = new Date(Date.now() - 3_600_000).toISOString();
+    const finishedAt = new Date(Date.now() - 3_000_000).toISOString();
+    await catalog.putRun({ ...run, id: 'finished', state: 'succeeded', startedAt, finishedAt });
+    const beforeAnotherStart = (await read('finished')).Item;
 
-    // Act
-    await catalog.putRun({ ...run, id: 'finished', state: 'succeeded', finishedAt });
-    await catalog.putRun({ ...run, id: 'running', state: 'running' });
+    // Act: two runs start after it; the first is still running when the second starts.
+    await catalog.putRun({ ...run, id: 'running', state: 'running', startedAt: new Date(Date.now() - 60_000).toISOString() });
+    await catalog.putRun({ ...run, id: 'latest', state: 'running', startedAt: new Date().toISOString() });
 
     // Assess
+    expect(beforeAnotherStart).not.toHaveProperty(EXPIRES_AT_ATTRIBUTE);
     const finished = (await read('finished')).Item;
-    const running = (await read('running')).Item;
-    expect(finished?.[EXPIRES_AT_ATTRIBUTE]).toBe(Date.parse(finishedAt) / 1000 + RUN_RETENTION_DAYS * 86_400);
-    expect(running).toMatchObject({ id: 'running', state: 'running' });
-    expect(running).not.toHaveProperty(EXPIRES_AT_ATTRIBUTE);
+    expect(finished?.[EXPIRES_AT_ATTRIBUTE]).toBe(Math.floor((Date.parse(finishedAt) + retentionMs) / 1000));
+    expect((await read('running')).Item).not.toHaveProperty(EXPIRES_AT_ATTRIBUTE);
+    expect((await read('latest')).Item).not.toHaveProperty(EXPIRES_AT_ATTRIBUTE);
     expect(await catalog.getRun('finished')).not.toHaveProperty(EXPIRES_AT_ATTRIBUTE);
+    expect((await catalog.listRuns(10)).map((r) => r.id)).toEqual(['latest', 'running', 'finished']);
   });
 });
 

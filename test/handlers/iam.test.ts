@@ -3,13 +3,15 @@
  * role. The handlers run the whole pipeline on the stand-ins (which accept
  * any credentials) through every path: a changed upstream, an unchanged one
  * whose plan prunes, a failed run, an abandoned run settled by the next plan,
- * and the API. A middleware on the backend's SDK clients records each call as
+ * a large item copied in ranged parts (and one failing each way), and the
+ * API. A middleware on the backend's SDK clients records each call as
  * the IAM request AWS would authorize (action, resource ARN, condition keys);
  * each is then evaluated against the policies the synthesized template gives
  * that function, resolved for account 123456789012 in us-east-1, with
  * @cloud-copilot/iam-simulate (AGPL-3.0: a devDependency of the tests only).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -23,11 +25,12 @@ import { addClientMiddleware, initCloudResources, openCloudBackend } from '../..
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import type { PlanOutcome } from '../../functions/core/engine.ts';
 import { NotFoundError } from '../../functions/core/errors.ts';
+import { syncDefaults } from '../../functions/core/settings.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
 import { demoProducts } from '../../functions/local/demo-data.ts';
 import { withNewVersion } from '../support/mirror.ts';
-import { generateSigningKey, synthesizeTree, type SigningKey } from '../support/signed-upstream.ts';
+import { generateSigningKey, synthesizeTree, syntheticContent, type SigningKey } from '../support/signed-upstream.ts';
 import { startStandins, type Standins } from '../support/standins.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { logicalIdOf, synthMirror, type SynthesizedMirror } from '../infra/synth.ts';
@@ -40,6 +43,7 @@ const BUCKET_ARN = `arn:aws:s3:::${BUCKET}`;
 const TABLE_ARN = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${TABLE}`;
 const STATE_MACHINE_ARN = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:SkystreamsSync`;
 const HOUR = 3_600_000;
+const MiB = 2 ** 20;
 
 const FUNCTIONS = ['check', 'plan', 'copy', 'publish', 'prune', 'fail', 'api'] as const;
 type FunctionName = (typeof FUNCTIONS)[number];
@@ -100,6 +104,9 @@ beforeAll(async () => {
     [ENV.pruneGraceHours]: '1',
     [ENV.keyringFile]: join(workDir, 'keyring.gpg'),
     [ENV.stateMachineArn]: STATE_MACHINE_ARN,
+    // Small enough that a 12 MiB item goes in ranged parts (S3's smallest, 5 MiB).
+    [ENV.rangedCopyThreshold]: String(8 * MiB),
+    [ENV.copyPartSize]: String(5 * MiB),
     POWERTOOLS_TRACE_ENABLED: 'false',
     POWERTOOLS_SERVICE_NAME: 'skystreams',
     POWERTOOLS_LOG_LEVEL: 'SILENT',
@@ -143,7 +150,13 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       await invoke('check', { source: 'skystreams.schedule' });
       await runToPublication('run-1');
     });
-    await inPath('changed again, prune keeps the replaced generation', async () => {
+    await inPath('changed again, prune keeps the replaced generation; the start expires runs past the newest kept', async () => {
+      const { keep, retentionMs } = syncDefaults.runRetention;
+      const longAgo = Date.now() - retentionMs - 10 * 24 * HOUR;
+      for (let i = 0; i < keep; i++) {
+        const at = new Date(longAgo + i * 60_000).toISOString();
+        await backend.catalog.putRun({ id: `old-${i}`, state: 'succeeded', startedAt: at, finishedAt: at, itemsCopied: 0, bytesCopied: 0, itemsPresent: 0 });
+      }
       await changeUpstream('20990101');
       await runToPublication('run-2');
     });
@@ -184,6 +197,23 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       await invoke('publish', { runId: 'run-6' });
       await invoke('prune', { runId: 'run-6' });
     });
+    await inPath('ranged: a large item in parts over several invocations; one whose joined bytes are bad; one whose upstream ignores Range', async () => {
+      await changeUpstream('20990303');
+      const plan = await planned('run-7');
+      const bytes = syntheticContent('ranged/large.img', 12 * MiB);
+      const task = (path: string): CopyTask => ({ path, size: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex') });
+      upstreamFiles.set('ranged/large.img', bytes);
+      upstreamFiles.set('ranged/corrupt.img', bytes.map((byte, i) => (i === 6 * MiB ? byte ^ 0xff : byte)));
+      upstreamFiles.set('ranged/whole.img', bytes);
+      expect(await copyInParts('run-7', task('ranged/large.img'))).toEqual({ path: 'ranged/large.img', size: bytes.length, skipped: false, invocations: 4 });
+      await expect(copyInParts('run-7', task('ranged/corrupt.img'))).rejects.toMatchObject({ name: 'IntegrityError' });
+      upstream.ranges = false;
+      await expect(copyInParts('run-7', task('ranged/whole.img'))).rejects.toMatchObject({ name: 'RangeNotSupportedError' });
+      upstream.ranges = true;
+      await copyAll(plan);
+      await invoke('publish', { runId: 'run-7' });
+      await invoke('prune', { runId: 'run-7' });
+    });
     await inPath('api', async () => {
       for (const path of ['/streams/v1/index.sjson', '/api/v1/status', '/streams/v1/missing.json']) {
         expect((await invoke('api', apiEvent(path))).statusCode, path).toBeLessThan(500);
@@ -199,6 +229,8 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       'plan dynamodb:BatchWriteItem',
       'plan dynamodb:DeleteItem',
       'copy s3:DeleteObject',
+      'copy s3:PutObject',
+      'copy s3:AbortMultipartUpload',
       'copy dynamodb:DeleteItem',
       'publish dynamodb:PutItem',
       'prune s3:DeleteObject',
@@ -206,6 +238,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       'fail dynamodb:DeleteItem',
     ];
     expect(expected.filter((call) => !made.has(call))).toEqual([]);
+    expect(calls.some((call) => call.fn === 'plan' && call.action === 'dynamodb:UpdateItem' && String(call.context['dynamodb:LeadingKeys']) === 'RUN')).toBe(true);
     // ...and IAM allows each of their calls.
     const denied: string[] = [];
     for (const call of uniqueCalls(calls)) {
@@ -316,6 +349,16 @@ async function copyList(plan: { copyKey: string }): Promise<CopyTask[]> {
 
 async function copyAll(plan: Extract<PlanOutcome, { outcome: 'planned' }>): Promise<void> {
   for (const task of await copyList(plan)) await invoke('copy', { runId: plan.runId, task });
+}
+
+/** The state machine's CopyItem ⇄ MoreParts loop for one item: the copy result, and how many invocations it took. */
+async function copyInParts(runId: string, task: CopyTask): Promise<Record<string, unknown>> {
+  let previous: { continuation?: unknown } | undefined;
+  for (let invocations = 1; ; invocations++) {
+    const result = (await invoke('copy', { runId, task, ...(previous && { previous }) })) as { continuation?: unknown };
+    if (!result.continuation) return { ...result, invocations };
+    previous = result;
+  }
 }
 
 async function runToPublication(runId: string): Promise<void> {

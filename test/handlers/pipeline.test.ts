@@ -196,7 +196,8 @@ describe('Handlers: the sync pipeline as Step Functions drives it', () => {
     expect(current?.runId).not.toBe(runId);
   });
 
-  it('behaves the same bundled by esbuild as deployed: modules load, error names survive minification', async () => {
+  // Synthesizing bundles all seven functions with esbuild: over a minute on a busy 2-core machine.
+  it('behaves the same bundled by esbuild as deployed: modules load, error names survive minification', { timeout: 180_000 }, async () => {
     // Prepare: the bundles `cdk synth` builds for Lambda, with their keyring beside them.
     const synthesized = await synthMirror({}, { account: '123456789012', region: 'us-east-1' });
     try {

@@ -251,7 +251,25 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(copyItems?.MaxConcurrency).toBe(mirror.config.sync.concurrency);
       // Thousands of items: neither the map nor an item may carry results forward.
       expect(copyItems?.ResultPath).toBeNull();
-      expect(copyItems?.ItemProcessor?.States.CopyItem?.OutputPath).toBeNull();
+      expect(copyItems?.ItemProcessor?.States.ItemCopied).toMatchObject({ Type: 'Succeed', OutputPath: null });
+    });
+
+    it('loops an item back to CopyItem with its continuation until the copy hands back none', () => {
+      const processor = definition.States.CopyItems?.ItemProcessor;
+      const states = processor?.States ?? {};
+
+      expect(processor?.StartAt).toBe('StartItem');
+      expect(states.StartItem).toMatchObject({ Type: 'Pass', Result: {}, ResultPath: '$.copied', Next: 'CopyItem' });
+      expect(states.CopyItem).toMatchObject({
+        Parameters: { 'runId.$': '$.runId', 'task.$': '$.task', 'previous.$': '$.copied' },
+        ResultPath: '$.copied',
+        Next: 'MoreParts',
+      });
+      expect(states.MoreParts).toMatchObject({
+        Type: 'Choice',
+        Choices: [{ Variable: '$.copied.continuation', IsPresent: true, Next: 'CopyItem' }],
+        Default: 'ItemCopied',
+      });
     });
 
     it('retries transient item failures with backoff, a timed-out copy only once, and sends any failure to the fail step', () => {

@@ -5,7 +5,8 @@
  * 404, 405 — records every request, and, for a path that has a fault, answers
  * the way a broken network or server would. Files and faults are read per
  * request, so a test may change them between calls. Paths are relative to
- * the root, percent-decoded, without query.
+ * the root, percent-decoded, without query. A single `Range: bytes=a-b`
+ * (or `a-`) is answered 206 with its Content-Range, unless `ranges: false`.
  */
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -13,12 +14,16 @@ import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { contentTypeOf } from '../../functions/core/content-types.ts';
 
-/** A file produced as it is sent, never held in memory (the bench's gigabyte item). Faults do not apply to it. */
+/**
+ * A file produced as it is sent, never held in memory (the bench's gigabyte
+ * item). Of the faults, only `corrupt` and `status` apply to it.
+ */
 export interface StreamedFile {
   size: number;
   /** Lower-case hex: the strong ETag. */
   sha256: string;
-  open(): Readable;
+  /** The bytes from `start` (default 0) to `end` (inclusive, default the last). */
+  open(range?: { start: number; end: number }): Readable;
 }
 
 export type ServedFile = Uint8Array | StreamedFile;
@@ -82,6 +87,8 @@ export interface ServedTree<F extends ServedFile = Uint8Array> {
   requests: ServedRequest[];
   /** The requests for one path. */
   requestsFor(path: string): ServedRequest[];
+  /** Whether `Range` requests get a 206 (the `ranges` option); read on every request. */
+  ranges: boolean;
   /** Stops listening and cuts every open connection (stalled, endless, slow). */
   close(): Promise<void>;
 }
@@ -91,6 +98,8 @@ export interface ServeOptions {
   faults?: Map<string, Fault>;
   /** Another loopback address (127.0.0.2, …) gives another origin. @default 127.0.0.1 */
   host?: string;
+  /** Answer `Range` requests with 206; false: ignore the header and send the whole file, as some servers do. @default true */
+  ranges?: boolean;
 }
 
 /** Serves `files` on an ephemeral port. */
@@ -111,6 +120,7 @@ export async function serveTree<F extends ServedFile = Uint8Array>(
     timers.add(timer);
   };
 
+  const tree = { ranges: options.ranges ?? true } as ServedTree<F>;
   const server = createServer((request, response) => {
     const path = requestPath(request);
     const exchange = new Exchange(request.method ?? '', path, request.headers);
@@ -119,8 +129,10 @@ export async function serveTree<F extends ServedFile = Uint8Array>(
     response.once('close', () => exchange.settle(!response.writableFinished));
     const earlier = requests.filter((r) => r.path === path).length - 1;
     const file = files.get(path);
-    const fault = file === undefined || file instanceof Uint8Array ? faults.get(path) : undefined;
-    answer({ request, response, exchange, file, fault, earlierRequests: earlier, later, versions });
+    const pathFault = faults.get(path);
+    const streamedFault = pathFault?.kind === 'corrupt' || pathFault?.kind === 'status';
+    const fault = file === undefined || file instanceof Uint8Array || streamedFault ? pathFault : undefined;
+    answer({ request, response, exchange, file, fault, earlierRequests: earlier, later, versions, ranges: tree.ranges });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -128,13 +140,13 @@ export async function serveTree<F extends ServedFile = Uint8Array>(
   });
   const { port } = server.address() as AddressInfo;
   const baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}/`;
-  return {
+  return Object.assign(tree, {
     baseUrl,
-    url: (path) => baseUrl + path.split('/').map(encodeURIComponent).join('/'),
+    url: (path: string) => baseUrl + path.split('/').map(encodeURIComponent).join('/'),
     files,
     faults,
     requests,
-    requestsFor: (path) => requests.filter((r) => r.path === path),
+    requestsFor: (path: string) => requests.filter((r) => r.path === path),
     close: () =>
       new Promise<void>((resolve, reject) => {
         for (const timer of timers) clearTimeout(timer);
@@ -142,7 +154,7 @@ export async function serveTree<F extends ServedFile = Uint8Array>(
         server.close((error) => (error ? reject(error) : resolve()));
         server.closeAllConnections();
       }),
-  };
+  });
 }
 
 /** A request's record, and the writes that keep it current. */
@@ -204,6 +216,7 @@ interface Answer {
   earlierRequests: number;
   later: Later;
   versions: FileVersions;
+  ranges: boolean;
 }
 
 function answer(a: Answer): void {
@@ -238,17 +251,23 @@ function answer(a: Answer): void {
   const validators = { etag, 'last-modified': new Date(lastModified).toUTCString() };
   const headers = { ...validators, 'content-type': contentTypeOf(exchange.record.path), 'content-length': size };
   if (!fault && isNotModified(request, etag, lastModified)) return finish(304, validators);
-  if (!bytes) return streamFile(a, file as StreamedFile, headers);
+  const corruptAt = fault?.kind === 'corrupt' ? (fault.offsets ?? [Math.floor(size / 2)]) : [];
+  const range = a.ranges && request.method === 'GET' && (fault === undefined || fault.kind === 'corrupt' || fault.kind === 'status')
+    ? requestedRange(request, size)
+    : undefined;
+  if (range === 'unsatisfiable') return finish(416, { 'content-range': `bytes */${size}` });
+  const partial = range
+    ? { ...headers, 'content-length': range.end - range.start + 1, 'content-range': `bytes ${range.start}-${range.end}/${size}` }
+    : undefined;
+  if (!bytes) return streamFile(a, file as StreamedFile, partial ?? headers, range, corruptAt);
 
   const half = Math.floor(bytes.length / 2);
   switch (fault?.kind) {
     case undefined:
     case 'status':
-      return finish(200, headers, bytes);
     case 'corrupt': {
-      const corrupted = Uint8Array.from(bytes);
-      for (const offset of fault.offsets ?? [half]) corrupted[offset] = corrupted[offset]! ^ 0xff;
-      return finish(200, headers, corrupted);
+      const sent = corruptAt.length > 0 ? corrupted(bytes, corruptAt, 0) : bytes;
+      return range && partial ? finish(206, partial, sent.subarray(range.start, range.end + 1)) : finish(200, headers, sent);
     }
     // These break HTTP framing, which ServerResponse guards: they write the raw socket.
     case 'truncate':
@@ -294,17 +313,93 @@ function isNotModified(request: IncomingMessage, etag: string, lastModified: num
   return !Number.isNaN(since) && lastModified <= since;
 }
 
-function streamFile({ request, response, exchange }: Answer, file: StreamedFile, headers: Record<string, string | number>): void {
-  exchange.status(200);
-  response.writeHead(200, headers);
+function streamFile(
+  { request, response, exchange }: Answer,
+  file: StreamedFile,
+  headers: Record<string, string | number>,
+  range: { start: number; end: number } | undefined,
+  corruptAt: readonly number[],
+): void {
+  const status = range ? 206 : 200;
+  exchange.status(status);
+  response.writeHead(status, headers);
   if (request.method === 'HEAD') {
     response.end();
     return;
   }
-  const body = file.open();
+  const opened = file.open(range);
+  const body = corruptAt.length > 0 ? Readable.from(corruptedStream(opened, corruptAt, range?.start ?? 0)) : opened;
   body.on('data', (chunk: Uint8Array) => exchange.sent(chunk.length));
   body.pipe(response);
   response.once('close', () => body.destroy());
+}
+
+/** A copy of `bytes` (which start at file offset `from`) with the byte at each file offset in `offsets` inverted. */
+function corrupted(bytes: Uint8Array, offsets: readonly number[], from: number): Uint8Array {
+  const copy = Uint8Array.from(bytes);
+  for (const offset of offsets) {
+    const at = offset - from;
+    if (at >= 0 && at < copy.length) copy[at] = copy[at]! ^ 0xff;
+  }
+  return copy;
+}
+
+async function* corruptedStream(source: Readable, offsets: readonly number[], from: number): AsyncGenerator<Uint8Array> {
+  let position = from;
+  for await (const chunk of source as AsyncIterable<Uint8Array>) {
+    const hit = offsets.some((offset) => offset >= position && offset < position + chunk.length);
+    yield hit ? corrupted(chunk, offsets, position) : chunk;
+    position += chunk.length;
+  }
+}
+
+/** The single range a GET asks for, clamped to the file; undefined when it asks for none (or several, answered whole). */
+function requestedRange(request: IncomingMessage, size: number): { start: number; end: number } | 'unsatisfiable' | undefined {
+  const match = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range?.trim() ?? '');
+  if (!match) return undefined;
+  const start = Number(match[1]);
+  const end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
+  if (start >= size || end < start) return 'unsatisfiable';
+  return { start, end };
+}
+
+/**
+ * A file of `size` bytes generated as it is read, the same every time, any
+ * range of it producible on its own: a 1 MiB random block, xored with the
+ * number of the MiB it lands in. Its sha256 is computed by generating it once.
+ */
+export function generatedFile(size: number, seed = 'skystreams'): StreamedFile {
+  const blockBytes = 1 << 20;
+  const block = new Uint8Array(blockBytes);
+  for (let filled = 0, counter = 0; filled < blockBytes; counter++) {
+    const digest = createHash('sha256').update(`${seed}:${counter}`).digest();
+    block.set(digest.subarray(0, Math.min(digest.length, blockBytes - filled)), filled);
+    filled += digest.length;
+  }
+  const words = new Uint32Array(block.buffer);
+  const blockNumbered = (n: number): Uint8Array => {
+    const out = new Uint32Array(words.length);
+    const mask = (Math.imul(n + 1, 0x9e3779b1) >>> 0);
+    for (let i = 0; i < words.length; i++) out[i] = words[i]! ^ mask;
+    return new Uint8Array(out.buffer);
+  };
+  function* bytesOf(start: number, end: number): Generator<Uint8Array> {
+    for (let position = start; position <= end; ) {
+      const n = Math.floor(position / blockBytes);
+      const from = position - n * blockBytes;
+      const to = Math.min(blockBytes, end + 1 - n * blockBytes);
+      yield blockNumbered(n).subarray(from, to);
+      position += to - from;
+    }
+  }
+  const hash = createHash('sha256');
+  for (const chunk of bytesOf(0, size - 1)) hash.update(chunk);
+  const sha256 = hash.digest('hex');
+  return {
+    size,
+    sha256,
+    open: (range) => Readable.from(bytesOf(range?.start ?? 0, range?.end ?? size - 1), { objectMode: false }),
+  };
 }
 
 function rawAnswer(socket: Socket, exchange: Exchange, contentLength: number, body: Uint8Array): void {

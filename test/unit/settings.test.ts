@@ -49,7 +49,16 @@ describe('Function: parseSyncConfig', () => {
         itemIdleTimeoutMs: 60_000,
         channel: 'stable',
         keepGenerations: 1,
+        rangedCopy: { thresholdBytes: 1024 * 1024 * 1024, partBytes: 256 * 1024 * 1024 },
       });
+    });
+
+    it('takes the ranged-copy threshold and part size in bytes, from 5 MiB, naming a bad one', () => {
+      const MiB = 1024 * 1024;
+
+      expect(parse({ rangedCopyThreshold: String(8 * MiB), copyPartSize: 5 * MiB }).rangedCopy).toEqual({ thresholdBytes: 8 * MiB, partBytes: 5 * MiB });
+      expect(() => parse({ copyPartSize: String(MiB) })).toThrow(SettingError);
+      expect(() => parse({ copyPartSize: String(MiB) })).toThrow(/^copyPartSize: "1048576" is not an integer from 5242880/);
     });
 
     it('copies 8 items at once on the cloud backend', () => {
@@ -283,6 +292,7 @@ describe('Function: engineSettings', () => {
       limits: config.limits,
       channel: 'candidate',
       keepGenerations: 3,
+      rangedCopy: config.rangedCopy,
     });
     expect(engineSettings(parse({}), undefined).selection).toEqual({ filters: [] });
   });

@@ -24,13 +24,16 @@ import { batchWrite } from './batch-write.ts';
 import { cancellationReasons, isConditionalCheckFailure, isTransactionConflict, toDomainError } from './errors.ts';
 import {
   channelItem,
+  EXPIRES_AT_ATTRIBUTE,
   entriesPartition,
   entryItem,
+  hasExpired,
   keyAttributesOf,
   keyOf,
   objectItem,
   partitionOf,
   publicationItem,
+  runExpiry,
   runItem,
   toCatalogEntry,
   toChannel,
@@ -41,6 +44,7 @@ import {
   type ItemKey,
 } from './items.ts';
 import { RUNS_BY_TIME_INDEX } from './table-design.ts';
+import { syncDefaults, type RunRetention } from '../../core/settings.ts';
 
 /** A transaction that collides with a concurrent one is retried this often before giving up as unavailable. */
 const TRANSACTION_ATTEMPTS = 6;
@@ -54,15 +58,23 @@ const GENERATION_COUNTER = 'generation-counter';
 export interface DynamoCatalogOptions {
   documents: DynamoDBDocumentClient;
   table: string;
+  /** @default syncDefaults.runRetention */
+  runRetention?: RunRetention;
 }
+
+/** Runs past the newest kept that a starting run looks at for ones still without an expiry. */
+const RUNS_TO_EXPIRE_PER_START = 25;
 
 export class DynamoCatalog implements Catalog {
   readonly table: string;
   private readonly documents: DynamoDBDocumentClient;
 
+  private readonly runRetention: RunRetention;
+
   constructor(options: DynamoCatalogOptions) {
     this.documents = options.documents;
     this.table = options.table;
+    this.runRetention = options.runRetention ?? syncDefaults.runRetention;
   }
 
   // ---------------------------------------------------------------- objects
@@ -255,13 +267,59 @@ export class DynamoCatalog implements Catalog {
 
   // ---------------------------------------------------------------- runs
 
+  /**
+   * As a run starts (is put `running`), the finished runs it pushes past the
+   * newest kept get an expiry (the table's TTL): the retention after they
+   * finished. Runs among the newest kept have none, so they never expire.
+   */
   async putRun(run: SyncRun, fence?: Fence): Promise<void> {
     await this.write(`record run ${run.id}`, fence, { Put: { TableName: this.table, Item: runItem(run) } });
+    if (run.state === 'running') await this.expireRunsPastKept();
   }
 
   async getRun(id: string): Promise<SyncRun | undefined> {
     const item = await this.getItem(keyOf.run(id));
-    return item && toSyncRun(item);
+    return item && !hasExpired(item, new Date()) ? toSyncRun(item) : undefined;
+  }
+
+  /**
+   * Gives an expiry to the finished runs just past the newest kept that have
+   * none. Each start pushes runs down one place, so looking a little past
+   * the kept ones finds every run that needs one (also a run that finished
+   * after it was pushed past them).
+   */
+  private async expireRunsPastKept(): Promise<void> {
+    const { keep, retentionMs } = this.runRetention;
+    const newestFirst: QueryCommandInput = {
+      TableName: this.table,
+      IndexName: RUNS_BY_TIME_INDEX,
+      KeyConditionExpression: 'GSI1PK = :pk',
+      ExpressionAttributeValues: { ':pk': partitionOf.runs },
+      ScanIndexForward: false,
+      Limit: keep + RUNS_TO_EXPIRE_PER_START,
+    };
+    let position = 0;
+    for await (const item of this.query(newestFirst)) {
+      if (position++ >= keep + RUNS_TO_EXPIRE_PER_START) break;
+      if (position <= keep || item[EXPIRES_AT_ATTRIBUTE] !== undefined) continue;
+      const expiresAt = runExpiry(item, retentionMs);
+      if (expiresAt === undefined) continue;
+      try {
+        await this.documents.send(
+          new UpdateCommand({
+            TableName: this.table,
+            Key: keyAttributesOf(item),
+            UpdateExpression: 'SET #expiresAt = :expiresAt',
+            // Only a run still recorded: an expiry must not create a stub of a run deleted meanwhile.
+            ConditionExpression: 'attribute_exists(PK)',
+            ExpressionAttributeNames: { '#expiresAt': EXPIRES_AT_ATTRIBUTE },
+            ExpressionAttributeValues: { ':expiresAt': expiresAt },
+          }),
+        );
+      } catch (error) {
+        if (!isConditionalCheckFailure(error)) throw toDomainError(error, this.describe(`expire run ${String(item.SK)}`));
+      }
+    }
   }
 
   async listRuns(limit: number): Promise<SyncRun[]> {
@@ -275,7 +333,9 @@ export class DynamoCatalog implements Catalog {
       ScanIndexForward: false,
       Limit: limit,
     };
+    const now = new Date();
     for await (const item of this.query(newestFirst)) {
+      if (hasExpired(item, now)) continue;
       runs.push(toSyncRun(item));
       if (runs.length >= limit) break;
     }

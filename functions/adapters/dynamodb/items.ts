@@ -91,27 +91,33 @@ export function entryItem(generation: number, entry: CatalogEntry): Item {
  */
 export const EXPIRES_AT_ATTRIBUTE = 'expiresAt';
 
-/** How long a finished run's record is kept: months of history for the status page, not forever. */
-export const RUN_RETENTION_DAYS = 90;
-
+/** Without an expiry: a run gets one only once newer runs push it out of the newest kept (see DynamoCatalog.putRun). */
 export function runItem(run: SyncRun): Item {
   const startedAt = Number.isNaN(Date.parse(run.startedAt)) ? run.startedAt : new Date(run.startedAt).toISOString();
-  const expiresAt = runExpiry(run);
   return {
     ...keyOf.run(run.id),
     GSI1PK: partitionOf.runs,
     GSI1SK: `${startedAt}#${run.id}`,
     ...pickSet(run, RECORD_FIELDS.run),
-    ...(expiresAt !== undefined && { [EXPIRES_AT_ATTRIBUTE]: expiresAt }),
   };
 }
 
-/** A running run never expires: its record is what the next holder settles. */
-function runExpiry(run: SyncRun): number | undefined {
-  if (run.state === 'running' || run.finishedAt === undefined) return undefined;
+/**
+ * When a run pushed out of the newest kept expires (epoch seconds): the
+ * retention after it finished. undefined while it has not finished: an
+ * unfinished run's record is what the next holder settles.
+ */
+export function runExpiry(run: Item, retentionMs: number): number | undefined {
+  if (run.state === 'running' || typeof run.finishedAt !== 'string') return undefined;
   const finishedAt = Date.parse(run.finishedAt);
   if (Number.isNaN(finishedAt)) return undefined;
-  return Math.floor(finishedAt / 1000) + RUN_RETENTION_DAYS * 86_400;
+  return Math.floor((finishedAt + retentionMs) / 1000);
+}
+
+/** Whether an item's TTL has passed: DynamoDB deletes such items only within a day or two, so reads skip them. */
+export function hasExpired(item: Item, now: Date): boolean {
+  const expiresAt = item[EXPIRES_AT_ATTRIBUTE];
+  return typeof expiresAt === 'number' && expiresAt <= now.getTime() / 1000;
 }
 
 // ---------------------------------------------------------------- from items

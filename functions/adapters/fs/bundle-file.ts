@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BUNDLE_KEYRING, BUNDLE_MANIFEST, BUNDLE_MIRROR_ROOT, parseBundleManifest, type BundleManifest } from '../../core/bundle.ts';
 import { BundleError, InputTooLargeError, NotFoundError } from '../../core/errors.ts';
-import type { ByteStream, FetchLimits, FetchedFile, Upstream, Validators } from '../../core/ports.ts';
+import type { ByteRange, ByteStream, FetchLimits, FetchedFile, Upstream, Validators } from '../../core/ports.ts';
 import { TAR_BLOCK, parsePaxRecords, parseTarBlock, tarPadding, type TarPosition } from '../../core/tar.ts';
 
 /** Pax records beyond this are not ours: a bundle only puts a path and a size there. */
@@ -125,6 +125,15 @@ export class BundleUpstream implements Upstream {
     const entry = this.entry(path);
     if (entry.size === 0) return { body: Readable.from([]), size: 0 };
     const body = createReadStream(this.file, { start: entry.offset, end: entry.offset + entry.size - 1, highWaterMark: READ_CHUNK_BYTES });
+    return { body, size: entry.size };
+  }
+
+  async openRange(path: string, range: ByteRange): Promise<{ body: ByteStream; size: number }> {
+    const entry = this.entry(path);
+    if (range.start < 0 || range.end < range.start || range.end >= entry.size) {
+      throw new BundleError(this.file, `${BUNDLE_MIRROR_ROOT}${path}: bytes ${range.start}-${range.end} lie outside its ${entry.size} bytes`);
+    }
+    const body = createReadStream(this.file, { start: entry.offset + range.start, end: entry.offset + range.end, highWaterMark: READ_CHUNK_BYTES });
     return { body, size: entry.size };
   }
 

@@ -1,6 +1,6 @@
 /** A simplestreams source over HTTP(S), with the platform fetch (undici). */
-import { ConfigError, InputTooLargeError, NotFoundError, SkystreamsError, UpstreamError } from '../../core/errors.ts';
-import type { ByteStream, FetchedFile, FetchLimits, Upstream, Validators } from '../../core/ports.ts';
+import { ConfigError, InputTooLargeError, NotFoundError, RangeNotSupportedError, SkystreamsError, UpstreamError } from '../../core/errors.ts';
+import type { ByteRange, ByteStream, FetchedFile, FetchLimits, Upstream, Validators } from '../../core/ports.ts';
 import { redactUrl, splitCredentials } from '../../core/redact.ts';
 import { syncDefaults } from '../../core/settings.ts';
 
@@ -97,25 +97,52 @@ export class HttpUpstream implements Upstream {
   }
 
   async openStream(path: string): Promise<{ body: ByteStream; size?: number }> {
+    const { response, controller } = await this.openItem(path, {});
+    const length = response.headers.get('content-length');
+    return {
+      body: this.itemBody(path, response, controller),
+      size: length === null ? undefined : Number(length),
+    };
+  }
+
+  async openRange(path: string, range: ByteRange): Promise<{ body: ByteStream; size: number }> {
+    const shown = this.url(path);
+    const asked = `bytes ${range.start}-${range.end}`;
+    const { response, controller } = await this.openItem(path, { range: `bytes=${range.start}-${range.end}` });
+    const refuse = (error: Error) => {
+      controller.abort();
+      return error;
+    };
+    if (response.status !== 206) {
+      throw refuse(new RangeNotSupportedError(shown, `answered HTTP ${response.status} to a request for ${asked}, not 206 Partial Content: this upstream does not serve byte ranges, which an item this large needs`));
+    }
+    const served = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
+    if (!served || Number(served[1]) !== range.start || Number(served[2]) !== range.end) {
+      throw refuse(new UpstreamError(shown, `asked for ${asked}, got Content-Range ${JSON.stringify(response.headers.get('content-range'))}`));
+    }
+    return { body: this.itemBody(path, response, controller), size: Number(served[3]) };
+  }
+
+  /** An item's response, once its headers have arrived within the item header timeout. */
+  private async openItem(path: string, headers: Record<string, string>): Promise<{ response: Response; controller: AbortController }> {
     const shown = this.url(path);
     const controller = new AbortController();
     const timer = setTimeout(
       () => controller.abort(new UpstreamError(shown, `no response headers within ${this.itemHeadersTimeoutMs} ms`)),
       this.itemHeadersTimeoutMs,
     );
-    let response: Response;
     try {
-      response = await this.request(path, {}, controller.signal);
+      return { response: await this.request(path, headers, controller.signal), controller };
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private itemBody(path: string, response: Response, controller: AbortController): ByteStream {
+    const shown = this.url(path);
     if (!response.body) throw new UpstreamError(shown, 'empty response body');
-    const length = response.headers.get('content-length');
-    return {
-      // Locked now, not at the first read: undici cancels the unlocked body of a Response once it is garbage-collected.
-      body: guardBody(shown, response.body.getReader(), controller, this.itemIdleTimeoutMs),
-      size: length === null ? undefined : Number(length),
-    };
+    // Locked now, not at the first read: undici cancels the unlocked body of a Response once it is garbage-collected.
+    return guardBody(shown, response.body.getReader(), controller, this.itemIdleTimeoutMs);
   }
 
   /** GET, following redirects by hand so their number and destination stay ours to decide. */
@@ -179,7 +206,7 @@ function redirectTarget(shown: string, from: URL, response: Response): URL {
 
 /** `redirectedTo`: where the answer came from, when that is not `shown`. */
 async function checkStatus(shown: string, redirectedTo: URL | undefined, response: Response): Promise<Response> {
-  if (response.status === 200 || response.status === 304) return response;
+  if (response.status === 200 || response.status === 206 || response.status === 304) return response;
   await response.body?.cancel().catch(() => undefined);
   const where = redirectedTo ? ` (at ${redactUrl(redirectedTo.href)})` : '';
   if (response.status === 404) throw new NotFoundError(`${shown}: 404 Not Found${where}`);

@@ -4,7 +4,7 @@
  * through settings.ts, so every mistake is a ConfigError naming the variable.
  */
 import { ConfigError } from '../../core/errors.ts';
-import { namesFrom, parseSyncConfig, type EntryPoint, type SyncConfig } from '../../core/settings.ts';
+import { integerWithin, namesFrom, parseSyncConfig, syncDefaults, type EntryPoint, type SyncConfig } from '../../core/settings.ts';
 
 /** Environment variable names, set by infra/constructs and read here only. */
 export const ENV = {
@@ -22,6 +22,16 @@ export const ENV = {
   /** Path of the upstream keyring; relative paths resolve against the bundle directory. */
   keyringFile: 'SKYSTREAMS_KEYRING_FILE',
   stateMachineArn: 'SKYSTREAMS_STATE_MACHINE_ARN',
+  /** Optional, bytes: items larger are copied in ranged parts across invocations. @default syncDefaults.rangedCopy */
+  rangedCopyThreshold: 'SKYSTREAMS_RANGED_COPY_THRESHOLD_BYTES',
+  /** Optional, bytes per ranged part. @default syncDefaults.rangedCopy */
+  copyPartSize: 'SKYSTREAMS_COPY_PART_BYTES',
+  /**
+   * Optional, milliseconds: caps what one copy invocation spends before it
+   * hands back a continuation, below what its remaining time allows (tests
+   * force it small). @default the remaining time less syncDefaults.copyInvocationReserveMs
+   */
+  copyBudgetMs: 'SKYSTREAMS_COPY_BUDGET_MS',
 } as const;
 
 /** The file name the keyring is bundled under, next to the handler's code. */
@@ -49,6 +59,8 @@ export const SYNC_ENTRY: EntryPoint = {
       keyring: ENV.keyringFile,
       channel: ENV.channel,
       keepGenerations: ENV.keepGenerations,
+      rangedCopyThreshold: ENV.rangedCopyThreshold,
+      copyPartSize: ENV.copyPartSize,
     },
     'environment variable ',
   ),
@@ -71,12 +83,25 @@ export function readSyncEnvironment(env: Environment = process.env): SyncEnviron
       pruneGrace: required(env, ENV.pruneGraceHours),
       channel: env[ENV.channel],
       keepGenerations: env[ENV.keepGenerations],
+      rangedCopyThreshold: env[ENV.rangedCopyThreshold],
+      copyPartSize: env[ENV.copyPartSize],
       // Step Functions retries items itself, with backoff: one attempt per invocation.
       attempts: 1,
     },
     SYNC_ENTRY,
   );
   return { ...readStoreSettings(env), sync };
+}
+
+/** What a copy invocation may spend before it hands back a continuation, given the time it has left. */
+export function copyBudgetMs(remainingMs: number, env: Environment = process.env): number {
+  const available = remainingMs - syncDefaults.copyInvocationReserveMs;
+  const cap = env[ENV.copyBudgetMs];
+  if (cap === undefined || cap === '') return available;
+  const capMs = integerWithin(cap, [1, 15 * 60_000], (problem) => {
+    throw new ConfigError(`environment variable ${ENV.copyBudgetMs}: ${problem}`);
+  });
+  return Math.min(available, capMs);
 }
 
 export function readStateMachineArn(env: Environment = process.env): string {

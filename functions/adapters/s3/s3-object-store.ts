@@ -22,17 +22,32 @@
  */
 import { Readable } from 'node:stream';
 import {
+  AbortMultipartUploadCommand,
+  ChecksumAlgorithm,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
+  UploadPartCommand,
   type GetObjectCommandOutput,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { ConflictError, NotFoundError, ObjectExistsError } from '../../core/errors.ts';
+import { ConflictError, IntegrityError, NotFoundError, ObjectExistsError } from '../../core/errors.ts';
 import { objectKeyProblem } from '../../core/paths.ts';
-import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../core/ports.ts';
+import type {
+  ByteRange,
+  ByteStream,
+  ObjectBody,
+  ObjectInfo,
+  ObjectStore,
+  PartedWrites,
+  PartUpload,
+  PutOptions,
+  UploadedPart,
+} from '../../core/ports.ts';
 import { toDomainError } from './errors.ts';
 
 const MiB = 1024 * 1024;
@@ -41,7 +56,7 @@ export const MIN_PART_SIZE = 5 * MiB;
 export const DEFAULT_PART_SIZE = 8 * MiB;
 export const DEFAULT_QUEUE_SIZE = 4;
 /** S3's limit on parts per upload; with a known size, parts grow to stay under it. */
-const MAX_PARTS = 10_000;
+export const MAX_PARTS = 10_000;
 
 export interface S3ObjectStoreOptions {
   client: S3Client;
@@ -59,6 +74,7 @@ export class S3ObjectStore implements ObjectStore {
   readonly prefix: string;
   readonly partSize: number;
   readonly queueSize: number;
+  readonly parts: PartedWrites;
   private readonly client: S3Client;
 
   constructor(options: S3ObjectStoreOptions) {
@@ -73,6 +89,7 @@ export class S3ObjectStore implements ObjectStore {
     if (!Number.isInteger(this.queueSize) || this.queueSize < 1) {
       throw new RangeError(`queueSize must be a positive integer, not ${this.queueSize}`);
     }
+    this.parts = new S3PartedWrites(this.client, this.bucket, (key) => this.s3KeyOf(key), (key) => this.describe(key), (key) => this.head(key));
   }
 
   async put(key: string, body: ByteStream | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
@@ -204,6 +221,120 @@ export class S3ObjectStore implements ObjectStore {
     if (size === undefined || size <= this.partSize * MAX_PARTS) return this.partSize;
     return Math.ceil(size / MAX_PARTS);
   }
+}
+
+/**
+ * A multipart upload driven part by part by the caller, so it can span
+ * processes: the upload id and each part's ETag (and checksum) are all a
+ * later process needs to go on. Parts carry the CRC32 the SDK computes when
+ * the client asks for checksums (as lib-storage's Upload does), so S3 checks
+ * each part as it arrives.
+ */
+class S3PartedWrites implements PartedWrites {
+  readonly minPartBytes = MIN_PART_SIZE;
+  readonly maxParts = MAX_PARTS;
+
+  constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+    private readonly s3KeyOf: (key: string) => string,
+    private readonly describe: (key: string) => string,
+    private readonly head: (key: string) => Promise<ObjectInfo | undefined>,
+  ) {}
+
+  async start(key: string, options: { contentType?: string } = {}): Promise<PartUpload> {
+    const checksums = (await this.client.config.requestChecksumCalculation()) === 'WHEN_SUPPORTED';
+    const created = await this.client
+      .send(
+        new CreateMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: this.s3KeyOf(key),
+          ...(options.contentType && { ContentType: options.contentType }),
+          ...(checksums && { ChecksumAlgorithm: ChecksumAlgorithm.CRC32 }),
+        }),
+      )
+      .catch((error: unknown) => {
+        throw toDomainError(error, this.describe(key));
+      });
+    if (!created.UploadId) throw new Error(`${this.describe(key)}: CreateMultipartUpload returned no upload id`);
+    return { key, uploadId: created.UploadId };
+  }
+
+  async putPart(upload: PartUpload, partNumber: number, body: ByteStream, size: number): Promise<UploadedPart> {
+    const what = `${this.describe(upload.key)} part ${partNumber}`;
+    const source = new RecordingSource(exactly(body, size, what));
+    try {
+      const uploaded = await this.client.send(
+        new UploadPartCommand({
+          Bucket: this.bucket,
+          Key: this.s3KeyOf(upload.key),
+          UploadId: upload.uploadId,
+          PartNumber: partNumber,
+          ContentLength: size,
+          Body: source.readable,
+        }),
+      );
+      if (!uploaded.ETag) throw new Error(`${what}: UploadPart returned no ETag`);
+      return { partNumber, etag: uploaded.ETag, ...(uploaded.ChecksumCRC32 && { checksum: uploaded.ChecksumCRC32 }) };
+    } catch (error) {
+      // The body's own error (upstream, a wrong length) wins over the SDK's report of the broken request.
+      if (source.failure) throw source.failure.error;
+      throw toDomainError(error, what);
+    } finally {
+      source.release();
+    }
+  }
+
+  async complete(upload: PartUpload, parts: readonly UploadedPart[], options: { ifAbsent?: boolean } = {}): Promise<ObjectInfo> {
+    // s3rver ignores If-None-Match: the HEAD refuses sequential overwrites there too.
+    if (options.ifAbsent && (await this.head(upload.key))) throw new ObjectExistsError(upload.key);
+    try {
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key: this.s3KeyOf(upload.key),
+          UploadId: upload.uploadId,
+          MultipartUpload: {
+            Parts: parts.map((part) => ({
+              PartNumber: part.partNumber,
+              ETag: part.etag,
+              ...(part.checksum && { ChecksumCRC32: part.checksum }),
+            })),
+          },
+          ...(options.ifAbsent && { IfNoneMatch: '*' }),
+        }),
+      );
+    } catch (error) {
+      const domainError = toDomainError(error, this.describe(upload.key));
+      if (options.ifAbsent && domainError instanceof ConflictError) throw new ObjectExistsError(upload.key);
+      throw domainError;
+    }
+    const stored = await this.head(upload.key);
+    if (!stored) throw new NotFoundError(`${this.describe(upload.key)} vanished right after its upload was completed`);
+    return stored;
+  }
+
+  async abort(upload: PartUpload): Promise<void> {
+    try {
+      await this.client.send(
+        new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: this.s3KeyOf(upload.key), UploadId: upload.uploadId }),
+      );
+    } catch (error) {
+      const domainError = toDomainError(error, this.describe(upload.key));
+      if (!(domainError instanceof NotFoundError)) throw domainError;
+    }
+  }
+}
+
+/** `body`, failing with IntegrityError (naming `what`) as soon as it holds more than `size` bytes, or at its end when fewer. */
+async function* exactly(body: ByteStream, size: number, what: string): AsyncGenerator<Uint8Array> {
+  let received = 0;
+  for await (const chunk of body) {
+    received += chunk.byteLength;
+    if (received > size) throw new IntegrityError(what, `received more than the ${size} bytes the part holds`);
+    yield chunk;
+  }
+  if (received < size) throw new IntegrityError(what, `received ${received} bytes, the part holds ${size}`);
 }
 
 /**

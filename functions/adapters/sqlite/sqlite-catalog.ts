@@ -9,6 +9,7 @@ import Database from 'better-sqlite3';
 import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
 import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Channel, type Fence, type Lease, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
 import { pointedAt } from '../../core/channels.ts';
+import { syncDefaults, type RunRetention } from '../../core/settings.ts';
 import { RECORD_FIELDS, pickSet } from '../records.ts';
 
 /** Rows fetched per query while streaming a listing, so 100k rows never sit in memory at once. */
@@ -137,11 +138,13 @@ const MIGRATE_FROM_2 = `
 
 export class SqliteCatalog implements Catalog {
   private readonly db: Database.Database;
+  private readonly runRetention: RunRetention;
 
   /** Opens (creating when absent) the catalog at `filename`; `':memory:'` works for throwaway use. */
   private readonly statements = new Map<string, Database.Statement>();
 
-  constructor(filename: string) {
+  constructor(filename: string, options: { runRetention?: RunRetention } = {}) {
+    this.runRetention = options.runRetention ?? syncDefaults.runRetention;
     this.db = new Database(filename, { timeout: BUSY_TIMEOUT_MS });
     this.db.pragma('journal_mode = WAL');
     this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
@@ -322,13 +325,29 @@ export class SqliteCatalog implements Catalog {
   // ---------------------------------------------------------------- runs
 
   async putRun(run: SyncRun, fence?: Fence): Promise<void> {
-    this.fenced(fence, () =>
+    this.fenced(fence, () => {
       this.prepare(
           `${insertInto('runs', RUN_COLUMNS)}
            ON CONFLICT (id) DO UPDATE SET ${RUN_COLUMNS.map((field) => `${column(field)} = excluded.${column(field)}`).join(', ')}`,
         )
-        .run({ ...toParams(run, RUN_COLUMNS), holderHost: run.holder?.host ?? null, holderPid: run.holder?.pid ?? null }),
-    );
+        .run({ ...toParams(run, RUN_COLUMNS), holderHost: run.holder?.host ?? null, holderPid: run.holder?.pid ?? null });
+      if (run.state === 'running') this.expireRuns(run);
+    });
+  }
+
+  /**
+   * As a run starts: deletes the runs beyond the newest `keep` that finished
+   * longer than the retention before it started.
+   */
+  private expireRuns(starting: SyncRun): void {
+    const started = Date.parse(starting.startedAt);
+    if (Number.isNaN(started)) return;
+    const cutoff = new Date(started - this.runRetention.retentionMs).toISOString();
+    this.prepare<[number, string]>(
+      `DELETE FROM runs
+       WHERE id NOT IN (SELECT id FROM runs ORDER BY started_at DESC, id DESC LIMIT ?)
+         AND finished_at IS NOT NULL AND finished_at < ?`,
+    ).run(this.runRetention.keep, cutoff);
   }
 
   async getRun(id: string): Promise<SyncRun | undefined> {
