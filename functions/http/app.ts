@@ -7,8 +7,11 @@
 import { keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
 import { PublishedItems } from './published-items.ts';
-import { catalogSummary, statusReport } from './reports.ts';
-import { errorReply, json, methodNotAllowed, badRequest, notFound, toResponse, type Reply, type RequestFailure } from './reply.ts';
+import { UBUNTU_CLOUDIMAGE_KEYRING } from '../core/settings.ts';
+import { OPENAPI_DOCUMENT } from './openapi.ts';
+import { catalogSummary, statusPageReport, statusReport } from './reports.ts';
+import { errorReply, html, json, methodNotAllowed, badRequest, notFound, toResponse, type Reply, type RequestFailure } from './reply.ts';
+import { STATUS_PAGE_CSP, renderStatusPage } from './status-page.ts';
 
 export { badRequest, errorReply, methodNotAllowed, type Reply, type RequestFailure } from './reply.ts';
 
@@ -27,6 +30,14 @@ export interface AppDeps {
    * @default 1000
    */
   listingTtlMs?: number;
+  /**
+   * The keyring the status page's MAAS command names: the one that checks
+   * the upstream signatures this mirror serves.
+   * @default the Ubuntu cloud image keyring's path on a MAAS region controller
+   */
+  keyringFilename?: string;
+  /** @default () => new Date() */
+  now?: () => Date;
 }
 
 /** A request as `resolve` reads it, whatever server received it. */
@@ -42,6 +53,8 @@ export interface App {
   (request: Request): Promise<Response>;
   /** The reply to `request`; never throws (failures become 5xx replies, logged). */
   resolve(request: AppRequest): Promise<Reply>;
+  /** The paths answered whatever is published (`''` is `/`), for the API contract's test. */
+  readonly routes: readonly string[];
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -50,6 +63,11 @@ const METADATA_PREFIX = 'streams/';
 const ITEM_CACHE = 'public, max-age=31536000, immutable';
 const ITEM_TYPE = 'application/octet-stream';
 const DEFAULT_LISTING_TTL_MS = 1000;
+/** How often the status page reloads while a sync runs. */
+const STATUS_PAGE_REFRESH_SECONDS = 5;
+
+/** A route answered the same whatever else is published: the status page and the JSON API. */
+type FixedRoute = (request: AppRequest) => Promise<Reply>;
 
 export function createApp(deps: AppDeps): App {
   const log = deps.log ?? logToConsole;
@@ -57,16 +75,34 @@ export function createApp(deps: AppDeps): App {
   const current = new CurrentPublication(deps.catalog);
   const metadata = new MetadataFiles(deps.objects);
 
+  const now = deps.now ?? (() => new Date());
+  const fixedRoutes = new Map<string, FixedRoute>(Object.entries({
+    '': async (request) =>
+      html(
+        renderStatusPage(await statusPageReport(deps.catalog), {
+          mirrorUrl: requestBaseUrl(request),
+          keyringFilename: deps.keyringFilename ?? UBUNTU_CLOUDIMAGE_KEYRING,
+          now: now(),
+          refreshSeconds: STATUS_PAGE_REFRESH_SECONDS,
+        }),
+        { 'content-security-policy': STATUS_PAGE_CSP },
+        request.method,
+      ),
+    'api/v1/status': async (request) => json(await statusReport(deps.catalog), 200, {}, request.method),
+    'api/v1/images': async (request) => json(await catalogSummary(deps.catalog), 200, {}, request.method),
+    'api/v1/openapi.json': async (request) => json(OPENAPI_DOCUMENT, 200, {}, request.method),
+  } satisfies Record<string, FixedRoute>));
+
   async function route(request: AppRequest, path: string): Promise<Reply> {
-    if (path === 'api/v1/status') return json(await statusReport(deps.catalog), 200, {}, request.method);
-    if (path === 'api/v1/images') return json(await catalogSummary(deps.catalog), 200, {}, request.method);
+    const fixed = fixedRoutes.get(path);
+    if (fixed) return fixed(request);
     if (path.startsWith(METADATA_PREFIX)) {
       const publication = await current.get();
       if (!publication || !publication.files.includes(path)) return notFound(path);
       const held = await metadata.get(publication, path);
       return held ? heldFileReply(held, request) : notFound(keys.metadata(publication, path));
     }
-    if (!path || !(await publishedItems.has(path))) return notFound(path);
+    if (!(await publishedItems.has(path))) return notFound(path);
     return objectReply(deps.objects, keys.item(path), request);
   }
 
@@ -92,7 +128,23 @@ export function createApp(deps: AppDeps): App {
     const header = (name: string) => request.headers.get(name) ?? undefined;
     return toResponse(await resolve({ method: request.method, pathname, header }));
   };
-  return Object.assign(app, { resolve });
+  return Object.assign(app, { resolve, routes: [...fixedRoutes.keys()] });
+}
+
+/** `Host` or `host:port`: a DNS name, an IPv4 address or a bracketed IPv6 address. */
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * The base URL the client used, from `X-Forwarded-Host`/`Host` and
+ * `X-Forwarded-Proto`/`CloudFront-Forwarded-Proto`; undefined when they do not
+ * name one. Shown to people only, never used to route or to build a redirect.
+ */
+export function requestBaseUrl(request: Pick<AppRequest, 'header'>): string | undefined {
+  const first = (name: string) => request.header(name)?.split(',')[0]?.trim() || undefined;
+  const host = first('x-forwarded-host') ?? first('host');
+  if (!host || !HOST.test(host)) return undefined;
+  const proto = (first('x-forwarded-proto') ?? first('cloudfront-forwarded-proto') ?? 'http').toLowerCase();
+  return `${proto === 'https' ? 'https' : 'http'}://${host}/`;
 }
 
 export function isReadMethod(method: string): boolean {

@@ -58,6 +58,19 @@ export function errorBody(status: number, message: string, requestId?: string): 
   return { error: { code, message, ...(requestId !== undefined && { requestId }) } };
 }
 
+/** An HTML page; never cached, it shows the catalog as it is now. */
+export function html(page: string, extra: Record<string, string> = {}, method = 'GET'): Reply {
+  const bytes = Buffer.from(page);
+  const headers = {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-length': String(bytes.byteLength),
+    'x-content-type-options': 'nosniff',
+    ...extra,
+  };
+  return method === 'HEAD' ? { status: 200, headers } : { status: 200, headers, body: bytes };
+}
+
 export function methodNotAllowed(method: string): Reply {
   return json(errorBody(405, `method ${method} not allowed`), 405, { allow: ALLOWED_METHODS });
 }

@@ -80,3 +80,50 @@ function addEntry(images: Map<string, ImageSummary>, entry: CatalogEntry): void 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
+
+/** One mirrored image as the status page lists it. */
+export interface PageImage extends Omit<ImageSummary, 'versions'> {
+  versions: { version: string; bytes: number; items: number; publishedSince?: string }[];
+}
+
+/** Everything the status page shows, read from the catalog in one go. */
+export interface StatusPageReport extends StatusReport {
+  generation: number | null;
+  images: PageImage[];
+  /** The newest run that reached upstream and finished (published or found it unchanged): when the mirror last knew it was current. */
+  lastCheck: SyncRun | null;
+}
+
+/**
+ * The status report and the catalog, with each version's `publishedSince`:
+ * when the oldest retained publication that lists it was published (older
+ * generations are pruned, so this is "served since at least").
+ */
+export async function statusPageReport(catalog: Catalog, options: StatusOptions = {}): Promise<StatusPageReport> {
+  const status = await statusReport(catalog, options);
+  const summary = await catalogSummary(catalog);
+  const publishedSince = new Map<string, string>();
+  // Oldest first, so the first publication seen listing a version is kept.
+  for (const publication of (await catalog.listPublications()).reverse()) {
+    if (summary.generation === null || publication.generation > summary.generation) continue;
+    for await (const entry of catalog.listEntries(publication.generation)) {
+      const key = versionKey(entry.contentId, entry.product, entry.version);
+      if (!publishedSince.has(key)) publishedSince.set(key, publication.publishedAt);
+    }
+  }
+  const images = summary.images.map(({ versions, ...image }) => ({
+    ...image,
+    versions: versions.map(({ version, items }) => ({
+      version,
+      bytes: items.reduce((sum, item) => sum + item.size, 0),
+      items: items.length,
+      publishedSince: publishedSince.get(versionKey(image.contentId, image.product, version)),
+    })),
+  }));
+  const lastCheck = status.runs.find((run) => run.state === 'succeeded' || run.state === 'unchanged') ?? null;
+  return { ...status, generation: summary.generation, images, lastCheck };
+}
+
+function versionKey(contentId: string, product: string, version: string): string {
+  return `${contentId}\u0000${product}\u0000${version}`;
+}

@@ -1,5 +1,6 @@
 /** Sync progress: a live line on a TTY, JSON lines otherwise (for logs and scripts). */
 import type { SyncEvent } from '../core/engine.ts';
+import { formatBytes, formatDuration } from '../http/format.ts';
 
 export interface ProgressReporter {
   onEvent(event: SyncEvent): void;
@@ -104,19 +105,9 @@ class JsonLinesProgress implements ProgressReporter {
   }
 }
 
-export function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
+/** A byte count for people: `1.5 GiB`. */
+export const bytes = formatBytes;
 
 function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '--';
-  const s = Math.round(seconds);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m${s % 60}s` : `${s}s`;
+  return Number.isFinite(seconds) ? formatDuration(seconds * 1000) : '--';
 }
