@@ -276,7 +276,8 @@ describe('Function: createApp', () => {
 
     it.each([
       ['an unknown path', 'noble/amd64/20990101/squashfs'],
-      ['the root', ''],
+      ['a directory', 'noble/'],
+      ['a name every JavaScript object has', 'constructor'],
       ['the catalog through a doubled slash', '/catalog.sqlite'],
     ])('answers 404 for %s', async (_name, path) => {
       // Prepare
