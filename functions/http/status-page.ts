@@ -67,7 +67,7 @@ dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margi
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0}
 .charts{display:flex;flex-wrap:wrap;gap:1.5rem}
 span.muted{color:var(--muted)}
-figure{margin:0;flex:1 1 22rem}figcaption{color:var(--muted);font-size:.9rem}
+figure{margin:0;flex:1 1 22rem;max-width:36rem}figcaption{color:var(--muted);font-size:.9rem}
 svg{width:100%;height:auto}
 .notice{padding:.6rem .8rem;border-left:4px solid var(--run);background:var(--run-bg)}
 `;
@@ -88,6 +88,7 @@ export function renderStatusPage(report: StatusPageReport, context: StatusPageCo
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
 ${refresh}<title>skystreams mirror status</title>
 <style>${STYLE}</style>
 </head>
@@ -154,11 +155,10 @@ function catalogSection(report: StatusPageReport): string {
 <p>No images are published yet.</p>
 </section>`;
   }
-  const totalBytes = report.images.reduce((sum, image) => sum + image.totalBytes, 0);
   return `<section aria-labelledby="catalog">
 <h2 id="catalog">Catalog</h2>
 <table id="catalog-table">
-<caption>Generation ${report.generation}: ${report.images.length} images, ${formatBytes(totalBytes)}</caption>
+<caption>Generation ${report.generation}: ${plural(report.images.length, 'image')}; sizes per image (the GA and HWE kernels of a release share one root image)</caption>
 <thead><tr><th scope="col">OS</th><th scope="col">Release</th><th scope="col">Arch</th><th scope="col">Subarch</th><th scope="col">Label</th><th scope="col">Versions</th><th scope="col" class="num">Size</th><th scope="col">Published since</th></tr></thead>
 <tbody>
 ${report.images.map(imageRow).join('\n')}
@@ -169,7 +169,7 @@ ${report.images.map(imageRow).join('\n')}
 
 function imageRow(image: PageImage): string {
   const versions = image.versions
-    .map((version) => `<li><code>${escapeHtml(version.version)}</code> <span class="muted">(${version.items} files, ${formatBytes(version.bytes)})</span></li>`)
+    .map((version) => `<li><code>${escapeHtml(version.version)}</code> <span class="muted">(${plural(version.items, 'file')}, ${formatBytes(version.bytes)})</span></li>`)
     .join('');
   const newest = image.versions[0];
   return `<tr><th scope="row" title="${escapeHtml(`${image.contentId} ${image.product}`)}">${escapeHtml(image.os ?? '')}</th><td>${escapeHtml(image.release ?? '')}</td><td>${escapeHtml(image.arch ?? '')}</td><td>${escapeHtml(image.subarch ?? '')}</td><td>${escapeHtml(image.label ?? '')}</td><td><ul class="versions">${versions}</ul></td><td class="num">${formatBytes(image.totalBytes)}</td><td>${newest?.publishedSince ? isoTimeHtml(newest.publishedSince) : ''}</td></tr>`;
@@ -211,7 +211,8 @@ function barChart(id: string, title: string, runs: SyncRun[], value: (run: SyncR
   const height = 140;
   const top = 18;
   const bottom = 4;
-  const slot = width / Math.max(runs.length, 1);
+  // A fixed slot per run, so a bar's width does not depend on how many runs there have been.
+  const slot = width / CHART_RUNS;
   const max = Math.max(...runs.map(value), 0);
   const bars = runs
     .map((run, index) => {
@@ -246,6 +247,10 @@ function maasSection(context: StatusPageContext): string {
 <p>On the MAAS region controller (the keyring checks the upstream signatures this mirror serves unchanged):</p>
 <pre><code>maas $PROFILE boot-source update 1 url=<span data-mirror-url>${escapeHtml(url)}</span> keyring_filename=${escapeHtml(context.keyringFilename)}</code></pre>
 </section>`;
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
 }
 
 function stateHtml(state: SyncRun['state']): string {

@@ -101,9 +101,9 @@ describe('Status page', () => {
     expect(response.status).toBe(200);
     expect(response.headers.get('content-type')).toBe('text/html; charset=utf-8');
     expect(text).toMatch(/^<!doctype html>\n<html lang="en">/);
-    expect(text).toContain('<caption>Generation 2: 1 images, 4.0 KiB</caption>');
+    expect(text).toContain('<caption>Generation 2: 1 image; sizes per image');
     expect(rowsOf(text, 'catalog-table')).toEqual([
-      'ubuntu|noble|amd64|ga-24.04|stable|20261201 (2 files, 2.0 KiB)20261130 (1 files, 2.0 KiB)|4.0 KiB|2026-12-01 06:00:00 UTC',
+      'ubuntu|noble|amd64|ga-24.04|stable|20261201 (2 files, 2.0 KiB)20261130 (1 file, 2.0 KiB)|4.0 KiB|2026-12-01 06:00:00 UTC',
     ]);
     expect(text).toContain('<th scope="col">Release</th>');
   });
