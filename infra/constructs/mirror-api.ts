@@ -29,6 +29,9 @@ export interface MirrorApiProps {
 /** Top-level paths the API serves; everything else is an item, served by CloudFront from S3. */
 export const API_PREFIXES = ['streams', 'api'] as const;
 
+/** The status page, which the API also serves. */
+export const STATUS_PAGE_PATH = '/';
+
 /** The header API Gateway reads its API key from, which CloudFront adds to every origin request. */
 export const ORIGIN_KEY_HEADER = 'x-api-key';
 
@@ -121,5 +124,7 @@ export class MirrorApi extends Construct {
       everything.addMethod('GET', integration);
       everything.addMethod('HEAD', integration);
     }
+    this.api.root.addMethod('GET', integration);
+    this.api.root.addMethod('HEAD', integration);
   }
 }

@@ -8,7 +8,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ITEMS_ORIGIN_PATH, KEY_PATTERNS } from '../bucket-access.ts';
 import { METADATA_DEFAULT_TTL_SECONDS, METADATA_MAX_TTL_SECONDS } from '../edge-cache.ts';
-import { API_PREFIXES } from './mirror-api.ts';
+import { API_PREFIXES, STATUS_PAGE_PATH } from './mirror-api.ts';
 
 /** What the edge checks (EdgeAccessControl provides it). */
 export interface EdgeAccess {
@@ -38,8 +38,8 @@ export interface MirrorDistributionProps {
 /**
  * The mirror's single base URL: item bytes straight from S3 through origin
  * access control (origin path `/items`, so `/<mirror path>` is
- * `items/<mirror path>`), `/streams/*` and `/api/*` from the API, which only
- * accepts CloudFront's key. HTTP and HTTPS are both served as-is, except that
+ * `items/<mirror path>`), `/streams/*`, `/api/*` and the status page at `/`
+ * from the API, which only accepts CloudFront's key. HTTP and HTTPS are both served as-is, except that
  * credentials require HTTPS (plain HTTP then gets 403): MAAS never follows a
  * redirect.
  */
@@ -115,7 +115,11 @@ export class MirrorDistribution extends Construct {
         compress: false,
         functionAssociations,
       },
-      additionalBehaviors: Object.fromEntries(API_PREFIXES.map((prefix) => [`/${prefix}/*`, apiBehavior])),
+      // `/` alone (no wildcard) is the status page; any other path without an API prefix is an item.
+      additionalBehaviors: {
+        [STATUS_PAGE_PATH]: apiBehavior,
+        ...Object.fromEntries(API_PREFIXES.map((prefix) => [`/${prefix}/*`, apiBehavior])),
+      },
       httpVersion: cloudfront.HttpVersion.HTTP2_AND_3,
       enableIpv6: true,
       priceClass: props.priceClass ?? cloudfront.PriceClass.PRICE_CLASS_100,

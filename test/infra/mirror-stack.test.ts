@@ -445,13 +445,13 @@ describe('Stack: MirrorStack (default config)', () => {
   });
 
   describe('Construct: MirrorApi', () => {
-    it('serves /streams/* and /api/* with GET and HEAD through a Lambda proxy that passes bytes untouched', () => {
+    it('serves /streams/*, /api/* and the status page at / with GET and HEAD through a Lambda proxy that passes bytes untouched', () => {
       template.hasResourceProperties('AWS::ApiGateway::RestApi', {
         BinaryMediaTypes: ['*/*'],
         EndpointConfiguration: { Types: ['REGIONAL'] },
       });
       const methods = Object.values(template.findResources('AWS::ApiGateway::Method')) as {
-        Properties: { HttpMethod: string; ResourceId: { Ref: string }; Integration: { Type: string } };
+        Properties: { HttpMethod: string; ResourceId: { Ref?: string; 'Fn::GetAtt'?: [string, string] }; Integration: { Type: string } };
       }[];
       const resources = template.findResources('AWS::ApiGateway::Resource') as Record<string, { Properties: { PathPart: string; ParentId: unknown } }>;
       const pathOf = (id: string): string => {
@@ -461,9 +461,11 @@ describe('Stack: MirrorStack (default config)', () => {
         return `${parent.Ref ? pathOf(parent.Ref) : ''}/${resource.Properties.PathPart}`;
       };
 
-      const routes = methods.map((method) => `${method.Properties.HttpMethod} ${pathOf(method.Properties.ResourceId.Ref)}`).sort();
+      const resourcePath = ({ Ref: ref, 'Fn::GetAtt': attribute }: { Ref?: string; 'Fn::GetAtt'?: [string, string] }) =>
+        ref ? pathOf(ref) : attribute?.[1] === 'RootResourceId' ? '/' : `unknown ${JSON.stringify(attribute)}`;
+      const routes = methods.map((method) => `${method.Properties.HttpMethod} ${resourcePath(method.Properties.ResourceId)}`).sort();
 
-      expect(routes).toEqual(['GET /api/{proxy+}', 'GET /streams/{proxy+}', 'HEAD /api/{proxy+}', 'HEAD /streams/{proxy+}']);
+      expect(routes).toEqual(['GET /', 'GET /api/{proxy+}', 'GET /streams/{proxy+}', 'HEAD /', 'HEAD /api/{proxy+}', 'HEAD /streams/{proxy+}']);
       expect(methods.every((method) => method.Properties.Integration.Type === 'AWS_PROXY')).toBe(true);
     });
 
@@ -486,7 +488,7 @@ describe('Stack: MirrorStack (default config)', () => {
       const apiOrigin = distributionConfig().Origins.find((origin: any) => origin.CustomOriginConfig);
 
       // Assess
-      expect(methods.map((method) => method.Properties.ApiKeyRequired)).toEqual([true, true, true, true]);
+      expect(methods.map((method) => method.Properties.ApiKeyRequired)).toEqual([true, true, true, true, true, true]);
       template.hasResourceProperties('AWS::SecretsManager::Secret', {
         GenerateSecretString: Match.objectLike({ PasswordLength: 64, ExcludePunctuation: true }),
       });
@@ -516,7 +518,7 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(s3Origin.S3OriginConfig).toEqual({ OriginAccessIdentity: '' });
     });
 
-    it('routes /streams/* and /api/* to the API stage and everything else to the items', () => {
+    it('routes /streams/*, /api/* and / (the status page) to the API stage and everything else to the items', () => {
       const config = distributionConfig();
       const apiOrigin = config.Origins.find((origin: any) => origin.CustomOriginConfig);
       const behaviors = Object.fromEntries(config.CacheBehaviors.map((behavior: any) => [behavior.PathPattern, behavior.TargetOriginId]));
@@ -525,7 +527,7 @@ describe('Stack: MirrorStack (default config)', () => {
       // The origin path is the stage segment of the API's URL (stage "mirror", asserted below).
       expect(flattenIntrinsics(apiOrigin.OriginPath)).toMatch(new RegExp(`^/.*"Ref":"${stageId}"`));
       expect(apiOrigin.CustomOriginConfig.OriginProtocolPolicy).toBe('https-only');
-      expect(behaviors).toEqual({ '/streams/*': apiOrigin.Id, '/api/*': apiOrigin.Id });
+      expect(behaviors).toEqual({ '/': apiOrigin.Id, '/streams/*': apiOrigin.Id, '/api/*': apiOrigin.Id });
       expect(config.DefaultCacheBehavior.TargetOriginId).not.toBe(apiOrigin.Id);
     });
 
@@ -549,7 +551,7 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(metadata).toMatchObject({ DefaultTTL: 60, MaxTTL: 300 });
     });
 
-    it('keys and forwards /streams/* and /api/* on the path alone: a query string neither skips the cache nor reaches the API', () => {
+    it('keys and forwards /, /streams/* and /api/* on the path alone: a query string neither skips the cache nor reaches the API', () => {
       // Prepare
       const config = distributionConfig();
       const apiBehaviors = config.CacheBehaviors as { PathPattern: string; CachePolicyId: { Ref: string }; OriginRequestPolicyId?: unknown }[];
@@ -558,7 +560,7 @@ describe('Stack: MirrorStack (default config)', () => {
       const policies = apiBehaviors.map((behavior) => template.findResources('AWS::CloudFront::CachePolicy')[behavior.CachePolicyId.Ref]);
 
       // Assess
-      expect(apiBehaviors.map((behavior) => behavior.PathPattern).sort()).toEqual(['/api/*', '/streams/*']);
+      expect(apiBehaviors.map((behavior) => behavior.PathPattern).sort()).toEqual(['/', '/api/*', '/streams/*']);
       for (const policy of policies) {
         expect(policy?.Properties.CachePolicyConfig.ParametersInCacheKeyAndForwardedToOrigin).toMatchObject({
           QueryStringsConfig: { QueryStringBehavior: 'none' },
