@@ -3,7 +3,7 @@
  * on loopback, synced by the real engine into an embedded backend, and served
  * by the real app on node:http.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
@@ -20,14 +20,23 @@ export interface DemoMirror {
   backend: Backend;
   /** The sync that filled it. */
   run: SyncRun;
+  /** The embedded backend's directory: `--data-dir` for the CLI. */
+  dataDir: string;
+  /** The demo upstream, still served: `--source` for the CLI. */
+  upstreamUrl: string;
+  /** The upstream's public keyring on disk: `--keyring` for the CLI. */
+  keyringFile: string;
   close(): Promise<void>;
 }
 
 export async function startDemoMirror(options: { filters?: string[]; max?: number } = {}): Promise<DemoMirror> {
   const dir = await mkdtemp(join(tmpdir(), 'skystreams-demo-mirror-'));
   const key = await generateSigningKey('skystreams test demo');
+  const keyringFile = join(dir, 'keyring.gpg');
+  await writeFile(keyringFile, key.publicKeyring);
   const upstream = await serveSyntheticUpstream(await synthesizeTree(demoProducts(), { key }), join(dir, 'upstream'));
-  const backend = openEmbeddedBackend(join(dir, 'mirror'));
+  const dataDir = join(dir, 'mirror');
+  const backend = openEmbeddedBackend(dataDir);
   try {
     const run = await syncMirror(backend, upstream.baseUrl, { keyring: key, filters: options.filters ?? ['arch=amd64'], max: options.max ?? 1 });
     if (run.state !== 'succeeded') throw new Error(`the demo sync ended ${run.state}: ${run.error}`);
@@ -36,6 +45,9 @@ export async function startDemoMirror(options: { filters?: string[]; max?: numbe
       url: server.url,
       backend,
       run,
+      dataDir,
+      upstreamUrl: upstream.baseUrl,
+      keyringFile,
       async close() {
         await server.close();
         await upstream.close();
