@@ -79,7 +79,7 @@ export function createApp(deps: AppDeps): App {
   const fixedRoutes = new Map<string, FixedRoute>(Object.entries({
     '': async (request) =>
       html(
-        renderStatusPage(await statusPageReport(deps.catalog), {
+        renderStatusPage(await statusPageReport(deps.objects, deps.catalog), {
           mirrorUrl: requestBaseUrl(request),
           keyringFilename: deps.keyringFilename ?? UBUNTU_CLOUDIMAGE_KEYRING,
           now: now(),

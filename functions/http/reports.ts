@@ -1,5 +1,7 @@
 /** The JSON the `/api/v1/*` routes and the CLI's `status` print. */
-import type { Catalog, CatalogEntry, LockHolder, Publication, SyncRun } from '../core/ports.ts';
+import { forEachLimited } from '../core/concurrency.ts';
+import type { CopyTask } from '../core/planner.ts';
+import { keys, type Catalog, type CatalogEntry, type LockHolder, type ObjectStore, type Publication, type SyncRun } from '../core/ports.ts';
 
 export interface StatusReport {
   publication: Omit<Publication, 'files'> | null;
@@ -92,6 +94,43 @@ export interface StatusPageReport extends StatusReport {
   images: PageImage[];
   /** The newest run that reached upstream and finished (published or found it unchanged): when the mirror last knew it was current. */
   lastCheck: SyncRun | null;
+  /** How far the running sync's copy has got; undefined with no run running, or while it is still planning. */
+  progress?: RunProgress;
+}
+
+/** A running sync's copy: what its plan listed, and how much of it the catalog has recorded as stored and verified. */
+export interface RunProgress {
+  runId: string;
+  copyItems: number;
+  copyBytes: number;
+  storedItems: number;
+  storedBytes: number;
+}
+
+/** Catalog reads in flight while counting a running copy's stored items. */
+const PROGRESS_LOOKUPS = 8;
+
+/**
+ * The running copy's progress: its plan's copy list (the run file the engine
+ * writes before copying) against the catalog's stored objects, which a copy
+ * records once an item's digests are verified.
+ */
+export async function runProgress(objects: ObjectStore, catalog: Catalog, runId: string): Promise<RunProgress | undefined> {
+  const key = keys.runFile(runId, 'copy.json');
+  if (!(await objects.head(key))) return undefined;
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of (await objects.get(key)).body) chunks.push(chunk);
+  const tasks = JSON.parse(Buffer.concat(chunks).toString('utf8')) as CopyTask[];
+  const progress: RunProgress = { runId, copyItems: tasks.length, copyBytes: 0, storedItems: 0, storedBytes: 0 };
+  for (const task of tasks) progress.copyBytes += task.size;
+  await forEachLimited(tasks, PROGRESS_LOOKUPS, async (task) => {
+    const stored = await catalog.getObject(task.path);
+    if (stored && stored.size === task.size && (task.sha256 === undefined || stored.sha256 === task.sha256)) {
+      progress.storedItems++;
+      progress.storedBytes += task.size;
+    }
+  });
+  return progress;
 }
 
 /**
@@ -99,7 +138,7 @@ export interface StatusPageReport extends StatusReport {
  * when the oldest retained publication that lists it was published (older
  * generations are pruned, so this is "served since at least").
  */
-export async function statusPageReport(catalog: Catalog, options: StatusOptions = {}): Promise<StatusPageReport> {
+export async function statusPageReport(objects: ObjectStore, catalog: Catalog, options: StatusOptions = {}): Promise<StatusPageReport> {
   const status = await statusReport(catalog, options);
   const summary = await catalogSummary(catalog);
   const publishedSince = new Map<string, string>();
@@ -121,7 +160,9 @@ export async function statusPageReport(catalog: Catalog, options: StatusOptions 
     })),
   }));
   const lastCheck = status.runs.find((run) => run.state === 'succeeded' || run.state === 'unchanged') ?? null;
-  return { ...status, generation: summary.generation, images, lastCheck };
+  const running = status.runs.find((run) => run.state === 'running');
+  const progress = running && (await runProgress(objects, catalog, running.id));
+  return { ...status, generation: summary.generation, images, lastCheck, ...(progress && { progress }) };
 }
 
 function versionKey(contentId: string, product: string, version: string): string {

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import type { SyncRun } from '../core/ports.ts';
 import { formatBytes, formatDuration } from './format.ts';
-import type { PageImage, StatusPageReport } from './reports.ts';
+import type { PageImage, RunProgress, StatusPageReport } from './reports.ts';
 
 export interface StatusPageContext {
   /** This mirror's base URL as the client reached it, ending in `/`; undefined when the request does not say. */
@@ -77,7 +77,7 @@ export function renderStatusPage(report: StatusPageReport, context: StatusPageCo
   const refresh = running ? `<meta http-equiv="refresh" content="${context.refreshSeconds}">` : '';
   const sections = [
     freshnessSection(report, context.now),
-    running ? progressSection(running, context.now) : '',
+    running ? progressSection(running, report.progress?.runId === running.id ? report.progress : undefined, context.now) : '',
     catalogSection(report),
     runsSection(report.runs, context.now),
     // Packages: the package-manifest index's section goes here (which images ship a package, diffs between versions).
@@ -130,18 +130,31 @@ ${facts.map(([term, value]) => `<dt>${term}</dt><dd>${value}</dd>`).join('\n')}
 </section>`;
 }
 
-function progressSection(run: SyncRun, now: Date): string {
+function progressSection(run: SyncRun, progress: RunProgress | undefined, now: Date): string {
+  const elapsedMs = now.getTime() - Date.parse(run.startedAt);
   const facts: [string, string][] = [
     ['Run', `<code>${escapeHtml(run.id)}</code>`],
     ['Started', timeHtml(run.startedAt, now)],
-    ['Running for', formatDuration(now.getTime() - Date.parse(run.startedAt))],
+    ['Running for', formatDuration(elapsedMs)],
     ['Generation being built', run.generation === undefined ? 'planning' : String(run.generation)],
-    ['Items already stored', String(run.itemsPresent)],
+    ['Items already stored before', String(run.itemsPresent)],
   ];
+  let bar = '';
+  if (progress) {
+    const fraction = progress.copyBytes > 0 ? progress.storedBytes / progress.copyBytes : 1;
+    facts.push([
+      'Copied',
+      `${progress.storedItems} of ${progress.copyItems} items, ${formatBytes(progress.storedBytes)} of ${formatBytes(progress.copyBytes)}`,
+    ]);
+    bar = `<p><label for="copy-progress">Copy</label> <progress id="copy-progress" max="${progress.copyBytes}" value="${progress.storedBytes}">${Math.floor(fraction * 100)}%</progress> ${Math.floor(fraction * 100)}%</p>`;
+  } else {
+    facts.push(['Copied', 'planning: reading and verifying upstream metadata']);
+  }
   if (run.holder) facts.push(['Process', `${escapeHtml(run.holder.host)} pid ${run.holder.pid}`]);
   return `<section aria-labelledby="progress">
 <h2 id="progress">Sync in progress</h2>
 <p class="notice" role="status">A sync is running; this page reloads every few seconds until it ends. The published generation keeps being served meanwhile.</p>
+${bar}
 <dl class="facts">
 ${facts.map(([term, value]) => `<dt>${term}</dt><dd>${value}</dd>`).join('\n')}
 </dl>

@@ -172,7 +172,8 @@ describe('Status page', () => {
     const progress = /<section aria-labelledby="progress">([\s\S]*?)<\/section>/.exec(text)![1]!;
     expect(progress).toContain('<dt>Running for</dt><dd>2m00s</dd>');
     expect(progress).toContain('<dt>Generation being built</dt><dd>3</dd>');
-    expect(progress).toContain('<dt>Items already stored</dt><dd>7</dd>');
+    expect(progress).toContain('<dt>Items already stored before</dt><dd>7</dd>');
+    expect(progress).toContain('<dt>Copied</dt><dd>planning: reading and verifying upstream metadata</dd>');
     expect(progress).toContain('<dt>Process</dt><dd>box pid 42</dd>');
     expect(text).toContain('nothing yet: the first sync has not finished');
   });
