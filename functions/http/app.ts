@@ -76,7 +76,7 @@ export function createApp(deps: AppDeps): App {
   const metadata = new MetadataFiles(deps.objects);
 
   const now = deps.now ?? (() => new Date());
-  const fixedRoutes = new Map<string, FixedRoute>(Object.entries({
+  const fixedRoutes: Record<string, FixedRoute> = {
     '': async (request) =>
       html(
         renderStatusPage(await statusPageReport(deps.objects, deps.catalog), {
@@ -91,11 +91,11 @@ export function createApp(deps: AppDeps): App {
     'api/v1/status': async (request) => json(await statusReport(deps.catalog), 200, {}, request.method),
     'api/v1/images': async (request) => json(await catalogSummary(deps.catalog), 200, {}, request.method),
     'api/v1/openapi.json': async (request) => json(OPENAPI_DOCUMENT, 200, {}, request.method),
-  } satisfies Record<string, FixedRoute>));
+  };
 
   async function route(request: AppRequest, path: string): Promise<Reply> {
-    const fixed = fixedRoutes.get(path);
-    if (fixed) return fixed(request);
+    // Own keys only: a path such as `constructor` is an item path, not Object.prototype's.
+    if (Object.hasOwn(fixedRoutes, path)) return fixedRoutes[path]!(request);
     if (path.startsWith(METADATA_PREFIX)) {
       const publication = await current.get();
       if (!publication || !publication.files.includes(path)) return notFound(path);
@@ -128,7 +128,7 @@ export function createApp(deps: AppDeps): App {
     const header = (name: string) => request.headers.get(name) ?? undefined;
     return toResponse(await resolve({ method: request.method, pathname, header }));
   };
-  return Object.assign(app, { resolve, routes: [...fixedRoutes.keys()] });
+  return Object.assign(app, { resolve, routes: Object.keys(fixedRoutes) });
 }
 
 /** `Host` or `host:port`: a DNS name, an IPv4 address or a bracketed IPv6 address. */
