@@ -66,7 +66,8 @@ export class MirrorApi extends Construct {
       environment: { [ENV.bucket]: props.bucket.bucketName, [ENV.table]: props.table.tableName },
     });
     props.table.grantReadData(this.handler.role);
-    grantObjectAccess(this.handler.role, props.bucket, { read: [KEY_PATTERNS.metadata] });
+    // Run files too: the status page counts a running sync's progress against its copy list.
+    grantObjectAccess(this.handler.role, props.bucket, { read: [KEY_PATTERNS.metadata, KEY_PATTERNS.runs] });
 
     const rateLimit = props.throttleRateLimit ?? 100;
     const burstLimit = props.throttleBurstLimit ?? 200;
