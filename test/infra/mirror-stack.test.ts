@@ -400,12 +400,12 @@ describe('Stack: MirrorStack (default config)', () => {
       });
     });
 
-    it('keeps the API read-only: published metadata and the catalog', () => {
+    it('keeps the API read-only: published metadata, run files (a running sync\'s progress) and the catalog', () => {
       const api = mirror.stack.api.handler;
       const writes = actionsOf(api).filter((action) => /^(s3:(Put|Delete|Abort)|dynamodb:(Put|Update|Delete|BatchWrite))/.test(action));
 
       expect(writes).toEqual([]);
-      expect(s3Grants(api)).toEqual([`s3:GetObject ${bucketArn()}/meta/*`, `s3:ListBucket ${bucketArn()}`]);
+      expect(s3Grants(api)).toEqual([`s3:GetObject ${bucketArn()}/meta/* ${bucketArn()}/runs/*`, `s3:ListBucket ${bucketArn()}`]);
     });
 
     it('touches no account-level setting: no API Gateway CloudWatch role', () => {
