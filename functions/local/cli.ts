@@ -1,4 +1,5 @@
 /** The `skystreams` command. Each action: parse flags, open a backend, hand over to the engine or the app. */
+import { resolve as resolvePath } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { auditPublication } from '../core/audit.ts';
 import { SyncEngine, requestRepair } from '../core/engine.ts';
@@ -144,7 +145,9 @@ withExamples(syncOptions(program.command('local').description('serve, and sync n
     const config = syncConfig(flags);
     await syncSettings(config);
     const backend = await openBackend(flags);
-    const server = await startServer(createApp(backend), { port: Number(flags.port), host: flags.host });
+    // The status page's MAAS command names the keyring this sync checks upstream with: MAAS checks the same signatures.
+    const keyringFilename = config.keyring && 'file' in config.keyring ? resolvePath(config.keyring.file) : undefined;
+    const server = await startServer(createApp({ ...backend, keyringFilename }), { port: Number(flags.port), host: flags.host });
     console.log(`serving ${backend.description} at ${server.url}; syncing ${redactUrl(config.source)} every ${flags.interval}`);
     let stopped = false;
     const loop = (async () => {

@@ -1,8 +1,12 @@
+import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SYNC_LOCK } from '../../functions/core/engine.ts';
 import { LockHeldError } from '../../functions/core/errors.ts';
 import { EXIT_CODES } from '../../functions/local/options.ts';
-import { cli } from '../support/cli.ts';
+import { cli, startServing } from '../support/cli.ts';
 import { startDemoMirror, type DemoMirror } from '../support/demo-mirror.ts';
 
 let mirror: DemoMirror;
@@ -116,5 +120,30 @@ describe('CLI: status', () => {
     // Assess
     expect(result.code).toBe(0);
     expect(JSON.parse(result.stdout)).toEqual(await (await fetch(`${mirror.url}api/v1/status`)).json());
+  });
+});
+
+describe('CLI: local', () => {
+  it('serves the status page, whose MAAS command names the keyring the sync checks upstream with', async () => {
+    // Prepare
+    const dataDir = await mkdtemp(join(tmpdir(), 'skystreams-local-page-'));
+    const local = await startServing(['local', '--data-dir', dataDir, '--source', mirror.upstreamUrl, '--keyring', mirror.keyringFile, '--filter', 'arch=amd64', '--max', '1']);
+
+    try {
+      // Act
+      await expect
+        .poll(async () => ((await (await fetch(`${local.url}api/v1/status`)).json()) as { publication: unknown }).publication, { timeout: 30_000 })
+        .not.toBeNull();
+      const page = await (await fetch(local.url)).text();
+
+      // Assess
+      expect(page).toContain(`url=<span data-mirror-url>${local.url}</span> keyring_filename=${mirror.keyringFile}</code>`);
+      expect(page).toMatch(/<table id="catalog-table">/);
+    } finally {
+      const exited = once(local.process, 'exit');
+      local.process.kill('SIGTERM');
+      await exited;
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 });
