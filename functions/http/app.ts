@@ -7,8 +7,11 @@
 import { CHANNEL_NAME, DEFAULT_CHANNEL, keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
 import { PublishedItems } from './published-items.ts';
-import { catalogSummary, statusReport } from './reports.ts';
-import { errorReply, json, methodNotAllowed, badRequest, notFound, toResponse, type Reply, type RequestFailure } from './reply.ts';
+import { UBUNTU_CLOUDIMAGE_KEYRING } from '../core/settings.ts';
+import { OPENAPI_DOCUMENT } from './openapi.ts';
+import { catalogSummary, statusPageReport, statusReport } from './reports.ts';
+import { errorReply, html, json, methodNotAllowed, badRequest, notFound, toResponse, type Reply, type RequestFailure } from './reply.ts';
+import { STATUS_PAGE_CSP, renderStatusPage } from './status-page.ts';
 
 export { badRequest, errorReply, methodNotAllowed, type Reply, type RequestFailure } from './reply.ts';
 
@@ -27,6 +30,14 @@ export interface AppDeps {
    * @default 1000
    */
   listingTtlMs?: number;
+  /**
+   * The keyring the status page's MAAS command names: the one that checks
+   * the upstream signatures this mirror serves.
+   * @default the Ubuntu cloud image keyring's path on a MAAS region controller
+   */
+  keyringFilename?: string;
+  /** @default () => new Date() */
+  now?: () => Date;
 }
 
 /** A request as `resolve` reads it, whatever server received it. */
@@ -42,6 +53,8 @@ export interface App {
   (request: Request): Promise<Response>;
   /** The reply to `request`; never throws (failures become 5xx replies, logged). */
   resolve(request: AppRequest): Promise<Reply>;
+  /** The paths answered whatever is published (`''` is `/`), for the API contract's test. */
+  readonly routes: readonly string[];
 }
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
@@ -52,15 +65,38 @@ const CHANNELS_PREFIX = 'channels/';
 const ITEM_CACHE = 'public, max-age=31536000, immutable';
 const ITEM_TYPE = 'application/octet-stream';
 const DEFAULT_LISTING_TTL_MS = 1000;
+/** How often the status page reloads while a sync runs. */
+const STATUS_PAGE_REFRESH_SECONDS = 5;
+
+/** A route answered the same whatever else is published: the status page and the JSON API. */
+type FixedRoute = (request: AppRequest) => Promise<Reply>;
 
 export function createApp(deps: AppDeps): App {
   const log = deps.log ?? logToConsole;
   const publishedItems = new PublishedItems(deps.catalog, deps.listingTtlMs ?? DEFAULT_LISTING_TTL_MS);
   const channels = new ServedChannels(deps);
 
+  const now = deps.now ?? (() => new Date());
+  const fixedRoutes: Record<string, FixedRoute> = {
+    '': async (request) =>
+      html(
+        renderStatusPage(await statusPageReport(deps.objects, deps.catalog), {
+          mirrorUrl: requestBaseUrl(request),
+          keyringFilename: deps.keyringFilename ?? UBUNTU_CLOUDIMAGE_KEYRING,
+          now: now(),
+          refreshSeconds: STATUS_PAGE_REFRESH_SECONDS,
+        }),
+        { 'content-security-policy': STATUS_PAGE_CSP },
+        request.method,
+      ),
+    'api/v1/status': async (request) => json(await statusReport(deps.catalog), 200, {}, request.method),
+    'api/v1/images': async (request) => json(await catalogSummary(deps.catalog), 200, {}, request.method),
+    'api/v1/openapi.json': async (request) => json(OPENAPI_DOCUMENT, 200, {}, request.method),
+  };
+
   async function route(request: AppRequest, path: string): Promise<Reply> {
-    if (path === 'api/v1/status') return json(await statusReport(deps.catalog), 200, {}, request.method);
-    if (path === 'api/v1/images') return json(await catalogSummary(deps.catalog), 200, {}, request.method);
+    // Own keys only: a path such as `constructor` is an item path, not Object.prototype's.
+    if (Object.hasOwn(fixedRoutes, path)) return fixedRoutes[path]!(request);
     const { channel, rest } = channels.of(path);
     if (!channel) return notFound(path);
     if (rest.startsWith(METADATA_PREFIX)) {
@@ -96,7 +132,23 @@ export function createApp(deps: AppDeps): App {
     const header = (name: string) => request.headers.get(name) ?? undefined;
     return toResponse(await resolve({ method: request.method, pathname, header }));
   };
-  return Object.assign(app, { resolve });
+  return Object.assign(app, { resolve, routes: Object.keys(fixedRoutes) });
+}
+
+/** `Host` or `host:port`: a DNS name, an IPv4 address or a bracketed IPv6 address. */
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+
+/**
+ * The base URL the client used, from `X-Forwarded-Host`/`Host` and
+ * `X-Forwarded-Proto`/`CloudFront-Forwarded-Proto`; undefined when they do not
+ * name one. Shown to people only, never used to route or to build a redirect.
+ */
+export function requestBaseUrl(request: Pick<AppRequest, 'header'>): string | undefined {
+  const first = (name: string) => request.header(name)?.split(',')[0]?.trim() || undefined;
+  const host = first('x-forwarded-host') ?? first('host');
+  if (!host || !HOST.test(host)) return undefined;
+  const proto = (first('x-forwarded-proto') ?? first('cloudfront-forwarded-proto') ?? 'http').toLowerCase();
+  return `${proto === 'https' ? 'https' : 'http'}://${host}/`;
 }
 
 /** What a channel serves from: its pointer, checked in batches, and its generation's metadata in memory. */

@@ -37,16 +37,50 @@ export function json(body: unknown, status: number, extra: Record<string, string
   return method === 'HEAD' ? { status, headers } : { status, headers, body: bytes };
 }
 
+/** The machine-readable `error.code` of each status the app answers with. */
+export const ERROR_CODES: Readonly<Record<number, string>> = {
+  400: 'bad_request',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  409: 'conflict',
+  500: 'internal_error',
+  502: 'bad_gateway',
+  503: 'unavailable',
+};
+
+/** Every 4xx and 5xx body: `{"error": {"code", "message"}}`, and for a 5xx the `requestId` the log has too. */
+export interface ErrorBody {
+  error: { code: string; message: string; requestId?: string };
+}
+
+export function errorBody(status: number, message: string, requestId?: string): ErrorBody {
+  const code = ERROR_CODES[status] ?? (status >= 500 ? 'internal_error' : 'bad_request');
+  return { error: { code, message, ...(requestId !== undefined && { requestId }) } };
+}
+
+/** An HTML page; never cached, it shows the catalog as it is now. */
+export function html(page: string, extra: Record<string, string> = {}, method = 'GET'): Reply {
+  const bytes = Buffer.from(page);
+  const headers = {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-length': String(bytes.byteLength),
+    'x-content-type-options': 'nosniff',
+    ...extra,
+  };
+  return method === 'HEAD' ? { status: 200, headers } : { status: 200, headers, body: bytes };
+}
+
 export function methodNotAllowed(method: string): Reply {
-  return json({ error: `method ${method} not allowed` }, 405, { allow: ALLOWED_METHODS });
+  return json(errorBody(405, `method ${method} not allowed`), 405, { allow: ALLOWED_METHODS });
 }
 
 export function badRequest(problem: string): Reply {
-  return json({ error: problem }, 400);
+  return json(errorBody(400, problem), 400);
 }
 
 export function notFound(path: string, method?: string): Reply {
-  return json({ error: `${path || '/'} is not published here` }, 404, {}, method);
+  return json(errorBody(404, `${path || '/'} is not published here`), 404, {}, method);
 }
 
 /** What a client may learn of a 5xx: the kind of failure, never the adapter's words. */
@@ -61,11 +95,11 @@ const SERVER_ERROR_MESSAGES: Record<number, string> = {
  */
 export function errorReply(error: unknown, log: (failure: Omit<RequestFailure, 'method' | 'path'>) => void): Reply {
   const status = error instanceof SkystreamsError ? error.statusCode : 500;
-  if (status < 500) return json({ error: (error as Error).message }, status);
+  if (status < 500) return json(errorBody(status, (error as Error).message), status);
   const requestId = crypto.randomUUID();
   log({ requestId, status, error });
   const message = SERVER_ERROR_MESSAGES[status] ?? 'internal error';
-  return json({ error: message, requestId }, status, { 'x-request-id': requestId });
+  return json(errorBody(status, message, requestId), status, { 'x-request-id': requestId });
 }
 
 /** The reply as a web-standard Response. */

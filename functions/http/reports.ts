@@ -1,5 +1,7 @@
 /** The JSON the `/api/v1/*` routes and the CLI's `status` print. */
-import type { Catalog, CatalogEntry, Channel, LockHolder, Publication, SyncRun } from '../core/ports.ts';
+import { forEachLimited } from '../core/concurrency.ts';
+import type { CopyTask } from '../core/planner.ts';
+import { keys, type Catalog, type CatalogEntry, type Channel, type LockHolder, type ObjectStore, type Publication, type SyncRun } from '../core/ports.ts';
 
 export interface StatusReport {
   /** The default channel's publication. */
@@ -83,4 +85,90 @@ function addEntry(images: Map<string, ImageSummary>, entry: CatalogEntry): void 
 
 function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** One mirrored image as the status page lists it. */
+export interface PageImage extends Omit<ImageSummary, 'versions'> {
+  versions: { version: string; bytes: number; items: number; publishedSince?: string }[];
+}
+
+/** Everything the status page shows, read from the catalog in one go. */
+export interface StatusPageReport extends StatusReport {
+  generation: number | null;
+  images: PageImage[];
+  /** The newest run that reached upstream and finished (published or found it unchanged): when the mirror last knew it was current. */
+  lastCheck: SyncRun | null;
+  /** How far the running sync's copy has got; undefined with no run running, or while it is still planning. */
+  progress?: RunProgress;
+}
+
+/** A running sync's copy: what its plan listed, and how much of it the catalog has recorded as stored and verified. */
+export interface RunProgress {
+  runId: string;
+  copyItems: number;
+  copyBytes: number;
+  storedItems: number;
+  storedBytes: number;
+}
+
+/** Catalog reads in flight while counting a running copy's stored items. */
+const PROGRESS_LOOKUPS = 8;
+
+/**
+ * The running copy's progress: its plan's copy list (the run file the engine
+ * writes before copying) against the catalog's stored objects, which a copy
+ * records once an item's digests are verified.
+ */
+export async function runProgress(objects: ObjectStore, catalog: Catalog, runId: string): Promise<RunProgress | undefined> {
+  const key = keys.runFile(runId, 'copy.json');
+  if (!(await objects.head(key))) return undefined;
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of (await objects.get(key)).body) chunks.push(chunk);
+  const tasks = JSON.parse(Buffer.concat(chunks).toString('utf8')) as CopyTask[];
+  const progress: RunProgress = { runId, copyItems: tasks.length, copyBytes: 0, storedItems: 0, storedBytes: 0 };
+  for (const task of tasks) progress.copyBytes += task.size;
+  await forEachLimited(tasks, PROGRESS_LOOKUPS, async (task) => {
+    const stored = await catalog.getObject(task.path);
+    if (stored && stored.size === task.size && (task.sha256 === undefined || stored.sha256 === task.sha256)) {
+      progress.storedItems++;
+      progress.storedBytes += task.size;
+    }
+  });
+  return progress;
+}
+
+/**
+ * The status report and the catalog, with each version's `publishedSince`:
+ * when the oldest retained publication that lists it was published (older
+ * generations are pruned, so this is "served since at least").
+ */
+export async function statusPageReport(objects: ObjectStore, catalog: Catalog, options: StatusOptions = {}): Promise<StatusPageReport> {
+  const status = await statusReport(catalog, options);
+  const summary = await catalogSummary(catalog);
+  const publishedSince = new Map<string, string>();
+  // Oldest first, so the first publication seen listing a version is kept.
+  for (const publication of (await catalog.listPublications()).reverse()) {
+    if (summary.generation === null || publication.generation > summary.generation) continue;
+    for await (const entry of catalog.listEntries(publication.generation)) {
+      const key = versionKey(entry.contentId, entry.product, entry.version);
+      if (!publishedSince.has(key)) publishedSince.set(key, publication.publishedAt);
+    }
+  }
+  const images = summary.images.map(({ versions, ...image }) => ({
+    ...image,
+    versions: versions.map(({ version, items }) => ({
+      version,
+      bytes: items.reduce((sum, item) => sum + item.size, 0),
+      items: items.length,
+      publishedSince: publishedSince.get(versionKey(image.contentId, image.product, version)),
+    })),
+  }));
+  const lastCheck = status.runs.find((run) => run.state === 'succeeded' || run.state === 'unchanged') ?? null;
+  const running = status.runs.find((run) => run.state === 'running');
+  const progress = running && (await runProgress(objects, catalog, running.id));
+  return { ...status, generation: summary.generation, images, lastCheck, ...(progress && { progress }) };
+}
+
+function versionKey(contentId: string, product: string, version: string): string {
+  return `${contentId}\u0000${product}\u0000${version}`;
 }

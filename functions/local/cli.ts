@@ -1,8 +1,9 @@
 /** The `skystreams` command. Each action: parse flags, open a backend, hand over to the engine or the app. */
-import { Command, Option } from 'commander';
+import { resolve as resolvePath } from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
 import { auditPublication } from '../core/audit.ts';
 import { SyncEngine, requestRepair } from '../core/engine.ts';
-import { BundleError, ConfigError, RollbackError, SkystreamsError } from '../core/errors.ts';
+import { BundleError, ConfigError, LockHeldError, RollbackError, SkystreamsError } from '../core/errors.ts';
 import { exportPublication } from '../core/bundle.ts';
 import { channelName, promote, rollBack } from '../core/channels.ts';
 import { addPin, removePin } from '../core/pins.ts';
@@ -10,18 +11,37 @@ import { BundleUpstream, writeBundleFile } from '../adapters/fs/bundle-file.ts';
 import { readKeyringFile } from '../adapters/fs/keyring-file.ts';
 import { HttpUpstream } from '../adapters/http/http-upstream.ts';
 import { createApp } from '../http/app.ts';
-import { statusReport } from '../http/reports.ts';
+import { formatDuration } from '../http/format.ts';
+import { statusReport, type StatusReport } from '../http/reports.ts';
 import { DEFAULT_CHANNEL, type Backend, type SyncRun, type Upstream } from '../core/ports.ts';
 import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '../core/settings.ts';
-import { DEFAULT_DATA_DIR, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
+import { DEFAULT_DATA_DIR, EXIT_CODES, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
 import { isAliveOnThisHost, thisProcess } from './holder.ts';
 import { startServer, startWorkers } from './server.ts';
 import { redactUrl } from '../core/redact.ts';
+import { formatTable } from './table.ts';
 
 const program = new Command('skystreams')
   .description('A verified mirror of MAAS boot images (simplestreams), on one machine or on S3 + DynamoDB.')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Usage errors throw (set before the commands are added, which inherit it), so their exit code is the one in EXIT_CODES.
+  .exitOverride();
+withExamples(program, [
+  "skystreams local --filter arch=amd64 --filter 'release~^(jammy|noble)$' --max 2   # mirror and serve on :8080",
+  'skystreams sync && skystreams serve --host 0.0.0.0                                # the same in two steps',
+  'skystreams status',
+]).addHelpText(
+  'after',
+  `\nExit codes:\n${Object.values(EXIT_CODES)
+    .map(({ code, meaning }) => `  ${code}  ${meaning}`)
+    .join('\n')}`,
+);
+
+/** `--help` ends with these command lines, one per line. */
+function withExamples(command: Command, examples: readonly string[]): Command {
+  return command.addHelpText('after', `\nExamples:\n${examples.map((example) => `  $ ${example}`).join('\n')}`);
+}
 
 function backendOptions(command: Command): Command {
   return command
@@ -93,14 +113,21 @@ async function syncOnce(config: SyncConfig, backend: Backend, from?: { upstream:
   }
 }
 
-syncOptions(program.command('sync').description('run one sync: verify upstream, copy new items, publish atomically, prune')).action(
+withExamples(syncOptions(program.command('sync').description('run one sync: verify upstream, copy new items, publish atomically, prune')), [
+  "skystreams sync --filter arch=amd64 --filter 'release~^(jammy|noble)$' --max 2",
+  'skystreams sync --source https://mirror.internal/maas/ --keyring ./upstream-keyring.gpg --data-dir /srv/skystreams',
+  'skystreams sync --bucket my-mirror --table my-mirror --region eu-west-1',
+]).action(
   async (flags: SyncFlags) => {
     const config = syncConfig(flags);
     await withBackend(flags, (backend) => syncOnce(config, backend));
   },
 );
 
-backendOptions(program.command('serve').description('serve the current publication over HTTP'))
+withExamples(backendOptions(program.command('serve').description('serve the current publication and the status page (/) over HTTP')), [
+  'skystreams serve                                   # http://127.0.0.1:8080/',
+  'skystreams serve --host 0.0.0.0 --port 80 --workers 2 --data-dir /srv/skystreams',
+])
   .option('--port <port>', 'TCP port', '8080')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--workers <n>', 'server processes sharing the port (node:cluster), for more than one core', '1')
@@ -117,7 +144,10 @@ backendOptions(program.command('serve').description('serve the current publicati
     await backend?.close();
   });
 
-syncOptions(program.command('local').description('serve, and sync now and every --interval'))
+withExamples(syncOptions(program.command('local').description('serve, and sync now and every --interval')), [
+  'skystreams local --filter arch=amd64 --max 1',
+  "skystreams local --host 0.0.0.0 --interval 6h --filter 'release~^noble$'",
+])
   .option('--port <port>', 'TCP port', '8080')
   .option('--host <host>', 'address to listen on', '127.0.0.1')
   .option('--interval <duration>', 'time between syncs', '1h')
@@ -127,7 +157,9 @@ syncOptions(program.command('local').description('serve, and sync now and every 
     const config = syncConfig(flags);
     await syncSettings(config);
     const backend = await openBackend(flags);
-    const server = await startServer(createApp(backend), { port: Number(flags.port), host: flags.host });
+    // The status page's MAAS command names the keyring this sync checks upstream with: MAAS checks the same signatures.
+    const keyringFilename = config.keyring && 'file' in config.keyring ? resolvePath(config.keyring.file) : undefined;
+    const server = await startServer(createApp({ ...backend, keyringFilename }), { port: Number(flags.port), host: flags.host });
     console.log(`serving ${backend.description} at ${server.url}; syncing ${redactUrl(config.source)} every ${flags.interval}`);
     let stopped = false;
     const loop = (async () => {
@@ -148,29 +180,50 @@ syncOptions(program.command('local').description('serve, and sync now and every 
     await backend.close();
   });
 
-backendOptions(program.command('status').description('show the current publication and the last sync runs'))
-  .option('--json', 'print JSON')
-  .action(async (flags: BackendFlags & { json?: boolean }) =>
+withExamples(backendOptions(program.command('status').description('show the current publication and the last sync runs')), [
+  'skystreams status',
+  "skystreams status --json | jq '.runs[0].state'",
+  'skystreams status --bucket my-mirror --table my-mirror',
+])
+  .option('--json', 'print JSON (the same as GET /api/v1/status)')
+  .option('--runs <n>', 'sync runs listed', '10')
+  .action(async (flags: BackendFlags & { json?: boolean; runs: string }) =>
     withBackend(flags, async (backend) => {
-      const report = await statusReport(backend.catalog, { isAlive: isAliveOnThisHost });
-      if (flags.json) {
-        console.log(JSON.stringify(report, null, 2));
-        return;
-      }
-      const p = report.publication;
-      console.log(
-        p
-          ? `generation ${p.generation}: upstream updated ${p.upstreamUpdated}, published ${p.publishedAt}, ${p.itemCount} items, ${bytes(p.totalBytes)}`
-          : 'nothing published yet',
-      );
-      for (const run of report.runs) {
-        const counts = `${run.itemsCopied} copied (${bytes(run.bytesCopied)}), ${run.itemsPresent} present`;
-        console.log(`  ${run.startedAt}  ${run.state.padEnd(9)}  ${counts}${run.error ? `  error: ${run.error}` : ''}`);
-      }
+      const runs = Number(flags.runs);
+      if (!Number.isInteger(runs) || runs < 1) throw new ConfigError(`--runs: expected a whole number of runs, got ${flags.runs}`);
+      const report = await statusReport(backend.catalog, { isAlive: isAliveOnThisHost, runs });
+      console.log(flags.json ? JSON.stringify(report, null, 2) : statusText(report, new Date()));
     }),
   );
 
-backendOptions(program.command('verify').description('audit every file of the current publication: present, right size, right sha256'))
+/** The status report as a person reads it: the publication, the channels, then a table of runs, newest first. */
+function statusText(report: StatusReport, now: Date): string {
+  const p = report.publication;
+  const summary = p
+    ? `generation ${p.generation}: ${p.itemCount} items, ${bytes(p.totalBytes)}, published ${p.publishedAt} (upstream updated ${p.upstreamUpdated})`
+    : 'nothing published yet';
+  const channels = report.channels.map(
+    (channel) => `channel ${channel.name}: generation ${channel.generation}${channel.history.length > 0 ? ` (before: ${channel.history.join(', ')})` : ''}`,
+  );
+  const head = [summary, ...channels].join('\n');
+  if (report.runs.length === 0) return `${head}\nno sync has run yet`;
+  const rows = report.runs.map((run) => [
+    run.startedAt,
+    run.state,
+    `${run.itemsCopied} (${bytes(run.bytesCopied)})`,
+    String(run.itemsPresent),
+    formatDuration(Date.parse(run.finishedAt ?? now.toISOString()) - Date.parse(run.startedAt)) + (run.finishedAt ? '' : ' so far'),
+    run.generation === undefined ? '' : String(run.generation),
+    run.error ?? '',
+  ]);
+  return `${head}\n\n${formatTable(['STARTED', 'STATE', 'COPIED', 'PRESENT', 'DURATION', 'GENERATION', 'ERROR'], rows)}`;
+}
+
+withExamples(backendOptions(program.command('verify').description('audit every file of the current publication: present, right size, right sha256')), [
+  'skystreams verify --data-dir /srv/skystreams',
+  'skystreams verify --channel candidate --data-dir /srv/skystreams',
+  'skystreams verify --bucket my-mirror --table my-mirror   # exit code 1 when a file is bad',
+])
   .option('--channel <name>', `the channel whose publication to check (default ${DEFAULT_CHANNEL})`)
   .action(async (flags: BackendFlags & { channel?: string }) =>
     withBackend(flags, async (backend) => {
@@ -184,12 +237,14 @@ backendOptions(program.command('verify').description('audit every file of the cu
       if (report.problems.length > 0) {
         await requestRepair(backend.catalog, report.problems.map((problem) => problem.path));
         console.log('the next sync fetches the bad files again from upstream and checks them before they replace these');
-        process.exitCode = 1;
+        process.exitCode = EXIT_CODES.failure.code;
       }
     }),
 );
 
-backendOptions(program.command('init').description('create (or check) the S3 bucket and DynamoDB table of the cloud backend')).action(
+withExamples(backendOptions(program.command('init').description('create (or check) the S3 bucket and DynamoDB table of the cloud backend')), [
+  'skystreams init --bucket my-mirror --table my-mirror --region eu-west-1',
+]).action(
   async (flags: BackendFlags) => {
     if (!flags.bucket && !flags.table) throw new ConfigError('init needs --bucket and --table');
     const { initCloudResources } = await import('../adapters/cloud.ts');
@@ -302,7 +357,16 @@ async function sleepUnless(ms: number, stop: () => boolean): Promise<void> {
 try {
   await program.parseAsync(process.argv);
 } catch (error) {
-  console.error(`skystreams: ${error instanceof Error ? error.message : String(error)}`);
-  process.exitCode = error instanceof ConfigError ? 2 : 1;
-  if (!(error instanceof SkystreamsError) && process.env.SKYSTREAMS_DEBUG) console.error(error);
+  process.exitCode = exitCodeOf(error);
+  // Commander has already printed its own message (and the help, for a usage error).
+  if (!(error instanceof CommanderError)) console.error(`skystreams: ${error instanceof Error ? error.message : String(error)}`);
+  if (!(error instanceof SkystreamsError) && !(error instanceof CommanderError) && process.env.SKYSTREAMS_DEBUG) console.error(error);
+}
+
+function exitCodeOf(error: unknown): number {
+  // `--help` and `--version` end parsing with a CommanderError too, of exit code 0.
+  if (error instanceof CommanderError) return error.exitCode === 0 ? EXIT_CODES.ok.code : EXIT_CODES.usage.code;
+  if (error instanceof ConfigError) return EXIT_CODES.usage.code;
+  if (error instanceof LockHeldError) return EXIT_CODES.locked.code;
+  return EXIT_CODES.failure.code;
 }

@@ -40,16 +40,16 @@ const engine = new SyncEngine(
 await engine.run();
 progress.finish();
 
-const server = await startServer(createApp(backend), { port, host: '127.0.0.1' });
+const server = await startServer(createApp({ ...backend, keyringFilename: keyringPath }), { port, host: '127.0.0.1' });
 console.log(`
-mirror served at ${server.url}
+mirror served at ${server.url}  (open it in a browser: the status page)
 keyring:         ${keyringPath}
 
 try:
   curl -s ${server.url}api/v1/status
   gpgv --keyring ${keyringPath} <(curl -s ${server.url}streams/v1/index.sjson)
   sstream-mirror --keyring=${keyringPath} ${server.url} /tmp/out 'arch=amd64' --max=1
-  maas $PROFILE boot-sources create url=${server.url} keyring_filename=${keyringPath}
+  maas $PROFILE boot-source update 1 url=${server.url} keyring_filename=${keyringPath}
 
 Ctrl-C to stop.`);
 

@@ -10,6 +10,14 @@ import { openKeyring } from '../adapters/fs/keyring-file.ts';
 
 export const DEFAULT_DATA_DIR = './.skystreams';
 
+/** What `skystreams` exits with; `--help` and the README list them. */
+export const EXIT_CODES = Object.freeze({
+  ok: { code: 0, meaning: 'done (verify: every file checked out)' },
+  failure: { code: 1, meaning: 'failed: upstream, store or verification (verify: bad files found, repair requested)' },
+  usage: { code: 2, meaning: 'bad command line or configuration: nothing was done' },
+  locked: { code: 3, meaning: 'another sync holds the lock: nothing was done, try again later' },
+});
+
 /** The flag that sets each sync setting, for messages. */
 export const SYNC_FLAGS = {
   source: '--source',

@@ -1,38 +1,76 @@
 /** Sync progress: a live line on a TTY, JSON lines otherwise (for logs and scripts). */
 import type { SyncEvent } from '../core/engine.ts';
+import { formatBytes, formatDuration } from '../http/format.ts';
 
 export interface ProgressReporter {
   onEvent(event: SyncEvent): void;
   finish(): void;
 }
 
-export function progressReporter(stream: NodeJS.WriteStream = process.stderr): ProgressReporter {
-  return stream.isTTY ? new TtyProgress(stream) : new JsonLinesProgress(stream);
+export function progressReporter(stream: NodeJS.WriteStream = process.stderr, clock: () => number = Date.now): ProgressReporter {
+  return stream.isTTY ? new TtyProgress(stream, clock) : new JsonLinesProgress(stream, clock);
 }
+
+/** Bytes done against the plan's total since it was made: the rate and the time left at that rate. */
+class Throughput {
+  totalBytes = 0;
+  doneBytes = 0;
+  private startedAt: number;
+
+  constructor(private readonly clock: () => number) {
+    this.startedAt = clock();
+  }
+
+  start(totalBytes: number): void {
+    this.totalBytes = totalBytes;
+    this.doneBytes = 0;
+    this.startedAt = this.clock();
+  }
+
+  /** Bytes a second since the plan, averaged over the whole copy (steadier than the last second's). */
+  rate(): number {
+    return this.doneBytes / Math.max((this.clock() - this.startedAt) / 1000, 0.001);
+  }
+
+  /** Seconds left at the current rate; NaN before any byte has arrived. */
+  etaSeconds(): number {
+    const rate = this.rate();
+    return rate > 0 ? Math.max(0, (this.totalBytes - this.doneBytes) / rate) : Number.NaN;
+  }
+
+  /** 0 to 1. */
+  fraction(): number {
+    return this.totalBytes > 0 ? Math.min(1, this.doneBytes / this.totalBytes) : 1;
+  }
+}
+
+const BAR_WIDTH = 24;
 
 class TtyProgress implements ProgressReporter {
   private totalItems = 0;
-  private totalBytes = 0;
   private doneItems = 0;
-  private doneBytes = 0;
-  private startedAt = Date.now();
+  private readonly throughput: Throughput;
   private lastDraw = 0;
 
-  constructor(private readonly out: NodeJS.WriteStream) {}
+  constructor(
+    private readonly out: NodeJS.WriteStream,
+    private readonly clock: () => number,
+  ) {
+    this.throughput = new Throughput(clock);
+  }
 
   onEvent(event: SyncEvent): void {
     switch (event.type) {
       case 'planned':
         this.totalItems = event.copyItems;
-        this.totalBytes = event.copyBytes;
-        this.startedAt = Date.now();
+        this.throughput.start(event.copyBytes);
         this.line(
           `generation ${event.generation}: ${event.copyItems} items (${bytes(event.copyBytes)}) to fetch, ${event.presentItems} already stored\n`,
         );
         break;
       case 'item-progress':
-        this.doneBytes += event.bytes;
-        if (Date.now() - this.lastDraw > 200) this.draw();
+        this.throughput.doneBytes += event.bytes;
+        if (this.clock() - this.lastDraw > 200) this.draw();
         break;
       case 'item-stored':
         if (!event.skipped) this.doneItems++;
@@ -64,12 +102,12 @@ class TtyProgress implements ProgressReporter {
   }
 
   private draw(): void {
-    this.lastDraw = Date.now();
-    const seconds = Math.max((Date.now() - this.startedAt) / 1000, 0.001);
-    const rate = this.doneBytes / seconds;
-    const eta = rate > 0 ? Math.max(0, (this.totalBytes - this.doneBytes) / rate) : Number.NaN;
+    this.lastDraw = this.clock();
+    const { doneBytes, totalBytes } = this.throughput;
+    const filled = Math.round(this.throughput.fraction() * BAR_WIDTH);
+    const bar = `[${'#'.repeat(filled)}${'-'.repeat(BAR_WIDTH - filled)}] ${Math.floor(this.throughput.fraction() * 100)}%`;
     this.out.write(
-      `\r\x1b[Kitems ${this.doneItems}/${this.totalItems}  ${bytes(this.doneBytes)}/${bytes(this.totalBytes)}  ${bytes(rate)}/s  ETA ${duration(eta)}`,
+      `\r\x1b[K${bar}  items ${this.doneItems}/${this.totalItems}  ${bytes(doneBytes)}/${bytes(totalBytes)}  ${bytes(this.throughput.rate())}/s  ETA ${duration(this.throughput.etaSeconds())}`,
     );
   }
 
@@ -81,17 +119,34 @@ class TtyProgress implements ProgressReporter {
 class JsonLinesProgress implements ProgressReporter {
   private bytesSinceReport = 0;
   private lastReport = 0;
+  private readonly throughput: Throughput;
 
-  constructor(private readonly out: NodeJS.WriteStream) {}
+  constructor(
+    private readonly out: NodeJS.WriteStream,
+    private readonly clock: () => number,
+  ) {
+    this.throughput = new Throughput(clock);
+  }
 
   onEvent(event: SyncEvent): void {
+    if (event.type === 'planned') this.throughput.start(event.copyBytes);
     if (event.type === 'item-progress') {
       // Byte counts are aggregated to one line a second: a per-chunk log would be megabytes.
       this.bytesSinceReport += event.bytes;
-      if (Date.now() - this.lastReport < 1000) return;
-      this.write({ type: 'progress', runId: event.runId, bytes: this.bytesSinceReport });
+      this.throughput.doneBytes += event.bytes;
+      if (this.clock() - this.lastReport < 1000) return;
+      const eta = this.throughput.etaSeconds();
+      this.write({
+        type: 'progress',
+        runId: event.runId,
+        bytes: this.bytesSinceReport,
+        doneBytes: this.throughput.doneBytes,
+        totalBytes: this.throughput.totalBytes,
+        bytesPerSecond: Math.round(this.throughput.rate()),
+        ...(Number.isFinite(eta) && { etaSeconds: Math.round(eta) }),
+      });
       this.bytesSinceReport = 0;
-      this.lastReport = Date.now();
+      this.lastReport = this.clock();
       return;
     }
     this.write(event);
@@ -100,23 +155,13 @@ class JsonLinesProgress implements ProgressReporter {
   finish(): void {}
 
   private write(value: object): void {
-    this.out.write(`${JSON.stringify({ time: new Date().toISOString(), ...value })}\n`);
+    this.out.write(`${JSON.stringify({ time: new Date(this.clock()).toISOString(), ...value })}\n`);
   }
 }
 
-export function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let value = n;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(unit === 0 ? 0 : 1)} ${units[unit]}`;
-}
+/** A byte count for people: `1.5 GiB`. */
+export const bytes = formatBytes;
 
 function duration(seconds: number): string {
-  if (!Number.isFinite(seconds)) return '--';
-  const s = Math.round(seconds);
-  return s >= 3600 ? `${Math.floor(s / 3600)}h${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m${s % 60}s` : `${s}s`;
+  return Number.isFinite(seconds) ? formatDuration(seconds * 1000) : '--';
 }

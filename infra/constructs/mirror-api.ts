@@ -32,6 +32,9 @@ export const API_PREFIXES = ['streams', 'api'] as const;
 /** `/channels/NAME/…`: a channel's metadata, which the API serves (its items come from S3). */
 export const CHANNELS_PREFIX = 'channels';
 
+/** The status page, which the API also serves. */
+export const STATUS_PAGE_PATH = '/';
+
 /** The header API Gateway reads its API key from, which CloudFront adds to every origin request. */
 export const ORIGIN_KEY_HEADER = 'x-api-key';
 
@@ -66,7 +69,8 @@ export class MirrorApi extends Construct {
       environment: { [ENV.bucket]: props.bucket.bucketName, [ENV.table]: props.table.tableName },
     });
     props.table.grantReadData(this.handler.role);
-    grantObjectAccess(this.handler.role, props.bucket, { read: [KEY_PATTERNS.metadata] });
+    // Run files too: the status page counts a running sync's progress against its copy list.
+    grantObjectAccess(this.handler.role, props.bucket, { read: [KEY_PATTERNS.metadata, KEY_PATTERNS.runs] });
 
     const rateLimit = props.throttleRateLimit ?? 100;
     const burstLimit = props.throttleBurstLimit ?? 200;
@@ -124,5 +128,7 @@ export class MirrorApi extends Construct {
       everything.addMethod('GET', integration);
       everything.addMethod('HEAD', integration);
     }
+    this.api.root.addMethod('GET', integration);
+    this.api.root.addMethod('HEAD', integration);
   }
 }

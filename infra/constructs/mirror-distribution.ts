@@ -8,7 +8,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ITEMS_ORIGIN_PATH, KEY_PATTERNS } from '../bucket-access.ts';
 import { METADATA_DEFAULT_TTL_SECONDS, METADATA_MAX_TTL_SECONDS } from '../edge-cache.ts';
-import { API_PREFIXES, CHANNELS_PREFIX } from './mirror-api.ts';
+import { API_PREFIXES, CHANNELS_PREFIX, STATUS_PAGE_PATH } from './mirror-api.ts';
 
 /** What the edge checks (EdgeAccessControl provides it). */
 export interface EdgeAccess {
@@ -40,9 +40,10 @@ export interface MirrorDistributionProps {
 /**
  * The mirror's single base URL: item bytes straight from S3 through origin
  * access control (origin path `/items`, so `/<mirror path>` is
- * `items/<mirror path>`), `/streams/*` and `/api/*` from the API, which only
- * accepts CloudFront's key. Channels: `/channels/NAME/streams/*` from the
- * API, `/channels/NAME/<item>` the item's bytes from S3. HTTP and HTTPS are both served as-is, except that
+ * `items/<mirror path>`), `/streams/*`, `/api/*` and the status page at `/`
+ * from the API, which only accepts CloudFront's key. Channels:
+ * `/channels/NAME/streams/*` from the API, `/channels/NAME/<item>` the item's
+ * bytes from S3. HTTP and HTTPS are both served as-is, except that
  * credentials require HTTPS (plain HTTP then gets 403): MAAS never follows a
  * redirect.
  */
@@ -119,7 +120,9 @@ export class MirrorDistribution extends Construct {
         functionAssociations,
       },
       // Listed most specific first: CloudFront takes the first pattern that matches.
+      // `/` alone (no wildcard) is the status page; any other path without an API prefix is an item.
       additionalBehaviors: {
+        [STATUS_PAGE_PATH]: apiBehavior,
         ...Object.fromEntries(API_PREFIXES.map((prefix) => [`/${prefix}/*`, apiBehavior])),
         [`/${CHANNELS_PREFIX}/*/streams/*`]: apiBehavior,
         ...(props.accessControl && {

@@ -8,6 +8,8 @@ import { serveTree } from '../support/upstream-server.ts';
 import type { RunningServer } from '../../functions/local/server.ts';
 import { type BackendFactory, type OpenedBackend } from '../support/backends.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
+import { validate } from '../support/json-schema.ts';
+import { OPENAPI_DOCUMENT } from '../../functions/http/openapi.ts';
 import {
   fetchBytes,
   replaceFiles,
@@ -138,6 +140,24 @@ export function mirrorSuite(factory: BackendFactory): void {
       expect(noble).toMatchObject({ arch: 'amd64', os: 'ubuntu' });
       expect(noble!.versions).toHaveLength(1);
       expect(images.images.every((i) => i.arch === 'amd64')).toBe(true);
+    });
+
+    it('answers the JSON API as the OpenAPI document says and shows the catalog on the status page', async () => {
+      await sync();
+      const document = OPENAPI_DOCUMENT as unknown as Record<string, unknown>;
+      const status = await (await fetch(`${server.url}api/v1/status`)).json();
+      const images = (await (await fetch(`${server.url}api/v1/images`)).json()) as { images: unknown[] };
+      expect(validate(status, { $ref: '#/components/schemas/StatusReport' }, document)).toEqual([]);
+      expect(validate(images, { $ref: '#/components/schemas/CatalogReport' }, document)).toEqual([]);
+
+      const page = await fetch(server.url);
+      const html = await page.text();
+      expect(page.status).toBe(200);
+      expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+      const catalogRows = /<table id="catalog-table">[\s\S]*?<tbody>([\s\S]*?)<\/tbody>/.exec(html)![1]!.match(/<tr>/g);
+      expect(catalogRows).toHaveLength(images.images.length);
+      expect(html).toContain(`<dt>Upstream updated</dt><dd>${FIRST}</dd>`);
+      expect(/<table id="runs-table">[\s\S]*?<tbody>\s*<tr>.*?<span class="state state-succeeded">/.test(html)).toBe(true);
     });
 
     it('re-syncs an unchanged upstream with one conditional request and no item bytes', async () => {

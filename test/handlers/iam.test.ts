@@ -192,6 +192,10 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       if (!task) throw new Error('expected items to copy');
       await backend.objects.put(keys.item(task.path), new TextEncoder().encode('stray'));
       await copyAll(plan);
+      // The status page while the run is copying: it reads the run's copy list.
+      const page = await invoke('api', apiEvent('/'));
+      expect(page.statusCode).toBe(200);
+      expect(Buffer.from(page.body, 'base64').toString()).toContain('<h2 id="progress">Sync in progress</h2>');
       // Step Functions retrying a copy whose first attempt did finish: it finds the item stored.
       expect(await invoke('copy', { runId: 'run-6', task })).toMatchObject({ skipped: true });
       await invoke('publish', { runId: 'run-6' });
@@ -215,7 +219,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       await invoke('prune', { runId: 'run-7' });
     });
     await inPath('api', async () => {
-      for (const path of ['/streams/v1/index.sjson', '/api/v1/status', '/streams/v1/missing.json']) {
+      for (const path of ['/', '/streams/v1/index.sjson', '/api/v1/status', '/streams/v1/missing.json']) {
         expect((await invoke('api', apiEvent(path))).statusCode, path).toBeLessThan(500);
       }
     });
@@ -314,7 +318,7 @@ describe('IAM: the denials that matter', () => {
   it('scopes every listing to the prefixes a function works in', async () => {
     const list = (prefix: string): IamRequest => ({ action: 's3:ListBucket', resource: BUCKET_ARN, context: { 's3:prefix': prefix } });
 
-    expect(await simulate('api', list('runs/'))).toBe('ImplicitlyDenied');
+    expect(await simulate('api', list('items/'))).toBe('ImplicitlyDenied');
     expect(await simulate('publish', list('items/'))).toBe('ImplicitlyDenied');
     expect(await simulate('fail', list('items/'))).toBe('ImplicitlyDenied');
     expect(await simulate('prune', list(''))).toBe('ImplicitlyDenied');
@@ -558,7 +562,7 @@ function lambdaContext(name: string): Context {
 function apiEvent(path: string) {
   const [resource] = path.split('/').filter(Boolean);
   return {
-    resource: `/${resource}/{proxy+}`,
+    resource: resource ? `/${resource}/{proxy+}` : '/',
     path,
     httpMethod: 'GET',
     headers: { Host: 'abc123.execute-api.us-east-1.amazonaws.com' },

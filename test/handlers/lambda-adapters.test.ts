@@ -96,7 +96,9 @@ describe('Function: toProxyResult', () => {
     const result = await toProxyResult(response, toRequest(event()));
 
     expect(result.statusCode).toBe(502);
-    expect(JSON.parse(result.body).error).toMatch(/exceeds what API Gateway can relay/);
+    expect(JSON.parse(result.body)).toEqual({
+      error: { code: 'bad_gateway', message: expect.stringMatching(/exceeds what API Gateway can relay/), requestId: result.headers!['x-request-id'] },
+    });
   });
 });
 

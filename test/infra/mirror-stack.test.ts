@@ -418,12 +418,12 @@ describe('Stack: MirrorStack (default config)', () => {
       });
     });
 
-    it('keeps the API read-only: published metadata and the catalog', () => {
+    it('keeps the API read-only: published metadata, run files (a running sync\'s progress) and the catalog', () => {
       const api = mirror.stack.api.handler;
       const writes = actionsOf(api).filter((action) => /^(s3:(Put|Delete|Abort)|dynamodb:(Put|Update|Delete|BatchWrite))/.test(action));
 
       expect(writes).toEqual([]);
-      expect(s3Grants(api)).toEqual([`s3:GetObject ${bucketArn()}/meta/*`, `s3:ListBucket ${bucketArn()}`]);
+      expect(s3Grants(api)).toEqual([`s3:GetObject ${bucketArn()}/meta/* ${bucketArn()}/runs/*`, `s3:ListBucket ${bucketArn()}`]);
     });
 
     it('touches no account-level setting: no API Gateway CloudWatch role', () => {
@@ -463,13 +463,13 @@ describe('Stack: MirrorStack (default config)', () => {
   });
 
   describe('Construct: MirrorApi', () => {
-    it('serves /streams/*, /api/* and /channels/* with GET and HEAD through a Lambda proxy that passes bytes untouched', () => {
+    it('serves /streams/*, /api/*, /channels/* and the status page at / with GET and HEAD through a Lambda proxy that passes bytes untouched', () => {
       template.hasResourceProperties('AWS::ApiGateway::RestApi', {
         BinaryMediaTypes: ['*/*'],
         EndpointConfiguration: { Types: ['REGIONAL'] },
       });
       const methods = Object.values(template.findResources('AWS::ApiGateway::Method')) as {
-        Properties: { HttpMethod: string; ResourceId: { Ref: string }; Integration: { Type: string } };
+        Properties: { HttpMethod: string; ResourceId: { Ref?: string; 'Fn::GetAtt'?: [string, string] }; Integration: { Type: string } };
       }[];
       const resources = template.findResources('AWS::ApiGateway::Resource') as Record<string, { Properties: { PathPart: string; ParentId: unknown } }>;
       const pathOf = (id: string): string => {
@@ -479,12 +479,16 @@ describe('Stack: MirrorStack (default config)', () => {
         return `${parent.Ref ? pathOf(parent.Ref) : ''}/${resource.Properties.PathPart}`;
       };
 
-      const routes = methods.map((method) => `${method.Properties.HttpMethod} ${pathOf(method.Properties.ResourceId.Ref)}`).sort();
+      const resourcePath = ({ Ref: ref, 'Fn::GetAtt': attribute }: { Ref?: string; 'Fn::GetAtt'?: [string, string] }) =>
+        ref ? pathOf(ref) : attribute?.[1] === 'RootResourceId' ? '/' : `unknown ${JSON.stringify(attribute)}`;
+      const routes = methods.map((method) => `${method.Properties.HttpMethod} ${resourcePath(method.Properties.ResourceId)}`).sort();
 
       expect(routes).toEqual([
+        'GET /',
         'GET /api/{proxy+}',
         'GET /channels/{proxy+}',
         'GET /streams/{proxy+}',
+        'HEAD /',
         'HEAD /api/{proxy+}',
         'HEAD /channels/{proxy+}',
         'HEAD /streams/{proxy+}',
@@ -511,7 +515,7 @@ describe('Stack: MirrorStack (default config)', () => {
       const apiOrigin = distributionConfig().Origins.find((origin: any) => origin.CustomOriginConfig);
 
       // Assess
-      expect(methods.map((method) => method.Properties.ApiKeyRequired)).toEqual([true, true, true, true, true, true]);
+      expect(methods.map((method) => method.Properties.ApiKeyRequired)).toEqual(Array(8).fill(true));
       template.hasResourceProperties('AWS::SecretsManager::Secret', {
         GenerateSecretString: Match.objectLike({ PasswordLength: 64, ExcludePunctuation: true }),
       });
@@ -541,7 +545,7 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(s3Origin.S3OriginConfig).toEqual({ OriginAccessIdentity: '' });
     });
 
-    it('routes /streams/*, /api/* and a channel\'s streams to the API stage and everything else to the items', () => {
+    it('routes /streams/*, /api/*, / (the status page) and a channel\'s streams to the API stage and everything else to the items', () => {
       const config = distributionConfig();
       const apiOrigin = config.Origins.find((origin: any) => origin.CustomOriginConfig);
       const s3Origin = config.Origins.find((origin: any) => origin.S3OriginConfig);
@@ -553,6 +557,7 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(flattenIntrinsics(apiOrigin.OriginPath)).toMatch(new RegExp(`^/.*"Ref":"${stageId}"`));
       expect(apiOrigin.CustomOriginConfig.OriginProtocolPolicy).toBe('https-only');
       expect(behaviors).toEqual({
+        '/': apiOrigin.Id,
         '/streams/*': apiOrigin.Id,
         '/api/*': apiOrigin.Id,
         '/channels/*/streams/*': apiOrigin.Id,
@@ -583,7 +588,7 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(metadata).toMatchObject({ DefaultTTL: 60, MaxTTL: 300 });
     });
 
-    it('keys and forwards /streams/* and /api/* on the path alone: a query string neither skips the cache nor reaches the API', () => {
+    it('keys and forwards /, /streams/* and /api/* on the path alone: a query string neither skips the cache nor reaches the API', () => {
       // Prepare
       const config = distributionConfig();
       const apiBehaviors = (config.CacheBehaviors as { PathPattern: string; CachePolicyId: { Ref: string }; OriginRequestPolicyId?: unknown }[])
@@ -593,7 +598,7 @@ describe('Stack: MirrorStack (default config)', () => {
       const policies = apiBehaviors.map((behavior) => template.findResources('AWS::CloudFront::CachePolicy')[behavior.CachePolicyId.Ref]);
 
       // Assess
-      expect(apiBehaviors.map((behavior) => behavior.PathPattern).sort()).toEqual(['/api/*', '/channels/*/streams/*', '/streams/*']);
+      expect(apiBehaviors.map((behavior) => behavior.PathPattern).sort()).toEqual(['/', '/api/*', '/channels/*/streams/*', '/streams/*']);
       for (const policy of policies) {
         expect(policy?.Properties.CachePolicyConfig.ParametersInCacheKeyAndForwardedToOrigin).toMatchObject({
           QueryStringsConfig: { QueryStringBehavior: 'none' },

@@ -196,7 +196,7 @@ describe('Function: createApp', () => {
       // Assess
       expect(response.status).toBe(404);
       expect(response.headers.get('content-type')).toBe('application/json');
-      expect(await response.json()).toEqual({ error: expect.stringContaining(INDEX) });
+      expect(await response.json()).toEqual({ error: { code: 'not_found', message: expect.stringContaining(INDEX) } });
     });
 
     it('answers 404 for a file the current publication does not list', async () => {
@@ -277,7 +277,8 @@ describe('Function: createApp', () => {
 
     it.each([
       ['an unknown path', 'noble/amd64/20990101/squashfs'],
-      ['the root', ''],
+      ['a directory', 'noble/'],
+      ['a name every JavaScript object has', 'constructor'],
       ['the catalog through a doubled slash', '/catalog.sqlite'],
     ])('answers 404 for %s', async (_name, path) => {
       // Prepare
@@ -288,7 +289,7 @@ describe('Function: createApp', () => {
 
       // Assess
       expect(response.status).toBe(404);
-      expect(await response.json()).toEqual({ error: expect.stringMatching(/not published here/) });
+      expect(await response.json()).toEqual({ error: { code: 'not_found', message: expect.stringMatching(/not published here/) } });
     });
 
     it('answers 404 for an item a run copied and recorded but no publication lists', async () => {
@@ -301,7 +302,7 @@ describe('Function: createApp', () => {
 
       // Assess
       expect(response.status).toBe(404);
-      expect(await response.json()).toEqual({ error: `${KERNEL} is not published here` });
+      expect(await response.json()).toEqual({ error: { code: 'not_found', message: `${KERNEL} is not published here` } });
       expect(await backend.catalog.getObject(KERNEL)).toMatchObject({ size: ALPHABET.length });
     });
 
@@ -593,7 +594,7 @@ describe('Function: createApp', () => {
       // Assess
       expect(response.status).toBe(405);
       expect(response.headers.get('allow')).toBe('GET, HEAD');
-      expect(await response.json()).toEqual({ error: `method ${method} not allowed` });
+      expect(await response.json()).toEqual({ error: { code: 'method_not_allowed', message: `method ${method} not allowed` } });
       expect(await backend.objects.head(keys.item(KERNEL))).toMatchObject({ size: ALPHABET.length });
     });
   });
@@ -693,9 +694,9 @@ describe('Function: createApp', () => {
 
   describe('Errors', () => {
     it.each([
-      ['ConflictError', new ConflictError('lost a race'), 409],
-      ['NotFoundError', new NotFoundError('vanished'), 404],
-    ])('answers a %s thrown by the catalog with its status code and message as JSON', async (_name, error, status) => {
+      ['ConflictError', new ConflictError('lost a race'), 409, 'conflict'],
+      ['NotFoundError', new NotFoundError('vanished'), 404, 'not_found'],
+    ])('answers a %s thrown by the catalog with its status code and message as JSON', async (_name, error, status, code) => {
       // Prepare
       await storeItem(KERNEL, encode(ALPHABET));
       app = createApp({ objects: backend.objects, catalog: failing<Catalog>(backend.catalog, 'listPublications', error) });
@@ -706,7 +707,7 @@ describe('Function: createApp', () => {
       // Assess
       expect(response.status).toBe(status);
       expect(response.headers.get('content-type')).toBe('application/json');
-      expect(await response.json()).toEqual({ error: error.message });
+      expect(await response.json()).toEqual({ error: { code, message: error.message } });
     });
 
     it('answers 404 when the object store loses the bytes between HEAD and GET', async () => {
@@ -736,7 +737,7 @@ describe('Function: createApp', () => {
       expect(response.status).toBe(503);
       const requestId = response.headers.get('x-request-id');
       expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
-      expect(await response.json()).toEqual({ error: 'temporarily unavailable, retry later', requestId });
+      expect(await response.json()).toEqual({ error: { code: 'unavailable', message: 'temporarily unavailable, retry later', requestId } });
       expect(logged).toEqual([{ requestId, method: 'GET', path: `/${INDEX}`, status: 503, error: expect.any(UnavailableError) }]);
     });
 
@@ -758,7 +759,7 @@ describe('Function: createApp', () => {
       expect(response.status).toBeGreaterThanOrEqual(500);
       const requestId = response.headers.get('x-request-id');
       const body = await bodyText(response);
-      expect(JSON.parse(body)).toEqual({ error: expect.any(String), requestId });
+      expect(JSON.parse(body)).toEqual({ error: { code: response.status === 503 ? 'unavailable' : 'internal_error', message: expect.any(String), requestId } });
       expect(body).not.toMatch(/SQLITE|secret|arn:|AccessDenied/);
       expect(logged).toHaveLength(1);
       expect(logged[0]).toMatchObject({ requestId, method: 'GET', path: '/api/v1/status', error });
@@ -793,7 +794,7 @@ describe('Function: createApp', () => {
 
       // Assess
       expect(response.status).toBe(400);
-      expect(await response.json()).toEqual({ error: 'malformed request path' });
+      expect(await response.json()).toEqual({ error: { code: 'bad_request', message: 'malformed request path' } });
     });
 
     it('takes the path from the URL, whatever the Host header says', async () => {

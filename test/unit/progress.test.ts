@@ -49,6 +49,52 @@ describe('Function: progressReporter', () => {
   });
 });
 
+describe('Function: progressReporter, rate and ETA', () => {
+  const MiB = 1024 * 1024;
+  const planned: SyncEvent = { type: 'planned', runId: RUN, generation: 1, copyItems: 4, copyBytes: 40 * MiB, presentItems: 0, unreferencedItems: 0, totalBytes: 40 * MiB };
+  const chunk = (megabytes: number): SyncEvent => ({ type: 'item-progress', runId: RUN, path: 'a', bytes: megabytes * MiB });
+
+  it('draws a bar with the share done, the rate since the plan and the time left at that rate', () => {
+    // Prepare
+    let now = 1_000_000;
+    const out = capture(true);
+    const progress = progressReporter(out.stream, () => now);
+
+    // Act: 10 MiB in 5 s of 40 MiB, so 2 MiB/s and 15 s left.
+    progress.onEvent(planned);
+    now += 5_000;
+    progress.onEvent(chunk(10));
+
+    // Assess
+    expect(out.text()).toContain('[######------------------] 25%  items 0/4  10.0 MiB/40.0 MiB  2.0 MiB/s  ETA 15s');
+  });
+
+  it('adds the bytes done, the total, the rate and the ETA to each JSON progress line', () => {
+    // Prepare
+    let now = 1_000_000;
+    const out = capture(false);
+    const progress = progressReporter(out.stream, () => now);
+
+    // Act: 30 MiB in 10 s of 40 MiB, so 3 MiB/s and 3 s left (rounded).
+    progress.onEvent(planned);
+    now += 10_000;
+    progress.onEvent(chunk(30));
+
+    // Assess
+    const lines = out.text().trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(lines[1]).toEqual({
+      time: new Date(now).toISOString(),
+      type: 'progress',
+      runId: RUN,
+      bytes: 30 * MiB,
+      doneBytes: 30 * MiB,
+      totalBytes: 40 * MiB,
+      bytesPerSecond: 3 * MiB,
+      etaSeconds: 3,
+    });
+  });
+});
+
 describe('Function: bytes', () => {
   it.each([
     [0, '0 B'],

@@ -156,7 +156,7 @@ describe('Function: startServer', () => {
 
       // Assess
       expect(response.status).toBe(400);
-      expect(JSON.parse(response.body)).toEqual({ error: 'malformed Host header' });
+      expect(JSON.parse(response.body)).toEqual({ error: { code: 'bad_request', message: 'malformed Host header' } });
     });
 
     it('answers TRACE with 405 and Allow: GET, HEAD', async () => {
@@ -169,7 +169,7 @@ describe('Function: startServer', () => {
       // Assess
       expect(response.status).toBe(405);
       expect(response.headers).toContain('\r\nallow: get, head');
-      expect(JSON.parse(response.body)).toEqual({ error: 'method TRACE not allowed' });
+      expect(JSON.parse(response.body)).toEqual({ error: { code: 'method_not_allowed', message: 'method TRACE not allowed' } });
     });
 
     it('answers an absolute-form target with 400 rather than fetching the origin it names', async () => {
@@ -181,7 +181,7 @@ describe('Function: startServer', () => {
 
       // Assess
       expect(response.status).toBe(400);
-      expect(JSON.parse(response.body)).toEqual({ error: 'request target must be a path' });
+      expect(JSON.parse(response.body)).toEqual({ error: { code: 'bad_request', message: 'request target must be a path' } });
     });
 
     it.each([
@@ -199,7 +199,7 @@ describe('Function: startServer', () => {
 
       // Assess
       expect(response.status).toBe(400);
-      expect(JSON.parse(response.body)).toEqual({ error: 'malformed request path' });
+      expect(JSON.parse(response.body)).toEqual({ error: { code: 'bad_request', message: 'malformed request path' } });
     });
 
     it('still serves a plain request with a Host naming another port', async () => {

@@ -6,6 +6,7 @@
  */
 import { gzipSync } from 'node:zlib';
 import type { APIGatewayProxyEvent, APIGatewayProxyResult } from 'aws-lambda';
+import { errorBody } from '../../http/reply.ts';
 
 /** Lambda's buffered response limit is 6 MB, of which base64 leaves about three quarters for the body. */
 export const MAX_RESPONSE_BODY_BYTES = Math.floor((6 * 1024 * 1024 * 3) / 4) - 64 * 1024;
@@ -63,7 +64,13 @@ export async function toProxyResult(response: Response, request: Request): Promi
   }
   if (body.byteLength > MAX_RESPONSE_BODY_BYTES) {
     const message = `response of ${body.byteLength} bytes exceeds what API Gateway can relay from Lambda (${MAX_RESPONSE_BODY_BYTES})`;
-    return { statusCode: 502, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ error: message }) };
+    const requestId = crypto.randomUUID();
+    console.error(`[${requestId}] ${request.method} ${new URL(request.url).pathname} → 502: ${message}`);
+    return {
+      statusCode: 502,
+      headers: { 'content-type': 'application/json', 'x-request-id': requestId },
+      body: JSON.stringify(errorBody(502, message, requestId)),
+    };
   }
   const multiValueHeaders: Record<string, string[]> = {};
   headers.forEach((value, name) => {

@@ -1,0 +1,213 @@
+/**
+ * The mirror's HTTP contract, OpenAPI 3.1, served at `/api/v1/openapi.json`.
+ * Data, not generated: test/e2e/api-contract.test.ts fetches every path here
+ * from a synced mirror and checks each real response against its schema, and
+ * checks that every route the app answers is listed.
+ */
+import { ERROR_CODES } from './reply.ts';
+
+const ISO_TIME = { type: 'string', description: 'ISO 8601 UTC time' } as const;
+const COUNT = { type: 'integer', minimum: 0 } as const;
+
+const jsonContent = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
+const errorResponse = (description: string) => ({ description, content: jsonContent('Error') });
+const serverErrors = {
+  '500': errorResponse('Internal error; the detail is in the server log under `requestId`.'),
+  '503': errorResponse('The store is throttling or unreachable; retry later.'),
+};
+const readMethods = (get: object) => ({ get, head: { ...get, operationId: `${(get as { operationId: string }).operationId}Head`, summary: 'Headers only' } });
+
+export const OPENAPI_DOCUMENT = {
+  openapi: '3.1.0',
+  info: {
+    title: 'skystreams mirror',
+    version: '1',
+    summary: 'A verified mirror of MAAS boot images (simplestreams): the metadata and items MAAS reads, a status page and a JSON API.',
+    license: { name: 'Apache-2.0', identifier: 'Apache-2.0' },
+  },
+  paths: {
+    '/': readMethods({
+      operationId: 'statusPage',
+      summary: 'The status page: catalog, freshness, sync runs and the MAAS command',
+      responses: {
+        '200': { description: 'An HTML page, no external resources.', content: { 'text/html': { schema: { type: 'string' } } } },
+        ...serverErrors,
+      },
+    }),
+    '/api/v1/status': readMethods({
+      operationId: 'status',
+      summary: 'The current publication and the last sync runs, newest first',
+      responses: { '200': { description: 'Status', content: jsonContent('StatusReport') }, ...serverErrors },
+    }),
+    '/api/v1/images': readMethods({
+      operationId: 'images',
+      summary: 'Every image of the current publication, with its versions and files',
+      responses: { '200': { description: 'Catalog', content: jsonContent('CatalogReport') }, ...serverErrors },
+    }),
+    '/api/v1/openapi.json': readMethods({
+      operationId: 'openapi',
+      summary: 'This document',
+      responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object', required: ['openapi', 'paths'] } } } } },
+    }),
+    '/streams/v1/{file}': readMethods({
+      operationId: 'metadata',
+      summary: 'A simplestreams metadata file of the current publication, as upstream signed it',
+      parameters: [
+        {
+          name: 'file',
+          in: 'path',
+          required: true,
+          schema: { type: 'string' },
+          example: 'index.sjson',
+          description: '`index.sjson`, `index.json` or a products file the index lists',
+        },
+      ],
+      responses: {
+        '200': {
+          description: 'The file; `.sjson` files are OpenPGP clear-signed JSON',
+          content: { 'application/json': { schema: { type: 'object' } }, 'text/plain': { schema: { type: 'string' } } },
+        },
+        '206': { description: 'The requested byte range' },
+        '304': { description: 'Not modified (If-None-Match, If-Modified-Since)' },
+        '404': errorResponse('Not in the current publication'),
+        '416': { description: 'Range not satisfiable' },
+        ...serverErrors,
+      },
+    }),
+    '/{itemPath}': readMethods({
+      operationId: 'item',
+      summary: 'An item (kernel, initrd, squashfs, …) a retained publication lists; never changes under its path',
+      parameters: [
+        {
+          name: 'itemPath',
+          in: 'path',
+          required: true,
+          schema: { type: 'string' },
+          description: 'The item\'s `path` from the products metadata; it spans several segments (`server/releases/noble/…`)',
+        },
+      ],
+      responses: {
+        '200': { description: 'The bytes', content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+        '206': { description: 'The requested byte range' },
+        '304': { description: 'Not modified' },
+        '400': errorResponse('A path no mirror file can have (bad percent-encoding, a dot segment)'),
+        '404': errorResponse('Not published here'),
+        '405': errorResponse('Any method but GET and HEAD'),
+        '416': { description: 'Range not satisfiable' },
+        ...serverErrors,
+      },
+    }),
+  },
+  components: {
+    schemas: {
+      Error: {
+        type: 'object',
+        description: 'Every 4xx and 5xx answer. A 5xx also carries `requestId` (and the `x-request-id` header): the server log has the detail under it.',
+        required: ['error'],
+        additionalProperties: false,
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message'],
+            additionalProperties: false,
+            properties: {
+              code: { type: 'string', enum: [...new Set(Object.values(ERROR_CODES))] },
+              message: { type: 'string' },
+              requestId: { type: 'string' },
+            },
+          },
+        },
+      },
+      Publication: {
+        type: 'object',
+        required: ['generation', 'upstreamUpdated', 'publishedAt', 'runId', 'itemCount', 'totalBytes'],
+        additionalProperties: false,
+        properties: {
+          generation: { type: 'integer', minimum: 1, description: 'Strictly increasing' },
+          upstreamUpdated: { type: 'string', description: "The upstream index's `updated`, verbatim" },
+          publishedAt: ISO_TIME,
+          runId: { type: 'string' },
+          itemCount: COUNT,
+          totalBytes: COUNT,
+        },
+      },
+      SyncRun: {
+        type: 'object',
+        required: ['id', 'state', 'startedAt', 'itemsCopied', 'bytesCopied', 'itemsPresent'],
+        additionalProperties: false,
+        properties: {
+          id: { type: 'string' },
+          state: { type: 'string', enum: ['running', 'succeeded', 'unchanged', 'failed', 'abandoned'] },
+          startedAt: ISO_TIME,
+          finishedAt: ISO_TIME,
+          itemsCopied: COUNT,
+          bytesCopied: COUNT,
+          itemsPresent: { ...COUNT, description: 'Items the plan found already stored' },
+          generation: { type: 'integer', minimum: 1 },
+          error: { type: 'string' },
+          holder: {
+            type: 'object',
+            required: ['host', 'pid'],
+            additionalProperties: false,
+            properties: { host: { type: 'string' }, pid: { type: 'integer' } },
+          },
+        },
+      },
+      StatusReport: {
+        type: 'object',
+        required: ['publication', 'runs'],
+        additionalProperties: false,
+        properties: {
+          publication: { oneOf: [{ $ref: '#/components/schemas/Publication' }, { type: 'null' }] },
+          runs: { type: 'array', items: { $ref: '#/components/schemas/SyncRun' } },
+        },
+      },
+      ImageFile: {
+        type: 'object',
+        required: ['item', 'path', 'size', 'sha256'],
+        additionalProperties: false,
+        properties: {
+          item: { type: 'string' },
+          ftype: { type: 'string' },
+          path: { type: 'string' },
+          size: COUNT,
+          sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+        },
+      },
+      ImageSummary: {
+        type: 'object',
+        required: ['contentId', 'product', 'versions', 'totalBytes'],
+        additionalProperties: false,
+        properties: {
+          contentId: { type: 'string' },
+          product: { type: 'string' },
+          os: { type: 'string' },
+          release: { type: 'string' },
+          arch: { type: 'string' },
+          subarch: { type: 'string' },
+          label: { type: 'string' },
+          versions: {
+            type: 'array',
+            description: 'Newest first',
+            items: {
+              type: 'object',
+              required: ['version', 'items'],
+              additionalProperties: false,
+              properties: { version: { type: 'string' }, items: { type: 'array', items: { $ref: '#/components/schemas/ImageFile' } } },
+            },
+          },
+          totalBytes: COUNT,
+        },
+      },
+      CatalogReport: {
+        type: 'object',
+        required: ['generation', 'images'],
+        additionalProperties: false,
+        properties: {
+          generation: { type: ['integer', 'null'] },
+          images: { type: 'array', items: { $ref: '#/components/schemas/ImageSummary' } },
+        },
+      },
+    },
+  },
+} as const;

@@ -1,0 +1,289 @@
+/**
+ * The status page at `/`: what the mirror holds, how fresh it is, the last
+ * sync runs, and the command that points MAAS at it. One HTML document
+ * rendered on the server, its CSS and charts inline (air-gapped sites have no
+ * CDN); every string that comes from upstream metadata or the catalog is
+ * escaped, and the Content-Security-Policy refuses any script but the page's
+ * own one line.
+ */
+import { createHash } from 'node:crypto';
+import type { SyncRun } from '../core/ports.ts';
+import { formatBytes, formatDuration } from './format.ts';
+import type { PageImage, RunProgress, StatusPageReport } from './reports.ts';
+
+export interface StatusPageContext {
+  /** This mirror's base URL as the client reached it, ending in `/`; undefined when the request does not say. */
+  mirrorUrl: string | undefined;
+  /** The keyring MAAS checks the metadata with: the upstream's, since the mirror serves upstream's signatures. */
+  keyringFilename: string;
+  now: Date;
+  /** While a sync runs, the page reloads itself this often. */
+  refreshSeconds: number;
+}
+
+/** Runs drawn in the charts, oldest on the left. */
+const CHART_RUNS = 10;
+const MIRROR_URL_PLACEHOLDER = 'http://THIS-MIRROR/';
+
+/**
+ * Behind a proxy (CloudFront in front of API Gateway) the server may not see
+ * the name the browser used, so the page sets the command's URL from the
+ * address bar. The only script on the page; the CSP names it by hash.
+ */
+const URL_SCRIPT =
+  "document.querySelectorAll('[data-mirror-url]').forEach(function(e){e.textContent=location.origin+'/';});";
+const URL_SCRIPT_HASH = createHash('sha256').update(URL_SCRIPT).digest('base64');
+
+/** The page's Content-Security-Policy: nothing loads from elsewhere, nothing runs but URL_SCRIPT. */
+export const STATUS_PAGE_CSP = [
+  "default-src 'none'",
+  "style-src 'unsafe-inline'",
+  `script-src 'sha256-${URL_SCRIPT_HASH}'`,
+  "img-src 'self' data:",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+const STYLE = `
+:root{color-scheme:light;--ink:#1a1a1a;--muted:#555;--line:#c8c8c8;--accent:#1f4e8c;--ok:#17623a;--ok-bg:#e3f3e8;--bad:#8a1c1c;--bad-bg:#fbe7e7;--run:#6b4500;--run-bg:#fff1d6}
+body{font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,Ubuntu,sans-serif;color:var(--ink);background:#fff;margin:0}
+main{max-width:75rem;margin:0 auto;padding:1rem 1.5rem 3rem}
+h1{font-size:1.6rem;margin:.5rem 0 0}h2{font-size:1.25rem;margin:2rem 0 .5rem;border-bottom:1px solid var(--line);padding-bottom:.25rem}
+p.lead{color:var(--muted);margin-top:.25rem}
+table{border-collapse:collapse;width:100%;font-size:.95rem}
+caption{text-align:left;color:var(--muted);padding:.25rem 0}
+th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid var(--line);vertical-align:top}
+thead th{background:#f0f0f0}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+ul.versions{margin:0;padding:0;list-style:none}
+code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9rem}
+pre{background:#f4f4f4;border:1px solid var(--line);padding:.75rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+.state{display:inline-block;padding:0 .45rem;border-radius:.25rem;font-weight:600;font-size:.85rem}
+.state-succeeded,.state-unchanged{color:var(--ok);background:var(--ok-bg)}
+.state-failed,.state-abandoned{color:var(--bad);background:var(--bad-bg)}
+.state-running{color:var(--run);background:var(--run-bg)}
+dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:0}
+dl.facts dt{color:var(--muted)}dl.facts dd{margin:0}
+.charts{display:flex;flex-wrap:wrap;gap:1.5rem}
+span.muted{color:var(--muted)}
+figure{margin:0;flex:1 1 22rem;max-width:36rem}figcaption{color:var(--muted);font-size:.9rem}
+svg{width:100%;height:auto}
+.notice{padding:.6rem .8rem;border-left:4px solid var(--run);background:var(--run-bg)}
+`;
+
+export function renderStatusPage(report: StatusPageReport, context: StatusPageContext): string {
+  const running = report.runs.find((run) => run.state === 'running');
+  const refresh = running ? `<meta http-equiv="refresh" content="${context.refreshSeconds}">` : '';
+  const sections = [
+    freshnessSection(report, context.now),
+    running ? progressSection(running, report.progress?.runId === running.id ? report.progress : undefined, context.now) : '',
+    catalogSection(report),
+    runsSection(report.runs, context.now),
+    // Packages: the package-manifest index's section goes here (which images ship a package, diffs between versions).
+    maasSection(context),
+  ];
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+${refresh}<title>skystreams mirror status</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<main>
+<h1>skystreams mirror</h1>
+<p class="lead">A verified mirror of MAAS boot images (simplestreams).</p>
+${sections.filter(Boolean).join('\n')}
+</main>
+<script>${URL_SCRIPT}</script>
+</body>
+</html>
+`;
+}
+
+function freshnessSection(report: StatusPageReport, now: Date): string {
+  const publication = report.publication;
+  const latest = report.runs.find((run) => run.state !== 'running');
+  const facts: [string, string][] = publication
+    ? [
+        ['Generation', String(publication.generation)],
+        ['Upstream updated', escapeHtml(publication.upstreamUpdated)],
+        ['Published here', timeHtml(publication.publishedAt, now)],
+        ['Holds', `${publication.itemCount} items, ${formatBytes(publication.totalBytes)}`],
+      ]
+    : [['Published', 'nothing yet: the first sync has not finished']];
+  facts.push([
+    'Last checked upstream',
+    report.lastCheck ? `${timeHtml(report.lastCheck.finishedAt ?? report.lastCheck.startedAt, now)} (${stateHtml(report.lastCheck.state)})` : 'never',
+  ]);
+  if (latest && (latest.state === 'failed' || latest.state === 'abandoned')) {
+    facts.push(['Latest run', `${stateHtml(latest.state)} ${timeHtml(latest.finishedAt ?? latest.startedAt, now)}: ${escapeHtml(latest.error ?? '')}`]);
+  }
+  return `<section aria-labelledby="freshness">
+<h2 id="freshness">Freshness</h2>
+<dl class="facts">
+${facts.map(([term, value]) => `<dt>${term}</dt><dd>${value}</dd>`).join('\n')}
+</dl>
+</section>`;
+}
+
+function progressSection(run: SyncRun, progress: RunProgress | undefined, now: Date): string {
+  const elapsedMs = now.getTime() - Date.parse(run.startedAt);
+  const facts: [string, string][] = [
+    ['Run', `<code>${escapeHtml(run.id)}</code>`],
+    ['Started', timeHtml(run.startedAt, now)],
+    ['Running for', formatDuration(elapsedMs)],
+    ['Generation being built', run.generation === undefined ? 'planning' : String(run.generation)],
+    ['Items already stored before', String(run.itemsPresent)],
+  ];
+  let bar = '';
+  if (progress) {
+    const fraction = progress.copyBytes > 0 ? progress.storedBytes / progress.copyBytes : 1;
+    facts.push([
+      'Copied',
+      `${progress.storedItems} of ${progress.copyItems} items, ${formatBytes(progress.storedBytes)} of ${formatBytes(progress.copyBytes)}`,
+    ]);
+    bar = `<p><label for="copy-progress">Copy</label> <progress id="copy-progress" max="${progress.copyBytes}" value="${progress.storedBytes}">${Math.floor(fraction * 100)}%</progress> ${Math.floor(fraction * 100)}%</p>`;
+  } else {
+    facts.push(['Copied', 'planning: reading and verifying upstream metadata']);
+  }
+  if (run.holder) facts.push(['Process', `${escapeHtml(run.holder.host)} pid ${run.holder.pid}`]);
+  return `<section aria-labelledby="progress">
+<h2 id="progress">Sync in progress</h2>
+<p class="notice" role="status">A sync is running; this page reloads every few seconds until it ends. The published generation keeps being served meanwhile.</p>
+${bar}
+<dl class="facts">
+${facts.map(([term, value]) => `<dt>${term}</dt><dd>${value}</dd>`).join('\n')}
+</dl>
+</section>`;
+}
+
+function catalogSection(report: StatusPageReport): string {
+  if (report.images.length === 0) {
+    return `<section aria-labelledby="catalog">
+<h2 id="catalog">Catalog</h2>
+<p>No images are published yet.</p>
+</section>`;
+  }
+  return `<section aria-labelledby="catalog">
+<h2 id="catalog">Catalog</h2>
+<table id="catalog-table">
+<caption>Generation ${report.generation}: ${plural(report.images.length, 'image')}; sizes per image (the GA and HWE kernels of a release share one root image)</caption>
+<thead><tr><th scope="col">OS</th><th scope="col">Release</th><th scope="col">Arch</th><th scope="col">Subarch</th><th scope="col">Label</th><th scope="col">Versions</th><th scope="col" class="num">Size</th><th scope="col">Published since</th></tr></thead>
+<tbody>
+${report.images.map(imageRow).join('\n')}
+</tbody>
+</table>
+</section>`;
+}
+
+function imageRow(image: PageImage): string {
+  const versions = image.versions
+    .map((version) => `<li><code>${escapeHtml(version.version)}</code> <span class="muted">(${plural(version.items, 'file')}, ${formatBytes(version.bytes)})</span></li>`)
+    .join('');
+  const newest = image.versions[0];
+  return `<tr><th scope="row" title="${escapeHtml(`${image.contentId} ${image.product}`)}">${escapeHtml(image.os ?? '')}</th><td>${escapeHtml(image.release ?? '')}</td><td>${escapeHtml(image.arch ?? '')}</td><td>${escapeHtml(image.subarch ?? '')}</td><td>${escapeHtml(image.label ?? '')}</td><td><ul class="versions">${versions}</ul></td><td class="num">${formatBytes(image.totalBytes)}</td><td>${newest?.publishedSince ? isoTimeHtml(newest.publishedSince) : ''}</td></tr>`;
+}
+
+function runsSection(runs: SyncRun[], now: Date): string {
+  if (runs.length === 0) {
+    return `<section aria-labelledby="runs">
+<h2 id="runs">Sync runs</h2>
+<p>No sync has run yet.</p>
+</section>`;
+  }
+  const charted = runs.slice(0, CHART_RUNS).reverse();
+  const durationOf = (run: SyncRun) => (Date.parse(run.finishedAt ?? now.toISOString()) - Date.parse(run.startedAt)) / 1000;
+  return `<section aria-labelledby="runs">
+<h2 id="runs">Sync runs</h2>
+<div class="charts">
+${barChart('chart-bytes', `Bytes copied, last ${charted.length} runs (oldest left)`, charted, (run) => run.bytesCopied, formatBytes)}
+${barChart('chart-duration', `Duration, last ${charted.length} runs (oldest left)`, charted, durationOf, (s) => formatDuration(s * 1000))}
+</div>
+<table id="runs-table">
+<caption>The ${runs.length} most recent runs, newest first</caption>
+<thead><tr><th scope="col">Started</th><th scope="col">State</th><th scope="col" class="num">Copied</th><th scope="col" class="num">Already stored</th><th scope="col" class="num">Duration</th><th scope="col">Generation</th><th scope="col">Error</th></tr></thead>
+<tbody>
+${runs
+  .map(
+    (run) =>
+      `<tr><th scope="row">${timeHtml(run.startedAt, now)}</th><td>${stateHtml(run.state)}</td><td class="num">${run.itemsCopied} items, ${formatBytes(run.bytesCopied)}</td><td class="num">${run.itemsPresent}</td><td class="num">${formatDuration(durationOf(run) * 1000)}${run.finishedAt ? '' : ' so far'}</td><td>${run.generation ?? ''}</td><td>${escapeHtml(run.error ?? '')}</td></tr>`,
+  )
+  .join('\n')}
+</tbody>
+</table>
+</section>`;
+}
+
+/** A bar per run, scaled to the largest; each bar's exact value in its tooltip, and the table below holds them all. */
+function barChart(id: string, title: string, runs: SyncRun[], value: (run: SyncRun) => number, format: (n: number) => string): string {
+  const width = 400;
+  const height = 140;
+  const top = 18;
+  const bottom = 4;
+  // A fixed slot per run, so a bar's width does not depend on how many runs there have been.
+  const slot = width / CHART_RUNS;
+  const max = Math.max(...runs.map(value), 0);
+  const bars = runs
+    .map((run, index) => {
+      const v = Math.max(value(run), 0);
+      const h = max > 0 ? Math.max((v / max) * (height - top - bottom), v > 0 ? 1 : 0) : 0;
+      const x = index * slot + slot * 0.15;
+      const y = height - bottom - h;
+      return `<rect class="bar" x="${x.toFixed(1)}" y="${y.toFixed(1)}" width="${(slot * 0.7).toFixed(1)}" height="${h.toFixed(1)}" fill="${barColor(run.state)}"><title>${escapeHtml(`${run.startedAt} ${run.state}: ${format(v)}`)}</title></rect>`;
+    })
+    .join('');
+  return `<figure id="${id}">
+<svg viewBox="0 0 ${width} ${height}" role="img" aria-labelledby="${id}-title">
+<title id="${id}-title">${escapeHtml(title)}; largest ${escapeHtml(format(max))}</title>
+<line x1="0" y1="${height - bottom}" x2="${width}" y2="${height - bottom}" stroke="#767676"/>
+<text x="2" y="12" font-size="12" fill="#1a1a1a">max ${escapeHtml(format(max))}</text>
+${bars}
+</svg>
+<figcaption>${escapeHtml(title)}</figcaption>
+</figure>`;
+}
+
+function barColor(state: SyncRun['state']): string {
+  if (state === 'failed' || state === 'abandoned') return '#a12622';
+  if (state === 'running') return '#a86a00';
+  return '#1f4e8c';
+}
+
+function maasSection(context: StatusPageContext): string {
+  const url = context.mirrorUrl ?? MIRROR_URL_PLACEHOLDER;
+  return `<section aria-labelledby="maas">
+<h2 id="maas">Point MAAS at this mirror</h2>
+<p>On the MAAS region controller (the keyring checks the upstream signatures this mirror serves unchanged):</p>
+<pre><code>maas $PROFILE boot-source update 1 url=<span data-mirror-url>${escapeHtml(url)}</span> keyring_filename=${escapeHtml(context.keyringFilename)}</code></pre>
+</section>`;
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
+function stateHtml(state: SyncRun['state']): string {
+  return `<span class="state state-${state}">${state}</span>`;
+}
+
+function timeHtml(iso: string, now: Date): string {
+  const ms = Date.parse(iso);
+  if (Number.isNaN(ms)) return escapeHtml(iso);
+  return `${isoTimeHtml(iso)} (${formatDuration(now.getTime() - ms)} ago)`;
+}
+
+function isoTimeHtml(iso: string): string {
+  const ms = Date.parse(iso);
+  if (Number.isNaN(ms)) return escapeHtml(iso);
+  const shown = new Date(ms).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  return `<time datetime="${escapeHtml(new Date(ms).toISOString())}">${shown}</time>`;
+}
+
+/** Text and attribute values alike. */
+export function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}

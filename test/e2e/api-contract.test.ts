@@ -1,0 +1,146 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../functions/http/app.ts';
+import { OPENAPI_DOCUMENT } from '../../functions/http/openapi.ts';
+import { errorBody } from '../../functions/http/reply.ts';
+import { startDemoMirror, type DemoMirror } from '../support/demo-mirror.ts';
+import { validate } from '../support/json-schema.ts';
+
+type Schema = Record<string, unknown>;
+interface Operation {
+  responses: Record<string, { content?: Record<string, { schema: Schema }> }>;
+}
+
+const document = OPENAPI_DOCUMENT as unknown as { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, Schema> } };
+const root = document as unknown as Schema;
+const errorSchema = { $ref: '#/components/schemas/Error' };
+
+let mirror: DemoMirror;
+/** A concrete URL path for each templated path of the document. */
+let examples: Record<string, string>;
+
+beforeAll(async () => {
+  mirror = await startDemoMirror();
+  const images = (await (await fetch(`${mirror.url}api/v1/images`)).json()) as { images: { versions: { items: { path: string }[] }[] }[] };
+  examples = {
+    '/streams/v1/{file}': '/streams/v1/index.sjson',
+    '/{itemPath}': `/${images.images[0]!.versions[0]!.items[0]!.path}`,
+  };
+}, 120_000);
+
+afterAll(async () => {
+  await mirror?.close();
+});
+
+/** The documented response for `status`, and the problems of the real body against its schema. */
+async function checkAgainstDocument(documentedPath: string, method: string, response: Response): Promise<string[]> {
+  const documented = document.paths[documentedPath]?.[method.toLowerCase()]?.responses[String(response.status)];
+  if (!documented) return [`${method} ${documentedPath}: status ${response.status} is not documented`];
+  const body = await response.text();
+  const mediaType = response.headers.get('content-type')?.split(';')[0]?.trim() ?? '';
+  if (!documented.content) return body === '' || method === 'HEAD' ? [] : [`${method} ${documentedPath} ${response.status}: a body where none is documented`];
+  const media = documented.content[mediaType];
+  if (!media) return [`${method} ${documentedPath} ${response.status}: content type ${mediaType} is not documented`];
+  if (method === 'HEAD') return body === '' ? [] : [`HEAD ${documentedPath}: has a body`];
+  if (mediaType !== 'application/json') return validate(body, media.schema, root);
+  return validate(JSON.parse(body), media.schema, root).map((problem) => `${method} ${documentedPath} ${response.status}: ${problem}`);
+}
+
+describe('API contract (OpenAPI 3.1 at /api/v1/openapi.json)', () => {
+  it('is served as the document the code holds', async () => {
+    // Act
+    const response = await fetch(`${mirror.url}api/v1/openapi.json`);
+
+    // Assess
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual(JSON.parse(JSON.stringify(OPENAPI_DOCUMENT)));
+    expect(OPENAPI_DOCUMENT.openapi).toBe('3.1.0');
+  });
+
+  it('documents every route the app answers whatever is published, and no route it does not have', () => {
+    // Prepare
+    const routes = createApp(mirror.backend).routes.map((path) => `/${path}`);
+    const documentedFixed = Object.keys(document.paths).filter((path) => !path.includes('{'));
+
+    // Assess
+    expect(documentedFixed.sort()).toEqual([...routes].sort());
+  });
+
+  it.each(Object.keys(OPENAPI_DOCUMENT.paths))('answers GET and HEAD %s from a synced mirror as documented', async (documentedPath) => {
+    // Prepare
+    const path = examples[documentedPath] ?? documentedPath;
+
+    for (const method of ['GET', 'HEAD']) {
+      // Act
+      const response = await fetch(new URL(path.slice(1), mirror.url), { method });
+
+      // Assess
+      expect(response.status, `${method} ${path}`).toBe(200);
+      expect(await checkAgainstDocument(documentedPath, method, response)).toEqual([]);
+    }
+  });
+
+  it.each([
+    ['a path nothing is published at', 'GET', 'noble/amd64/20990101/squashfs', 404, 'not_found'],
+    ['a method the mirror does not take', 'DELETE', examplesKey('/{itemPath}'), 405, 'method_not_allowed'],
+    ['a path no mirror file can have', 'GET', 'a/%ZZ', 400, 'bad_request'],
+  ])('answers %s with the documented JSON error', async (_name, method, path, status, code) => {
+    // Act
+    const response = await fetch(new URL(resolveExample(path), mirror.url), { method });
+
+    // Assess
+    expect(response.status).toBe(status);
+    const body = (await response.clone().json()) as { error: { code: string } };
+    expect(body.error.code).toBe(code);
+    // A refused method has no operation of its own: its answer is documented with the item's GET.
+    expect(await checkAgainstDocument('/{itemPath}', 'GET', response)).toEqual([]);
+  });
+
+  it('answers a metadata file the publication does not hold with the documented 404', async () => {
+    // Act
+    const response = await fetch(`${mirror.url}streams/v1/nothing.sjson`);
+
+    // Assess
+    expect(response.status).toBe(404);
+    expect(await checkAgainstDocument('/streams/v1/{file}', 'GET', response)).toEqual([]);
+  });
+
+  it('documents the 5xx body, request id included', () => {
+    // Act
+    const problems = validate(errorBody(503, 'temporarily unavailable, retry later', 'a-request-id'), errorSchema, root);
+
+    // Assess
+    expect(problems).toEqual([]);
+  });
+});
+
+describe('The contract checker', () => {
+  it('reports a real response that drifted from the document, with the JSON path', async () => {
+    // Prepare
+    const status = (await (await fetch(`${mirror.url}api/v1/status`)).json()) as { runs: Record<string, unknown>[] };
+    status.runs[0]!.itemsCopied = 'three';
+    status.runs[0]!.surprise = true;
+
+    // Act
+    const problems = validate(status, { $ref: '#/components/schemas/StatusReport' }, root);
+
+    // Assess
+    expect(problems).toEqual(['$.runs[0].itemsCopied: expected integer, got string', '$.runs[0]: "surprise" is not in the schema']);
+  });
+
+  it('refuses a schema keyword it does not implement rather than pass it', () => {
+    expect(validate('x', { type: 'string', maxLength: 0 }, root)).toEqual(['$: the schema uses "maxLength", which this checker does not implement']);
+  });
+
+  it('reports an error body in the old shape', () => {
+    expect(validate({ error: 'x is not published here' }, errorSchema, root)).toEqual(['$.error: expected object, got string']);
+  });
+});
+
+/** Marks a test path that is only known once the mirror is synced. */
+function examplesKey(documentedPath: string): string {
+  return `example:${documentedPath}`;
+}
+
+function resolveExample(path: string): string {
+  return path.startsWith('example:') ? examples[path.slice('example:'.length)]!.slice(1) : path;
+}

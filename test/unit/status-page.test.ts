@@ -1,0 +1,232 @@
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
+import { keys, type Backend, type CatalogEntry, type Publication, type SyncRun } from '../../functions/core/ports.ts';
+import { UBUNTU_CLOUDIMAGE_KEYRING } from '../../functions/core/settings.ts';
+import { createApp, requestBaseUrl, type App } from '../../functions/http/app.ts';
+
+const ORIGIN = 'http://mirror.test/';
+const INDEX = 'streams/v1/index.sjson';
+const CONTENT_ID = 'com.ubuntu.maas:stable:v3:download';
+const NOBLE = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
+const NOW = new Date('2026-12-01T12:00:00.000Z');
+const HOSTILE = '<script>alert(1)</script>';
+
+let dataDir: string;
+let backend: Backend;
+let app: App;
+
+beforeEach(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'skystreams-status-page-'));
+  backend = openEmbeddedBackend(dataDir);
+  app = createApp({ ...backend, now: () => NOW });
+});
+
+afterEach(async () => {
+  await backend.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+async function page(headers: Record<string, string> = {}): Promise<{ response: Response; text: string }> {
+  const response = await app(new Request(ORIGIN, { headers }));
+  return { response, text: await response.text() };
+}
+
+function entry(fields: Partial<CatalogEntry> & Pick<CatalogEntry, 'version' | 'item'>): CatalogEntry {
+  const path = `noble/amd64/${fields.version}/${fields.item}`;
+  return {
+    contentId: CONTENT_ID,
+    product: NOBLE,
+    path,
+    size: 1024,
+    sha256: createHash('sha256').update(path).digest('hex'),
+    os: 'ubuntu',
+    release: 'noble',
+    arch: 'amd64',
+    subarch: 'ga-24.04',
+    label: 'stable',
+    ...fields,
+  };
+}
+
+async function publish(generation: number, publishedAt: string, entries: CatalogEntry[]): Promise<Publication> {
+  await backend.objects.put(keys.metadata({ generation, runId: `run-${generation}` }, INDEX), new TextEncoder().encode('{}'));
+  await backend.catalog.putEntries(generation, entries);
+  const publication: Publication = {
+    generation,
+    upstreamUpdated: 'Tue, 01 Dec 2026 06:00:00 +0000',
+    publishedAt,
+    runId: `run-${generation}`,
+    files: [INDEX],
+    itemCount: entries.length,
+    totalBytes: entries.reduce((sum, e) => sum + e.size, 0),
+  };
+  await backend.catalog.publish(publication, (await backend.catalog.getCurrent())?.generation);
+  return publication;
+}
+
+function run(fields: Partial<SyncRun> & Pick<SyncRun, 'id' | 'startedAt' | 'state'>): SyncRun {
+  return { itemsCopied: 0, bytesCopied: 0, itemsPresent: 0, ...fields };
+}
+
+/** The text of the table's rows, cells separated by `|`, tags dropped. */
+function rowsOf(html: string, tableId: string): string[] {
+  const table = new RegExp(`<table id="${tableId}">[\\s\\S]*?<tbody>([\\s\\S]*?)</tbody>`).exec(html)?.[1] ?? '';
+  return [...table.matchAll(/<tr>([\s\S]*?)<\/tr>/g)].map((row) =>
+    row[1]!
+      .split(/<\/t[hd]>/)
+      .filter((cell) => cell.trim())
+      .map((cell) => cell.replace(/<[^>]+>/g, '').trim())
+      .join('|'),
+  );
+}
+
+describe('Status page', () => {
+  it('lists each image with its versions, sizes and since when a retained publication serves each', async () => {
+    // Prepare
+    await publish(1, '2026-11-30T06:00:00.000Z', [entry({ version: '20261130', item: 'boot-kernel', size: 2048 })]);
+    await publish(2, '2026-12-01T06:00:00.000Z', [
+      entry({ version: '20261130', item: 'boot-kernel', size: 2048 }),
+      entry({ version: '20261201', item: 'boot-kernel', size: 1024 }),
+      entry({ version: '20261201', item: 'boot-initrd', size: 1024 }),
+    ]);
+
+    // Act
+    const { response, text } = await page();
+
+    // Assess
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(text).toMatch(/^<!doctype html>\n<html lang="en">/);
+    expect(text).toContain('<caption>Generation 2: 1 image; sizes per image');
+    expect(rowsOf(text, 'catalog-table')).toEqual([
+      'ubuntu|noble|amd64|ga-24.04|stable|20261201 (2 files, 2.0 KiB)20261130 (1 file, 2.0 KiB)|4.0 KiB|2026-12-01 06:00:00 UTC',
+    ]);
+    expect(text).toContain('<th scope="col">Release</th>');
+  });
+
+  it('escapes every string from metadata and the catalog, so a hostile upstream cannot run script on the page', async () => {
+    // Prepare
+    await publish(1, '2026-12-01T06:00:00.000Z', [
+      entry({ version: `2026${HOSTILE}`, item: 'boot-kernel', label: HOSTILE, release: '"><img src=x onerror=alert(2)>', product: `p${HOSTILE}` }),
+    ]);
+    await backend.catalog.putRun(run({ id: `r${HOSTILE}`, startedAt: '2026-12-01T11:00:00.000Z', state: 'failed', finishedAt: '2026-12-01T11:01:00.000Z', error: HOSTILE }));
+
+    // Act
+    const { response, text } = await page({ host: 'mirror.test' });
+
+    // Assess
+    expect(text).not.toContain(HOSTILE);
+    expect(text).not.toContain('<img');
+    expect(text).toContain('&#60;script&#62;alert(1)&#60;/script&#62;');
+    expect(text).toContain('&#34;&#62;&#60;img src=x onerror=alert(2)&#62;');
+    expect(text.match(/<script/g)).toHaveLength(1);
+    const inline = /<script>([\s\S]*?)<\/script>/.exec(text)![1]!;
+    const hash = createHash('sha256').update(inline).digest('base64');
+    expect(response.headers.get('content-security-policy')).toContain(`script-src 'sha256-${hash}'`);
+    expect(response.headers.get('content-security-policy')).toContain("default-src 'none'");
+  });
+
+  it('shows the runs newest first with a bar per run scaled to the largest, and a failed latest run under freshness', async () => {
+    // Prepare
+    await publish(1, '2026-12-01T06:01:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })]);
+    await backend.catalog.putRun(
+      run({ id: 'a', startedAt: '2026-12-01T06:00:00.000Z', finishedAt: '2026-12-01T06:01:00.000Z', state: 'succeeded', bytesCopied: 4096, itemsCopied: 2, generation: 1 }),
+    );
+    await backend.catalog.putRun(run({ id: 'b', startedAt: '2026-12-01T07:00:00.000Z', finishedAt: '2026-12-01T07:00:30.000Z', state: 'unchanged' }));
+    await backend.catalog.putRun(
+      run({ id: 'c', startedAt: '2026-12-01T08:00:00.000Z', finishedAt: '2026-12-01T08:00:10.000Z', state: 'failed', bytesCopied: 1024, error: 'upstream index: bad signature' }),
+    );
+
+    // Act
+    const { text } = await page();
+
+    // Assess
+    expect(rowsOf(text, 'runs-table')).toEqual([
+      '2026-12-01 08:00:00 UTC (4h00m ago)|failed|0 items, 1.0 KiB|0|10s||upstream index: bad signature',
+      '2026-12-01 07:00:00 UTC (5h00m ago)|unchanged|0 items, 0 B|0|30s||',
+      '2026-12-01 06:00:00 UTC (6h00m ago)|succeeded|2 items, 4.0 KiB|0|1m00s|1|',
+    ]);
+    const bytesChart = /<figure id="chart-bytes">([\s\S]*?)<\/figure>/.exec(text)![1]!;
+    const heights = [...bytesChart.matchAll(/<rect class="bar"[^>]* height="([\d.]+)"/g)].map((m) => Number(m[1]));
+    expect(heights).toEqual([118, 0, 29.5]);
+    expect(text).toContain('Last checked upstream</dt><dd><time datetime="2026-12-01T07:00:30.000Z">');
+    expect(text).toMatch(/Latest run<\/dt><dd><span class="state state-failed">failed<\/span>.*upstream index: bad signature/);
+    expect(text).not.toContain('http-equiv="refresh"');
+  });
+
+  it('shows a running sync and reloads itself until it ends', async () => {
+    // Prepare
+    await backend.catalog.putRun(
+      run({ id: 'live', startedAt: '2026-12-01T11:58:00.000Z', state: 'running', generation: 3, itemsPresent: 7, holder: { host: 'box', pid: 42 } }),
+    );
+
+    // Act
+    const { text } = await page();
+
+    // Assess
+    expect(text).toContain('<meta http-equiv="refresh" content="5">');
+    const progress = /<section aria-labelledby="progress">([\s\S]*?)<\/section>/.exec(text)![1]!;
+    expect(progress).toContain('<dt>Running for</dt><dd>2m00s</dd>');
+    expect(progress).toContain('<dt>Generation being built</dt><dd>3</dd>');
+    expect(progress).toContain('<dt>Items already stored before</dt><dd>7</dd>');
+    expect(progress).toContain('<dt>Copied</dt><dd>planning: reading and verifying upstream metadata</dd>');
+    expect(progress).toContain('<dt>Process</dt><dd>box pid 42</dd>');
+    expect(text).toContain('nothing yet: the first sync has not finished');
+  });
+
+  it('gives the MAAS command with the URL the client used and the configured keyring', async () => {
+    // Prepare
+    app = createApp({ ...backend, keyringFilename: '/etc/maas/mirror keyring.gpg' });
+
+    // Act
+    const { text } = await page({ host: 'internal:8080', 'x-forwarded-host': 'mirror.example.org', 'x-forwarded-proto': 'https' });
+
+    // Assess
+    expect(text).toContain(
+      'maas $PROFILE boot-source update 1 url=<span data-mirror-url>https://mirror.example.org/</span> keyring_filename=/etc/maas/mirror keyring.gpg',
+    );
+  });
+
+  it('names the Ubuntu cloud image keyring by default', async () => {
+    // Act
+    const { text } = await page({ host: 'mirror.test:8080' });
+
+    // Assess
+    expect(text).toContain(`url=<span data-mirror-url>http://mirror.test:8080/</span> keyring_filename=${UBUNTU_CLOUDIMAGE_KEYRING}`);
+    expect(text).toContain('No images are published yet.');
+    expect(text).toContain('No sync has run yet.');
+  });
+
+  it('answers HEAD with the headers only', async () => {
+    // Act
+    const response = await app(new Request(ORIGIN, { method: 'HEAD' }));
+
+    // Assess
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(Number(response.headers.get('content-length'))).toBeGreaterThan(1000);
+    expect((await response.arrayBuffer()).byteLength).toBe(0);
+  });
+});
+
+describe('Function: requestBaseUrl', () => {
+  const from = (headers: Record<string, string>) => requestBaseUrl({ header: (name) => headers[name] });
+
+  it.each([
+    [{ host: 'mirror.test' }, 'http://mirror.test/'],
+    [{ host: '[::1]:8080' }, 'http://[::1]:8080/'],
+    [{ host: 'a.example', 'cloudfront-forwarded-proto': 'https' }, 'https://a.example/'],
+    [{ host: 'inner', 'x-forwarded-host': 'outer.example, proxy2', 'x-forwarded-proto': 'https,http' }, 'https://outer.example/'],
+    [{ host: 'a.example', 'x-forwarded-proto': 'gopher' }, 'http://a.example/'],
+  ])('%j → %s', (headers, url) => {
+    expect(from(headers)).toBe(url);
+  });
+
+  it.each([[{}], [{ host: 'evil.example/"><script>' }], [{ host: 'a b' }]])('is undefined for %j', (headers) => {
+    expect(from(headers)).toBeUndefined();
+  });
+});
