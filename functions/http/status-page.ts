@@ -150,7 +150,7 @@ function progressSection(run: SyncRun, progress: RunProgress | undefined, now: D
   } else {
     facts.push(['Copied', 'planning: reading and verifying upstream metadata']);
   }
-  if (run.holder) facts.push(['Process', `${escapeHtml(run.holder.host)} pid ${run.holder.pid}`]);
+  if (run.holder) facts.push(['Process', `${escapeHtml(run.holder.host)} pid ${escapeHtml(String(run.holder.pid))}`]);
   return `<section aria-labelledby="progress">
 <h2 id="progress">Sync in progress</h2>
 <p class="notice" role="status">A sync is running; this page reloads every few seconds until it ends. The published generation keeps being served meanwhile.</p>
