@@ -74,6 +74,41 @@ export const OPENAPI_DOCUMENT = {
         ...serverErrors,
       },
     }),
+    '/channels/{channel}/streams/v1/{file}': readMethods({
+      operationId: 'channelMetadata',
+      summary: 'A simplestreams metadata file of a channel\'s publication (the default channel is also at /streams/v1/)',
+      parameters: [
+        { name: 'channel', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,31}$' }, example: 'candidate' },
+        { name: 'file', in: 'path', required: true, schema: { type: 'string' }, example: 'index.sjson' },
+      ],
+      responses: {
+        '200': {
+          description: 'The file; `.sjson` files are OpenPGP clear-signed JSON',
+          content: { 'application/json': { schema: { type: 'object' } }, 'text/plain': { schema: { type: 'string' } } },
+        },
+        '206': { description: 'The requested byte range' },
+        '304': { description: 'Not modified (If-None-Match, If-Modified-Since)' },
+        '404': errorResponse('No such channel, or not in its publication'),
+        '416': { description: 'Range not satisfiable' },
+        ...serverErrors,
+      },
+    }),
+    '/channels/{channel}/{itemPath}': readMethods({
+      operationId: 'channelItem',
+      summary: 'An item under a channel\'s URL: the same bytes as at /{itemPath}',
+      parameters: [
+        { name: 'channel', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,31}$' } },
+        { name: 'itemPath', in: 'path', required: true, schema: { type: 'string' } },
+      ],
+      responses: {
+        '200': { description: 'The bytes', content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+        '206': { description: 'The requested byte range' },
+        '304': { description: 'Not modified' },
+        '404': errorResponse('Not published here'),
+        '416': { description: 'Range not satisfiable' },
+        ...serverErrors,
+      },
+    }),
     '/{itemPath}': readMethods({
       operationId: 'item',
       summary: 'An item (kernel, initrd, squashfs, …) a retained publication lists; never changes under its path',
@@ -155,11 +190,25 @@ export const OPENAPI_DOCUMENT = {
       },
       StatusReport: {
         type: 'object',
-        required: ['publication', 'runs'],
+        required: ['publication', 'channels', 'runs'],
         additionalProperties: false,
         properties: {
-          publication: { oneOf: [{ $ref: '#/components/schemas/Publication' }, { type: 'null' }] },
+          publication: {
+            description: 'The default channel\'s publication (what / serves)',
+            oneOf: [{ $ref: '#/components/schemas/Publication' }, { type: 'null' }],
+          },
+          channels: { type: 'array', items: { $ref: '#/components/schemas/Channel' } },
           runs: { type: 'array', items: { $ref: '#/components/schemas/SyncRun' } },
+        },
+      },
+      Channel: {
+        type: 'object',
+        required: ['name', 'generation', 'history'],
+        additionalProperties: false,
+        properties: {
+          name: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,31}$' },
+          generation: COUNT,
+          history: { description: 'Generations it pointed at before, newest first: where `skystreams rollback` goes', type: 'array', items: COUNT },
         },
       },
       ImageFile: {

@@ -202,7 +202,9 @@ function statusText(report: StatusReport, now: Date): string {
   const summary = p
     ? `generation ${p.generation}: ${p.itemCount} items, ${bytes(p.totalBytes)}, published ${p.publishedAt} (upstream updated ${p.upstreamUpdated})`
     : 'nothing published yet';
-  const channels = report.channels.map(
+  // A mirror that only ever used the default channel has nothing to add to the summary.
+  const named = report.channels.length > 1 || report.channels.some((channel) => channel.history.length > 0);
+  const channels = (named ? report.channels : []).map(
     (channel) => `channel ${channel.name}: generation ${channel.generation}${channel.history.length > 0 ? ` (before: ${channel.history.join(', ')})` : ''}`,
   );
   const head = [summary, ...channels].join('\n');
@@ -253,7 +255,10 @@ withExamples(backendOptions(program.command('init').description('create (or chec
   },
 );
 
-backendOptions(program.command('export').description('write the current publication (metadata, items, a keyring) to one tar archive, for an offline mirror'))
+withExamples(backendOptions(program.command('export').description('write the current publication (metadata, items, a keyring) to one tar archive, for an offline mirror')), [
+  'skystreams export --out maas-images.tar --keyring /usr/share/keyrings/ubuntu-cloudimage-keyring.gpg',
+  'skystreams export --channel candidate --out candidate.tar --data-dir /srv/skystreams',
+])
   .requiredOption('--out <file>', 'the bundle to write (written beside as FILE.partial, renamed when complete)')
   .option('--keyring <file>', 'a keyring to ship in the bundle for the offline MAAS (default: none)')
   .option('--channel <name>', `the channel whose publication to export (default ${DEFAULT_CHANNEL})`)
@@ -271,7 +276,10 @@ backendOptions(program.command('export').description('write the current publicat
     }),
   );
 
-backendOptions(program.command('import').description('verify a bundle written by `export` and publish it; refuses one older than what is served'))
+withExamples(backendOptions(program.command('import').description('verify a bundle written by `export` and publish it; refuses one older than what is served')), [
+  'skystreams import maas-images.tar --data-dir /srv/skystreams --keyring /usr/share/keyrings/ubuntu-cloudimage-keyring.gpg',
+  'skystreams import candidate.tar --channel candidate --keyring site-keyring.gpg',
+])
   .argument('<bundle>', 'the file `skystreams export` wrote')
   .option('--keyring <file>', 'the keyring the bundle\'s metadata must be signed with (the bundle\'s own is no proof)', syncDefaults.keyringFile)
   .option('--no-verify', 'accept a bundle of an unsigned source; never for production')
@@ -303,7 +311,10 @@ backendOptions(program.command('import').description('verify a bundle written by
     });
   });
 
-backendOptions(program.command('promote').description('point channel TO at exactly the generation channel FROM serves, atomically'))
+withExamples(backendOptions(program.command('promote').description('point channel TO at exactly the generation channel FROM serves, atomically')), [
+  'skystreams promote candidate stable --data-dir /srv/skystreams',
+  'skystreams promote candidate stable --bucket my-mirror --table my-mirror',
+])
   .argument('<from>', 'the channel to take the generation from, e.g. candidate')
   .argument('<to>', 'the channel to point at it, e.g. stable (created if absent)')
   .action(async (from: string, to: string, flags: BackendFlags) =>
@@ -313,7 +324,9 @@ backendOptions(program.command('promote').description('point channel TO at exact
     }),
   );
 
-backendOptions(program.command('rollback').description('point a channel back at the generation it served before, atomically'))
+withExamples(backendOptions(program.command('rollback').description('point a channel back at the generation it served before, atomically')), [
+  'skystreams rollback stable --data-dir /srv/skystreams   # exit code 1 when there is nothing to go back to',
+])
   .argument('<channel>', `the channel, e.g. ${DEFAULT_CHANNEL}`)
   .action(async (name: string, flags: BackendFlags) =>
     withBackend(flags, async (backend) => {
@@ -322,7 +335,9 @@ backendOptions(program.command('rollback').description('point a channel back at 
     }),
   );
 
-backendOptions(program.command('pin').description('keep a mirrored version beyond --max, and its files out of pruning, while upstream lists it'))
+withExamples(backendOptions(program.command('pin').description('keep a mirrored version beyond --max, and its files out of pruning, while upstream lists it')), [
+  'skystreams pin com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04 20250709',
+])
   .argument('<product>', 'the product name, as `skystreams status` and /api/v1/images show it')
   .argument('<version>', 'the version name, e.g. 20250709')
   .action(async (product: string, version: string, flags: BackendFlags) =>
@@ -332,7 +347,9 @@ backendOptions(program.command('pin').description('keep a mirrored version beyon
     }),
   );
 
-backendOptions(program.command('unpin').description('let --max and pruning apply to a pinned version again'))
+withExamples(backendOptions(program.command('unpin').description('let --max and pruning apply to a pinned version again')), [
+  'skystreams unpin com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04 20250709',
+])
   .argument('<product>')
   .argument('<version>')
   .action(async (product: string, version: string, flags: BackendFlags) =>

@@ -24,6 +24,9 @@ beforeAll(async () => {
   examples = {
     '/streams/v1/{file}': '/streams/v1/index.sjson',
     '/{itemPath}': `/${images.images[0]!.versions[0]!.items[0]!.path}`,
+    // The demo syncs into the default channel, which is also at /channels/stable/.
+    '/channels/{channel}/streams/v1/{file}': '/channels/stable/streams/v1/index.sjson',
+    '/channels/{channel}/{itemPath}': `/channels/stable/${images.images[0]!.versions[0]!.items[0]!.path}`,
   };
 }, 120_000);
 
