@@ -29,6 +29,7 @@ import {
 } from './errors.ts';
 import { declaredDigests, verifyAll, verifyingStream, type VerifiedContent } from './checksum.ts';
 import { contentTypeOf } from './content-types.ts';
+import { indexIfManifest, indexStoredManifests, type ManifestIndexing } from './manifests.ts';
 import {
   checkIndex,
   indexFileFor,
@@ -95,6 +96,8 @@ export type SyncEvent =
   | { type: 'item-progress'; runId: string; path: string; bytes: number }
   | { type: 'item-stored'; runId: string; path: string; size: number; skipped: boolean }
   | { type: 'item-retry'; runId: string; path: string; attempt: number; error: string }
+  /** A package manifest left out of the package index (unparsable, or unreadable for now); the sync goes on. */
+  | { type: 'manifest-unindexed'; runId: string; path: string; problem: string }
   | { type: 'published'; runId: string; generation: number; upstreamUpdated: string; items: number }
   | { type: 'pruned'; runId: string; paths: number; generations: number[] }
   | { type: 'failed'; runId: string; error: string };
@@ -262,6 +265,7 @@ export class SyncEngine {
         metadataFiles: [...metadata.files.keys()],
       });
       await this.refuseChangesToPublishedContent(plan.objects);
+      await indexStoredManifests(this.manifestIndexing(runId), plan.entries, stored, lease);
       const generation = await catalog.reserveGeneration(lease);
       await catalog.putRun({ ...run, generation }, lease);
       for (const [file, bytes] of metadata.files) {
@@ -326,6 +330,7 @@ export class SyncEngine {
       const found = await this.verifyStored(key, task);
       if (found) {
         await catalog.recordObject(storedObject(task.path, found, this.now()), lease);
+        await indexIfManifest(this.manifestIndexing(runId), { ...task, sha256: found.sha256 }, lease);
         this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: true });
         return { path: task.path, size: task.size, skipped: true };
       }
@@ -336,6 +341,7 @@ export class SyncEngine {
     const verifier = verifyingStream(this.watched(runId, task.path, lease, body), task);
     await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
     await catalog.recordObject(storedObject(task.path, verifier.result(), this.now()), lease);
+    await indexIfManifest(this.manifestIndexing(runId), { ...task, sha256: verifier.result().sha256 }, lease);
     this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
     return { path: task.path, size: task.size, skipped: false };
   }
@@ -496,6 +502,12 @@ export class SyncEngine {
       if (error instanceof IntegrityError) return undefined;
       throw error;
     }
+  }
+
+  private manifestIndexing(runId: string): ManifestIndexing {
+    const { objects, catalog } = this.deps;
+    const onProblem = (path: string, problem: string) => this.emit({ type: 'manifest-unindexed', runId, path, problem });
+    return { objects, catalog, now: this.now, onProblem };
   }
 
   /** Takes the free lock, or one held by a run known dead. */

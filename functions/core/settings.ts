@@ -55,6 +55,18 @@ export const syncDefaults = Object.freeze({
   itemIdleTimeoutMs: 60 * SECOND,
 });
 
+/**
+ * Bounds on one package manifest (`squashfs.manifest`: `package<TAB>version`
+ * lines). Ubuntu's run to ~2,000 lines and ~100 KiB; anything far past these
+ * is not a manifest, and is recorded as unparsed instead of indexed.
+ */
+export const manifestLimits = Object.freeze({
+  bytes: 16 * MiB,
+  packages: 200_000,
+  /** Of a package name or a version. */
+  fieldLength: 512,
+});
+
 /** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
 export const defaultEngineSettings = Object.freeze({
   concurrency: syncDefaults.concurrency.embedded,

@@ -18,7 +18,7 @@ import {
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
-import type { Catalog, CatalogEntry, Fence, Lease, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+import type { Catalog, CatalogEntry, Fence, Lease, PackageManifest, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
 import { batchWrite } from './batch-write.ts';
 import { cancellationReasons, isConditionalCheckFailure, isTransactionConflict, toDomainError } from './errors.ts';
 import {
@@ -26,11 +26,14 @@ import {
   entryItem,
   keyAttributesOf,
   keyOf,
+  manifestItems,
+  manifestPartition,
   objectItem,
   partitionOf,
   publicationItem,
   runItem,
   toCatalogEntry,
+  toPackageManifest,
   toPublication,
   toStoredObject,
   toSyncRun,
@@ -307,6 +310,28 @@ export class DynamoCatalog implements Catalog {
       if (isConditionalCheckFailure(error)) return false;
       throw toDomainError(error, this.describe(`lock ${lease.name}`));
     }
+  }
+
+  // ---------------------------------------------------------------- package manifests
+
+  /**
+   * The parts after the first go first (checked against the fence before,
+   * as putEntries does), then part 0, fenced: a reader sees the record only
+   * once every part it counts is there.
+   */
+  async putManifest(manifest: PackageManifest, fence?: Fence): Promise<void> {
+    const [head, ...rest] = manifestItems(manifest);
+    if (rest.length > 0) {
+      if (fence) await this.assertFence(fence);
+      await batchWrite(this.documents, this.table, rest.map((Item) => ({ PutRequest: { Item } })));
+    }
+    await this.write(`index manifest ${manifest.path}`, fence, { Put: { TableName: this.table, Item: head! } });
+  }
+
+  async getManifest(sha256: string): Promise<PackageManifest | undefined> {
+    const items: Item[] = [];
+    for await (const item of this.query(partitionQuery(manifestPartition(sha256)))) items.push(item);
+    return toPackageManifest(items);
   }
 
   // ---------------------------------------------------------------- state

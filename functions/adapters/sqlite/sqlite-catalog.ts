@@ -7,7 +7,8 @@
  */
 import Database from 'better-sqlite3';
 import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
-import type { Catalog, CatalogEntry, Fence, Lease, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
+import { formatManifest, parseManifest } from '../../core/manifests.ts';
+import type { Catalog, CatalogEntry, Fence, Lease, PackageManifest, Publication, StoredObject, SyncRun } from '../../core/ports.ts';
 import { RECORD_FIELDS, pickSet } from '../records.ts';
 
 /** Rows fetched per query while streaming a listing, so 100k rows never sit in memory at once. */
@@ -16,7 +17,7 @@ const PAGE_SIZE = 500;
 /** How long a write waits for another process's transaction before giving up. */
 const BUSY_TIMEOUT_MS = 10_000;
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /** The state row holding the highest generation number handed out. */
 const GENERATION_COUNTER = 'generation-counter';
@@ -97,6 +98,15 @@ const SCHEMA = `
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
   );
+
+  -- One row per distinct package manifest; packages as the manifest text, sorted (NULL when unparsed).
+  CREATE TABLE IF NOT EXISTS manifests (
+    sha256      TEXT PRIMARY KEY,
+    path        TEXT NOT NULL,
+    packages    TEXT,
+    problem     TEXT,
+    indexed_at  TEXT NOT NULL
+  ) WITHOUT ROWID;
 `;
 
 /** A row as better-sqlite3 returns it: column name to value. */
@@ -348,6 +358,42 @@ export class SqliteCatalog implements Catalog {
       this.prepare(`UPDATE locks SET owner = '', expires_at = 0 WHERE name = ? AND owner = ? AND epoch = ?`)
         .run(lease.name, lease.owner, lease.epoch),
     );
+  }
+
+  // ---------------------------------------------------------------- package manifests
+
+  async putManifest(manifest: PackageManifest, fence?: Fence): Promise<void> {
+    this.fenced(fence, () =>
+      this.prepare(
+          `INSERT INTO manifests (sha256, path, packages, problem, indexed_at) VALUES (@sha256, @path, @packages, @problem, @indexedAt)
+           ON CONFLICT (sha256) DO UPDATE SET path = excluded.path, packages = excluded.packages,
+             problem = excluded.problem, indexed_at = excluded.indexed_at`,
+        )
+        .run({
+          sha256: manifest.sha256,
+          path: manifest.path,
+          packages: manifest.packages ? formatManifest(manifest.packages) : null,
+          problem: manifest.problem ?? null,
+          indexedAt: manifest.indexedAt,
+        }),
+    );
+  }
+
+  async getManifest(sha256: string): Promise<PackageManifest | undefined> {
+    const row = this.run(() =>
+      this.prepare<[string], { sha256: string; path: string; packages: string | null; problem: string | null; indexed_at: string }>(
+          'SELECT * FROM manifests WHERE sha256 = ?',
+        )
+        .get(sha256),
+    );
+    if (!row) return undefined;
+    return {
+      sha256: row.sha256,
+      path: row.path,
+      ...(row.packages !== null && { packages: parseManifest(row.path, Buffer.from(row.packages)) }),
+      ...(row.problem !== null && { problem: row.problem }),
+      indexedAt: row.indexed_at,
+    };
   }
 
   // ---------------------------------------------------------------- state
