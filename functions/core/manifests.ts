@@ -6,7 +6,7 @@
  */
 import { LeaseLostError, ManifestError } from './errors.ts';
 import { keys, type Catalog, type CatalogEntry, type Fence, type ObjectStore, type PackageManifest, type StoredObject } from './ports.ts';
-import { manifestLimits } from './settings.ts';
+import { manifestLimits, type ManifestLimits } from './settings.ts';
 
 /** Any ftype naming a manifest: MAAS streams use `manifest`, `squashfs.manifest` and `root-tgz.manifest`. */
 export function isManifest(ftype: string | undefined): boolean {
@@ -15,8 +15,8 @@ export function isManifest(ftype: string | undefined): boolean {
 
 /** `libc6`, `libc6:amd64`, `snap:lxd`: Debian package names, with an architecture or namespace after a colon. */
 const PACKAGE_NAME = /^[A-Za-z0-9][A-Za-z0-9+._-]*(?::[A-Za-z0-9][A-Za-z0-9+._-]*)?$/;
-/** Debian versions (`1:2.3-4ubuntu1~22.04`) and snap revisions: printable, no blanks. */
-const PACKAGE_VERSION = /^[\x21-\x7e]+$/;
+/** Debian versions (`1:2.3-4ubuntu1~22.04`), snap revisions, and a snap's `revision (channel)`: printable ASCII words. */
+const PACKAGE_VERSION = /^[\x21-\x7e]+(?: [\x21-\x7e]+)*$/;
 
 /** True when `name` could be a package a manifest lists; queries refuse anything else up front. */
 export function isPackageName(name: string): boolean {
@@ -24,12 +24,13 @@ export function isPackageName(name: string): boolean {
 }
 
 /**
- * The packages a manifest lists. Blank lines and CRLF endings are accepted;
+ * The packages a manifest lists. Blank lines, CRLF endings and snaps listed
+ * with their channel are accepted;
  * anything else that is not `package<TAB>version`, a package listed twice
  * with different versions, invalid UTF-8, or a manifest over the limits is a
  * ManifestError naming `path` and the line.
  */
-export function parseManifest(path: string, bytes: Uint8Array, limits = manifestLimits): Map<string, string> {
+export function parseManifest(path: string, bytes: Uint8Array, limits: ManifestLimits = manifestLimits): Map<string, string> {
   if (bytes.byteLength > limits.bytes) {
     throw new ManifestError(path, undefined, `${bytes.byteLength} bytes is more than a manifest may have (${limits.bytes})`);
   }
@@ -46,10 +47,12 @@ export function parseManifest(path: string, bytes: Uint8Array, limits = manifest
     if (line.trim() === '') continue;
     const number = index + 1;
     const fields = line.split('\t');
-    if (fields.length !== 2) {
+    const snapWithChannel = fields.length === 3 && fields[0]!.startsWith('snap:');
+    if (fields.length !== 2 && !snapWithChannel) {
       throw new ManifestError(path, number, `expected "package<TAB>version", found ${fields.length} tab-separated field(s)`);
     }
-    const [name, version] = fields as [string, string];
+    // Image manifests may list a snap as `snap:name<TAB>channel<TAB>revision`: its version is then `revision (channel)`.
+    const [name, version] = (snapWithChannel ? [fields[0], `${fields[2]} (${fields[1]})`] : fields) as [string, string];
     if (name.length > limits.fieldLength || !PACKAGE_NAME.test(name)) {
       throw new ManifestError(path, number, `${JSON.stringify(name.slice(0, 80))} is not a package name`);
     }

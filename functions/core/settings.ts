@@ -60,10 +60,16 @@ export const syncDefaults = Object.freeze({
  * lines). Ubuntu's run to ~2,000 lines and ~100 KiB; anything far past these
  * is not a manifest, and is recorded as unparsed instead of indexed.
  */
-export const manifestLimits = Object.freeze({
+export interface ManifestLimits {
+  readonly bytes: number;
+  readonly packages: number;
+  /** Of a package name or a version. */
+  readonly fieldLength: number;
+}
+
+export const manifestLimits: ManifestLimits = Object.freeze({
   bytes: 16 * MiB,
   packages: 200_000,
-  /** Of a package name or a version. */
   fieldLength: 512,
 });
 

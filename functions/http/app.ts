@@ -6,6 +6,7 @@
  */
 import { keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
+import { packageRouteReply } from './package-routes.ts';
 import { PublishedItems } from './published-items.ts';
 import { catalogSummary, statusReport } from './reports.ts';
 import { errorReply, json, methodNotAllowed, badRequest, notFound, toResponse, type Reply, type RequestFailure } from './reply.ts';
@@ -46,6 +47,7 @@ export interface App {
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 const METADATA_PREFIX = 'streams/';
+const API_PREFIX = 'api/v1/';
 /** Items never change under a path. */
 const ITEM_CACHE = 'public, max-age=31536000, immutable';
 const ITEM_TYPE = 'application/octet-stream';
@@ -60,6 +62,10 @@ export function createApp(deps: AppDeps): App {
   async function route(request: AppRequest, path: string): Promise<Reply> {
     if (path === 'api/v1/status') return json(await statusReport(deps.catalog), 200, {}, request.method);
     if (path === 'api/v1/images') return json(await catalogSummary(deps.catalog), 200, {}, request.method);
+    if (path.startsWith(API_PREFIX)) {
+      const packageReply = await packageRouteReply(deps.catalog, path, request.method);
+      if (packageReply) return packageReply;
+    }
     if (path.startsWith(METADATA_PREFIX)) {
       const publication = await current.get();
       if (!publication || !publication.files.includes(path)) return notFound(path);

@@ -11,6 +11,7 @@ import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '
 import { DEFAULT_DATA_DIR, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
 import { isAliveOnThisHost, thisProcess } from './holder.ts';
+import { addPackageCommands } from './package-commands.ts';
 import { startServer, startWorkers } from './server.ts';
 import { redactUrl } from '../core/redact.ts';
 
@@ -183,6 +184,8 @@ backendOptions(program.command('init').description('create (or check) the S3 buc
     for (const line of lines) console.log(line);
   },
 );
+
+addPackageCommands(program, { backendOptions, withBackend });
 
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {
