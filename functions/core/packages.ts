@@ -3,6 +3,7 @@
  * index (functions/core/manifests.ts) and the current publication's entries:
  * which images carry a package, and what changed between two versions of one.
  */
+import { forEachLimited } from './concurrency.ts';
 import { ConfigError, ManifestUnavailableError, NotFoundError } from './errors.ts';
 import { isManifest, isPackageName } from './manifests.ts';
 import type { Catalog, CatalogEntry, PackageManifest } from './ports.ts';
@@ -66,6 +67,9 @@ export interface ImageDiff {
 
 const NOT_INDEXED = 'not indexed yet: the next sync that finds upstream changed reads it';
 
+/** Manifest records read at once: a mirror of every MAAS image lists hundreds, each a round trip on DynamoDB. */
+const MANIFEST_READS = 8;
+
 /**
  * Every image of the current publication (each product's latest and retained
  * versions) whose manifest lists `name`, with the version it lists. `libc6`
@@ -82,18 +86,18 @@ export async function packagesNamed(catalog: Catalog, name: string): Promise<Pac
   }
   const images: PackageMatch[] = [];
   const unread: UnreadManifest[] = [];
-  for (const [sha256, entries] of bySha256) {
+  await forEachLimited([...bySha256], MANIFEST_READS, async ([sha256, entries]) => {
     const manifest = await catalog.getManifest(sha256);
     if (!manifest?.packages) {
       const reason = manifest?.problem ?? NOT_INDEXED;
       for (const entry of entries) unread.push({ ...imageOf(entry), manifest: entry.path, reason });
-      continue;
+      return;
     }
     for (const [listed, packageVersion] of matching(manifest.packages, name)) {
       for (const entry of entries) images.push({ ...imageOf(entry), package: listed, packageVersion, manifest: entry.path });
     }
-  }
-  images.sort(byProductThenNewest);
+  });
+  images.sort((a, b) => byProductThenNewest(a, b) || compare(a.package, b.package));
   unread.sort(byProductThenNewest);
   return { package: name, generation: current.generation, images, unread };
 }
