@@ -6,7 +6,8 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { SyncEvent } from '../../functions/core/engine.ts';
 import { packagesNamed, type ImageDiff, type PackageReport } from '../../functions/core/packages.ts';
-import type { Catalog } from '../../functions/core/ports.ts';
+import { UnavailableError } from '../../functions/core/errors.ts';
+import type { ByteRange, Catalog, ObjectBody, ObjectStore } from '../../functions/core/ports.ts';
 import { createApp, type App } from '../../functions/http/app.ts';
 import { demoItemContent, demoProducts } from '../../functions/local/demo-data.ts';
 import type { FlatItem } from '../../functions/core/simplestreams.ts';
@@ -15,6 +16,7 @@ import { cli } from '../support/cli.ts';
 import { replaceFiles, syncMirror, withNewVersion } from '../support/mirror.ts';
 import { generateSigningKey, synthesizeTree, type SigningKey } from '../support/signed-upstream.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
+import { WrappedObjectStore } from '../support/wrapped-store.ts';
 
 const GA = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
 const HWE = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:hwe-24.04';
@@ -76,8 +78,16 @@ export function packagesSuite(factory: BackendFactory): void {
       await opened.cleanup();
     });
 
-    const sync = (events: SyncEvent[] = [], catalog: Catalog = opened.backend.catalog) =>
-      syncMirror({ ...opened.backend, catalog }, upstream.baseUrl, { filters: ['arch=amd64'], max: 2, keyring: key, events });
+    const sync = (events: SyncEvent[] = [], catalog: Catalog = opened.backend.catalog, objects: ObjectStore = opened.backend.objects) =>
+      syncMirror({ ...opened.backend, catalog, objects }, upstream.baseUrl, { filters: ['arch=amd64'], max: 2, keyring: key, events });
+    /** The demo upstream with a newer version whose manifest lists one more package, so its record is its own. */
+    const publishNewerVersion = async (version: string) => {
+      const newer = (item: FlatItem) =>
+        item.ftype === 'manifest' && item.versionName === version
+          ? Buffer.concat([demoItemContent(item)!, Buffer.from('zsh\t5.9-6ubuntu2\n')])
+          : demoItemContent(item);
+      replaceFiles(live, await synthesizeTree(withNewVersion(demoProducts(), version), { key, itemContent: newer }));
+    };
     const get = async (path: string) => {
       const response = await app(new Request(`http://mirror.test${path}`));
       return { status: response.status, body: (await response.json()) as any };
@@ -220,12 +230,7 @@ export function packagesSuite(factory: BackendFactory): void {
       });
       await sync([], withoutIndex);
       const before = await packagesNamed(opened.backend.catalog, 'openssl');
-      // A newer image with one more package, so its manifest's bytes (and record) are its own.
-      const newer = (item: FlatItem) =>
-        item.ftype === 'manifest' && item.versionName === '20250801'
-          ? Buffer.concat([demoItemContent(item)!, Buffer.from('zsh\t5.9-6ubuntu2\n')])
-          : demoItemContent(item);
-      replaceFiles(live, await synthesizeTree(withNewVersion(demoProducts(), '20250801'), { key, itemContent: newer }));
+      await publishNewerVersion('20250801');
 
       // Act
       const run = await sync();
@@ -241,6 +246,40 @@ export function packagesSuite(factory: BackendFactory): void {
         [GA, NEWER, '3.0.13-0ubuntu3.5'],
         [HWE, '20250801', '3.0.13-0ubuntu3.5'],
         [HWE, NEWER, '3.0.13-0ubuntu3.5'],
+      ]);
+    });
+
+    it('keeps a copy whose manifest cannot be read back for indexing, reports it, and indexes it at the next plan', async () => {
+      // Prepare: the store fails every read of a manifest during the first sync.
+      const failingManifestReads = new (class extends WrappedObjectStore {
+        override get(objectKey: string, options?: { range?: ByteRange }): Promise<ObjectBody> {
+          if (objectKey.endsWith('squashfs.manifest')) return Promise.reject(new UnavailableError(`${objectKey}: store unavailable`));
+          return super.get(objectKey, options);
+        }
+      })(opened.backend.objects);
+      const events: SyncEvent[] = [];
+
+      // Act
+      const first = await sync(events, opened.backend.catalog, failingManifestReads);
+      const before = await packagesNamed(opened.backend.catalog, 'bash');
+      await publishNewerVersion('20250801');
+      const second = await sync();
+      const after = await packagesNamed(opened.backend.catalog, 'bash');
+
+      // Assess
+      expect(first.state).toBe('succeeded');
+      expect(unindexed(events).map((event) => event.type === 'manifest-unindexed' && event.problem).sort()).toEqual(
+        [OLDER, NEWER].map((serial) => `${manifestOf(serial)}: not indexed yet: items/${manifestOf(serial)}: store unavailable`),
+      );
+      expect(before.images).toEqual([]);
+      expect(before.unread).toHaveLength(4);
+      expect(second.state).toBe('succeeded');
+      expect(after.unread).toEqual([]);
+      expect(after.images.map((hit) => [hit.product, hit.version])).toEqual([
+        [GA, '20250801'],
+        [GA, NEWER],
+        [HWE, '20250801'],
+        [HWE, NEWER],
       ]);
     });
   });
