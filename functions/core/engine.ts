@@ -29,7 +29,13 @@ import {
 } from './errors.ts';
 import { declaredDigests, verifyAll, verifyingStream, type VerifiedContent } from './checksum.ts';
 import { contentTypeOf } from './content-types.ts';
-import { indexIfManifest, indexStoredManifests, type ManifestIndexing } from './manifests.ts';
+import {
+  forgetUnlistedManifests,
+  indexIfManifest,
+  indexStoredManifests,
+  manifestsListedBy,
+  type ManifestIndexing,
+} from './manifests.ts';
 import {
   checkIndex,
   indexFileFor,
@@ -407,7 +413,8 @@ export class SyncEngine {
   }
 
   /**
-   * Drops generations replaced longer ago than the grace period, then every
+   * Drops generations replaced longer ago than the grace period (and the
+   * package-index records of manifests only they listed), then every
    * stored file no remaining generation references, then leftovers of
    * failed runs. Releases the lock.
    */
@@ -427,7 +434,9 @@ export class SyncEngine {
       if (keep) retained.add(publication.generation);
       else retired.push(publication.generation);
     });
+    const retiredManifests = await manifestsListedBy(catalog, retired);
     for (const generation of retired) await catalog.deletePublication(generation, lease);
+    await forgetUnlistedManifests(catalog, retiredManifests, retained, lease);
 
     const referenced = new Set<string>();
     for (const generation of retained) {

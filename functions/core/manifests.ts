@@ -173,3 +173,36 @@ async function readManifest(objects: ObjectStore, path: string): Promise<Uint8Ar
   }
   return Buffer.concat(chunks);
 }
+
+/** The sha256 of every manifest the given generations list: what prune may forget once they are deleted. */
+export async function manifestsListedBy(catalog: Catalog, generations: readonly number[]): Promise<Set<string>> {
+  const digests = new Set<string>();
+  for (const generation of generations) {
+    for await (const entry of catalog.listEntries(generation)) {
+      if (isManifest(entry.ftype) && entry.sha256) digests.add(entry.sha256);
+    }
+  }
+  return digests;
+}
+
+/**
+ * Forgets the records of `candidates` (manifests of deleted generations)
+ * that no retained generation lists, so the index does not outgrow the
+ * mirror. Returns how many it forgot.
+ */
+export async function forgetUnlistedManifests(
+  catalog: Catalog,
+  candidates: ReadonlySet<string>,
+  retained: Iterable<number>,
+  fence?: Fence,
+): Promise<number> {
+  if (candidates.size === 0) return 0;
+  const listed = await manifestsListedBy(catalog, [...retained]);
+  let forgotten = 0;
+  for (const sha256 of candidates) {
+    if (listed.has(sha256)) continue;
+    await catalog.forgetManifest(sha256, fence);
+    forgotten++;
+  }
+  return forgotten;
+}

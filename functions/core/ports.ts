@@ -256,6 +256,8 @@ export interface Catalog {
   putManifest(manifest: PackageManifest, fence?: Fence): Promise<void>;
   /** undefined when that manifest has not been indexed. */
   getManifest(sha256: string): Promise<PackageManifest | undefined>;
+  /** Idempotent. */
+  forgetManifest(sha256: string, fence?: Fence): Promise<void>;
 
   // Small named values (upstream ETag / Last-Modified, …).
   getState(key: string): Promise<string | undefined>;

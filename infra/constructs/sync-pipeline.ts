@@ -174,12 +174,13 @@ export class SyncPipeline extends Construct {
     grantCatalogAccess(this.checkFunction.role, table, { read: ['current', 'state', 'lock'], runsIndex: true });
 
     // Plan also indexes stored manifests the package index lacks (stored before it existed): it reads them under items/.
+    // (And it prunes when upstream is unchanged, forgetting manifest records as prune does.)
     grantCatalogAccess(this.planFunction.role, table, {
       read: ['lock', 'runs', 'current', 'state', 'publications', 'objects', 'entries', 'manifests'],
       runsIndex: true,
       put: ['lock', 'runs', 'state', 'manifests'],
       update: ['lock'],
-      delete: ['publications', 'objects'],
+      delete: ['publications', 'objects', 'manifests'],
       batchWrite: ['entries', 'manifests'],
     });
     grantObjectAccess(this.planFunction.role, bucket, { read: [items, metadata, runs], write: [metadata, runs], delete: [items, metadata, runs] });
@@ -204,11 +205,12 @@ export class SyncPipeline extends Construct {
     });
     grantObjectAccess(this.publishFunction.role, bucket, { read: [runs] });
 
+    // Prune forgets the package-index records of manifests only retired generations listed.
     grantCatalogAccess(this.pruneFunction.role, table, {
-      read: ['lock', 'publications', 'current', 'entries', 'objects'],
+      read: ['lock', 'publications', 'current', 'entries', 'objects', 'manifests'],
       update: ['lock'],
-      delete: ['publications', 'objects'],
-      batchWrite: ['entries'],
+      delete: ['publications', 'objects', 'manifests'],
+      batchWrite: ['entries', 'manifests'],
     });
     grantObjectAccess(this.pruneFunction.role, bucket, { delete: [items, metadata, runs], list: [metadata, runs] });
 

@@ -521,10 +521,12 @@ export function catalogContract(
         ['reserveGeneration', (c: Catalog, l: Lease) => c.reserveGeneration(l)],
         ['putManifest', (c: Catalog, l: Lease) => c.putManifest(packageManifest('late', 3), l)],
         ['putManifest (several parts)', (c: Catalog, l: Lease) => c.putManifest(packageManifest('late', 60_000), l)],
+        ['forgetManifest', (c: Catalog, l: Lease) => c.forgetManifest(sha256Of('kept'), l)],
       ])('refuses %s by a lease that lost the lock, changing nothing', async (_method, write) => {
         // Prepare
         await catalog.recordObject(storedObject('items/kept', 2));
         await catalog.publish(publication(1), undefined);
+        await catalog.putManifest(packageManifest('kept', 2));
 
         // Act
         const attempt = write(catalog, stale);
@@ -540,6 +542,7 @@ export function catalogContract(
         expect(await catalog.getState('upstream-index')).toBeUndefined();
         expect(await catalog.reserveGeneration()).toBe(2);
         expect(await catalog.getManifest(sha256Of('late'))).toBeUndefined();
+        expect(await catalog.getManifest(sha256Of('kept'))).toEqual(packageManifest('kept', 2));
       });
 
       it('lets the holding lease write', async () => {
@@ -609,6 +612,25 @@ export function catalogContract(
         // Assess
         expect(read?.packages?.size).toBe(60_000);
         expect(read).toEqual(large);
+      });
+
+      it('forgets a manifest (one of several parts too) and nothing else; forgetting an unknown one is no error', async () => {
+        // Prepare
+        const large = packageManifest('large', 60_000);
+        const other = packageManifest('other', 3);
+        await catalog.putManifest(large);
+        await catalog.putManifest(other);
+
+        // Act
+        await catalog.forgetManifest(large.sha256);
+        await catalog.forgetManifest(large.sha256);
+        await catalog.forgetManifest(sha256Of('never indexed'));
+
+        // Assess
+        expect(await catalog.getManifest(large.sha256)).toBeUndefined();
+        expect(await catalog.getManifest(other.sha256)).toEqual(other);
+        await catalog.putManifest(large);
+        expect(await catalog.getManifest(large.sha256)).toEqual(large);
       });
 
       it('replaces an unparsed record of a manifest with its packages (a later program that can parse it)', async () => {

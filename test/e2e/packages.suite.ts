@@ -3,6 +3,7 @@
  * the real engine, then asked through the HTTP app (as API Gateway and
  * node:http call it) and the `skystreams` CLI.
  */
+import { createHash } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { SyncEvent } from '../../functions/core/engine.ts';
 import { packagesNamed, type ImageDiff, type PackageReport } from '../../functions/core/packages.ts';
@@ -10,7 +11,7 @@ import { UnavailableError } from '../../functions/core/errors.ts';
 import type { ByteRange, Catalog, ObjectBody, ObjectStore } from '../../functions/core/ports.ts';
 import { createApp, type App } from '../../functions/http/app.ts';
 import { demoItemContent, demoProducts } from '../../functions/local/demo-data.ts';
-import type { FlatItem } from '../../functions/core/simplestreams.ts';
+import { formatUpdated, type FlatItem } from '../../functions/core/simplestreams.ts';
 import type { BackendFactory, OpenedBackend } from '../support/backends.ts';
 import { cli } from '../support/cli.ts';
 import { replaceFiles, syncMirror, withNewVersion } from '../support/mirror.ts';
@@ -86,7 +87,9 @@ export function packagesSuite(factory: BackendFactory): void {
         item.ftype === 'manifest' && item.versionName === version
           ? Buffer.concat([demoItemContent(item)!, Buffer.from('zsh\t5.9-6ubuntu2\n')])
           : demoItemContent(item);
-      replaceFiles(live, await synthesizeTree(withNewVersion(demoProducts(), version), { key, itemContent: newer }));
+      // Dated a minute on: a changed upstream must carry a newer date than the one just mirrored.
+      const updated = formatUpdated(new Date(Date.now() + 60_000));
+      replaceFiles(live, await synthesizeTree(withNewVersion(demoProducts(), version), { key, itemContent: newer, updated }));
     };
     const get = async (path: string) => {
       const response = await app(new Request(`http://mirror.test${path}`));
@@ -281,6 +284,26 @@ export function packagesSuite(factory: BackendFactory): void {
         [HWE, '20250801'],
         [HWE, NEWER],
       ]);
+    });
+
+    it('forgets the record of a manifest once no retained generation lists it', async () => {
+      // Prepare
+      const sha256Of = (path: string) => createHash('sha256').update(live.get(path)!).digest('hex');
+      await sync();
+      const older = sha256Of(manifestOf(OLDER));
+      const newer = sha256Of(manifestOf(NEWER));
+      const indexedBefore = [await opened.backend.catalog.getManifest(older), await opened.backend.catalog.getManifest(newer)];
+      await publishNewerVersion('20250801');
+
+      // Act: the older version leaves the selection (max 2), and its generation is pruned at once.
+      const run = await syncMirror(opened.backend, upstream.baseUrl, { filters: ['arch=amd64'], max: 2, keyring: key, pruneGraceMs: 0 });
+
+      // Assess
+      expect(run.state).toBe('succeeded');
+      expect(indexedBefore.map((manifest) => manifest?.packages?.size)).toEqual([16, 17]);
+      expect(await opened.backend.catalog.getManifest(older)).toBeUndefined();
+      expect((await opened.backend.catalog.getManifest(newer))?.packages?.get('openssl')).toBe('3.0.13-0ubuntu3.5');
+      expect((await packagesNamed(opened.backend.catalog, 'zsh')).images.map((hit) => hit.version)).toEqual(['20250801', '20250801']);
     });
   });
 }

@@ -334,6 +334,17 @@ export class DynamoCatalog implements Catalog {
     return toPackageManifest(items);
   }
 
+  /** Part 0 goes first, fenced: from then on the record reads as absent, whatever parts remain. */
+  async forgetManifest(sha256: string, fence?: Fence): Promise<void> {
+    const keys: ItemKey[] = [];
+    const partsOnly = { ...partitionQuery(manifestPartition(sha256)), ProjectionExpression: 'PK, SK' };
+    for await (const item of this.query(partsOnly)) keys.push(keyAttributesOf(item));
+    const [head, ...rest] = keys;
+    if (!head) return;
+    await this.write(`forget manifest ${sha256}`, fence, { Delete: { TableName: this.table, Key: head } });
+    await batchWrite(this.documents, this.table, rest.map((Key) => ({ DeleteRequest: { Key } })));
+  }
+
   // ---------------------------------------------------------------- state
 
   async getState(key: string): Promise<string | undefined> {

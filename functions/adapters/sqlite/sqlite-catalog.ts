@@ -396,6 +396,10 @@ export class SqliteCatalog implements Catalog {
     };
   }
 
+  async forgetManifest(sha256: string, fence?: Fence): Promise<void> {
+    this.fenced(fence, () => this.prepare('DELETE FROM manifests WHERE sha256 = ?').run(sha256));
+  }
+
   // ---------------------------------------------------------------- state
 
   async getState(key: string): Promise<string | undefined> {
