@@ -30,6 +30,13 @@ import {
 import { declaredDigests, verifyAll, verifyingStream, type VerifiedContent } from './checksum.ts';
 import { contentTypeOf } from './content-types.ts';
 import {
+  forgetUnlistedManifests,
+  indexIfManifest,
+  indexStoredManifests,
+  manifestsListedBy,
+  type ManifestIndexing,
+} from './manifests.ts';
+import {
   checkIndex,
   indexFileFor,
   loadPublishedMetadata,
@@ -108,6 +115,8 @@ export type SyncEvent =
   | { type: 'item-retry'; runId: string; path: string; attempt: number; error: string }
   /** A ranged copy stopped for this call, to go on in the next. */
   | { type: 'item-continued'; runId: string; path: string; copiedBytes: number; parts: number }
+  /** A package manifest left out of the package index (unparsable, or unreadable for now); the sync goes on. */
+  | { type: 'manifest-unindexed'; runId: string; path: string; problem: string }
   | { type: 'published'; runId: string; generation: number; upstreamUpdated: string; items: number }
   | { type: 'pruned'; runId: string; paths: number; generations: number[] }
   | { type: 'failed'; runId: string; error: string };
@@ -303,6 +312,7 @@ export class SyncEngine {
         metadataFiles: [...metadata.files.keys()],
       });
       await this.refuseChangesToPublishedContent(plan.objects);
+      await indexStoredManifests(this.manifestIndexing(runId), plan.entries, stored, lease);
       const generation = await catalog.reserveGeneration(lease);
       await catalog.putRun({ ...run, generation }, lease);
       for (const [file, bytes] of metadata.files) {
@@ -360,6 +370,7 @@ export class SyncEngine {
     const verifier = verifyingStream(this.watched(runId, task.path, lease, body), task);
     await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
     await catalog.recordObject(storedObject(task.path, verifier.result(), this.now()), lease);
+    await indexIfManifest(this.manifestIndexing(runId), { ...task, sha256: verifier.result().sha256 }, lease);
     this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
     return { path: task.path, size: task.size, skipped: false };
   }
@@ -436,6 +447,7 @@ export class SyncEngine {
       throw new IntegrityError(task.path, `joined from its ranged parts, ${problem}; deleted`);
     }
     await this.deps.catalog.recordObject(storedObject(task.path, verified, this.now()), lease);
+    await indexIfManifest(this.manifestIndexing(runId), { ...task, sha256: verified.sha256 }, lease);
     this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
     return { path: task.path, size: task.size, skipped: false };
   }
@@ -468,6 +480,7 @@ export class SyncEngine {
       const found = await this.verifyStored(key, task);
       if (found) {
         await catalog.recordObject(storedObject(task.path, found, this.now()), lease);
+        await indexIfManifest(this.manifestIndexing(runId), { ...task, sha256: found.sha256 }, lease);
         this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: true });
         return { path: task.path, size: task.size, skipped: true };
       }
@@ -538,7 +551,8 @@ export class SyncEngine {
   }
 
   /**
-   * Drops generations replaced longer ago than the grace period, then every
+   * Drops generations replaced longer ago than the grace period (and the
+   * package-index records of manifests only they listed), then every
    * stored file no remaining generation references, then leftovers of
    * failed runs. Releases the lock.
    */
@@ -561,7 +575,9 @@ export class SyncEngine {
       if (keep) retained.add(publication.generation);
       else retired.push(publication.generation);
     });
+    const retiredManifests = await manifestsListedBy(catalog, retired);
     for (const generation of retired) await catalog.deletePublication(generation, lease);
+    await forgetUnlistedManifests(catalog, retiredManifests, retained, lease);
 
     const referenced = new Set<string>();
     for (const generation of retained) {
@@ -636,6 +652,12 @@ export class SyncEngine {
       if (error instanceof IntegrityError) return undefined;
       throw error;
     }
+  }
+
+  private manifestIndexing(runId: string): ManifestIndexing {
+    const { objects, catalog } = this.deps;
+    const onProblem = (path: string, problem: string) => this.emit({ type: 'manifest-unindexed', runId, path, problem });
+    return { objects, catalog, now: this.now, onProblem };
   }
 
   /** Takes the free lock, or one held by a run known dead. */

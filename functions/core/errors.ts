@@ -159,3 +159,16 @@ export class ObjectExistsError extends ConflictError {
 export class UnavailableError extends SkystreamsError {
   override readonly statusCode = 503;
 }
+
+/** A package manifest that is not `package<TAB>version` lines: names the file and, when it applies, the line. */
+export class ManifestError extends SkystreamsError {
+  override readonly statusCode = 502;
+  constructor(readonly path: string, readonly line: number | undefined, problem: string) {
+    super(`${path}: ${line === undefined ? '' : `line ${line}: `}${problem}`);
+  }
+}
+
+/** A manifest the mirror holds but could not index (unparsed, or stored before the index existed and not yet read). */
+export class ManifestUnavailableError extends SkystreamsError {
+  override readonly statusCode = 409;
+}

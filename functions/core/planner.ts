@@ -27,6 +27,8 @@ export function pinKey(product: string, version: string): string {
 export interface CopyTask extends Digests {
   path: string;
   size: number;
+  /** What the metadata says the file is (`squashfs`, `squashfs.manifest`, …): a manifest is indexed once stored. */
+  ftype?: string;
 }
 
 export interface SyncPlan {
@@ -85,7 +87,7 @@ export function toCopyTask(file: string, item: FlatItem): CopyTask {
     // flattenItems already rejects these; kept so a CopyTask can never lack a digest.
     throw new MetadataError(file, itemJsonPath(item), 'item has no sha512, sha256 or md5');
   }
-  return { path: item.path, size: item.size, ...digests };
+  return { path: item.path, size: item.size, ...digests, ...(item.ftype !== undefined && { ftype: item.ftype }) };
 }
 
 /** Stored with the task's size and every digest the task declares. */

@@ -158,6 +158,24 @@ export interface CatalogEntry {
   label?: string;
 }
 
+/**
+ * The packages one manifest file lists, stored once per distinct manifest:
+ * images that share a manifest (GA and HWE kernels of one root image) share
+ * the record, and which images list it is in the publication's entries.
+ */
+export interface PackageManifest {
+  /** Of the manifest's bytes: the record's key. */
+  sha256: string;
+  /** Where the manifest was read, for messages. */
+  path: string;
+  /** Package as listed (`name` or `name:arch`) → version; absent when the manifest could not be parsed. */
+  packages?: ReadonlyMap<string, string>;
+  /** Why it could not be parsed, naming the file and line. */
+  problem?: string;
+  /** ISO 8601. */
+  indexedAt: string;
+}
+
 /** A generation of published metadata. Its files live at `keys.metadata(publication, file)` in the object store. */
 export interface Publication {
   /** Strictly increasing. */
@@ -316,6 +334,14 @@ export interface Catalog {
   getLock(name: string): Promise<Lease | undefined>;
   /** No-op unless the lease still holds the lock. The epoch is kept for the next holder. */
   releaseLock(lease: Fence): Promise<void>;
+
+  // Package manifests, by the sha256 of their bytes.
+  /** Upsert: a manifest's record only depends on its bytes, so rewriting one changes nothing. */
+  putManifest(manifest: PackageManifest, fence?: Fence): Promise<void>;
+  /** undefined when that manifest has not been indexed. */
+  getManifest(sha256: string): Promise<PackageManifest | undefined>;
+  /** Idempotent. */
+  forgetManifest(sha256: string, fence?: Fence): Promise<void>;
 
   // Small named values (upstream ETag / Last-Modified, …).
   getState(key: string): Promise<string | undefined>;

@@ -80,6 +80,24 @@ export interface RunRetention {
   readonly retentionMs: number;
 }
 
+/**
+ * Bounds on one package manifest (`squashfs.manifest`: `package<TAB>version`
+ * lines). Ubuntu's run to ~2,000 lines and ~100 KiB; anything far past these
+ * is not a manifest, and is recorded as unparsed instead of indexed.
+ */
+export interface ManifestLimits {
+  readonly bytes: number;
+  readonly packages: number;
+  /** Of a package name or a version. */
+  readonly fieldLength: number;
+}
+
+export const manifestLimits: ManifestLimits = Object.freeze({
+  bytes: 16 * MiB,
+  packages: 200_000,
+  fieldLength: 512,
+});
+
 /** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
 export const defaultEngineSettings = Object.freeze({
   concurrency: syncDefaults.concurrency.embedded,

@@ -6,6 +6,7 @@
  */
 import { CHANNEL_NAME, DEFAULT_CHANNEL, keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
+import { packageRouteReply } from './package-routes.ts';
 import { PublishedItems } from './published-items.ts';
 import { UBUNTU_CLOUDIMAGE_KEYRING } from '../core/settings.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
@@ -61,6 +62,7 @@ const READ_METHODS = new Set(['GET', 'HEAD']);
 const METADATA_PREFIX = 'streams/';
 /** `/channels/NAME/…` serves channel NAME; everything else the default channel. */
 const CHANNELS_PREFIX = 'channels/';
+const API_PREFIX = 'api/v1/';
 /** Items never change under a path. */
 const ITEM_CACHE = 'public, max-age=31536000, immutable';
 const ITEM_TYPE = 'application/octet-stream';
@@ -97,6 +99,10 @@ export function createApp(deps: AppDeps): App {
   async function route(request: AppRequest, path: string): Promise<Reply> {
     // Own keys only: a path such as `constructor` is an item path, not Object.prototype's.
     if (Object.hasOwn(fixedRoutes, path)) return fixedRoutes[path]!(request);
+    if (path.startsWith(API_PREFIX)) {
+      const packageReply = await packageRouteReply(deps.catalog, path, request.method);
+      if (packageReply) return packageReply;
+    }
     const { channel, rest } = channels.of(path);
     if (!channel) return notFound(path);
     if (rest.startsWith(METADATA_PREFIX)) {

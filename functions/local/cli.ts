@@ -18,6 +18,7 @@ import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '
 import { DEFAULT_DATA_DIR, EXIT_CODES, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
 import { isAliveOnThisHost, thisProcess } from './holder.ts';
+import { addPackageCommands } from './package-commands.ts';
 import { startServer, startWorkers } from './server.ts';
 import { redactUrl } from '../core/redact.ts';
 import { formatTable } from './table.ts';
@@ -358,6 +359,7 @@ withExamples(backendOptions(program.command('unpin').description('let --max and 
       console.log(`unpinned ${product} ${version} (${pins.length} pinned)`);
     }),
   );
+addPackageCommands(program, { backendOptions, withExamples, withBackend });
 
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {

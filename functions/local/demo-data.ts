@@ -1,5 +1,9 @@
-/** What `npm run demo` mirrors: a small MAAS-shaped upstream, as products documents to pass to synthesizeTree. */
-import type { ProductsDocument } from '../core/simplestreams.ts';
+/**
+ * What `npm run demo` mirrors: a small MAAS-shaped upstream, as products
+ * documents to pass to synthesizeTree, with `demoItemContent` for the items
+ * whose bytes matter (the package manifests).
+ */
+import type { FlatItem, ProductsDocument } from '../core/simplestreams.ts';
 
 // sha256 of nothing: a placeholder that synthesizeTree replaces.
 const PLACEHOLDER_SHA256 = 'e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855';
@@ -140,4 +144,69 @@ export function demoProducts(): ProductsDocument[] {
     },
   };
   return [bootloaders, ubuntu];
+}
+
+/**
+ * The root image's packages in the older demo version. The newer one bumps
+ * some (security updates), drops one and adds two, as a real point release
+ * does, so `skystreams diff` has something to show.
+ */
+const NOBLE_20250618_PACKAGES: readonly (readonly [string, string])[] = [
+  ['adduser', '3.137ubuntu1'],
+  ['apt', '2.7.14build2'],
+  ['bash', '5.2.21-2ubuntu4'],
+  ['cloud-init', '24.1.3-0ubuntu3.3'],
+  ['coreutils', '9.4-3ubuntu6'],
+  ['curl', '8.5.0-2ubuntu10.1'],
+  ['libc6:amd64', '2.39-0ubuntu8.3'],
+  ['libssl3t64:amd64', '3.0.13-0ubuntu3.4'],
+  ['netplan.io', '1.0-2ubuntu1.2'],
+  ['openssh-server', '1:9.6p1-3ubuntu13.5'],
+  ['openssl', '3.0.13-0ubuntu3.4'],
+  ['python3', '3.12.3-0ubuntu1'],
+  ['python3-six', '1.16.0-4'],
+  ['snap:lxd', '29351 (5.21/stable/ubuntu-24.04)'],
+  ['sudo', '1.9.15p5-3ubuntu5'],
+  ['systemd', '255.4-1ubuntu8.1'],
+];
+
+const NOBLE_20250709_CHANGES = {
+  bumped: {
+    curl: '8.5.0-2ubuntu10.6',
+    'libc6:amd64': '2.39-0ubuntu8.4',
+    'libssl3t64:amd64': '3.0.13-0ubuntu3.5',
+    'openssh-server': '1:9.6p1-3ubuntu13.11',
+    openssl: '3.0.13-0ubuntu3.5',
+    systemd: '255.4-1ubuntu8.6',
+  } as Record<string, string>,
+  removed: ['python3-six'],
+  added: [
+    ['needrestart', '3.6-7ubuntu4.1'],
+    ['ubuntu-pro-client', '32.3.1~24.04'],
+  ] as [string, string][],
+};
+
+/** The demo root image's packages in version `serial`, as its squashfs.manifest lists them. */
+export function demoManifestPackages(serial: string): Map<string, string> {
+  const packages = new Map(NOBLE_20250618_PACKAGES);
+  if (serial >= '20250709') {
+    for (const [name, version] of Object.entries(NOBLE_20250709_CHANGES.bumped)) packages.set(name, version);
+    for (const name of NOBLE_20250709_CHANGES.removed) packages.delete(name);
+    for (const [name, version] of NOBLE_20250709_CHANGES.added) packages.set(name, version);
+  }
+  return packages;
+}
+
+/**
+ * Pass to synthesizeTree as `itemContent`: each manifest item gets its
+ * version's package list, in the manifest format (`snap:` lines with their
+ * channel, as image manifests list snaps); every other item, synthetic bytes.
+ */
+export function demoItemContent(item: FlatItem): Uint8Array | undefined {
+  if (item.ftype !== 'manifest') return undefined;
+  const lines = [...demoManifestPackages(item.versionName)].map(([name, version]) => {
+    const snap = /^(\d+) \((.+)\)$/.exec(version);
+    return snap ? `${name}\t${snap[2]}\t${snap[1]}` : `${name}\t${version}`;
+  });
+  return new TextEncoder().encode(`${lines.join('\n')}\n`);
 }

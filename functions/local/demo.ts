@@ -14,7 +14,7 @@ import { openEmbeddedBackend } from '../adapters/embedded.ts';
 import { createApp } from '../http/app.ts';
 import { progressReporter } from './progress.ts';
 import { startServer } from './server.ts';
-import { demoProducts } from './demo-data.ts';
+import { demoItemContent, demoProducts } from './demo-data.ts';
 import { generateSigningKey, serveSyntheticUpstream, synthesizeTree } from './synthetic-upstream.ts';
 
 const dataDir = resolve(process.env.SKYSTREAMS_DEMO_DIR ?? './.skystreams-demo');
@@ -24,7 +24,7 @@ await mkdir(dataDir, { recursive: true });
 const key = await generateSigningKey('skystreams demo');
 const keyringPath = resolve(dataDir, 'demo-keyring.gpg');
 await writeFile(keyringPath, key.publicKeyring);
-const upstream = await serveSyntheticUpstream(await synthesizeTree(demoProducts(), { key }), resolve(dataDir, 'upstream'));
+const upstream = await serveSyntheticUpstream(await synthesizeTree(demoProducts(), { key, itemContent: demoItemContent }), resolve(dataDir, 'upstream'));
 console.log(`synthetic upstream (signed by ${key.fingerprint}) at ${upstream.baseUrl}`);
 
 const backend = openEmbeddedBackend(resolve(dataDir, 'mirror'));
@@ -34,7 +34,8 @@ const engine = new SyncEngine(
   {
     ...defaultEngineSettings,
     keyring: await loadKeyring(keyringPath, key.publicKeyring),
-    selection: { filters: [parseFilter('arch=amd64')], max: 1 },
+    // Two versions per product, so `skystreams diff` can compare them.
+    selection: { filters: [parseFilter('arch=amd64')], max: 2 },
   },
 );
 await engine.run();
@@ -47,6 +48,8 @@ keyring:         ${keyringPath}
 
 try:
   curl -s ${server.url}api/v1/status
+  curl -s ${server.url}api/v1/packages/openssl
+  curl -s ${server.url}api/v1/diff/com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04/20250618/20250709
   gpgv --keyring ${keyringPath} <(curl -s ${server.url}streams/v1/index.sjson)
   sstream-mirror --keyring=${keyringPath} ${server.url} /tmp/out 'arch=amd64' --max=1
   maas $PROFILE boot-source update 1 url=${server.url} keyring_filename=${keyringPath}

@@ -76,6 +76,9 @@ class TtyProgress implements ProgressReporter {
         if (!event.skipped) this.doneItems++;
         this.draw();
         break;
+      case 'manifest-unindexed':
+        this.line(`package index: ${event.problem}\n`);
+        break;
       case 'item-retry':
         this.line(`retrying ${event.path} (attempt ${event.attempt}): ${event.error}\n`);
         break;

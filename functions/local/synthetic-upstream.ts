@@ -67,6 +67,12 @@ export interface SynthesizeOptions {
   itemSize?: (item: FlatItem) => number;
   /** Changes every item's bytes (and so its digests) without changing its path. @default '' */
   contentSeed?: string;
+  /**
+   * The bytes of an item whose content matters (a package manifest), or
+   * undefined for the synthetic bytes (then `itemSize` and `contentSeed` apply).
+   * @default synthetic bytes for every item
+   */
+  itemContent?: (item: FlatItem) => Uint8Array | undefined;
 }
 
 const encoder = new TextEncoder();
@@ -109,8 +115,11 @@ export async function synthesizeTree(
     for (const flat of flattenItems(file, document)) {
       let bytes = files.get(flat.path);
       if (!bytes) {
-        const size = options.itemSize?.(flat) ?? defaultItemSize(flat, contentSeed);
-        bytes = syntheticContent(flat.path, size, contentSeed);
+        bytes = options.itemContent?.(flat);
+        if (!bytes) {
+          const size = options.itemSize?.(flat) ?? defaultItemSize(flat, contentSeed);
+          bytes = syntheticContent(flat.path, size, contentSeed);
+        }
         files.set(flat.path, bytes);
       }
       const item = document.products[flat.productName]!.versions[flat.versionName]!.items[flat.itemName]!;

@@ -3,7 +3,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
-import { entriesPartition, EXPIRES_AT_ATTRIBUTE, keyOf, partitionOf } from '../../functions/adapters/dynamodb/items.ts';
+import { entriesPartition, EXPIRES_AT_ATTRIBUTE, keyOf, manifestPartition, partitionOf } from '../../functions/adapters/dynamodb/items.ts';
 import { RUNS_BY_TIME_INDEX, TABLE_KEY_SCHEMA, type KeyAttribute } from '../../functions/adapters/dynamodb/table-design.ts';
 
 export interface MirrorStorageProps {
@@ -105,6 +105,8 @@ export const CATALOG_PARTITIONS = {
   runs: keyOf.run('any').PK,
   lock: keyOf.lock('any').PK,
   state: keyOf.state('any').PK,
+  /** Every package manifest's record (`MANIFEST#<sha256>`). */
+  manifests: manifestPartition('*'),
 } as const;
 
 export type CatalogPartition = keyof typeof CATALOG_PARTITIONS;

@@ -174,18 +174,27 @@ export class SyncPipeline extends Construct {
 
     grantCatalogAccess(this.checkFunction.role, table, { read: ['current', 'state', 'lock'], runsIndex: true });
 
+    // Plan also indexes stored manifests the package index lacks (stored before it existed): it reads them under items/.
+    // (And it prunes when upstream is unchanged, forgetting manifest records as prune does.)
     grantCatalogAccess(this.planFunction.role, table, {
-      read: ['lock', 'runs', 'current', 'state', 'publications', 'objects', 'entries'],
+      read: ['lock', 'runs', 'current', 'state', 'publications', 'objects', 'entries', 'manifests'],
       runsIndex: true,
-      put: ['lock', 'runs', 'state'],
+      put: ['lock', 'runs', 'state', 'manifests'],
       // A starting run gives the runs it pushes past the newest kept their expiry.
       update: ['lock', 'runs'],
-      delete: ['publications', 'objects'],
-      batchWrite: ['entries'],
+      delete: ['publications', 'objects', 'manifests'],
+      batchWrite: ['entries', 'manifests'],
     });
-    grantObjectAccess(this.planFunction.role, bucket, { read: [metadata, runs], write: [metadata, runs], delete: [items, metadata, runs] });
+    grantObjectAccess(this.planFunction.role, bucket, { read: [items, metadata, runs], write: [metadata, runs], delete: [items, metadata, runs] });
 
-    grantCatalogAccess(this.copyFunction.role, table, { read: ['lock', 'objects'], update: ['lock'], put: ['objects'], delete: ['objects'] });
+    // Copy indexes each manifest it stores into the package index.
+    grantCatalogAccess(this.copyFunction.role, table, {
+      read: ['lock', 'objects', 'manifests'],
+      update: ['lock'],
+      put: ['objects', 'manifests'],
+      delete: ['objects'],
+      batchWrite: ['manifests'],
+    });
     // Create-only: copy can never overwrite an item in place (If-None-Match), only replace bytes it first deleted.
     grantObjectAccess(this.copyFunction.role, bucket, { read: [items], write: [items], delete: [items], createOnly: true });
 
@@ -198,11 +207,12 @@ export class SyncPipeline extends Construct {
     });
     grantObjectAccess(this.publishFunction.role, bucket, { read: [runs] });
 
+    // Prune forgets the package-index records of manifests only retired generations listed.
     grantCatalogAccess(this.pruneFunction.role, table, {
-      read: ['lock', 'publications', 'current', 'entries', 'objects'],
+      read: ['lock', 'publications', 'current', 'entries', 'objects', 'manifests'],
       update: ['lock'],
-      delete: ['publications', 'objects'],
-      batchWrite: ['entries'],
+      delete: ['publications', 'objects', 'manifests'],
+      batchWrite: ['entries', 'manifests'],
     });
     grantObjectAccess(this.pruneFunction.role, bucket, { delete: [items, metadata, runs], list: [metadata, runs] });
 

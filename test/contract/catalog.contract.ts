@@ -5,9 +5,10 @@
  * current pointer and one list of publications, so every `open()` must hand
  * out an empty catalog of its own (a fresh file, table or key prefix).
  */
+import { createHash } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError, LeaseLostError, LockHeldError } from '../../functions/core/errors.ts';
-import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Lease, type Publication, type StoredObject, type SyncRun } from '../../functions/core/ports.ts';
+import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Lease, type PackageManifest, type Publication, type StoredObject, type SyncRun } from '../../functions/core/ports.ts';
 import { pointedAt, rolledBack } from '../../functions/core/channels.ts';
 import { syncDefaults } from '../../functions/core/settings.ts';
 
@@ -663,10 +664,14 @@ export function catalogContract(
         ['putRun', (c: Catalog, l: Lease) => c.putRun(run('stale-run', now.toISOString(), { state: 'succeeded' }), l)],
         ['setState', (c: Catalog, l: Lease) => c.setState('upstream-index', 'stale', l)],
         ['reserveGeneration', (c: Catalog, l: Lease) => c.reserveGeneration(l)],
+        ['putManifest', (c: Catalog, l: Lease) => c.putManifest(packageManifest('late', 3), l)],
+        ['putManifest (several parts)', (c: Catalog, l: Lease) => c.putManifest(packageManifest('late', 60_000), l)],
+        ['forgetManifest', (c: Catalog, l: Lease) => c.forgetManifest(sha256Of('kept'), l)],
       ])('refuses %s by a lease that lost the lock, changing nothing', async (_method, write) => {
         // Prepare
         await catalog.recordObject(storedObject('items/kept', 2));
         await catalog.publish(publication(1), undefined);
+        await catalog.putManifest(packageManifest('kept', 2));
 
         // Act
         const attempt = write(catalog, stale);
@@ -681,6 +686,8 @@ export function catalogContract(
         expect(await catalog.getRun('stale-run')).toBeUndefined();
         expect(await catalog.getState('upstream-index')).toBeUndefined();
         expect(await catalog.reserveGeneration()).toBe(2);
+        expect(await catalog.getManifest(sha256Of('late'))).toBeUndefined();
+        expect(await catalog.getManifest(sha256Of('kept'))).toEqual(packageManifest('kept', 2));
       });
 
       it('lets the holding lease write', async () => {
@@ -715,6 +722,75 @@ export function catalogContract(
       });
     });
 
+    describe('Package manifests', () => {
+      it('records a parsed and an unparsed manifest by sha256, and reads each back as written', async () => {
+        // Prepare
+        const parsed = packageManifest('noble-20250709', 3);
+        const unparsed: PackageManifest = {
+          sha256: sha256Of('broken'),
+          path: 'noble/amd64/20250618/squashfs.manifest',
+          problem: 'noble/amd64/20250618/squashfs.manifest: line 2: expected "package<TAB>version", found 1 tab-separated field(s)',
+          indexedAt: '2025-07-09T12:00:00.000Z',
+        };
+
+        // Act
+        const before = await catalog.getManifest(parsed.sha256);
+        await catalog.putManifest(parsed);
+        await catalog.putManifest(unparsed);
+        await catalog.putManifest(parsed);
+
+        // Assess
+        expect(before).toBeUndefined();
+        expect(await catalog.getManifest(parsed.sha256)).toEqual(parsed);
+        expect(await catalog.getManifest(unparsed.sha256)).toEqual(unparsed);
+        expect(await catalog.getManifest(sha256Of('never indexed'))).toBeUndefined();
+      });
+
+      it('keeps a manifest whose packages do not compress to one DynamoDB item (60,000 packages)', async () => {
+        // Prepare
+        const large = packageManifest('large', 60_000);
+
+        // Act
+        await catalog.putManifest(large);
+        const read = await catalog.getManifest(large.sha256);
+
+        // Assess
+        expect(read?.packages?.size).toBe(60_000);
+        expect(read).toEqual(large);
+      });
+
+      it('forgets a manifest (one of several parts too) and nothing else; forgetting an unknown one is no error', async () => {
+        // Prepare
+        const large = packageManifest('large', 60_000);
+        const other = packageManifest('other', 3);
+        await catalog.putManifest(large);
+        await catalog.putManifest(other);
+
+        // Act
+        await catalog.forgetManifest(large.sha256);
+        await catalog.forgetManifest(large.sha256);
+        await catalog.forgetManifest(sha256Of('never indexed'));
+
+        // Assess
+        expect(await catalog.getManifest(large.sha256)).toBeUndefined();
+        expect(await catalog.getManifest(other.sha256)).toEqual(other);
+        await catalog.putManifest(large);
+        expect(await catalog.getManifest(large.sha256)).toEqual(large);
+      });
+
+      it('replaces an unparsed record of a manifest with its packages (a later program that can parse it)', async () => {
+        // Prepare
+        const parsed = packageManifest('retried', 2);
+        await catalog.putManifest({ sha256: parsed.sha256, path: parsed.path, problem: 'not UTF-8 text', indexedAt: parsed.indexedAt });
+
+        // Act
+        await catalog.putManifest(parsed);
+
+        // Assess
+        expect(await catalog.getManifest(parsed.sha256)).toEqual(parsed);
+      });
+    });
+
     describe('State', () => {
       it('gets, sets and overwrites named values', async () => {
         // Act
@@ -733,6 +809,20 @@ export function catalogContract(
       });
     });
   });
+}
+
+/** A parsed manifest of `count` packages whose versions look random, so they compress poorly. */
+function packageManifest(seed: string, count: number): PackageManifest {
+  const packages = new Map<string, string>();
+  for (let i = 0; i < count; i++) {
+    const version = createHash('sha256').update(`${seed}\0${i}`).digest('hex').slice(0, 20);
+    packages.set(i % 2 === 0 ? `pkg-${i}` : `lib${i}:amd64`, `1:${version}-0ubuntu1~24.04`);
+  }
+  return { sha256: sha256Of(seed), path: `noble/amd64/${seed}/squashfs.manifest`, packages, indexedAt: '2025-07-09T12:00:00.000Z' };
+}
+
+function sha256Of(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }
 
 function storedObject(path: string, n: number): StoredObject {

@@ -319,6 +319,37 @@ describe('Class: SqliteCatalog (schema 2 files)', () => {
     expect(next).toEqual({ name: DEFAULT_CHANNEL, generation: first.generation + 1, history: [first.generation], revision: 2 });
     await rm(dir, { recursive: true, force: true });
   });
+
+  it('adds the package index to a schema-2 catalog, keeping what it held', async () => {
+    // Prepare: a catalog as schema 2 left it, without the manifests table.
+    const dir = await makeTempDir();
+    const file = join(dir, 'catalog.sqlite');
+    const before = new SqliteCatalog(file);
+    await before.setState('upstream:etag', '"kept"');
+    before.close();
+    const old = new Database(file);
+    old.exec('DROP TABLE manifests; PRAGMA user_version = 2;');
+    old.close();
+    const manifest = { sha256: 'd'.repeat(64), path: 'noble/squashfs.manifest', packages: new Map([['bash', '5.2.21-2ubuntu4']]), indexedAt: '2025-07-09T12:00:00.000Z' };
+
+    // Act
+    const catalog = new SqliteCatalog(file);
+    const unindexed = await catalog.getManifest(manifest.sha256);
+    await catalog.putManifest(manifest);
+    const read = await catalog.getManifest(manifest.sha256);
+    const state = await catalog.getState('upstream:etag');
+    catalog.close();
+    const check = new Database(file);
+    const version = check.pragma('user_version', { simple: true });
+    check.close();
+
+    // Assess
+    expect(unindexed).toBeUndefined();
+    expect(read).toEqual(manifest);
+    expect(state).toBe('"kept"');
+    expect(version).toBe(3);
+    await rm(dir, { recursive: true, force: true });
+  });
 });
 
 describe('Function: openEmbeddedBackend', () => {

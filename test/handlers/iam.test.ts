@@ -3,9 +3,10 @@
  * role. The handlers run the whole pipeline on the stand-ins (which accept
  * any credentials) through every path: a changed upstream, an unchanged one
  * whose plan prunes, a failed run, an abandoned run settled by the next plan,
- * a large item copied in ranged parts (and one failing each way), and the
- * API. A middleware on the backend's SDK clients records each call as
- * the IAM request AWS would authorize (action, resource ARN, condition keys);
+ * a large item copied in ranged parts (and one failing each way), a plan
+ * that indexes stored manifests the package index lacks, and the API. A
+ * middleware on the backend's SDK clients records each call as the IAM
+ * request AWS would authorize (action, resource ARN, condition keys);
  * each is then evaluated against the policies the synthesized template gives
  * that function, resolved for account 123456789012 in us-east-1, with
  * @cloud-copilot/iam-simulate (AGPL-3.0: a devDependency of the tests only).
@@ -22,6 +23,8 @@ import type { InitializeMiddleware, MiddlewareStack } from '@smithy/types';
 import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { addClientMiddleware, initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
+import { DeleteCommand } from '@aws-sdk/lib-dynamodb';
+import { dynamoClients } from '../../functions/adapters/dynamodb/dynamodb-client.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import type { PlanOutcome } from '../../functions/core/engine.ts';
 import { NotFoundError } from '../../functions/core/errors.ts';
@@ -150,6 +153,18 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       await invoke('check', { source: 'skystreams.schedule' });
       await runToPublication('run-1');
     });
+    await inPath('catch-up: plan indexes the stored manifests the package index lacks, as after an upgrade', async () => {
+      const manifests = await indexedManifests();
+      expect(manifests.length).toBeGreaterThan(0);
+      await forgetPackageIndex(manifests);
+      expect(await indexedManifests()).toEqual([]);
+      const republished = await synthesizeTree(demoProducts(), { key: upstreamKey, updated: new Date(Date.now() + HOUR).toUTCString() });
+      for (const [path, bytes] of republished) upstreamFiles.set(path, bytes);
+      const plan = await planned('run-1b');
+      expect(plan.copyItems).toBe(0);
+      await runPublishAndPrune('run-1b');
+      expect(await indexedManifests()).toEqual(manifests);
+    });
     await inPath('changed again, prune keeps the replaced generation; the start expires runs past the newest kept', async () => {
       const { keep, retentionMs } = syncDefaults.runRetention;
       const longAgo = Date.now() - retentionMs - 10 * 24 * HOUR;
@@ -219,7 +234,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       await invoke('prune', { runId: 'run-7' });
     });
     await inPath('api', async () => {
-      for (const path of ['/', '/streams/v1/index.sjson', '/api/v1/status', '/streams/v1/missing.json']) {
+      for (const path of ['/', '/streams/v1/index.sjson', '/api/v1/status', '/streams/v1/missing.json', '/api/v1/packages/bash']) {
         expect((await invoke('api', apiEvent(path))).statusCode, path).toBeLessThan(500);
       }
     });
@@ -300,7 +315,7 @@ describe('IAM: the denials that matter', () => {
   it('lets the API write nothing at all', async () => {
     const requests = [
       ...['items/', 'meta/', 'runs/'].flatMap((prefix) => objects(prefix)),
-      ...['OBJECT', 'PUBLICATION', 'CURRENT', 'ENTRIES#7', 'RUN', 'LOCK', 'STATE'].flatMap(item),
+      ...['OBJECT', 'PUBLICATION', 'CURRENT', 'ENTRIES#7', 'RUN', 'LOCK', 'STATE', `MANIFEST#${'a'.repeat(64)}`].flatMap(item),
     ];
 
     expect(allDenied(await verdicts('api', requests))).toEqual([]);
@@ -370,6 +385,29 @@ async function runToPublication(runId: string): Promise<void> {
   await copyAll(plan);
   await invoke('publish', { runId });
   await invoke('prune', { runId });
+}
+
+async function runPublishAndPrune(runId: string): Promise<void> {
+  await invoke('publish', { runId });
+  await invoke('prune', { runId });
+}
+
+/** The sha256 of every manifest the current publication lists that the package index holds, sorted. */
+async function indexedManifests(): Promise<string[]> {
+  const current = await backend.catalog.getCurrent();
+  const digests = new Set<string>();
+  for await (const entry of backend.catalog.listEntries(current!.generation)) {
+    if (entry.ftype?.endsWith('manifest') && (await backend.catalog.getManifest(entry.sha256))) digests.add(entry.sha256);
+  }
+  return [...digests].sort();
+}
+
+/** Deletes package-index records straight from the table: a mirror synced before the index existed has none. */
+async function forgetPackageIndex(digests: readonly string[]): Promise<void> {
+  const { documents } = dynamoClients({ endpoint: standins.dynamodbEndpoint });
+  for (const sha256 of digests) {
+    await documents.send(new DeleteCommand({ TableName: TABLE, Key: { PK: `MANIFEST#${sha256}`, SK: '0000' } }));
+  }
 }
 
 async function changeUpstream(version: string): Promise<void> {

@@ -192,7 +192,7 @@ describe('Function: planSync', () => {
     ]);
     expect(plan.copy.filter((task) => task.path === sharedRootImage)).toHaveLength(1);
     expect(plan.copy.filter((task) => task.path === sharedBootloader.path)).toEqual([
-      { path: sharedBootloader.path, size: sharedBootloader.size, sha256: sharedBootloader.sha256 },
+      { path: sharedBootloader.path, size: sharedBootloader.size, sha256: sharedBootloader.sha256, ftype: sharedBootloader.ftype },
     ]);
     const uniqueBytes = [...uniqueSizes.values()].reduce((sum, size) => sum + size, 0);
     expect(plan.totalBytes).toBe(uniqueBytes);
@@ -312,7 +312,7 @@ describe('Function: planSync', () => {
 
     // Assess
     expect(plan.objects.filter((task) => task.path === hweSquashfs.path)).toEqual([
-      { path: hweSquashfs.path, size: hweSquashfs.size, sha256: hweSquashfs.sha256, sha512: hweSquashfs.sha512 },
+      { path: hweSquashfs.path, size: hweSquashfs.size, sha256: hweSquashfs.sha256, sha512: hweSquashfs.sha512, ftype: 'squashfs' },
     ]);
   });
 });

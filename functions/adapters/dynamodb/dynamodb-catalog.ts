@@ -18,7 +18,7 @@ import {
   type TransactWriteCommandInput,
 } from '@aws-sdk/lib-dynamodb';
 import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
-import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Channel, type Fence, type Lease, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
+import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Channel, type Fence, type PackageManifest, type Lease, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
 import { pointedAt } from '../../core/channels.ts';
 import { batchWrite } from './batch-write.ts';
 import { cancellationReasons, isConditionalCheckFailure, isTransactionConflict, toDomainError } from './errors.ts';
@@ -30,6 +30,8 @@ import {
   hasExpired,
   keyAttributesOf,
   keyOf,
+  manifestItems,
+  manifestPartition,
   objectItem,
   partitionOf,
   publicationItem,
@@ -37,6 +39,7 @@ import {
   runItem,
   toCatalogEntry,
   toChannel,
+  toPackageManifest,
   toPublication,
   toStoredObject,
   toSyncRun,
@@ -416,6 +419,39 @@ export class DynamoCatalog implements Catalog {
       if (isConditionalCheckFailure(error)) return false;
       throw toDomainError(error, this.describe(`lock ${lease.name}`));
     }
+  }
+
+  // ---------------------------------------------------------------- package manifests
+
+  /**
+   * The parts after the first go first (checked against the fence before,
+   * as putEntries does), then part 0, fenced: a reader sees the record only
+   * once every part it counts is there.
+   */
+  async putManifest(manifest: PackageManifest, fence?: Fence): Promise<void> {
+    const [head, ...rest] = manifestItems(manifest);
+    if (rest.length > 0) {
+      if (fence) await this.assertFence(fence);
+      await batchWrite(this.documents, this.table, rest.map((Item) => ({ PutRequest: { Item } })));
+    }
+    await this.write(`index manifest ${manifest.path}`, fence, { Put: { TableName: this.table, Item: head! } });
+  }
+
+  async getManifest(sha256: string): Promise<PackageManifest | undefined> {
+    const items: Item[] = [];
+    for await (const item of this.query(partitionQuery(manifestPartition(sha256)))) items.push(item);
+    return toPackageManifest(items);
+  }
+
+  /** Part 0 goes first, fenced: from then on the record reads as absent, whatever parts remain. */
+  async forgetManifest(sha256: string, fence?: Fence): Promise<void> {
+    const keys: ItemKey[] = [];
+    const partsOnly = { ...partitionQuery(manifestPartition(sha256)), ProjectionExpression: 'PK, SK' };
+    for await (const item of this.query(partsOnly)) keys.push(keyAttributesOf(item));
+    const [head, ...rest] = keys;
+    if (!head) return;
+    await this.write(`forget manifest ${sha256}`, fence, { Delete: { TableName: this.table, Key: head } });
+    await batchWrite(this.documents, this.table, rest.map((Key) => ({ DeleteRequest: { Key } })));
   }
 
   // ---------------------------------------------------------------- state

@@ -6,7 +6,9 @@
  * so an item reads like the record in the console. Optional fields that are
  * unset are left out of the item, and therefore out of the record read back.
  */
-import { DEFAULT_CHANNEL, type CatalogEntry, type Channel, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
+import { DEFAULT_CHANNEL, type CatalogEntry, type Channel, type PackageManifest, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
+import { gunzipSync, gzipSync } from 'node:zlib';
+import { formatManifest, parseManifest } from '../../core/manifests.ts';
 import { RECORD_FIELDS, pickSet } from '../records.ts';
 
 export interface ItemKey {
@@ -31,6 +33,7 @@ export const keyOf = {
   run: (id: string): ItemKey => ({ PK: 'RUN', SK: id }),
   lock: (name: string): ItemKey => ({ PK: 'LOCK', SK: name }),
   state: (key: string): ItemKey => ({ PK: 'STATE', SK: key }),
+  manifestPart: (sha256: string, part: number): ItemKey => ({ PK: manifestPartition(sha256), SK: String(part).padStart(4, '0') }),
 } as const;
 
 export const partitionOf = {
@@ -39,6 +42,11 @@ export const partitionOf = {
   publications: 'PUBLICATION',
   runs: 'RUN',
 } as const;
+
+/** One partition per package manifest: its record may need several items (see manifestItems). */
+export function manifestPartition(sha256: string): string {
+  return `MANIFEST#${sha256}`;
+}
 
 export function entriesPartition(generation: number): string {
   return `ENTRIES#${assertGeneration(generation)}`;
@@ -157,4 +165,53 @@ export function toSyncRun(item: Item): SyncRun {
 /** The key attributes of an item, e.g. to delete what a query found. */
 export function keyAttributesOf(item: Item): ItemKey {
   return { PK: String(item.PK), SK: String(item.SK) };
+}
+
+// ---------------------------------------------------------------- package manifests
+
+/**
+ * Bytes of compressed package list per item: an item may not pass 400 KB,
+ * and a manifest of thousands of packages compresses to tens of KB, so
+ * nearly every manifest is one item; a larger one continues in more.
+ */
+export const MANIFEST_PART_BYTES = 300_000;
+
+/**
+ * A manifest record as items: part 0 carries the record's fields and how many
+ * parts its packages span; every part carries a slice of the gzipped
+ * manifest text. An unparsed manifest is part 0 alone, with its problem.
+ */
+export function manifestItems(manifest: PackageManifest): Item[] {
+  const packed = manifest.packages ? gzipSync(formatManifest(manifest.packages)) : new Uint8Array();
+  const slices: Uint8Array[] = [];
+  for (let offset = 0; offset < packed.byteLength; offset += MANIFEST_PART_BYTES) {
+    slices.push(packed.subarray(offset, offset + MANIFEST_PART_BYTES));
+  }
+  const head: Item = {
+    ...keyOf.manifestPart(manifest.sha256, 0),
+    sha256: manifest.sha256,
+    path: manifest.path,
+    indexedAt: manifest.indexedAt,
+    parts: slices.length,
+    ...(manifest.problem !== undefined && { problem: manifest.problem }),
+    ...(manifest.packages && { packageCount: manifest.packages.size }),
+    ...(slices[0] && { data: slices[0] }),
+  };
+  return [head, ...slices.slice(1).map((data, index) => ({ ...keyOf.manifestPart(manifest.sha256, index + 1), data }))];
+}
+
+/** The record from its items in part order; undefined when part 0, or any part it counts, is missing. */
+export function toPackageManifest(items: readonly Item[]): PackageManifest | undefined {
+  const [head] = items;
+  if (!head || head.SK !== keyOf.manifestPart(String(head.sha256), 0).SK) return undefined;
+  const parts = Number(head.parts ?? 0);
+  if (items.length < parts) return undefined;
+  const path = String(head.path);
+  const manifest: PackageManifest = { sha256: String(head.sha256), path, indexedAt: String(head.indexedAt) };
+  if (head.problem !== undefined) manifest.problem = String(head.problem);
+  if (parts > 0) {
+    const packed = Buffer.concat(items.slice(0, parts).map((item) => item.data as Uint8Array));
+    manifest.packages = parseManifest(path, gunzipSync(packed));
+  }
+  return manifest;
 }

@@ -14,6 +14,7 @@
  * | sync run            | `RUN`                 | `<run id>`                               | `RUN`  | `<startedAt>#<id>` |
  * | lock lease          | `LOCK`                | `<lock name>`                            |        |                    |
  * | state value         | `STATE`               | `<key>`                                  |        |                    |
+ * | package manifest    | `MANIFEST#<sha256>`   | `<part, 4 digits>`                       |        |                    |
  */
 
 export type KeyAttributeType = 'S' | 'N' | 'B';

@@ -7,9 +7,10 @@
  */
 import Database from 'better-sqlite3';
 import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
-import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Channel, type Fence, type Lease, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
+import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Channel, type Fence, type PackageManifest, type Lease, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
 import { pointedAt } from '../../core/channels.ts';
 import { syncDefaults, type RunRetention } from '../../core/settings.ts';
+import { formatManifest, parseManifest } from '../../core/manifests.ts';
 import { RECORD_FIELDS, pickSet } from '../records.ts';
 
 /** Rows fetched per query while streaming a listing, so 100k rows never sit in memory at once. */
@@ -101,6 +102,15 @@ const SCHEMA = `
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
   );
+
+  -- One row per distinct package manifest; packages as the manifest text, sorted (NULL when unparsed).
+  CREATE TABLE IF NOT EXISTS manifests (
+    sha256      TEXT PRIMARY KEY,
+    path        TEXT NOT NULL,
+    packages    TEXT,
+    problem     TEXT,
+    indexed_at  TEXT NOT NULL
+  ) WITHOUT ROWID;
 `;
 
 /** A row as better-sqlite3 returns it: column name to value. */
@@ -394,6 +404,46 @@ export class SqliteCatalog implements Catalog {
       this.prepare(`UPDATE locks SET owner = '', expires_at = 0 WHERE name = ? AND owner = ? AND epoch = ?`)
         .run(lease.name, lease.owner, lease.epoch),
     );
+  }
+
+  // ---------------------------------------------------------------- package manifests
+
+  async putManifest(manifest: PackageManifest, fence?: Fence): Promise<void> {
+    this.fenced(fence, () =>
+      this.prepare(
+          `INSERT INTO manifests (sha256, path, packages, problem, indexed_at) VALUES (@sha256, @path, @packages, @problem, @indexedAt)
+           ON CONFLICT (sha256) DO UPDATE SET path = excluded.path, packages = excluded.packages,
+             problem = excluded.problem, indexed_at = excluded.indexed_at`,
+        )
+        .run({
+          sha256: manifest.sha256,
+          path: manifest.path,
+          packages: manifest.packages ? formatManifest(manifest.packages) : null,
+          problem: manifest.problem ?? null,
+          indexedAt: manifest.indexedAt,
+        }),
+    );
+  }
+
+  async getManifest(sha256: string): Promise<PackageManifest | undefined> {
+    const row = this.run(() =>
+      this.prepare<[string], { sha256: string; path: string; packages: string | null; problem: string | null; indexed_at: string }>(
+          'SELECT * FROM manifests WHERE sha256 = ?',
+        )
+        .get(sha256),
+    );
+    if (!row) return undefined;
+    return {
+      sha256: row.sha256,
+      path: row.path,
+      ...(row.packages !== null && { packages: parseManifest(row.path, Buffer.from(row.packages)) }),
+      ...(row.problem !== null && { problem: row.problem }),
+      indexedAt: row.indexed_at,
+    };
+  }
+
+  async forgetManifest(sha256: string, fence?: Fence): Promise<void> {
+    this.fenced(fence, () => this.prepare('DELETE FROM manifests WHERE sha256 = ?').run(sha256));
   }
 
   // ---------------------------------------------------------------- state

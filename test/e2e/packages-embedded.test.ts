@@ -1,0 +1,4 @@
+import { embeddedBackend } from '../support/backends.ts';
+import { packagesSuite } from './packages.suite.ts';
+
+packagesSuite(embeddedBackend);
