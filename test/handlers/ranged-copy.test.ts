@@ -113,9 +113,31 @@ describe('Handler: copy, an item above the ranged-copy threshold', () => {
     rig.upstream.faults.clear();
   });
 
+  it('records the joined bytes when a retry finds that its cut-short attempt had already joined them', async () => {
+    // Prepare: every part stored, then the parts joined as the attempt Step Functions retries had done before it timed out.
+    await rig.newVersion('20990505');
+    const plan = await rig.plan('ranged-5');
+    const large = (await rig.copyList(plan)).find((task) => task.path === rig.large.path);
+    if (!large) throw new Error('expected the large item in the copy list');
+    let last = (await rig.handlers.copy({ runId: 'ranged-5', task: large }, rig.context)) as UnfinishedCopy;
+    while (last.continuation.parts.length < 4) {
+      last = (await rig.handlers.copy({ runId: 'ranged-5', task: large, previous: last }, rig.context)) as UnfinishedCopy;
+    }
+    const upload = { key: keys.item(large.path), uploadId: last.continuation.uploadId };
+    await rig.backend.objects.parts?.complete(upload, last.continuation.parts, { ifAbsent: true });
+
+    // Act: the retry, with the input of the cut-short attempt.
+    const retried = await rig.handlers.copy({ runId: 'ranged-5', task: large, previous: last }, rig.context);
+
+    // Assess
+    expect(retried).toEqual({ path: large.path, size: ITEM_BYTES, skipped: true });
+    expect(await rig.backend.catalog.getObject(large.path)).toMatchObject({ size: ITEM_BYTES, sha256: rig.large.file.sha256 });
+    await rig.handlers.fail({ runId: 'ranged-5', error: { Error: 'States.Timeout', Cause: '{}' } }, rig.context);
+  });
+
   it('fails the item with RangeNotSupportedError naming it when upstream ignores Range, leaving nothing stored', async () => {
     // Prepare
-    await rig.newVersion('20990404');
+    await rig.newVersion('20990606');
     rig.upstream.ranges = false;
     const plan = await rig.plan('ranged-3');
     const large = (await rig.copyList(plan)).find((task) => task.path === rig.large.path);
