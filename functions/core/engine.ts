@@ -405,11 +405,14 @@ export class SyncEngine {
       progress = { uploadId: upload.uploadId, partBytes: rangedPartBytes(task.size, ranged.partBytes, parts), parts: [] };
     }
     const upload: PartUpload = { key, uploadId: progress.uploadId };
-    if (resume && isStoredAs(await this.deps.catalog.getObject(task.path), task)) {
-      // A retried call whose first attempt finished the item after all.
-      await parts.abort(upload);
-      this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: true });
-      return { path: task.path, size: task.size, skipped: true };
+    if (resume) {
+      // A retried call whose first attempt joined (or even recorded) the item before it was cut short:
+      // what it left under the key is checked where it lies, like any unvouched bytes.
+      const settled = await this.settleStored(runId, task, lease);
+      if (settled) {
+        await parts.abort(upload);
+        return settled;
+      }
     }
     const partCount = Math.ceil(task.size / progress.partBytes);
     try {

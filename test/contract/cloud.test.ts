@@ -49,8 +49,8 @@ const openS3Store = (prefix?: string) => async () => ({
   cleanup: async () => undefined,
 });
 
-objectStoreContract('S3ObjectStore (s3rver)', openS3Store(), { settlesCreateRaces: false });
-objectStoreContract('S3ObjectStore with a key prefix (s3rver)', openS3Store('tenant-a/'), { manyObjects: 1001, settlesCreateRaces: false });
+objectStoreContract('S3ObjectStore (s3rver)', openS3Store(), { settlesCreateRaces: false, partedWrites: true });
+objectStoreContract('S3ObjectStore with a key prefix (s3rver)', openS3Store('tenant-a/'), { manyObjects: 1001, settlesCreateRaces: false, partedWrites: true });
 
 catalogContract('DynamoCatalog (DynamoDB Local)', async () => {
   // The contract wants an empty catalog per test: a fresh table is cheap on DynamoDB Local.

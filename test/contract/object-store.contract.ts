@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { NotFoundError, ObjectExistsError } from '../../functions/core/errors.ts';
+import { IntegrityError, NotFoundError, ObjectExistsError } from '../../functions/core/errors.ts';
 import type { ByteStream, ObjectInfo, ObjectStore } from '../../functions/core/ports.ts';
 
 export interface OpenedObjectStore {
@@ -25,6 +25,12 @@ export interface ObjectStoreContractOptions {
    * stand-in ignores that header, so its run skips the race. @default true
    */
   settlesCreateRaces?: boolean;
+  /**
+   * Whether the store offers `parts` (one object written part by part, over
+   * several processes). Without them the engine copies every item whole.
+   * @default false
+   */
+  partedWrites?: boolean;
 }
 
 /** Big enough that an S3 backend has to go multipart (parts are at least 5 MiB). */
@@ -52,6 +58,111 @@ export function objectStoreContract(
 
     afterEach(async () => {
       await opened.cleanup();
+    });
+
+    describe('Property: parts', () => {
+      if (!options.partedWrites) {
+        it('is absent, so the engine copies every item whole', () => {
+          expect(store.parts).toBeUndefined();
+        });
+        return;
+      }
+      const MiB = 1024 * 1024;
+      const partsOf = () => {
+        if (!store.parts) throw new Error('expected parted writes');
+        return store.parts;
+      };
+
+      it('joins parts written one by one into one object, invisible until complete', async () => {
+        // Prepare
+        const parts = partsOf();
+        const key = `${base}items/large.img`;
+        const first = randomBytes(parts.minPartBytes);
+        const second = randomBytes(MiB + 7);
+
+        // Act: the second part first, as a retried invocation might.
+        const upload = await parts.start(key, { contentType: 'application/octet-stream' });
+        const two = await parts.putPart(upload, 2, fromChunks([second]), second.length);
+        const one = await parts.putPart(upload, 1, fromChunks([first.subarray(0, MiB), first.subarray(MiB)]), first.length);
+        const beforeComplete = await store.head(key);
+        const info = await parts.complete(upload, [one, two], { ifAbsent: true });
+
+        // Assess
+        expect(beforeComplete).toBeUndefined();
+        expect(info).toMatchObject({ key, size: first.length + second.length });
+        expect(sha256(await readAll(store, key))).toBe(sha256(Buffer.concat([first, second])));
+      });
+
+      it('replaces a part written again under its number', async () => {
+        // Prepare
+        const parts = partsOf();
+        const key = `${base}items/rewritten.img`;
+        const stale = randomBytes(parts.minPartBytes);
+        const fresh = randomBytes(parts.minPartBytes);
+        const tail = randomBytes(1000);
+
+        // Act
+        const upload = await parts.start(key);
+        await parts.putPart(upload, 1, fromChunks([stale]), stale.length);
+        const one = await parts.putPart(upload, 1, fromChunks([fresh]), fresh.length);
+        const two = await parts.putPart(upload, 2, fromChunks([tail]), tail.length);
+        await parts.complete(upload, [one, two]);
+
+        // Assess
+        expect(sha256(await readAll(store, key))).toBe(sha256(Buffer.concat([fresh, tail])));
+      });
+
+      it('refuses a part body of another length than declared with IntegrityError naming the key, either way', async () => {
+        // Prepare
+        const parts = partsOf();
+        const key = `${base}items/short.img`;
+        const upload = await parts.start(key);
+
+        // Act
+        const short = await parts.putPart(upload, 1, fromChunks([randomBytes(100)]), 200).catch((error: unknown) => error);
+        const long = await parts.putPart(upload, 1, fromChunks([randomBytes(300)]), 200).catch((error: unknown) => error);
+        await parts.abort(upload);
+
+        // Assess
+        expect(short).toBeInstanceOf(IntegrityError);
+        expect(long).toBeInstanceOf(IntegrityError);
+        expect((short as Error).message).toContain(key);
+        expect(await store.head(key)).toBeUndefined();
+      });
+
+      it('completes create-only: ObjectExistsError when an object is there, which stays as it was', async () => {
+        // Prepare
+        const parts = partsOf();
+        const key = `${base}items/taken.img`;
+        await store.put(key, new TextEncoder().encode('published'));
+        const upload = await parts.start(key);
+        const part = await parts.putPart(upload, 1, fromChunks([randomBytes(10)]), 10);
+
+        // Act
+        const failure = await parts.complete(upload, [part], { ifAbsent: true }).catch((error: unknown) => error);
+        await parts.abort(upload);
+
+        // Assess
+        expect(failure).toBeInstanceOf(ObjectExistsError);
+        expect((await readAll(store, key)).toString()).toBe('published');
+      });
+
+      it('aborts idempotently, after which the upload cannot be completed (NotFoundError)', async () => {
+        // Prepare
+        const parts = partsOf();
+        const key = `${base}items/aborted.img`;
+        const upload = await parts.start(key);
+        const part = await parts.putPart(upload, 1, fromChunks([randomBytes(10)]), 10);
+
+        // Act
+        await parts.abort(upload);
+        await parts.abort(upload);
+        const late = await parts.complete(upload, [part], { ifAbsent: true }).catch((error: unknown) => error);
+
+        // Assess
+        expect(late).toBeInstanceOf(NotFoundError);
+        expect(await store.head(key)).toBeUndefined();
+      });
     });
 
     describe('Method: put / head / get', () => {

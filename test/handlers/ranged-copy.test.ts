@@ -13,6 +13,7 @@ import { keys } from '../../functions/core/ports.ts';
 import { syncDefaults } from '../../functions/core/settings.ts';
 import { useStandins } from '../support/global-standins.ts';
 import { startRangedCopyRig, type RangedCopyRig } from '../support/ranged-copy.ts';
+import type { UnfinishedCopy } from '../../functions/core/engine.ts';
 import { generatedFile, serveTree } from '../support/upstream-server.ts';
 
 const MiB = 2 ** 20;
@@ -85,9 +86,58 @@ describe('Handler: copy, an item above the ranged-copy threshold', () => {
     rig.upstream.faults.clear();
   });
 
+  it('keeps the upload open through a transient upstream error, so the retry with the same continuation goes on', async () => {
+    // Prepare: one part stored, then upstream answers 503 once.
+    await rig.newVersion('20990303');
+    const plan = await rig.plan('ranged-4');
+    const tasks = await rig.copyList(plan);
+    const large = tasks.find((task) => task.path === rig.large.path);
+    if (!large) throw new Error('expected the large item in the copy list');
+    const first = (await rig.handlers.copy({ runId: 'ranged-4', task: large }, rig.context)) as UnfinishedCopy;
+    rig.upstream.faults.set(large.path, { kind: 'status', status: 503, times: rig.upstream.requestsFor(large.path).length + 1 });
+
+    // Act: the failed invocation, then Step Functions' retry with the same input.
+    const failure = await rig.handlers.copy({ runId: 'ranged-4', task: large, previous: first }, rig.context).catch((error: unknown) => error);
+    const retried = await rig.copyUntilDone('ranged-4', large, first);
+    for (const task of tasks) if (task !== large) await rig.copyUntilDone('ranged-4', task);
+    await rig.handlers.publish({ runId: 'ranged-4' }, rig.context);
+    await rig.handlers.prune({ runId: 'ranged-4' }, rig.context);
+
+    // Assess
+    expect(first.continuation.parts).toHaveLength(1);
+    expect(failure).toBeInstanceOf(UpstreamError);
+    expect(retried.result).toEqual({ path: large.path, size: ITEM_BYTES, skipped: false });
+    expect(retried.continuations.every((step) => step.continuation.uploadId === first.continuation.uploadId)).toBe(true);
+    expect(rig.upstream.requestsFor(large.path).map((request) => request.status)).toEqual([206, 503, 206, 206, 206]);
+    expect(await sha256Of(keys.item(large.path))).toBe(rig.large.file.sha256);
+    rig.upstream.faults.clear();
+  });
+
+  it('records the joined bytes when a retry finds that its cut-short attempt had already joined them', async () => {
+    // Prepare: every part stored, then the parts joined as the attempt Step Functions retries had done before it timed out.
+    await rig.newVersion('20990505');
+    const plan = await rig.plan('ranged-5');
+    const large = (await rig.copyList(plan)).find((task) => task.path === rig.large.path);
+    if (!large) throw new Error('expected the large item in the copy list');
+    let last = (await rig.handlers.copy({ runId: 'ranged-5', task: large }, rig.context)) as UnfinishedCopy;
+    while (last.continuation.parts.length < 4) {
+      last = (await rig.handlers.copy({ runId: 'ranged-5', task: large, previous: last }, rig.context)) as UnfinishedCopy;
+    }
+    const upload = { key: keys.item(large.path), uploadId: last.continuation.uploadId };
+    await rig.backend.objects.parts?.complete(upload, last.continuation.parts, { ifAbsent: true });
+
+    // Act: the retry, with the input of the cut-short attempt.
+    const retried = await rig.handlers.copy({ runId: 'ranged-5', task: large, previous: last }, rig.context);
+
+    // Assess
+    expect(retried).toEqual({ path: large.path, size: ITEM_BYTES, skipped: true });
+    expect(await rig.backend.catalog.getObject(large.path)).toMatchObject({ size: ITEM_BYTES, sha256: rig.large.file.sha256 });
+    await rig.handlers.fail({ runId: 'ranged-5', error: { Error: 'States.Timeout', Cause: '{}' } }, rig.context);
+  });
+
   it('fails the item with RangeNotSupportedError naming it when upstream ignores Range, leaving nothing stored', async () => {
     // Prepare
-    await rig.newVersion('20990202');
+    await rig.newVersion('20990606');
     rig.upstream.ranges = false;
     const plan = await rig.plan('ranged-3');
     const large = (await rig.copyList(plan)).find((task) => task.path === rig.large.path);

@@ -56,8 +56,11 @@ export interface RangedCopyRig {
   plan(runId: string): Promise<Extract<PlanOutcome, { outcome: 'planned' }>>;
   /** The copy list the plan wrote. */
   copyList(plan: { copyKey: string }): Promise<CopyTask[]>;
-  /** Invokes copy for `task` until it hands back no continuation; rejects with the invocation's error. */
-  copyUntilDone(runId: string, task: CopyTask): Promise<CopyLoop>;
+  /**
+   * Invokes copy for `task` (going on from `from`, a continuation an earlier
+   * call handed back) until it hands back none; rejects with the invocation's error.
+   */
+  copyUntilDone(runId: string, task: CopyTask, from?: UnfinishedCopy): Promise<CopyLoop>;
   close(): Promise<void>;
 }
 
@@ -121,9 +124,9 @@ export async function startRangedCopyRig(standins: StandinEndpoints, options: Ra
       return outcome;
     },
     copyList: (plan) => readJson<CopyTask[]>(plan.copyKey),
-    async copyUntilDone(runId, task) {
+    async copyUntilDone(runId, task, from) {
       const continuations: UnfinishedCopy[] = [];
-      let previous: UnfinishedCopy | undefined;
+      let previous: UnfinishedCopy | undefined = from;
       for (let invocations = 1; ; invocations++) {
         const result = (await handlers.copy({ runId, task, ...(previous && { previous }) }, context)) as CopiedItem | UnfinishedCopy;
         if (!('continuation' in result)) return { result, invocations, continuations };

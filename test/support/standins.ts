@@ -36,7 +36,9 @@ const require = createRequire(import.meta.url);
  * - AbortMultipartUpload (DELETE ?uploadId=…) gets 405 from s3rver; an http
  *   server in front removes the upload's parts (s3rver keeps them in
  *   `<dir>/<bucket>/._S3rver_uploads/<id>/`) and answers 204, or 404
- *   NoSuchUpload for an unknown id.
+ *   NoSuchUpload for an unknown id. CompleteMultipartUpload (POST
+ *   ?uploadId=…) of an upload whose parts are gone (aborted, or never
+ *   started) gets s3rver's 500; it is answered 404 NoSuchUpload here.
  * - Listings follow the directory walk, so `p/a/b` comes before `p/a-c`; S3
  *   lists in UTF-8 byte order, and pagination (start-after the last key)
  *   depends on it. Delimiter-less listings are re-sorted here.
@@ -90,16 +92,20 @@ const handle = s3rver.callback();
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://stand-in');
   const uploadId = url.searchParams.get('uploadId');
-  if (req.method !== 'DELETE' || uploadId === null) return handle(req, res);
+  if ((req.method !== 'DELETE' && req.method !== 'POST') || uploadId === null) return handle(req, res);
   const bucket = decodeURIComponent(url.pathname.split('/')[1] || '');
   const uploadDir = path.join(directory, bucket, '._S3rver_uploads', path.basename(uploadId));
-  req.resume();
-  fs.rm(uploadDir, { recursive: true }, (error) => {
-    if (!error) return res.writeHead(204).end();
+  const noSuchUpload = () =>
     res.writeHead(404, { 'content-type': 'application/xml' }).end(
       '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code>' +
       '<Message>The specified upload does not exist.</Message></Error>');
-  });
+  if (req.method === 'POST') {
+    if (fs.existsSync(uploadDir)) return handle(req, res);
+    req.resume();
+    return noSuchUpload();
+  }
+  req.resume();
+  fs.rm(uploadDir, { recursive: true }, (error) => (error ? noSuchUpload() : res.writeHead(204).end()));
 });
 server.listen(0, '127.0.0.1', () => process.stdout.write(JSON.stringify({ port: server.address().port }) + '\\n'));
 const reaped = [];

@@ -262,7 +262,9 @@ class S3PartedWrites implements PartedWrites {
 
   async putPart(upload: PartUpload, partNumber: number, body: ByteStream, size: number): Promise<UploadedPart> {
     const what = `${this.describe(upload.key)} part ${partNumber}`;
-    const source = new RecordingSource(exactly(body, size, what));
+    // A body that fails mid-part must end the request too: S3 would otherwise wait for the rest of its Content-Length.
+    const request = new AbortController();
+    const source = new RecordingSource(exactly(body, size, what), () => request.abort());
     try {
       const uploaded = await this.client.send(
         new UploadPartCommand({
@@ -273,6 +275,7 @@ class S3PartedWrites implements PartedWrites {
           ContentLength: size,
           Body: source.readable,
         }),
+        { abortSignal: request.signal },
       );
       if (!uploaded.ETag) throw new Error(`${what}: UploadPart returned no ETag`);
       return { partNumber, etag: uploaded.ETag, ...(uploaded.ChecksumCRC32 && { checksum: uploaded.ChecksumCRC32 }) };
@@ -345,9 +348,12 @@ class RecordingSource {
   readonly readable: Readable;
   failure: { error: unknown } | undefined;
 
-  constructor(body: ByteStream) {
+  /** `onFailure` runs when the body throws, before the error reaches the reader. */
+  constructor(body: ByteStream, private readonly onFailure: () => void = () => {}) {
     // One chunk of read-ahead: the part being filled is the buffer that matters.
     this.readable = Readable.from(this.recording(body), { highWaterMark: 1 });
+    // The failure is recorded and rethrown to the caller; the stream's own 'error' event needs no other listener.
+    this.readable.on('error', () => {});
   }
 
   /** Closes the source when Upload stopped reading early (an S3 failure): no dangling upstream response. */
@@ -360,6 +366,7 @@ class RecordingSource {
       yield* body;
     } catch (error) {
       this.failure = { error };
+      this.onFailure();
       throw error;
     }
   }
