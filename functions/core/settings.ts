@@ -53,6 +53,8 @@ export const syncDefaults = Object.freeze({
   limits: defaultMetadataLimits,
   allowCrossHostRedirects: false,
   itemIdleTimeoutMs: 60 * SECOND,
+  /** Publish upstream's metadata verbatim unless asked to publish the mirror's own, re-signed. */
+  resign: false,
 });
 
 /** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
@@ -90,6 +92,8 @@ export interface SyncConfig {
   readonly allowCrossHostRedirects: boolean;
   /** An item download fails (transiently) once no byte has arrived for this long. */
   readonly itemIdleTimeoutMs: number;
+  /** Publish the mirror's own metadata (exactly what it stores), signed with its own key. */
+  readonly resign: boolean;
 }
 
 /** Raw values as an entry point has them: strings, numbers, booleans, arrays, or absent (`undefined`, `null`, `''`). */
@@ -112,6 +116,8 @@ export interface RawSyncSettings {
   jsonDepth?: unknown;
   allowCrossHostRedirects?: unknown;
   itemIdleTimeout?: unknown;
+  /** true: publish re-signed metadata. @default false */
+  resign?: unknown;
 }
 
 export type SettingKey = keyof RawSyncSettings;
@@ -188,6 +194,9 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
   };
 
   const verify = booleanOf(value('verify'), syncDefaults.verify, (problem) => fail('verify', problem));
+  const resign = booleanOf(value('resign'), syncDefaults.resign, (problem) => fail('resign', problem));
+  // The mirror's signature vouches for what upstream signed: it cannot vouch for what nobody verified.
+  if (resign && !verify) fail('resign', `needs a verified source: an unsigned one (${entry.name('verify')}) cannot be re-signed`);
   const pruneGraceMs = duration('pruneGrace', entry.edge ? syncDefaults.pruneGraceMs.edgeCached : syncDefaults.pruneGraceMs.direct);
   if (entry.edge && pruneGraceMs < entry.edge.minPruneGraceMs) {
     fail('pruneGrace', `${shown(value('pruneGrace'))} is shorter than the minimum of ${describeDuration(entry.edge.minPruneGraceMs)}: ${entry.edge.reason}`);
@@ -211,6 +220,7 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
       fail('allowCrossHostRedirects', problem),
     ),
     itemIdleTimeoutMs: duration('itemIdleTimeout', syncDefaults.itemIdleTimeoutMs),
+    resign,
   };
 }
 
@@ -224,6 +234,7 @@ export function engineSettings(config: SyncConfig, keyring: Keyring | undefined)
     lockTtlMs: config.lockTtlMs,
     attempts: config.attempts,
     limits: config.limits,
+    resign: config.resign,
   };
 }
 

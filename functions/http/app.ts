@@ -4,6 +4,7 @@
  * (behind API Gateway in a Lambda, and in tests), while node:http writes a
  * Reply straight to the socket (functions/local/server.ts).
  */
+import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from '../core/published-files.ts';
 import { keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
 import { PublishedItems } from './published-items.ts';
@@ -60,7 +61,7 @@ export function createApp(deps: AppDeps): App {
   async function route(request: AppRequest, path: string): Promise<Reply> {
     if (path === 'api/v1/status') return json(await statusReport(deps.catalog), 200, {}, request.method);
     if (path === 'api/v1/images') return json(await catalogSummary(deps.catalog), 200, {}, request.method);
-    if (path.startsWith(METADATA_PREFIX)) {
+    if (path.startsWith(METADATA_PREFIX) || isServedKeyring(path)) {
       const publication = await current.get();
       if (!publication || !publication.files.includes(path)) return notFound(path);
       const held = await metadata.get(publication, path);
@@ -93,6 +94,11 @@ export function createApp(deps: AppDeps): App {
     return toResponse(await resolve({ method: request.method, pathname, header }));
   };
   return Object.assign(app, { resolve });
+}
+
+/** The public keyring of a re-signed publication: a file of its generation, switched with its metadata. */
+function isServedKeyring(path: string): boolean {
+  return path === PUBLISHED_KEYRING || path === PUBLISHED_KEYRING_ARMORED;
 }
 
 export function isReadMethod(method: string): boolean {

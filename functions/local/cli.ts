@@ -1,12 +1,13 @@
 /** The `skystreams` command. Each action: parse flags, open a backend, hand over to the engine or the app. */
 import { Command, Option } from 'commander';
 import { auditPublication } from '../core/audit.ts';
-import { SyncEngine, requestRepair } from '../core/engine.ts';
+import { SyncEngine, requestRepair, requestRepublish } from '../core/engine.ts';
+import { describeSigningKeys, retireSigningKey, rotateSigningKey } from '../core/signing-keys.ts';
 import { ConfigError, SkystreamsError } from '../core/errors.ts';
 import { HttpUpstream } from '../adapters/http/http-upstream.ts';
 import { createApp } from '../http/app.ts';
 import { statusReport } from '../http/reports.ts';
-import type { Backend } from '../core/ports.ts';
+import type { Backend, SigningKeyStore } from '../core/ports.ts';
 import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '../core/settings.ts';
 import { DEFAULT_DATA_DIR, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
@@ -47,7 +48,8 @@ function syncOptions(command: Command): Command {
       '--prune-grace <duration>',
       `keep replaced generations this long for clients mid-download (default ${describeDuration(syncDefaults.pruneGraceMs.direct)})`,
     )
-    .option('--allow-cross-host-redirects', 'follow upstream redirects to another scheme, host or port');
+    .option('--allow-cross-host-redirects', 'follow upstream redirects to another scheme, host or port')
+    .option('--resign', "publish the mirror's own metadata, listing exactly what it stores, signed with its own key (served at /keyring.gpg)");
 }
 
 async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T> {
@@ -71,6 +73,7 @@ async function syncOnce(config: SyncConfig, backend: Backend): Promise<void> {
       onEvent: (e) => progress.onEvent(e),
       holder: thisProcess(),
       isAlive: isAliveOnThisHost,
+      ...(backend.signingKeys && { signingKeys: backend.signingKeys }),
     },
     settings,
   );
@@ -183,6 +186,49 @@ backendOptions(program.command('init').description('create (or check) the S3 buc
     for (const line of lines) console.log(line);
   },
 );
+
+// ---------------------------------------------------------------- the mirror's signing keys (re-signed mode)
+
+const keyCommand = program.command('key').description("the mirror's own signing keys (re-signed mode; docs/key-rotation.md)");
+
+/** The backend's key store, or a ConfigError saying how to name one. */
+function keyStoreOf(backend: Backend): SigningKeyStore {
+  if (!backend.signingKeys) throw new ConfigError(`${backend.description} has no signing key store: name one with --signing-secret`);
+  return backend.signingKeys;
+}
+
+backendOptions(keyCommand.command('show').description('fingerprints of the active key and of the previous keys still published')).action(
+  async (flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      const keys = await describeSigningKeys(keyStoreOf(backend));
+      if (!keys) {
+        console.log('no signing key yet: the first sync with --resign creates one');
+        return;
+      }
+      console.log(`active   ${keys.active}`);
+      for (const fingerprint of keys.previous) console.log(`previous ${fingerprint}`);
+    }),
+);
+
+backendOptions(keyCommand.command('rotate').description('sign from the next publication on with a new key; the old public key stays in /keyring.gpg')).action(
+  async (flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      const { retiring, active } = await rotateSigningKey(keyStoreOf(backend));
+      await requestRepublish(backend.catalog, 'signing key rotated');
+      console.log(`new active key ${active}; the next sync publishes with it`);
+      if (retiring) console.log(`${retiring} stays in the keyring until: skystreams key retire ${retiring}`);
+    }),
+);
+
+backendOptions(keyCommand.command('retire').description('drop a previous key from the keyring the next publication serves'))
+  .argument('<fingerprint>', 'a previous key, as `key show` prints it')
+  .action(async (fingerprint: string, flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      await retireSigningKey(keyStoreOf(backend), fingerprint);
+      await requestRepublish(backend.catalog, 'signing key retired');
+      console.log(`${fingerprint} retired; the next sync publishes a keyring without it`);
+    }),
+  );
 
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {

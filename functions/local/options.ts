@@ -20,6 +20,7 @@ export const SYNC_FLAGS = {
   concurrency: '--concurrency',
   pruneGrace: '--prune-grace',
   allowCrossHostRedirects: '--allow-cross-host-redirects',
+  resign: '--resign',
 } as const;
 
 export interface BackendFlags {
@@ -41,6 +42,7 @@ export interface SyncFlags extends BackendFlags {
   concurrency?: string;
   pruneGrace?: string;
   allowCrossHostRedirects?: boolean;
+  resign?: boolean;
 }
 
 export async function openBackend(flags: BackendFlags): Promise<Backend> {
@@ -76,6 +78,7 @@ export function syncConfig(flags: SyncFlags): SyncConfig {
       concurrency: flags.concurrency,
       pruneGrace: flags.pruneGrace,
       allowCrossHostRedirects: flags.allowCrossHostRedirects,
+      resign: flags.resign,
     },
     { name: namesFrom(SYNC_FLAGS), durationUnit: 's', backend: flags.bucket || flags.table ? 'cloud' : 'embedded' },
   );
