@@ -19,6 +19,7 @@ import { ensureTable } from './dynamodb/table-setup.ts';
 import { ensureBucket } from './s3/bucket-setup.ts';
 import { s3Client, type S3Connection } from './s3/s3-client.ts';
 import { S3ObjectStore } from './s3/s3-object-store.ts';
+import { SecretsManagerSigningKeys } from './secrets/secrets-manager-signing-keys.ts';
 
 export interface CloudBackendOptions {
   bucket: string;
@@ -31,11 +32,13 @@ export interface CloudBackendOptions {
   dynamodbEndpoint?: string;
   /** Prepended to every object key (`mirror/` puts items at `mirror/items/…`). @default '' */
   prefix?: string;
+  /** The Secrets Manager secret (ARN or name) holding the mirror's signing keys, for re-signed mode. @default none */
+  signingSecret?: string;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
 
-const OPTION_NAMES = new Set(['bucket', 'table', 'region', 's3Endpoint', 'dynamodbEndpoint', 'prefix']);
+const OPTION_NAMES = new Set(['bucket', 'table', 'region', 's3Endpoint', 'dynamodbEndpoint', 'prefix', 'signingSecret']);
 /** Endpoints on this machine are stand-ins, which accept any credentials. */
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 // DynamoDB Local accepts access keys of letters and digits only.
@@ -75,6 +78,7 @@ export function openCloudBackend(options: CloudBackendOptions, env: Environment 
     objects,
     catalog,
     description: `${objects.describe('')} + ${catalog.describe()}`,
+    ...(options.signingSecret && { signingKeys: new SecretsManagerSigningKeys({ secretId: options.signingSecret }) }),
     // The SDK clients are shared by every backend in this process, so there is nothing of ours to close.
     close: async () => undefined,
   };

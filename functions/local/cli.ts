@@ -26,7 +26,8 @@ function backendOptions(command: Command): Command {
     .option('--table <name>', 'cloud backend: DynamoDB table (with --bucket)')
     .option('--region <region>', 'cloud backend: AWS region (default: the SDK chain)')
     .option('--s3-endpoint <url>', 'cloud backend: S3 endpoint (also AWS_ENDPOINT_URL_S3)')
-    .option('--dynamodb-endpoint <url>', 'cloud backend: DynamoDB endpoint (also AWS_ENDPOINT_URL_DYNAMODB)');
+    .option('--dynamodb-endpoint <url>', 'cloud backend: DynamoDB endpoint (also AWS_ENDPOINT_URL_DYNAMODB)')
+    .option('--signing-secret <arn>', "cloud backend: Secrets Manager secret with the mirror's signing keys (--resign, key)");
 }
 
 function syncOptions(command: Command): Command {

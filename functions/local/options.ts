@@ -30,6 +30,7 @@ export interface BackendFlags {
   region?: string;
   s3Endpoint?: string;
   dynamodbEndpoint?: string;
+  signingSecret?: string;
 }
 
 export interface SyncFlags extends BackendFlags {
@@ -51,6 +52,7 @@ export async function openBackend(flags: BackendFlags): Promise<Backend> {
     const { openCloudBackend } = await import('../adapters/cloud.ts');
     return openCloudBackend(cloudBackendOptions(flags));
   }
+  if (flags.signingSecret) throw new ConfigError('--signing-secret is for the cloud backend: the embedded one keeps its keys under --data-dir');
   return openEmbeddedBackend(resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
 }
 
@@ -63,6 +65,7 @@ export function cloudBackendOptions(flags: BackendFlags): CloudBackendOptions {
     region: flags.region,
     s3Endpoint: flags.s3Endpoint,
     dynamodbEndpoint: flags.dynamodbEndpoint,
+    ...(flags.signingSecret && { signingSecret: flags.signingSecret }),
   };
 }
 

@@ -18,6 +18,10 @@ export const ENV = {
   pruneGraceHours: 'SKYSTREAMS_PRUNE_GRACE_HOURS',
   /** Path of the upstream keyring; relative paths resolve against the bundle directory. */
   keyringFile: 'SKYSTREAMS_KEYRING_FILE',
+  /** `true`: publish the mirror's own metadata, re-signed. */
+  resign: 'SKYSTREAMS_RESIGN',
+  /** The secret with the signing keys: set on the signing (planning) function only. */
+  signingSecret: 'SKYSTREAMS_SIGNING_SECRET',
   stateMachineArn: 'SKYSTREAMS_STATE_MACHINE_ARN',
 } as const;
 
@@ -29,6 +33,8 @@ type Environment = Readonly<Record<string, string | undefined>>;
 export interface StoreSettings {
   bucket: string;
   table: string;
+  /** Only where the function signs. */
+  signingSecret?: string;
 }
 
 export interface SyncEnvironment extends StoreSettings {
@@ -38,7 +44,7 @@ export interface SyncEnvironment extends StoreSettings {
 /** How the sync settings are named here, for messages. */
 export const SYNC_ENTRY: EntryPoint = {
   name: namesFrom(
-    { source: ENV.sourceUrl, filters: ENV.filters, max: ENV.max, pruneGrace: ENV.pruneGraceHours, keyring: ENV.keyringFile },
+    { source: ENV.sourceUrl, filters: ENV.filters, max: ENV.max, pruneGrace: ENV.pruneGraceHours, keyring: ENV.keyringFile, resign: ENV.resign },
     'environment variable ',
   ),
   durationUnit: 'h',
@@ -46,7 +52,8 @@ export const SYNC_ENTRY: EntryPoint = {
 };
 
 export function readStoreSettings(env: Environment = process.env): StoreSettings {
-  return { bucket: required(env, ENV.bucket), table: required(env, ENV.table) };
+  const signingSecret = env[ENV.signingSecret];
+  return { bucket: required(env, ENV.bucket), table: required(env, ENV.table), ...(signingSecret && { signingSecret }) };
 }
 
 export function readSyncEnvironment(env: Environment = process.env): SyncEnvironment {
@@ -60,6 +67,7 @@ export function readSyncEnvironment(env: Environment = process.env): SyncEnviron
       pruneGrace: required(env, ENV.pruneGraceHours),
       // Step Functions retries items itself, with backoff: one attempt per invocation.
       attempts: 1,
+      resign: env[ENV.resign],
     },
     SYNC_ENTRY,
   );
@@ -84,5 +92,6 @@ export function syncEnvironment(sync: SyncConfig): Record<string, string> {
     [ENV.max]: sync.max === undefined ? '' : String(sync.max),
     [ENV.pruneGraceHours]: String(sync.pruneGraceMs / 3_600_000),
     [ENV.keyringFile]: BUNDLED_KEYRING,
+    [ENV.resign]: String(sync.resign),
   };
 }
