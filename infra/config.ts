@@ -60,6 +60,11 @@ export interface SkystreamsConfig {
   readonly customDomain: CustomDomainConfig | undefined;
   /** Keyring path on the MAAS region controller, for the printed command. */
   readonly maasKeyringPath: string;
+  /**
+   * Re-signed mode (`resign: true`): an existing Secrets Manager secret with
+   * the signing keys. @default undefined: the stack creates one
+   */
+  readonly signingKeySecretArn: string | undefined;
 }
 
 /**
@@ -96,6 +101,8 @@ const TOP_LEVEL_KEYS = [
   'alarms',
   'customDomain',
   'maasKeyringPath',
+  'resign',
+  'signingKeySecretArn',
 ] as const;
 
 /** CloudWatch evaluates alarms over at most one day of 1-minute-or-longer periods. */
@@ -109,6 +116,7 @@ const SYNC_SETTING_NAMES: Partial<Record<SettingKey, string>> = {
   max: 'max',
   concurrency: 'copyConcurrency',
   pruneGrace: 'pruneGraceHours',
+  resign: 'resign',
 };
 
 export interface ConfigSource {
@@ -156,6 +164,7 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
       max: root.max,
       concurrency: root.copyConcurrency,
       pruneGrace: root.pruneGraceHours,
+      resign: root.resign,
     },
     {
       name: (setting, item) => `${origin}: ${SYNC_SETTING_NAMES[setting] ?? setting}${item === undefined ? '' : `[${item}]`}`,
@@ -184,6 +193,8 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
     );
   }
 
+  const signingKeySecretArn = parseSecretArn(root.signingKeySecretArn, sync.resign, fail);
+
   return {
     sync,
     keyring,
@@ -193,6 +204,7 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
     alarms,
     customDomain: parseCustomDomain(root.customDomain, fail),
     maasKeyringPath,
+    signingKeySecretArn,
   };
 }
 
@@ -280,6 +292,15 @@ function rejectUnknownKeys(object: Record<string, unknown>, known: readonly stri
 function optionalString(value: unknown, setting: string, fail: Fail): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   if (typeof value !== 'string') return fail(setting, 'expected a string');
+  return value;
+}
+
+function parseSecretArn(value: unknown, resign: boolean, fail: Fail): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (!resign) return fail('signingKeySecretArn', 'only used with "resign": true');
+  if (typeof value !== 'string' || !/^arn:aws[\w-]*:secretsmanager:[\w-]+:\d{12}:secret:.+$/.test(value)) {
+    return fail('signingKeySecretArn', `${JSON.stringify(value)} is not a Secrets Manager secret ARN`);
+  }
   return value;
 }
 

@@ -7,6 +7,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
+import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from '../../functions/core/published-files.ts';
 import { grantObjectAccess, KEY_PATTERNS } from '../bucket-access.ts';
 import { MirrorFunction } from './mirror-function.ts';
 
@@ -28,6 +29,9 @@ export interface MirrorApiProps {
 
 /** Top-level paths the API serves; everything else is an item, served by CloudFront from S3. */
 export const API_PREFIXES = ['streams', 'api'] as const;
+
+/** Single files at the root the API serves: a re-signed publication's public keyring, switched with its metadata. */
+export const API_FILES = [PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED] as const;
 
 /** The header API Gateway reads its API key from, which CloudFront adds to every origin request. */
 export const ORIGIN_KEY_HEADER = 'x-api-key';
@@ -120,6 +124,11 @@ export class MirrorApi extends Construct {
       const everything = this.api.root.addResource(prefix).addResource('{proxy+}');
       everything.addMethod('GET', integration);
       everything.addMethod('HEAD', integration);
+    }
+    for (const file of API_FILES) {
+      const resource = this.api.root.addResource(file);
+      resource.addMethod('GET', integration);
+      resource.addMethod('HEAD', integration);
     }
   }
 }

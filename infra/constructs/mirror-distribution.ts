@@ -8,7 +8,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ITEMS_ORIGIN_PATH, KEY_PATTERNS } from '../bucket-access.ts';
 import { METADATA_DEFAULT_TTL_SECONDS, METADATA_MAX_TTL_SECONDS } from '../edge-cache.ts';
-import { API_PREFIXES } from './mirror-api.ts';
+import { API_FILES, API_PREFIXES } from './mirror-api.ts';
 
 /** What the edge checks (EdgeAccessControl provides it). */
 export interface EdgeAccess {
@@ -115,7 +115,10 @@ export class MirrorDistribution extends Construct {
         compress: false,
         functionAssociations,
       },
-      additionalBehaviors: Object.fromEntries(API_PREFIXES.map((prefix) => [`/${prefix}/*`, apiBehavior])),
+      additionalBehaviors: Object.fromEntries([
+        ...API_PREFIXES.map((prefix) => [`/${prefix}/*`, apiBehavior]),
+        ...API_FILES.map((file) => [`/${file}`, apiBehavior]),
+      ]),
       httpVersion: cloudfront.HttpVersion.HTTP2_AND_3,
       enableIpv6: true,
       priceClass: props.priceClass ?? cloudfront.PriceClass.PRICE_CLASS_100,

@@ -7,6 +7,7 @@ import { MirrorDistribution } from '../constructs/mirror-distribution.ts';
 import { MirrorStorage } from '../constructs/mirror-storage.ts';
 import { Operations } from '../constructs/operations.ts';
 import { SyncPipeline } from '../constructs/sync-pipeline.ts';
+import { SigningKey } from '../constructs/signing-key.ts';
 import { suppressAcceptedFindings } from '../nag-suppressions.ts';
 
 export interface MirrorStackProps extends StackProps {
@@ -17,6 +18,8 @@ export interface MirrorStackProps extends StackProps {
 export class MirrorStack extends Stack {
   public readonly storage: MirrorStorage;
   public readonly sync: SyncPipeline;
+  /** Re-signed mode only. */
+  public readonly signingKey: SigningKey | undefined;
   public readonly api: MirrorApi;
   public readonly delivery: MirrorDistribution;
   public readonly accessControl: EdgeAccessControl;
@@ -37,12 +40,16 @@ export class MirrorStack extends Stack {
     this.storage = new MirrorStorage(this, 'Storage');
     const { bucket, table } = this.storage;
 
+    this.signingKey = config.sync.resign
+      ? new SigningKey(this, 'SigningKey', config.signingKeySecretArn ? { existingSecretArn: config.signingKeySecretArn } : {})
+      : undefined;
     this.sync = new SyncPipeline(this, 'Sync', {
       bucket,
       table,
       sync: config.sync,
       keyring: config.keyring,
       scheduleMinutes: config.scheduleMinutes,
+      ...(this.signingKey && { signingKey: this.signingKey }),
     });
 
     this.api = new MirrorApi(this, 'Api', { bucket, table });
