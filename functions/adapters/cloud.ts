@@ -10,6 +10,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
 import { httpUrl } from '../core/settings.ts';
@@ -45,7 +46,7 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 const STAND_IN_CREDENTIALS = { accessKeyId: 'skystreams', secretAccessKey: 'skystreams' };
 
 /** Sees each SDK client a backend is opened on, once: how a test adds middleware (test/handlers/iam.test.ts records every call). */
-export type ClientHook = (client: S3Client | DynamoDBClient) => void;
+export type ClientHook = (client: S3Client | DynamoDBClient | SecretsManagerClient) => void;
 
 const clientHooks: { hook: ClientHook; seen: WeakSet<object> }[] = [];
 
@@ -54,7 +55,7 @@ export function addClientMiddleware(hook: ClientHook): void {
   clientHooks.push({ hook, seen: new WeakSet() });
 }
 
-function hooked<T extends S3Client | DynamoDBClient>(client: T): T {
+function hooked<T extends S3Client | DynamoDBClient | SecretsManagerClient>(client: T): T {
   for (const { hook, seen } of clientHooks) {
     if (!seen.has(client)) {
       seen.add(client);
@@ -78,7 +79,7 @@ export function openCloudBackend(options: CloudBackendOptions, env: Environment 
     objects,
     catalog,
     description: `${objects.describe('')} + ${catalog.describe()}`,
-    ...(options.signingSecret && { signingKeys: new SecretsManagerSigningKeys({ secretId: options.signingSecret }) }),
+    ...(options.signingSecret && { signingKeys: new SecretsManagerSigningKeys({ secretId: options.signingSecret, onClient: hooked }) }),
     // The SDK clients are shared by every backend in this process, so there is nothing of ours to close.
     close: async () => undefined,
   };

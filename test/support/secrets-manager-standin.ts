@@ -29,8 +29,12 @@ const REGION = 'us-east-1';
 
 export async function startSecretsManagerStandin(): Promise<SecretsManagerStandin> {
   const secrets = new Map<string, Secret>();
-  const find = (id: unknown): Secret | undefined =>
-    typeof id === 'string' ? (secrets.get(id) ?? [...secrets.values()].find((secret) => secret.arn === id)) : undefined;
+  // By name, by ARN, or by an ARN whose name part is the name with any 6-character suffix (as AWS appends).
+  const find = (id: unknown): Secret | undefined => {
+    if (typeof id !== 'string') return undefined;
+    const arnName = /:secret:(.+)-[A-Za-z0-9]{6}$/.exec(id)?.[1];
+    return secrets.get(id) ?? [...secrets.values()].find((secret) => secret.arn === id || secret.name === arnName);
+  };
 
   const operations: Record<string, (input: Record<string, unknown>) => [number, unknown]> = {
     CreateSecret: (input) => {

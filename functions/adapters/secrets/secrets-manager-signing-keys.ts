@@ -27,22 +27,29 @@ export interface SecretsManagerSigningKeysOptions {
   secretId: string;
   /** @default a client from the SDK chain (AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_REGION…) */
   client?: SecretsManagerClient;
+  /** Sees the client once it is made (the backend's test seam, as for its other clients). */
+  onClient?: (client: SecretsManagerClient) => void;
 }
 
 export class SecretsManagerSigningKeys implements SigningKeyStore {
   readonly description: string;
   private client: SecretsManagerClient | undefined;
   private readonly secretId: string;
+  private readonly onClient: ((client: SecretsManagerClient) => void) | undefined;
 
   constructor(options: SecretsManagerSigningKeysOptions) {
     this.secretId = options.secretId;
     this.client = options.client;
+    this.onClient = options.onClient;
     this.description = `secret ${options.secretId}`;
   }
 
   private async sdk() {
     const sdk = await import('@aws-sdk/client-secrets-manager');
-    this.client ??= new sdk.SecretsManagerClient({});
+    if (!this.client) {
+      this.client = new sdk.SecretsManagerClient({});
+      this.onClient?.(this.client);
+    }
     return { client: this.client, sdk };
   }
 
