@@ -367,8 +367,14 @@ export async function loadSigningKey(name: string, armored: string): Promise<Pri
   return key;
 }
 
-/** `text` clearsigned with `key` (SHA-512), as gpg --clearsign writes it. */
+/**
+ * `text` clearsigned with `key`, as gpg --clearsign writes it. Dated `now`,
+ * or the key's creation when `now` is earlier (a clock set back, or a key
+ * made on a machine whose clock runs ahead): openpgp refuses to sign before
+ * a key existed.
+ */
 export async function clearsign(text: string, key: PrivateKey, now = new Date()): Promise<string> {
   const message = await createCleartextMessage({ text });
-  return sign({ message, signingKeys: key, date: now, format: 'armored' });
+  const date = new Date(Math.max(now.getTime(), key.getCreationTime().getTime()));
+  return sign({ message, signingKeys: key, date, format: 'armored' });
 }
