@@ -47,6 +47,7 @@ describe('Function: parseSyncConfig', () => {
         limits: { indexBytes: 1024 * 1024, productsBytes: 32 * 1024 * 1024, runBytes: 512 * 1024 * 1024, jsonDepth: 32 },
         allowCrossHostRedirects: false,
         itemIdleTimeoutMs: 60_000,
+        resign: false,
       });
     });
 
@@ -135,6 +136,19 @@ describe('Function: parseSyncConfig', () => {
         '--keyring: /nope.gpg cannot be read (ENOENT). Install the ubuntu-cloudimage-keyring package, copy ' +
           '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg from a MAAS region controller, or point --keyring at the keyring that signs your upstream',
       );
+    });
+  });
+
+  describe('resign', () => {
+    it('is off unless asked for, and reaches the engine', () => {
+      expect(parse({}).resign).toBe(false);
+      expect(engineSettings(parse({ resign: 'true' }), undefined).resign).toBe(true);
+    });
+
+    it('refuses an unverified source, naming both settings', () => {
+      const error = failure({ resign: true, verify: false });
+      expect(error.setting).toBe('resign');
+      expect(error.message).toBe('resign: needs a verified source: an unsigned one (verify) cannot be re-signed');
     });
   });
 
@@ -276,6 +290,7 @@ describe('Function: engineSettings', () => {
       lockTtlMs: 60_000,
       attempts: 4,
       limits: config.limits,
+      resign: false,
     });
     expect(engineSettings(parse({}), undefined).selection).toEqual({ filters: [] });
   });
