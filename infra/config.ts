@@ -87,6 +87,8 @@ export const configDefaults = {
   staleAfterChecks: 24,
   dashboard: false,
   maasKeyringPath: UBUNTU_CLOUDIMAGE_KEYRING,
+  /** Re-signed mode: where the region controllers keep the mirror's own keyring (never over the Ubuntu one). */
+  resignedMaasKeyringPath: '/var/snap/maas/common/skystreams-keyring.gpg',
 } as const;
 
 const TOP_LEVEL_KEYS = [
@@ -183,7 +185,11 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
   const { bytes: keyring, source: keyringSource } = keyringToBundle(sync.keyring, options.baseDir, `${origin}: keyring`);
   const scheduleMinutes = optionalInteger(root.scheduleMinutes, 'scheduleMinutes', 1, 1_440, configDefaults.scheduleMinutes, fail);
   const maasKeyringPath =
-    root.maasKeyringPath === undefined ? configDefaults.maasKeyringPath : absolutePath(root.maasKeyringPath, 'maasKeyringPath', fail);
+    root.maasKeyringPath === undefined || root.maasKeyringPath === null
+      ? sync.resign
+        ? configDefaults.resignedMaasKeyringPath
+        : configDefaults.maasKeyringPath
+      : absolutePath(root.maasKeyringPath, 'maasKeyringPath', fail);
 
   const alarms = parseAlarms(root.alarms, fail);
   if (alarms.staleAfterChecks * scheduleMinutes > MAX_ALARM_LOOKBACK_MINUTES) {
@@ -194,6 +200,13 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
   }
 
   const signingKeySecretArn = parseSecretArn(root.signingKeySecretArn, sync.resign, fail);
+  if (sync.resign && maasKeyringPath === UBUNTU_CLOUDIMAGE_KEYRING) {
+    fail(
+      'maasKeyringPath',
+      `a re-signed mirror is verified with its own keyring (/keyring.gpg), which must not replace ${UBUNTU_CLOUDIMAGE_KEYRING}: ` +
+        `name another path, or null for ${configDefaults.resignedMaasKeyringPath}`,
+    );
+  }
 
   return {
     sync,

@@ -90,6 +90,17 @@ export class MirrorStack extends Stack {
       description: 'Adds the mirror as another MAAS boot source instead',
       value: `maas $PROFILE boot-sources create url=${baseUrl} keyring_filename=${keyring}`,
     });
+    if (this.signingKey) {
+      // Re-signed mode: MAAS verifies with the mirror's own keyring, saved where keyring_filename points.
+      new CfnOutput(this, 'FetchMirrorKeyring', {
+        description: "Re-signed mode: saves the mirror's public keyring where the MAAS commands point (run on each region controller)",
+        value: `curl -fsSo ${keyring} ${baseUrl}keyring.gpg`,
+      });
+      new CfnOutput(this, 'SigningKeySecretArn', {
+        description: 'The signing keys (skystreams key rotate|retire --signing-secret …)',
+        value: this.signingKey.secret.secretArn,
+      });
+    }
     new CfnOutput(this, 'StatusUrl', { description: 'Sync runs and the current publication', value: `${baseUrl}api/v1/status` });
     new CfnOutput(this, 'BucketName', { value: this.storage.bucket.bucketName });
     new CfnOutput(this, 'TableName', { value: this.storage.table.tableName });
