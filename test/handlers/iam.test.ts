@@ -85,7 +85,7 @@ const savedEnv = { ...process.env };
 
 beforeAll(async () => {
   // Only the template's policies are read: no bundling.
-  mirror = await synthMirror({ resign: true }, { account: ACCOUNT, region: REGION }, { bundle: false });
+  mirror = await synthMirror({ resign: true, maasKeyringPath: null }, { account: ACCOUNT, region: REGION }, { bundle: false });
   ({ policies, roleArns } = rolePolicies(mirror));
 
   standins = await startStandins();
