@@ -62,7 +62,15 @@ async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => P
   }
 }
 
+/** Re-signed mode needs somewhere to keep the keys: the data dir has it, the cloud backend only when given a secret. */
+function refuseResignWithoutKeys(config: SyncConfig, backend: Backend): void {
+  if (config.resign && !backend.signingKeys) {
+    throw new ConfigError('--resign: the cloud backend keeps the signing keys in Secrets Manager: name the secret with --signing-secret ARN');
+  }
+}
+
 async function syncOnce(config: SyncConfig, backend: Backend): Promise<void> {
+  refuseResignWithoutKeys(config, backend);
   const settings = await syncSettings(config);
   const progress = progressReporter();
   const engine = new SyncEngine(
@@ -119,6 +127,7 @@ syncOptions(program.command('local').description('serve, and sync now and every 
     const config = syncConfig(flags);
     await syncSettings(config);
     const backend = await openBackend(flags);
+    refuseResignWithoutKeys(config, backend);
     const server = await startServer(createApp(backend), { port: Number(flags.port), host: flags.host });
     console.log(`serving ${backend.description} at ${server.url}; syncing ${redactUrl(config.source)} every ${flags.interval}`);
     let stopped = false;

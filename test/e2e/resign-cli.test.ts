@@ -6,7 +6,11 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { initCloudResources } from '../../functions/adapters/cloud.ts';
 import { SIGNING_KEYS_FILE } from '../../functions/adapters/fs/signing-key-file.ts';
+import { SIGNING_KEYS_FORMAT } from '../../functions/core/signing-keys.ts';
+import { useStandins } from '../support/global-standins.ts';
 import { SignatureError } from '../../functions/core/errors.ts';
 import { verifyClearsigned } from '../../functions/core/pgp.ts';
 import { parseUpdated } from '../../functions/core/simplestreams.ts';
@@ -16,6 +20,7 @@ import { selectedPaths, useSignedFixtureUpstream } from '../support/mirror.ts';
 import { gpgvProblems, readResignedMirror } from '../support/resigned-mirror.ts';
 
 const cli = (...args: string[]) => runCli(args);
+const standins = useStandins();
 
 describe('CLI: sync --resign', () => {
   const fixture = useSignedFixtureUpstream('resign-cli');
@@ -76,11 +81,36 @@ describe('CLI: sync --resign', () => {
     expect(verify.stdout).toMatch(/0 bad/);
   });
 
-  it('refuses --resign with --no-verify, naming both flags', async () => {
-    const { work, upstream } = fixture();
+  it('refuses --resign with --no-verify, and on the cloud backend without --signing-secret, naming the flags', async () => {
+    const { work, keyring, upstream } = fixture();
     const sync = await cli('sync', '--data-dir', join(work, 'unsigned'), '--source', upstream.baseUrl, '--no-verify', '--resign');
     expect(sync.code).toBe(2);
     expect(sync.stderr).toMatch(/--resign: needs a verified source: an unsigned one \(--no-verify\) cannot be re-signed/);
+
+    const cloud = await cli('sync', '--bucket', 'b', '--table', 't', '--source', upstream.baseUrl, '--keyring', keyring, '--resign');
+    expect(cloud.code).toBe(2);
+    expect(cloud.stderr).toContain('--resign: the cloud backend keeps the signing keys in Secrets Manager: name the secret with --signing-secret ARN');
+  });
+
+  it('manages the signing keys in a Secrets Manager secret on the cloud backend (key show / rotate)', async () => {
+    const { env, secretsManagerEndpoint, region, s3Endpoint, dynamodbEndpoint } = standins();
+    const secret = `skystreams-cli-${process.pid}`;
+    await initCloudResources({ bucket: secret, table: secret, s3Endpoint, dynamodbEndpoint });
+    const client = new SecretsManagerClient({ endpoint: secretsManagerEndpoint, region, credentials: { accessKeyId: 'standin', secretAccessKey: 'standin' } });
+    // As the stack creates it: keyless.
+    await client.send(new CreateSecretCommand({ Name: secret, SecretString: JSON.stringify({ format: SIGNING_KEYS_FORMAT }) }));
+    const flags = ['--bucket', secret, '--table', secret, '--signing-secret', secret, '--s3-endpoint', s3Endpoint, '--dynamodb-endpoint', dynamodbEndpoint];
+
+    const empty = await runCli(['key', 'show', ...flags], env);
+    expect(empty.stdout).toContain('no signing key yet');
+    const rotated = await runCli(['key', 'rotate', ...flags], env);
+    expect(rotated.stderr).toBe('');
+    const active = /new active key ([0-9A-F]{40})/.exec(rotated.stdout)?.[1];
+    expect(active).toBeDefined();
+    const shown = await runCli(['key', 'show', ...flags], env);
+    expect(shown.stdout).toContain(`active   ${active}`);
+    const { SecretString } = await client.send(new GetSecretValueCommand({ SecretId: secret }));
+    expect(JSON.parse(SecretString!).active).toContain('-----BEGIN PGP PRIVATE KEY BLOCK-----');
   });
 
 });
