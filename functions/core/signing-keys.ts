@@ -36,8 +36,9 @@ export function parseSigningKeysDocument(name: string, text: string): SigningKey
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError(`${name}: not JSON (${(error as Error).message})`, { cause: error });
+  } catch {
+    // JSON.parse quotes the text it failed on, and this text holds private keys: neither the message nor the cause is kept.
+    throw new ConfigError(`${name}: not a JSON document`);
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`${name}: expected a JSON object`);
   const { format, active, previous, ...unknown } = parsed as Record<string, unknown>;

@@ -168,6 +168,11 @@ describe('signing keys in a file', () => {
     await writeFile(store.path, JSON.stringify({ format: SIGNING_KEYS_FORMAT, active: 'not a key' }));
     await expect(openSigningKeys(store)).rejects.toThrow(ConfigError);
     await expect(openSigningKeys(store)).rejects.toThrow(`${store.path}: active: not an OpenPGP private key`);
+    // JSON.parse would quote this text in its message: `Unexpected token 's', "{"active": secret…" is not valid JSON`.
+    await writeFile(store.path, '{"active": secret-key-material}');
+    const unparsable = await openSigningKeys(store).catch((error: Error) => error);
+    expect(unparsable).toBeInstanceOf(ConfigError);
+    expect(`${(unparsable as Error).message} ${String((unparsable as Error).cause)}`).not.toContain('secret');
     await writeFile(store.path, JSON.stringify({ format: 'something else' }));
     await expect(openSigningKeys(store)).rejects.toThrow(`${store.path}: format: expected "${SIGNING_KEYS_FORMAT}"`);
     expect(JSON.parse(await readFile(store.path, 'utf8'))).toEqual({ format: 'something else' });
