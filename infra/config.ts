@@ -11,6 +11,7 @@ import { ConfigError } from '../functions/core/errors.ts';
 import {
   integerWithin,
   parseSyncConfig,
+  RESIGNED_MAAS_KEYRING,
   UBUNTU_CLOUDIMAGE_KEYRING,
   type KeyringSource,
   type SettingKey,
@@ -60,6 +61,11 @@ export interface SkystreamsConfig {
   readonly customDomain: CustomDomainConfig | undefined;
   /** Keyring path on the MAAS region controller, for the printed command. */
   readonly maasKeyringPath: string;
+  /**
+   * Re-signed mode (`resign: true`): an existing Secrets Manager secret with
+   * the signing keys. @default undefined: the stack creates one
+   */
+  readonly signingKeySecretArn: string | undefined;
 }
 
 /**
@@ -82,6 +88,8 @@ export const configDefaults = {
   staleAfterChecks: 24,
   dashboard: false,
   maasKeyringPath: UBUNTU_CLOUDIMAGE_KEYRING,
+  /** Re-signed mode: where the region controllers keep the mirror's own keyring (never over the Ubuntu one). */
+  resignedMaasKeyringPath: RESIGNED_MAAS_KEYRING,
 } as const;
 
 const TOP_LEVEL_KEYS = [
@@ -98,6 +106,8 @@ const TOP_LEVEL_KEYS = [
   'maasKeyringPath',
   'channel',
   'keepGenerations',
+  'resign',
+  'signingKeySecretArn',
 ] as const;
 
 /** CloudWatch evaluates alarms over at most one day of 1-minute-or-longer periods. */
@@ -111,6 +121,7 @@ const SYNC_SETTING_NAMES: Partial<Record<SettingKey, string>> = {
   max: 'max',
   concurrency: 'copyConcurrency',
   pruneGrace: 'pruneGraceHours',
+  resign: 'resign',
 };
 
 export interface ConfigSource {
@@ -160,6 +171,7 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
       pruneGrace: root.pruneGraceHours,
       channel: root.channel,
       keepGenerations: root.keepGenerations,
+      resign: root.resign,
     },
     {
       name: (setting, item) => `${origin}: ${SYNC_SETTING_NAMES[setting] ?? setting}${item === undefined ? '' : `[${item}]`}`,
@@ -178,13 +190,26 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
   const { bytes: keyring, source: keyringSource } = keyringToBundle(sync.keyring, options.baseDir, `${origin}: keyring`);
   const scheduleMinutes = optionalInteger(root.scheduleMinutes, 'scheduleMinutes', 1, 1_440, configDefaults.scheduleMinutes, fail);
   const maasKeyringPath =
-    root.maasKeyringPath === undefined ? configDefaults.maasKeyringPath : absolutePath(root.maasKeyringPath, 'maasKeyringPath', fail);
+    root.maasKeyringPath === undefined || root.maasKeyringPath === null
+      ? sync.resign
+        ? configDefaults.resignedMaasKeyringPath
+        : configDefaults.maasKeyringPath
+      : absolutePath(root.maasKeyringPath, 'maasKeyringPath', fail);
 
   const alarms = parseAlarms(root.alarms, fail);
   if (alarms.staleAfterChecks * scheduleMinutes > MAX_ALARM_LOOKBACK_MINUTES) {
     fail(
       'alarms.staleAfterChecks',
       `${alarms.staleAfterChecks} checks every ${scheduleMinutes} minutes exceed the ${MAX_ALARM_LOOKBACK_MINUTES / 60} hours a CloudWatch alarm can look back`,
+    );
+  }
+
+  const signingKeySecretArn = parseSecretArn(root.signingKeySecretArn, sync.resign, fail);
+  if (sync.resign && maasKeyringPath === UBUNTU_CLOUDIMAGE_KEYRING) {
+    fail(
+      'maasKeyringPath',
+      `a re-signed mirror is verified with its own keyring (/keyring.gpg), which must not replace ${UBUNTU_CLOUDIMAGE_KEYRING}: ` +
+        `name another path, or null for ${configDefaults.resignedMaasKeyringPath}`,
     );
   }
 
@@ -197,6 +222,7 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
     alarms,
     customDomain: parseCustomDomain(root.customDomain, fail),
     maasKeyringPath,
+    signingKeySecretArn,
   };
 }
 
@@ -284,6 +310,15 @@ function rejectUnknownKeys(object: Record<string, unknown>, known: readonly stri
 function optionalString(value: unknown, setting: string, fail: Fail): string | undefined {
   if (value === undefined || value === null || value === '') return undefined;
   if (typeof value !== 'string') return fail(setting, 'expected a string');
+  return value;
+}
+
+function parseSecretArn(value: unknown, resign: boolean, fail: Fail): string | undefined {
+  if (value === undefined || value === null || value === '') return undefined;
+  if (!resign) return fail('signingKeySecretArn', 'only used with "resign": true');
+  if (typeof value !== 'string' || !/^arn:aws[\w-]*:secretsmanager:[\w-]+:\d{12}:secret:.+$/.test(value)) {
+    return fail('signingKeySecretArn', `${JSON.stringify(value)} is not a Secrets Manager secret ARN`);
+  }
   return value;
 }
 

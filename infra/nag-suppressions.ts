@@ -28,6 +28,8 @@ const REASONS = {
   objectPrefix: (prefix: string) => `Objects under the ${prefix} prefix of the mirror bucket only (key layout: functions/core/ports.ts).`,
   tableIndexes: "The catalog table's secondary index (sync runs by time), same table only.",
   mapChildren: "The Distributed Map's child executions, whose names are only known at run time.",
+  signingKeyRotation:
+    'An OpenPGP signing key that MAAS keyrings trust: rotated with `skystreams key rotate`, which keeps the old public key published until it is retired (docs/key-rotation.md).',
 } as const;
 
 export function suppressAcceptedFindings(stack: MirrorStack): void {
@@ -43,6 +45,7 @@ export function suppressAcceptedFindings(stack: MirrorStack): void {
   acknowledge(distribution, 'AwsSolutions-CFR1', REASONS.geoRestriction);
   acknowledge(distribution, 'AwsSolutions-CFR2', REASONS.distributionWaf);
   acknowledge(stack.api.originKey, 'AwsSolutions-SMG4', REASONS.originKeyRotation);
+  if (stack.signingKey) acknowledge(stack.signingKey.secret, 'AwsSolutions-SMG4', REASONS.signingKeyRotation);
   if (stack.delivery.usesDefaultCertificate) acknowledge(distribution, 'AwsSolutions-CFR4', REASONS.defaultCertificate);
 
   acknowledgeAcceptedWildcards(stack, acceptedWildcards(stack, functions));

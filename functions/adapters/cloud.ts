@@ -10,6 +10,7 @@
  */
 import type { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
 import { httpUrl } from '../core/settings.ts';
@@ -19,6 +20,7 @@ import { ensureTable } from './dynamodb/table-setup.ts';
 import { ensureBucket } from './s3/bucket-setup.ts';
 import { s3Client, type S3Connection } from './s3/s3-client.ts';
 import { S3ObjectStore } from './s3/s3-object-store.ts';
+import { SecretsManagerSigningKeys } from './secrets/secrets-manager-signing-keys.ts';
 
 export interface CloudBackendOptions {
   bucket: string;
@@ -31,18 +33,20 @@ export interface CloudBackendOptions {
   dynamodbEndpoint?: string;
   /** Prepended to every object key (`mirror/` puts items at `mirror/items/…`). @default '' */
   prefix?: string;
+  /** The Secrets Manager secret (ARN or name) holding the mirror's signing keys, for re-signed mode. @default none */
+  signingSecret?: string;
 }
 
 type Environment = Readonly<Record<string, string | undefined>>;
 
-const OPTION_NAMES = new Set(['bucket', 'table', 'region', 's3Endpoint', 'dynamodbEndpoint', 'prefix']);
+const OPTION_NAMES = new Set(['bucket', 'table', 'region', 's3Endpoint', 'dynamodbEndpoint', 'prefix', 'signingSecret']);
 /** Endpoints on this machine are stand-ins, which accept any credentials. */
 const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 // DynamoDB Local accepts access keys of letters and digits only.
 const STAND_IN_CREDENTIALS = { accessKeyId: 'skystreams', secretAccessKey: 'skystreams' };
 
 /** Sees each SDK client a backend is opened on, once: how a test adds middleware (test/handlers/iam.test.ts records every call). */
-export type ClientHook = (client: S3Client | DynamoDBClient) => void;
+export type ClientHook = (client: S3Client | DynamoDBClient | SecretsManagerClient) => void;
 
 const clientHooks: { hook: ClientHook; seen: WeakSet<object> }[] = [];
 
@@ -51,7 +55,7 @@ export function addClientMiddleware(hook: ClientHook): void {
   clientHooks.push({ hook, seen: new WeakSet() });
 }
 
-function hooked<T extends S3Client | DynamoDBClient>(client: T): T {
+function hooked<T extends S3Client | DynamoDBClient | SecretsManagerClient>(client: T): T {
   for (const { hook, seen } of clientHooks) {
     if (!seen.has(client)) {
       seen.add(client);
@@ -75,6 +79,7 @@ export function openCloudBackend(options: CloudBackendOptions, env: Environment 
     objects,
     catalog,
     description: `${objects.describe('')} + ${catalog.describe()}`,
+    ...(options.signingSecret && { signingKeys: new SecretsManagerSigningKeys({ secretId: options.signingSecret, onClient: hooked }) }),
     // The SDK clients are shared by every backend in this process, so there is nothing of ours to close.
     close: async () => undefined,
   };

@@ -3,9 +3,10 @@ import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Backend } from '../core/ports.ts';
 import { FsObjectStore } from './fs/fs-object-store.ts';
+import { signingKeyFileIn } from './fs/signing-key-file.ts';
 import { SqliteCatalog } from './sqlite/sqlite-catalog.ts';
 
-/** Opens (creating when absent) `<dataDir>/objects/` and `<dataDir>/catalog.sqlite`. */
+/** Opens (creating when absent) `<dataDir>/objects/` and `<dataDir>/catalog.sqlite`; signing keys go in `<dataDir>/signing-keys.json`. */
 export function openEmbeddedBackend(dataDir: string): Backend {
   const root = resolve(dataDir);
   mkdirSync(join(root, 'objects'), { recursive: true });
@@ -14,6 +15,7 @@ export function openEmbeddedBackend(dataDir: string): Backend {
     objects: new FsObjectStore(join(root, 'objects')),
     catalog,
     description: `dir ${root}`,
+    signingKeys: signingKeyFileIn(root),
     close: async () => catalog.close(),
   };
 }

@@ -18,6 +18,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { forEachLimited } from './concurrency.ts';
 import {
+  ConfigError,
   ConflictError,
   IntegrityError,
   LeaseLostError,
@@ -41,11 +42,23 @@ import {
   indexFileFor,
   loadPublishedMetadata,
   readUpstreamMetadata,
+  servedIndexUpdated,
   type IndexCheck,
   type MetadataLimits,
+  type UpstreamMetadata,
 } from './metadata.ts';
+import {
+  buildPublishedStream,
+  curateProducts,
+  keyringFiles,
+  nextUpdated,
+  productsBase,
+  serializePublishedStream,
+  UPSTREAM_COPY_PREFIX,
+} from './publish-metadata.ts';
+import { openSigningKeys } from './signing-keys.ts';
 import { isStoredAs, planSync, unreferencedPaths, type CopyTask, type Selection } from './planner.ts';
-import type { Keyring } from './pgp.ts';
+import { clearsign, type Keyring } from './pgp.ts';
 import { pinnedVersions } from './pins.ts';
 import { syncDefaults, type RangedCopySettings } from './settings.ts';
 import {
@@ -60,6 +73,7 @@ import {
   type PartUpload,
   type UploadedPart,
   type Publication,
+  type SigningKeyStore,
   type StoredObject,
   type SyncRun,
   type Upstream,
@@ -68,7 +82,7 @@ import {
 
 export const SYNC_LOCK = 'sync';
 const INDEX_STATE = 'upstream-index';
-/** Set by `requestRepair`: the next run re-plans from upstream even when its index has not changed. */
+/** Set by `requestRepair` and `requestRepublish`: the next run re-plans from upstream even when its index has not changed. */
 const REPAIR_STATE = 'repair-requested';
 const ENTRY_BATCH = 1_000;
 
@@ -93,6 +107,12 @@ export interface SyncSettings {
   keepGenerations?: number;
   /** When `copyWithinBudget` copies an item in ranged parts, and how large they are. @default syncDefaults.rangedCopy */
   rangedCopy?: RangedCopySettings;
+  /**
+   * Publish the mirror's own metadata, listing exactly what it stores and
+   * signed with its own key (`EngineDeps.signingKeys`), instead of upstream's
+   * verbatim. @default false
+   */
+  resign?: boolean;
 }
 
 export type SyncEvent =
@@ -135,6 +155,8 @@ export interface EngineDeps {
    * (same host, no such process), undefined when it cannot tell. @default can never tell
    */
   isAlive?: (holder: LockHolder) => boolean | undefined;
+  /** The mirror's own keys; needed (and read, by `plan` only) in re-signed mode. */
+  signingKeys?: SigningKeyStore;
 }
 
 export type PlanOutcome =
@@ -206,6 +228,8 @@ interface StoredPlan {
 interface IndexState extends Validators {
   url: string;
   sha256: string;
+  /** Published re-signed: switching the mode publishes again even when upstream has not changed. */
+  resigned?: boolean;
 }
 
 /**
@@ -217,6 +241,15 @@ interface IndexState extends Validators {
 export async function requestRepair(catalog: Catalog, paths: readonly string[]): Promise<void> {
   for (const path of paths) await catalog.forgetObject(path);
   await catalog.setState(REPAIR_STATE, paths.join('\n'));
+}
+
+/**
+ * After the signing keys changed (rotated, or a previous key retired): the
+ * next run publishes again, signed and with the keyring as they now are,
+ * even though upstream has not changed.
+ */
+export async function requestRepublish(catalog: Catalog, reason: string): Promise<void> {
+  await catalog.setState(REPAIR_STATE, reason);
 }
 
 export function newRunId(now: Date): string {
@@ -313,9 +346,10 @@ export class SyncEngine {
       });
       await this.refuseChangesToPublishedContent(plan.objects);
       await indexStoredManifests(this.manifestIndexing(runId), plan.entries, stored, lease);
+      const staged = this.settings.resign ? await this.resignedMetadata(metadata, plan.entries, current) : metadata.files;
       const generation = await catalog.reserveGeneration(lease);
       await catalog.putRun({ ...run, generation }, lease);
-      for (const [file, bytes] of metadata.files) {
+      for (const [file, bytes] of staged) {
         await objects.put(keys.metadata({ generation, runId }, file), bytes, { contentType: contentTypeOf(file), ifAbsent: true });
       }
       const storedPlan: StoredPlan = {
@@ -323,10 +357,15 @@ export class SyncEngine {
         generation,
         basedOn: current?.generation,
         upstreamUpdated: metadata.updated,
-        files: plan.metadata,
+        files: [...staged.keys()].sort(),
         objects: plan.objects,
         entries: plan.entries,
-        indexState: { ...index.validators, url: upstream.url(indexFileFor(this.settings.keyring)), sha256: sha256Hex(index.bytes) },
+        indexState: {
+          ...index.validators,
+          url: upstream.url(indexFileFor(this.settings.keyring)),
+          sha256: sha256Hex(index.bytes),
+          ...(this.settings.resign && { resigned: true }),
+        },
         copyItems: plan.copy.length,
         copyBytes: plan.copyBytes,
         presentItems: plan.presentPaths,
@@ -357,6 +396,35 @@ export class SyncEngine {
       await this.failQuietly(runId, error);
       throw error;
     }
+  }
+
+  /**
+   * The metadata of a re-signed generation: index and products listing
+   * exactly the selected items (all verified and stored before `publish`
+   * switches to them), signed now with the active key; the keyring that
+   * verifies them; and, unserved, the upstream files they were made from.
+   */
+  private async resignedMetadata(
+    metadata: UpstreamMetadata,
+    entries: readonly CatalogEntry[],
+    current: Publication | undefined,
+  ): Promise<Map<string, Uint8Array>> {
+    const store = this.deps.signingKeys;
+    if (!store) throw new ConfigError('re-signed mode needs the mirror\'s signing key store');
+    const now = this.now();
+    const signing = await openSigningKeys(store, now);
+    const selected = new Set(entries.map((entry) => itemKey(entry.contentId, entry.product, entry.version, entry.item)));
+    const products = metadata.products.flatMap(({ file, doc }) => {
+      const curated = curateProducts(doc, (product, version, item) => selected.has(itemKey(doc.content_id, product, version, item)));
+      const indexEntry = metadata.index.index[doc.content_id];
+      return curated ? [{ base: productsBase(file), doc: curated, ...(indexEntry && { indexEntry }) }] : [];
+    });
+    const previous = current && (await servedIndexUpdated(this.deps.objects, current, this.settings.limits));
+    const stream = buildPublishedStream({ products, updated: nextUpdated(now, previous), sourceIndex: metadata.index });
+    const files = await serializePublishedStream(stream, (text) => clearsign(text, signing.signer, now));
+    for (const [file, bytes] of keyringFiles(signing.published)) files.set(file, bytes);
+    for (const [file, bytes] of metadata.files) files.set(`${UPSTREAM_COPY_PREFIX}${file}`, bytes);
+    return files;
   }
 
   /** Fetches one item, verifying size and digest while it streams; only verified bytes become visible. */
@@ -800,7 +868,8 @@ export class SyncEngine {
     const raw = await this.deps.catalog.getState(this.indexStateKey);
     if (!raw) return undefined;
     const state = JSON.parse(raw) as IndexState;
-    return state.url === this.deps.upstream.url(indexFileFor(this.settings.keyring)) ? state : undefined;
+    const sameMode = (state.resigned ?? false) === (this.settings.resign ?? false);
+    return sameMode && state.url === this.deps.upstream.url(indexFileFor(this.settings.keyring)) ? state : undefined;
   }
 
   private get channel(): string {
@@ -845,6 +914,10 @@ function rangedPartBytes(size: number, configured: number, parts: { minPartBytes
 
 function storedObject(path: string, verified: VerifiedContent, now: Date): StoredObject {
   return { path, size: verified.size, sha256: verified.sha256, digests: verified.digests, storedAt: now.toISOString() };
+}
+
+function itemKey(contentId: string, product: string, version: string, item: string): string {
+  return JSON.stringify([contentId, product, version, item]);
 }
 
 export function sha256Hex(bytes: Uint8Array): string {

@@ -23,6 +23,7 @@ import {
   type StreamIndex,
 } from './simplestreams.ts';
 import { defaultMetadataLimits } from './settings.ts';
+import { UPSTREAM_COPY_PREFIX } from './published-files.ts';
 import { keys, type FetchedFile, type ObjectStore, type Publication, type Upstream, type Validators } from './ports.ts';
 
 export const SIGNED_INDEX = 'streams/v1/index.sjson';
@@ -176,28 +177,49 @@ export async function loadPublishedMetadata(
   const bounds = { ...defaultMetadataLimits, ...limits };
   const budget = new RunBudget(bounds.runBytes);
   const listed = new Set(publication.files);
-  const indexFile = [SIGNED_INDEX, UNSIGNED_INDEX].find((file) => listed.has(file));
+  // A re-signed generation keeps the upstream files it was made from: upstream is compared with upstream.
+  const base = [SIGNED_INDEX, UNSIGNED_INDEX].some((file) => listed.has(`${UPSTREAM_COPY_PREFIX}${file}`)) ? UPSTREAM_COPY_PREFIX : '';
+  const indexFile = [SIGNED_INDEX, UNSIGNED_INDEX].find((file) => listed.has(`${base}${file}`));
   const where = `publication ${publication.generation}`;
   // Fail closed: a publication we cannot read back must not switch the checks off.
   if (!indexFile) throw new MetadataError(where, '$', `lists no ${SIGNED_INDEX} or ${UNSIGNED_INDEX}`);
 
-  const indexKey = keys.metadata(publication, indexFile);
+  const indexKey = keys.metadata(publication, `${base}${indexFile}`);
   const indexBody = await publishedBody(indexKey, await readStored(objects, indexKey, bounds.indexBytes, budget));
   refuseDeepJson(indexKey, indexBody, bounds.jsonDepth);
   const index = parseIndex(indexKey, indexBody);
 
   const products = new Map<string, PublishedProducts>();
   for (const [contentId, entry] of Object.entries(index.index)) {
-    if (!listed.has(entry.path)) {
+    if (!listed.has(`${base}${entry.path}`)) {
       throw new MetadataError(indexKey, `${jsonPath(['index', contentId])}.path`, `${entry.path} is not a file of ${where}`);
     }
-    const source = keys.metadata(publication, entry.path);
+    const source = keys.metadata(publication, `${base}${entry.path}`);
     const body = await publishedBody(source, await readStored(objects, source, bounds.productsBytes, budget));
     refuseDeepJson(source, body, bounds.jsonDepth);
     const doc = parseProducts(source, body);
     products.set(contentId, { source, ...(doc.updated === undefined ? {} : { updated: doc.updated }), bodySha256: sha256(body) });
   }
   return { ...(index.updated === undefined ? {} : { indexUpdated: index.updated }), products };
+}
+
+/**
+ * The `updated` of the index `publication` serves (the mirror's own date when
+ * it was re-signed, upstream's otherwise): what the next re-signed index
+ * must come after.
+ */
+export async function servedIndexUpdated(
+  objects: ObjectStore,
+  publication: Publication,
+  limits: Partial<MetadataLimits> = {},
+): Promise<string | undefined> {
+  const bounds = { ...defaultMetadataLimits, ...limits };
+  const indexFile = [SIGNED_INDEX, UNSIGNED_INDEX].find((file) => publication.files.includes(file));
+  if (!indexFile) throw new MetadataError(`publication ${publication.generation}`, '$', `lists no ${SIGNED_INDEX} or ${UNSIGNED_INDEX}`);
+  const key = keys.metadata(publication, indexFile);
+  const body = await publishedBody(key, await readStored(objects, key, bounds.indexBytes, new RunBudget(bounds.indexBytes)));
+  refuseDeepJson(key, body, bounds.jsonDepth);
+  return parseIndex(key, body).updated;
 }
 
 // ---------------------------------------------------------------- freshness

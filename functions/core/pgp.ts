@@ -1,13 +1,18 @@
 /** OpenPGP checks of clearsigned simplestreams files (openpgp v6). */
 import {
+  createCleartextMessage,
   createMessage,
+  generateKey,
   readCleartextMessage,
+  readPrivateKey,
+  sign,
   readKeys,
   readSignature,
   verify,
   type CleartextMessage,
   type Key,
   type KeyID,
+  type PrivateKey,
   type PublicKey,
   type Signature,
 } from 'openpgp';
@@ -329,4 +334,47 @@ async function readClearsigned(file: string, text: string): Promise<CleartextMes
   } catch (error) {
     throw new SignatureError(file, `malformed clearsigned message (${(error as Error).message})`, { cause: error });
   }
+}
+
+// ---------------------------------------------------------------- signing (the mirror's own key)
+
+/**
+ * A new signing key for the mirror: Ed25519 in a v4 key, which gpgv (Debian
+ * 12's 2.2 included) and so MAAS and python-simplestreams accept; RSA 4096
+ * would take seconds to generate in JavaScript for no gain in what they accept.
+ */
+export async function generateSigningKey(userId: string, now = new Date()): Promise<{ armoredPrivate: string; fingerprint: string }> {
+  const { privateKey } = await generateKey({
+    type: 'ecc',
+    curve: 'ed25519Legacy',
+    userIDs: [{ name: userId }],
+    date: now,
+    format: 'armored',
+  });
+  const key = await readPrivateKey({ armoredKey: privateKey });
+  return { armoredPrivate: privateKey, fingerprint: key.getFingerprint().toUpperCase() };
+}
+
+/** Reads an armored private key; ConfigError naming `name` when it is not one, or is locked with a passphrase. */
+export async function loadSigningKey(name: string, armored: string): Promise<PrivateKey> {
+  let key: PrivateKey;
+  try {
+    key = await readPrivateKey({ armoredKey: armored });
+  } catch (error) {
+    throw new ConfigError(`${name}: not an OpenPGP private key (${(error as Error).message})`, { cause: error });
+  }
+  if (!key.isDecrypted()) throw new ConfigError(`${name}: the private key is protected by a passphrase, which the mirror cannot enter`);
+  return key;
+}
+
+/**
+ * `text` clearsigned with `key`, as gpg --clearsign writes it. Dated `now`,
+ * or the key's creation when `now` is earlier (a clock set back, or a key
+ * made on a machine whose clock runs ahead): openpgp refuses to sign before
+ * a key existed.
+ */
+export async function clearsign(text: string, key: PrivateKey, now = new Date()): Promise<string> {
+  const message = await createCleartextMessage({ text });
+  const date = new Date(Math.max(now.getTime(), key.getCreationTime().getTime()));
+  return sign({ message, signingKeys: key, date, format: 'armored' });
 }

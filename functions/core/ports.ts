@@ -385,6 +385,27 @@ export interface Upstream {
   openRange(path: string, range: ByteRange): Promise<{ body: ByteStream; size: number }>;
 }
 
+// ---------------------------------------------------------------- signing keys
+
+/**
+ * Where the mirror's own signing keys live (re-signed mode): one small
+ * secret document, read and written whole. Its text is secret: never log it.
+ */
+export interface SigningKeyStore {
+  /** For messages: a file path or a secret's name, never its content. */
+  readonly description: string;
+  /** The stored document, or undefined when none was ever stored. */
+  read(): Promise<string | undefined>;
+  /**
+   * Stores the first document. `overwrite` false: only when none exists, else
+   * false and nothing changes (another process created it first). `overwrite`
+   * true: the store holds a prepared, keyless document that this replaces.
+   */
+  create(text: string, overwrite: boolean): Promise<boolean>;
+  /** Replaces the document atomically (readers see the old or the new one whole). */
+  replace(text: string): Promise<void>;
+}
+
 // ---------------------------------------------------------------- backend
 
 /** A matched object store + catalog, as the CLI and handlers open them. */
@@ -393,6 +414,8 @@ export interface Backend {
   catalog: Catalog;
   /** For messages: `dir /path` or `s3://bucket + dynamodb:table`. */
   description: string;
+  /** The mirror's own signing keys (re-signed mode), where this backend keeps them; undefined when it was given none. */
+  signingKeys?: SigningKeyStore;
   close(): Promise<void>;
 }
 

@@ -27,6 +27,9 @@ export type BackendKind = 'embedded' | 'cloud';
 /** The keyring on Ubuntu machines and MAAS region controllers (package ubuntu-cloudimage-keyring). */
 export const UBUNTU_CLOUDIMAGE_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg';
 
+/** Re-signed mode: where MAAS region controllers keep the mirror's own keyring, fetched from its /keyring.gpg (never over the Ubuntu one). */
+export const RESIGNED_MAAS_KEYRING = '/var/snap/maas/common/skystreams-keyring.gpg';
+
 export const defaultMetadataLimits: MetadataLimits = Object.freeze({
   indexBytes: 1 * MiB,
   productsBytes: 32 * MiB,
@@ -72,6 +75,8 @@ export const syncDefaults = Object.freeze({
   copyInvocationReserveMs: 2 * MINUTE,
   /** The newest `keep` sync runs are kept however old; older ones go `retentionMs` after they finished. */
   runRetention: Object.freeze({ keep: 20, retentionMs: 90 * DAY }) as RunRetention,
+  /** Publish upstream's metadata verbatim unless asked to publish the mirror's own, re-signed. */
+  resign: false,
 });
 
 /** Which sync runs a catalog keeps: the newest `keep` always, older ones until `retentionMs` after they finished. */
@@ -139,6 +144,8 @@ export interface SyncConfig {
   readonly keepGenerations: number;
   /** Items larger than `thresholdBytes` are copied in ranged parts of `partBytes` across invocations. */
   readonly rangedCopy: RangedCopySettings;
+  /** Publish the mirror's own metadata (exactly what it stores), signed with its own key. */
+  readonly resign: boolean;
 }
 
 export interface RangedCopySettings {
@@ -172,6 +179,8 @@ export interface RawSyncSettings {
   rangedCopyThreshold?: unknown;
   /** Bytes per ranged part. */
   copyPartSize?: unknown;
+  /** true: publish re-signed metadata. @default false */
+  resign?: unknown;
 }
 
 export type SettingKey = keyof RawSyncSettings;
@@ -252,6 +261,9 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
   };
 
   const verify = booleanOf(value('verify'), syncDefaults.verify, (problem) => fail('verify', problem));
+  const resign = booleanOf(value('resign'), syncDefaults.resign, (problem) => fail('resign', problem));
+  // The mirror's signature vouches for what upstream signed: it cannot vouch for what nobody verified.
+  if (resign && !verify) fail('resign', `needs a verified source: an unsigned one (${entry.name('verify')}) cannot be re-signed`);
   const pruneGraceMs = duration('pruneGrace', entry.edge ? syncDefaults.pruneGraceMs.edgeCached : syncDefaults.pruneGraceMs.direct);
   if (entry.edge && pruneGraceMs < entry.edge.minPruneGraceMs) {
     fail('pruneGrace', `${shown(value('pruneGrace'))} is shorter than the minimum of ${describeDuration(entry.edge.minPruneGraceMs)}: ${entry.edge.reason}`);
@@ -281,6 +293,7 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
       thresholdBytes: integer('rangedCopyThreshold', syncDefaults.rangedCopy.thresholdBytes),
       partBytes: integer('copyPartSize', syncDefaults.rangedCopy.partBytes),
     }),
+    resign,
   };
 }
 
@@ -297,6 +310,7 @@ export function engineSettings(config: SyncConfig, keyring: Keyring | undefined)
     channel: config.channel,
     keepGenerations: config.keepGenerations,
     rangedCopy: config.rangedCopy,
+    resign: config.resign,
   };
 }
 

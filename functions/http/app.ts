@@ -4,6 +4,7 @@
  * (behind API Gateway in a Lambda, and in tests), while node:http writes a
  * Reply straight to the socket (functions/local/server.ts).
  */
+import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from '../core/published-files.ts';
 import { CHANNEL_NAME, DEFAULT_CHANNEL, keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
 import { packageRouteReply } from './package-routes.ts';
@@ -105,7 +106,7 @@ export function createApp(deps: AppDeps): App {
     }
     const { channel, rest } = channels.of(path);
     if (!channel) return notFound(path);
-    if (rest.startsWith(METADATA_PREFIX)) {
+    if (rest.startsWith(METADATA_PREFIX) || isServedKeyring(rest)) {
       const publication = await channel.current.get();
       if (!publication || !publication.files.includes(rest)) return notFound(path);
       const held = await channel.metadata.get(publication, rest);
@@ -190,6 +191,11 @@ class ServedChannels {
     if (this.held.size < ServedChannels.HELD) this.held.set(name, channel);
     return channel;
   }
+}
+
+/** The public keyring of a re-signed publication: a file of its generation, switched with its metadata. */
+function isServedKeyring(path: string): boolean {
+  return path === PUBLISHED_KEYRING || path === PUBLISHED_KEYRING_ARMORED;
 }
 
 export function isReadMethod(method: string): boolean {

@@ -2,7 +2,8 @@
 import { resolve as resolvePath } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { auditPublication } from '../core/audit.ts';
-import { SyncEngine, requestRepair } from '../core/engine.ts';
+import { SyncEngine, requestRepair, requestRepublish } from '../core/engine.ts';
+import { describeSigningKeys, retireSigningKey, rotateSigningKey } from '../core/signing-keys.ts';
 import { BundleError, ConfigError, LockHeldError, RollbackError, SkystreamsError } from '../core/errors.ts';
 import { exportPublication } from '../core/bundle.ts';
 import { channelName, promote, rollBack } from '../core/channels.ts';
@@ -13,8 +14,8 @@ import { HttpUpstream } from '../adapters/http/http-upstream.ts';
 import { createApp } from '../http/app.ts';
 import { formatDuration } from '../http/format.ts';
 import { statusReport, type StatusReport } from '../http/reports.ts';
-import { DEFAULT_CHANNEL, type Backend, type SyncRun, type Upstream } from '../core/ports.ts';
-import { describeDuration, parseDuration, syncDefaults, type SyncConfig } from '../core/settings.ts';
+import { DEFAULT_CHANNEL, type Backend, type SigningKeyStore, type SyncRun, type Upstream } from '../core/ports.ts';
+import { RESIGNED_MAAS_KEYRING, describeDuration, parseDuration, syncDefaults, type SyncConfig } from '../core/settings.ts';
 import { DEFAULT_DATA_DIR, EXIT_CODES, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
 import { isAliveOnThisHost, thisProcess } from './holder.ts';
@@ -51,7 +52,8 @@ function backendOptions(command: Command): Command {
     .option('--table <name>', 'cloud backend: DynamoDB table (with --bucket)')
     .option('--region <region>', 'cloud backend: AWS region (default: the SDK chain)')
     .option('--s3-endpoint <url>', 'cloud backend: S3 endpoint (also AWS_ENDPOINT_URL_S3)')
-    .option('--dynamodb-endpoint <url>', 'cloud backend: DynamoDB endpoint (also AWS_ENDPOINT_URL_DYNAMODB)');
+    .option('--dynamodb-endpoint <url>', 'cloud backend: DynamoDB endpoint (also AWS_ENDPOINT_URL_DYNAMODB)')
+    .option('--signing-secret <arn>', "cloud backend: Secrets Manager secret with the mirror's signing keys (--resign, key)");
 }
 
 function syncOptions(command: Command): Command {
@@ -78,7 +80,8 @@ function syncOptions(command: Command): Command {
     .option(
       '--keep-generations <n>',
       `generations each channel keeps after the prune grace, for rollback (default ${syncDefaults.keepGenerations})`,
-    );
+    )
+    .option('--resign', "publish the mirror's own metadata, listing exactly what it stores, signed with its own key (served at /keyring.gpg)");
 }
 
 async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T> {
@@ -90,8 +93,16 @@ async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => P
   }
 }
 
+/** Re-signed mode needs somewhere to keep the keys: the data dir has it, the cloud backend only when given a secret. */
+function refuseResignWithoutKeys(config: SyncConfig, backend: Backend): void {
+  if (config.resign && !backend.signingKeys) {
+    throw new ConfigError('--resign: the cloud backend keeps the signing keys in Secrets Manager: name the secret with --signing-secret ARN');
+  }
+}
+
 /** A sync from the configured source, or from `from.upstream` restricted to `from.paths`. */
 async function syncOnce(config: SyncConfig, backend: Backend, from?: { upstream: Upstream; paths: ReadonlySet<string> }): Promise<SyncRun> {
+  refuseResignWithoutKeys(config, backend);
   const settings = await syncSettings(config);
   if (from) settings.selection = { ...settings.selection, paths: from.paths };
   const progress = progressReporter();
@@ -104,6 +115,7 @@ async function syncOnce(config: SyncConfig, backend: Backend, from?: { upstream:
       onEvent: (e) => progress.onEvent(e),
       holder: thisProcess(),
       isAlive: isAliveOnThisHost,
+      ...(backend.signingKeys && { signingKeys: backend.signingKeys }),
     },
     settings,
   );
@@ -158,8 +170,14 @@ withExamples(syncOptions(program.command('local').description('serve, and sync n
     const config = syncConfig(flags);
     await syncSettings(config);
     const backend = await openBackend(flags);
-    // The status page's MAAS command names the keyring this sync checks upstream with: MAAS checks the same signatures.
-    const keyringFilename = config.keyring && 'file' in config.keyring ? resolvePath(config.keyring.file) : undefined;
+    refuseResignWithoutKeys(config, backend);
+    // The status page's MAAS command names the keyring MAAS checks the served metadata with:
+    // this sync's upstream keyring, or in re-signed mode the mirror's own, fetched from /keyring.gpg.
+    const keyringFilename = config.resign
+      ? RESIGNED_MAAS_KEYRING
+      : config.keyring && 'file' in config.keyring
+        ? resolvePath(config.keyring.file)
+        : undefined;
     const server = await startServer(createApp({ ...backend, keyringFilename }), { port: Number(flags.port), host: flags.host });
     console.log(`serving ${backend.description} at ${server.url}; syncing ${redactUrl(config.source)} every ${flags.interval}`);
     let stopped = false;
@@ -360,6 +378,55 @@ withExamples(backendOptions(program.command('unpin').description('let --max and 
     }),
   );
 addPackageCommands(program, { backendOptions, withExamples, withBackend });
+
+// ---------------------------------------------------------------- the mirror's signing keys (re-signed mode)
+
+const keyCommand = program.command('key').description("the mirror's own signing keys (re-signed mode; docs/key-rotation.md)");
+
+/** The backend's key store, or a ConfigError saying how to name one. */
+function keyStoreOf(backend: Backend): SigningKeyStore {
+  if (!backend.signingKeys) throw new ConfigError(`${backend.description} has no signing key store: name one with --signing-secret`);
+  return backend.signingKeys;
+}
+
+withExamples(backendOptions(keyCommand.command('show').description('fingerprints of the active key and of the previous keys still published')), [
+  'skystreams key show --data-dir /srv/skystreams',
+]).action(
+  async (flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      const keys = await describeSigningKeys(keyStoreOf(backend));
+      if (!keys) {
+        console.log('no signing key yet: the first sync with --resign creates one');
+        return;
+      }
+      console.log(`active   ${keys.active}`);
+      for (const fingerprint of keys.previous) console.log(`previous ${fingerprint}`);
+    }),
+);
+
+withExamples(backendOptions(keyCommand.command('rotate').description('sign from the next publication on with a new key; the old public key stays in /keyring.gpg')), [
+  'skystreams key rotate --data-dir /srv/skystreams   # then sync, and give MAAS the new /keyring.gpg',
+]).action(
+  async (flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      const { retiring, active } = await rotateSigningKey(keyStoreOf(backend));
+      await requestRepublish(backend.catalog, 'signing key rotated');
+      console.log(`new active key ${active}; the next sync publishes with it`);
+      if (retiring) console.log(`${retiring} stays in the keyring until: skystreams key retire ${retiring}`);
+    }),
+);
+
+withExamples(backendOptions(keyCommand.command('retire').description('drop a previous key from the keyring the next publication serves')), [
+  'skystreams key retire 0123456789ABCDEF0123456789ABCDEF01234567 --data-dir /srv/skystreams',
+])
+  .argument('<fingerprint>', 'a previous key, as `key show` prints it')
+  .action(async (fingerprint: string, flags: BackendFlags) =>
+    withBackend(flags, async (backend) => {
+      await retireSigningKey(keyStoreOf(backend), fingerprint);
+      await requestRepublish(backend.catalog, 'signing key retired');
+      console.log(`${fingerprint} retired; the next sync publishes a keyring without it`);
+    }),
+  );
 
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {

@@ -30,6 +30,7 @@ export const SYNC_FLAGS = {
   allowCrossHostRedirects: '--allow-cross-host-redirects',
   channel: '--channel',
   keepGenerations: '--keep-generations',
+  resign: '--resign',
 } as const;
 
 export interface BackendFlags {
@@ -39,6 +40,7 @@ export interface BackendFlags {
   region?: string;
   s3Endpoint?: string;
   dynamodbEndpoint?: string;
+  signingSecret?: string;
 }
 
 export interface SyncFlags extends BackendFlags {
@@ -53,6 +55,7 @@ export interface SyncFlags extends BackendFlags {
   allowCrossHostRedirects?: boolean;
   channel?: string;
   keepGenerations?: string;
+  resign?: boolean;
 }
 
 export async function openBackend(flags: BackendFlags): Promise<Backend> {
@@ -61,6 +64,7 @@ export async function openBackend(flags: BackendFlags): Promise<Backend> {
     const { openCloudBackend } = await import('../adapters/cloud.ts');
     return openCloudBackend(cloudBackendOptions(flags));
   }
+  if (flags.signingSecret) throw new ConfigError('--signing-secret is for the cloud backend: the embedded one keeps its keys under --data-dir');
   return openEmbeddedBackend(resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
 }
 
@@ -73,6 +77,7 @@ export function cloudBackendOptions(flags: BackendFlags): CloudBackendOptions {
     region: flags.region,
     s3Endpoint: flags.s3Endpoint,
     dynamodbEndpoint: flags.dynamodbEndpoint,
+    ...(flags.signingSecret && { signingSecret: flags.signingSecret }),
   };
 }
 
@@ -90,6 +95,7 @@ export function syncConfig(flags: SyncFlags): SyncConfig {
       allowCrossHostRedirects: flags.allowCrossHostRedirects,
       channel: flags.channel,
       keepGenerations: flags.keepGenerations,
+      resign: flags.resign,
     },
     { name: namesFrom(SYNC_FLAGS), durationUnit: 's', backend: flags.bucket || flags.table ? 'cloud' : 'embedded' },
   );

@@ -7,6 +7,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
+import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from '../../functions/core/published-files.ts';
 import { grantObjectAccess, KEY_PATTERNS } from '../bucket-access.ts';
 import { MirrorFunction } from './mirror-function.ts';
 
@@ -34,6 +35,8 @@ export const CHANNELS_PREFIX = 'channels';
 
 /** The status page, which the API also serves. */
 export const STATUS_PAGE_PATH = '/';
+/** Single files at the root the API serves: a re-signed publication's public keyring, switched with its metadata. */
+export const API_FILES = [PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED] as const;
 
 /** The header API Gateway reads its API key from, which CloudFront adds to every origin request. */
 export const ORIGIN_KEY_HEADER = 'x-api-key';
@@ -130,5 +133,10 @@ export class MirrorApi extends Construct {
     }
     this.api.root.addMethod('GET', integration);
     this.api.root.addMethod('HEAD', integration);
+    for (const file of API_FILES) {
+      const resource = this.api.root.addResource(file);
+      resource.addMethod('GET', integration);
+      resource.addMethod('HEAD', integration);
+    }
   }
 }

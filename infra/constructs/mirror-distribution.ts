@@ -8,7 +8,7 @@ import type * as s3 from 'aws-cdk-lib/aws-s3';
 import { Construct } from 'constructs';
 import { ITEMS_ORIGIN_PATH, KEY_PATTERNS } from '../bucket-access.ts';
 import { METADATA_DEFAULT_TTL_SECONDS, METADATA_MAX_TTL_SECONDS } from '../edge-cache.ts';
-import { API_PREFIXES, CHANNELS_PREFIX, STATUS_PAGE_PATH } from './mirror-api.ts';
+import { API_FILES, API_PREFIXES, CHANNELS_PREFIX, STATUS_PAGE_PATH } from './mirror-api.ts';
 
 /** What the edge checks (EdgeAccessControl provides it). */
 export interface EdgeAccess {
@@ -124,7 +124,9 @@ export class MirrorDistribution extends Construct {
       additionalBehaviors: {
         [STATUS_PAGE_PATH]: apiBehavior,
         ...Object.fromEntries(API_PREFIXES.map((prefix) => [`/${prefix}/*`, apiBehavior])),
+        ...Object.fromEntries(API_FILES.map((file) => [`/${file}`, apiBehavior])),
         [`/${CHANNELS_PREFIX}/*/streams/*`]: apiBehavior,
+        ...Object.fromEntries(API_FILES.map((file) => [`/${CHANNELS_PREFIX}/*/${file}`, apiBehavior])),
         ...(props.accessControl && {
           [`/${CHANNELS_PREFIX}/*`]: {
             origin: items,

@@ -14,6 +14,7 @@ import { BUNDLED_KEYRING, ENV, syncEnvironment } from '../../functions/adapters/
 import type { SyncConfig } from '../../functions/core/settings.ts';
 import { grantObjectAccess, KEY_PATTERNS } from '../bucket-access.ts';
 import { MirrorFunction } from './mirror-function.ts';
+import type { SigningKey } from './signing-key.ts';
 import { grantCatalogAccess } from './mirror-storage.ts';
 
 export interface SyncPipelineProps {
@@ -27,6 +28,8 @@ export interface SyncPipelineProps {
   readonly scheduleMinutes: number;
   /** A whole run, plan to prune, is stopped after this. @default Duration.hours(12) */
   readonly runTimeout?: Duration;
+  /** Re-signed mode: the secret with the mirror's signing keys, for the plan function (which signs) only. */
+  readonly signingKey?: SigningKey;
 }
 
 /** Where the state input carries the bucket name (see the Settings state). */
@@ -110,6 +113,7 @@ export class SyncPipeline extends Construct {
     this.pruneFunction = syncFunction('prune');
     this.failFunction = syncFunction('fail');
     this.grantPhaseAccess(bucket, table);
+    props.signingKey?.grantSigning(this.planFunction);
 
     this.stateMachine = new sfn.StateMachine(this, 'StateMachine', {
       definitionBody: sfn.DefinitionBody.fromChainable(this.definition(bucket, props.sync.concurrency)),

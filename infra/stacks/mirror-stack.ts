@@ -7,6 +7,7 @@ import { MirrorDistribution } from '../constructs/mirror-distribution.ts';
 import { MirrorStorage } from '../constructs/mirror-storage.ts';
 import { Operations } from '../constructs/operations.ts';
 import { SyncPipeline } from '../constructs/sync-pipeline.ts';
+import { SigningKey } from '../constructs/signing-key.ts';
 import { suppressAcceptedFindings } from '../nag-suppressions.ts';
 
 export interface MirrorStackProps extends StackProps {
@@ -17,6 +18,8 @@ export interface MirrorStackProps extends StackProps {
 export class MirrorStack extends Stack {
   public readonly storage: MirrorStorage;
   public readonly sync: SyncPipeline;
+  /** Re-signed mode only. */
+  public readonly signingKey: SigningKey | undefined;
   public readonly api: MirrorApi;
   public readonly delivery: MirrorDistribution;
   public readonly accessControl: EdgeAccessControl;
@@ -37,12 +40,16 @@ export class MirrorStack extends Stack {
     this.storage = new MirrorStorage(this, 'Storage');
     const { bucket, table } = this.storage;
 
+    this.signingKey = config.sync.resign
+      ? new SigningKey(this, 'SigningKey', config.signingKeySecretArn ? { existingSecretArn: config.signingKeySecretArn } : {})
+      : undefined;
     this.sync = new SyncPipeline(this, 'Sync', {
       bucket,
       table,
       sync: config.sync,
       keyring: config.keyring,
       scheduleMinutes: config.scheduleMinutes,
+      ...(this.signingKey && { signingKey: this.signingKey }),
     });
 
     this.api = new MirrorApi(this, 'Api', { bucket, table });
@@ -83,6 +90,17 @@ export class MirrorStack extends Stack {
       description: 'Adds the mirror as another MAAS boot source instead',
       value: `maas $PROFILE boot-sources create url=${baseUrl} keyring_filename=${keyring}`,
     });
+    if (this.signingKey) {
+      // Re-signed mode: MAAS verifies with the mirror's own keyring, saved where keyring_filename points.
+      new CfnOutput(this, 'FetchMirrorKeyring', {
+        description: "Re-signed mode: saves the mirror's public keyring where the MAAS commands point (run on each region controller)",
+        value: `curl -fsSo ${keyring} ${baseUrl}keyring.gpg`,
+      });
+      new CfnOutput(this, 'SigningKeySecretArn', {
+        description: 'The signing keys (skystreams key rotate|retire --signing-secret …)',
+        value: this.signingKey.secret.secretArn,
+      });
+    }
     new CfnOutput(this, 'StatusUrl', { description: 'Sync runs and the current publication', value: `${baseUrl}api/v1/status` });
     new CfnOutput(this, 'BucketName', { value: this.storage.bucket.bucketName });
     new CfnOutput(this, 'TableName', { value: this.storage.table.tableName });

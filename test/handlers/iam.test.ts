@@ -10,6 +10,8 @@
  * each is then evaluated against the policies the synthesized template gives
  * that function, resolved for account 123456789012 in us-east-1, with
  * @cloud-copilot/iam-simulate (AGPL-3.0: a devDependency of the tests only).
+ * The stack is synthesized in re-signed mode, so the plan function also
+ * reads and fills the signing key secret (on the Secrets Manager stand-in).
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
@@ -19,6 +21,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runSimulation } from '@cloud-copilot/iam-simulate';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { InitializeMiddleware, MiddlewareStack } from '@smithy/types';
 import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -29,6 +32,7 @@ import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import type { PlanOutcome } from '../../functions/core/engine.ts';
 import { NotFoundError } from '../../functions/core/errors.ts';
 import { syncDefaults } from '../../functions/core/settings.ts';
+import { SIGNING_KEYS_FORMAT } from '../../functions/core/signing-keys.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
 import { demoProducts } from '../../functions/local/demo-data.ts';
@@ -45,6 +49,8 @@ const TABLE = 'skystreams-iam';
 const BUCKET_ARN = `arn:aws:s3:::${BUCKET}`;
 const TABLE_ARN = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${TABLE}`;
 const STATE_MACHINE_ARN = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:SkystreamsSync`;
+const SIGNING_SECRET_NAME = 'skystreams-signing';
+const SIGNING_SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:${SIGNING_SECRET_NAME}-AbCdEf`;
 const HOUR = 3_600_000;
 const MiB = 2 ** 20;
 
@@ -86,7 +92,7 @@ const savedEnv = { ...process.env };
 
 beforeAll(async () => {
   // Only the template's policies are read: no bundling.
-  mirror = await synthMirror({}, { account: ACCOUNT, region: REGION }, { bundle: false });
+  mirror = await synthMirror({ resign: true, maasKeyringPath: null }, { account: ACCOUNT, region: REGION }, { bundle: false });
   ({ policies, roleArns } = rolePolicies(mirror));
 
   standins = await startStandins();
@@ -97,6 +103,9 @@ beforeAll(async () => {
   stepFunctions = await startStepFunctionsStandin();
   workDir = mkdtempSync(join(tmpdir(), 'skystreams-iam-'));
   writeFileSync(join(workDir, 'keyring.gpg'), upstreamKey.publicKeyring);
+  // As the stack creates it: a keyless document the plan function fills on its first run.
+  const secrets = new SecretsManagerClient({ endpoint: standins.secretsManagerEndpoint, region: REGION, credentials: { accessKeyId: 'standin', secretAccessKey: 'standin' } });
+  await secrets.send(new CreateSecretCommand({ Name: SIGNING_SECRET_NAME, SecretString: JSON.stringify({ format: SIGNING_KEYS_FORMAT }) }));
   Object.assign(process.env, standins.env, {
     AWS_ENDPOINT_URL_SFN: stepFunctions.endpoint,
     [ENV.bucket]: BUCKET,
@@ -110,6 +119,9 @@ beforeAll(async () => {
     // Small enough that a 12 MiB item goes in ranged parts (S3's smallest, 5 MiB).
     [ENV.rangedCopyThreshold]: String(8 * MiB),
     [ENV.copyPartSize]: String(5 * MiB),
+    [ENV.resign]: 'true',
+    // The stack sets it on the plan function only; IAM, simulated below, is what keeps the others out.
+    [ENV.signingSecret]: SIGNING_SECRET_ARN,
     POWERTOOLS_TRACE_ENABLED: 'false',
     POWERTOOLS_SERVICE_NAME: 'skystreams',
     POWERTOOLS_LOG_LEVEL: 'SILENT',
@@ -234,7 +246,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       await invoke('prune', { runId: 'run-7' });
     });
     await inPath('api', async () => {
-      for (const path of ['/', '/streams/v1/index.sjson', '/api/v1/status', '/streams/v1/missing.json', '/api/v1/packages/bash']) {
+      for (const path of ['/', '/streams/v1/index.sjson', '/api/v1/status', '/streams/v1/missing.json', '/api/v1/packages/bash', '/keyring.gpg']) {
         expect((await invoke('api', apiEvent(path))).statusCode, path).toBeLessThan(500);
       }
     });
@@ -255,6 +267,8 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       'prune s3:DeleteObject',
       'fail s3:DeleteObject',
       'fail dynamodb:DeleteItem',
+      'plan secretsmanager:GetSecretValue',
+      'plan secretsmanager:PutSecretValue',
     ];
     expect(expected.filter((call) => !made.has(call))).toEqual([]);
     expect(calls.some((call) => call.fn === 'plan' && call.action === 'dynamodb:UpdateItem' && String(call.context['dynamodb:LeadingKeys']) === 'RUN')).toBe(true);
@@ -328,6 +342,18 @@ describe('IAM: the denials that matter', () => {
     ];
 
     expect(allDenied(await verdicts('check', requests))).toEqual([]);
+  });
+
+  it('lets only the plan function, which signs, read or write the signing key secret', async () => {
+    const secret = (action: string): IamRequest => ({ action, resource: SIGNING_SECRET_ARN, context: {} });
+    for (const fn of ['check', 'copy', 'publish', 'prune', 'fail', 'api'] as const) {
+      expect(await simulate(fn, secret('secretsmanager:GetSecretValue')), fn).toBe('ImplicitlyDenied');
+      expect(await simulate(fn, secret('secretsmanager:PutSecretValue')), fn).toBe('ImplicitlyDenied');
+    }
+    expect(await simulate('plan', secret('secretsmanager:GetSecretValue'))).toBe('Allowed');
+    expect(await simulate('plan', { action: 'secretsmanager:GetSecretValue', resource: `${SIGNING_SECRET_ARN.slice(0, -6)}other`, context: {} })).toBe(
+      'ImplicitlyDenied',
+    );
   });
 
   it('scopes every listing to the prefixes a function works in', async () => {
@@ -501,6 +527,9 @@ function toIamRequests(clientName: string, commandName: string, input: Record<st
         });
     }
   }
+  if (clientName === 'SecretsManagerClient' && ['GetSecretValue', 'PutSecretValue', 'CreateSecret'].includes(command)) {
+    return [{ action: `secretsmanager:${command}`, resource: String(input.SecretId ?? input.Name), context: {} }];
+  }
   throw new Error(`${clientName} ${commandName}: no IAM mapping in this test yet; add one`);
 }
 
@@ -547,6 +576,8 @@ function rolePolicies(synthesized: SynthesizedMirror): { policies: typeof polici
   const bucketId = logicalIdOf(stack, stack.storage.bucket);
   const tableId = logicalIdOf(stack, stack.storage.table);
   const machineId = logicalIdOf(stack, sync.stateMachine);
+  if (!stack.signingKey) throw new Error('expected a stack synthesized in re-signed mode');
+  const secretId = logicalIdOf(stack, stack.signingKey.secret);
   const resolve = (value: unknown): unknown => {
     if (Array.isArray(value)) return value.map(resolve);
     if (!value || typeof value !== 'object') return value;
@@ -554,7 +585,10 @@ function rolePolicies(synthesized: SynthesizedMirror): { policies: typeof polici
     if (typeof object.Ref === 'string') {
       const pseudo: Record<string, string> = { 'AWS::Partition': 'aws', 'AWS::Region': REGION, 'AWS::AccountId': ACCOUNT, 'AWS::URLSuffix': 'amazonaws.com' };
       if (object.Ref in pseudo) return pseudo[object.Ref];
-      return { [bucketId]: BUCKET, [tableId]: TABLE, [machineId]: STATE_MACHINE_ARN }[object.Ref] ?? `arn:aws:unresolved:${REGION}:${ACCOUNT}:${object.Ref}`;
+      return (
+        { [bucketId]: BUCKET, [tableId]: TABLE, [machineId]: STATE_MACHINE_ARN, [secretId]: SIGNING_SECRET_ARN }[object.Ref] ??
+        `arn:aws:unresolved:${REGION}:${ACCOUNT}:${object.Ref}`
+      );
     }
     if (Array.isArray(object['Fn::GetAtt'])) {
       const [id] = object['Fn::GetAtt'] as string[];

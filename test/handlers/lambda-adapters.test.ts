@@ -117,6 +117,13 @@ describe('Function: readSyncEnvironment', () => {
     expect(readSyncEnvironment({ ...complete, [ENV.max]: '' }).sync.max).toBeUndefined();
   });
 
+  it('reads re-signed mode, and the signing secret only where infra set it (the plan function)', () => {
+    const resigned = { ...complete, ...syncEnvironment({ ...sync, resign: true }) };
+    expect(readSyncEnvironment(resigned).sync.resign).toBe(true);
+    expect(readSyncEnvironment(resigned).signingSecret).toBeUndefined();
+    expect(readSyncEnvironment({ ...resigned, [ENV.signingSecret]: 'arn:s' }).signingSecret).toBe('arn:s');
+  });
+
   it.each([
     [{ [ENV.bucket]: '' }, /^environment variable SKYSTREAMS_BUCKET is not set$/],
     [{ [ENV.sourceUrl]: '' }, /^environment variable SKYSTREAMS_SOURCE_URL: required/],
@@ -125,6 +132,7 @@ describe('Function: readSyncEnvironment', () => {
     [{ [ENV.max]: '0' }, /^environment variable SKYSTREAMS_MAX: "0" is not an integer from 1 to 1000$/],
     [{ [ENV.pruneGraceHours]: '-2' }, /^environment variable SKYSTREAMS_PRUNE_GRACE_HOURS: "-2" is not a duration/],
     [{ [ENV.pruneGraceHours]: '' }, /^environment variable SKYSTREAMS_PRUNE_GRACE_HOURS is not set$/],
+    [{ [ENV.resign]: 'yes' }, /^environment variable SKYSTREAMS_RESIGN: "yes" is not true or false$/],
   ])('names the variable when %j is wrong', (override, message) => {
     expect(() => readSyncEnvironment({ ...complete, ...override })).toThrow(ConfigError);
     expect(() => readSyncEnvironment({ ...complete, ...override })).toThrow(message);

@@ -125,9 +125,27 @@ describe('Function: parseConfig', () => {
     ],
     [{ customDomain: { domainName: 'not a name', certificateArn: 'x' } }, /^test: customDomain\.domainName: "not a name" is not a DNS name/],
     [{ maasKeyringPath: 'relative.gpg' }, /^test: maasKeyringPath: expected an absolute path/],
+    [{ signingKeySecretArn: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:k-AbCdEf' }, /^test: signingKeySecretArn: only used with "resign": true/],
+    [{ resign: true, signingKeySecretArn: 'my-secret' }, /^test: signingKeySecretArn: "my-secret" is not a Secrets Manager secret ARN/],
+    [{ resign: 'yes' }, /^test: resign: "yes" is not true or false/],
+    [{ resign: true, maasKeyringPath: UBUNTU_KEYRING }, /^test: maasKeyringPath: a re-signed mirror is verified with its own keyring/],
     [{ schedule: 'rate(5 minutes)' }, /^test: schedule: unknown setting \(known: sourceUrl, keyring,/],
   ])('rejects %j naming the setting', (override, message) => {
     expect(problemOf({ ...minimal(), ...override })).toMatch(message);
+  });
+});
+
+describe('Setting: resign', () => {
+  it('is off by default; on, it takes an existing secret for the signing keys or leaves the stack to create one', () => {
+    expect(parse(minimal()).sync.resign).toBe(false);
+    expect(parse(minimal({ resign: true }))).toMatchObject({
+      sync: { resign: true },
+      signingKeySecretArn: undefined,
+      // MAAS is pointed at the mirror's own keyring, never written over the Ubuntu one.
+      maasKeyringPath: '/var/snap/maas/common/skystreams-keyring.gpg',
+    });
+    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:skystreams-signing-AbCdEf';
+    expect(parse(minimal({ resign: true, signingKeySecretArn: arn })).signingKeySecretArn).toBe(arn);
   });
 });
 

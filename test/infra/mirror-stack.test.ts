@@ -487,10 +487,14 @@ describe('Stack: MirrorStack (default config)', () => {
         'GET /',
         'GET /api/{proxy+}',
         'GET /channels/{proxy+}',
+        'GET /keyring.asc',
+        'GET /keyring.gpg',
         'GET /streams/{proxy+}',
         'HEAD /',
         'HEAD /api/{proxy+}',
         'HEAD /channels/{proxy+}',
+        'HEAD /keyring.asc',
+        'HEAD /keyring.gpg',
         'HEAD /streams/{proxy+}',
       ]);
       expect(methods.every((method) => method.Properties.Integration.Type === 'AWS_PROXY')).toBe(true);
@@ -515,7 +519,8 @@ describe('Stack: MirrorStack (default config)', () => {
       const apiOrigin = distributionConfig().Origins.find((origin: any) => origin.CustomOriginConfig);
 
       // Assess
-      expect(methods.map((method) => method.Properties.ApiKeyRequired)).toEqual(Array(8).fill(true));
+      expect(methods).toHaveLength(12);
+      expect(methods.every((method) => method.Properties.ApiKeyRequired === true)).toBe(true);
       template.hasResourceProperties('AWS::SecretsManager::Secret', {
         GenerateSecretString: Match.objectLike({ PasswordLength: 64, ExcludePunctuation: true }),
       });
@@ -560,11 +565,16 @@ describe('Stack: MirrorStack (default config)', () => {
         '/': apiOrigin.Id,
         '/streams/*': apiOrigin.Id,
         '/api/*': apiOrigin.Id,
+        '/keyring.gpg': apiOrigin.Id,
+        '/keyring.asc': apiOrigin.Id,
         '/channels/*/streams/*': apiOrigin.Id,
+        '/channels/*/keyring.gpg': apiOrigin.Id,
+        '/channels/*/keyring.asc': apiOrigin.Id,
         '/channels/*': s3Origin.Id,
       });
       // CloudFront takes the first match: a channel's metadata must not fall to the channel item behavior.
       expect(order.indexOf('/channels/*/streams/*')).toBeLessThan(order.indexOf('/channels/*'));
+      expect(order.indexOf('/channels/*/keyring.gpg')).toBeLessThan(order.indexOf('/channels/*'));
       expect(config.DefaultCacheBehavior.TargetOriginId).not.toBe(apiOrigin.Id);
     });
 
@@ -598,7 +608,16 @@ describe('Stack: MirrorStack (default config)', () => {
       const policies = apiBehaviors.map((behavior) => template.findResources('AWS::CloudFront::CachePolicy')[behavior.CachePolicyId.Ref]);
 
       // Assess
-      expect(apiBehaviors.map((behavior) => behavior.PathPattern).sort()).toEqual(['/', '/api/*', '/channels/*/streams/*', '/streams/*']);
+      expect(apiBehaviors.map((behavior) => behavior.PathPattern).sort()).toEqual([
+        '/',
+        '/api/*',
+        '/channels/*/keyring.asc',
+        '/channels/*/keyring.gpg',
+        '/channels/*/streams/*',
+        '/keyring.asc',
+        '/keyring.gpg',
+        '/streams/*',
+      ]);
       for (const policy of policies) {
         expect(policy?.Properties.CachePolicyConfig.ParametersInCacheKeyAndForwardedToOrigin).toMatchObject({
           QueryStringsConfig: { QueryStringBehavior: 'none' },
@@ -756,5 +775,43 @@ describe('Stack: MirrorStack (default config)', () => {
       );
       expect(flattenIntrinsics(outputs.MaasCreateBootSource?.Value)).toMatch(/^maas \$PROFILE boot-sources create url=https:\/\//);
     });
+  });
+});
+
+describe('Stack: MirrorStack (re-signed)', () => {
+  let resigned: SynthesizedMirror;
+  beforeAll(async () => {
+    // cdk.json names the Ubuntu keyring for MAAS; a re-signed mirror's keyring goes elsewhere.
+    resigned = await synthMirror({ resign: true, maasKeyringPath: null }, undefined, { bundle: false });
+  }, 120_000);
+  afterAll(() => resigned?.dispose());
+
+  it('creates the signing key secret keyless and retained, passes cdk-nag, and names it to the plan function only', () => {
+    const { stack, template: resignedTemplate } = resigned;
+    const secretId = logicalIdOf(stack, stack.signingKey!.secret);
+    const secret = resignedTemplate.findResources('AWS::SecretsManager::Secret')[secretId] as { DeletionPolicy: string; Properties: Record<string, unknown> };
+    expect(secret.DeletionPolicy).toBe('Retain');
+    expect(JSON.parse(secret.Properties.SecretString as string)).toEqual({ format: 'skystreams-signing-keys:1' });
+    expect(resigned.nag.violations.map((violation) => violation.ruleName)).toEqual([]);
+
+    const functions = resignedTemplate.findResources('AWS::Lambda::Function') as Record<string, { Properties: { Environment?: { Variables: Record<string, unknown> } } }>;
+    const { sync } = stack;
+    for (const fn of [sync.checkFunction, sync.planFunction, sync.copyFunction, sync.publishFunction, sync.pruneFunction, sync.failFunction, stack.api.handler]) {
+      const variables = functions[logicalIdOf(stack, fn.function)]!.Properties.Environment!.Variables;
+      if (fn === sync.planFunction) expect(variables[ENV.signingSecret]).toEqual({ Ref: secretId });
+      else expect(variables[ENV.signingSecret], fn.node.id).toBeUndefined();
+      if (fn !== stack.api.handler) expect(variables[ENV.resign]).toBe('true');
+    }
+    const secretActions = (fn: MirrorFunction) =>
+      allowedFor(resignedTemplate, logicalIdOf(stack, fn.role))
+        .filter((statement) => JSON.stringify(statement.resources).includes(secretId))
+        .flatMap((statement) => statement.actions);
+    expect(secretActions(sync.planFunction)).toEqual(expect.arrayContaining(['secretsmanager:GetSecretValue', 'secretsmanager:PutSecretValue']));
+    for (const fn of [sync.checkFunction, sync.copyFunction, sync.publishFunction, sync.pruneFunction, sync.failFunction, stack.api.handler]) {
+      expect(secretActions(fn), fn.node.id).toEqual([]);
+    }
+    const outputs = resignedTemplate.findOutputs('*') as Record<string, { Value: unknown }>;
+    expect(flattenIntrinsics(outputs.FetchMirrorKeyring?.Value)).toMatch(/^curl -fsSo \/var\/snap\/maas\/common\/skystreams-keyring\.gpg https:\/\/.*\/keyring\.gpg$/);
+    expect(flattenIntrinsics(outputs.MaasUpdateBootSource?.Value)).toMatch(/keyring_filename=\/var\/snap\/maas\/common\/skystreams-keyring\.gpg$/);
   });
 });

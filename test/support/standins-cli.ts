@@ -10,6 +10,7 @@ console.log(
   [
     `S3 (s3rver):     ${standins.s3Endpoint}`,
     `DynamoDB Local:  ${standins.dynamodbEndpoint}`,
+    `Secrets Manager: ${standins.secretsManagerEndpoint}`,
     `Region:          ${standins.region}`,
     '',
     'For the CLI and the AWS SDK in another shell:',

@@ -12,10 +12,13 @@ import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { startSecretsManagerStandin } from './secrets-manager-standin.ts';
 
 export interface Standins {
   s3Endpoint: string;
   dynamodbEndpoint: string;
+  /** The Secrets Manager protocol stand-in (./secrets-manager-standin.ts). */
+  secretsManagerEndpoint: string;
   region: string;
   /** Environment a child process (the CLI) needs to reach the stand-ins with the default SDK chain. */
   env: Record<string, string>;
@@ -126,8 +129,10 @@ export async function startStandins(): Promise<Standins> {
   const killChildren = () => children.forEach((child) => child.exitCode === null && child.kill('SIGKILL'));
   process.once('exit', killChildren);
 
+  let secretsManager: Awaited<ReturnType<typeof startSecretsManagerStandin>> | undefined;
   const stop = async () => {
     process.off('exit', killChildren);
+    await secretsManager?.stop();
     await Promise.all(children.map(terminate));
     await rm(dataDir, { recursive: true, force: true });
   };
@@ -138,14 +143,17 @@ export async function startStandins(): Promise<Standins> {
       startDynamodbLocal(children),
     ]);
     s3rver.child.send({ reapOnExit: dynamodbLocal.child.pid });
+    secretsManager = await startSecretsManagerStandin();
     const [s3Endpoint, dynamodbEndpoint] = [s3rver.endpoint, dynamodbLocal.endpoint];
     return {
       s3Endpoint,
       dynamodbEndpoint,
+      secretsManagerEndpoint: secretsManager.endpoint,
       region: REGION,
       env: {
         AWS_ENDPOINT_URL_S3: s3Endpoint,
         AWS_ENDPOINT_URL_DYNAMODB: dynamodbEndpoint,
+        AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.endpoint,
         AWS_REGION: REGION,
         AWS_ACCESS_KEY_ID: 'standin',
         AWS_SECRET_ACCESS_KEY: 'standin',

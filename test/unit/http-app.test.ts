@@ -809,3 +809,29 @@ describe('Function: createApp', () => {
     });
   });
 });
+
+describe('Route: keyring.gpg / keyring.asc (re-signed publications)', () => {
+  it('serves the current publication’s keyring, switching with it, and 404 for a publication that has none', async () => {
+    // Prepare: a verbatim publication, then a re-signed one with its keyring.
+    await publishGeneration(1, { [UNSIGNED_INDEX]: '{}' });
+    const verbatim = await request('keyring.gpg');
+    await verbatim.body?.cancel();
+    await publishGeneration(2, { [UNSIGNED_INDEX]: '{}', 'keyring.gpg': 'binary keys 2', 'keyring.asc': 'armored keys 2' });
+
+    // Act
+    const binary = await request('keyring.gpg');
+    const armored = await request('keyring.asc');
+
+    // Assess
+    expect(verbatim.status).toBe(404);
+    expect(binary.status).toBe(200);
+    expect(await bodyText(binary)).toBe('binary keys 2');
+    expect(binary.headers.get('content-type')).toBe('application/pgp-keys');
+    expect(await bodyText(armored)).toBe('armored keys 2');
+    await publishGeneration(3, { [UNSIGNED_INDEX]: '{}', 'keyring.gpg': 'binary keys 3' });
+    expect(await bodyText(await request('keyring.gpg'))).toBe('binary keys 3');
+    const gone = await request('keyring.asc');
+    await gone.body?.cancel();
+    expect(gone.status).toBe(404);
+  });
+});

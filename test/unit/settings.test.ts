@@ -50,6 +50,7 @@ describe('Function: parseSyncConfig', () => {
         channel: 'stable',
         keepGenerations: 1,
         rangedCopy: { thresholdBytes: 1024 * 1024 * 1024, partBytes: 256 * 1024 * 1024 },
+        resign: false,
       });
     });
 
@@ -146,6 +147,19 @@ describe('Function: parseSyncConfig', () => {
         '--keyring: /nope.gpg cannot be read (ENOENT). Install the ubuntu-cloudimage-keyring package, copy ' +
           '/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg from a MAAS region controller, or point --keyring at the keyring that signs your upstream',
       );
+    });
+  });
+
+  describe('resign', () => {
+    it('is off unless asked for, and reaches the engine', () => {
+      expect(parse({}).resign).toBe(false);
+      expect(engineSettings(parse({ resign: 'true' }), undefined).resign).toBe(true);
+    });
+
+    it('refuses an unverified source, naming both settings', () => {
+      const error = failure({ resign: true, verify: false });
+      expect(error.setting).toBe('resign');
+      expect(error.message).toBe('resign: needs a verified source: an unsigned one (verify) cannot be re-signed');
     });
   });
 
@@ -293,6 +307,7 @@ describe('Function: engineSettings', () => {
       channel: 'candidate',
       keepGenerations: 3,
       rangedCopy: config.rangedCopy,
+      resign: false,
     });
     expect(engineSettings(parse({}), undefined).selection).toEqual({ filters: [] });
   });

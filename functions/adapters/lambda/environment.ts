@@ -21,6 +21,10 @@ export const ENV = {
   keepGenerations: 'SKYSTREAMS_KEEP_GENERATIONS',
   /** Path of the upstream keyring; relative paths resolve against the bundle directory. */
   keyringFile: 'SKYSTREAMS_KEYRING_FILE',
+  /** `true`: publish the mirror's own metadata, re-signed. */
+  resign: 'SKYSTREAMS_RESIGN',
+  /** The secret with the signing keys: set on the signing (planning) function only. */
+  signingSecret: 'SKYSTREAMS_SIGNING_SECRET',
   stateMachineArn: 'SKYSTREAMS_STATE_MACHINE_ARN',
   /** Optional, bytes: items larger are copied in ranged parts across invocations. @default syncDefaults.rangedCopy */
   rangedCopyThreshold: 'SKYSTREAMS_RANGED_COPY_THRESHOLD_BYTES',
@@ -42,6 +46,8 @@ type Environment = Readonly<Record<string, string | undefined>>;
 export interface StoreSettings {
   bucket: string;
   table: string;
+  /** Only where the function signs. */
+  signingSecret?: string;
 }
 
 export interface SyncEnvironment extends StoreSettings {
@@ -61,6 +67,7 @@ export const SYNC_ENTRY: EntryPoint = {
       keepGenerations: ENV.keepGenerations,
       rangedCopyThreshold: ENV.rangedCopyThreshold,
       copyPartSize: ENV.copyPartSize,
+      resign: ENV.resign,
     },
     'environment variable ',
   ),
@@ -69,7 +76,8 @@ export const SYNC_ENTRY: EntryPoint = {
 };
 
 export function readStoreSettings(env: Environment = process.env): StoreSettings {
-  return { bucket: required(env, ENV.bucket), table: required(env, ENV.table) };
+  const signingSecret = env[ENV.signingSecret];
+  return { bucket: required(env, ENV.bucket), table: required(env, ENV.table), ...(signingSecret && { signingSecret }) };
 }
 
 export function readSyncEnvironment(env: Environment = process.env): SyncEnvironment {
@@ -87,6 +95,7 @@ export function readSyncEnvironment(env: Environment = process.env): SyncEnviron
       copyPartSize: env[ENV.copyPartSize],
       // Step Functions retries items itself, with backoff: one attempt per invocation.
       attempts: 1,
+      resign: env[ENV.resign],
     },
     SYNC_ENTRY,
   );
@@ -124,5 +133,6 @@ export function syncEnvironment(sync: SyncConfig): Record<string, string> {
     [ENV.keyringFile]: BUNDLED_KEYRING,
     [ENV.channel]: sync.channel,
     [ENV.keepGenerations]: String(sync.keepGenerations),
+    [ENV.resign]: String(sync.resign),
   };
 }

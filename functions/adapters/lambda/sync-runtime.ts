@@ -29,14 +29,20 @@ export function syncRuntime(env: Readonly<Record<string, string | undefined>> = 
 }
 
 async function buildRuntime(env: Readonly<Record<string, string | undefined>>): Promise<SyncRuntime> {
-  const { bucket, table, sync } = readSyncEnvironment(env);
+  const { bucket, table, signingSecret, sync } = readSyncEnvironment(env);
   // The keyring ships inside the bundle, next to the handler (LAMBDA_TASK_ROOT).
   const keyring = sync.keyring && (await openKeyring(sync.keyring, SYNC_ENTRY.name('keyring'), env.LAMBDA_TASK_ROOT ?? process.cwd()));
-  const backend = openCloudBackend({ bucket, table }, env);
+  const backend = openCloudBackend({ bucket, table, ...(signingSecret && { signingSecret }) }, env);
   // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
   const upstream = new HttpUpstream(sync.source, { ...sync, userAgent: 'skystreams (AWS Lambda)' });
   const engine = new SyncEngine(
-    { upstream, objects: backend.objects, catalog: backend.catalog, onEvent: recordSyncEvent },
+    {
+      upstream,
+      objects: backend.objects,
+      catalog: backend.catalog,
+      onEvent: recordSyncEvent,
+      ...(backend.signingKeys && { signingKeys: backend.signingKeys }),
+    },
     engineSettings(sync, keyring),
   );
   return { engine, backend };
