@@ -94,8 +94,8 @@ export async function benchPlanScale(): Promise<{ rows: BenchRow[]; notes: strin
   const tenth = points.find((p) => p.items === largest.items / 10)!;
   const perItemGrowth = (a: ScalePoint, b: ScalePoint, pick: (p: ScalePoint) => number) => (pick(b) / b.items / (pick(a) / a.items)).toFixed(2);
   const notes = [
-    `(i) Least-squares lines through the ${points.length} sizes: time ${(time.slope * 1000).toFixed(2)} µs/item + ${time.intercept.toFixed(1)} ms (R² ${time.r2.toFixed(4)}), ` +
-      `heap ${heap.slope.toFixed(0)} B/item + ${(heap.intercept / 2 ** 20).toFixed(1)} MB (R² ${heap.r2.toFixed(4)}). ` +
+    `(i) Least-squares lines through the ${points.length} sizes: time ${(time.slope * 1000).toFixed(2)} µs/item ${signed(time.intercept, 1)} ms (R² ${time.r2.toFixed(4)}), ` +
+      `heap ${heap.slope.toFixed(0)} B/item ${signed(heap.intercept / 2 ** 20, 1)} MB (R² ${heap.r2.toFixed(4)}). ` +
       `Going from ${tenth.items / 1000}k to ${largest.items / 1000}k items multiplies the cost per item by ${perItemGrowth(tenth, largest, (p) => p.ms)} (time) ` +
       `and ${perItemGrowth(tenth, largest, (p) => p.retainedBytes)} (heap): 1.00 is exactly linear. ` +
       `Each size ran in ${processes} fresh processes (medians); time is the median of ${RUNS_PER_PROCESS} runs after a warm-up; ` +
@@ -178,6 +178,11 @@ function plot(points: readonly ScalePoint[], msPerItem: number, bytesPerItem: nu
   });
   parts.push('</svg>', '');
   return parts.join('\n');
+}
+
+/** `+ 1.5` or `− 1.5`: an intercept written after a slope. */
+function signed(value: number, digits: number): string {
+  return `${value < 0 ? '−' : '+'} ${Math.abs(value).toFixed(digits)}`;
 }
 
 function median(values: readonly number[]): number {

@@ -124,8 +124,8 @@ function peerVerdict(speedup: number, peerAtFloor: number, peerAtDevice: number)
   const verdict = `skystreams is ${speedup.toFixed(2)}× as fast (target ≥ ${PEER_TARGET}×: ${speedup >= PEER_TARGET ? 'met' : 'missed'})`;
   if (speedup >= PEER_TARGET) return verdict;
   return (
-    `${verdict}; sstream-mirror + sync is at ${peerAtFloor.toFixed(2)}× the dd conv=fsync floor, so ${PEER_TARGET}× it needs ` +
-    `${(PEER_TARGET * peerAtFloor).toFixed(2)}× that floor, and ${peerAtDevice.toFixed(2)}× the direct-write time of the device`
+    `${verdict}; sstream-mirror + sync runs at ${peerAtFloor.toFixed(2)}× the dd conv=fsync floor, so ${PEER_TARGET}× it needs ` +
+    `${(PEER_TARGET * peerAtFloor).toFixed(2)}× that floor; a direct write of the same bytes (dd oflag=direct) takes ${peerAtDevice.toFixed(2)}× the peer's time`
   );
 }
 
