@@ -9,6 +9,17 @@ import { ERROR_CODES } from './reply.ts';
 const ISO_TIME = { type: 'string', description: 'ISO 8601 UTC time' } as const;
 const COUNT = { type: 'integer', minimum: 0 } as const;
 
+/** The fields naming one version of one mirrored image (core/packages.ts ImageVersion). */
+const IMAGE_VERSION = {
+  product: { type: 'string' },
+  version: { type: 'string' },
+  os: { type: 'string' },
+  release: { type: 'string' },
+  arch: { type: 'string' },
+  subarch: { type: 'string' },
+  label: { type: 'string' },
+} as const;
+
 const jsonContent = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
 const errorResponse = (description: string) => ({ description, content: jsonContent('Error') });
 const serverErrors = {
@@ -43,6 +54,32 @@ export const OPENAPI_DOCUMENT = {
       operationId: 'images',
       summary: 'Every image of the current publication, with its versions and files',
       responses: { '200': { description: 'Catalog', content: jsonContent('CatalogReport') }, ...serverErrors },
+    }),
+    '/api/v1/packages/{name}': readMethods({
+      operationId: 'packages',
+      summary: 'Which images of the current publication ship package {name}, and which version (from their manifests)',
+      parameters: [{ name: 'name', in: 'path', required: true, schema: { type: 'string' }, example: 'openssl', description: '`libc6` also finds `libc6:amd64`' }],
+      responses: {
+        '200': { description: 'Matches; empty lists for an unknown package. `unread` names manifests the answer could not look into', content: jsonContent('PackageReport') },
+        '400': errorResponse('Not a package name'),
+        ...serverErrors,
+      },
+    }),
+    '/api/v1/diff/{product}/{from}/{to}': readMethods({
+      operationId: 'diff',
+      summary: 'Packages added, removed and changed from version {from} to version {to} of image {product}',
+      parameters: [
+        { name: 'product', in: 'path', required: true, schema: { type: 'string' }, example: 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04' },
+        { name: 'from', in: 'path', required: true, schema: { type: 'string' }, example: '20250618' },
+        { name: 'to', in: 'path', required: true, schema: { type: 'string' }, example: '20250709' },
+      ],
+      responses: {
+        '200': { description: 'The difference', content: jsonContent('ImageDiff') },
+        '400': errorResponse('A malformed path'),
+        '404': errorResponse('The product or a version is not published, or lists no manifest'),
+        '409': errorResponse('A manifest could not be parsed, or is not indexed yet'),
+        ...serverErrors,
+      },
     }),
     '/api/v1/openapi.json': readMethods({
       operationId: 'openapi',
@@ -135,6 +172,62 @@ export const OPENAPI_DOCUMENT = {
   },
   components: {
     schemas: {
+      PackageReport: {
+        type: 'object',
+        required: ['package', 'generation', 'images', 'unread'],
+        additionalProperties: false,
+        properties: {
+          package: { type: 'string' },
+          generation: { oneOf: [COUNT, { type: 'null' }] },
+          images: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['product', 'version', 'package', 'packageVersion', 'manifest'],
+              additionalProperties: false,
+              properties: { ...IMAGE_VERSION, package: { type: 'string' }, packageVersion: { type: 'string' }, manifest: { type: 'string' } },
+            },
+          },
+          unread: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['product', 'version', 'manifest', 'reason'],
+              additionalProperties: false,
+              properties: { ...IMAGE_VERSION, manifest: { type: 'string' }, reason: { type: 'string' } },
+            },
+          },
+        },
+      },
+      ImageDiff: {
+        type: 'object',
+        required: ['product', 'generation', 'from', 'to', 'added', 'removed', 'changed', 'unchanged'],
+        additionalProperties: false,
+        properties: {
+          product: { type: 'string' },
+          generation: COUNT,
+          from: { type: 'object', required: ['version', 'manifest'], additionalProperties: false, properties: { version: { type: 'string' }, manifest: { type: 'string' } } },
+          to: { type: 'object', required: ['version', 'manifest'], additionalProperties: false, properties: { version: { type: 'string' }, manifest: { type: 'string' } } },
+          added: { type: 'array', items: { $ref: '#/components/schemas/PackageVersion' } },
+          removed: { type: 'array', items: { $ref: '#/components/schemas/PackageVersion' } },
+          changed: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['package', 'from', 'to'],
+              additionalProperties: false,
+              properties: { package: { type: 'string' }, from: { type: 'string' }, to: { type: 'string' } },
+            },
+          },
+          unchanged: COUNT,
+        },
+      },
+      PackageVersion: {
+        type: 'object',
+        required: ['package', 'version'],
+        additionalProperties: false,
+        properties: { package: { type: 'string' }, version: { type: 'string' } },
+      },
       Error: {
         type: 'object',
         description: 'Every 4xx and 5xx answer. A 5xx also carries `requestId` (and the `x-request-id` header): the server log has the detail under it.',

@@ -2,6 +2,8 @@
 import { forEachLimited } from '../core/concurrency.ts';
 import type { CopyTask } from '../core/planner.ts';
 import { keys, type Catalog, type CatalogEntry, type Channel, type LockHolder, type ObjectStore, type Publication, type SyncRun } from '../core/ports.ts';
+import { ManifestUnavailableError, NotFoundError } from '../core/errors.ts';
+import { diffImages, type PackageChange } from '../core/packages.ts';
 
 export interface StatusReport {
   /** The default channel's publication. */
@@ -96,11 +98,32 @@ export interface PageImage extends Omit<ImageSummary, 'versions'> {
 export interface StatusPageReport extends StatusReport {
   generation: number | null;
   images: PageImage[];
+  /** For each image with two or more versions, what its manifests say changed from the one before to the newest. */
+  packageChanges: PackageChangeSummary[];
   /** The newest run that reached upstream and finished (published or found it unchanged): when the mirror last knew it was current. */
   lastCheck: SyncRun | null;
   /** How far the running sync's copy has got; undefined with no run running, or while it is still planning. */
   progress?: RunProgress;
 }
+
+/** What changed in an image's packages between its two newest versions, or why that is not known. */
+export interface PackageChangeSummary {
+  product: string;
+  label: string;
+  from: string;
+  to: string;
+  added: number;
+  removed: number;
+  /** The first PACKAGE_CHANGES_SHOWN changed packages, by name. */
+  changed: PackageChange[];
+  changedCount: number;
+  /** Set instead of the counts when a manifest is missing, unparsed or not indexed yet. */
+  problem?: string;
+}
+
+/** Images whose package changes the status page computes (each reads two manifests), and changed packages shown per image. */
+const PACKAGE_CHANGE_IMAGES = 20;
+const PACKAGE_CHANGES_SHOWN = 12;
 
 /** A running sync's copy: what its plan listed, and how much of it the catalog has recorded as stored and verified. */
 export interface RunProgress {
@@ -166,7 +189,34 @@ export async function statusPageReport(objects: ObjectStore, catalog: Catalog, o
   const lastCheck = status.runs.find((run) => run.state === 'succeeded' || run.state === 'unchanged') ?? null;
   const running = status.runs.find((run) => run.state === 'running');
   const progress = running && (await runProgress(objects, catalog, running.id));
-  return { ...status, generation: summary.generation, images, lastCheck, ...(progress && { progress }) };
+  const packageChanges = await packageChangeSummaries(catalog, summary.images);
+  return { ...status, generation: summary.generation, images, packageChanges, lastCheck, ...(progress && { progress }) };
+}
+
+async function packageChangeSummaries(catalog: Catalog, images: readonly ImageSummary[]): Promise<PackageChangeSummary[]> {
+  const summaries: PackageChangeSummary[] = [];
+  for (const image of images.filter((candidate) => candidate.versions.length >= 2).slice(0, PACKAGE_CHANGE_IMAGES)) {
+    // Versions are newest first (catalogSummary).
+    const [to, from] = [image.versions[0]!.version, image.versions[1]!.version];
+    const label = [image.os, image.release, image.arch, image.subarch].filter(Boolean).join(' ') || image.product;
+    const base = { product: image.product, label, from, to };
+    try {
+      const diff = await diffImages(catalog, image.product, from, to);
+      summaries.push({
+        ...base,
+        added: diff.added.length,
+        removed: diff.removed.length,
+        changed: diff.changed.slice(0, PACKAGE_CHANGES_SHOWN),
+        changedCount: diff.changed.length,
+      });
+    } catch (error) {
+      // Images without manifests (bootloaders) have nothing to compare; an unread manifest says why.
+      if (error instanceof NotFoundError) continue;
+      if (!(error instanceof ManifestUnavailableError)) throw error;
+      summaries.push({ ...base, added: 0, removed: 0, changed: [], changedCount: 0, problem: error.message });
+    }
+  }
+  return summaries;
 }
 
 function versionKey(contentId: string, product: string, version: string): string {

@@ -9,7 +9,7 @@
 import { createHash } from 'node:crypto';
 import type { SyncRun } from '../core/ports.ts';
 import { formatBytes, formatDuration } from './format.ts';
-import type { PageImage, RunProgress, StatusPageReport } from './reports.ts';
+import type { PackageChangeSummary, PageImage, RunProgress, StatusPageReport } from './reports.ts';
 
 export interface StatusPageContext {
   /** This mirror's base URL as the client reached it, ending in `/`; undefined when the request does not say. */
@@ -80,7 +80,7 @@ export function renderStatusPage(report: StatusPageReport, context: StatusPageCo
     running ? progressSection(running, report.progress?.runId === running.id ? report.progress : undefined, context.now) : '',
     catalogSection(report),
     runsSection(report.runs, context.now),
-    // Packages: the package-manifest index's section goes here (which images ship a package, diffs between versions).
+    packagesSection(report),
     maasSection(context),
   ];
   return `<!doctype html>
@@ -102,6 +102,42 @@ ${sections.filter(Boolean).join('\n')}
 </body>
 </html>
 `;
+}
+
+/** What the package index knows: how to ask about any package, and what changed between each image's two newest versions. */
+function packagesSection(report: StatusPageReport): string {
+  if (report.publication === null) return '';
+  const ask = `<p>Which images ship a package, and which version: <code>skystreams packages NAME</code>, or
+<code>GET <a href="api/v1/packages/openssl">/api/v1/packages/openssl</a></code> for any name. Changes between two versions of an image:
+<code>skystreams diff PRODUCT FROM TO</code> or <code>GET /api/v1/diff/PRODUCT/FROM/TO</code>.</p>`;
+  if (report.packageChanges.length === 0) {
+    return `<section aria-labelledby="packages">
+<h2 id="packages">Packages</h2>
+${ask}
+<p>No image has two versions with package manifests to compare yet.</p>
+</section>`;
+  }
+  return `<section aria-labelledby="packages">
+<h2 id="packages">Packages</h2>
+${ask}
+<table id="package-changes">
+<caption>What each image's manifest says changed from its previous version to its newest</caption>
+<thead><tr><th scope="col">Image</th><th scope="col">From → to</th><th scope="col" class="num">Added</th><th scope="col" class="num">Removed</th><th scope="col">Changed</th></tr></thead>
+<tbody>
+${report.packageChanges.map(packageChangeRow).join('\n')}
+</tbody>
+</table>
+</section>`;
+}
+
+function packageChangeRow(change: PackageChangeSummary): string {
+  const image = `<th scope="row">${escapeHtml(change.label)}<br><span class="muted"><code>${escapeHtml(change.product)}</code></span></th>`;
+  const versions = `<td>${escapeHtml(change.from)} → ${escapeHtml(change.to)}</td>`;
+  if (change.problem !== undefined) return `<tr>${image}${versions}<td colspan="3">not known: ${escapeHtml(change.problem)}</td></tr>`;
+  const shown = change.changed.map((item) => `<li><code>${escapeHtml(item.package)}</code> ${escapeHtml(item.from)} → ${escapeHtml(item.to)}</li>`);
+  const more = change.changedCount > change.changed.length ? `<li>and ${change.changedCount - change.changed.length} more</li>` : '';
+  const changed = change.changedCount === 0 ? 'none' : `<ul class="versions">${shown.join('')}${more}</ul>`;
+  return `<tr>${image}${versions}<td class="num">${change.added}</td><td class="num">${change.removed}</td><td>${changed}</td></tr>`;
 }
 
 function freshnessSection(report: StatusPageReport, now: Date): string {

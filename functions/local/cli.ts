@@ -381,7 +381,10 @@ addPackageCommands(program, { backendOptions, withExamples, withBackend });
 
 // ---------------------------------------------------------------- the mirror's signing keys (re-signed mode)
 
-const keyCommand = program.command('key').description("the mirror's own signing keys (re-signed mode; docs/key-rotation.md)");
+const keyCommand = withExamples(program.command('key').description("the mirror's own signing keys (re-signed mode; docs/key-rotation.md)"), [
+  'skystreams key show --data-dir /srv/skystreams',
+  'skystreams key rotate --signing-secret arn:aws:secretsmanager:eu-west-1:123456789012:secret:skystreams-signing --bucket my-mirror --table my-mirror',
+]);
 
 /** The backend's key store, or a ConfigError saying how to name one. */
 function keyStoreOf(backend: Backend): SigningKeyStore {

@@ -19,7 +19,8 @@ let mirror: DemoMirror;
 let examples: Record<string, string>;
 
 beforeAll(async () => {
-  mirror = await startDemoMirror();
+  // Two versions per image, so the diff route has two to compare.
+  mirror = await startDemoMirror({ max: 2 });
   const images = (await (await fetch(`${mirror.url}api/v1/images`)).json()) as { images: { versions: { items: { path: string }[] }[] }[] };
   examples = {
     '/streams/v1/{file}': '/streams/v1/index.sjson',
@@ -27,6 +28,8 @@ beforeAll(async () => {
     // The demo syncs into the default channel, which is also at /channels/stable/.
     '/channels/{channel}/streams/v1/{file}': '/channels/stable/streams/v1/index.sjson',
     '/channels/{channel}/{itemPath}': `/channels/stable/${images.images[0]!.versions[0]!.items[0]!.path}`,
+    '/api/v1/packages/{name}': '/api/v1/packages/openssl',
+    '/api/v1/diff/{product}/{from}/{to}': '/api/v1/diff/com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04/20250618/20250709',
   };
 }, 120_000);
 

@@ -129,7 +129,7 @@ export function packagesSuite(factory: BackendFactory): void {
       ]);
       expect(unknown).toEqual({ status: 200, body: { package: 'no-such-package', generation: run.generation, images: [], unread: [] } });
       expect(badName.status).toBe(400);
-      expect(badName.body.error).toContain('"two words" is not a package name');
+      expect(badName.body.error).toMatchObject({ code: 'bad_request', message: expect.stringContaining('"two words" is not a package name') });
     });
 
     it('answers what changed between two versions of an image, and 404 naming an unknown product or version', async () => {
@@ -157,11 +157,11 @@ export function packagesSuite(factory: BackendFactory): void {
       expect(backwards.body.removed).toEqual(DEMO_DIFF.added);
       expect(backwards.body.changed).toEqual(DEMO_DIFF.changed.map(({ package: name, from, to }) => ({ package: name, from: to, to: from })));
       expect(unknownProduct.status).toBe(404);
-      expect(unknownProduct.body.error).toContain('product com.example:no-such-product is not in the published catalog');
+      expect(unknownProduct.body.error).toMatchObject({ code: 'not_found', message: expect.stringContaining('product com.example:no-such-product is not in the published catalog') });
       expect(unknownVersion.status).toBe(404);
-      expect(unknownVersion.body.error).toContain(`product ${GA} has no version 20991231`);
+      expect(unknownVersion.body.error.message).toContain(`product ${GA} has no version 20991231`);
       expect(noManifest.status).toBe(404);
-      expect(noManifest.body.error).toContain('version 20230615.0 lists no package manifest');
+      expect(noManifest.body.error.message).toContain('version 20230615.0 lists no package manifest');
       expect(malformed.status).toBe(400);
     });
 
@@ -222,7 +222,7 @@ export function packagesSuite(factory: BackendFactory): void {
         { ...image(HWE, 'hwe-24.04', OLDER), manifest: manifestOf(OLDER), reason: problem },
       ]);
       expect(diff.status).toBe(409);
-      expect(diff.body.error).toBe(`${manifestOf(OLDER)} (product ${GA} version ${OLDER}): ${problem}`);
+      expect(diff.body.error).toEqual({ code: 'conflict', message: `${manifestOf(OLDER)} (product ${GA} version ${OLDER}): ${problem}` });
     });
 
     it('indexes manifests stored before the package index existed, when the next sync plans', async () => {

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import type { Backend, SyncRun } from '../../functions/core/ports.ts';
 import { createApp } from '../../functions/http/app.ts';
-import { demoProducts } from '../../functions/local/demo-data.ts';
+import { demoItemContent, demoProducts } from '../../functions/local/demo-data.ts';
 import { startServer } from '../../functions/local/server.ts';
 import { generateSigningKey, serveSyntheticUpstream, synthesizeTree } from '../../functions/local/synthetic-upstream.ts';
 import { syncMirror } from './mirror.ts';
@@ -34,7 +34,7 @@ export async function startDemoMirror(options: { filters?: string[]; max?: numbe
   const key = await generateSigningKey('skystreams test demo');
   const keyringFile = join(dir, 'keyring.gpg');
   await writeFile(keyringFile, key.publicKeyring);
-  const upstream = await serveSyntheticUpstream(await synthesizeTree(demoProducts(), { key }), join(dir, 'upstream'));
+  const upstream = await serveSyntheticUpstream(await synthesizeTree(demoProducts(), { key, itemContent: demoItemContent }), join(dir, 'upstream'));
   const dataDir = join(dir, 'mirror');
   const backend = openEmbeddedBackend(dataDir);
   try {

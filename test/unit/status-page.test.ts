@@ -178,6 +178,34 @@ describe('Status page', () => {
     expect(text).toContain('nothing yet: the first sync has not finished');
   });
 
+  it('shows what each image\'s manifests say changed between its two newest versions, and how to ask about any package', async () => {
+    // Prepare: two versions, each with a squashfs manifest the package index holds.
+    const manifest = (version: string) => entry({ version, item: 'squashfs.manifest', ftype: 'squashfs.manifest' });
+    const [older, newer] = [manifest('20250618'), manifest('20250709')];
+    await backend.catalog.putManifest({
+      sha256: older.sha256,
+      path: older.path,
+      packages: new Map([['openssl', '3.0.13-0ubuntu3.1'], ['bash', '5.2.21-2ubuntu4'], ['telnet', '0.17+2.5-3']]),
+      indexedAt: NOW.toISOString(),
+    });
+    await backend.catalog.putManifest({
+      sha256: newer.sha256,
+      path: newer.path,
+      packages: new Map([['openssl', '3.0.13-0ubuntu3.4'], ['bash', '5.2.21-2ubuntu4'], ['curl', '8.5.0-2ubuntu10.6']]),
+      indexedAt: NOW.toISOString(),
+    });
+    await publish(1, '2026-12-01T10:00:00.000Z', [older, newer]);
+
+    // Act
+    const { text } = await page();
+
+    // Assess
+    expect(rowsOf(text, 'package-changes')).toEqual([
+      `ubuntu noble amd64 ga-24.04${NOBLE}|20250618 → 20250709|1|1|openssl 3.0.13-0ubuntu3.1 → 3.0.13-0ubuntu3.4`,
+    ]);
+    expect(text).toContain('<a href="api/v1/packages/openssl">');
+  });
+
   it('gives the MAAS command with the URL the client used and the configured keyring', async () => {
     // Prepare
     app = createApp({ ...backend, keyringFilename: '/etc/maas/mirror keyring.gpg' });
