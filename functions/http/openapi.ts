@@ -20,11 +20,37 @@ const IMAGE_VERSION = {
   label: { type: 'string' },
 } as const;
 
+
 const jsonContent = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
 const errorResponse = (description: string) => ({ description, content: jsonContent('Error') });
 const serverErrors = {
   '500': errorResponse('Internal error; the detail is in the server log under `requestId`.'),
   '503': errorResponse('The store is throttling or unreachable; retry later.'),
+};
+
+/** A metadata file's answers; `notFound` says when it is 404. */
+const metadataResponses = (notFound: string) => ({
+  '200': {
+    description: 'The file; `.sjson` files are OpenPGP clear-signed JSON',
+    content: { 'application/json': { schema: { type: 'object' } }, 'text/plain': { schema: { type: 'string' } } },
+  },
+  '206': { description: 'The requested byte range' },
+  '304': { description: 'Not modified (If-None-Match, If-Modified-Since)' },
+  '404': errorResponse(notFound),
+  '416': { description: 'Range not satisfiable' },
+  ...serverErrors,
+});
+
+/** An item's answers, at its path and under any channel's. */
+const ITEM_RESPONSES = {
+  '200': { description: 'The bytes', content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+  '206': { description: 'The requested byte range' },
+  '304': { description: 'Not modified' },
+  '400': errorResponse('A path no mirror file can have (bad percent-encoding, a dot segment)'),
+  '404': errorResponse('Not published here'),
+  '405': errorResponse('Any method but GET and HEAD'),
+  '416': { description: 'Range not satisfiable' },
+  ...serverErrors,
 };
 const readMethods = (get: object) => ({ get, head: { ...get, operationId: `${(get as { operationId: string }).operationId}Head`, summary: 'Headers only' } });
 
@@ -99,17 +125,7 @@ export const OPENAPI_DOCUMENT = {
           description: '`index.sjson`, `index.json` or a products file the index lists',
         },
       ],
-      responses: {
-        '200': {
-          description: 'The file; `.sjson` files are OpenPGP clear-signed JSON',
-          content: { 'application/json': { schema: { type: 'object' } }, 'text/plain': { schema: { type: 'string' } } },
-        },
-        '206': { description: 'The requested byte range' },
-        '304': { description: 'Not modified (If-None-Match, If-Modified-Since)' },
-        '404': errorResponse('Not in the current publication'),
-        '416': { description: 'Range not satisfiable' },
-        ...serverErrors,
-      },
+      responses: metadataResponses('Not in the current publication'),
     }),
     '/channels/{channel}/streams/v1/{file}': readMethods({
       operationId: 'channelMetadata',
@@ -118,17 +134,7 @@ export const OPENAPI_DOCUMENT = {
         { name: 'channel', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,31}$' }, example: 'candidate' },
         { name: 'file', in: 'path', required: true, schema: { type: 'string' }, example: 'index.sjson' },
       ],
-      responses: {
-        '200': {
-          description: 'The file; `.sjson` files are OpenPGP clear-signed JSON',
-          content: { 'application/json': { schema: { type: 'object' } }, 'text/plain': { schema: { type: 'string' } } },
-        },
-        '206': { description: 'The requested byte range' },
-        '304': { description: 'Not modified (If-None-Match, If-Modified-Since)' },
-        '404': errorResponse('No such channel, or not in its publication'),
-        '416': { description: 'Range not satisfiable' },
-        ...serverErrors,
-      },
+      responses: metadataResponses('No such channel, or not in its publication'),
     }),
     '/channels/{channel}/{itemPath}': readMethods({
       operationId: 'channelItem',
@@ -137,14 +143,7 @@ export const OPENAPI_DOCUMENT = {
         { name: 'channel', in: 'path', required: true, schema: { type: 'string', pattern: '^[a-z][a-z0-9-]{0,31}$' } },
         { name: 'itemPath', in: 'path', required: true, schema: { type: 'string' } },
       ],
-      responses: {
-        '200': { description: 'The bytes', content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
-        '206': { description: 'The requested byte range' },
-        '304': { description: 'Not modified' },
-        '404': errorResponse('Not published here'),
-        '416': { description: 'Range not satisfiable' },
-        ...serverErrors,
-      },
+      responses: ITEM_RESPONSES,
     }),
     '/{itemPath}': readMethods({
       operationId: 'item',
@@ -158,16 +157,7 @@ export const OPENAPI_DOCUMENT = {
           description: 'The item\'s `path` from the products metadata; it spans several segments (`server/releases/noble/…`)',
         },
       ],
-      responses: {
-        '200': { description: 'The bytes', content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
-        '206': { description: 'The requested byte range' },
-        '304': { description: 'Not modified' },
-        '400': errorResponse('A path no mirror file can have (bad percent-encoding, a dot segment)'),
-        '404': errorResponse('Not published here'),
-        '405': errorResponse('Any method but GET and HEAD'),
-        '416': { description: 'Range not satisfiable' },
-        ...serverErrors,
-      },
+      responses: ITEM_RESPONSES,
     }),
   },
   components: {

@@ -107,18 +107,19 @@ export class MirrorDistribution extends Construct {
       functionAssociations,
     };
 
+    const itemBehavior: cloudfront.BehaviorOptions = {
+      origin: items,
+      viewerProtocolPolicy,
+      allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
+      cachedMethods: cloudfront.CachedMethods.CACHE_GET_HEAD,
+      cachePolicy: itemsCache,
+      // Images are already compressed (squashfs, gzip'd kernels).
+      compress: false,
+    };
+
     this.distribution = new cloudfront.Distribution(this, 'Distribution', {
       comment: 'skystreams MAAS image mirror',
-      defaultBehavior: {
-        origin: items,
-        viewerProtocolPolicy,
-        allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
-        cachedMethods: cloudfront.CachedMethods.CACHE_GET_HEAD,
-        cachePolicy: itemsCache,
-        // Images are already compressed (squashfs, gzip'd kernels).
-        compress: false,
-        functionAssociations,
-      },
+      defaultBehavior: { ...itemBehavior, functionAssociations },
       // Listed most specific first: CloudFront takes the first pattern that matches.
       // `/` alone (no wildcard) is the status page; any other path without an API prefix is an item.
       additionalBehaviors: {
@@ -128,14 +129,9 @@ export class MirrorDistribution extends Construct {
         [`/${CHANNELS_PREFIX}/*/streams/*`]: apiBehavior,
         ...Object.fromEntries(API_FILES.map((file) => [`/${CHANNELS_PREFIX}/*/${file}`, apiBehavior])),
         ...(props.accessControl && {
+          // Keyed on the rewritten path: a channel's item and the same item at / share one cached object.
           [`/${CHANNELS_PREFIX}/*`]: {
-            origin: items,
-            viewerProtocolPolicy,
-            allowedMethods: cloudfront.AllowedMethods.ALLOW_GET_HEAD,
-            cachedMethods: cloudfront.CachedMethods.CACHE_GET_HEAD,
-            // Keyed on the rewritten path: a channel's item and the same item at / share one cached object.
-            cachePolicy: itemsCache,
-            compress: false,
+            ...itemBehavior,
             functionAssociations: [
               { function: props.accessControl.channelItemsFunction, eventType: cloudfront.FunctionEventType.VIEWER_REQUEST },
             ],

@@ -103,12 +103,12 @@ describe('CLI: status', () => {
     const [summary, blank, header, ...rows] = result.stdout.trimEnd().split('\n');
     const publication = (await mirror.backend.catalog.getCurrent())!;
     expect(summary).toBe(
-      `generation ${publication.generation}: ${publication.itemCount} items, 187.6 KiB, published ${publication.publishedAt} (upstream updated ${publication.upstreamUpdated})`,
+      `generation ${publication.generation}: ${publication.itemCount} items, 156.5 KiB, published ${publication.publishedAt} (upstream updated ${publication.upstreamUpdated})`,
     );
     expect(blank).toBe('');
     expect(header).toMatch(/^STARTED +STATE +COPIED +PRESENT +DURATION +GENERATION +ERROR$/);
     expect(rows).toHaveLength(1);
-    expect(rows[0]).toMatch(new RegExp(`^${mirror.run.startedAt} +succeeded +${mirror.run.itemsCopied} \\(187\\.6 KiB\\) +0 +\\d+s +1$`));
+    expect(rows[0]).toMatch(new RegExp(`^${mirror.run.startedAt} +succeeded +${mirror.run.itemsCopied} \\(156\\.5 KiB\\) +0 +\\d+s +1$`));
     // Columns line up: each cell starts where its header does.
     expect(rows[0]!.indexOf('succeeded')).toBe(header!.indexOf('STATE'));
   });

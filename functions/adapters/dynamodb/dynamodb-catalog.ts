@@ -293,14 +293,7 @@ export class DynamoCatalog implements Catalog {
    */
   private async expireRunsPastKept(): Promise<void> {
     const { keep, retentionMs } = this.runRetention;
-    const newestFirst: QueryCommandInput = {
-      TableName: this.table,
-      IndexName: RUNS_BY_TIME_INDEX,
-      KeyConditionExpression: 'GSI1PK = :pk',
-      ExpressionAttributeValues: { ':pk': partitionOf.runs },
-      ScanIndexForward: false,
-      Limit: keep + RUNS_TO_EXPIRE_PER_START,
-    };
+    const newestFirst = runsNewestFirst(this.table, keep + RUNS_TO_EXPIRE_PER_START);
     let position = 0;
     for await (const item of this.query(newestFirst)) {
       if (position++ >= keep + RUNS_TO_EXPIRE_PER_START) break;
@@ -328,14 +321,7 @@ export class DynamoCatalog implements Catalog {
   async listRuns(limit: number): Promise<SyncRun[]> {
     const runs: SyncRun[] = [];
     if (limit <= 0) return runs;
-    const newestFirst: QueryCommandInput = {
-      TableName: this.table,
-      IndexName: RUNS_BY_TIME_INDEX,
-      KeyConditionExpression: 'GSI1PK = :pk',
-      ExpressionAttributeValues: { ':pk': partitionOf.runs },
-      ScanIndexForward: false,
-      Limit: limit,
-    };
+    const newestFirst = runsNewestFirst(this.table, limit);
     const now = new Date();
     for await (const item of this.query(newestFirst)) {
       if (hasExpired(item, now)) continue;
@@ -591,6 +577,18 @@ function revisionCondition(revision: number | undefined, absent: boolean) {
   if (absent) return { ConditionExpression: 'attribute_not_exists(PK)' };
   if (!revision) return { ConditionExpression: 'attribute_exists(PK) AND attribute_not_exists(revision)' };
   return { ConditionExpression: 'revision = :revision', ExpressionAttributeValues: { ':revision': revision } as Record<string, unknown> };
+}
+
+/** The runs-by-time index, newest first, `limit` to a page. */
+function runsNewestFirst(table: string, limit: number): QueryCommandInput {
+  return {
+    TableName: table,
+    IndexName: RUNS_BY_TIME_INDEX,
+    KeyConditionExpression: 'GSI1PK = :pk',
+    ExpressionAttributeValues: { ':pk': partitionOf.runs },
+    ScanIndexForward: false,
+    Limit: limit,
+  };
 }
 
 function partitionQuery(partition: string): Omit<QueryCommandInput, 'TableName'> {
