@@ -1,5 +1,6 @@
 /** Mirror-relative path safety. */
 import { UnsafePathError } from './errors.ts';
+import { CHANNELS_PATH_PREFIX } from './ports.ts';
 
 // C0 controls and DEL; a file name with these is never legitimate and may confuse logs or shells.
 const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
@@ -25,10 +26,13 @@ export function objectKeyProblem(key: string): string | undefined {
 
 /**
  * Throws UnsafePathError (naming file and JSON path) when `objectKeyProblem`
- * finds a problem with `path`. Returns the path unchanged.
+ * finds a problem with `path`, or when it lies where the mirror serves its
+ * channels (a file there could never be served). Returns the path unchanged.
  */
 export function assertSafePath(file: string, jsonPath: string, path: string): string {
-  const problem = objectKeyProblem(path);
+  const problem =
+    objectKeyProblem(path) ??
+    (path.startsWith(CHANNELS_PATH_PREFIX) ? `is under ${CHANNELS_PATH_PREFIX}, where the mirror serves its channels` : undefined);
   if (problem !== undefined) throw new UnsafePathError(file, jsonPath, path, problem);
   return path;
 }

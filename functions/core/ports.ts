@@ -209,6 +209,8 @@ export interface Channel {
 export const DEFAULT_CHANNEL = 'stable';
 /** Previous generations a channel remembers. */
 export const CHANNEL_HISTORY_LIMIT = 10;
+/** Every channel is served under `channels/NAME/`: no mirror file may have a path there. */
+export const CHANNELS_PATH_PREFIX = 'channels/';
 /** Lower-case, digits and dashes: a channel's name is a URL path segment and a key part. */
 export const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 

@@ -5,7 +5,7 @@
  * Reply straight to the socket (functions/local/server.ts).
  */
 import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from '../core/published-files.ts';
-import { CHANNEL_NAME, DEFAULT_CHANNEL, keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
+import { CHANNEL_NAME, CHANNELS_PATH_PREFIX, DEFAULT_CHANNEL, keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
 import { packageRouteReply } from './package-routes.ts';
 import { PublishedItems } from './published-items.ts';
@@ -61,8 +61,6 @@ export interface App {
 
 const READ_METHODS = new Set(['GET', 'HEAD']);
 const METADATA_PREFIX = 'streams/';
-/** `/channels/NAME/…` serves channel NAME; everything else the default channel. */
-const CHANNELS_PREFIX = 'channels/';
 const API_PREFIX = 'api/v1/';
 /** Items never change under a path. */
 const ITEM_CACHE = 'public, max-age=31536000, immutable';
@@ -177,9 +175,9 @@ class ServedChannels {
 
   /** The channel a mirror path is under and the path inside it; no channel for a name that cannot be one. */
   of(path: string): { channel: ServedChannel | undefined; rest: string } {
-    if (!path.startsWith(CHANNELS_PREFIX)) return { channel: this.named(DEFAULT_CHANNEL), rest: path };
-    const slash = path.indexOf('/', CHANNELS_PREFIX.length);
-    const name = slash < 0 ? path.slice(CHANNELS_PREFIX.length) : path.slice(CHANNELS_PREFIX.length, slash);
+    if (!path.startsWith(CHANNELS_PATH_PREFIX)) return { channel: this.named(DEFAULT_CHANNEL), rest: path };
+    const slash = path.indexOf('/', CHANNELS_PATH_PREFIX.length);
+    const name = slash < 0 ? path.slice(CHANNELS_PATH_PREFIX.length) : path.slice(CHANNELS_PATH_PREFIX.length, slash);
     const rest = slash < 0 ? '' : path.slice(slash + 1);
     return { channel: CHANNEL_NAME.test(name) ? this.named(name) : undefined, rest };
   }

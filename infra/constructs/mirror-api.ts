@@ -8,6 +8,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from '../../functions/core/published-files.ts';
+import { CHANNELS_PATH_PREFIX } from '../../functions/core/ports.ts';
 import { grantObjectAccess, KEY_PATTERNS } from '../bucket-access.ts';
 import { MirrorFunction } from './mirror-function.ts';
 
@@ -31,7 +32,7 @@ export interface MirrorApiProps {
 export const API_PREFIXES = ['streams', 'api'] as const;
 
 /** `/channels/NAME/…`: a channel's metadata, which the API serves (its items come from S3). */
-export const CHANNELS_PREFIX = 'channels';
+export const CHANNELS_PREFIX = CHANNELS_PATH_PREFIX.slice(0, -1);
 
 /** The status page, which the API also serves. */
 export const STATUS_PAGE_PATH = '/';

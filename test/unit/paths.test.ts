@@ -13,6 +13,7 @@ describe('Function: assertSafePath', () => {
     'dir/file..name',
     'dir/.hidden',
     'a:b/c~d+e',
+    'channels-archive/a',
   ])('returns the safe path %j unchanged', (path) => {
     // Act
     const result = assertSafePath(FILE, JSON_PATH, path);
@@ -35,6 +36,7 @@ describe('Function: assertSafePath', () => {
     ['a\u0000b', 'control character'],
     ['a\nb', 'control character'],
     ['a\u007fb', 'control character'],
+    ['channels/candidate/noble/squashfs', 'where the mirror serves its channels'],
   ])('rejects %j (%s), naming file and JSON path', (path, problem) => {
     // Act
     const act = () => assertSafePath(FILE, JSON_PATH, path);
