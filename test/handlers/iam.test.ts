@@ -16,8 +16,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runSimulation } from '@cloud-copilot/iam-simulate';
@@ -41,6 +39,7 @@ import { generateSigningKey, synthesizeTree, syntheticContent, type SigningKey }
 import { startStandins, type Standins } from '../support/standins.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { logicalIdOf, synthMirror, type SynthesizedMirror } from '../infra/synth.ts';
+import { apiGatewayEvent, lambdaContext, startStepFunctionsStandin, type StepFunctionsStandin } from '../support/lambda-invocation.ts';
 
 const ACCOUNT = '123456789012';
 const REGION = 'us-east-1';
@@ -85,7 +84,7 @@ let standins: Standins;
 let upstream: ServedTree;
 let upstreamFiles: Map<string, Uint8Array>;
 let upstreamKey: SigningKey;
-let stepFunctions: { endpoint: string; close(): Promise<void> };
+let stepFunctions: StepFunctionsStandin;
 let backend: Backend;
 let workDir: string;
 const savedEnv = { ...process.env };
@@ -220,7 +219,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       await backend.objects.put(keys.item(task.path), new TextEncoder().encode('stray'));
       await copyAll(plan);
       // The status page while the run is copying: it reads the run's copy list.
-      const page = await invoke('api', apiEvent('/'));
+      const page = await invoke('api', apiGatewayEvent('/'));
       expect(page.statusCode).toBe(200);
       expect(Buffer.from(page.body, 'base64').toString()).toContain('<h2 id="progress">Sync in progress</h2>');
       // Step Functions retrying a copy whose first attempt did finish: it finds the item stored.
@@ -247,7 +246,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
     });
     await inPath('api', async () => {
       for (const path of ['/', '/streams/v1/index.sjson', '/api/v1/status', '/streams/v1/missing.json', '/api/v1/packages/bash', '/keyring.gpg']) {
-        expect((await invoke('api', apiEvent(path))).statusCode, path).toBeLessThan(500);
+        expect((await invoke('api', apiGatewayEvent(path))).statusCode, path).toBeLessThan(500);
       }
     });
 
@@ -609,59 +608,4 @@ function rolePolicies(synthesized: SynthesizedMirror): { policies: typeof polici
     policies: Object.fromEntries(FUNCTIONS.map((fn) => [fn, policiesOf(roles[fn])])) as typeof policies,
     roleArns: Object.fromEntries(FUNCTIONS.map((fn) => [fn, `arn:aws:iam::${ACCOUNT}:role/${roles[fn]}`])) as typeof roleArns,
   };
-}
-
-// ---------------------------------------------------------------- events and stand-ins
-
-function lambdaContext(name: string): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName: `skystreams-${name}`,
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:skystreams-${name}`,
-    memoryLimitInMB: '1024',
-    awsRequestId: `request-${name}`,
-    logGroupName: `/aws/lambda/skystreams-${name}`,
-    logStreamName: 'test',
-    getRemainingTimeInMillis: () => 60_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
-}
-
-/** A REST API proxy event for `GET <path>`, as API Gateway sends it for CloudFront. */
-function apiEvent(path: string) {
-  const [resource] = path.split('/').filter(Boolean);
-  return {
-    resource: resource ? `/${resource}/{proxy+}` : '/',
-    path,
-    httpMethod: 'GET',
-    headers: { Host: 'abc123.execute-api.us-east-1.amazonaws.com' },
-    multiValueHeaders: { Host: ['abc123.execute-api.us-east-1.amazonaws.com'] },
-    queryStringParameters: null,
-    multiValueQueryStringParameters: null,
-    pathParameters: { proxy: path.split('/').slice(2).join('/') },
-    stageVariables: null,
-    requestContext: { accountId: ACCOUNT, apiId: 'abc123', httpMethod: 'GET', path: `/mirror${path}`, stage: 'mirror', requestId: 'r', identity: { sourceIp: '192.0.2.1' } },
-    body: null,
-    isBase64Encoded: false,
-  };
-}
-
-/** Answers StartExecution as Step Functions does (JSON 1.0). */
-async function startStepFunctionsStandin(): Promise<{ endpoint: string; close(): Promise<void> }> {
-  const server: Server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      const { stateMachineArn, name } = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { stateMachineArn: string; name: string };
-      response
-        .writeHead(200, { 'content-type': 'application/x-amz-json-1.0' })
-        .end(JSON.stringify({ executionArn: `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${name}`, startDate: Date.now() / 1000 }));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return { endpoint: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }

@@ -4,12 +4,10 @@
  * signed synthetic upstream; the check's StartExecution goes to a stand-in
  * that speaks the Step Functions JSON protocol.
  */
-import { createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import type { APIGatewayProxyResult, Context } from 'aws-lambda';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
@@ -24,6 +22,7 @@ import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { withNewVersion } from '../support/mirror.ts';
 import { startStandins, type Standins } from '../support/standins.ts';
 import { logicalIdOf, synthMirror } from '../infra/synth.ts';
+import { apiGatewayEvent, lambdaContext, startStepFunctionsStandin, type StepFunctionsStandin } from '../support/lambda-invocation.ts';
 
 const BUCKET = 'skystreams-pipeline';
 const TABLE = 'skystreams-pipeline';
@@ -129,8 +128,8 @@ describe('Handlers: the sync pipeline as Step Functions drives it', () => {
     const metadataFiles = [...upstreamFiles.keys()].filter((path) => path.startsWith('streams/v1/') && path.endsWith('.sjson'));
     expect(metadataFiles.some((path) => path.includes(':'))).toBe(true);
     for (const path of metadataFiles) {
-      const raw = await handlers.api(apiEvent(`/${path}`), lambdaContext('api'));
-      const escaped = await handlers.api(apiEvent(`/${path.replaceAll(':', '%3A')}`), lambdaContext('api'));
+      const raw = await handlers.api(apiGatewayEvent(`/${path}`), lambdaContext('api'));
+      const escaped = await handlers.api(apiGatewayEvent(`/${path.replaceAll(':', '%3A')}`), lambdaContext('api'));
       expect(raw.statusCode).toBe(200);
       expect(bodyOf(raw)).toEqual(upstreamFiles.get(path));
       expect(bodyOf(escaped)).toEqual(upstreamFiles.get(path));
@@ -139,7 +138,7 @@ describe('Handlers: the sync pipeline as Step Functions drives it', () => {
     for (const task of tasks) {
       expect(new Uint8Array(Buffer.from(await readObject(keys.item(task.path), 'binary'), 'binary'))).toEqual(upstreamFiles.get(task.path));
     }
-    const status = await handlers.api(apiEvent('/api/v1/status'), lambdaContext('api'));
+    const status = await handlers.api(apiGatewayEvent('/api/v1/status'), lambdaContext('api'));
     expect(status.statusCode).toBe(200);
     expect(JSON.stringify(JSON.parse(Buffer.from(status.body, 'base64').toString('utf8')))).toContain(runId);
   });
@@ -228,8 +227,8 @@ describe('Handlers: the sync pipeline as Step Functions drives it', () => {
         () => undefined,
         (error: Error) => error,
       );
-      const index = await bundledApi(apiEvent('/streams/v1/index.sjson'), lambdaContext('api'));
-      const reference = await handlers.api(apiEvent('/streams/v1/index.sjson'), lambdaContext('api'));
+      const index = await bundledApi(apiGatewayEvent('/streams/v1/index.sjson'), lambdaContext('api'));
+      const reference = await handlers.api(apiGatewayEvent('/streams/v1/index.sjson'), lambdaContext('api'));
 
       // Assess: Step Functions retries and catches by these names, so minification must keep them.
       expect(failure?.name).toBe('IntegrityError');
@@ -259,62 +258,9 @@ function schedulerPayload() {
   return { source: 'skystreams.schedule', scheduledTime: new Date().toISOString() };
 }
 
-/** A REST API Lambda proxy event as API Gateway sends it for `GET <path>` through CloudFront. */
-function apiEvent(path: string): APIGatewayProxyEvent {
-  const [resource] = path.split('/').filter(Boolean);
-  return {
-    resource: `/${resource}/{proxy+}`,
-    path,
-    httpMethod: 'GET',
-    headers: { Host: 'abc123.execute-api.us-east-1.amazonaws.com', 'User-Agent': 'Amazon CloudFront', Via: '2.0 x.cloudfront.net (CloudFront)' },
-    multiValueHeaders: {
-      Host: ['abc123.execute-api.us-east-1.amazonaws.com'],
-      'User-Agent': ['Amazon CloudFront'],
-      Via: ['2.0 x.cloudfront.net (CloudFront)'],
-    },
-    queryStringParameters: null,
-    multiValueQueryStringParameters: null,
-    pathParameters: { proxy: path.split('/').slice(2).join('/') },
-    stageVariables: null,
-    requestContext: {
-      accountId: '123456789012',
-      apiId: 'abc123',
-      domainName: 'abc123.execute-api.us-east-1.amazonaws.com',
-      httpMethod: 'GET',
-      path: `/mirror${path}`,
-      protocol: 'HTTP/1.1',
-      requestId: 'request-1',
-      requestTimeEpoch: Date.now(),
-      resourceId: 'res',
-      resourcePath: `/${resource}/{proxy+}`,
-      stage: 'mirror',
-      identity: { sourceIp: '192.0.2.1', userAgent: 'Amazon CloudFront' },
-    } as APIGatewayProxyEvent['requestContext'],
-    body: null,
-    isBase64Encoded: false,
-  };
-}
-
 function bodyOf(result: APIGatewayProxyResult): Uint8Array {
   expect(result.isBase64Encoded).toBe(true);
   return new Uint8Array(Buffer.from(result.body, 'base64'));
-}
-
-function lambdaContext(name: string): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName: `skystreams-${name}`,
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:us-east-1:123456789012:function:skystreams-${name}`,
-    memoryLimitInMB: '1024',
-    awsRequestId: `request-${name}-${Date.now()}`,
-    logGroupName: `/aws/lambda/skystreams-${name}`,
-    logStreamName: 'test',
-    getRemainingTimeInMillis: () => 60_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
 }
 
 /** Collects what Powertools writes to stdout (EMF metrics, JSON logs) until stop(). */
@@ -340,38 +286,4 @@ function emittedMetric(lines: string[], name: string): number[] {
     .map((line) => JSON.parse(line) as Record<string, unknown>)
     .filter((document) => name in document)
     .map((document) => document[name] as number);
-}
-
-interface StepFunctionsStandin {
-  endpoint: string;
-  started: { stateMachineArn: string; name: string; input: string }[];
-  close(): Promise<void>;
-}
-
-/** Answers StartExecution the way Step Functions does (JSON 1.0 protocol) and records each call. */
-async function startStepFunctionsStandin(): Promise<StepFunctionsStandin> {
-  const started: StepFunctionsStandin['started'] = [];
-  const server: Server = createServer((request, response) => {
-    const chunks: Buffer[] = [];
-    request.on('data', (chunk: Buffer) => chunks.push(chunk));
-    request.on('end', () => {
-      const target = request.headers['x-amz-target'];
-      if (target !== 'AWSStepFunctions.StartExecution') {
-        response.writeHead(400, { 'content-type': 'application/x-amz-json-1.0' }).end(JSON.stringify({ __type: 'UnknownOperationException' }));
-        return;
-      }
-      const call = JSON.parse(Buffer.concat(chunks).toString('utf8')) as StepFunctionsStandin['started'][number];
-      started.push(call);
-      response
-        .writeHead(200, { 'content-type': 'application/x-amz-json-1.0' })
-        .end(JSON.stringify({ executionArn: `${call.stateMachineArn.replace(':stateMachine:', ':execution:')}:${call.name}`, startDate: Date.now() / 1000 }));
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    started,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
 }

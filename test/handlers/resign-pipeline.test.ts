@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { APIGatewayProxyEvent, APIGatewayProxyResult, Context } from 'aws-lambda';
+import type { APIGatewayProxyResult, Context } from 'aws-lambda';
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
@@ -26,6 +26,7 @@ import { selectedPaths } from '../support/mirror.ts';
 import { gpgvProblems, readResignedMirror } from '../support/resigned-mirror.ts';
 import { useStandins } from '../support/global-standins.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
+import { apiGatewayEvent, lambdaContext } from '../support/lambda-invocation.ts';
 
 const BUCKET = 'skystreams-resign';
 const TABLE = 'skystreams-resign';
@@ -127,7 +128,7 @@ async function startEdgeStandin(api: Handler, store: Backend): Promise<{ url: st
     const path = new URL(request.url ?? '/', 'http://edge').pathname;
     void (async () => {
       if (/^\/(streams|api)\//.test(path) || path === '/keyring.gpg' || path === '/keyring.asc') {
-        const result = (await api(apiEvent(path), lambdaContext('api'))) as APIGatewayProxyResult;
+        const result = (await api(apiGatewayEvent(path), lambdaContext('api'))) as APIGatewayProxyResult;
         response.writeHead(result.statusCode).end(Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8'));
         return;
       }
@@ -144,52 +145,4 @@ async function startEdgeStandin(api: Handler, store: Backend): Promise<{ url: st
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return { url: `http://127.0.0.1:${port}/`, close: () => new Promise((resolve) => server.close(() => resolve())) };
-}
-
-function apiEvent(path: string): APIGatewayProxyEvent {
-  const [resource] = path.split('/').filter(Boolean);
-  return {
-    resource: path.split('/').length > 2 ? `/${resource}/{proxy+}` : path,
-    path,
-    httpMethod: 'GET',
-    headers: { Host: 'abc123.execute-api.us-east-1.amazonaws.com', 'User-Agent': 'Amazon CloudFront' },
-    multiValueHeaders: { Host: ['abc123.execute-api.us-east-1.amazonaws.com'], 'User-Agent': ['Amazon CloudFront'] },
-    queryStringParameters: null,
-    multiValueQueryStringParameters: null,
-    pathParameters: path.split('/').length > 2 ? { proxy: path.split('/').slice(2).join('/') } : null,
-    stageVariables: null,
-    requestContext: {
-      accountId: '123456789012',
-      apiId: 'abc123',
-      domainName: 'abc123.execute-api.us-east-1.amazonaws.com',
-      httpMethod: 'GET',
-      path: `/mirror${path}`,
-      protocol: 'HTTP/1.1',
-      requestId: 'request-1',
-      requestTimeEpoch: Date.now(),
-      resourceId: 'res',
-      resourcePath: path,
-      stage: 'mirror',
-      identity: { sourceIp: '192.0.2.1' },
-    },
-    body: null,
-    isBase64Encoded: false,
-  } as unknown as APIGatewayProxyEvent;
-}
-
-function lambdaContext(name: string): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName: `skystreams-${name}`,
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `arn:aws:lambda:us-east-1:123456789012:function:skystreams-${name}`,
-    memoryLimitInMB: '1024',
-    awsRequestId: `request-${name}`,
-    logGroupName: `/aws/lambda/skystreams-${name}`,
-    logStreamName: 'test',
-    getRemainingTimeInMillis: () => 60_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
 }

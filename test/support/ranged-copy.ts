@@ -21,6 +21,7 @@ import type { StandinEndpoints } from './global-standins.ts';
 import { withNewVersion } from './mirror.ts';
 import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from './signed-upstream.ts';
 import { generatedFile, serveTree, type ServedFile, type ServedTree, type StreamedFile } from './upstream-server.ts';
+import { lambdaContext } from './lambda-invocation.ts';
 
 type Handler = (event: unknown, context: Context) => Promise<any>;
 
@@ -96,7 +97,8 @@ export async function startRangedCopyRig(standins: StandinEndpoints, options: Ra
   const load = async (name: string) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
   const handlers = { plan: await load('plan'), copy: await load('copy'), publish: await load('publish'), prune: await load('prune'), fail: await load('fail') };
   const backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
-  const context = lambdaContext();
+  // A Lambda's whole 15 minutes left: the copy budget is forced small through its environment.
+  const context = lambdaContext('copy', 15 * 60_000);
 
   const readJson = async <T>(objectKey: string): Promise<T> => {
     const { body } = await backend.objects.get(objectKey);
@@ -176,22 +178,4 @@ async function largeItemTree(
   const files = new Map<string, ServedFile>(tree);
   files.set(item!.path, file);
   return { files, large: { path: item!.path, file } };
-}
-
-/** An invocation's context with a Lambda's whole 15 minutes left: the copy budget is forced small through its environment. */
-function lambdaContext(): Context {
-  return {
-    callbackWaitsForEmptyEventLoop: true,
-    functionName: 'skystreams-copy',
-    functionVersion: '$LATEST',
-    invokedFunctionArn: 'arn:aws:lambda:us-east-1:123456789012:function:skystreams-copy',
-    memoryLimitInMB: '2048',
-    awsRequestId: `request-copy-${Date.now()}`,
-    logGroupName: '/aws/lambda/skystreams-copy',
-    logStreamName: 'test',
-    getRemainingTimeInMillis: () => 15 * 60_000,
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
 }
