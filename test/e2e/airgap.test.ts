@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleUpstream } from '../../functions/adapters/fs/bundle-file.ts';
 import { BUNDLE_MANIFEST, BUNDLE_MIRROR_ROOT } from '../../functions/core/bundle.ts';
-import { BundleError } from '../../functions/core/errors.ts';
+import { BundleError, InputTooLargeError, NotFoundError } from '../../functions/core/errors.ts';
 import { parseTarBlock, parsePaxRecords, tarHeader, TAR_BLOCK, writeTar } from '../../functions/core/tar.ts';
 import { cli as runCli, startServing } from '../support/cli.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
@@ -148,6 +148,8 @@ describe('CLI: skystreams export / import (air-gap bundles)', () => {
     const opened = await BundleUpstream.open(bundle);
     expect(Buffer.from(opened.keyring!).equals(Buffer.from(key.publicKeyring))).toBe(true);
     expect(opened.manifest).toMatchObject({ format: 1, generation: 1, upstreamUpdated: FIRST, keyring: true });
+    await expect(opened.fetchFile('streams/v1/index.sjson', undefined, { maxBytes: 10 })).rejects.toBeInstanceOf(InputTooLargeError);
+    await expect(opened.fetchFile('streams/v1/missing.json')).rejects.toBeInstanceOf(NotFoundError);
     const { stdout } = await execFileAsync('tar', ['-tf', bundle]);
     const names = stdout.trim().split('\n');
     expect(names[0]).toBe(BUNDLE_MANIFEST);

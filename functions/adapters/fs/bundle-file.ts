@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BUNDLE_KEYRING, BUNDLE_MANIFEST, BUNDLE_MIRROR_ROOT, parseBundleManifest, type BundleManifest } from '../../core/bundle.ts';
 import { BundleError, InputTooLargeError, NotFoundError } from '../../core/errors.ts';
+import { defaultMetadataLimits } from '../../core/settings.ts';
 import type { ByteRange, ByteStream, FetchLimits, FetchedFile, Upstream, Validators } from '../../core/ports.ts';
 import { TAR_BLOCK, parsePaxRecords, parseTarBlock, tarPadding, type TarPosition } from '../../core/tar.ts';
 
@@ -87,7 +88,7 @@ export class BundleUpstream implements Upstream {
         );
       }
       const index = mirror.get('streams/v1/index.sjson') ?? mirror.get('streams/v1/index.json');
-      const indexEtag = index && index.size <= MAX_SMALL_FILE_BYTES ? `"bundle-${await sha256Of(handle, index)}"` : undefined;
+      const indexEtag = index && index.size <= MAX_SMALL_FILE_BYTES ? `"bundle-${sha256Hex(await readSmall(file, handle, 'index', index))}"` : undefined;
       return new BundleUpstream(file, manifest, keyring, mirror, indexEtag);
     } finally {
       await handle.close();
@@ -105,8 +106,10 @@ export class BundleUpstream implements Upstream {
 
   async fetchFile(path: string, validators?: Validators, limits?: FetchLimits): Promise<FetchedFile> {
     const entry = this.entry(path);
-    if (limits?.maxBytes !== undefined && entry.size > limits.maxBytes) {
-      throw new InputTooLargeError(this.url(path), limits.maxBytes, `${entry.size} bytes, more than the ${limits.maxBytes} allowed`);
+    // Read whole into memory: without a limit of the caller's, no more than a run reads of metadata in all.
+    const maxBytes = limits?.maxBytes ?? defaultMetadataLimits.runBytes;
+    if (entry.size > maxBytes) {
+      throw new InputTooLargeError(this.url(path), maxBytes, `${entry.size} bytes, more than the ${maxBytes} allowed`);
     }
     const isIndex = path.startsWith('streams/v1/index.');
     if (isIndex && this.indexEtag !== undefined && validators?.etag === this.indexEtag) return { notModified: true };
@@ -183,8 +186,6 @@ async function readSmall(file: string, handle: FileHandle, name: string, entry: 
   return bytes;
 }
 
-async function sha256Of(handle: FileHandle, entry: Entry): Promise<string> {
-  const bytes = new Uint8Array(entry.size);
-  await handle.read(bytes, 0, entry.size, entry.offset);
+function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
