@@ -111,19 +111,28 @@ export async function packagesNamed(catalog: Catalog, name: string): Promise<Pac
 export async function diffImages(catalog: Catalog, product: string, from: string, to: string): Promise<ImageDiff> {
   const current = await catalog.getCurrent();
   if (!current) throw new NotFoundError('nothing is published yet');
-  const manifests = new Map<string, CatalogEntry[]>();
-  let found = false;
+  const files = new Map<string, CatalogEntry[]>();
   for await (const entry of catalog.listEntries(current.generation)) {
     if (entry.product !== product) continue;
-    found = true;
-    if (!manifests.has(entry.version)) manifests.set(entry.version, []);
-    if (isManifest(entry.ftype)) manifests.get(entry.version)!.push(entry);
+    if (!files.has(entry.version)) files.set(entry.version, []);
+    files.get(entry.version)!.push(entry);
   }
-  if (!found) throw new NotFoundError(`product ${product} is not in the published catalog (generation ${current.generation})`);
-  const [before, after] = [
-    await packagesOf(catalog, product, from, manifests.get(from)),
-    await packagesOf(catalog, product, to, manifests.get(to)),
-  ];
+  if (files.size === 0) throw new NotFoundError(`product ${product} is not in the published catalog (generation ${current.generation})`);
+  return diffVersions(catalog, product, current.generation, { version: from, files: files.get(from) }, { version: to, files: files.get(to) });
+}
+
+/** The files of one version of a product, as the catalog lists them (manifests among them); undefined when it is not published. */
+export interface VersionFiles {
+  version: string;
+  files: readonly Pick<CatalogEntry, 'item' | 'ftype' | 'path' | 'sha256'>[] | undefined;
+}
+
+/**
+ * `diffImages` for two versions whose files the caller already has (say,
+ * from one pass over a generation's entries): reads their manifests only.
+ */
+export async function diffVersions(catalog: Catalog, product: string, generation: number, from: VersionFiles, to: VersionFiles): Promise<ImageDiff> {
+  const [before, after] = [await packagesOf(catalog, product, from), await packagesOf(catalog, product, to)];
   const added: PackageVersion[] = [];
   const removed: PackageVersion[] = [];
   const changed: PackageChange[] = [];
@@ -140,9 +149,9 @@ export async function diffImages(catalog: Catalog, product: string, from: string
   const byName = (a: { package: string }, b: { package: string }) => compare(a.package, b.package);
   return {
     product,
-    generation: current.generation,
-    from: { version: from, manifest: before.path },
-    to: { version: to, manifest: after.path },
+    generation,
+    from: { version: from.version, manifest: before.path },
+    to: { version: to.version, manifest: after.path },
     added: added.sort(byName),
     removed: removed.sort(byName),
     changed: changed.sort(byName),
@@ -156,11 +165,11 @@ const MANIFEST_PREFERENCE = ['squashfs.manifest', 'manifest', 'root-tgz.manifest
 async function packagesOf(
   catalog: Catalog,
   product: string,
-  version: string,
-  entries: CatalogEntry[] | undefined,
+  { version, files }: VersionFiles,
 ): Promise<{ path: string; packages: ReadonlyMap<string, string> }> {
-  if (!entries) throw new NotFoundError(`product ${product} has no version ${version} in the published catalog`);
-  const [entry] = [...entries].sort((a, b) => rank(a) - rank(b) || compare(a.ftype ?? '', b.ftype ?? '') || compare(a.item, b.item));
+  if (!files) throw new NotFoundError(`product ${product} has no version ${version} in the published catalog`);
+  const manifests = files.filter((file) => isManifest(file.ftype));
+  const [entry] = manifests.sort((a, b) => rank(a) - rank(b) || compare(a.ftype ?? '', b.ftype ?? '') || compare(a.item, b.item));
   if (!entry) throw new NotFoundError(`product ${product} version ${version} lists no package manifest`);
   const manifest: PackageManifest | undefined = await catalog.getManifest(entry.sha256);
   if (!manifest?.packages) {
@@ -169,7 +178,7 @@ async function packagesOf(
   return { path: entry.path, packages: manifest.packages };
 }
 
-function rank(entry: CatalogEntry): number {
+function rank(entry: Pick<CatalogEntry, 'ftype'>): number {
   const index = MANIFEST_PREFERENCE.indexOf(entry.ftype ?? '');
   return index === -1 ? MANIFEST_PREFERENCE.length : index;
 }

@@ -3,7 +3,7 @@ import { forEachLimited } from '../core/concurrency.ts';
 import type { CopyTask } from '../core/planner.ts';
 import { keys, type Catalog, type CatalogEntry, type Channel, type LockHolder, type ObjectStore, type Publication, type SyncRun } from '../core/ports.ts';
 import { ManifestUnavailableError, NotFoundError } from '../core/errors.ts';
-import { diffImages, type PackageChange } from '../core/packages.ts';
+import { diffVersions, type PackageChange } from '../core/packages.ts';
 
 export interface StatusReport {
   /** The default channel's publication. */
@@ -189,19 +189,21 @@ export async function statusPageReport(objects: ObjectStore, catalog: Catalog, o
   const lastCheck = status.runs.find((run) => run.state === 'succeeded' || run.state === 'unchanged') ?? null;
   const running = status.runs.find((run) => run.state === 'running');
   const progress = running && (await runProgress(objects, catalog, running.id));
-  const packageChanges = await packageChangeSummaries(catalog, summary.images);
+  const packageChanges = summary.generation === null ? [] : await packageChangeSummaries(catalog, summary.generation, summary.images);
   return { ...status, generation: summary.generation, images, packageChanges, lastCheck, ...(progress && { progress }) };
 }
 
-async function packageChangeSummaries(catalog: Catalog, images: readonly ImageSummary[]): Promise<PackageChangeSummary[]> {
+/** From the catalog summary's files: only the two manifests of each image are read, not the generation again. */
+async function packageChangeSummaries(catalog: Catalog, generation: number, images: readonly ImageSummary[]): Promise<PackageChangeSummary[]> {
   const summaries: PackageChangeSummary[] = [];
   for (const image of images.filter((candidate) => candidate.versions.length >= 2).slice(0, PACKAGE_CHANGE_IMAGES)) {
     // Versions are newest first (catalogSummary).
-    const [to, from] = [image.versions[0]!.version, image.versions[1]!.version];
+    const [newest, previous] = [image.versions[0]!, image.versions[1]!];
+    const [to, from] = [newest.version, previous.version];
     const label = [image.os, image.release, image.arch, image.subarch].filter(Boolean).join(' ') || image.product;
     const base = { product: image.product, label, from, to };
     try {
-      const diff = await diffImages(catalog, image.product, from, to);
+      const diff = await diffVersions(catalog, image.product, generation, { version: from, files: previous.items }, { version: to, files: newest.items });
       summaries.push({
         ...base,
         added: diff.added.length,
