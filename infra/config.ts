@@ -55,6 +55,8 @@ export interface SkystreamsConfig {
   readonly keyring: Uint8Array | undefined;
   /** Where the keyring came from, for messages. */
   readonly keyringSource: string;
+  /** Merged sources (`sources`): each one's keyring, by source name, bundled with the sync functions. */
+  readonly sourceKeyrings: ReadonlyMap<string, Uint8Array>;
   readonly scheduleMinutes: number;
   readonly accessControl: AccessControlConfig;
   readonly alarms: AlarmConfig;
@@ -108,6 +110,7 @@ const TOP_LEVEL_KEYS = [
   'keepGenerations',
   'resign',
   'signingKeySecretArn',
+  'sources',
 ] as const;
 
 /** CloudWatch evaluates alarms over at most one day of 1-minute-or-longer periods. */
@@ -122,6 +125,7 @@ const SYNC_SETTING_NAMES: Partial<Record<SettingKey, string>> = {
   concurrency: 'copyConcurrency',
   pruneGrace: 'pruneGraceHours',
   resign: 'resign',
+  sources: 'sources',
 };
 
 export interface ConfigSource {
@@ -172,6 +176,7 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
       channel: root.channel,
       keepGenerations: root.keepGenerations,
       resign: root.resign,
+      sources: root.sources,
     },
     {
       name: (setting, item) => `${origin}: ${SYNC_SETTING_NAMES[setting] ?? setting}${item === undefined ? '' : `[${item}]`}`,
@@ -187,7 +192,17 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
       refuseSourceCredentials: 'they would end up in Lambda environment variables',
     },
   );
-  const { bytes: keyring, source: keyringSource } = keyringToBundle(sync.keyring, options.baseDir, `${origin}: keyring`);
+  const { bytes: keyring, source: keyringSource } = sync.sources
+    ? { bytes: undefined, source: `${origin}: sources` }
+    : keyringToBundle(sync.keyring, options.baseDir, `${origin}: keyring`);
+  const sourceKeyrings = new Map<string, Uint8Array>();
+  for (const [i, source] of (sync.sources ?? []).entries()) {
+    const label = `${origin}: sources[${i}].keyring`;
+    const bundled = keyringToBundle(source.keyring, options.baseDir, label);
+    if (!bundled.bytes) throw new ConfigError(`${label}: ${bundled.source} does not exist on this machine`);
+    const { bytes } = bundled;
+    sourceKeyrings.set(source.name, bytes);
+  }
   const scheduleMinutes = optionalInteger(root.scheduleMinutes, 'scheduleMinutes', 1, 1_440, configDefaults.scheduleMinutes, fail);
   const maasKeyringPath =
     root.maasKeyringPath === undefined || root.maasKeyringPath === null
@@ -217,6 +232,7 @@ export function parseConfig(raw: unknown, options: { baseDir: string; origin?: s
     sync,
     keyring,
     keyringSource,
+    sourceKeyrings,
     scheduleMinutes,
     accessControl: parseAccessControl(root.accessControl, fail),
     alarms,

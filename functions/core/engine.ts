@@ -41,6 +41,7 @@ import {
   checkIndex,
   indexFileFor,
   loadPublishedMetadata,
+  loadSourceMetadata,
   readUpstreamMetadata,
   servedIndexUpdated,
   type IndexCheck,
@@ -52,17 +53,20 @@ import {
   curateProducts,
   keyringFiles,
   nextUpdated,
-  productsBase,
   serializePublishedStream,
-  UPSTREAM_COPY_PREFIX,
 } from './publish-metadata.ts';
+import { upstreamCopyPrefix } from './published-files.ts';
+import { mergeSources, type SourceConflict, type SourceProducts } from './sources.ts';
+import { parseUpdated } from './simplestreams.ts';
 import { openSigningKeys } from './signing-keys.ts';
-import { isStoredAs, planSync, unreferencedPaths, type CopyTask, type Selection } from './planner.ts';
+import { isStoredAs, planSync, selectItems, unreferencedPaths, type CopyTask, type Selection, type SyncPlan } from './planner.ts';
 import { clearsign, type Keyring } from './pgp.ts';
 import { pinnedVersions } from './pins.ts';
 import { syncDefaults, type RangedCopySettings } from './settings.ts';
 import {
   DEFAULT_CHANNEL,
+  PRIMARY_SOURCE,
+  SOURCE_CONFLICTS_STATE,
   keys,
   type ByteStream,
   type Catalog,
@@ -113,6 +117,21 @@ export interface SyncSettings {
    * verbatim. @default false
    */
   resign?: boolean;
+  /**
+   * Several sources merged into one stream (needs `resign`), each fetched
+   * from `EngineDeps.upstreams` under its name. undefined: the one source of
+   * `keyring` and `selection`, fetched from `EngineDeps.upstream`.
+   */
+  sources?: readonly SourceSettings[];
+}
+
+/** One of several merged sources: verified with its own keyring, selected by its own filters and max. */
+export interface SourceSettings {
+  name: string;
+  keyring: Keyring;
+  selection: Selection;
+  /** Wins product ids and paths over sources of lower priority; on a tie, the earlier source wins. */
+  priority: number;
 }
 
 export type SyncEvent =
@@ -142,7 +161,10 @@ export type SyncEvent =
   | { type: 'failed'; runId: string; error: string };
 
 export interface EngineDeps {
-  upstream: Upstream;
+  /** The one source, unless `SyncSettings.sources` lists several. */
+  upstream?: Upstream;
+  /** Each of `SyncSettings.sources`, by name. */
+  upstreams?: ReadonlyMap<string, Upstream>;
   objects: ObjectStore;
   catalog: Catalog;
   now?: () => Date;
@@ -218,7 +240,9 @@ interface StoredPlan {
   /** Every unique selected path with its expected content. */
   objects: CopyTask[];
   entries: CatalogEntry[];
-  indexState: IndexState;
+  indexState: IndexState | MergedIndexState;
+  /** Where merged sources offered the same product or path, and which gave way. */
+  conflicts?: SourceConflict[];
   copyItems: number;
   copyBytes: number;
   presentItems: number;
@@ -230,6 +254,31 @@ interface IndexState extends Validators {
   sha256: string;
   /** Published re-signed: switching the mode publishes again even when upstream has not changed. */
   resigned?: boolean;
+}
+
+/** Merged sources: each one's index state, and the sources' settings they were planned with. */
+interface MergedIndexState {
+  sources: Record<string, IndexState>;
+  /** A source added, removed or re-filtered plans again even when no index changed. */
+  fingerprint: string;
+}
+
+/** A source as one run reads it. */
+interface ActiveSource {
+  name: string;
+  upstream: Upstream;
+  keyring: Keyring | undefined;
+  selection: Selection;
+  priority: number;
+}
+
+/** The index of each source, when at least one changed since the current publication. */
+type ChangedIndexes = Map<string, { bytes: Uint8Array; validators: Validators }>;
+
+/** One source's verified metadata, read for a plan. */
+interface SourceRead {
+  source: ActiveSource;
+  metadata: UpstreamMetadata;
 }
 
 /**
@@ -295,13 +344,13 @@ export class SyncEngine {
 
   /** Conditional GET of the index only: does a run have anything to do? */
   async check(): Promise<{ changed: boolean }> {
-    const index = await this.fetchIndexIfChanged(await this.deps.catalog.getCurrent(this.channel));
-    return { changed: index.changed };
+    const indexes = await this.changedIndexes(await this.deps.catalog.getCurrent(this.channel), { all: false });
+    return { changed: indexes !== undefined };
   }
 
   /** Takes the lock, verifies upstream metadata, stages it as the next generation and lists what to copy. */
   async plan(runId: string): Promise<PlanOutcome> {
-    const { catalog, objects, upstream } = this.deps;
+    const { catalog, objects } = this.deps;
     const startedAt = this.now();
     let lease: Lease;
     try {
@@ -324,8 +373,8 @@ export class SyncEngine {
       await catalog.putRun(run, lease);
       await this.settleAbandonedRuns(lease);
       const current = await catalog.getCurrent(this.channel);
-      const index = await this.fetchIndexIfChanged(current);
-      if (!index.changed) {
+      const indexes = await this.changedIndexes(current, { all: true });
+      if (!indexes) {
         await catalog.putRun({ ...run, state: 'unchanged', finishedAt: this.now().toISOString() }, lease);
         this.emit({ type: 'unchanged', runId });
         // Replaced generations whose grace ran out go now, not at the next upstream change.
@@ -333,20 +382,15 @@ export class SyncEngine {
         else await catalog.releaseLock(lease);
         return { runId, outcome: 'unchanged' };
       }
-      const limits = this.settings.limits ?? {};
-      const published = current && (await loadPublishedMetadata(objects, current, limits));
-      const metadata = await readUpstreamMetadata(upstream, this.settings.keyring, index, published, limits);
+      const reads = await this.readSources(indexes, current);
       const stored = new Map<string, StoredObject>();
       for await (const object of catalog.listObjects()) stored.set(object.path, object);
-      const plan = planSync({
-        products: metadata.products,
-        selection: { ...this.settings.selection, pinned: await pinnedVersions(catalog) },
-        stored,
-        metadataFiles: [...metadata.files.keys()],
-      });
+      const pinned = await pinnedVersions(catalog);
+      const { plan, staged, conflicts } = this.settings.resign
+        ? await this.resignedPlan(reads, stored, pinned, current)
+        : verbatimPlan(reads, stored, pinned);
       await this.refuseChangesToPublishedContent(plan.objects);
       await indexStoredManifests(this.manifestIndexing(runId), plan.entries, stored, lease);
-      const staged = this.settings.resign ? await this.resignedMetadata(metadata, plan.entries, current) : metadata.files;
       const generation = await catalog.reserveGeneration(lease);
       await catalog.putRun({ ...run, generation }, lease);
       for (const [file, bytes] of staged) {
@@ -356,16 +400,12 @@ export class SyncEngine {
         runId,
         generation,
         basedOn: current?.generation,
-        upstreamUpdated: metadata.updated,
+        upstreamUpdated: newestUpdated(reads),
         files: [...staged.keys()].sort(),
         objects: plan.objects,
         entries: plan.entries,
-        indexState: {
-          ...index.validators,
-          url: upstream.url(indexFileFor(this.settings.keyring)),
-          sha256: sha256Hex(index.bytes),
-          ...(this.settings.resign && { resigned: true }),
-        },
+        indexState: this.indexStateOf(indexes),
+        ...(this.settings.sources && { conflicts }),
         copyItems: plan.copy.length,
         copyBytes: plan.copyBytes,
         presentItems: plan.presentPaths,
@@ -399,42 +439,62 @@ export class SyncEngine {
   }
 
   /**
-   * The metadata of a re-signed generation: index and products listing
-   * exactly the selected items (all verified and stored before `publish`
-   * switches to them), signed now with the active key; the keyring that
-   * verifies them; and, unserved, the upstream files they were made from.
+   * A re-signed generation: each source's products cut down to what its
+   * own selection keeps, merged (conflicts resolved by priority), planned as
+   * one; its metadata lists exactly those items (all verified and stored
+   * before `publish` switches to them), signed now with the active key,
+   * with the keyring that verifies them and, unserved, the upstream files
+   * each source's part was made from.
    */
-  private async resignedMetadata(
-    metadata: UpstreamMetadata,
-    entries: readonly CatalogEntry[],
+  private async resignedPlan(
+    reads: readonly SourceRead[],
+    stored: ReadonlyMap<string, StoredObject>,
+    pinned: ReadonlySet<string>,
     current: Publication | undefined,
-  ): Promise<Map<string, Uint8Array>> {
+  ): Promise<PlannedGeneration> {
     const store = this.deps.signingKeys;
     if (!store) throw new ConfigError('re-signed mode needs the mirror\'s signing key store');
+    const sources: SourceProducts[] = reads.map(({ source, metadata }) => ({
+      source: source.name,
+      priority: source.priority,
+      index: metadata.index,
+      products: metadata.products.flatMap(({ file, doc }) => {
+        const selected = new Set(
+          selectItems(file, doc, { ...source.selection, pinned }).map((item) => itemKey(item.contentId, item.productName, item.versionName, item.itemName)),
+        );
+        const curated = curateProducts(doc, (product, version, item) => selected.has(itemKey(doc.content_id, product, version, item)));
+        return curated ? [{ file, doc: curated }] : [];
+      }),
+    }));
+    const merged = mergeSources(sources);
+    const planned = planSync({
+      products: merged.products.map(({ base, doc }) => ({ file: base, doc })),
+      selection: { filters: [] },
+      stored,
+    });
+    const fromSource = (task: CopyTask): CopyTask => ({ ...task, source: merged.sourceOfPath.get(task.path) ?? PRIMARY_SOURCE });
+    const plan = this.settings.sources ? { ...planned, objects: planned.objects.map(fromSource), copy: planned.copy.map(fromSource) } : planned;
+
     const now = this.now();
     const signing = await openSigningKeys(store, now);
-    const selected = new Set(entries.map((entry) => itemKey(entry.contentId, entry.product, entry.version, entry.item)));
-    const products = metadata.products.flatMap(({ file, doc }) => {
-      const curated = curateProducts(doc, (product, version, item) => selected.has(itemKey(doc.content_id, product, version, item)));
-      const indexEntry = metadata.index.index[doc.content_id];
-      return curated ? [{ base: productsBase(file), doc: curated, ...(indexEntry && { indexEntry }) }] : [];
-    });
     const previous = current && (await servedIndexUpdated(this.deps.objects, current, this.settings.limits));
-    const stream = buildPublishedStream({ products, updated: nextUpdated(now, previous), sourceIndex: metadata.index });
-    const files = await serializePublishedStream(stream, (text) => clearsign(text, signing.signer, now));
-    for (const [file, bytes] of keyringFiles(signing.published)) files.set(file, bytes);
-    for (const [file, bytes] of metadata.files) files.set(`${UPSTREAM_COPY_PREFIX}${file}`, bytes);
-    return files;
+    const stream = buildPublishedStream({ products: merged.products, updated: nextUpdated(now, previous), ...(merged.index && { sourceIndex: merged.index }) });
+    const staged = await serializePublishedStream(stream, (text) => clearsign(text, signing.signer, now));
+    for (const [file, bytes] of keyringFiles(signing.published)) staged.set(file, bytes);
+    for (const { source, metadata } of reads) {
+      for (const [file, bytes] of metadata.files) staged.set(`${upstreamCopyPrefix(source.name)}${file}`, bytes);
+    }
+    return { plan, staged, conflicts: merged.conflicts };
   }
 
   /** Fetches one item, verifying size and digest while it streams; only verified bytes become visible. */
   async copy(runId: string, task: CopyTask): Promise<CopiedItem> {
-    const { catalog, objects, upstream } = this.deps;
+    const { catalog, objects } = this.deps;
     const lease = await this.renewLease(runId);
     const settled = await this.settleStored(runId, task, lease);
     if (settled) return settled;
     const key = keys.item(task.path);
-    const { body } = await upstream.openStream(task.path);
+    const { body } = await this.upstreamOf(task).openStream(task.path);
     const verifier = verifyingStream(this.watched(runId, task.path, lease, body), task);
     await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
     await catalog.recordObject(storedObject(task.path, verifier.result(), this.now()), lease);
@@ -493,7 +553,7 @@ export class SyncEngine {
         const partNumber = progress.parts.length + 1;
         const start = (partNumber - 1) * progress.partBytes;
         const end = Math.min(task.size, start + progress.partBytes) - 1;
-        const { body } = await this.deps.upstream.openRange(task.path, { start, end });
+        const { body } = await this.upstreamOf(task).openRange(task.path, { start, end });
         const part = await parts.putPart(upload, partNumber, this.watched(runId, task.path, lease, body), end - start + 1);
         progress = { ...progress, parts: [...progress.parts, part] };
         storedNow++;
@@ -598,6 +658,7 @@ export class SyncEngine {
     await this.deps.objects.persist();
     await catalog.publish(publication, plan.basedOn, lease, this.channel);
     await catalog.setState(this.indexStateKey, JSON.stringify(plan.indexState), lease);
+    await catalog.setState(this.channelStateKey(SOURCE_CONFLICTS_STATE), JSON.stringify(plan.conflicts ?? []), lease);
     if (await catalog.getState(REPAIR_STATE)) await catalog.setState(REPAIR_STATE, '', lease);
     const run = await catalog.getRun(runId);
     await catalog.putRun(
@@ -853,23 +914,124 @@ export class SyncEngine {
   }
 
   /**
-   * The index, unless it is what the current publication was made from: a
-   * 304 to the conditional GET, or (for servers without validators) the same bytes.
+   * The index of every source, unless each is what the current publication
+   * was made from: a 304 to the conditional GET, or (for servers without
+   * validators) the same bytes. With several sources, one changed index (or
+   * changed sources) plans again from all of them: with `all`, the ones
+   * that had not changed are fetched again in full; without, the answer
+   * comes at the first change.
    */
-  private async fetchIndexIfChanged(current: Publication | undefined): Promise<IndexCheck> {
+  private async changedIndexes(current: Publication | undefined, options: { all: boolean }): Promise<ChangedIndexes | undefined> {
     const repairing = Boolean(await this.deps.catalog.getState(REPAIR_STATE));
-    const state = current && !repairing ? await this.indexState() : undefined;
-    const index = await checkIndex(this.deps.upstream, this.settings.keyring, state, this.settings.limits);
-    if (index.changed && state?.sha256 === sha256Hex(index.bytes)) return { changed: false };
-    return index;
+    const saved = current && !repairing ? await this.savedIndexStates() : undefined;
+    const sources = this.activeSources();
+    const indexes: ChangedIndexes = new Map();
+    const unchanged: ActiveSource[] = [];
+    for (const source of sources) {
+      const state = saved?.get(source.name);
+      const index = await checkIndex(source.upstream, source.keyring, state, this.settings.limits);
+      if (!index.changed || state?.sha256 === sha256Hex(index.bytes)) {
+        unchanged.push(source);
+        continue;
+      }
+      indexes.set(source.name, index);
+      if (!options.all) return indexes;
+    }
+    if (indexes.size === 0 && saved) return undefined;
+    for (const source of unchanged) {
+      const index = await checkIndex(source.upstream, source.keyring, undefined, this.settings.limits);
+      if (!index.changed) throw new UpstreamError(source.upstream.url(indexFileFor(source.keyring)), 'answered 304 to a request without validators');
+      indexes.set(source.name, index);
+    }
+    return indexes;
   }
 
-  private async indexState(): Promise<IndexState | undefined> {
+  /**
+   * The index state each source was last published from, by name; undefined
+   * when the sources, their settings or the mode changed since (a new plan is due).
+   */
+  private async savedIndexStates(): Promise<Map<string, IndexState> | undefined> {
     const raw = await this.deps.catalog.getState(this.indexStateKey);
     if (!raw) return undefined;
-    const state = JSON.parse(raw) as IndexState;
-    const sameMode = (state.resigned ?? false) === (this.settings.resign ?? false);
-    return sameMode && state.url === this.deps.upstream.url(indexFileFor(this.settings.keyring)) ? state : undefined;
+    const saved = JSON.parse(raw) as IndexState | MergedIndexState;
+    const states = 'sources' in saved ? saved.sources : { [PRIMARY_SOURCE]: saved };
+    if ('sources' in saved !== Boolean(this.settings.sources)) return undefined;
+    if ('sources' in saved && saved.fingerprint !== this.sourcesFingerprint()) return undefined;
+    const byName = new Map<string, IndexState>();
+    for (const source of this.activeSources()) {
+      const state = states[source.name];
+      const sameMode = (state?.resigned ?? false) === (this.settings.resign ?? false);
+      if (!state || !sameMode || state.url !== source.upstream.url(indexFileFor(source.keyring))) return undefined;
+      byName.set(source.name, state);
+    }
+    return byName;
+  }
+
+  /** What the next run compares each source's index with, once this plan is published. */
+  private indexStateOf(indexes: ChangedIndexes): IndexState | MergedIndexState {
+    const states: Record<string, IndexState> = {};
+    for (const source of this.activeSources()) {
+      const index = indexes.get(source.name);
+      if (!index) throw new Error(`no index was read for source ${source.name}`);
+      states[source.name] = {
+        ...index.validators,
+        url: source.upstream.url(indexFileFor(source.keyring)),
+        sha256: sha256Hex(index.bytes),
+        ...(this.settings.resign && { resigned: true }),
+      };
+    }
+    return this.settings.sources ? { sources: states, fingerprint: this.sourcesFingerprint() } : (states[PRIMARY_SOURCE] as IndexState);
+  }
+
+  /** Each source's verified metadata, checked for freshness against what the current publication was made from. */
+  private async readSources(indexes: ChangedIndexes, current: Publication | undefined): Promise<SourceRead[]> {
+    const { objects } = this.deps;
+    const limits = this.settings.limits ?? {};
+    const reads: SourceRead[] = [];
+    for (const source of this.activeSources()) {
+      const index = indexes.get(source.name);
+      if (!index) throw new Error(`no index was read for source ${source.name}`);
+      const published = !current
+        ? undefined
+        : this.settings.sources
+          ? await loadSourceMetadata(objects, current, source.name, limits)
+          : await loadPublishedMetadata(objects, current, limits);
+      reads.push({ source, metadata: await readUpstreamMetadata(source.upstream, source.keyring, index, published, limits) });
+    }
+    return reads;
+  }
+
+  /** The sources this engine syncs from: the configured list, or the one source. */
+  private activeSources(): ActiveSource[] {
+    const { sources } = this.settings;
+    if (!sources) {
+      const { upstream } = this.deps;
+      if (!upstream) throw new ConfigError('the sync engine has no upstream');
+      return [{ name: PRIMARY_SOURCE, upstream, keyring: this.settings.keyring, selection: this.settings.selection, priority: 0 }];
+    }
+    return sources.map((source) => {
+      const upstream = this.deps.upstreams?.get(source.name);
+      if (!upstream) throw new ConfigError(`source ${source.name}: the sync engine has no upstream for it`);
+      return { ...source, upstream };
+    });
+  }
+
+  private upstreamOf(task: CopyTask): Upstream {
+    const name = task.source ?? PRIMARY_SOURCE;
+    const source = this.activeSources().find((candidate) => candidate.name === name);
+    if (!source) throw new ConfigError(`${task.path}: planned from source ${name}, which is no longer configured`);
+    return source.upstream;
+  }
+
+  /** The merged sources' settings that decide what is published, so a changed filter, max or priority plans again. */
+  private sourcesFingerprint(): string {
+    const sources = (this.settings.sources ?? []).map((source) => ({
+      name: source.name,
+      filters: source.selection.filters.map((filter) => filter.source),
+      max: source.selection.max ?? null,
+      priority: source.priority,
+    }));
+    return sha256Hex(new TextEncoder().encode(JSON.stringify(sources)));
   }
 
   private get channel(): string {
@@ -878,7 +1040,11 @@ export class SyncEngine {
 
   /** Each channel remembers the upstream index it was last published from: one may be behind another. */
   private get indexStateKey(): string {
-    return this.channel === DEFAULT_CHANNEL ? INDEX_STATE : `${INDEX_STATE}@${this.channel}`;
+    return this.channelStateKey(INDEX_STATE);
+  }
+
+  private channelStateKey(name: string): string {
+    return channelStateKey(name, this.channel);
   }
 
   private async writeRunFile(runId: string, name: string, value: unknown): Promise<void> {
@@ -901,6 +1067,39 @@ export class SyncEngine {
     }
     for (const key of doomed) await this.deps.objects.delete(key);
   }
+}
+
+/** A catalog state of one channel: the default channel's under the bare name. */
+export function channelStateKey(name: string, channel: string): string {
+  return channel === DEFAULT_CHANNEL ? name : `${name}@${channel}`;
+}
+
+/** What a plan stages and the generation it describes. */
+interface PlannedGeneration {
+  plan: SyncPlan;
+  /** Metadata files of the generation, by path. */
+  staged: Map<string, Uint8Array>;
+  conflicts: SourceConflict[];
+}
+
+/** The one source's metadata published as it is, listing what its selection keeps. */
+function verbatimPlan(reads: readonly SourceRead[], stored: ReadonlyMap<string, StoredObject>, pinned: ReadonlySet<string>): PlannedGeneration {
+  const [read, ...others] = reads;
+  if (!read || others.length > 0) throw new ConfigError('several sources can only be merged in re-signed mode');
+  const { source, metadata } = read;
+  const plan = planSync({
+    products: metadata.products,
+    selection: { ...source.selection, pinned },
+    stored,
+    metadataFiles: [...metadata.files.keys()],
+  });
+  return { plan, staged: metadata.files, conflicts: [] };
+}
+
+/** The newest `updated` of the sources' indexes: what the generation says upstream last published. */
+function newestUpdated(reads: readonly SourceRead[]): string {
+  const dated = reads.map(({ metadata }) => ({ updated: metadata.updated, at: parseUpdated(metadata.indexFile, '$.updated', metadata.updated) }));
+  return dated.reduce((newest, next) => (next.at > newest.at ? next : newest)).updated;
 }
 
 /**

@@ -23,7 +23,7 @@ import {
   type StreamIndex,
 } from './simplestreams.ts';
 import { defaultMetadataLimits } from './settings.ts';
-import { UPSTREAM_COPY_PREFIX } from './published-files.ts';
+import { UPSTREAM_COPY_PREFIX, upstreamCopyPrefix } from './published-files.ts';
 import { keys, type FetchedFile, type ObjectStore, type Publication, type Upstream, type Validators } from './ports.ts';
 
 export const SIGNED_INDEX = 'streams/v1/index.sjson';
@@ -174,15 +174,41 @@ export async function loadPublishedMetadata(
   publication: Publication,
   limits: Partial<MetadataLimits> = {},
 ): Promise<PublishedMetadata> {
-  const bounds = { ...defaultMetadataLimits, ...limits };
-  const budget = new RunBudget(bounds.runBytes);
   const listed = new Set(publication.files);
   // A re-signed generation keeps the upstream files it was made from: upstream is compared with upstream.
   const base = [SIGNED_INDEX, UNSIGNED_INDEX].some((file) => listed.has(`${UPSTREAM_COPY_PREFIX}${file}`)) ? UPSTREAM_COPY_PREFIX : '';
+  const published = await loadKeptMetadata(objects, publication, base, limits);
+  // Fail closed: a publication we cannot read back must not switch the checks off.
+  if (!published) throw new MetadataError(`publication ${publication.generation}`, '$', `lists no ${SIGNED_INDEX} or ${UNSIGNED_INDEX}`);
+  return published;
+}
+
+/**
+ * The same for one of several merged sources, from the copy kept under
+ * `upstreamCopyPrefix(source)`: undefined when the publication has none,
+ * the source being new to it.
+ */
+export async function loadSourceMetadata(
+  objects: ObjectStore,
+  publication: Publication,
+  source: string,
+  limits: Partial<MetadataLimits> = {},
+): Promise<PublishedMetadata | undefined> {
+  return loadKeptMetadata(objects, publication, upstreamCopyPrefix(source), limits);
+}
+
+async function loadKeptMetadata(
+  objects: ObjectStore,
+  publication: Publication,
+  base: string,
+  limits: Partial<MetadataLimits>,
+): Promise<PublishedMetadata | undefined> {
+  const bounds = { ...defaultMetadataLimits, ...limits };
+  const budget = new RunBudget(bounds.runBytes);
+  const listed = new Set(publication.files);
   const indexFile = [SIGNED_INDEX, UNSIGNED_INDEX].find((file) => listed.has(`${base}${file}`));
   const where = `publication ${publication.generation}`;
-  // Fail closed: a publication we cannot read back must not switch the checks off.
-  if (!indexFile) throw new MetadataError(where, '$', `lists no ${SIGNED_INDEX} or ${UNSIGNED_INDEX}`);
+  if (!indexFile) return undefined;
 
   const indexKey = keys.metadata(publication, `${base}${indexFile}`);
   const indexBody = await publishedBody(indexKey, await readStored(objects, indexKey, bounds.indexBytes, budget));

@@ -29,6 +29,8 @@ export interface CopyTask extends Digests {
   size: number;
   /** What the metadata says the file is (`squashfs`, `squashfs.manifest`, …): a manifest is indexed once stored. */
   ftype?: string;
+  /** Which of several merged sources it is fetched from. @default the one source */
+  source?: string;
 }
 
 export interface SyncPlan {
@@ -147,7 +149,7 @@ export function unreferencedPaths(stored: Iterable<string>, referenced: Readonly
 }
 
 /** Listings agree when sizes match and every digest both declare matches. */
-function sameContent(a: FlatItem, b: FlatItem): boolean {
+export function sameContent(a: FlatItem, b: FlatItem): boolean {
   if (a.size !== b.size) return false;
   return DIGEST_ALGORITHMS.every(
     (algorithm) => a[algorithm] === undefined || b[algorithm] === undefined || a[algorithm]!.toLowerCase() === b[algorithm]!.toLowerCase(),

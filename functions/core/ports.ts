@@ -214,6 +214,17 @@ export const CHANNELS_PATH_PREFIX = 'channels/';
 /** Lower-case, digits and dashes: a channel's name is a URL path segment and a key part. */
 export const CHANNEL_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
+/** The one source of a mirror configured with `--source` (not a list of sources): its state and kept metadata keep their original names. */
+export const PRIMARY_SOURCE = 'upstream';
+/**
+ * Catalog state: the product ids and paths the default channel's publication
+ * took from one merged source over another (a JSON array of SourceConflict);
+ * another channel's under `name@channel`.
+ */
+export const SOURCE_CONFLICTS_STATE = 'source-conflicts';
+/** What a configured source may be called: it names a state key and an object-store prefix. */
+export const SOURCE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
 /** `abandoned`: its process died or its lease ran out before it finished; a later run recorded that. */
 export type RunState = 'running' | 'succeeded' | 'unchanged' | 'failed' | 'abandoned';
 

@@ -4,6 +4,8 @@
  * them without loading OpenPGP.
  */
 
+import { PRIMARY_SOURCE } from './ports.ts';
+
 /** The served public keyring: binary (gpgv, MAAS's keyring_filename) and ASCII-armored. */
 export const PUBLISHED_KEYRING = 'keyring.gpg';
 export const PUBLISHED_KEYRING_ARMORED = 'keyring.asc';
@@ -14,3 +16,8 @@ export const PUBLISHED_KEYRING_ARMORED = 'keyring.asc';
  * upstream with upstream, not with the mirror's own dates. Never served.
  */
 export const UPSTREAM_COPY_PREFIX = 'upstream/';
+
+/** The same for one of several merged sources. */
+export function upstreamCopyPrefix(source: string): string {
+  return source === PRIMARY_SOURCE ? UPSTREAM_COPY_PREFIX : `sources/${source}/`;
+}

@@ -13,7 +13,7 @@ import type { MetadataLimits } from './metadata.ts';
 import type { Keyring } from './pgp.ts';
 import type { SyncSettings } from './engine.ts';
 import { redactUrl } from './redact.ts';
-import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, DEFAULT_CHANNEL } from './ports.ts';
+import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, DEFAULT_CHANNEL, SOURCE_NAME } from './ports.ts';
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -114,9 +114,25 @@ export const defaultEngineSettings = Object.freeze({
 /** Where the upstream's OpenPGP public keyring comes from. */
 export type KeyringSource = { readonly file: string } | { readonly armored: string };
 
+/** One of several sources merged into one stream. */
+export interface SourceConfig {
+  /** Names its state and its kept upstream metadata: lowercase, as SOURCE_NAME. */
+  readonly name: string;
+  /** Simplestreams root, ending in `/`. */
+  readonly url: string;
+  readonly keyring: KeyringSource;
+  readonly filters: readonly ItemFilter[];
+  readonly max: number | undefined;
+  /** Higher wins a product id (or a path) two sources both list; on a tie, the earlier source. */
+  readonly priority: number;
+}
+
 /** A validated sync configuration. */
 export interface SyncConfig {
-  /** Upstream simplestreams root, ending in `/`; may carry credentials, so show it only through `redactUrl`. */
+  /**
+   * Upstream simplestreams root, ending in `/`; may carry credentials, so
+   * show it only through `redactUrl`. With `sources`, the first source's.
+   */
   readonly source: string;
   /** Undefined only when verification was turned off (unsigned `.json` sources). */
   readonly keyring: KeyringSource | undefined;
@@ -146,6 +162,11 @@ export interface SyncConfig {
   readonly rangedCopy: RangedCopySettings;
   /** Publish the mirror's own metadata (exactly what it stores), signed with its own key. */
   readonly resign: boolean;
+  /**
+   * Several sources merged into one re-signed stream; undefined for the one
+   * source of `source`, `keyring`, `filters` and `max`.
+   */
+  readonly sources?: readonly SourceConfig[];
 }
 
 export interface RangedCopySettings {
@@ -181,6 +202,12 @@ export interface RawSyncSettings {
   copyPartSize?: unknown;
   /** true: publish re-signed metadata. @default false */
   resign?: unknown;
+  /**
+   * An array of `{ name, url, keyring, filters?, max?, priority? }`: several
+   * sources merged into one stream, instead of `source`, `keyring`, `filters`
+   * and `max`. Implies `resign`.
+   */
+  sources?: unknown;
 }
 
 export type SettingKey = keyof RawSyncSettings;
@@ -261,18 +288,25 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
   };
 
   const verify = booleanOf(value('verify'), syncDefaults.verify, (problem) => fail('verify', problem));
-  const resign = booleanOf(value('resign'), syncDefaults.resign, (problem) => fail('resign', problem));
+  const sources = value('sources') === undefined ? undefined : parseSources(value('sources'), entry, raw);
+  // Only the mirror's own metadata can list what several sources offer as one stream.
+  const resign = sources ? true : booleanOf(value('resign'), syncDefaults.resign, (problem) => fail('resign', problem));
+  if (sources && value('resign') !== undefined && !booleanOf(value('resign'), true, (problem) => fail('resign', problem))) {
+    fail('resign', `is false, but ${entry.name('sources')} merges sources into one stream, which only re-signed mode publishes`);
+  }
+  if (sources && !verify) fail('verify', `cannot turn verification off for ${entry.name('sources')}: each source is verified with its own keyring`);
   // The mirror's signature vouches for what upstream signed: it cannot vouch for what nobody verified.
   if (resign && !verify) fail('resign', `needs a verified source: an unsigned one (${entry.name('verify')}) cannot be re-signed`);
   const pruneGraceMs = duration('pruneGrace', entry.edge ? syncDefaults.pruneGraceMs.edgeCached : syncDefaults.pruneGraceMs.direct);
   if (entry.edge && pruneGraceMs < entry.edge.minPruneGraceMs) {
     fail('pruneGrace', `${shown(value('pruneGrace'))} is shorter than the minimum of ${describeDuration(entry.edge.minPruneGraceMs)}: ${entry.edge.reason}`);
   }
+  const [firstSource] = sources ?? [];
   return {
-    source: parseSource(value('source'), entry.refuseSourceCredentials, (problem) => fail('source', problem)),
-    keyring: verify ? parseKeyring(value('keyring'), fail) : undefined,
-    filters: parseFilters(value('filters'), fail),
-    max: value('max') === undefined ? syncDefaults.max : integer('max', 0),
+    source: firstSource ? firstSource.url : parseSource(value('source'), entry.refuseSourceCredentials, (problem) => fail('source', problem)),
+    keyring: firstSource ? firstSource.keyring : verify ? parseKeyring(value('keyring'), fail) : undefined,
+    filters: firstSource ? [] : parseFilters(value('filters'), fail),
+    max: firstSource || value('max') === undefined ? syncDefaults.max : integer('max', 0),
     concurrency: integer('concurrency', syncDefaults.concurrency[entry.backend]),
     pruneGraceMs,
     lockTtlMs: duration('lockTtl', syncDefaults.lockTtlMs),
@@ -294,12 +328,72 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
       partBytes: integer('copyPartSize', syncDefaults.rangedCopy.partBytes),
     }),
     resign,
+    ...(sources && { sources }),
   };
 }
 
-/** What the engine runs with: the validated settings and the keyring loaded from `config.keyring`. */
-export function engineSettings(config: SyncConfig, keyring: Keyring | undefined): SyncSettings {
+const PRIORITY_RANGE = [-1_000_000, 1_000_000] as const;
+/** Each source is read and verified in full by every plan: a bound on that work. */
+const MAX_SOURCES = 32;
+const SOURCE_KEYS = ['name', 'url', 'keyring', 'filters', 'max', 'priority'] as const;
+/** Settings that say where a single-source mirror syncs from: `sources` replaces them all. */
+const SINGLE_SOURCE_SETTINGS = ['source', 'keyring', 'filters', 'max'] as const satisfies readonly SettingKey[];
+
+/** The `sources` list: every entry checked, names unique, each mistake named as `<sources>[i].field`. */
+function parseSources(value: unknown, entry: EntryPoint, raw: RawSyncSettings): SourceConfig[] {
+  const fail = (problem: string, item?: number, field?: string): never => {
+    const label = item === undefined ? entry.name('sources') : `${entry.name('sources', item)}${field === undefined ? '' : `.${field}`}`;
+    throw new SettingError('sources', label, problem);
+  };
+  for (const setting of SINGLE_SOURCE_SETTINGS) {
+    if (absentAsUndefined(raw[setting]) !== undefined && !(setting === 'filters' && Array.isArray(raw[setting]) && raw[setting].length === 0)) {
+      fail(`lists the sources, so ${entry.name(setting)} cannot be given too: set it on each source instead`);
+    }
+  }
+  const list = typeof value === 'string' ? jsonOrUndefined(value) : value;
+  if (!Array.isArray(list)) return fail('expected an array of sources such as [{ "name": "maas", "url": "https://…/", "keyring": "…" }]');
+  if (list.length < 1 || list.length > MAX_SOURCES) fail(`expected 1 to ${MAX_SOURCES} sources, found ${list.length}`);
+  const names = new Set<string>();
+  return list.map((item: unknown, i) => {
+    if (typeof item !== 'object' || item === null || Array.isArray(item)) return fail('expected an object', i);
+    const fields = item as Record<string, unknown>;
+    const unknownKey = Object.keys(fields).find((key) => !(SOURCE_KEYS as readonly string[]).includes(key));
+    if (unknownKey !== undefined) fail(`unknown setting (known: ${SOURCE_KEYS.join(', ')})`, i, unknownKey);
+    const name = fields.name;
+    if (typeof name !== 'string' || !SOURCE_NAME.test(name)) {
+      fail(`${shown(name)} is not a source name (lowercase letters, digits and -, starting with a letter, at most 32)`, i, 'name');
+    }
+    if (names.has(name as string)) fail(`${shown(name)} names another source too`, i, 'name');
+    names.add(name as string);
+    const field = (key: string) => absentAsUndefined(fields[key]);
+    return {
+      name: name as string,
+      url: parseSource(field('url'), entry.refuseSourceCredentials, (problem) => fail(problem, i, 'url')),
+      keyring: parseKeyring(field('keyring'), (_setting, problem) => fail(problem, i, 'keyring')),
+      filters: parseFilters(field('filters'), (_setting, problem, n) => fail(problem, i, n === undefined ? 'filters' : `filters[${n}]`)),
+      max: field('max') === undefined ? syncDefaults.max : integerWithin(field('max'), RANGES.max, (problem) => fail(problem, i, 'max')),
+      priority: field('priority') === undefined ? 0 : integerWithin(field('priority'), PRIORITY_RANGE, (problem) => fail(problem, i, 'priority')),
+    };
+  });
+}
+
+/**
+ * What the engine runs with: the validated settings and the keyring loaded
+ * from `config.keyring` (with `config.sources`, each source's, by name).
+ */
+export function engineSettings(config: SyncConfig, keyring: Keyring | undefined, sourceKeyrings?: ReadonlyMap<string, Keyring>): SyncSettings {
+  const sources = config.sources?.map((source) => {
+    const loaded = sourceKeyrings?.get(source.name);
+    if (!loaded) throw new ConfigError(`source ${source.name}: its keyring was not loaded`);
+    return {
+      name: source.name,
+      keyring: loaded,
+      selection: { filters: [...source.filters], ...(source.max !== undefined && { max: source.max }) },
+      priority: source.priority,
+    };
+  });
   return {
+    ...(sources && { sources }),
     keyring,
     selection: { filters: [...config.filters], ...(config.max !== undefined && { max: config.max }) },
     concurrency: config.concurrency,

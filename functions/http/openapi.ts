@@ -273,7 +273,7 @@ export const OPENAPI_DOCUMENT = {
       },
       StatusReport: {
         type: 'object',
-        required: ['publication', 'channels', 'runs'],
+        required: ['publication', 'channels', 'runs', 'conflicts'],
         additionalProperties: false,
         properties: {
           publication: {
@@ -282,7 +282,30 @@ export const OPENAPI_DOCUMENT = {
           },
           channels: { type: 'array', items: { $ref: '#/components/schemas/Channel' } },
           runs: { type: 'array', items: { $ref: '#/components/schemas/SyncRun' } },
+          conflicts: {
+            description: 'Merged sources (`--config`): product ids or paths two sources offered; the default channel\'s publication has the kept one',
+            type: 'array',
+            items: { $ref: '#/components/schemas/SourceConflict' },
+          },
         },
+      },
+      SourceConflict: {
+        type: 'object',
+        required: ['product', 'kept', 'dropped', 'reason'],
+        additionalProperties: false,
+        properties: {
+          product: { type: 'string' },
+          kept: { $ref: '#/components/schemas/SourceProduct' },
+          dropped: { $ref: '#/components/schemas/SourceProduct' },
+          reason: { description: '`product`: both list this product id; `path`: both list `path` with different bytes', enum: ['product', 'path'] },
+          path: { type: 'string' },
+        },
+      },
+      SourceProduct: {
+        type: 'object',
+        required: ['source', 'product'],
+        additionalProperties: false,
+        properties: { source: { type: 'string' }, product: { type: 'string' } },
       },
       Channel: {
         type: 'object',

@@ -1,7 +1,8 @@
 /** The JSON the `/api/v1/*` routes and the CLI's `status` print. */
 import { forEachLimited } from '../core/concurrency.ts';
 import type { CopyTask } from '../core/planner.ts';
-import { keys, type Catalog, type CatalogEntry, type Channel, type LockHolder, type ObjectStore, type Publication, type SyncRun } from '../core/ports.ts';
+import type { SourceConflict } from '../core/sources.ts';
+import { keys, SOURCE_CONFLICTS_STATE, type Catalog, type CatalogEntry, type Channel, type LockHolder, type ObjectStore, type Publication, type SyncRun } from '../core/ports.ts';
 import { ManifestUnavailableError, NotFoundError } from '../core/errors.ts';
 import { diffVersions, type PackageChange } from '../core/packages.ts';
 
@@ -11,6 +12,8 @@ export interface StatusReport {
   /** Every channel: the generation it points at and those it can roll back to. */
   channels: Omit<Channel, 'revision'>[];
   runs: SyncRun[];
+  /** Where merged sources offered the same product id or path: which source's was published, which gave way. */
+  conflicts: SourceConflict[];
 }
 
 export interface StatusOptions {
@@ -29,7 +32,8 @@ export async function statusReport(catalog: Catalog, options: StatusOptions = {}
       : run,
   );
   const channels = (await catalog.listChannels()).map(({ revision: _revision, ...channel }) => channel);
-  return { publication: current ? (publication as Omit<Publication, 'files'>) : null, channels, runs };
+  const conflicts = JSON.parse((await catalog.getState(SOURCE_CONFLICTS_STATE)) || '[]') as SourceConflict[];
+  return { publication: current ? (publication as Omit<Publication, 'files'>) : null, channels, runs, conflicts };
 }
 
 export interface ImageSummary {

@@ -58,8 +58,9 @@ function backendOptions(command: Command): Command {
 
 function syncOptions(command: Command): Command {
   return backendOptions(command)
-    .option('--source <url>', 'simplestreams mirror root to copy (credentials allowed, never shown)', syncDefaults.source)
-    .option('--keyring <file>', 'OpenPGP keyring (binary or armored) the metadata must be signed with', syncDefaults.keyringFile)
+    .option('--source <url>', `simplestreams mirror root to copy (credentials allowed, never shown; default ${syncDefaults.source})`)
+    .option('--keyring <file>', `OpenPGP keyring (binary or armored) the metadata must be signed with (default ${syncDefaults.keyringFile})`)
+    .option('--config <file>', 'JSON file listing several sources to merge into one re-signed stream (instead of --source, --keyring, --filter, --max)')
     .option('--no-verify', 'accept an unsigned source (index.json); never for production')
     .addOption(
       new Option('--filter <expr>', 'item filter, sstream-mirror syntax: key=val, key!=val, key~re, key!~re (repeatable, ANDed)')
@@ -110,6 +111,7 @@ async function syncOnce(config: SyncConfig, backend: Backend, from?: { upstream:
     {
       // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
       upstream: from?.upstream ?? new HttpUpstream(config.source, config),
+      ...(config.sources && !from && { upstreams: new Map(config.sources.map((source) => [source.name, new HttpUpstream(source.url, config)])) }),
       objects: backend.objects,
       catalog: backend.catalog,
       onEvent: (e) => progress.onEvent(e),
@@ -226,7 +228,13 @@ function statusText(report: StatusReport, now: Date): string {
   const channels = (named ? report.channels : []).map(
     (channel) => `channel ${channel.name}: generation ${channel.generation}${channel.history.length > 0 ? ` (before: ${channel.history.join(', ')})` : ''}`,
   );
-  const head = [summary, ...channels].join('\n');
+  const conflicts = report.conflicts.map(
+    (conflict) =>
+      `conflict: ${conflict.reason === 'path' ? `${conflict.path} (in ${conflict.dropped.product})` : conflict.product} ` +
+      `from source ${conflict.dropped.source} gave way to source ${conflict.kept.source}` +
+      (conflict.reason === 'path' ? `'s ${conflict.kept.product}, which lists other bytes at that path` : ' (higher priority, or listed first)'),
+  );
+  const head = [summary, ...channels, ...conflicts].join('\n');
   if (report.runs.length === 0) return `${head}\nno sync has run yet`;
   const rows = report.runs.map((run) => [
     run.startedAt,

@@ -1,9 +1,11 @@
 /** Turns command-line flags into validated settings and an opened backend. */
-import { resolve } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { SyncSettings } from '../core/engine.ts';
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
-import { engineSettings, namesFrom, parseSyncConfig, type SyncConfig } from '../core/settings.ts';
+import type { Keyring } from '../core/pgp.ts';
+import { engineSettings, namesFrom, parseSyncConfig, syncDefaults, type SyncConfig } from '../core/settings.ts';
 import type { CloudBackendOptions } from '../adapters/cloud.ts';
 import { openEmbeddedBackend } from '../adapters/embedded.ts';
 import { openKeyring } from '../adapters/fs/keyring-file.ts';
@@ -31,6 +33,7 @@ export const SYNC_FLAGS = {
   channel: '--channel',
   keepGenerations: '--keep-generations',
   resign: '--resign',
+  sources: '--config',
 } as const;
 
 export interface BackendFlags {
@@ -44,8 +47,11 @@ export interface BackendFlags {
 }
 
 export interface SyncFlags extends BackendFlags {
-  source: string;
-  keyring: string;
+  /** Absent: the default source, unless `config` lists sources. */
+  source?: string;
+  keyring?: string;
+  /** A JSON file listing several sources to merge. */
+  config?: string;
   /** commander's `--no-verify` sets verify=false. */
   verify: boolean;
   filter: string[];
@@ -83,11 +89,13 @@ export function cloudBackendOptions(flags: BackendFlags): CloudBackendOptions {
 
 /** The sync settings the flags give; a SettingError naming the flag when one is wrong. */
 export function syncConfig(flags: SyncFlags): SyncConfig {
+  const sources = flags.config === undefined ? undefined : readSourcesFile(flags.config);
   return parseSyncConfig(
     {
-      source: flags.source,
+      source: flags.source ?? (sources ? undefined : syncDefaults.source),
       verify: flags.verify,
-      keyring: flags.keyring,
+      keyring: flags.keyring ?? (sources ? undefined : syncDefaults.keyringFile),
+      sources,
       filters: flags.filter,
       max: flags.max,
       concurrency: flags.concurrency,
@@ -97,12 +105,65 @@ export function syncConfig(flags: SyncFlags): SyncConfig {
       keepGenerations: flags.keepGenerations,
       resign: flags.resign,
     },
-    { name: namesFrom(SYNC_FLAGS), durationUnit: 's', backend: flags.bucket || flags.table ? 'cloud' : 'embedded' },
+    {
+      name: (setting, item) =>
+        setting === 'sources' && flags.config !== undefined
+          ? `${flags.config}: $.sources${item === undefined ? '' : `[${item}]`}`
+          : namesFrom(SYNC_FLAGS)(setting),
+      durationUnit: 's',
+      backend: flags.bucket || flags.table ? 'cloud' : 'embedded',
+    },
   );
+}
+
+/** Top-level keys of a `--config` file. */
+const CONFIG_FILE_KEYS = ['sources'] as const;
+
+/**
+ * The `sources` of a `--config` JSON file, with each relative keyring path
+ * made relative to the file. ConfigError naming the file when it cannot be
+ * read or is not such an object; parseSyncConfig checks the sources.
+ */
+export function readSourcesFile(file: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`--config: ${file} cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`, { cause: error });
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${file}: not valid JSON: ${(error as Error).message}`);
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${file}: $: expected an object with "sources"`);
+  const unknownKey = Object.keys(raw).find((key) => !(CONFIG_FILE_KEYS as readonly string[]).includes(key));
+  if (unknownKey !== undefined) throw new ConfigError(`${file}: $.${unknownKey}: unknown setting (known: ${CONFIG_FILE_KEYS.join(', ')})`);
+  const { sources } = raw as { sources?: unknown };
+  if (sources === undefined) throw new ConfigError(`${file}: $.sources: required: the sources to merge`);
+  if (!Array.isArray(sources)) return sources;
+  const base = dirname(resolve(file));
+  return sources.map((source: unknown) => {
+    if (typeof source !== 'object' || source === null || Array.isArray(source)) return source;
+    const { keyring } = source as { keyring?: unknown };
+    if (typeof keyring === 'string' && keyring !== '') return { ...source, keyring: resolve(base, keyring) };
+    if (typeof keyring === 'object' && keyring !== null && typeof (keyring as { file?: unknown }).file === 'string') {
+      return { ...source, keyring: { ...keyring, file: resolve(base, (keyring as { file: string }).file) } };
+    }
+    return source;
+  });
 }
 
 /** What the engine runs with, the keyring read from disk (again on every call, so a replaced keyring is picked up). */
 export async function syncSettings(config: SyncConfig): Promise<SyncSettings> {
+  if (config.sources) {
+    const keyrings = new Map<string, Keyring>();
+    for (const [i, source] of config.sources.entries()) {
+      keyrings.set(source.name, await openKeyring(source.keyring, `${SYNC_FLAGS.sources}: sources[${i}].keyring`));
+    }
+    return engineSettings(config, undefined, keyrings);
+  }
   const keyring = config.keyring && (await openKeyring(config.keyring, SYNC_FLAGS.keyring));
   return engineSettings(config, keyring);
 }

@@ -10,7 +10,7 @@ import * as schedulerTargets from 'aws-cdk-lib/aws-scheduler-targets';
 import * as sfn from 'aws-cdk-lib/aws-stepfunctions';
 import * as tasks from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import { Construct } from 'constructs';
-import { BUNDLED_KEYRING, ENV, syncEnvironment } from '../../functions/adapters/lambda/environment.ts';
+import { BUNDLED_KEYRING, bundledSourceKeyring, ENV, syncEnvironment } from '../../functions/adapters/lambda/environment.ts';
 import type { SyncConfig } from '../../functions/core/settings.ts';
 import { grantObjectAccess, KEY_PATTERNS } from '../bucket-access.ts';
 import { MirrorFunction } from './mirror-function.ts';
@@ -24,6 +24,8 @@ export interface SyncPipelineProps {
   readonly sync: SyncConfig;
   /** The upstream signing keyring, bundled with the functions. Without one, every sync fails closed. */
   readonly keyring: Uint8Array | undefined;
+  /** Merged sources: each one's keyring, by source name. @default none */
+  readonly sourceKeyrings?: ReadonlyMap<string, Uint8Array>;
   /** How often the check runs, validated with the rest of the deployment config. */
   readonly scheduleMinutes: number;
   /** A whole run, plan to prune, is stopped after this. @default Duration.hours(12) */
@@ -98,11 +100,15 @@ export class SyncPipeline extends Construct {
       [ENV.table]: table.tableName,
       ...syncEnvironment(props.sync),
     };
+    const bundledFiles: Record<string, Uint8Array> = {
+      ...(props.keyring && { [BUNDLED_KEYRING]: props.keyring }),
+      ...Object.fromEntries([...(props.sourceKeyrings ?? [])].map(([source, keyring]) => [bundledSourceKeyring(source), keyring])),
+    };
     const syncFunction = (name: SyncPhase) =>
       new MirrorFunction(this, `${name[0]?.toUpperCase()}${name.slice(1)}Function`, {
         entry: handlerEntry(name),
         environment,
-        bundledFiles: props.keyring ? { [BUNDLED_KEYRING]: props.keyring } : {},
+        bundledFiles,
         ...SYNC_FUNCTIONS[name],
       });
 

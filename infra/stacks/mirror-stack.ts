@@ -48,6 +48,7 @@ export class MirrorStack extends Stack {
       table,
       sync: config.sync,
       keyring: config.keyring,
+      sourceKeyrings: config.sourceKeyrings,
       scheduleMinutes: config.scheduleMinutes,
       ...(this.signingKey && { signingKey: this.signingKey }),
     });

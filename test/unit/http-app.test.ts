@@ -608,7 +608,7 @@ describe('Function: createApp', () => {
       expect(response.status).toBe(200);
       expect(response.headers.get('content-type')).toBe('application/json');
       expect(response.headers.get('cache-control')).toBe('no-store');
-      expect(await response.json()).toEqual({ publication: null, channels: [], runs: [] });
+      expect(await response.json()).toEqual({ publication: null, channels: [], runs: [], conflicts: [] });
     });
 
     it('reports the current publication without its file list, and the runs newest first', async () => {
@@ -634,7 +634,7 @@ describe('Function: createApp', () => {
       const response = await request('api/v1/status');
 
       // Assess
-      expect(await response.json()).toEqual({ publication, channels: [{ name: DEFAULT_CHANNEL, generation: 1, history: [] }], runs: [newer, older] });
+      expect(await response.json()).toEqual({ publication, channels: [{ name: DEFAULT_CHANNEL, generation: 1, history: [] }], runs: [newer, older], conflicts: [] });
     });
 
     it('answers HEAD with no body', async () => {

@@ -23,6 +23,13 @@ export const ENV = {
   keyringFile: 'SKYSTREAMS_KEYRING_FILE',
   /** `true`: publish the mirror's own metadata, re-signed. */
   resign: 'SKYSTREAMS_RESIGN',
+  /**
+   * JSON array of `{ name, url, keyring, filters, max, priority }`: several
+   * sources merged into one re-signed stream, each keyring a file bundled
+   * beside the handler (`bundledSourceKeyring`). Replaces the source URL,
+   * keyring, filters and max.
+   */
+  sources: 'SKYSTREAMS_SOURCES',
   /** The secret with the signing keys: set on the signing (planning) function only. */
   signingSecret: 'SKYSTREAMS_SIGNING_SECRET',
   stateMachineArn: 'SKYSTREAMS_STATE_MACHINE_ARN',
@@ -40,6 +47,11 @@ export const ENV = {
 
 /** The file name the keyring is bundled under, next to the handler's code. */
 export const BUNDLED_KEYRING = 'keyring.gpg';
+
+/** The file name one merged source's keyring is bundled under. */
+export function bundledSourceKeyring(source: string): string {
+  return `keyring-${source}.gpg`;
+}
 
 type Environment = Readonly<Record<string, string | undefined>>;
 
@@ -68,6 +80,7 @@ export const SYNC_ENTRY: EntryPoint = {
       rangedCopyThreshold: ENV.rangedCopyThreshold,
       copyPartSize: ENV.copyPartSize,
       resign: ENV.resign,
+      sources: ENV.sources,
     },
     'environment variable ',
   ),
@@ -81,12 +94,12 @@ export function readStoreSettings(env: Environment = process.env): StoreSettings
 }
 
 export function readSyncEnvironment(env: Environment = process.env): SyncEnvironment {
+  const sources = env[ENV.sources] || undefined;
   const sync = parseSyncConfig(
     {
-      source: env[ENV.sourceUrl],
-      keyring: env[ENV.keyringFile] || BUNDLED_KEYRING,
-      filters: env[ENV.filters],
-      max: env[ENV.max],
+      ...(sources
+        ? { sources }
+        : { source: env[ENV.sourceUrl], keyring: env[ENV.keyringFile] || BUNDLED_KEYRING, filters: env[ENV.filters], max: env[ENV.max] }),
       // The grace depends on the deployment (see infra/config.ts): no default fits here.
       pruneGrace: required(env, ENV.pruneGraceHours),
       channel: env[ENV.channel],
@@ -125,12 +138,28 @@ function required(env: Environment, name: string): string {
 
 /** The environment infra sets for the sync functions, from the validated deployment config. */
 export function syncEnvironment(sync: SyncConfig): Record<string, string> {
+  const where: Record<string, string> = sync.sources
+    ? {
+        [ENV.sources]: JSON.stringify(
+          sync.sources.map((source) => ({
+            name: source.name,
+            url: source.url,
+            keyring: bundledSourceKeyring(source.name),
+            filters: source.filters.map((filter) => filter.source),
+            ...(source.max !== undefined && { max: source.max }),
+            priority: source.priority,
+          })),
+        ),
+      }
+    : {
+        [ENV.sourceUrl]: sync.source,
+        [ENV.filters]: JSON.stringify(sync.filters.map((filter) => filter.source)),
+        [ENV.max]: sync.max === undefined ? '' : String(sync.max),
+        [ENV.keyringFile]: BUNDLED_KEYRING,
+      };
   return {
-    [ENV.sourceUrl]: sync.source,
-    [ENV.filters]: JSON.stringify(sync.filters.map((filter) => filter.source)),
-    [ENV.max]: sync.max === undefined ? '' : String(sync.max),
+    ...where,
     [ENV.pruneGraceHours]: String(sync.pruneGraceMs / 3_600_000),
-    [ENV.keyringFile]: BUNDLED_KEYRING,
     [ENV.channel]: sync.channel,
     [ENV.keepGenerations]: String(sync.keepGenerations),
     [ENV.resign]: String(sync.resign),

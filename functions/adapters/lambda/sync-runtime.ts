@@ -4,6 +4,7 @@
  * engine, reporting to Powertools.
  */
 import { SyncEngine } from '../../core/engine.ts';
+import type { Keyring } from '../../core/pgp.ts';
 import type { Backend } from '../../core/ports.ts';
 import { engineSettings } from '../../core/settings.ts';
 import { openCloudBackend } from '../cloud.ts';
@@ -31,19 +32,25 @@ export function syncRuntime(env: Readonly<Record<string, string | undefined>> = 
 async function buildRuntime(env: Readonly<Record<string, string | undefined>>): Promise<SyncRuntime> {
   const { bucket, table, signingSecret, sync } = readSyncEnvironment(env);
   // The keyring ships inside the bundle, next to the handler (LAMBDA_TASK_ROOT).
-  const keyring = sync.keyring && (await openKeyring(sync.keyring, SYNC_ENTRY.name('keyring'), env.LAMBDA_TASK_ROOT ?? process.cwd()));
+  const bundleDir = env.LAMBDA_TASK_ROOT ?? process.cwd();
+  const keyring = !sync.sources && sync.keyring ? await openKeyring(sync.keyring, SYNC_ENTRY.name('keyring'), bundleDir) : undefined;
+  const sourceKeyrings = new Map<string, Keyring>();
+  for (const [i, source] of (sync.sources ?? []).entries()) {
+    sourceKeyrings.set(source.name, await openKeyring(source.keyring, `${SYNC_ENTRY.name('sources', i)}.keyring`, bundleDir));
+  }
   const backend = openCloudBackend({ bucket, table, ...(signingSecret && { signingSecret }) }, env);
   // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
-  const upstream = new HttpUpstream(sync.source, { ...sync, userAgent: 'skystreams (AWS Lambda)' });
+  const options = { ...sync, userAgent: 'skystreams (AWS Lambda)' };
   const engine = new SyncEngine(
     {
-      upstream,
+      upstream: new HttpUpstream(sync.source, options),
+      ...(sync.sources && { upstreams: new Map(sync.sources.map((source) => [source.name, new HttpUpstream(source.url, options)])) }),
       objects: backend.objects,
       catalog: backend.catalog,
       onEvent: recordSyncEvent,
       ...(backend.signingKeys && { signingKeys: backend.signingKeys }),
     },
-    engineSettings(sync, keyring),
+    engineSettings(sync, keyring, sourceKeyrings),
   );
   return { engine, backend };
 }
