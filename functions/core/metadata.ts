@@ -137,7 +137,10 @@ export async function readUpstreamMetadata(
   const indexDoc = parseIndex(indexFile, indexText);
   const updated = requireUpdated(indexFile, '$.updated', indexDoc.updated);
   if (published?.indexUpdated !== undefined && isOlder(indexFile, updated, published.indexUpdated)) {
-    throw new RollbackError(updated, published.indexUpdated);
+    throw new RollbackError(updated, published.indexUpdated, {
+      file: upstream.url(indexFile),
+      problem: `updated ${updated} is older than the ${published.indexUpdated} of the index the published generation was made from`,
+    });
   }
 
   const products: UpstreamMetadata['products'] = [];

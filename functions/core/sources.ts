@@ -38,6 +38,7 @@ export interface MergedSources {
   products: PublishedProducts[];
   /** Which source each published file is fetched from. */
   sourceOfPath: Map<string, string>;
+  /** By product id. */
   conflicts: SourceConflict[];
   /** The index whose top-level fields the published one keeps: the highest-priority source's. */
   index?: StreamIndex;
@@ -112,6 +113,7 @@ export function mergeSources(sources: readonly SourceProducts[]): MergedSources 
     ...(indexEntry && { indexEntry }),
   }));
   const index = ranked.find(({ source }) => source.index)?.source.index;
+  conflicts.sort((a, b) => (a.product < b.product ? -1 : a.product > b.product ? 1 : 0));
   return { products, sourceOfPath, conflicts, ...(index && { index }) };
 }
 
