@@ -5,6 +5,7 @@
  * signing key secret prepared keyless as the stack creates it. The mirror is
  * then read through a loopback stand-in for CloudFront's routing: metadata
  * and the keyring from the API handler, items straight from the bucket.
+ * The same for two sources merged into one stream (SKYSTREAMS_SOURCES).
  */
 import { createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { APIGatewayProxyResult, Context } from 'aws-lambda';
 import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import type { PlanOutcome } from '../../functions/core/engine.ts';
@@ -72,8 +73,7 @@ beforeAll(async () => {
     POWERTOOLS_LOG_LEVEL: 'SILENT',
     POWERTOOLS_METRICS_DISABLED: 'true',
   });
-  const load = async (name: string) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
-  handlers = { plan: await load('plan'), copy: await load('copy'), publish: await load('publish'), prune: await load('prune'), api: await load('api') };
+  handlers = await loadHandlers();
   backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
   edge = await startEdgeStandin(handlers.api, backend);
 }, 120_000);
@@ -111,8 +111,83 @@ describe('Handlers: a re-signed sync', () => {
   });
 });
 
-async function copyList(key: string): Promise<CopyTask[]> {
-  const { body } = await backend.objects.get(key);
+describe('Handlers: two sources merged into one re-signed stream', () => {
+  const MERGED = 'skystreams-merged';
+  let maas: ServedTree;
+  let site: ServedTree;
+  let mergedEdge: { url: string; close(): Promise<void> } | undefined;
+  afterAll(async () => {
+    await mergedEdge?.close();
+    await maas?.close();
+    await site?.close();
+  });
+
+  it('copies each item from its own source, publishes what both selected, and records which products gave way', async () => {
+    const standins = standinEndpoints();
+    await initCloudResources({ bucket: MERGED, table: MERGED, s3Endpoint: standins.s3Endpoint, dynamodbEndpoint: standins.dynamodbEndpoint });
+    const [ubuntu, bootloaders, centos] = loadFixtureProducts();
+    const maasTree = await buildFixtureUpstream({ mutate: (docs) => docs.splice(2, 1) });
+    // The site also offers Ubuntu, its own build at the same paths: those products give way to maas's, of higher priority.
+    const siteTree = await buildFixtureUpstream({ contentSeed: 'site', mutate: (docs) => docs.splice(1, 1) });
+    maas = await serveTree(maasTree.files);
+    site = await serveTree(siteTree.files);
+    writeFileSync(join(workDir, 'maas.gpg'), maasTree.key.publicKeyring);
+    writeFileSync(join(workDir, 'site.gpg'), siteTree.key.publicKeyring);
+    const secret = `${MERGED}-signing-${process.pid}`;
+    await secrets.send(new CreateSecretCommand({ Name: secret, SecretString: JSON.stringify({ format: SIGNING_KEYS_FORMAT }) }));
+    for (const single of [ENV.sourceUrl, ENV.filters, ENV.max, ENV.keyringFile]) delete process.env[single];
+    Object.assign(process.env, {
+      [ENV.bucket]: MERGED,
+      [ENV.table]: MERGED,
+      [ENV.signingSecret]: secret,
+      [ENV.sources]: JSON.stringify([
+        { name: 'maas', url: maas.baseUrl, keyring: join(workDir, 'maas.gpg'), filters: ['arch=amd64'], max: 1, priority: 10 },
+        { name: 'site', url: site.baseUrl, keyring: join(workDir, 'site.gpg'), filters: ['arch=amd64'], max: 1, priority: 0 },
+      ]),
+    });
+    // Each Lambda container builds its runtime once from its environment: these are new containers.
+    vi.resetModules();
+    const merged = await loadHandlers();
+    const store = openCloudBackend({ bucket: MERGED, table: MERGED });
+    mergedEdge = await startEdgeStandin(merged.api, store);
+
+    const runId = 'merged-run-1';
+    const plan = (await merged.plan({ runId }, lambdaContext('plan'))) as PlanOutcome;
+    if (plan.outcome !== 'planned') throw new Error(`expected a plan, got ${plan.outcome}`);
+    const tasks = await copyList(plan.copyKey, store);
+    expect(new Set(tasks.map((task) => task.source))).toEqual(new Set(['maas', 'site']));
+    for (const task of tasks) await merged.copy({ runId, task }, lambdaContext('copy'));
+    await merged.publish({ runId }, lambdaContext('publish'));
+    await merged.prune({ runId }, lambdaContext('prune'));
+
+    const mirror = await readResignedMirror(mergedEdge.url);
+    expect(mirror.listedPaths).toEqual([...selectedPaths([ubuntu!, bootloaders!], 'amd64', 1), ...selectedPaths([centos!], 'amd64', 1)].sort());
+    expect(mirror.fetchProblems).toEqual([]);
+    expect(mirror.maasProblems).toEqual([]);
+    // Every Ubuntu item has maas's bytes, not the site's (readResignedMirror checked the served bytes against these digests).
+    const ubuntuPath = selectedPaths([ubuntu!], 'amd64', 1)[0]!;
+    expect(maas.requestsFor(ubuntuPath)).toHaveLength(1);
+    expect(site.requestsFor(ubuntuPath)).toHaveLength(0);
+    const status = (await (await fetch(`${mergedEdge.url}api/v1/status`)).json()) as { conflicts: { product: string; kept: { source: string }; reason: string }[] };
+    const amd64Ubuntu = Object.entries(ubuntu!.products).filter(([, product]) => product.arch === 'amd64').map(([name]) => name);
+    expect(status.conflicts.map((conflict) => conflict.product)).toEqual(amd64Ubuntu.sort());
+    expect(status.conflicts.every((conflict) => conflict.kept.source === 'maas' && conflict.reason === 'product')).toBe(true);
+
+    // No source changed: the check answers unchanged after one conditional request to each.
+    const before = [maas.requests.length, site.requests.length];
+    const again = (await merged.plan({ runId: 'merged-run-2' }, lambdaContext('plan'))) as PlanOutcome;
+    expect(again.outcome).toBe('unchanged');
+    expect([maas.requests.length - before[0]!, site.requests.length - before[1]!]).toEqual([1, 1]);
+  });
+});
+
+async function loadHandlers(): Promise<Record<'plan' | 'copy' | 'publish' | 'prune' | 'api', Handler>> {
+  const load = async (name: string) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
+  return { plan: await load('plan'), copy: await load('copy'), publish: await load('publish'), prune: await load('prune'), api: await load('api') };
+}
+
+async function copyList(key: string, store: Backend = backend): Promise<CopyTask[]> {
+  const { body } = await store.objects.get(key);
   const chunks: Uint8Array[] = [];
   for await (const chunk of body) chunks.push(chunk);
   return JSON.parse(Buffer.concat(chunks).toString('utf8')) as CopyTask[];
