@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
 import { SettingError } from '../../functions/core/settings.ts';
+import { bundledSourceKeyring, ENV, readSyncEnvironment, syncEnvironment } from '../../functions/adapters/lambda/environment.ts';
 import { loadConfig, MIN_PRUNE_GRACE_HOURS, parseConfig } from '../../infra/config.ts';
 import { METADATA_MAX_TTL_SECONDS } from '../../infra/edge-cache.ts';
 import { cdkJsonContext } from './synth.ts';
@@ -146,6 +147,44 @@ describe('Setting: resign', () => {
     });
     const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:skystreams-signing-AbCdEf';
     expect(parse(minimal({ resign: true, signingKeySecretArn: arn })).signingKeySecretArn).toBe(arn);
+  });
+});
+
+describe('Setting: sources', () => {
+  const sources = [
+    { name: 'maas', url: 'https://images.maas.io/ephemeral-v3/stable', keyring: 'keyring.gpg', filters: ['arch=amd64'], max: 1, priority: 10 },
+    { name: 'site', url: 'https://images.example.com/maas/', keyring: { armored: ARMORED } },
+  ];
+
+  it('merges several sources into one re-signed stream, each keyring bundled under its own name, round trip through the Lambda environment', () => {
+    const config = parse({ sources });
+    expect(config.sync.resign).toBe(true);
+    expect(config.sync.sources?.map(({ name, url, max, priority }) => ({ name, url, max, priority }))).toEqual([
+      { name: 'maas', url: 'https://images.maas.io/ephemeral-v3/stable/', max: 1, priority: 10 },
+      { name: 'site', url: 'https://images.example.com/maas/', max: undefined, priority: 0 },
+    ]);
+    expect([...config.sourceKeyrings.keys()]).toEqual(['maas', 'site']);
+    expect(config.sourceKeyrings.get('maas')).toEqual(new Uint8Array([0x99, 0x01, 0x0d]));
+    expect(config.keyring).toBeUndefined();
+
+    const environment: Record<string, string> = { ...syncEnvironment(config.sync), [ENV.bucket]: 'b', [ENV.table]: 't' };
+    expect(environment[ENV.sourceUrl]).toBeUndefined();
+    const { sync } = readSyncEnvironment(environment);
+    expect(sync.sources?.map((source) => [source.name, source.url, source.keyring, source.filters.map((f) => f.source), source.max, source.priority])).toEqual([
+      ['maas', 'https://images.maas.io/ephemeral-v3/stable/', { file: bundledSourceKeyring('maas') }, ['arch=amd64'], 1, 10],
+      ['site', 'https://images.example.com/maas/', { file: bundledSourceKeyring('site') }, [], undefined, 0],
+    ]);
+    expect(sync.resign).toBe(true);
+  });
+
+  it('names the source and field of a mistake, and refuses the single-source settings beside it', () => {
+    expect(problemOf({ sources: [{ ...sources[0], url: 'ftp://x/' }] })).toBe('test: sources[0].url: ftp://x/: only http:// and https:// are supported');
+    expect(problemOf({ sources: [sources[0], { ...sources[1], name: 'maas' }] })).toBe('test: sources[1].name: "maas" names another source too');
+    expect(problemOf({ sources: [{ ...sources[0], keyring: 'absent.gpg' }] })).toContain('test: sources[0].keyring');
+    expect(problemOf({ sources: [{ ...sources[0], priority: 1.5 }] })).toBe('test: sources[0].priority: 1.5 is not an integer from -1000000 to 1000000');
+    expect(problemOf({ ...minimal(), sources })).toMatch(/^test: sources: lists the sources, so test: sourceUrl cannot be given too/);
+    expect(problemOf({ sources, resign: false })).toMatch(/^test: resign: is false, but test: sources merges sources/);
+    expect(problemOf({ sources: [] })).toBe('test: sources: expected 1 to 32 sources, found 0');
   });
 });
 
