@@ -79,6 +79,7 @@ export function renderStatusPage(report: StatusPageReport, context: StatusPageCo
     freshnessSection(report, context.now),
     running ? progressSection(running, report.progress?.runId === running.id ? report.progress : undefined, context.now) : '',
     catalogSection(report),
+    conflictsSection(report),
     runsSection(report.runs, context.now),
     packagesSection(report),
     maasSection(context),
@@ -138,6 +139,28 @@ function packageChangeRow(change: PackageChangeSummary): string {
   const more = change.changedCount > change.changed.length ? `<li>and ${change.changedCount - change.changed.length} more</li>` : '';
   const changed = change.changedCount === 0 ? 'none' : `<ul class="versions">${shown.join('')}${more}</ul>`;
   return `<tr>${image}${versions}<td class="num">${change.added}</td><td class="num">${change.removed}</td><td>${changed}</td></tr>`;
+}
+
+/** Merged sources: each product that gave way to another source's, and why. Absent when none did. */
+function conflictsSection(report: StatusPageReport): string {
+  if (report.conflicts.length === 0) return '';
+  const rows = report.conflicts.map((conflict) => {
+    const why =
+      conflict.reason === 'path'
+        ? `lists <code>${escapeHtml(conflict.path ?? '')}</code>, which <code>${escapeHtml(conflict.kept.product)}</code> lists with other bytes`
+        : 'the same product id';
+    return `<tr><th scope="row"><code>${escapeHtml(conflict.product)}</code></th><td>${escapeHtml(conflict.kept.source)}</td><td>${escapeHtml(conflict.dropped.source)}</td><td>${why}</td></tr>`;
+  });
+  return `<section aria-labelledby="conflicts">
+<h2 id="conflicts">Source conflicts</h2>
+<table id="conflicts-table">
+<caption>Products two sources offered: the published one comes from the source of higher priority (or listed first)</caption>
+<thead><tr><th scope="col">Product</th><th scope="col">Published from</th><th scope="col">Gave way</th><th scope="col">Why</th></tr></thead>
+<tbody>
+${rows.join('\n')}
+</tbody>
+</table>
+</section>`;
 }
 
 function freshnessSection(report: StatusPageReport, now: Date): string {

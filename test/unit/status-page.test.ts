@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
-import { keys, type Backend, type CatalogEntry, type Publication, type SyncRun } from '../../functions/core/ports.ts';
+import type { SourceConflict } from '../../functions/core/sources.ts';
+import { keys, SOURCE_CONFLICTS_STATE, type Backend, type CatalogEntry, type Publication, type SyncRun } from '../../functions/core/ports.ts';
 import { UBUNTU_CLOUDIMAGE_KEYRING } from '../../functions/core/settings.ts';
 import { createApp, requestBaseUrl, type App } from '../../functions/http/app.ts';
 
@@ -128,6 +129,27 @@ describe('Status page', () => {
     const hash = createHash('sha256').update(inline).digest('base64');
     expect(response.headers.get('content-security-policy')).toContain(`script-src 'sha256-${hash}'`);
     expect(response.headers.get('content-security-policy')).toContain("default-src 'none'");
+  });
+
+  it('lists the products merged sources both offered, which source each came from, escaped; no section without any', async () => {
+    // Prepare
+    await publish(1, '2026-12-01T06:00:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })]);
+    expect((await page()).text).not.toContain('id="conflicts"');
+    const conflicts: SourceConflict[] = [
+      { product: NOBLE, kept: { source: 'maas', product: NOBLE }, dropped: { source: 'site', product: NOBLE }, reason: 'product' },
+      { product: `site${HOSTILE}`, kept: { source: 'maas', product: NOBLE }, dropped: { source: 'site', product: `site${HOSTILE}` }, reason: 'path', path: 'noble/k' },
+    ];
+    await backend.catalog.setState(SOURCE_CONFLICTS_STATE, JSON.stringify(conflicts));
+
+    // Act
+    const { text } = await page();
+
+    // Assess
+    expect(text).not.toContain(HOSTILE);
+    expect(rowsOf(text, 'conflicts-table')).toEqual([
+      `${NOBLE}|maas|site|the same product id`,
+      `site&#60;script&#62;alert(1)&#60;/script&#62;|maas|site|lists noble/k, which ${NOBLE} lists with other bytes`,
+    ]);
   });
 
   it('shows the runs newest first with a bar per run scaled to the largest, and a failed latest run under freshness', async () => {
