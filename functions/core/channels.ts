@@ -4,7 +4,7 @@
  * backend and the engine use these, so a switch means the same everywhere.
  */
 import { ConfigError, ConflictError } from './errors.ts';
-import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, type Catalog, type Channel } from './ports.ts';
+import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, MAX_CHANNELS, type Catalog, type Channel } from './ports.ts';
 
 /** `name`, or ConfigError saying what a channel name may be. */
 export function channelName(name: string, label = 'channel'): string {
@@ -31,6 +31,14 @@ export function rolledBack(channel: Channel): Omit<Channel, 'revision'> {
   return { name: channel.name, generation: previous, history: older };
 }
 
+/** ConfigError when `name` would be a new channel beyond MAX_CHANNELS: nothing is created. */
+export async function assertRoomForChannel(catalog: Catalog, name: string): Promise<void> {
+  const channels = await catalog.listChannels();
+  if (channels.length >= MAX_CHANNELS && !channels.some((channel) => channel.name === name)) {
+    throw new ConfigError(`channel ${name}: the mirror has ${channels.length} channels, the most it keeps; publish to an existing one`);
+  }
+}
+
 /**
  * Points channel `to` at the generation channel `from` points at, exactly:
  * one atomic switch. ConfigError when `from` does not exist; ConflictError
@@ -41,6 +49,7 @@ export async function promote(catalog: Catalog, from: string, to: string): Promi
   if (!source) throw new ConfigError(`channel ${from} does not exist: nothing to promote (a sync with --channel ${from} creates it)`);
   const target = await catalog.getChannel(channelName(to, 'to'));
   if (target?.generation === source.generation) return { generation: source.generation, changed: false };
+  if (!target) await assertRoomForChannel(catalog, to);
   await catalog.setChannel(pointedAt(target, to, source.generation), target?.revision);
   return { generation: source.generation, changed: true };
 }

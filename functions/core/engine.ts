@@ -16,6 +16,7 @@
  *   at once and removes what the dead run staged.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import { assertRoomForChannel } from './channels.ts';
 import { forEachLimited } from './concurrency.ts';
 import {
   ConfigError,
@@ -372,6 +373,7 @@ export class SyncEngine {
     try {
       await catalog.putRun(run, lease);
       await this.settleAbandonedRuns(lease);
+      await assertRoomForChannel(catalog, this.channel);
       const current = await catalog.getCurrent(this.channel);
       const indexes = await this.changedIndexes(current, { all: true });
       if (!indexes) {

@@ -209,6 +209,11 @@ export interface Channel {
 export const DEFAULT_CHANNEL = 'stable';
 /** Previous generations a channel remembers. */
 export const CHANNEL_HISTORY_LIMIT = 10;
+/**
+ * Channels one mirror may have: deleting a generation re-checks every
+ * channel in one DynamoDB transaction (at most 100 actions).
+ */
+export const MAX_CHANNELS = 32;
 /** Every channel is served under `channels/NAME/`: no mirror file may have a path there. */
 export const CHANNELS_PATH_PREFIX = 'channels/';
 /** Lower-case, digits and dashes: a channel's name is a URL path segment and a key part. */

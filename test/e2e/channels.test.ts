@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { promote, rollBack } from '../../functions/core/channels.ts';
 import { ConfigError, ConflictError } from '../../functions/core/errors.ts';
 import { addPin, listPins, removePin } from '../../functions/core/pins.ts';
-import { DEFAULT_CHANNEL } from '../../functions/core/ports.ts';
+import { DEFAULT_CHANNEL, MAX_CHANNELS } from '../../functions/core/ports.ts';
 import type { RunningServer } from '../../functions/local/server.ts';
 import { cloudBackend, embeddedBackend, type BackendFactory, type OpenedBackend } from '../support/backends.ts';
 import { cli } from '../support/cli.ts';
@@ -156,6 +156,30 @@ describe.each(backends)('Channels: $name', (factory) => {
     await expect(attempt).resolves.toEqual({ from: 2, to: 1 });
     await sync({ channel: 'candidate', pruneGraceMs: 0 });
     expect((await served(`channels/edge/${INDEX}`)).bytes.equals(Buffer.from(secondTree.get(INDEX)!))).toBe(true);
+  });
+
+  it(`keeps at most ${MAX_CHANNELS} channels: a promote or sync to one more is refused and creates nothing; a generation can still be deleted`, async () => {
+    // Prepare
+    await sync({ pruneGraceMs: 0 });
+    for (let i = 1; i < MAX_CHANNELS; i++) await promote(opened.backend.catalog, DEFAULT_CHANNEL, `c${i}`);
+    expect(await opened.backend.catalog.listChannels()).toHaveLength(MAX_CHANNELS);
+
+    // Act
+    const promoted = promote(opened.backend.catalog, DEFAULT_CHANNEL, 'one-more');
+    const synced = sync({ channel: 'one-more', pruneGraceMs: 0 });
+
+    // Assess
+    await expect(promoted).rejects.toThrow(ConfigError);
+    await expect(promoted).rejects.toThrow(`channel one-more: the mirror has ${MAX_CHANNELS} channels, the most it keeps`);
+    await expect(synced).rejects.toThrow(ConfigError);
+    expect(await opened.backend.catalog.getChannel('one-more')).toBeUndefined();
+    expect(await opened.backend.catalog.listChannels()).toHaveLength(MAX_CHANNELS);
+    // A generation no channel points at can still be deleted with every channel re-checked (one transaction on DynamoDB).
+    replaceFiles(live, secondTree);
+    await sync({ channel: 'c1', pruneGraceMs: 0 });
+    await promote(opened.backend.catalog, DEFAULT_CHANNEL, 'c1');
+    await opened.backend.catalog.deletePublication(2);
+    expect((await opened.backend.catalog.listPublications()).map((p) => p.generation)).toEqual([1]);
   });
 
   it('refuses a rollback to a generation pruned meanwhile, saying how to keep it, and changes nothing', async () => {
