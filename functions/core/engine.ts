@@ -24,6 +24,7 @@ import {
   IntegrityError,
   LeaseLostError,
   LockHeldError,
+  NotFoundError,
   ObjectExistsError,
   PublishedContentError,
   UnavailableError,
@@ -35,6 +36,7 @@ import {
   forgetUnlistedManifests,
   indexIfManifest,
   indexStoredManifests,
+  isManifest,
   manifestsListedBy,
   type ManifestIndexing,
 } from './manifests.ts';
@@ -867,9 +869,20 @@ export class SyncEngine {
 
   /** Removes a run's staged metadata, run files and the entries of its generation, unless that generation was published. */
   private async removeStaged(run: SyncRun, lease: Lease): Promise<void> {
+    const { catalog } = this.deps;
     if (run.generation === undefined) return;
-    if (await this.deps.catalog.getPublication(run.generation)) return;
-    await this.deps.catalog.deletePublication(run.generation, lease);
+    if (await catalog.getPublication(run.generation)) return;
+    await catalog.deletePublication(run.generation, lease);
+    // Manifests its copies indexed that no publication lists: records of bytes nothing serves.
+    const plan = await this.readRunFile<StoredPlan>(run.id, 'plan.json').catch((error: unknown) => {
+      if (error instanceof NotFoundError) return undefined;
+      throw error;
+    });
+    if (plan) {
+      const candidates = new Set(plan.entries.filter((entry) => isManifest(entry.ftype) && entry.sha256).map((entry) => entry.sha256));
+      const retained = (await catalog.listPublications()).map((publication) => publication.generation);
+      await forgetUnlistedManifests(catalog, candidates, retained, lease);
+    }
     const prefix = keys.metadataPrefix({ generation: run.generation, runId: run.id });
     await this.deleteKeys(prefix, () => true);
     await this.deleteKeys(keys.runFile(run.id, ''), () => true);

@@ -7,8 +7,8 @@ import { createHash } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { SyncEvent } from '../../functions/core/engine.ts';
 import { packagesNamed, type ImageDiff, type PackageReport } from '../../functions/core/packages.ts';
-import { UnavailableError } from '../../functions/core/errors.ts';
-import type { ByteRange, Catalog, ObjectBody, ObjectStore } from '../../functions/core/ports.ts';
+import { IntegrityError, UnavailableError } from '../../functions/core/errors.ts';
+import { keys, type ByteRange, type ByteStream, type Catalog, type ObjectBody, type ObjectInfo, type ObjectStore, type PutOptions } from '../../functions/core/ports.ts';
 import { createApp, type App } from '../../functions/http/app.ts';
 import { demoItemContent, demoProducts } from '../../functions/local/demo-data.ts';
 import { formatUpdated, type FlatItem } from '../../functions/core/simplestreams.ts';
@@ -284,6 +284,32 @@ export function packagesSuite(factory: BackendFactory): void {
         [HWE, '20250801'],
         [HWE, NEWER],
       ]);
+    });
+
+    it('forgets the records of manifests a failed run indexed but never published, and indexes them when a run publishes them', async () => {
+      // Prepare: the newer version's manifest is copied and indexed, then another of its files fails.
+      await sync();
+      await publishNewerVersion('20250801');
+      const manifest = createHash('sha256').update(live.get(manifestOf('20250801'))!).digest('hex');
+      const failing = [...live.keys()].find((path) => path.includes('/20250801/') && !path.endsWith('manifest'))!;
+      const catalog = opened.backend.catalog;
+      const failAfterTheManifest = new (class extends WrappedObjectStore {
+        override async put(objectKey: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
+          if (objectKey !== keys.item(failing)) return super.put(objectKey, body, options);
+          for (let waited = 0; !(await catalog.getManifest(manifest)) && waited < 10_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+          throw new IntegrityError(failing, 'refused by the test');
+        }
+      })(opened.backend.objects);
+
+      // Act
+      const failed = sync([], catalog, failAfterTheManifest);
+
+      // Assess
+      await expect(failed).rejects.toThrow(IntegrityError);
+      expect(await catalog.getManifest(manifest)).toBeUndefined();
+      expect(await catalog.getManifest(createHash('sha256').update(live.get(manifestOf(NEWER))!).digest('hex'))).toBeDefined();
+      expect((await sync()).state).toBe('succeeded');
+      expect((await catalog.getManifest(manifest))?.packages?.get('zsh')).toBe('5.9-6ubuntu2');
     });
 
     it('forgets the record of a manifest once no retained generation lists it', async () => {
