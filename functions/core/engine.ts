@@ -57,6 +57,9 @@ import {
   UPSTREAM_COPY_PREFIX,
 } from './publish-metadata.ts';
 import { openSigningKeys } from './signing-keys.ts';
+import type { ProductsDocument } from './simplestreams.ts';
+import { uploadedProducts } from './custom-images.ts';
+import { listUploadRecords, uploadedPaths, uploadsFingerprint } from './uploads.ts';
 import { isStoredAs, planSync, unreferencedPaths, type CopyTask, type Selection } from './planner.ts';
 import { clearsign, type Keyring } from './pgp.ts';
 import { pinnedVersions } from './pins.ts';
@@ -230,6 +233,8 @@ interface IndexState extends Validators {
   sha256: string;
   /** Published re-signed: switching the mode publishes again even when upstream has not changed. */
   resigned?: boolean;
+  /** The uploads it published (`uploadsFingerprint`), re-signed mode: new ones publish again even when upstream has not changed. */
+  uploads?: string;
 }
 
 /**
@@ -338,15 +343,17 @@ export class SyncEngine {
       const metadata = await readUpstreamMetadata(upstream, this.settings.keyring, index, published, limits);
       const stored = new Map<string, StoredObject>();
       for await (const object of catalog.listObjects()) stored.set(object.path, object);
+      const uploads = await this.uploadedImages();
+      const products = [...metadata.products, ...uploads.products];
       const plan = planSync({
-        products: metadata.products,
+        products,
         selection: { ...this.settings.selection, pinned: await pinnedVersions(catalog) },
         stored,
         metadataFiles: [...metadata.files.keys()],
       });
       await this.refuseChangesToPublishedContent(plan.objects);
       await indexStoredManifests(this.manifestIndexing(runId), plan.entries, stored, lease);
-      const staged = this.settings.resign ? await this.resignedMetadata(metadata, plan.entries, current) : metadata.files;
+      const staged = this.settings.resign ? await this.resignedMetadata(metadata, products, plan.entries, current) : metadata.files;
       const generation = await catalog.reserveGeneration(lease);
       await catalog.putRun({ ...run, generation }, lease);
       for (const [file, bytes] of staged) {
@@ -364,7 +371,7 @@ export class SyncEngine {
           ...index.validators,
           url: upstream.url(indexFileFor(this.settings.keyring)),
           sha256: sha256Hex(index.bytes),
-          ...(this.settings.resign && { resigned: true }),
+          ...(this.settings.resign && { resigned: true, uploads: uploads.fingerprint }),
         },
         copyItems: plan.copy.length,
         copyBytes: plan.copyBytes,
@@ -406,6 +413,7 @@ export class SyncEngine {
    */
   private async resignedMetadata(
     metadata: UpstreamMetadata,
+    planned: readonly { file: string; doc: ProductsDocument }[],
     entries: readonly CatalogEntry[],
     current: Publication | undefined,
   ): Promise<Map<string, Uint8Array>> {
@@ -414,7 +422,7 @@ export class SyncEngine {
     const now = this.now();
     const signing = await openSigningKeys(store, now);
     const selected = new Set(entries.map((entry) => itemKey(entry.contentId, entry.product, entry.version, entry.item)));
-    const products = metadata.products.flatMap(({ file, doc }) => {
+    const products = planned.flatMap(({ file, doc }) => {
       const curated = curateProducts(doc, (product, version, item) => selected.has(itemKey(doc.content_id, product, version, item)));
       const indexEntry = metadata.index.index[doc.content_id];
       return curated ? [{ base: productsBase(file), doc: curated, ...(indexEntry && { indexEntry }) }] : [];
@@ -425,6 +433,20 @@ export class SyncEngine {
     for (const [file, bytes] of keyringFiles(signing.published)) files.set(file, bytes);
     for (const [file, bytes] of metadata.files) files.set(`${UPSTREAM_COPY_PREFIX}${file}`, bytes);
     return files;
+  }
+
+  /**
+   * The custom images `skystreams upload` stored, as products to plan beside
+   * upstream's: every version, whatever the filters and max (re-signed mode
+   * only: verbatim mode publishes upstream's signed files unchanged). The
+   * fingerprint tells the next check that new uploads await publishing.
+   */
+  private async uploadedImages(): Promise<{ products: { file: string; doc: ProductsDocument; selection: Selection }[]; fingerprint: string }> {
+    if (!this.settings.resign) return { products: [], fingerprint: '' };
+    const { objects } = this.deps;
+    const everyVersion: Selection = { filters: [] };
+    const products = uploadedProducts(await listUploadRecords(objects)).map((source) => ({ ...source, selection: everyVersion }));
+    return { products, fingerprint: await uploadsFingerprint(objects) };
   }
 
   /** Fetches one item, verifying size and digest while it streams; only verified bytes become visible. */
@@ -656,6 +678,8 @@ export class SyncEngine {
     }
     const storedPaths: string[] = [];
     for await (const object of catalog.listObjects()) storedPaths.push(object.path);
+    // Read after the catalog: an upload writes its record before its catalog records, so none it recorded is missed.
+    for (const path of await uploadedPaths(objects)) referenced.add(path);
     const deletedPaths = unreferencedPaths(storedPaths, referenced);
     for (const path of deletedPaths) {
       // Forget first: a crash in between leaves stray bytes, never a catalog entry without bytes.
@@ -869,7 +893,8 @@ export class SyncEngine {
     if (!raw) return undefined;
     const state = JSON.parse(raw) as IndexState;
     const sameMode = (state.resigned ?? false) === (this.settings.resign ?? false);
-    return sameMode && state.url === this.deps.upstream.url(indexFileFor(this.settings.keyring)) ? state : undefined;
+    const sameUploads = !this.settings.resign || (state.uploads ?? '') === (await uploadsFingerprint(this.deps.objects));
+    return sameMode && sameUploads && state.url === this.deps.upstream.url(indexFileFor(this.settings.keyring)) ? state : undefined;
   }
 
   private get channel(): string {

@@ -53,7 +53,8 @@ export interface SyncPlan {
 }
 
 export interface PlanInput {
-  products: readonly { file: string; doc: ProductsDocument }[];
+  /** Each with its own selection when it has one (uploaded images: every version), else `selection`. */
+  products: readonly { file: string; doc: ProductsDocument; selection?: Selection }[];
   selection: Selection;
   /** What the store holds now, by path. */
   stored: ReadonlyMap<string, StoredObject>;
@@ -98,8 +99,8 @@ export function isStoredAs(stored: StoredObject | undefined, task: CopyTask): bo
 export function planSync(input: PlanInput): SyncPlan {
   const entries: CatalogEntry[] = [];
   const tasks = new Map<string, { task: CopyTask; file: string; item: FlatItem }>();
-  for (const { file, doc } of input.products) {
-    for (const item of selectItems(file, doc, input.selection)) {
+  for (const { file, doc, selection } of input.products) {
+    for (const item of selectItems(file, doc, selection ?? input.selection)) {
       const task = toCopyTask(file, item);
       const seen = tasks.get(task.path);
       if (seen && !sameContent(seen.item, item)) {

@@ -469,3 +469,9 @@ function parseFilters(value: unknown, fail: (setting: SettingKey, problem: strin
     }
   });
 }
+
+/** Custom images (`skystreams upload`). */
+export const uploadLimits = Object.freeze({
+  /** An upload record is well under a kilobyte; one past this is not a record skystreams wrote. */
+  recordBytes: 64 * 1024,
+});
