@@ -59,7 +59,7 @@ import {
 import { openSigningKeys } from './signing-keys.ts';
 import type { ProductsDocument } from './simplestreams.ts';
 import { uploadedProducts } from './custom-images.ts';
-import { listUploadRecords, uploadedPaths, uploadsFingerprint } from './uploads.ts';
+import { latestUpload, listUploadRecords, uploadedPaths } from './uploads.ts';
 import { isStoredAs, planSync, unreferencedPaths, type CopyTask, type Selection } from './planner.ts';
 import { clearsign, type Keyring } from './pgp.ts';
 import { pinnedVersions } from './pins.ts';
@@ -233,8 +233,8 @@ interface IndexState extends Validators {
   sha256: string;
   /** Published re-signed: switching the mode publishes again even when upstream has not changed. */
   resigned?: boolean;
-  /** The uploads it published (`uploadsFingerprint`), re-signed mode: new ones publish again even when upstream has not changed. */
-  uploads?: string;
+  /** The newest upload it published (re-signed mode): a newer one publishes again even when upstream has not changed. */
+  latestUpload?: string;
 }
 
 /**
@@ -371,7 +371,7 @@ export class SyncEngine {
           ...index.validators,
           url: upstream.url(indexFileFor(this.settings.keyring)),
           sha256: sha256Hex(index.bytes),
-          ...(this.settings.resign && { resigned: true, uploads: uploads.fingerprint }),
+          ...(this.settings.resign && { resigned: true, latestUpload: uploads.latest }),
         },
         copyItems: plan.copy.length,
         copyBytes: plan.copyBytes,
@@ -438,15 +438,16 @@ export class SyncEngine {
   /**
    * The custom images `skystreams upload` stored, as products to plan beside
    * upstream's: every version, whatever the filters and max (re-signed mode
-   * only: verbatim mode publishes upstream's signed files unchanged). The
-   * fingerprint tells the next check that new uploads await publishing.
+   * only: verbatim mode publishes upstream's signed files unchanged). With
+   * the newest upload they include, read first, so none is missed by both
+   * this run and the next check.
    */
-  private async uploadedImages(): Promise<{ products: { file: string; doc: ProductsDocument; selection: Selection }[]; fingerprint: string }> {
-    if (!this.settings.resign) return { products: [], fingerprint: '' };
-    const { objects } = this.deps;
+  private async uploadedImages(): Promise<{ products: { file: string; doc: ProductsDocument; selection: Selection }[]; latest: string }> {
+    if (!this.settings.resign) return { products: [], latest: '' };
+    const latest = await latestUpload(this.deps.catalog);
     const everyVersion: Selection = { filters: [] };
-    const products = uploadedProducts(await listUploadRecords(objects)).map((source) => ({ ...source, selection: everyVersion }));
-    return { products, fingerprint: await uploadsFingerprint(objects) };
+    const products = uploadedProducts(await listUploadRecords(this.deps.objects)).map((source) => ({ ...source, selection: everyVersion }));
+    return { products, latest };
   }
 
   /** Fetches one item, verifying size and digest while it streams; only verified bytes become visible. */
@@ -893,7 +894,7 @@ export class SyncEngine {
     if (!raw) return undefined;
     const state = JSON.parse(raw) as IndexState;
     const sameMode = (state.resigned ?? false) === (this.settings.resign ?? false);
-    const sameUploads = !this.settings.resign || (state.uploads ?? '') === (await uploadsFingerprint(this.deps.objects));
+    const sameUploads = !this.settings.resign || (state.latestUpload ?? '') === (await latestUpload(this.deps.catalog));
     return sameMode && sameUploads && state.url === this.deps.upstream.url(indexFileFor(this.settings.keyring)) ? state : undefined;
   }
 

@@ -8,8 +8,10 @@
  * Order of writes, so a sync running at the same time can never delete a
  * fresh upload: item bytes first (invisible to prune, which only deletes
  * what the catalog lists), then the record (which makes prune keep the
- * paths), then the catalog records. Prune lists the catalog before it reads
- * the records, so any item it sees recorded is one whose record it reads.
+ * paths), then the catalog records, then `LATEST_UPLOAD_STATE` (which tells
+ * the next check there is something to publish). Prune lists the catalog
+ * before it reads the records, so any item it sees recorded is one whose
+ * record it reads.
  */
 import { verifyingStream } from './checksum.ts';
 import {
@@ -24,7 +26,7 @@ import {
 import { contentTypeOf } from './content-types.ts';
 import { InputTooLargeError, ObjectExistsError } from './errors.ts';
 import { indexIfManifest, type ManifestIndexing } from './manifests.ts';
-import { keys, type ByteStream, type ObjectStore } from './ports.ts';
+import { keys, type ByteStream, type Catalog, type ObjectStore } from './ports.ts';
 import { uploadLimits } from './settings.ts';
 
 /** Where one file's bytes come from, and what is known of them beforehand. */
@@ -53,14 +55,17 @@ export async function listUploadRecords(objects: ObjectStore): Promise<UploadRec
 }
 
 /**
- * What identifies the set of uploads: records are immutable, so their keys
- * suffice. A publication remembers it, and a different one means there is
- * something new to publish even when upstream has not changed.
+ * Catalog state naming the newest upload's record. A re-signed publication
+ * remembers the value it saw when planned (read before the records are
+ * listed); the check compares, so an upload that arrives while a run is
+ * under way is still published by the next one, even when upstream has not
+ * changed. (A state the check can read without any access to the bucket.)
  */
-export async function uploadsFingerprint(objects: ObjectStore): Promise<string> {
-  const names: string[] = [];
-  for await (const info of objects.list(UPLOADS_PREFIX)) names.push(info.key);
-  return names.join('\n');
+export const LATEST_UPLOAD_STATE = 'latest-upload';
+
+/** The newest upload's record key, '' when there has been none. */
+export async function latestUpload(catalog: Catalog): Promise<string> {
+  return (await catalog.getState(LATEST_UPLOAD_STATE)) ?? '';
 }
 
 /** Every item path an upload record lists: prune keeps them whether or not a generation publishes them yet. */
@@ -127,6 +132,7 @@ export async function storeUpload(
       await catalog.recordObject({ path: item.path, size: item.size, sha256: item.sha256, digests: { sha256: item.sha256 }, storedAt: record.uploadedAt });
       await indexIfManifest(deps, item);
     }
+    await catalog.setState(LATEST_UPLOAD_STATE, recordKey);
     return record;
   }
 }
