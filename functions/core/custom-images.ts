@@ -19,6 +19,11 @@ import type { ProductEntry, ProductsDocument, VersionEntry } from './simplestrea
 
 /** Object-store prefix of the upload records: one JSON object per uploaded version, written create-only. */
 export const UPLOADS_PREFIX = 'uploads/';
+/**
+ * Where an operator copies an image's files in the bucket (`aws s3 cp`)
+ * before `POST /api/v1/uploads` verifies and stores them; never served.
+ */
+export const INCOMING_PREFIX = 'incoming/';
 /** Mirror paths of uploaded items start here, so they never meet an upstream's. */
 export const CUSTOM_ITEMS_PREFIX = 'custom/';
 /** Product ids of uploaded images start here. */

@@ -470,8 +470,17 @@ function parseFilters(value: unknown, fail: (setting: SettingKey, problem: strin
   });
 }
 
+/** Whether the mirror publishes re-signed, as an entry point other than a sync (the upload function) reads it; a ConfigError naming `label` when it is not a boolean. */
+export function resignSetting(value: unknown, label: string): boolean {
+  return booleanOf(value, syncDefaults.resign, (problem) => {
+    throw new ConfigError(`${label}: ${problem}`);
+  });
+}
+
 /** Custom images (`skystreams upload`). */
 export const uploadLimits = Object.freeze({
   /** An upload record is well under a kilobyte; one past this is not a record skystreams wrote. */
   recordBytes: 64 * 1024,
+  /** The JSON body of `POST /api/v1/uploads`: metadata and a few file entries, never the files themselves. */
+  requestBytes: 64 * 1024,
 });
