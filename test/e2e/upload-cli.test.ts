@@ -3,9 +3,14 @@
  * it: a re-signed mirror of the signed captures, then `skystreams upload` of
  * a multi-file and a single-file image, then `serve`, read as a client reads
  * it (test/support/resigned-mirror.ts: signatures with /keyring.gpg, MAAS's
- * model rules, every listed item fetched and hashed).
+ * model rules, every listed item fetched and hashed); then the same on the
+ * cloud backend (S3 + DynamoDB + Secrets Manager stand-ins).
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
+import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { initCloudResources } from '../../functions/adapters/cloud.ts';
+import { SIGNING_KEYS_FORMAT } from '../../functions/core/signing-keys.ts';
+import { useStandins } from '../support/global-standins.ts';
 import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -18,6 +23,7 @@ import { selectedPaths, useSignedFixtureUpstream } from '../support/mirror.ts';
 import { gpgvProblems, readResignedMirror } from '../support/resigned-mirror.ts';
 
 const cli = (...args: string[]) => runCli(args);
+const standins = useStandins();
 const MULTI_PRODUCT = 'com.skystreams.custom:v3:custom:noble-site:amd64:generic';
 const SINGLE_PRODUCT = 'com.skystreams.custom:v3:centos:mycentos9:amd64:generic';
 
@@ -125,6 +131,47 @@ describe('CLI: upload', () => {
     // Where the refusals below look for leftovers.
     expect(existsSync(join(dataDir, 'objects', 'uploads'))).toBe(true);
     expect(existsSync(join(dataDir, 'objects', 'items', 'custom'))).toBe(true);
+  });
+
+  it('uploads on the cloud backend too (S3 + DynamoDB, keys in Secrets Manager), served signed with every item hashed', async () => {
+    const { work, keyring, upstream } = fixture();
+    const { env, secretsManagerEndpoint, region, s3Endpoint, dynamodbEndpoint } = standins();
+    const name = `upload-${randomUUID().slice(0, 18)}`;
+    await initCloudResources({ bucket: name, table: name, s3Endpoint, dynamodbEndpoint });
+    const secrets = new SecretsManagerClient({ endpoint: secretsManagerEndpoint, region, credentials: { accessKeyId: 'standin', secretAccessKey: 'standin' } });
+    // As the stack creates it: keyless.
+    await secrets.send(new CreateSecretCommand({ Name: name, SecretString: JSON.stringify({ format: SIGNING_KEYS_FORMAT }) }));
+    const backend = ['--bucket', name, '--table', name, '--signing-secret', name, '--s3-endpoint', s3Endpoint, '--dynamodb-endpoint', dynamodbEndpoint];
+    const syncFlags = [...backend, '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch=amd64', '--max', '1', '--resign'];
+    expect((await runCli(['sync', ...syncFlags], env)).code).toBe(0);
+    const files = await imageFiles(join(work, 'images-cloud'));
+
+    const upload = await runCli(
+      [
+        'upload', ...syncFlags,
+        '--os', 'custom', '--release', 'noble-site', '--arch', 'arm64', '--subarch', 'generic', '--title', 'Ubuntu 24.04 (site, arm64)',
+        '--file', `boot-kernel=${files['vmlinuz']}`, '--file', `boot-initrd=${files['initrd']}`,
+        '--file', `root-image.gz=${files['root.squashfs']}`, '--file', `manifest=${files['root.manifest']}`,
+      ],
+      env,
+    );
+    expect(upload.stderr).toContain('"type":"published"');
+    expect(upload.code).toBe(0);
+
+    const server = await startServing(['serve', ...backend], env);
+    try {
+      const mirror = await readResignedMirror(server.url);
+      expect(mirror.fetchProblems).toEqual([]);
+      expect(mirror.maasProblems).toEqual([]);
+      expect(mirror.listedPaths.filter((path) => path.startsWith('custom/')).map((path) => path.split('/').pop()).sort()).toEqual([
+        'boot-initrd',
+        'boot-kernel',
+        'root-image.gz',
+        'squashfs.manifest',
+      ]);
+    } finally {
+      server.process.kill('SIGTERM');
+    }
   });
 
   it('refuses an upload into a verbatim mirror, a dd disk image and a missing file, storing nothing', async () => {
