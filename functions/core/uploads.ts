@@ -15,6 +15,7 @@
  */
 import { verifyingStream } from './checksum.ts';
 import {
+  CUSTOM_PRODUCT_PREFIX,
   nextUploadVersion,
   parseUploadRecord,
   uploadItemPath,
@@ -24,7 +25,7 @@ import {
   type ValidatedUpload,
 } from './custom-images.ts';
 import { contentTypeOf } from './content-types.ts';
-import { InputTooLargeError, ObjectExistsError } from './errors.ts';
+import { ConflictError, InputTooLargeError, ObjectExistsError } from './errors.ts';
 import { indexIfManifest, type ManifestIndexing } from './manifests.ts';
 import { keys, type ByteStream, type Catalog, type ObjectStore } from './ports.ts';
 import { uploadLimits } from './settings.ts';
@@ -88,6 +89,7 @@ export async function storeUpload(
   sources: ReadonlyMap<string, UploadSource>,
 ): Promise<UploadRecord> {
   const { objects, catalog, now } = deps;
+  await refuseClashWithMirrored(catalog, upload);
   const taken = new Set(
     (await listUploadRecords(objects)).filter((record) => record.product === upload.product).map((record) => record.version),
   );
@@ -134,6 +136,27 @@ export async function storeUpload(
     }
     await catalog.setState(LATEST_UPLOAD_STATE, recordKey);
     return record;
+  }
+}
+
+/**
+ * MAAS knows an image by os, release, arch and subarch: an upload named like
+ * an image a channel already serves from upstream would leave MAAS with two
+ * of one name. ConflictError naming the upstream product; uploaded products
+ * (new versions of the same image) are fine.
+ */
+export async function refuseClashWithMirrored(catalog: Catalog, upload: ValidatedUpload): Promise<void> {
+  const { os, release, arch, subarch } = upload.fields;
+  for (const channel of await catalog.listChannels()) {
+    for await (const entry of catalog.listEntries(channel.generation)) {
+      if (entry.product.startsWith(`${CUSTOM_PRODUCT_PREFIX}:`)) continue;
+      if (entry.os === os && entry.release === release && entry.arch === arch && entry.subarch === subarch) {
+        throw new ConflictError(
+          `${os}/${release} ${arch}/${subarch} is already published from upstream as ${entry.product} (channel ${channel.name}): ` +
+            'MAAS would see two images of one name; upload it under another release (or os) name. Nothing was stored.',
+        );
+      }
+    }
   }
 }
 

@@ -163,7 +163,8 @@ export class MirrorApi extends Construct {
       delete: [incoming, uploadedItems],
       createOnly: true,
     });
-    grantCatalogAccess(this.uploadHandler.role, props.table, { read: ['manifests'], put: ['objects', 'manifests', 'state'] });
+    // It reads what the channels serve, to refuse an upload named like a mirrored image.
+    grantCatalogAccess(this.uploadHandler.role, props.table, { read: ['manifests', 'current', 'entries'], put: ['objects', 'manifests', 'state'] });
     const uploadsResource = this.api.root.getResource('api')!.addResource('v1').addResource('uploads');
     // SigV4 instead of the API key: callers are the account's operators and build machines, never CloudFront.
     uploadsResource.addMethod('POST', new apigateway.LambdaIntegration(this.uploadHandler.function, { proxy: true }), {

@@ -15,7 +15,7 @@ import { SigningKeyFile } from '../../functions/adapters/fs/signing-key-file.ts'
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { uploadRecordKey, UPLOADS_PREFIX, validateUpload, type UploadRequest } from '../../functions/core/custom-images.ts';
 import { requestRepublish, SyncEngine, type SyncSettings } from '../../functions/core/engine.ts';
-import { IntegrityError } from '../../functions/core/errors.ts';
+import { ConflictError, IntegrityError } from '../../functions/core/errors.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
@@ -179,6 +179,39 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
     expect(await (await engine(true, keyFile)).check()).toEqual({ changed: false });
   });
 
+  it('refuses an image named like a mirrored one (MAAS would see two), storing nothing', async () => {
+    const { backend } = opened;
+    const clash = validateUpload({ ...request, os: 'ubuntu', release: 'noble', subarch: 'ga-24.04' }, 'test');
+    const tgz = randomBytes(1_000);
+    const manifest = new TextEncoder().encode('bash\t5.1\n');
+    const before = await keysUnder(backend, '');
+    const error = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => NOW }, clash, new Map([
+      ['root-tgz', sourceOf(tgz)],
+      ['manifest', sourceOf(manifest)],
+    ])).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConflictError);
+    expect((error as Error).message).toMatch(/^ubuntu\/noble amd64\/ga-24\.04 is already published from upstream as com\.ubuntu\.maas\.stable:v3:boot:24\.04:amd64:ga-24\.04 \(channel stable\)/);
+    expect(await keysUnder(backend, '')).toEqual(before);
+  });
+
+  it('takes the next version when bytes are already under the one it chose (a crashed or concurrent upload)', async () => {
+    const { backend } = opened;
+    // The first upload of the day is 20261202; bytes a crashed upload left sit where 20261202.01 would go.
+    const [manifestFile] = upload.files;
+    const strayKey = keys.item(`custom/centos/mycentos9/amd64/generic/20261202.01/${manifestFile!.fileName}`);
+    await backend.objects.put(strayKey, new TextEncoder().encode('left by a crashed upload'));
+    const tgz = randomBytes(3_000);
+    const manifest = new TextEncoder().encode('bash\t5.2\n');
+    const record = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => NOW }, upload, new Map([
+      ['root-tgz', sourceOf(tgz)],
+      ['manifest', sourceOf(manifest)],
+    ]));
+    expect(record.version).toBe('20261202.02');
+    // The stray bytes are not this upload's: left as they were, listed by no record.
+    expect(await backend.objects.head(strayKey)).toBeDefined();
+    expect((await listUploadRecords(backend.objects)).map((stored) => stored.version).sort()).toEqual(['20261202', '20261202.02']);
+  });
+
   it('publishes no upload in verbatim mode, and still keeps the uploaded files', async () => {
     const { backend } = opened;
     const verbatim = await engine(false, join(work, 'unused-keys.json'));
@@ -188,7 +221,8 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
     for await (const entry of backend.catalog.listEntries(run.generation!)) listed.push(entry.path);
     expect(listed.length).toBeGreaterThan(0);
     expect(listed.some((path) => path.startsWith('custom/'))).toBe(false);
-    const [record] = await listUploadRecords(backend.objects);
-    for (const item of record!.items) expect(await backend.objects.head(keys.item(item.path))).toBeDefined();
+    const records = await listUploadRecords(backend.objects);
+    expect(records).toHaveLength(2);
+    for (const item of records.flatMap((record) => record.items)) expect(await backend.objects.head(keys.item(item.path))).toBeDefined();
   });
 });
