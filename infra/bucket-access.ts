@@ -6,6 +6,7 @@
  */
 import * as iam from 'aws-cdk-lib/aws-iam';
 import type * as s3 from 'aws-cdk-lib/aws-s3';
+import { CUSTOM_ITEMS_PREFIX, INCOMING_PREFIX, UPLOADS_PREFIX } from '../functions/core/custom-images.ts';
 import { keys } from '../functions/core/ports.ts';
 
 /** `items/a/b` → `items/*`: everything under a key's top-level prefix. */
@@ -18,6 +19,12 @@ export const KEY_PATTERNS = {
   metadata: everythingUnder(keys.metadata({ generation: 1, runId: 'any' }, 'any')),
   /** A run's plan, copy list and Distributed Map results. */
   runs: everythingUnder(keys.runFile('any', 'any')),
+  /** Custom images' item bytes (a part of `items`): what the upload function may create. */
+  uploadedItems: `${keys.item(CUSTOM_ITEMS_PREFIX)}*`,
+  /** One record per uploaded custom image version. */
+  uploads: `${UPLOADS_PREFIX}*`,
+  /** Where operators copy an image's files before asking for its upload; never served. */
+  incoming: `${INCOMING_PREFIX}*`,
 } as const;
 
 export type KeyPattern = (typeof KEY_PATTERNS)[keyof typeof KEY_PATTERNS];

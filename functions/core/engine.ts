@@ -60,9 +60,11 @@ import {
 } from './publish-metadata.ts';
 import { upstreamCopyPrefix } from './published-files.ts';
 import { mergeSources, type SourceConflict, type SourceProducts } from './sources.ts';
-import { parseUpdated } from './simplestreams.ts';
+import { parseUpdated, type ProductsDocument } from './simplestreams.ts';
 import { openSigningKeys } from './signing-keys.ts';
 import { isStoredAs, planSync, selectItems, unreferencedPaths, type CopyTask, type Selection, type SyncPlan } from './planner.ts';
+import { uploadedProducts } from './custom-images.ts';
+import { latestUpload, listUploadRecords, uploadedPaths } from './uploads.ts';
 import { clearsign, type Keyring } from './pgp.ts';
 import { pinnedVersions } from './pins.ts';
 import { syncDefaults, type RangedCopySettings } from './settings.ts';
@@ -70,6 +72,7 @@ import {
   DEFAULT_CHANNEL,
   PRIMARY_SOURCE,
   SOURCE_CONFLICTS_STATE,
+  UPLOADS_SOURCE,
   keys,
   type ByteStream,
   type Catalog,
@@ -257,6 +260,8 @@ interface IndexState extends Validators {
   sha256: string;
   /** Published re-signed: switching the mode publishes again even when upstream has not changed. */
   resigned?: boolean;
+  /** The newest upload it published (re-signed mode): a newer one publishes again even when upstream has not changed. */
+  latestUpload?: string;
 }
 
 /** Merged sources: each one's index state, and the sources' settings they were planned with. */
@@ -264,6 +269,8 @@ interface MergedIndexState {
   sources: Record<string, IndexState>;
   /** A source added, removed or re-filtered plans again even when no index changed. */
   fingerprint: string;
+  /** As IndexState's. */
+  latestUpload?: string;
 }
 
 /** A source as one run reads it. */
@@ -390,8 +397,9 @@ export class SyncEngine {
       const stored = new Map<string, StoredObject>();
       for await (const object of catalog.listObjects()) stored.set(object.path, object);
       const pinned = await pinnedVersions(catalog);
+      const uploads = await this.uploadedImages();
       const { plan, staged, conflicts } = this.settings.resign
-        ? await this.resignedPlan(reads, stored, pinned, current)
+        ? await this.resignedPlan(reads, uploads.products, stored, pinned, current)
         : verbatimPlan(reads, stored, pinned);
       await this.refuseChangesToPublishedContent(plan.objects);
       await indexStoredManifests(this.manifestIndexing(runId), plan.entries, stored, lease);
@@ -408,8 +416,8 @@ export class SyncEngine {
         files: [...staged.keys()].sort(),
         objects: plan.objects,
         entries: plan.entries,
-        indexState: this.indexStateOf(indexes),
-        ...(this.settings.sources && { conflicts }),
+        indexState: this.indexStateOf(indexes, uploads.latest),
+        conflicts,
         copyItems: plan.copy.length,
         copyBytes: plan.copyBytes,
         presentItems: plan.presentPaths,
@@ -452,6 +460,7 @@ export class SyncEngine {
    */
   private async resignedPlan(
     reads: readonly SourceRead[],
+    uploaded: readonly { file: string; doc: ProductsDocument }[],
     stored: ReadonlyMap<string, StoredObject>,
     pinned: ReadonlySet<string>,
     current: Publication | undefined,
@@ -470,6 +479,8 @@ export class SyncEngine {
         return curated ? [{ file, doc: curated }] : [];
       }),
     }));
+    // The site's own images: every uploaded version, above every source (their product ids are the mirror's own).
+    if (uploaded.length > 0) sources.push({ source: UPLOADS_SOURCE, priority: Number.MAX_SAFE_INTEGER, products: uploaded });
     const merged = mergeSources(sources);
     const planned = planSync({
       products: merged.products.map(({ base, doc }) => ({ file: base, doc })),
@@ -477,7 +488,7 @@ export class SyncEngine {
       stored,
     });
     const fromSource = (task: CopyTask): CopyTask => ({ ...task, source: merged.sourceOfPath.get(task.path) ?? PRIMARY_SOURCE });
-    const plan = this.settings.sources ? { ...planned, objects: planned.objects.map(fromSource), copy: planned.copy.map(fromSource) } : planned;
+    const plan = { ...planned, objects: planned.objects.map(fromSource), copy: planned.copy.map(fromSource) };
 
     const now = this.now();
     const signing = await openSigningKeys(store, now);
@@ -489,6 +500,19 @@ export class SyncEngine {
       for (const [file, bytes] of metadata.files) staged.set(`${upstreamCopyPrefix(source.name)}${file}`, bytes);
     }
     return { plan, staged, conflicts: merged.conflicts };
+  }
+
+  /**
+   * The custom images `skystreams upload` stored, as products to plan beside
+   * upstream's: every version, whatever the filters and max (re-signed mode
+   * only: verbatim mode publishes upstream's signed files unchanged). With
+   * the newest upload they include, read first, so none is missed by both
+   * this run and the next check.
+   */
+  private async uploadedImages(): Promise<{ products: { file: string; doc: ProductsDocument }[]; latest: string }> {
+    if (!this.settings.resign) return { products: [], latest: '' };
+    const latest = await latestUpload(this.deps.catalog);
+    return { products: uploadedProducts(await listUploadRecords(this.deps.objects)), latest };
   }
 
   /** Fetches one item, verifying size and digest while it streams; only verified bytes become visible. */
@@ -721,6 +745,8 @@ export class SyncEngine {
     }
     const storedPaths: string[] = [];
     for await (const object of catalog.listObjects()) storedPaths.push(object.path);
+    // Read after the catalog: an upload writes its record before its catalog records, so none it recorded is missed.
+    for (const path of await uploadedPaths(objects)) referenced.add(path);
     const deletedPaths = unreferencedPaths(storedPaths, referenced);
     for (const path of deletedPaths) {
       // Forget first: a crash in between leaves stray bytes, never a catalog entry without bytes.
@@ -972,6 +998,8 @@ export class SyncEngine {
     const states = 'sources' in saved ? saved.sources : { [PRIMARY_SOURCE]: saved };
     if ('sources' in saved !== Boolean(this.settings.sources)) return undefined;
     if ('sources' in saved && saved.fingerprint !== this.sourcesFingerprint()) return undefined;
+    // A newer upload publishes again, upstream changed or not.
+    if (this.settings.resign && (saved.latestUpload ?? '') !== (await latestUpload(this.deps.catalog))) return undefined;
     const byName = new Map<string, IndexState>();
     for (const source of this.activeSources()) {
       const state = states[source.name];
@@ -983,7 +1011,7 @@ export class SyncEngine {
   }
 
   /** What the next run compares each source's index with, once this plan is published. */
-  private indexStateOf(indexes: ChangedIndexes): IndexState | MergedIndexState {
+  private indexStateOf(indexes: ChangedIndexes, latestUpload: string): IndexState | MergedIndexState {
     const states: Record<string, IndexState> = {};
     for (const source of this.activeSources()) {
       const index = indexes.get(source.name);
@@ -995,7 +1023,10 @@ export class SyncEngine {
         ...(this.settings.resign && { resigned: true }),
       };
     }
-    return this.settings.sources ? { sources: states, fingerprint: this.sourcesFingerprint() } : (states[PRIMARY_SOURCE] as IndexState);
+    const uploads = this.settings.resign ? { latestUpload } : {};
+    return this.settings.sources
+      ? { sources: states, fingerprint: this.sourcesFingerprint(), ...uploads }
+      : { ...(states[PRIMARY_SOURCE] as IndexState), ...uploads };
   }
 
   /** Each source's verified metadata, checked for freshness against what the current publication was made from. */
@@ -1033,6 +1064,9 @@ export class SyncEngine {
 
   private upstreamOf(task: CopyTask): Upstream {
     const name = task.source ?? PRIMARY_SOURCE;
+    if (name === UPLOADS_SOURCE) {
+      throw new IntegrityError(task.path, 'an uploaded image lists it, but its bytes are not stored as uploaded: upload the image again');
+    }
     const source = this.activeSources().find((candidate) => candidate.name === name);
     if (!source) throw new ConfigError(`${task.path}: planned from source ${name}, which is no longer configured`);
     return source.upstream;

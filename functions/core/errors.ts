@@ -113,6 +113,21 @@ export class ConfigError extends SkystreamsError {
   override readonly statusCode = 400;
 }
 
+/**
+ * An image in a format MAAS cannot take from a simplestreams source (a dd
+ * disk image, say): publishing it would make MAAS reject the whole stream.
+ * Carries the command that uploads it to MAAS directly instead.
+ */
+export class UnsupportedImageError extends ConfigError {
+  constructor(readonly ftype: string, readonly file: string, readonly maasCommand: string) {
+    super(
+      `${file}: ${ftype} images cannot be published in a stream: MAAS's stream models only take ` +
+        'boot-kernel + boot-initrd + squashfs (or root-image.gz) + manifest, or root-tgz + manifest, ' +
+        `and a file it cannot read makes it reject the whole source. Upload it to MAAS directly instead:\n  ${maasCommand}`,
+    );
+  }
+}
+
 export class NotFoundError extends SkystreamsError {
   override readonly statusCode = 404;
 }

@@ -227,6 +227,8 @@ export const PRIMARY_SOURCE = 'upstream';
  * another channel's under `name@channel`.
  */
 export const SOURCE_CONFLICTS_STATE = 'source-conflicts';
+/** Names the site's uploaded images among merged sources: no configured source may take it. */
+export const UPLOADS_SOURCE = 'uploads';
 /** What a configured source may be called: it names a state key and an object-store prefix. */
 export const SOURCE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 

@@ -13,7 +13,7 @@ import type { MetadataLimits } from './metadata.ts';
 import type { Keyring } from './pgp.ts';
 import type { SyncSettings } from './engine.ts';
 import { redactUrl } from './redact.ts';
-import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, DEFAULT_CHANNEL, SOURCE_NAME } from './ports.ts';
+import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, DEFAULT_CHANNEL, SOURCE_NAME, UPLOADS_SOURCE } from './ports.ts';
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -364,6 +364,7 @@ function parseSources(value: unknown, entry: EntryPoint, raw: RawSyncSettings): 
       fail(`${shown(name)} is not a source name (lowercase letters, digits and -, starting with a letter, at most 32)`, i, 'name');
     }
     if (names.has(name as string)) fail(`${shown(name)} names another source too`, i, 'name');
+    if (name === UPLOADS_SOURCE) fail(`${shown(name)} is reserved for the images \`skystreams upload\` adds`, i, 'name');
     names.add(name as string);
     const field = (key: string) => absentAsUndefined(fields[key]);
     return {
@@ -563,3 +564,18 @@ function parseFilters(value: unknown, fail: (setting: SettingKey, problem: strin
     }
   });
 }
+
+/** Whether the mirror publishes re-signed, as an entry point other than a sync (the upload function) reads it; a ConfigError naming `label` when it is not a boolean. */
+export function resignSetting(value: unknown, label: string): boolean {
+  return booleanOf(value, syncDefaults.resign, (problem) => {
+    throw new ConfigError(`${label}: ${problem}`);
+  });
+}
+
+/** Custom images (`skystreams upload`). */
+export const uploadLimits = Object.freeze({
+  /** An upload record is well under a kilobyte; one past this is not a record skystreams wrote. */
+  recordBytes: 64 * 1024,
+  /** The JSON body of `POST /api/v1/uploads`: metadata and a few file entries, never the files themselves. */
+  requestBytes: 64 * 1024,
+});

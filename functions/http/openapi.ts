@@ -112,6 +112,29 @@ export const OPENAPI_DOCUMENT = {
       summary: 'This document',
       responses: { '200': { description: 'OpenAPI 3.1', content: { 'application/json': { schema: { type: 'object', required: ['openapi', 'paths'] } } } } },
     }),
+    '/api/v1/uploads': {
+      post: {
+        operationId: 'upload',
+        summary: 'Add a custom image whose files are already in the bucket under incoming/ (AWS only; re-signed mode)',
+        description:
+          'Called on the API stage URL (the stack output UploadsUrl), SigV4-signed by a principal allowed execute-api:Invoke on it: ' +
+          'CloudFront passes only GET and HEAD. Copy each file to incoming/ first (aws s3 cp); each is verified against the size and ' +
+          'sha256 given here while it is stored, then removed from incoming/. The next scheduled check publishes the image. ' +
+          'Formats MAAS cannot take from a stream (dd disk images) are refused with the `maas $PROFILE boot-resources create` command ' +
+          'that uploads them directly. docs/custom-images.md has the whole flow.',
+        security: [{ sigv4: [] }],
+        requestBody: { required: true, content: jsonContent('UploadRequest') },
+        responses: {
+          '202': { description: 'Stored; published by the next sync', content: jsonContent('UploadAccepted') },
+          '400': errorResponse('A missing, extra or invalid field (named), an incoming object that is not there, or a format MAAS cannot take from a stream'),
+          '403': { description: 'API Gateway: the request is not SigV4-signed by a principal allowed to invoke the route' },
+          '405': errorResponse('Any method but POST'),
+          '409': errorResponse('The mirror does not publish re-signed, so it cannot publish custom images; nothing was stored'),
+          '422': errorResponse('An incoming object\'s size or sha256 is not what the request says (named); nothing was stored'),
+          ...serverErrors,
+        },
+      },
+    },
     '/streams/v1/{file}': readMethods({
       operationId: 'metadata',
       summary: 'A simplestreams metadata file of the current publication, as upstream signed it',
@@ -161,7 +184,66 @@ export const OPENAPI_DOCUMENT = {
     }),
   },
   components: {
+    securitySchemes: {
+      sigv4: {
+        type: 'apiKey',
+        in: 'header',
+        name: 'Authorization',
+        description: 'AWS Signature Version 4 (API Gateway AWS_IAM authorization): e.g. `curl --aws-sigv4 "aws:amz:REGION:execute-api"`',
+      },
+    },
     schemas: {
+      UploadRequest: {
+        type: 'object',
+        required: ['os', 'release', 'arch', 'subarch', 'title', 'files'],
+        additionalProperties: false,
+        properties: {
+          os: { type: 'string', pattern: '^[a-z0-9][a-z0-9._+-]{0,63}$', example: 'centos' },
+          release: { type: 'string', pattern: '^[a-z0-9][a-z0-9._+-]{0,63}$', example: 'mycentos9' },
+          arch: { type: 'string', pattern: '^[a-z0-9]{1,16}$', example: 'amd64' },
+          subarch: { type: 'string', example: 'generic' },
+          title: { type: 'string', description: 'What MAAS shows', example: 'CentOS 9 (site)' },
+          label: { type: 'string', description: 'Default stable' },
+          kflavor: { type: 'string', description: 'Kernel flavour of an image with its own kernel; default generic' },
+          subarches: { type: 'string', description: 'Comma-separated; default the subarch' },
+          releaseVersion: { type: 'string', description: 'MAAS\'s `version` of the release; default the release' },
+          supportEol: { type: 'string', pattern: '^\\d{4}-\\d{2}-\\d{2}$' },
+          files: {
+            type: 'array',
+            description: 'boot-kernel + boot-initrd + squashfs (or root-image.gz) + manifest, or root-tgz + manifest',
+            items: {
+              type: 'object',
+              required: ['ftype', 'key', 'sha256', 'size'],
+              additionalProperties: false,
+              properties: {
+                ftype: { type: 'string', example: 'root-tgz' },
+                key: { type: 'string', pattern: '^incoming/', example: 'incoming/mycentos9/image.tgz' },
+                sha256: { type: 'string', pattern: '^[0-9a-fA-F]{64}$' },
+                size: COUNT,
+              },
+            },
+          },
+        },
+      },
+      UploadAccepted: {
+        type: 'object',
+        required: ['product', 'version', 'items', 'published'],
+        additionalProperties: false,
+        properties: {
+          product: { type: 'string', example: 'com.skystreams.custom:v3:centos:mycentos9:amd64:generic' },
+          version: { type: 'string', pattern: '^\\d{8}(\\.\\d{2})?$', example: '20261202' },
+          items: {
+            type: 'array',
+            items: {
+              type: 'object',
+              required: ['item', 'path', 'size', 'sha256'],
+              additionalProperties: false,
+              properties: { item: { type: 'string' }, path: { type: 'string' }, size: COUNT, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+            },
+          },
+          published: { type: 'string', description: 'When it will be served' },
+        },
+      },
       PackageReport: {
         type: 'object',
         required: ['package', 'generation', 'images', 'unread'],

@@ -43,6 +43,7 @@ export const ERROR_CODES: Readonly<Record<number, string>> = {
   404: 'not_found',
   405: 'method_not_allowed',
   409: 'conflict',
+  422: 'unprocessable_content',
   500: 'internal_error',
   502: 'bad_gateway',
   503: 'unavailable',

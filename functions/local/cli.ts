@@ -8,6 +8,9 @@ import { BundleError, ConfigError, LockHeldError, RollbackError, SkystreamsError
 import { exportPublication } from '../core/bundle.ts';
 import { channelName, promote, rollBack } from '../core/channels.ts';
 import { addPin, removePin } from '../core/pins.ts';
+import { validateUpload, type UploadFile } from '../core/custom-images.ts';
+import { storeUpload } from '../core/uploads.ts';
+import { openUploadFiles } from '../adapters/fs/upload-files.ts';
 import { BundleUpstream, writeBundleFile } from '../adapters/fs/bundle-file.ts';
 import { readKeyringFile } from '../adapters/fs/keyring-file.ts';
 import { HttpUpstream } from '../adapters/http/http-upstream.ts';
@@ -386,6 +389,95 @@ withExamples(backendOptions(program.command('unpin').description('let --max and 
     }),
   );
 addPackageCommands(program, { backendOptions, withExamples, withBackend });
+
+// ---------------------------------------------------------------- custom images (re-signed mode)
+
+interface UploadFlags extends SyncFlags {
+  os: string;
+  release: string;
+  arch: string;
+  subarch: string;
+  title: string;
+  label?: string;
+  kflavor?: string;
+  subarches?: string;
+  releaseVersion?: string;
+  supportEol?: string;
+  file: string[];
+  /** commander's `--no-sync` sets sync=false. */
+  sync: boolean;
+}
+
+withExamples(
+  syncOptions(program.command('upload').description("add a custom (packer-built) image to the mirror's re-signed stream, then sync to publish it")),
+  [
+    "skystreams upload --resign --os centos --release mycentos9 --arch amd64 --subarch generic --title 'CentOS 9 (site)' --file root-tgz=./image.tgz --file manifest=./image.manifest",
+    "skystreams upload --resign --os custom --release noble-site --arch amd64 --subarch generic --title 'Ubuntu 24.04 (site)' --file boot-kernel=./vmlinuz --file boot-initrd=./initrd --file squashfs=./root.squashfs --file squashfs.manifest=./root.manifest",
+    'skystreams upload --resign --no-sync … && skystreams sync --resign   # store now, publish with the next sync',
+  ],
+)
+  .requiredOption('--os <name>', 'operating system MAAS shows the image under (e.g. custom, centos, rhel)')
+  .requiredOption('--release <name>', 'release name, unique per os (e.g. mycentos9)')
+  .requiredOption('--arch <arch>', 'architecture (amd64, arm64, …)')
+  .requiredOption('--subarch <name>', 'subarchitecture (generic, or a kernel like ga-24.04)')
+  .requiredOption('--title <text>', 'the title MAAS shows')
+  .option('--label <name>', 'stream label (default stable)')
+  .option('--kflavor <name>', 'kernel flavour of an image with its own kernel (default generic)')
+  .option('--subarches <list>', 'comma-separated subarches the kernel supports (default: --subarch)')
+  .option('--release-version <text>', "the release's version, e.g. 9 (default: --release)")
+  .option('--support-eol <date>', 'end of support, YYYY-MM-DD')
+  .addOption(
+    new Option('--file <ftype=path>', 'a file of the image: boot-kernel, boot-initrd, squashfs or root-image.gz, root-tgz, manifest (repeatable)')
+      .default([])
+      .argParser((value: string, previous: string[]) => [...previous, value]),
+  )
+  .option('--no-sync', 'only store the image; the next sync publishes it')
+  .action(async (flags: UploadFlags) => {
+    const config = syncConfig(flags);
+    if (!config.resign) {
+      throw new ConfigError(
+        'upload: custom images are published only in re-signed mode: add --resign (and use it for every sync of this mirror); ' +
+          "verbatim mode serves upstream's signed files unchanged and cannot add products to them. Nothing was stored.",
+      );
+    }
+    const upload = validateUpload(
+      {
+        os: flags.os,
+        release: flags.release,
+        arch: flags.arch,
+        subarch: flags.subarch,
+        title: flags.title,
+        ...(flags.label !== undefined && { label: flags.label }),
+        ...(flags.kflavor !== undefined && { kflavor: flags.kflavor }),
+        ...(flags.subarches !== undefined && { subarches: flags.subarches }),
+        ...(flags.releaseVersion !== undefined && { releaseVersion: flags.releaseVersion }),
+        ...(flags.supportEol !== undefined && { supportEol: flags.supportEol }),
+        files: flags.file.map(uploadFileFlag),
+      },
+      'upload',
+    );
+    if (flags.sync) await syncSettings(config);
+    const sources = await openUploadFiles(upload, '--file');
+    await withBackend(flags, async (backend) => {
+      refuseResignWithoutKeys(config, backend);
+      const record = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => new Date() }, upload, sources);
+      const total = record.items.reduce((sum, item) => sum + item.size, 0);
+      console.log(`stored ${record.product} version ${record.version}: ${record.items.length} files (${bytes(total)})`);
+      if (!flags.sync) {
+        console.log('the next sync with --resign publishes it');
+        return;
+      }
+      const run = await syncOnce(config, backend);
+      console.log(`published in generation ${run.generation ?? (await backend.catalog.getCurrent(config.channel))?.generation}`);
+    });
+  });
+
+/** `--file FTYPE=PATH`. */
+function uploadFileFlag(value: string): UploadFile {
+  const at = value.indexOf('=');
+  if (at <= 0 || at === value.length - 1) throw new ConfigError(`--file ${value}: expected FTYPE=PATH, e.g. root-tgz=./image.tgz`);
+  return { ftype: value.slice(0, at), source: value.slice(at + 1) };
+}
 
 // ---------------------------------------------------------------- the mirror's signing keys (re-signed mode)
 

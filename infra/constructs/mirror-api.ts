@@ -11,10 +11,13 @@ import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from '../../functions/co
 import { CHANNELS_PATH_PREFIX } from '../../functions/core/ports.ts';
 import { grantObjectAccess, KEY_PATTERNS } from '../bucket-access.ts';
 import { MirrorFunction } from './mirror-function.ts';
+import { grantCatalogAccess } from './mirror-storage.ts';
 
 export interface MirrorApiProps {
   readonly bucket: s3.IBucket;
   readonly table: dynamodb.ITable;
+  /** Whether the mirror publishes re-signed: custom image uploads are refused (409) otherwise. */
+  readonly resign: boolean;
   /** @default 'mirror' */
   readonly stageName?: string;
   /**
@@ -57,6 +60,10 @@ export const ORIGIN_KEY_HEADER = 'x-api-key';
 export class MirrorApi extends Construct {
   public readonly api: apigateway.RestApi;
   public readonly handler: MirrorFunction;
+  /** `POST /api/v1/uploads`: adds a custom image from files under incoming/. Its own function: the public one writes nothing. */
+  public readonly uploadHandler: MirrorFunction;
+  /** The uploads route on the stage's own URL (not through CloudFront, which signs nothing and passes only GET and HEAD). */
+  public readonly uploadsUrl: string;
   /** Holds the API key's value. */
   public readonly originKey: secretsmanager.Secret;
   /** Headers the API's origin in CloudFront must send. */
@@ -139,5 +146,31 @@ export class MirrorApi extends Construct {
       resource.addMethod('GET', integration);
       resource.addMethod('HEAD', integration);
     }
+
+    this.uploadHandler = new MirrorFunction(this, 'UploadHandler', {
+      entry: fileURLToPath(new URL('../../functions/handlers/upload.ts', import.meta.url)),
+      description: 'Adds a custom image from files under incoming/ (POST /api/v1/uploads, IAM-authorized)',
+      memorySizeMb: 1024,
+      // Hashing a large image takes longer than API Gateway waits (29 s): the function finishes the upload all the same.
+      timeout: Duration.minutes(15),
+      environment: { [ENV.bucket]: props.bucket.bucketName, [ENV.table]: props.table.tableName, [ENV.resign]: String(props.resign) },
+    });
+    const { incoming, uploadedItems, uploads } = KEY_PATTERNS;
+    // Create-only: an uploaded item or record is never replaced; what it created and failed to verify it deletes.
+    grantObjectAccess(this.uploadHandler.role, props.bucket, {
+      read: [incoming, uploads, uploadedItems],
+      write: [uploadedItems, uploads],
+      delete: [incoming, uploadedItems],
+      createOnly: true,
+    });
+    // It reads what the channels serve, to refuse an upload named like a mirrored image.
+    grantCatalogAccess(this.uploadHandler.role, props.table, { read: ['manifests', 'current', 'entries'], put: ['objects', 'manifests', 'state'] });
+    const uploadsResource = this.api.root.getResource('api')!.addResource('v1').addResource('uploads');
+    // SigV4 instead of the API key: callers are the account's operators and build machines, never CloudFront.
+    uploadsResource.addMethod('POST', new apigateway.LambdaIntegration(this.uploadHandler.function, { proxy: true }), {
+      authorizationType: apigateway.AuthorizationType.IAM,
+      apiKeyRequired: false,
+    });
+    this.uploadsUrl = this.api.urlForPath('/api/v1/uploads');
   }
 }

@@ -180,7 +180,7 @@ export class SyncPipeline extends Construct {
    * abandoned runs). test/handlers/iam.test.ts checks every call against these.
    */
   private grantPhaseAccess(bucket: s3.IBucket, table: dynamodb.ITable): void {
-    const { items, metadata, runs } = KEY_PATTERNS;
+    const { items, metadata, runs, uploads } = KEY_PATTERNS;
 
     grantCatalogAccess(this.checkFunction.role, table, { read: ['current', 'state', 'lock'], runsIndex: true });
 
@@ -195,7 +195,8 @@ export class SyncPipeline extends Construct {
       delete: ['publications', 'objects', 'manifests'],
       batchWrite: ['entries', 'manifests'],
     });
-    grantObjectAccess(this.planFunction.role, bucket, { read: [items, metadata, runs], write: [metadata, runs], delete: [items, metadata, runs] });
+    // Uploaded custom images: plan publishes their records (re-signed mode), and its prune keeps what they list.
+    grantObjectAccess(this.planFunction.role, bucket, { read: [items, metadata, runs, uploads], write: [metadata, runs], delete: [items, metadata, runs] });
 
     // Copy indexes each manifest it stores into the package index.
     grantCatalogAccess(this.copyFunction.role, table, {
@@ -224,7 +225,8 @@ export class SyncPipeline extends Construct {
       delete: ['publications', 'objects', 'manifests'],
       batchWrite: ['entries', 'manifests'],
     });
-    grantObjectAccess(this.pruneFunction.role, bucket, { delete: [items, metadata, runs], list: [metadata, runs] });
+    // Prune keeps every item an upload record lists, published yet or not.
+    grantObjectAccess(this.pruneFunction.role, bucket, { read: [uploads], delete: [items, metadata, runs], list: [metadata, runs] });
 
     grantCatalogAccess(this.failFunction.role, table, {
       read: ['lock', 'runs', 'publications', 'current', 'entries'],

@@ -53,7 +53,7 @@ export class MirrorStack extends Stack {
       ...(this.signingKey && { signingKey: this.signingKey }),
     });
 
-    this.api = new MirrorApi(this, 'Api', { bucket, table });
+    this.api = new MirrorApi(this, 'Api', { bucket, table, resign: config.sync.resign });
     this.accessControl = new EdgeAccessControl(this, 'AccessControl', config.accessControl);
     this.delivery = new MirrorDistribution(this, 'Delivery', {
       bucket,
@@ -102,6 +102,10 @@ export class MirrorStack extends Stack {
         value: this.signingKey.secret.secretArn,
       });
     }
+    new CfnOutput(this, 'UploadsUrl', {
+      description: 'POST a custom image here, SigV4-signed, once its files are under incoming/ (docs/custom-images.md)',
+      value: this.api.uploadsUrl,
+    });
     new CfnOutput(this, 'StatusUrl', { description: 'Sync runs and the current publication', value: `${baseUrl}api/v1/status` });
     new CfnOutput(this, 'BucketName', { value: this.storage.bucket.bucketName });
     new CfnOutput(this, 'TableName', { value: this.storage.table.tableName });

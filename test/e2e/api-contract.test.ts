@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { createApp } from '../../functions/http/app.ts';
+import { createUploadRoute, UPLOADS_ROUTE } from '../../functions/http/upload-route.ts';
 import { OPENAPI_DOCUMENT } from '../../functions/http/openapi.ts';
 import { errorBody } from '../../functions/http/reply.ts';
 import { startDemoMirror, type DemoMirror } from '../support/demo-mirror.ts';
@@ -12,6 +14,8 @@ interface Operation {
 
 const document = OPENAPI_DOCUMENT as unknown as { paths: Record<string, Record<string, Operation>>; components: { schemas: Record<string, Schema> } };
 const root = document as unknown as Schema;
+/** The paths the read-only app answers (GET and HEAD); the uploads route only takes POST. */
+const readPaths = Object.keys(document.paths).filter((path) => document.paths[path]?.['get']);
 const errorSchema = { $ref: '#/components/schemas/Error' };
 
 let mirror: DemoMirror;
@@ -65,13 +69,15 @@ describe('API contract (OpenAPI 3.1 at /api/v1/openapi.json)', () => {
   it('documents every route the app answers whatever is published, and no route it does not have', () => {
     // Prepare
     const routes = createApp(mirror.backend).routes.map((path) => `/${path}`);
-    const documentedFixed = Object.keys(document.paths).filter((path) => !path.includes('{'));
+    const documentedFixed = readPaths.filter((path) => !path.includes('{'));
 
     // Assess
     expect(documentedFixed.sort()).toEqual([...routes].sort());
+    // The one route that writes is the uploads route, apart from the read-only app.
+    expect(Object.keys(document.paths).filter((path) => !readPaths.includes(path))).toEqual([UPLOADS_ROUTE]);
   });
 
-  it.each(Object.keys(OPENAPI_DOCUMENT.paths))('answers GET and HEAD %s from a synced mirror as documented', async (documentedPath) => {
+  it.each(readPaths)('answers GET and HEAD %s from a synced mirror as documented', async (documentedPath) => {
     // Prepare
     const path = examples[documentedPath] ?? documentedPath;
 
@@ -108,6 +114,41 @@ describe('API contract (OpenAPI 3.1 at /api/v1/openapi.json)', () => {
     // Assess
     expect(response.status).toBe(404);
     expect(await checkAgainstDocument('/streams/v1/{file}', 'GET', response)).toEqual([]);
+  });
+
+  it('answers POST /api/v1/uploads as documented: 202, 422 for a wrong sha256, 400 for a dd image or an extra field, 409 when not re-signed, 405 for GET', async () => {
+    // Prepare: the files an operator copied to incoming/, on the demo mirror's stores.
+    const { objects, catalog } = mirror.backend;
+    const tgz = new TextEncoder().encode('a root tarball');
+    const manifest = new TextEncoder().encode('bash\t5.1\n');
+    const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+    await objects.put('incoming/contract/image.tgz', tgz);
+    await objects.put('incoming/contract/image.manifest', manifest);
+    const image = { os: 'centos', release: 'contract9', arch: 'amd64', subarch: 'generic', title: 'Contract 9' };
+    const files = (tgzSha256: string) => [
+      { ftype: 'root-tgz', key: 'incoming/contract/image.tgz', sha256: tgzSha256, size: tgz.byteLength },
+      { ftype: 'manifest', key: 'incoming/contract/image.manifest', sha256: sha256(manifest), size: manifest.byteLength },
+    ];
+    const route = createUploadRoute({ objects, catalog, resign: true });
+    const post = (body: unknown, to = route) => to(new Request(`https://api.example${UPLOADS_ROUTE}`, { method: 'POST', body: JSON.stringify(body) }));
+    const requests: [Promise<Response>, number][] = [
+      [post({ ...image, files: files('0'.repeat(64)) }), 422],
+      [post({ ...image, files: [{ ...files(sha256(tgz))[0]!, ftype: 'ddgz' }] }), 400],
+      [post({ ...image, files: files(sha256(tgz)), colour: 'blue' }), 400],
+      [post({ ...image, files: files(sha256(tgz)) }, createUploadRoute({ objects, catalog, resign: false })), 409],
+      [route(new Request(`https://api.example${UPLOADS_ROUTE}`)), 405],
+    ];
+    for (const [pending, status] of requests) {
+      const response = await pending;
+      // Assess
+      expect(response.status).toBe(status);
+      expect(await checkAgainstDocument(UPLOADS_ROUTE, 'POST', response)).toEqual([]);
+    }
+    const accepted = await post({ ...image, files: files(sha256(tgz)) });
+    expect(accepted.status).toBe(202);
+    expect(await checkAgainstDocument(UPLOADS_ROUTE, 'POST', accepted)).toEqual([]);
+    // The request body the document describes is the one the route takes.
+    expect(validate({ ...image, files: files(sha256(tgz)) }, { $ref: '#/components/schemas/UploadRequest' }, root)).toEqual([]);
   });
 
   it('documents the 5xx body, request id included', () => {

@@ -53,7 +53,7 @@ const SIGNING_SECRET_ARN = `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:$
 const HOUR = 3_600_000;
 const MiB = 2 ** 20;
 
-const FUNCTIONS = ['check', 'plan', 'copy', 'publish', 'prune', 'fail', 'api'] as const;
+const FUNCTIONS = ['check', 'plan', 'copy', 'publish', 'prune', 'fail', 'api', 'upload'] as const;
 type FunctionName = (typeof FUNCTIONS)[number];
 type Handler = (event: unknown, context: Context) => Promise<any>;
 
@@ -250,6 +250,32 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       }
     });
 
+    await inPath('upload: a custom image from incoming/ (one refused, one stored), then the run that publishes it', async () => {
+      const tgz = syntheticContent('incoming/iam/image.tgz', 40_000);
+      const manifest = new TextEncoder().encode('site-agent\t1.2.3\n');
+      const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+      // What the operator's `aws s3 cp` does, outside any handler.
+      await backend.objects.put('incoming/iam/image.tgz', tgz);
+      await backend.objects.put('incoming/iam/image.manifest', manifest);
+      const body = (tgzSha256: string) =>
+        JSON.stringify({
+          os: 'centos',
+          release: 'iam9',
+          arch: 'amd64',
+          subarch: 'generic',
+          title: 'IAM test image',
+          files: [
+            { ftype: 'root-tgz', key: 'incoming/iam/image.tgz', sha256: tgzSha256, size: tgz.byteLength },
+            { ftype: 'manifest', key: 'incoming/iam/image.manifest', sha256: digest(manifest), size: manifest.byteLength },
+          ],
+        });
+      // The manifest is stored first, then the bad tgz fails: the function deletes what it created.
+      expect((await invoke('upload', apiGatewayEvent('/api/v1/uploads', { method: 'POST', body: body('0'.repeat(64)) }))).statusCode).toBe(422);
+      expect((await invoke('upload', apiGatewayEvent('/api/v1/uploads', { method: 'POST', body: body(digest(tgz)) }))).statusCode).toBe(202);
+      expect(await invoke('check', { source: 'skystreams.schedule' })).toMatchObject({ changed: true });
+      await runToPublication('run-8');
+    });
+
     // Assess: every function was seen doing what its paths are about...
     expect(new Set(calls.map((call) => call.fn))).toEqual(new Set(FUNCTIONS));
     const made = new Set(calls.map((call) => `${call.fn} ${call.action}`));
@@ -268,6 +294,12 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
       'fail dynamodb:DeleteItem',
       'plan secretsmanager:GetSecretValue',
       'plan secretsmanager:PutSecretValue',
+      'plan s3:ListBucket',
+      'prune s3:GetObject',
+      'upload s3:GetObject',
+      'upload s3:PutObject',
+      'upload s3:DeleteObject',
+      'upload dynamodb:PutItem',
     ];
     expect(expected.filter((call) => !made.has(call))).toEqual([]);
     expect(calls.some((call) => call.fn === 'plan' && call.action === 'dynamodb:UpdateItem' && String(call.context['dynamodb:LeadingKeys']) === 'RUN')).toBe(true);
@@ -299,7 +331,7 @@ describe('IAM: the denials that matter', () => {
   const allDenied = (lines: string[]) => lines.filter((line) => !line.endsWith('ImplicitlyDenied'));
 
   it('lets only publish move the current pointer', async () => {
-    for (const fn of ['check', 'plan', 'copy', 'prune', 'fail', 'api'] as const) {
+    for (const fn of ['check', 'plan', 'copy', 'prune', 'fail', 'api', 'upload'] as const) {
       expect(allDenied(await verdicts(fn, item('CURRENT'))), fn).toEqual([]);
     }
     expect(await simulate('publish', item('CURRENT')[0] as IamRequest)).toBe('Allowed');
@@ -334,6 +366,30 @@ describe('IAM: the denials that matter', () => {
     expect(allDenied(await verdicts('api', requests))).toEqual([]);
   });
 
+  it('keeps the upload function to incoming/, upload records and custom items, creating but never replacing them', async () => {
+    const put = (key: string, context: Record<string, string>): IamRequest => ({ action: 's3:PutObject', resource: `${BUCKET_ARN}/${key}`, context });
+    const creating = { 's3:ObjectCreationOperation': 'true', 's3:if-none-match': '*' };
+    const replacing = { 's3:ObjectCreationOperation': 'true' };
+    const requests = [
+      // Mirrored items, metadata and run files: not its business.
+      ...objects('items/jammy/', ['s3:GetObject', 's3:PutObject', 's3:DeleteObject']),
+      ...['meta/', 'runs/'].flatMap((prefix) => objects(prefix, ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'])),
+      // A record, once written, stays: no delete, no replacement; nor may a custom item be replaced in place.
+      ...objects('uploads/', ['s3:DeleteObject']),
+      put('uploads/com.skystreams.custom:v3:a:b:amd64:generic/20261202.json', replacing),
+      put('items/custom/a/b/amd64/generic/20261202/root-tgz', replacing),
+      // It may not write incoming/ either: that is the operator's.
+      put('incoming/a', creating),
+      ...['PUBLICATION', 'CURRENT', 'ENTRIES#7', 'RUN', 'LOCK'].flatMap(item),
+      { action: 'dynamodb:DeleteItem', resource: TABLE_ARN, context: { 'dynamodb:LeadingKeys': ['OBJECT'] } },
+    ];
+
+    expect(allDenied(await verdicts('upload', requests))).toEqual([]);
+    expect(await simulate('upload', put('items/custom/a/b/amd64/generic/20261202/root-tgz', creating))).toBe('Allowed');
+    expect(await simulate('upload', put('uploads/com.skystreams.custom:v3:a:b:amd64:generic/20261202.json', creating))).toBe('Allowed');
+    expect(await simulate('upload', { action: 's3:DeleteObject', resource: `${BUCKET_ARN}/incoming/a`, context: {} })).toBe('Allowed');
+  });
+
   it('gives the check function no bucket access and no catalog writes', async () => {
     const requests = [
       ...['items/', 'meta/', 'runs/'].flatMap((prefix) => objects(prefix, ['s3:GetObject', 's3:PutObject', 's3:DeleteObject'])),
@@ -345,7 +401,7 @@ describe('IAM: the denials that matter', () => {
 
   it('lets only the plan function, which signs, read or write the signing key secret', async () => {
     const secret = (action: string): IamRequest => ({ action, resource: SIGNING_SECRET_ARN, context: {} });
-    for (const fn of ['check', 'copy', 'publish', 'prune', 'fail', 'api'] as const) {
+    for (const fn of ['check', 'copy', 'publish', 'prune', 'fail', 'api', 'upload'] as const) {
       expect(await simulate(fn, secret('secretsmanager:GetSecretValue')), fn).toBe('ImplicitlyDenied');
       expect(await simulate(fn, secret('secretsmanager:PutSecretValue')), fn).toBe('ImplicitlyDenied');
     }
@@ -571,6 +627,7 @@ function rolePolicies(synthesized: SynthesizedMirror): { policies: typeof polici
     prune: logicalIdOf(stack, sync.pruneFunction.role),
     fail: logicalIdOf(stack, sync.failFunction.role),
     api: logicalIdOf(stack, api.handler.role),
+    upload: logicalIdOf(stack, api.uploadHandler.role),
   };
   const bucketId = logicalIdOf(stack, stack.storage.bucket);
   const tableId = logicalIdOf(stack, stack.storage.table);

@@ -5,6 +5,8 @@
  * signing key secret prepared keyless as the stack creates it. The mirror is
  * then read through a loopback stand-in for CloudFront's routing: metadata
  * and the keyring from the API handler, items straight from the bucket.
+ * Then a custom image through the uploads handler (POST /api/v1/uploads),
+ * published by the next run although upstream has not changed.
  * The same for two sources merged into one stream (SKYSTREAMS_SOURCES).
  */
 import { createServer, type Server } from 'node:http';
@@ -27,6 +29,10 @@ import { selectedPaths } from '../support/mirror.ts';
 import { gpgvProblems, readResignedMirror } from '../support/resigned-mirror.ts';
 import { useStandins } from '../support/global-standins.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
+import { createHash, randomBytes } from 'node:crypto';
+import { CUSTOM_CONTENT_IDS } from '../../functions/core/custom-images.ts';
+import { createUploadRoute } from '../../functions/http/upload-route.ts';
+import { maasProductModel } from '../support/maas-models.ts';
 import { apiGatewayEvent, lambdaContext } from '../support/lambda-invocation.ts';
 
 const BUCKET = 'skystreams-resign';
@@ -40,7 +46,7 @@ let upstream: ServedTree;
 let backend: Backend;
 let workDir: string;
 let secrets: SecretsManagerClient;
-let handlers: Record<'plan' | 'copy' | 'publish' | 'prune' | 'api', Handler>;
+let handlers: Record<'plan' | 'copy' | 'publish' | 'prune' | 'api' | 'upload', Handler>;
 let edge: { url: string; close(): Promise<void> };
 const savedEnv = { ...process.env };
 
@@ -108,6 +114,96 @@ describe('Handlers: a re-signed sync', () => {
     else expect(gpgv).toEqual([]);
     // The upstream files it was made from are kept with the generation, never served.
     expect((await fetch(`${edge.url}upstream/streams/v1/index.sjson`)).status).toBe(404);
+  });
+});
+
+describe('Handlers: a custom image uploaded through POST /api/v1/uploads', () => {
+  const encoder = new TextEncoder();
+  const tgz = randomBytes(50_000);
+  const manifest = encoder.encode('site-agent\t1.2.3\nbash\t5.1.8-6.el9\n');
+  const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+  const image = { os: 'centos', release: 'mycentos9', arch: 'amd64', subarch: 'generic', title: 'CentOS 9 (site)' };
+  const files = (tgzSha256: string) => [
+    { ftype: 'root-tgz', key: 'incoming/site/image.tgz', sha256: tgzSha256, size: tgz.byteLength },
+    { ftype: 'manifest', key: 'incoming/site/image.manifest', sha256: sha256(manifest), size: manifest.byteLength },
+  ];
+  const post = async (body: unknown) => {
+    const result = (await handlers.upload(apiGatewayEvent('/api/v1/uploads', { method: 'POST', body: JSON.stringify(body) }), lambdaContext('upload'))) as APIGatewayProxyResult;
+    return { status: result.statusCode, body: JSON.parse(Buffer.from(result.body, result.isBase64Encoded ? 'base64' : 'utf8').toString()) };
+  };
+  const keysUnder = async (prefix: string) => {
+    const found: string[] = [];
+    for await (const info of backend.objects.list(prefix)) found.push(info.key);
+    return found;
+  };
+
+  it('refuses a wrong sha256 (422 naming the file) and a dd image (400 with the maas command), storing nothing; then stores it, and the next sync publishes it', async () => {
+    await backend.objects.put('incoming/site/image.tgz', tgz);
+    await backend.objects.put('incoming/site/image.manifest', manifest);
+
+    const wrong = await post({ ...image, files: files('0'.repeat(64)) });
+    expect(wrong.status).toBe(422);
+    expect(wrong.body.error.code).toBe('unprocessable_content');
+    expect(wrong.body.error.message).toBe(`incoming/site/image.tgz: sha256 is ${sha256(tgz)}, the metadata declares ${'0'.repeat(64)}`);
+    expect(await keysUnder('items/custom/')).toEqual([]);
+    expect(await keysUnder('uploads/')).toEqual([]);
+    // The incoming files stay, for a corrected request.
+    expect(await keysUnder('incoming/')).toEqual(['incoming/site/image.manifest', 'incoming/site/image.tgz']);
+
+    const esxi = await post({ ...image, os: 'esxi', release: '8.0', title: 'ESXi 8.0', files: [{ ftype: 'ddgz', key: 'incoming/site/image.tgz', sha256: sha256(tgz), size: tgz.byteLength }] });
+    expect(esxi.status).toBe(400);
+    expect(esxi.body.error.message).toContain("maas $PROFILE boot-resources create name=esxi/8.0 'title=ESXi 8.0' architecture=amd64/generic filetype=ddgz content@=incoming/site/image.tgz");
+
+    const unknownField = await post({ ...image, files: files(sha256(tgz)), colour: 'blue' });
+    expect(unknownField.status).toBe(400);
+    expect(unknownField.body.error.message).toBe('POST /api/v1/uploads: unknown field "colour"');
+    expect(await keysUnder('uploads/')).toEqual([]);
+
+    const accepted = await post({ ...image, files: files(sha256(tgz).toUpperCase()) });
+    expect(accepted.status).toBe(202);
+    expect(accepted.body).toMatchObject({ product: 'com.skystreams.custom:v3:centos:mycentos9:amd64:generic', version: expect.stringMatching(/^\d{8}$/) });
+    const version = accepted.body.version as string;
+    expect(await keysUnder('incoming/')).toEqual([]);
+    expect(await keysUnder('items/custom/')).toEqual([
+      `items/custom/centos/mycentos9/amd64/generic/${version}/root-tgz`,
+      `items/custom/centos/mycentos9/amd64/generic/${version}/root-tgz.manifest`,
+    ]);
+
+    // Upstream has not changed since the first test's sync: the upload alone makes this run publish.
+    const runId = 'resign-run-upload';
+    const plan = (await handlers.plan({ runId }, lambdaContext('plan'))) as PlanOutcome;
+    expect(plan.outcome).toBe('planned');
+    if (plan.outcome !== 'planned') return;
+    expect(plan.copyItems).toBe(0);
+    await handlers.publish({ runId }, lambdaContext('publish'));
+    await handlers.prune({ runId }, lambdaContext('prune'));
+
+    const mirror = await readResignedMirror(edge.url);
+    expect(mirror.fetchProblems).toEqual([]);
+    expect(mirror.maasProblems).toEqual([]);
+    expect(mirror.listedPaths.filter((path) => path.startsWith('custom/'))).toEqual([
+      `custom/centos/mycentos9/amd64/generic/${version}/root-tgz`,
+      `custom/centos/mycentos9/amd64/generic/${version}/root-tgz.manifest`,
+    ]);
+    const single = mirror.products.find((doc) => doc.content_id === CUSTOM_CONTENT_IDS['single-file']);
+    expect(maasProductModel('single', single as unknown as Record<string, unknown>)).toBe('single-file');
+    // And the package index has its manifest, as for mirrored images.
+    const packages = (await handlers.api(apiGatewayEvent('/api/v1/packages/site-agent'), lambdaContext('api'))) as APIGatewayProxyResult;
+    expect(Buffer.from(packages.body, 'base64').toString()).toContain('com.skystreams.custom:v3:centos:mycentos9:amd64:generic');
+  });
+
+  it('refuses every upload on a mirror that does not publish re-signed (409), storing nothing', async () => {
+    await backend.objects.put('incoming/verbatim/image.tgz', tgz);
+    const route = createUploadRoute({ objects: backend.objects, catalog: backend.catalog, resign: false });
+    const response = await route(
+      new Request('https://api.example/api/v1/uploads', { method: 'POST', body: JSON.stringify({ ...image, release: 'verbatim9', files: files(sha256(tgz)) }) }),
+    );
+    expect(response.status).toBe(409);
+    expect(((await response.json()) as { error: { message: string } }).error.message).toMatch(/^custom images are published only in re-signed mode/);
+    expect((await keysUnder('uploads/')).some((key) => key.includes('verbatim9'))).toBe(false);
+    expect(await keysUnder('incoming/')).toEqual(['incoming/verbatim/image.tgz']);
+    const get = await route(new Request('https://api.example/api/v1/uploads'));
+    expect(get.status).toBe(405);
   });
 });
 
@@ -181,9 +277,9 @@ describe('Handlers: two sources merged into one re-signed stream', () => {
   });
 });
 
-async function loadHandlers(): Promise<Record<'plan' | 'copy' | 'publish' | 'prune' | 'api', Handler>> {
+async function loadHandlers(): Promise<Record<'plan' | 'copy' | 'publish' | 'prune' | 'api' | 'upload', Handler>> {
   const load = async (name: string) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
-  return { plan: await load('plan'), copy: await load('copy'), publish: await load('publish'), prune: await load('prune'), api: await load('api') };
+  return { plan: await load('plan'), copy: await load('copy'), publish: await load('publish'), prune: await load('prune'), api: await load('api'), upload: await load('upload') };
 }
 
 async function copyList(key: string, store: Backend = backend): Promise<CopyTask[]> {

@@ -32,10 +32,11 @@ export function lambdaContext(name: string, remainingMs = 60_000): Context {
 
 /**
  * A REST API Lambda proxy event as API Gateway sends it for `GET <path>`
- * through CloudFront: `/{prefix}/{proxy+}` for a path of several segments,
+ * (or `request.method`, with `request.body`) through CloudFront: `/{prefix}/{proxy+}` for a path of several segments,
  * the path's own resource (`/`, `/keyring.gpg`) otherwise.
  */
-export function apiGatewayEvent(path: string): APIGatewayProxyEvent {
+export function apiGatewayEvent(path: string, request: { method?: string; body?: string } = {}): APIGatewayProxyEvent {
+  const httpMethod = request.method ?? 'GET';
   const segments = path.split('/').filter(Boolean);
   const proxied = segments.length > 1;
   const resource = proxied ? `/${segments[0]}/{proxy+}` : path;
@@ -43,7 +44,7 @@ export function apiGatewayEvent(path: string): APIGatewayProxyEvent {
   return {
     resource,
     path,
-    httpMethod: 'GET',
+    httpMethod,
     headers: cloudFront,
     multiValueHeaders: Object.fromEntries(Object.entries(cloudFront).map(([name, value]) => [name, [value]])),
     queryStringParameters: null,
@@ -54,7 +55,7 @@ export function apiGatewayEvent(path: string): APIGatewayProxyEvent {
       accountId: ACCOUNT,
       apiId: 'abc123',
       domainName: API_HOST,
-      httpMethod: 'GET',
+      httpMethod,
       path: `/mirror${path}`,
       protocol: 'HTTP/1.1',
       requestId: 'request-1',
@@ -64,7 +65,7 @@ export function apiGatewayEvent(path: string): APIGatewayProxyEvent {
       stage: 'mirror',
       identity: { sourceIp: '192.0.2.1', userAgent: 'Amazon CloudFront' },
     } as APIGatewayProxyEvent['requestContext'],
-    body: null,
+    body: request.body ?? null,
     isBase64Encoded: false,
   };
 }
