@@ -2,8 +2,9 @@
  * Several sources, one stream, on the embedded backend from the CLI: two
  * signed upstreams with their own keys merged by `sync --config FILE`,
  * served, and read as MAAS and gpgv read them; conflicts resolved by
- * priority and shown by `status`; the integrity rules still holding per
- * source (a replayed older index, other bytes at a served path).
+ * priority and shown by `status`; an uploaded image joining them; the
+ * integrity rules still holding per source (a replayed older index, other
+ * bytes at a served path).
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -162,6 +163,22 @@ describe('CLI: sync --config merges several sources into one re-signed stream', 
       expect(swappedStatus.conflicts).toEqual([
         { product: SHARED, kept: { source: 'site', product: SHARED }, dropped: { source: 'maas', product: SHARED }, reason: 'product' },
       ]);
+
+      // The site's own packer-built image joins the merged stream.
+      await writeFile(join(work, 'image.tgz'), Buffer.alloc(40_000, 7));
+      await writeFile(join(work, 'image.manifest'), 'site-agent\t1.2.3\n');
+      const upload = await cli(
+        'upload', '--config', siteFirst, '--data-dir', dataDir,
+        '--os', 'centos', '--release', 'sitecentos9', '--arch', 'amd64', '--subarch', 'generic', '--title', 'CentOS 9 (site)',
+        '--file', `root-tgz=${join(work, 'image.tgz')}`, '--file', `manifest=${join(work, 'image.manifest')}`,
+      );
+      expect(upload.stderr).toContain('"type":"published"');
+      expect(upload.code).toBe(0);
+      const withUpload = await readResignedMirror(server.url);
+      expect(withUpload.fetchProblems).toEqual([]);
+      expect(withUpload.maasProblems).toEqual([]);
+      expect(withUpload.products.flatMap((doc) => Object.keys(doc.products))).toContain('com.skystreams.custom:v3:centos:sitecentos9:amd64:generic');
+      expect(pathsOf(withUpload, SHARED)).toEqual(pathsOf(now, SHARED));
     } finally {
       server.process.kill('SIGTERM');
     }

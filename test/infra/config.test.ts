@@ -185,6 +185,7 @@ describe('Setting: sources', () => {
     expect(problemOf({ ...minimal(), sources })).toMatch(/^test: sources: lists the sources, so test: sourceUrl cannot be given too/);
     expect(problemOf({ sources, resign: false })).toMatch(/^test: resign: is false, but test: sources merges sources/);
     expect(problemOf({ sources: [] })).toBe('test: sources: expected 1 to 32 sources, found 0');
+    expect(problemOf({ sources: [{ ...sources[0], name: 'uploads' }] })).toBe('test: sources[0].name: "uploads" is reserved for the images `skystreams upload` adds');
   });
 });
 
