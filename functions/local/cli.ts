@@ -184,7 +184,7 @@ withExamples(syncOptions(program.command('local').description('serve, and sync n
         ? resolvePath(config.keyring.file)
         : undefined;
     const server = await startServer(createApp({ ...backend, keyringFilename }), { port: Number(flags.port), host: flags.host });
-    console.log(`serving ${backend.description} at ${server.url}; syncing ${redactUrl(config.source)} every ${flags.interval}`);
+    console.log(`serving ${backend.description} at ${server.url}; syncing ${config.sources ? config.sources.map((source) => `${source.name} (${redactUrl(source.url)})`).join(', ') : redactUrl(config.source)} every ${flags.interval}`);
     let stopped = false;
     const loop = (async () => {
       while (!stopped) {
