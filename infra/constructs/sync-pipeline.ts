@@ -228,14 +228,15 @@ export class SyncPipeline extends Construct {
     // Prune keeps every item an upload record lists, published yet or not.
     grantObjectAccess(this.pruneFunction.role, bucket, { read: [uploads], delete: [items, metadata, runs], list: [metadata, runs] });
 
+    // Fail forgets the package-index records of manifests the failed run indexed that no generation lists (from its plan file).
     grantCatalogAccess(this.failFunction.role, table, {
-      read: ['lock', 'runs', 'publications', 'current', 'entries'],
+      read: ['lock', 'runs', 'publications', 'current', 'entries', 'manifests'],
       put: ['runs'],
       update: ['lock'],
-      delete: ['publications'],
-      batchWrite: ['entries'],
+      delete: ['publications', 'manifests'],
+      batchWrite: ['entries', 'manifests'],
     });
-    grantObjectAccess(this.failFunction.role, bucket, { delete: [metadata, runs], list: [metadata, runs] });
+    grantObjectAccess(this.failFunction.role, bucket, { read: [runs], delete: [metadata, runs], list: [metadata, runs] });
   }
 
   private definition(bucket: s3.IBucket, copyConcurrency: number): sfn.IChainable {
