@@ -95,3 +95,8 @@ export async function verifyAll(source: ByteStream, expected: ExpectedContent): 
 export function satisfiesDigests(digests: Digests, declared: Digests): boolean {
   return DIGEST_ALGORITHMS.every((algorithm) => declared[algorithm] === undefined || digests[algorithm] === declared[algorithm]);
 }
+
+/** The sha256 of `bytes`, as hex. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}

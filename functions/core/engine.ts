@@ -15,7 +15,7 @@
  *   lease ran out is recorded `abandoned` by the next run, which takes over
  *   at once and removes what the dead run staged.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { assertRoomForChannel } from './channels.ts';
 import { forEachLimited } from './concurrency.ts';
 import {
@@ -40,17 +40,7 @@ import {
   manifestsListedBy,
   type ManifestIndexing,
 } from './manifests.ts';
-import {
-  checkIndex,
-  indexFileFor,
-  loadPublishedMetadata,
-  loadSourceMetadata,
-  readUpstreamMetadata,
-  servedIndexUpdated,
-  type IndexCheck,
-  type MetadataLimits,
-  type UpstreamMetadata,
-} from './metadata.ts';
+import { servedIndexUpdated, type MetadataLimits } from './metadata.ts';
 import {
   buildPublishedStream,
   curateProducts,
@@ -60,6 +50,7 @@ import {
 } from './publish-metadata.ts';
 import { upstreamCopyPrefix } from './published-files.ts';
 import { mergeSources, type SourceConflict, type SourceProducts } from './sources.ts';
+import { SyncSources, type ChangedIndexes, type IndexState, type MergedIndexState, type SourceRead, type SourceSettings } from './sync-sources.ts';
 import { parseUpdated, type ProductsDocument } from './simplestreams.ts';
 import { openSigningKeys } from './signing-keys.ts';
 import { isStoredAs, planSync, selectItems, unreferencedPaths, type CopyTask, type Selection, type SyncPlan } from './planner.ts';
@@ -87,7 +78,6 @@ import {
   type StoredObject,
   type SyncRun,
   type Upstream,
-  type Validators,
 } from './ports.ts';
 
 export const SYNC_LOCK = 'sync';
@@ -131,14 +121,7 @@ export interface SyncSettings {
   sources?: readonly SourceSettings[];
 }
 
-/** One of several merged sources: verified with its own keyring, selected by its own filters and max. */
-export interface SourceSettings {
-  name: string;
-  keyring: Keyring;
-  selection: Selection;
-  /** Wins product ids and paths over sources of lower priority; on a tie, the earlier source wins. */
-  priority: number;
-}
+export type { SourceSettings } from './sync-sources.ts';
 
 export type SyncEvent =
   | { type: 'unchanged'; runId: string }
@@ -255,42 +238,6 @@ interface StoredPlan {
   totalBytes: number;
 }
 
-interface IndexState extends Validators {
-  url: string;
-  sha256: string;
-  /** Published re-signed: switching the mode publishes again even when upstream has not changed. */
-  resigned?: boolean;
-  /** The newest upload it published (re-signed mode): a newer one publishes again even when upstream has not changed. */
-  latestUpload?: string;
-}
-
-/** Merged sources: each one's index state, and the sources' settings they were planned with. */
-interface MergedIndexState {
-  sources: Record<string, IndexState>;
-  /** A source added, removed or re-filtered plans again even when no index changed. */
-  fingerprint: string;
-  /** As IndexState's. */
-  latestUpload?: string;
-}
-
-/** A source as one run reads it. */
-interface ActiveSource {
-  name: string;
-  upstream: Upstream;
-  keyring: Keyring | undefined;
-  selection: Selection;
-  priority: number;
-}
-
-/** The index of each source, when at least one changed since the current publication. */
-type ChangedIndexes = Map<string, { bytes: Uint8Array; validators: Validators }>;
-
-/** One source's verified metadata, read for a plan. */
-interface SourceRead {
-  source: ActiveSource;
-  metadata: UpstreamMetadata;
-}
-
 /**
  * After `verify` found stored bytes that differ from what the publication
  * promises: forgets them, so the next run fetches them again (replacing
@@ -319,11 +266,13 @@ export class SyncEngine {
   private readonly now: () => Date;
   private readonly emit: (event: SyncEvent) => void;
   private readonly sleep: (ms: number) => Promise<void>;
+  private readonly sources: SyncSources;
 
   constructor(
     private readonly deps: EngineDeps,
     private readonly settings: SyncSettings,
   ) {
+    this.sources = new SyncSources(deps, settings, channelStateKey(INDEX_STATE, settings.channel ?? DEFAULT_CHANNEL));
     this.now = deps.now ?? (() => new Date());
     this.emit = deps.onEvent ?? (() => {});
     this.sleep = deps.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
@@ -393,7 +342,7 @@ export class SyncEngine {
         else await catalog.releaseLock(lease);
         return { runId, outcome: 'unchanged' };
       }
-      const reads = await this.readSources(indexes, current);
+      const reads = await this.sources.read(indexes, current);
       const stored = new Map<string, StoredObject>();
       for await (const object of catalog.listObjects()) stored.set(object.path, object);
       const pinned = await pinnedVersions(catalog);
@@ -416,7 +365,7 @@ export class SyncEngine {
         files: [...staged.keys()].sort(),
         objects: plan.objects,
         entries: plan.entries,
-        indexState: this.indexStateOf(indexes, uploads.latest),
+        indexState: this.sources.stateOf(indexes, uploads.latest),
         conflicts,
         copyItems: plan.copy.length,
         copyBytes: plan.copyBytes,
@@ -522,7 +471,7 @@ export class SyncEngine {
     const settled = await this.settleStored(runId, task, lease);
     if (settled) return settled;
     const key = keys.item(task.path);
-    const { body } = await this.upstreamOf(task).openStream(task.path);
+    const { body } = await this.sources.upstreamOf(task).openStream(task.path);
     const verifier = verifyingStream(this.watched(runId, task.path, lease, body), task);
     await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
     await catalog.recordObject(storedObject(task.path, verifier.result(), this.now()), lease);
@@ -581,7 +530,7 @@ export class SyncEngine {
         const partNumber = progress.parts.length + 1;
         const start = (partNumber - 1) * progress.partBytes;
         const end = Math.min(task.size, start + progress.partBytes) - 1;
-        const { body } = await this.upstreamOf(task).openRange(task.path, { start, end });
+        const { body } = await this.sources.upstreamOf(task).openRange(task.path, { start, end });
         const part = await parts.putPart(upload, partNumber, this.watched(runId, task.path, lease, body), end - start + 1);
         progress = { ...progress, parts: [...progress.parts, part] };
         storedNow++;
@@ -954,133 +903,11 @@ export class SyncEngine {
     }
   }
 
-  /**
-   * The index of every source, unless each is what the current publication
-   * was made from: a 304 to the conditional GET, or (for servers without
-   * validators) the same bytes. With several sources, one changed index (or
-   * changed sources) plans again from all of them: with `all`, the ones
-   * that had not changed are fetched again in full; without, the answer
-   * comes at the first change.
-   */
+  /** The index of every source when a run has something to do (see SyncSources.changed); undefined otherwise. */
   private async changedIndexes(current: Publication | undefined, options: { all: boolean }): Promise<ChangedIndexes | undefined> {
-    const repairing = Boolean(await this.deps.catalog.getState(REPAIR_STATE));
-    const saved = current && !repairing ? await this.savedIndexStates() : undefined;
-    const sources = this.activeSources();
-    const indexes: ChangedIndexes = new Map();
-    const unchanged: ActiveSource[] = [];
-    for (const source of sources) {
-      const state = saved?.get(source.name);
-      const index = await checkIndex(source.upstream, source.keyring, state, this.settings.limits);
-      if (!index.changed || state?.sha256 === sha256Hex(index.bytes)) {
-        unchanged.push(source);
-        continue;
-      }
-      indexes.set(source.name, index);
-      if (!options.all) return indexes;
-    }
-    if (indexes.size === 0 && saved) return undefined;
-    for (const source of unchanged) {
-      const index = await checkIndex(source.upstream, source.keyring, undefined, this.settings.limits);
-      if (!index.changed) throw new UpstreamError(source.upstream.url(indexFileFor(source.keyring)), 'answered 304 to a request without validators');
-      indexes.set(source.name, index);
-    }
-    return indexes;
-  }
-
-  /**
-   * The index state each source was last published from, by name; undefined
-   * when the sources, their settings or the mode changed since (a new plan is due).
-   */
-  private async savedIndexStates(): Promise<Map<string, IndexState> | undefined> {
-    const raw = await this.deps.catalog.getState(this.indexStateKey);
-    if (!raw) return undefined;
-    const saved = JSON.parse(raw) as IndexState | MergedIndexState;
-    const states = 'sources' in saved ? saved.sources : { [PRIMARY_SOURCE]: saved };
-    if ('sources' in saved !== Boolean(this.settings.sources)) return undefined;
-    if ('sources' in saved && saved.fingerprint !== this.sourcesFingerprint()) return undefined;
-    // A newer upload publishes again, upstream changed or not.
-    if (this.settings.resign && (saved.latestUpload ?? '') !== (await latestUpload(this.deps.catalog))) return undefined;
-    const byName = new Map<string, IndexState>();
-    for (const source of this.activeSources()) {
-      const state = states[source.name];
-      const sameMode = (state?.resigned ?? false) === (this.settings.resign ?? false);
-      if (!state || !sameMode || state.url !== source.upstream.url(indexFileFor(source.keyring))) return undefined;
-      byName.set(source.name, state);
-    }
-    return byName;
-  }
-
-  /** What the next run compares each source's index with, once this plan is published. */
-  private indexStateOf(indexes: ChangedIndexes, latestUpload: string): IndexState | MergedIndexState {
-    const states: Record<string, IndexState> = {};
-    for (const source of this.activeSources()) {
-      const index = indexes.get(source.name);
-      if (!index) throw new Error(`no index was read for source ${source.name}`);
-      states[source.name] = {
-        ...index.validators,
-        url: source.upstream.url(indexFileFor(source.keyring)),
-        sha256: sha256Hex(index.bytes),
-        ...(this.settings.resign && { resigned: true }),
-      };
-    }
-    const uploads = this.settings.resign ? { latestUpload } : {};
-    return this.settings.sources
-      ? { sources: states, fingerprint: this.sourcesFingerprint(), ...uploads }
-      : { ...(states[PRIMARY_SOURCE] as IndexState), ...uploads };
-  }
-
-  /** Each source's verified metadata, checked for freshness against what the current publication was made from. */
-  private async readSources(indexes: ChangedIndexes, current: Publication | undefined): Promise<SourceRead[]> {
-    const { objects } = this.deps;
-    const limits = this.settings.limits ?? {};
-    const reads: SourceRead[] = [];
-    for (const source of this.activeSources()) {
-      const index = indexes.get(source.name);
-      if (!index) throw new Error(`no index was read for source ${source.name}`);
-      const published = !current
-        ? undefined
-        : this.settings.sources
-          ? await loadSourceMetadata(objects, current, source.name, limits)
-          : await loadPublishedMetadata(objects, current, limits);
-      reads.push({ source, metadata: await readUpstreamMetadata(source.upstream, source.keyring, index, published, limits) });
-    }
-    return reads;
-  }
-
-  /** The sources this engine syncs from: the configured list, or the one source. */
-  private activeSources(): ActiveSource[] {
-    const { sources } = this.settings;
-    if (!sources) {
-      const { upstream } = this.deps;
-      if (!upstream) throw new ConfigError('the sync engine has no upstream');
-      return [{ name: PRIMARY_SOURCE, upstream, keyring: this.settings.keyring, selection: this.settings.selection, priority: 0 }];
-    }
-    return sources.map((source) => {
-      const upstream = this.deps.upstreams?.get(source.name);
-      if (!upstream) throw new ConfigError(`source ${source.name}: the sync engine has no upstream for it`);
-      return { ...source, upstream };
-    });
-  }
-
-  private upstreamOf(task: CopyTask): Upstream {
-    const name = task.source ?? PRIMARY_SOURCE;
-    if (name === UPLOADS_SOURCE) {
-      throw new IntegrityError(task.path, 'an uploaded image lists it, but its bytes are not stored as uploaded: upload the image again');
-    }
-    const source = this.activeSources().find((candidate) => candidate.name === name);
-    if (!source) throw new ConfigError(`${task.path}: planned from source ${name}, which is no longer configured`);
-    return source.upstream;
-  }
-
-  /** The merged sources' settings that decide what is published, so a changed filter, max or priority plans again. */
-  private sourcesFingerprint(): string {
-    const sources = (this.settings.sources ?? []).map((source) => ({
-      name: source.name,
-      filters: source.selection.filters.map((filter) => filter.source),
-      max: source.selection.max ?? null,
-      priority: source.priority,
-    }));
-    return sha256Hex(new TextEncoder().encode(JSON.stringify(sources)));
+    const replan = Boolean(await this.deps.catalog.getState(REPAIR_STATE));
+    const latest = this.settings.resign ? await latestUpload(this.deps.catalog) : '';
+    return this.sources.changed(current, { ...options, replan, latestUpload: latest });
   }
 
   private get channel(): string {
@@ -1168,7 +995,4 @@ function itemKey(contentId: string, product: string, version: string, item: stri
   return JSON.stringify([contentId, product, version, item]);
 }
 
-export function sha256Hex(bytes: Uint8Array): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
 
