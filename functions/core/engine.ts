@@ -309,7 +309,7 @@ export class SyncEngine {
 
   /** Takes the lock, verifies upstream metadata, stages it as the next generation and lists what to copy. */
   async plan(runId: string): Promise<PlanOutcome> {
-    const { catalog, objects } = this.deps;
+    const { catalog } = this.deps;
     const startedAt = this.now();
     let lease: Lease;
     try {
@@ -329,11 +329,14 @@ export class SyncEngine {
       ...(this.deps.holder && { holder: this.deps.holder }),
     };
     try {
-      await catalog.putRun(run, lease);
-      await this.settleAbandonedRuns(lease);
-      await assertRoomForChannel(catalog, this.channel);
-      const current = await catalog.getCurrent(this.channel);
-      const indexes = await this.changedIndexes(current, { all: true });
+      // Reading and verifying sources can outlast the lease: it is renewed meanwhile, as during a copy.
+      const { current, indexes } = await this.whileRenewing(runId, async () => {
+        await catalog.putRun(run, lease);
+        await this.settleAbandonedRuns(lease);
+        await assertRoomForChannel(catalog, this.channel);
+        const current = await catalog.getCurrent(this.channel);
+        return { current, indexes: await this.changedIndexes(current, { all: true }) };
+      });
       if (!indexes) {
         await catalog.putRun({ ...run, state: 'unchanged', finishedAt: this.now().toISOString() }, lease);
         this.emit({ type: 'unchanged', runId });
@@ -342,61 +345,68 @@ export class SyncEngine {
         else await catalog.releaseLock(lease);
         return { runId, outcome: 'unchanged' };
       }
-      const reads = await this.sources.read(indexes, current);
-      const stored = new Map<string, StoredObject>();
-      for await (const object of catalog.listObjects()) stored.set(object.path, object);
-      const pinned = await pinnedVersions(catalog);
-      const uploads = await this.uploadedImages();
-      const { plan, staged, conflicts } = this.settings.resign
-        ? await this.resignedPlan(reads, uploads.products, stored, pinned, current)
-        : verbatimPlan(reads, stored, pinned);
-      await this.refuseChangesToPublishedContent(plan.objects);
-      await indexStoredManifests(this.manifestIndexing(runId), plan.entries, stored, lease);
-      const generation = await catalog.reserveGeneration(lease);
-      await catalog.putRun({ ...run, generation }, lease);
-      for (const [file, bytes] of staged) {
-        await objects.put(keys.metadata({ generation, runId }, file), bytes, { contentType: contentTypeOf(file), ifAbsent: true });
-      }
-      const storedPlan: StoredPlan = {
-        runId,
-        generation,
-        basedOn: current?.generation,
-        upstreamUpdated: newestUpdated(reads),
-        files: [...staged.keys()].sort(),
-        objects: plan.objects,
-        entries: plan.entries,
-        indexState: this.sources.stateOf(indexes, uploads.latest),
-        conflicts,
-        copyItems: plan.copy.length,
-        copyBytes: plan.copyBytes,
-        presentItems: plan.presentPaths,
-        totalBytes: plan.totalBytes,
-      };
-      await this.writeRunFile(runId, 'plan.json', storedPlan);
-      await this.writeRunFile(runId, 'copy.json', plan.copy);
-      await catalog.putRun({ ...run, itemsPresent: plan.presentPaths, generation }, lease);
-      this.emit({
-        type: 'planned',
-        runId,
-        generation,
-        copyItems: plan.copy.length,
-        copyBytes: plan.copyBytes,
-        presentItems: plan.presentPaths,
-        unreferencedItems: plan.prune.length,
-        totalBytes: plan.totalBytes,
-      });
-      return {
-        runId,
-        outcome: 'planned',
-        generation,
-        copyItems: plan.copy.length,
-        copyBytes: plan.copyBytes,
-        copyKey: keys.runFile(runId, 'copy.json'),
-      };
+      return await this.whileRenewing(runId, () => this.stage(run, lease, current, indexes));
     } catch (error) {
       await this.failQuietly(runId, error);
       throw error;
     }
+  }
+
+  /** The rest of `plan` once a source changed: the new generation's metadata staged, and what to copy listed. */
+  private async stage(run: SyncRun, lease: Lease, current: Publication | undefined, indexes: ChangedIndexes): Promise<PlanOutcome> {
+    const { catalog, objects } = this.deps;
+    const runId = run.id;
+    const reads = await this.sources.read(indexes, current);
+    const stored = new Map<string, StoredObject>();
+    for await (const object of catalog.listObjects()) stored.set(object.path, object);
+    const pinned = await pinnedVersions(catalog);
+    const uploads = await this.uploadedImages();
+    const { plan, staged, conflicts } = this.settings.resign
+      ? await this.resignedPlan(reads, uploads.products, stored, pinned, current)
+      : verbatimPlan(reads, stored, pinned);
+    await this.refuseChangesToPublishedContent(plan.objects);
+    await indexStoredManifests(this.manifestIndexing(runId), plan.entries, stored, lease);
+    const generation = await catalog.reserveGeneration(lease);
+    await catalog.putRun({ ...run, generation }, lease);
+    for (const [file, bytes] of staged) {
+      await objects.put(keys.metadata({ generation, runId }, file), bytes, { contentType: contentTypeOf(file), ifAbsent: true });
+    }
+    const storedPlan: StoredPlan = {
+      runId,
+      generation,
+      basedOn: current?.generation,
+      upstreamUpdated: newestUpdated(reads),
+      files: [...staged.keys()].sort(),
+      objects: plan.objects,
+      entries: plan.entries,
+      indexState: this.sources.stateOf(indexes, uploads.latest),
+      conflicts,
+      copyItems: plan.copy.length,
+      copyBytes: plan.copyBytes,
+      presentItems: plan.presentPaths,
+      totalBytes: plan.totalBytes,
+    };
+    await this.writeRunFile(runId, 'plan.json', storedPlan);
+    await this.writeRunFile(runId, 'copy.json', plan.copy);
+    await catalog.putRun({ ...run, itemsPresent: plan.presentPaths, generation }, lease);
+    this.emit({
+      type: 'planned',
+      runId,
+      generation,
+      copyItems: plan.copy.length,
+      copyBytes: plan.copyBytes,
+      presentItems: plan.presentPaths,
+      unreferencedItems: plan.prune.length,
+      totalBytes: plan.totalBytes,
+    });
+    return {
+      runId,
+      outcome: 'planned',
+      generation,
+      copyItems: plan.copy.length,
+      copyBytes: plan.copyBytes,
+      copyKey: keys.runFile(runId, 'copy.json'),
+    };
   }
 
   /**
