@@ -1,4 +1,5 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { AddressInfo } from 'node:net';
@@ -9,10 +10,30 @@ import { redactUrl, splitCredentials } from '../../functions/core/redact.ts';
 
 let server: Server;
 let base: string;
+/** The request headers of the last request for each path. */
+const seenHeaders = new Map<string, IncomingHttpHeaders>();
+const GZIPPED_TEXT = '{"format":"products:1.0"}'.repeat(1000);
 
 beforeAll(async () => {
   // Chunked answers carry no Content-Length, so only a bounded read can stop an oversized one.
   server = createServer((req, res) => {
+    seenHeaders.set(req.url ?? '', req.headers);
+    if (req.url === '/streams/v1/gzipped.json') {
+      const body = gzipSync(GZIPPED_TEXT);
+      res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': body.length });
+      res.end(body);
+      return;
+    }
+    if (req.url === '/streams/v1/gzip-bomb.json') {
+      res.writeHead(200, { 'content-encoding': 'gzip' });
+      res.end(gzipSync(Buffer.alloc(10 * 1024 * 1024)));
+      return;
+    }
+    if (req.url === '/item/encoded') {
+      res.writeHead(200, { 'content-encoding': 'gzip' });
+      res.end(gzipSync('bytes'));
+      return;
+    }
     if (req.url === '/streams/v1/big.json') {
       res.writeHead(200, { etag: '"v1"' });
       for (let i = 0; i < 3; i++) res.write(Buffer.alloc(100, 0x61));
@@ -115,6 +136,18 @@ describe('Class: HttpUpstream', () => {
       await expect(attempt).rejects.toThrow(/announced\.json: announces 1048576 bytes, over the 1024-byte limit/);
     });
 
+    it('decodes a gzipped answer, and counts the limit in decoded bytes', async () => {
+      const upstream = new HttpUpstream(base);
+
+      const fetched = await upstream.fetchFile('streams/v1/gzipped.json');
+      const bomb = await upstream.fetchFile('streams/v1/gzip-bomb.json', undefined, { maxBytes: 1024 * 1024 }).catch((error: unknown) => error);
+
+      expect(seenHeaders.get('/streams/v1/gzipped.json')?.['accept-encoding']).toMatch(/gzip/);
+      expect(fetched.notModified === false && Buffer.from(fetched.bytes).toString()).toBe(GZIPPED_TEXT);
+      expect(bomb).toBeInstanceOf(InputTooLargeError);
+      expect(bomb).toMatchObject({ message: expect.stringMatching(/gzip-bomb\.json: more than 1048576 bytes arrived/) });
+    });
+
     it('answers a conditional GET with notModified, and 404 with NotFoundError', async () => {
       const upstream = new HttpUpstream(base);
 
@@ -143,6 +176,22 @@ describe('Class: HttpUpstream, Method: openStream', () => {
     // Assess
     expect(size).toBe(300_000);
     expect(Buffer.concat(chunks).length).toBe(300_000);
+  });
+});
+
+describe('Class: HttpUpstream, content encoding of items', () => {
+  it('asks for the bytes as stored, and refuses an item sent content-encoded with UpstreamError naming it', async () => {
+    const upstream = new HttpUpstream(base);
+
+    const sized = await upstream.openStream('streams/v1/sized.json');
+    for await (const _chunk of sized.body) {
+      // Drained: the exchange is over.
+    }
+    const attempt = await upstream.openStream('item/encoded').catch((error: unknown) => error);
+
+    expect(seenHeaders.get('/streams/v1/sized.json')?.['accept-encoding']).toBe('identity');
+    expect(attempt).toBeInstanceOf(UpstreamError);
+    expect(attempt).toMatchObject({ message: `${base}item/encoded: answered with Content-Encoding gzip to a request for the bytes as stored (identity)` });
   });
 });
 
