@@ -3,6 +3,7 @@ import { gzipSync } from 'node:zlib';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { AddressInfo } from 'node:net';
+import { constants as perfConstants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { ConfigError, InputTooLargeError, NotFoundError, UpstreamError } from '../../functions/core/errors.ts';
@@ -12,6 +13,7 @@ let server: Server;
 let base: string;
 /** The request headers of the last request for each path. */
 const seenHeaders = new Map<string, IncomingHttpHeaders>();
+const LARGE_ITEM_BYTES = 96 * 1024 * 1024;
 const GZIPPED_TEXT = '{"format":"products:1.0"}'.repeat(1000);
 
 beforeAll(async () => {
@@ -27,6 +29,20 @@ beforeAll(async () => {
     if (req.url === '/streams/v1/gzip-bomb.json') {
       res.writeHead(200, { 'content-encoding': 'gzip' });
       res.end(gzipSync(Buffer.alloc(10 * 1024 * 1024)));
+      return;
+    }
+    if (req.url === '/item/large') {
+      res.writeHead(200, { 'content-length': LARGE_ITEM_BYTES });
+      const block = Buffer.alloc(1024 * 1024, 0x5a);
+      let sent = 0;
+      const sendMore = () => {
+        while (sent < LARGE_ITEM_BYTES) {
+          sent += block.length;
+          if (!res.write(block)) return void res.once('drain', sendMore);
+        }
+        res.end();
+      };
+      sendMore();
       return;
     }
     if (req.url === '/item/encoded') {
@@ -192,6 +208,26 @@ describe('Class: HttpUpstream, content encoding of items', () => {
     expect(seenHeaders.get('/streams/v1/sized.json')?.['accept-encoding']).toBe('identity');
     expect(attempt).toBeInstanceOf(UpstreamError);
     expect(attempt).toMatchObject({ message: `${base}item/encoded: answered with Content-Encoding gzip to a request for the bytes as stored (identity)` });
+  });
+});
+
+describe('Class: HttpUpstream, memory of item bodies', () => {
+  it('collects the young generation every few MiB of body, so downloaded chunks are freed young', async () => {
+    // Without these collections a download's small per-chunk objects seldom fill the young generation:
+    // a few scavenges in 96 MiB, and the chunks' external memory left for full collections.
+    const collections: PerformanceEntry[] = [];
+    const observer = new PerformanceObserver((list) => collections.push(...list.getEntries()));
+    observer.observe({ entryTypes: ['gc'] });
+
+    const { body } = await new HttpUpstream(base).openStream('item/large');
+    let received = 0;
+    for await (const chunk of body) received += chunk.byteLength;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    observer.disconnect();
+
+    const minor = collections.filter((entry) => (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR);
+    expect(received).toBe(LARGE_ITEM_BYTES);
+    expect(minor.length).toBeGreaterThanOrEqual(6);
   });
 });
 

@@ -14,6 +14,7 @@ import { ConfigError, InputTooLargeError, NotFoundError, RangeNotSupportedError,
 import type { ByteRange, ByteStream, FetchedFile, FetchLimits, Upstream, Validators } from '../../core/ports.ts';
 import { redactUrl, splitCredentials } from '../../core/redact.ts';
 import { syncDefaults } from '../../core/settings.ts';
+import { noteBodyBytes } from './young-collection.ts';
 
 export interface HttpUpstreamOptions {
   /** Per metadata file: every redirect and the whole body. @default 60 s */
@@ -432,6 +433,7 @@ async function* guardBody(shown: string, exchange: Exchange, idleMs: number): By
         complete = true;
         return;
       }
+      noteBodyBytes(result.value.byteLength);
       yield result.value;
     }
   } finally {
