@@ -150,7 +150,18 @@ export class HttpUpstream implements Upstream {
   }
 
   private itemBody(path: string, exchange: Exchange): ByteStream {
-    return guardBody(this.url(path), exchange, this.itemIdleTimeoutMs);
+    const chunks = guardBody(this.url(path), exchange, this.itemIdleTimeoutMs);
+    // A generator's return() before its first next() skips its finally: a consumer that gives
+    // the body up unread (a store refusing the put) must still close the connection.
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: () => chunks.next(),
+        return: () => {
+          exchange.request.destroy();
+          return chunks.return(undefined);
+        },
+      }),
+    };
   }
 
   /** GET, following redirects by hand so their number and destination stay ours to decide. */
@@ -402,7 +413,7 @@ async function* bodyChunks(body: Readable, onWait?: (waiting: boolean) => void):
  * `idleMs`, and closes the connection whenever it stops before the end.
  * Only time spent waiting for upstream counts: a slow consumer is not idle upstream.
  */
-async function* guardBody(shown: string, exchange: Exchange, idleMs: number): ByteStream {
+async function* guardBody(shown: string, exchange: Exchange, idleMs: number): AsyncGenerator<Uint8Array, void, undefined> {
   let complete = false;
   let waiting = false;
   let stalled: UpstreamError | undefined;
