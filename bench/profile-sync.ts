@@ -5,7 +5,9 @@
  *
  * For each command, BENCH_PROFILE_REPEATS runs (default 3, medians) under
  * /usr/bin/time while /proc/meminfo (Dirty, Writeback) and /proc/diskstats
- * (sectors written, milliseconds the disk was busy) are sampled every 100 ms;
+ * (sectors written, milliseconds the disk was busy) are sampled every 100 ms
+ * and, for skystreams, each thread's CPU is read at exit (bench/lib/thread-cpu.mjs:
+ * the main thread's CPU is a floor under the wall time);
  * the same with the destination on tmpfs (/dev/shm: no disk at all); then
  * one run each under `strace -c -f -w` (wall time per syscall, all threads),
  * one `node --cpu-prof` of ours (main thread, self time by function) and one
@@ -28,6 +30,7 @@ const run = promisify(execFile);
 const MiB = 2 ** 20;
 const CLI = fileURLToPath(new URL('../bin/skystreams.mjs', import.meta.url));
 const SAMPLE_MS = 100;
+const THREAD_CPU = fileURLToPath(new URL('./lib/thread-cpu.mjs', import.meta.url));
 
 interface Contender {
   name: string;
@@ -44,10 +47,12 @@ interface Sampled {
   diskWrittenMiB: number;
   peakDirtyMiB: number;
   peakWritebackMiB: number;
+  /** CPU seconds of the main thread and of V8's GC threads, for node commands run with the thread-cpu preload. */
+  threads?: { main: number; gc: number };
 }
 
 const oursWith = (cli: string): Contender['argv'] => (dest, url, tree) => [
-  process.execPath, cli, 'sync', '--data-dir', dest, '--source', url, '--keyring', tree.keyring, '--filter', 'arch=amd64', '--max', '1',
+  process.execPath, '--import', THREAD_CPU, cli, 'sync', '--data-dir', dest, '--source', url, '--keyring', tree.keyring, '--filter', 'arch=amd64', '--max', '1',
 ];
 
 async function main(): Promise<void> {
@@ -70,17 +75,18 @@ async function main(): Promise<void> {
     try {
       const gib = tree.bytes / 2 ** 30;
       out.push(`${gib.toFixed(2)} GiB in ${tree.selected.length} files; disk ${disk}; medians of ${repeats} runs; CPU = user + sys of the command and its children.`, '');
-      out.push('| command | destination | wall | CPU | CPU per GiB | disk busy | written to disk | peak Dirty | peak Writeback | peak RSS |');
-      out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+      out.push('| command | destination | wall | CPU | CPU per GiB | main thread, GC threads | disk busy | written to disk | peak Dirty | peak Writeback | peak RSS |');
+      out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
       for (const contender of contenders) {
         for (const [where, base] of [[tmpdir(), work], ['/dev/shm (tmpfs)', '/dev/shm']] as const) {
           const runs: Sampled[] = [];
           for (let i = 0; i < repeats; i++) runs.push(await sampledRun(contender, base, server.url, tree, disk));
           const m = (pick: (s: Sampled) => number) => median(runs.map(pick));
           const cpu = m((r) => r.user + r.sys);
+          const threads = runs.every((r) => r.threads) ? `${m((r) => r.threads!.main).toFixed(2)} s, ${m((r) => r.threads!.gc).toFixed(2)} s` : '—';
           out.push(
             `| ${contender.name} | ${where} | ${m((r) => r.wall).toFixed(2)} s | ${cpu.toFixed(2)} s (user ${m((r) => r.user).toFixed(2)}, sys ${m((r) => r.sys).toFixed(2)}) | ` +
-              `${(cpu / gib).toFixed(2)} s | ${(m((r) => r.diskBusyMs) / 1000).toFixed(2)} s | ${m((r) => r.diskWrittenMiB).toFixed(0)} MiB | ` +
+              `${(cpu / gib).toFixed(2)} s | ${threads} | ${(m((r) => r.diskBusyMs) / 1000).toFixed(2)} s | ${m((r) => r.diskWrittenMiB).toFixed(0)} MiB | ` +
               `${m((r) => r.peakDirtyMiB).toFixed(0)} MiB | ${m((r) => r.peakWritebackMiB).toFixed(0)} MiB | ${m((r) => r.maxRssMiB).toFixed(0)} MiB |`,
           );
           console.error(out.at(-1));
@@ -125,7 +131,9 @@ async function sampledRun(contender: Contender, base: string, url: string, tree:
     const { stderr } = await run('/usr/bin/time', ['-f', '%e %U %S %M', ...contender.argv(dest, url, tree)], { maxBuffer: 64 * MiB });
     const after = await diskStats(disk);
     const [wall, user, sys, maxRssKiB] = stderr.trim().split('\n').at(-1)!.split(' ').map(Number);
+    const threads = /^THREADS main=([\d.]+) gc=([\d.]+)/m.exec(stderr);
     return {
+      ...(threads && { threads: { main: Number(threads[1]), gc: Number(threads[2]) } }),
       wall: wall!,
       user: user!,
       sys: sys!,

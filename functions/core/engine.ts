@@ -262,6 +262,24 @@ export function newRunId(now: Date): string {
   return `${now.toISOString().replace(/[-:.]/g, '')}-${randomBytes(3).toString('hex')}`;
 }
 
+/**
+ * `writing`, and when it fails, `body` closed: a store may refuse before it
+ * reads a byte (a create-only put whose key was taken meanwhile), and an
+ * unread download left open holds its connection.
+ */
+async function closedOnFailure<T>(body: ByteStream, writing: Promise<T>): Promise<T> {
+  try {
+    return await writing;
+  } catch (error) {
+    try {
+      await body[Symbol.asyncIterator]().return?.();
+    } catch {
+      // The write's failure is the one to report.
+    }
+    throw error;
+  }
+}
+
 export class SyncEngine {
   private readonly now: () => Date;
   private readonly emit: (event: SyncEvent) => void;
@@ -483,7 +501,7 @@ export class SyncEngine {
     const key = keys.item(task.path);
     const { body } = await this.sources.upstreamOf(task).openStream(task.path);
     const verifier = verifyingStream(this.watched(runId, task.path, lease, body), task);
-    await objects.put(key, verifier.stream, { size: task.size, ifAbsent: true });
+    await closedOnFailure(body, objects.put(key, verifier.stream, { size: task.size, ifAbsent: true }));
     await catalog.recordObject(storedObject(task.path, verifier.result(), this.now()), lease);
     await indexIfManifest(this.manifestIndexing(runId), { ...task, sha256: verifier.result().sha256 }, lease);
     this.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: false });
@@ -541,7 +559,7 @@ export class SyncEngine {
         const start = (partNumber - 1) * progress.partBytes;
         const end = Math.min(task.size, start + progress.partBytes) - 1;
         const { body } = await this.sources.upstreamOf(task).openRange(task.path, { start, end });
-        const part = await parts.putPart(upload, partNumber, this.watched(runId, task.path, lease, body), end - start + 1);
+        const part: UploadedPart = await closedOnFailure(body, parts.putPart(upload, partNumber, this.watched(runId, task.path, lease, body), end - start + 1));
         progress = { ...progress, parts: [...progress.parts, part] };
         storedNow++;
         longestPartMs = Math.max(longestPartMs, this.now().getTime() - partStartedAt);

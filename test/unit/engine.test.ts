@@ -13,7 +13,7 @@ import {
   type SyncSettings,
 } from '../../functions/core/engine.ts';
 import { defaultEngineSettings as defaultSettings } from '../../functions/core/settings.ts';
-import { ConflictError, IntegrityError, LeaseLostError, LockHeldError } from '../../functions/core/errors.ts';
+import { ConflictError, IntegrityError, LeaseLostError, LockHeldError, ObjectExistsError } from '../../functions/core/errors.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring, type Keyring } from '../../functions/core/pgp.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
@@ -344,6 +344,38 @@ describe('Class: SyncEngine', () => {
       await expect(attempt).rejects.toThrow(task!.path);
       expect(await backend.objects.head(keys.item(task!.path))).toBeUndefined();
       expect(await backend.catalog.getObject(task!.path)).toBeUndefined();
+    });
+  });
+
+  describe('Method: copy, when the store refuses before reading', () => {
+    it('fails with the store\'s error and closes the download it never read', async () => {
+      // Prepare: the key is taken between the engine's check and its put, as by a concurrent writer.
+      let taken: string | undefined;
+      class TakenMeanwhile extends WrappedObjectStore {
+        override async put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
+          if (key === taken) await this.inner.put(key, new TextEncoder().encode('someone else'), {});
+          return this.inner.put(key, body, options);
+        }
+      }
+      const engine = engineFor({ objects: new TakenMeanwhile(backend.objects) });
+      const [task] = await copyTasksOf(await engine.plan('run-a'));
+      taken = keys.item(task!.path);
+      // Endless, so only a closed connection can end the exchange.
+      upstream.faults.set(task!.path, { kind: 'endless', chunkBytes: 64 * 1024, intervalMs: 1 });
+
+      try {
+        // Act
+        const attempt = engine.copy('run-a', task!);
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(ObjectExistsError);
+        const request = upstream.requestsFor(task!.path).at(-1);
+        await request!.over;
+        expect(request!.cutShort).toBe(true);
+        expect(await backend.catalog.getObject(task!.path)).toBeUndefined();
+      } finally {
+        upstream.faults.delete(task!.path);
+      }
     });
   });
 

@@ -109,6 +109,18 @@ describe('Class: HttpUpstream, against a faulty upstream', () => {
       expect(request!.cutShort).toBe(true);
     });
 
+    it('closes the connection when the body is given up before its first read', async () => {
+      upstream.faults.set(ITEM, { kind: 'endless', chunkBytes: 64 * 1024, intervalMs: 1 });
+      const { body } = await new HttpUpstream(upstream.baseUrl).openStream(ITEM);
+
+      const ended = await body[Symbol.asyncIterator]().return?.();
+      const [request] = upstream.requestsFor(ITEM);
+      await request!.over;
+
+      expect(ended).toEqual({ done: true, value: undefined });
+      expect(request!.cutShort).toBe(true);
+    });
+
     it('fails a stalled download with UpstreamError within the idle timeout, and closes the connection', async () => {
       upstream.faults.set(ITEM, { kind: 'stall', afterBytes: 1000 });
       const { body } = await new HttpUpstream(upstream.baseUrl, { itemIdleTimeoutMs: 200 }).openStream(ITEM);

@@ -1,7 +1,9 @@
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { gzipSync } from 'node:zlib';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { AddressInfo } from 'node:net';
+import { constants as perfConstants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { ConfigError, InputTooLargeError, NotFoundError, UpstreamError } from '../../functions/core/errors.ts';
@@ -9,10 +11,45 @@ import { redactUrl, splitCredentials } from '../../functions/core/redact.ts';
 
 let server: Server;
 let base: string;
+/** The request headers of the last request for each path. */
+const seenHeaders = new Map<string, IncomingHttpHeaders>();
+const LARGE_ITEM_BYTES = 96 * 1024 * 1024;
+const GZIPPED_TEXT = '{"format":"products:1.0"}'.repeat(1000);
 
 beforeAll(async () => {
   // Chunked answers carry no Content-Length, so only a bounded read can stop an oversized one.
   server = createServer((req, res) => {
+    seenHeaders.set(req.url ?? '', req.headers);
+    if (req.url === '/streams/v1/gzipped.json') {
+      const body = gzipSync(GZIPPED_TEXT);
+      res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': body.length });
+      res.end(body);
+      return;
+    }
+    if (req.url === '/streams/v1/gzip-bomb.json') {
+      res.writeHead(200, { 'content-encoding': 'gzip' });
+      res.end(gzipSync(Buffer.alloc(10 * 1024 * 1024)));
+      return;
+    }
+    if (req.url === '/item/large') {
+      res.writeHead(200, { 'content-length': LARGE_ITEM_BYTES });
+      const block = Buffer.alloc(1024 * 1024, 0x5a);
+      let sent = 0;
+      const sendMore = () => {
+        while (sent < LARGE_ITEM_BYTES) {
+          sent += block.length;
+          if (!res.write(block)) return void res.once('drain', sendMore);
+        }
+        res.end();
+      };
+      sendMore();
+      return;
+    }
+    if (req.url === '/item/encoded') {
+      res.writeHead(200, { 'content-encoding': 'gzip' });
+      res.end(gzipSync('bytes'));
+      return;
+    }
     if (req.url === '/streams/v1/big.json') {
       res.writeHead(200, { etag: '"v1"' });
       for (let i = 0; i < 3; i++) res.write(Buffer.alloc(100, 0x61));
@@ -115,6 +152,18 @@ describe('Class: HttpUpstream', () => {
       await expect(attempt).rejects.toThrow(/announced\.json: announces 1048576 bytes, over the 1024-byte limit/);
     });
 
+    it('decodes a gzipped answer, and counts the limit in decoded bytes', async () => {
+      const upstream = new HttpUpstream(base);
+
+      const fetched = await upstream.fetchFile('streams/v1/gzipped.json');
+      const bomb = await upstream.fetchFile('streams/v1/gzip-bomb.json', undefined, { maxBytes: 1024 * 1024 }).catch((error: unknown) => error);
+
+      expect(seenHeaders.get('/streams/v1/gzipped.json')?.['accept-encoding']).toMatch(/gzip/);
+      expect(fetched.notModified === false && Buffer.from(fetched.bytes).toString()).toBe(GZIPPED_TEXT);
+      expect(bomb).toBeInstanceOf(InputTooLargeError);
+      expect(bomb).toMatchObject({ message: expect.stringMatching(/gzip-bomb\.json: more than 1048576 bytes arrived/) });
+    });
+
     it('answers a conditional GET with notModified, and 404 with NotFoundError', async () => {
       const upstream = new HttpUpstream(base);
 
@@ -143,6 +192,42 @@ describe('Class: HttpUpstream, Method: openStream', () => {
     // Assess
     expect(size).toBe(300_000);
     expect(Buffer.concat(chunks).length).toBe(300_000);
+  });
+});
+
+describe('Class: HttpUpstream, content encoding of items', () => {
+  it('asks for the bytes as stored, and refuses an item sent content-encoded with UpstreamError naming it', async () => {
+    const upstream = new HttpUpstream(base);
+
+    const sized = await upstream.openStream('streams/v1/sized.json');
+    for await (const _chunk of sized.body) {
+      // Drained: the exchange is over.
+    }
+    const attempt = await upstream.openStream('item/encoded').catch((error: unknown) => error);
+
+    expect(seenHeaders.get('/streams/v1/sized.json')?.['accept-encoding']).toBe('identity');
+    expect(attempt).toBeInstanceOf(UpstreamError);
+    expect(attempt).toMatchObject({ message: `${base}item/encoded: answered with Content-Encoding gzip to a request for the bytes as stored (identity)` });
+  });
+});
+
+describe('Class: HttpUpstream, memory of item bodies', () => {
+  it('collects the young generation every few MiB of body, so downloaded chunks are freed young', async () => {
+    // Without these collections a download's small per-chunk objects seldom fill the young generation:
+    // a few scavenges in 96 MiB, and the chunks' external memory left for full collections.
+    const collections: PerformanceEntry[] = [];
+    const observer = new PerformanceObserver((list) => collections.push(...list.getEntries()));
+    observer.observe({ entryTypes: ['gc'] });
+
+    const { body } = await new HttpUpstream(base).openStream('item/large');
+    let received = 0;
+    for await (const chunk of body) received += chunk.byteLength;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    observer.disconnect();
+
+    const minor = collections.filter((entry) => (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR);
+    expect(received).toBe(LARGE_ITEM_BYTES);
+    expect(minor.length).toBeGreaterThanOrEqual(6);
   });
 });
 

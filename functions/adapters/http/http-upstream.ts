@@ -1,8 +1,20 @@
-/** A simplestreams source over HTTP(S), with the platform fetch (undici). */
+/**
+ * A simplestreams source over HTTP(S), with node:http and node:https.
+ *
+ * Not the platform fetch: an item body read through fetch's web stream costs
+ * a ReadableStream read, several promise turns and a fresh chunk object per
+ * 16-64 KiB, which for a gigabyte image adds up to more CPU than hashing it.
+ * Here every socket read reaches the consumer as the Buffer it arrived in.
+ */
+import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Readable } from 'node:stream';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { ConfigError, InputTooLargeError, NotFoundError, RangeNotSupportedError, SkystreamsError, UpstreamError } from '../../core/errors.ts';
 import type { ByteRange, ByteStream, FetchedFile, FetchLimits, Upstream, Validators } from '../../core/ports.ts';
 import { redactUrl, splitCredentials } from '../../core/redact.ts';
 import { syncDefaults } from '../../core/settings.ts';
+import { noteBodyBytes } from './young-collection.ts';
 
 export interface HttpUpstreamOptions {
   /** Per metadata file: every redirect and the whole body. @default 60 s */
@@ -24,7 +36,7 @@ export const MAX_REDIRECTS = 5;
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
 
 export class HttpUpstream implements Upstream {
-  /** Where requests go: without credentials, which fetch refuses in URLs. */
+  /** Where requests go: without credentials, which are sent as a header instead. */
   private readonly requestBase: string;
   /** What messages show: credentials redacted. */
   private readonly shownBase: string;
@@ -64,96 +76,105 @@ export class HttpUpstream implements Upstream {
 
   async fetchFile(path: string, validators?: Validators, limits?: FetchLimits): Promise<FetchedFile> {
     const shown = this.url(path);
-    const headers: Record<string, string> = {};
+    // Metadata compresses well; items are sent as they are stored (their digests are of those bytes).
+    const headers: Record<string, string> = { 'accept-encoding': 'gzip, deflate, br' };
     if (validators?.etag) headers['if-none-match'] = validators.etag;
     if (validators?.lastModified) headers['if-modified-since'] = validators.lastModified;
     const limit = limits?.maxBytes === undefined
       ? { bytes: this.maxMetadataBytes, name: 'maxMetadataBytes' }
       : { bytes: limits.maxBytes, name: 'maxBytes' };
-    const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new UpstreamError(shown, `no complete answer within ${this.metadataTimeoutMs} ms`)),
-      this.metadataTimeoutMs,
-    );
+    const deadline = new Deadline(this.metadataTimeoutMs, () => new UpstreamError(shown, `no complete answer within ${this.metadataTimeoutMs} ms`));
+    let exchange: Exchange | undefined;
     try {
-      const response = await this.request(path, headers, controller.signal);
-      if (response.status === 304) return { notModified: true };
-      const bytes = await readBounded(shown, response, limit);
-      return {
-        notModified: false,
-        bytes,
-        validators: dropEmpty({
-          etag: response.headers.get('etag') ?? undefined,
-          lastModified: response.headers.get('last-modified') ?? undefined,
-        }),
-      };
+      exchange = await this.request(path, headers, deadline);
+      if (exchange.response.statusCode === 304) {
+        exchange.response.resume(); // No body: the connection goes back to the pool.
+        return { notModified: true };
+      }
+      const bytes = await readBounded(shown, exchange, limit, deadline);
+      const { etag, 'last-modified': lastModified } = exchange.response.headers;
+      return { notModified: false, bytes, validators: dropEmpty({ etag, lastModified }) };
     } catch (error) {
       // Closes the connection: a refused or broken body must not keep streaming in.
-      controller.abort();
+      exchange?.request.destroy();
       throw error;
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
     }
   }
 
   async openStream(path: string): Promise<{ body: ByteStream; size?: number }> {
-    const { response, controller } = await this.openItem(path, {});
-    const length = response.headers.get('content-length');
+    const exchange = await this.openItem(path, {});
+    const length = exchange.response.headers['content-length'];
     return {
-      body: this.itemBody(path, response, controller),
-      size: length === null ? undefined : Number(length),
+      body: this.itemBody(path, exchange),
+      size: length === undefined ? undefined : Number(length),
     };
   }
 
   async openRange(path: string, range: ByteRange): Promise<{ body: ByteStream; size: number }> {
     const shown = this.url(path);
     const asked = `bytes ${range.start}-${range.end}`;
-    const { response, controller } = await this.openItem(path, { range: `bytes=${range.start}-${range.end}` });
+    const exchange = await this.openItem(path, { range: `bytes=${range.start}-${range.end}` });
+    const { response } = exchange;
     const refuse = (error: Error) => {
-      controller.abort();
+      exchange.request.destroy();
       return error;
     };
-    if (response.status !== 206) {
-      throw refuse(new RangeNotSupportedError(shown, `answered HTTP ${response.status} to a request for ${asked}, not 206 Partial Content: this upstream does not serve byte ranges, which an item this large needs`));
+    if (response.statusCode !== 206) {
+      throw refuse(new RangeNotSupportedError(shown, `answered HTTP ${response.statusCode} to a request for ${asked}, not 206 Partial Content: this upstream does not serve byte ranges, which an item this large needs`));
     }
-    const served = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
+    const contentRange = response.headers['content-range'];
+    const served = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(contentRange ?? '');
     if (!served || Number(served[1]) !== range.start || Number(served[2]) !== range.end) {
-      throw refuse(new UpstreamError(shown, `asked for ${asked}, got Content-Range ${JSON.stringify(response.headers.get('content-range'))}`));
+      throw refuse(new UpstreamError(shown, `asked for ${asked}, got Content-Range ${JSON.stringify(contentRange ?? null)}`));
     }
-    return { body: this.itemBody(path, response, controller), size: Number(served[3]) };
+    return { body: this.itemBody(path, exchange), size: Number(served[3]) };
   }
 
   /** An item's response, once its headers have arrived within the item header timeout. */
-  private async openItem(path: string, headers: Record<string, string>): Promise<{ response: Response; controller: AbortController }> {
+  private async openItem(path: string, headers: Record<string, string>): Promise<Exchange> {
     const shown = this.url(path);
-    const controller = new AbortController();
-    const timer = setTimeout(
-      () => controller.abort(new UpstreamError(shown, `no response headers within ${this.itemHeadersTimeoutMs} ms`)),
-      this.itemHeadersTimeoutMs,
-    );
+    const deadline = new Deadline(this.itemHeadersTimeoutMs, () => new UpstreamError(shown, `no response headers within ${this.itemHeadersTimeoutMs} ms`));
     try {
-      return { response: await this.request(path, headers, controller.signal), controller };
+      const exchange = await this.request(path, { ...headers, 'accept-encoding': 'identity' }, deadline);
+      const encoding = contentEncoding(exchange.response);
+      if (encoding !== undefined) {
+        exchange.request.destroy();
+        throw new UpstreamError(shown, `answered with Content-Encoding ${encoding} to a request for the bytes as stored (identity)`);
+      }
+      return exchange;
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
     }
   }
 
-  private itemBody(path: string, response: Response, controller: AbortController): ByteStream {
-    const shown = this.url(path);
-    if (!response.body) throw new UpstreamError(shown, 'empty response body');
-    // Locked now, not at the first read: undici cancels the unlocked body of a Response once it is garbage-collected.
-    return guardBody(shown, response.body.getReader(), controller, this.itemIdleTimeoutMs);
+  private itemBody(path: string, exchange: Exchange): ByteStream {
+    const chunks = guardBody(this.url(path), exchange, this.itemIdleTimeoutMs);
+    // A generator's return() before its first next() skips its finally: a consumer that gives
+    // the body up unread (a store refusing the put) must still close the connection.
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: () => chunks.next(),
+        return: () => {
+          exchange.request.destroy();
+          return chunks.return(undefined);
+        },
+      }),
+    };
   }
 
   /** GET, following redirects by hand so their number and destination stay ours to decide. */
-  private async request(path: string, extraHeaders: Record<string, string>, signal: AbortSignal): Promise<Response> {
+  private async request(path: string, extraHeaders: Record<string, string>, deadline: Deadline): Promise<Exchange> {
     const shown = this.url(path);
     let target = new URL(this.requestBase + encodePath(path));
     const visited = new Set([target.href]);
     for (let redirects = 0; ; redirects++) {
-      const response = await this.send(shown, target, redirects > 0, extraHeaders, signal);
-      if (!REDIRECT_STATUSES.has(response.status)) return checkStatus(shown, redirects > 0 ? target : undefined, response);
-      await response.body?.cancel().catch(() => undefined);
+      const exchange = await this.send(shown, target, redirects > 0, extraHeaders, deadline);
+      const { response } = exchange;
+      if (!REDIRECT_STATUSES.has(response.statusCode ?? 0)) return checkStatus(shown, redirects > 0 ? target : undefined, exchange);
+      // A redirect's body is not read: closing its connection costs less than trusting its length.
+      exchange.request.destroy();
       const next = redirectTarget(shown, target, response);
       const hop = `${redactUrl(target.href)} redirects to ${redactUrl(next.href)}`;
       if (next.origin !== this.origin && !this.allowCrossHostRedirects) {
@@ -166,29 +187,61 @@ export class HttpUpstream implements Upstream {
     }
   }
 
-  private async send(
-    shown: string,
-    target: URL,
-    redirected: boolean,
-    extraHeaders: Record<string, string>,
-    signal: AbortSignal,
-  ): Promise<Response> {
+  /** One GET of `target`: its response once the headers are in, or UpstreamError (or the deadline's error). */
+  private send(shown: string, target: URL, redirected: boolean, extraHeaders: Record<string, string>, deadline: Deadline): Promise<Exchange> {
     const headers: Record<string, string> = { ...extraHeaders, 'user-agent': this.userAgent };
     // The source's credentials are for the source: never handed to a host it redirects to.
     if (this.authorization && target.origin === this.origin) headers.authorization = this.authorization;
-    try {
-      return await fetch(target, { headers, signal, redirect: 'manual' });
-    } catch (error) {
-      if (signal.reason instanceof SkystreamsError) throw signal.reason;
-      const via = redirected ? ` (at ${redactUrl(target.href)})` : '';
-      throw new UpstreamError(shown, `request failed${via}: ${describe(error)}`, { cause: error });
-    }
+    return new Promise((resolve, reject) => {
+      const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
+      const request = send(target, { headers });
+      // Stays attached for the life of the request: an error after the response (a reset, a
+      // destroy) reaches the body reader through the response, and must not go unhandled here.
+      request.on('error', (error) => {
+        if (deadline.expired) return reject(deadline.expired);
+        if (error instanceof SkystreamsError) return reject(error);
+        const via = redirected ? ` (at ${redactUrl(target.href)})` : '';
+        reject(new UpstreamError(shown, `request failed${via}: ${describe(error)}`, { cause: error }));
+      });
+      request.once('response', (response) => resolve({ request, response }));
+      deadline.watch(request);
+      request.end();
+    });
   }
 }
 
-function redirectTarget(shown: string, from: URL, response: Response): URL {
-  const location = response.headers.get('location');
-  if (location === null) throw new UpstreamError(shown, `HTTP ${response.status} from ${redactUrl(from.href)} without a Location`);
+/** A request and its response, headers in, body not yet read. Destroying the request closes the connection. */
+interface Exchange {
+  request: ClientRequest;
+  response: IncomingMessage;
+}
+
+/** Ends the request in flight with an error of its own once `ms` have passed, redirects included. */
+class Deadline {
+  expired: UpstreamError | undefined;
+  private active: ClientRequest | undefined;
+  private readonly timer: NodeJS.Timeout;
+
+  constructor(ms: number, error: () => UpstreamError) {
+    this.timer = setTimeout(() => {
+      this.expired = error();
+      this.active?.destroy(this.expired);
+    }, ms);
+  }
+
+  watch(request: ClientRequest): void {
+    this.active = request;
+    if (this.expired) request.destroy(this.expired);
+  }
+
+  clear(): void {
+    clearTimeout(this.timer);
+  }
+}
+
+function redirectTarget(shown: string, from: URL, response: IncomingMessage): URL {
+  const location = response.headers.location;
+  if (location === undefined) throw new UpstreamError(shown, `HTTP ${response.statusCode} from ${redactUrl(from.href)} without a Location`);
   let next: URL;
   try {
     next = new URL(location, from);
@@ -198,46 +251,69 @@ function redirectTarget(shown: string, from: URL, response: Response): URL {
   if (next.protocol !== 'http:' && next.protocol !== 'https:') {
     throw new UpstreamError(shown, `${redactUrl(from.href)} redirects to ${redactUrl(next.href)}: only http and https are followed`);
   }
-  // Credentials a Location carries are not ours to send (and fetch refuses them in URLs).
+  // Credentials a Location carries are not ours to send.
   next.username = '';
   next.password = '';
   return next;
 }
 
 /** `redirectedTo`: where the answer came from, when that is not `shown`. */
-async function checkStatus(shown: string, redirectedTo: URL | undefined, response: Response): Promise<Response> {
-  if (response.status === 200 || response.status === 206 || response.status === 304) return response;
-  await response.body?.cancel().catch(() => undefined);
+function checkStatus(shown: string, redirectedTo: URL | undefined, exchange: Exchange): Exchange {
+  const { statusCode, statusMessage } = exchange.response;
+  if (statusCode === 200 || statusCode === 206 || statusCode === 304) return exchange;
+  exchange.request.destroy();
   const where = redirectedTo ? ` (at ${redactUrl(redirectedTo.href)})` : '';
-  if (response.status === 404) throw new NotFoundError(`${shown}: 404 Not Found${where}`);
-  throw new UpstreamError(shown, `HTTP ${response.status} ${response.statusText}${where}`);
+  if (statusCode === 404) throw new NotFoundError(`${shown}: 404 Not Found${where}`);
+  throw new UpstreamError(shown, `HTTP ${statusCode} ${statusMessage ?? ''}${where}`.trimEnd());
+}
+
+/** The response's Content-Encoding, lower-cased; undefined when the body is sent as it is (none, or identity). */
+function contentEncoding(response: IncomingMessage): string | undefined {
+  const encoding = response.headers['content-encoding']?.trim().toLowerCase();
+  return encoding === undefined || encoding === '' || encoding === 'identity' ? undefined : encoding;
+}
+
+/** The body decoded as its Content-Encoding says; a decoder failing on corrupt data fails the read. */
+function decodedBody(shown: string, response: IncomingMessage): Readable {
+  const encoding = contentEncoding(response);
+  if (encoding === undefined) return response;
+  const decoder = encoding === 'gzip' || encoding === 'x-gzip' ? createGunzip()
+    : encoding === 'deflate' ? createInflate()
+    : encoding === 'br' ? createBrotliDecompress()
+    : undefined;
+  if (!decoder) throw new UpstreamError(shown, `answered with Content-Encoding ${encoding}, which was not asked for`);
+  response.on('error', (error) => decoder.destroy(error));
+  response.pipe(decoder);
+  return decoder;
 }
 
 /**
  * The whole body in one buffer, refused as soon as more than `limit` bytes
- * arrive, announced or not. A body whose length is announced is copied into
- * a buffer of that size as it arrives, so it is held once; one of unknown
- * length grows into a buffer that doubles.
+ * arrive (decoded), announced or not. A body whose length is announced is
+ * copied into a buffer of that size as it arrives, so it is held once; one of
+ * unknown length grows into a buffer that doubles.
  */
 async function readBounded(
   shown: string,
-  response: Response,
+  exchange: Exchange,
   limit: { bytes: number; name: string },
+  deadline: Deadline,
 ): Promise<Uint8Array> {
+  const { response } = exchange;
   const tooLarge = (what: string) =>
     new InputTooLargeError(shown, limit.bytes, `${what}, over the ${limit.bytes}-byte limit (${limit.name}): refused`);
-  const declared = response.headers.get('content-length');
-  if (declared !== null && Number(declared) > limit.bytes) throw tooLarge(`announces ${declared} bytes`);
-  if (!response.body) return new Uint8Array();
+  const declared = response.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit.bytes) throw tooLarge(`announces ${declared} bytes`);
   const announced = announcedLength(response);
   let buffer: Uint8Array = new Uint8Array(announced ?? Math.min(limit.bytes, UNKNOWN_LENGTH_START));
   let received = 0;
-  const reader = response.body.getReader();
+  const chunks = bodyChunks(decodedBody(shown, response));
   for (;;) {
-    let result: ReadableStreamReadResult<Uint8Array>;
+    let result: IteratorResult<Buffer>;
     try {
-      result = await reader.read();
+      result = await chunks.next();
     } catch (error) {
+      if (deadline.expired) throw deadline.expired;
       if (error instanceof SkystreamsError) throw error;
       throw new UpstreamError(shown, `reading the body failed: ${describe(error)}`, { cause: error });
     }
@@ -259,11 +335,10 @@ async function readBounded(
 /** Where a body of unknown length starts: most metadata files are smaller. */
 const UNKNOWN_LENGTH_START = 64 * 1024;
 
-/** Content-Length, when it counts the bytes the body will yield: fetch decodes a content-encoded body, whose length it does not announce. */
-function announcedLength(response: Response): number | undefined {
-  const length = response.headers.get('content-length');
-  const encoding = response.headers.get('content-encoding');
-  if (length === null || (encoding !== null && encoding.trim().toLowerCase() !== 'identity')) return undefined;
+/** Content-Length, when it counts the bytes the body will yield: a content-encoded body is decoded to a length it does not announce. */
+function announcedLength(response: IncomingMessage): number | undefined {
+  const length = response.headers['content-length'];
+  if (length === undefined || contentEncoding(response) !== undefined) return undefined;
   const bytes = Number(length);
   return Number.isSafeInteger(bytes) && bytes >= 0 ? bytes : undefined;
 }
@@ -275,53 +350,106 @@ function grown(buffer: Uint8Array, used: number, needed: number, limit: number):
   return next;
 }
 
+/** Bytes received but not yet taken that pause the socket: TCP then holds the sender back. */
+const QUEUED_BYTES_HIGH = 1024 * 1024;
+
+/**
+ * The chunks of `body` as they arrived, each the Buffer of one socket read
+ * (a Readable's own async iterator concatenates what is buffered, a copy).
+ * Ends when the body ends; throws when it fails or closes before its end.
+ * `onWait(true)` is called while the consumer waits for bytes, `onWait(false)`
+ * when they come.
+ */
+async function* bodyChunks(body: Readable, onWait?: (waiting: boolean) => void): AsyncGenerator<Buffer> {
+  const queue: Buffer[] = [];
+  let queuedBytes = 0;
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const waiting = wake;
+    wake = undefined;
+    waiting?.();
+  };
+  body.on('data', (chunk: Buffer) => {
+    queue.push(chunk);
+    queuedBytes += chunk.byteLength;
+    if (queuedBytes >= QUEUED_BYTES_HIGH) body.pause();
+    notify();
+  });
+  body.on('end', () => {
+    ended = true;
+    notify();
+  });
+  body.on('error', (error: Error) => {
+    failure ??= error;
+    notify();
+  });
+  body.on('close', () => {
+    if (!ended) failure ??= new Error('the connection closed before the body ended');
+    notify();
+  });
+  for (;;) {
+    const chunk = queue.shift();
+    if (chunk) {
+      queuedBytes -= chunk.byteLength;
+      if (queuedBytes < QUEUED_BYTES_HIGH && body.isPaused()) body.resume();
+      yield chunk;
+      continue;
+    }
+    if (failure) throw failure;
+    if (ended) return;
+    onWait?.(true);
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+    });
+    onWait?.(false);
+  }
+}
+
 /**
  * The body as a ByteStream that fails with UpstreamError (transient, for the
  * engine's retry) on a broken connection or once no byte has arrived for
  * `idleMs`, and closes the connection whenever it stops before the end.
  * Only time spent waiting for upstream counts: a slow consumer is not idle upstream.
  */
-async function* guardBody(
-  shown: string,
-  reader: ReadableStreamDefaultReader<Uint8Array>,
-  controller: AbortController,
-  idleMs: number,
-): ByteStream {
+async function* guardBody(shown: string, exchange: Exchange, idleMs: number): AsyncGenerator<Uint8Array, void, undefined> {
   let complete = false;
   let waiting = false;
   let stalled: UpstreamError | undefined;
-  // One timer for the whole body, re-armed per read: a timer and a race per chunk cost more than the chunk.
+  // One timer for the whole body, re-armed per wait: a timer per chunk costs more than the chunk.
   const idle: NodeJS.Timeout = setTimeout(() => {
     if (!waiting) {
       idle.refresh();
       return;
     }
     stalled = new UpstreamError(shown, `download stalled: no data for ${idleMs} ms`);
-    controller.abort(stalled);
+    exchange.request.destroy(stalled);
   }, idleMs);
+  const chunks = bodyChunks(exchange.response, (now) => {
+    waiting = now;
+    if (now) idle.refresh();
+  });
   try {
     for (;;) {
-      let result: ReadableStreamReadResult<Uint8Array>;
-      waiting = true;
-      idle.refresh();
+      let result: IteratorResult<Buffer>;
       try {
-        result = await reader.read();
+        result = await chunks.next();
       } catch (error) {
         if (stalled) throw stalled;
         if (error instanceof SkystreamsError) throw error;
         throw new UpstreamError(shown, `download interrupted: ${describe(error)}`, { cause: error });
-      } finally {
-        waiting = false;
       }
       if (result.done) {
         complete = true;
         return;
       }
+      noteBodyBytes(result.value.byteLength);
       yield result.value;
     }
   } finally {
     clearTimeout(idle);
-    if (!complete) controller.abort();
+    if (!complete) exchange.request.destroy();
   }
 }
 
