@@ -25,7 +25,7 @@ import {
   type ValidatedUpload,
 } from './custom-images.ts';
 import { contentTypeOf } from './content-types.ts';
-import { ConflictError, InputTooLargeError, ObjectExistsError } from './errors.ts';
+import { ConfigError, ConflictError, InputTooLargeError, ObjectExistsError } from './errors.ts';
 import { indexIfManifest, type ManifestIndexing } from './manifests.ts';
 import { keys, type ByteStream, type Catalog, type ObjectStore } from './ports.ts';
 import { uploadLimits } from './settings.ts';
@@ -137,6 +137,28 @@ export async function storeUpload(
     await catalog.setState(LATEST_UPLOAD_STATE, recordKey);
     return record;
   }
+}
+
+/**
+ * Takes an uploaded version out of the stream: its record goes, so the next
+ * sync publishes without it (the changed `LATEST_UPLOAD_STATE` makes it
+ * publish even when upstream has not changed), and prune deletes its files
+ * once no retained generation lists them. ConfigError naming the product and
+ * version when no such upload is stored; nothing changes then.
+ */
+export async function removeUpload(
+  deps: { objects: ObjectStore; catalog: Catalog; now: () => Date },
+  product: string,
+  version: string,
+): Promise<UploadRecord> {
+  const key = uploadRecordKey(product, version);
+  const found = (await listUploadRecords(deps.objects)).find((record) => uploadRecordKey(record.product, record.version) === key);
+  if (!found) {
+    throw new ConfigError(`no uploaded image ${product} version ${version} is stored (the images an upload added are under ${CUSTOM_PRODUCT_PREFIX}:…)`);
+  }
+  await deps.objects.delete(key);
+  await deps.catalog.setState(LATEST_UPLOAD_STATE, `removed ${key} at ${deps.now().toISOString()}`);
+  return found;
 }
 
 /**

@@ -9,7 +9,7 @@ import { exportPublication } from '../core/bundle.ts';
 import { channelName, promote, rollBack } from '../core/channels.ts';
 import { addPin, removePin } from '../core/pins.ts';
 import { validateUpload, type UploadFile } from '../core/custom-images.ts';
-import { storeUpload } from '../core/uploads.ts';
+import { removeUpload, storeUpload } from '../core/uploads.ts';
 import { openUploadFiles } from '../adapters/fs/upload-files.ts';
 import { BundleUpstream, writeBundleFile } from '../adapters/fs/bundle-file.ts';
 import { readKeyringFile } from '../adapters/fs/keyring-file.ts';
@@ -407,6 +407,29 @@ interface UploadFlags extends SyncFlags {
   /** commander's `--no-sync` sets sync=false. */
   sync: boolean;
 }
+
+withExamples(syncOptions(program.command('remove-upload').description('take an uploaded custom image version out of the stream, then sync')), [
+  'skystreams remove-upload com.skystreams.custom:v3:centos:mycentos9:amd64:generic 20261202 --resign',
+  'skystreams remove-upload com.skystreams.custom:v3:centos:mycentos9:amd64:generic 20261202.01 --config sources.json --no-sync',
+])
+  .argument('<product>', 'the uploaded product id (skystreams status --json, or GET /api/v1/images)')
+  .argument('<version>', 'the version to remove')
+  .option('--no-sync', 'only remove it; the next sync publishes without it')
+  .action(async (product: string, version: string, flags: SyncFlags & { sync: boolean }) => {
+    const config = syncConfig(flags);
+    if (flags.sync) await syncSettings(config);
+    await withBackend(flags, async (backend) => {
+      const record = await removeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => new Date() }, product, version);
+      console.log(`removed ${record.product} version ${record.version}: its ${record.items.length} files go once no kept generation lists them`);
+      if (!flags.sync) {
+        console.log('the next sync publishes without it');
+        return;
+      }
+      refuseResignWithoutKeys(config, backend);
+      const run = await syncOnce(config, backend);
+      console.log(`published without it in generation ${run.generation ?? (await backend.catalog.getCurrent(config.channel))?.generation}`);
+    });
+  });
 
 withExamples(
   syncOptions(program.command('upload').description("add a custom (packer-built) image to the mirror's re-signed stream, then sync to publish it")),

@@ -131,6 +131,26 @@ describe('CLI: upload', () => {
     // Where the refusals below look for leftovers.
     expect(existsSync(join(dataDir, 'objects', 'uploads'))).toBe(true);
     expect(existsSync(join(dataDir, 'objects', 'items', 'custom'))).toBe(true);
+
+    // The second build withdrawn: the next generation lists the first one only; an unknown version is refused (exit 2).
+    const removed = await cli('remove-upload', MULTI_PRODUCT, `${multiVersion}.01`, ...syncFlags);
+    expect(removed.stdout).toContain(`removed ${MULTI_PRODUCT} version ${multiVersion}.01: its 4 files go once no kept generation lists them`);
+    expect(removed.code).toBe(0);
+    const images = JSON.parse((await cli('status', '--json', '--data-dir', dataDir)).stdout) as { publication: { generation: number } };
+    expect(images.publication.generation).toBe(5);
+    const unknown = await cli('remove-upload', MULTI_PRODUCT, '19990101', ...syncFlags);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain(`no uploaded image ${MULTI_PRODUCT} version 19990101 is stored`);
+    const server2 = await startServing(['serve', '--data-dir', dataDir]);
+    try {
+      const after = await readResignedMirror(server2.url);
+      expect(after.fetchProblems).toEqual([]);
+      expect(after.maasProblems).toEqual([]);
+      const multiDoc = after.products.find((doc) => doc.content_id === CUSTOM_CONTENT_IDS['multi-file'])!;
+      expect(Object.keys(multiDoc.products[MULTI_PRODUCT]!.versions)).toEqual([multiVersion]);
+    } finally {
+      server2.process.kill('SIGTERM');
+    }
   });
 
   it('uploads on the cloud backend too (S3 + DynamoDB, keys in Secrets Manager), served signed with every item hashed', async () => {

@@ -15,13 +15,13 @@ import { SigningKeyFile } from '../../functions/adapters/fs/signing-key-file.ts'
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { uploadRecordKey, UPLOADS_PREFIX, validateUpload, type UploadRequest } from '../../functions/core/custom-images.ts';
 import { requestRepublish, SyncEngine, type SyncSettings } from '../../functions/core/engine.ts';
-import { ConflictError, IntegrityError } from '../../functions/core/errors.ts';
+import { ConfigError, ConflictError, IntegrityError } from '../../functions/core/errors.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend, type ByteStream } from '../../functions/core/ports.ts';
 import { defaultEngineSettings } from '../../functions/core/settings.ts';
-import { listUploadRecords, storeUpload, type UploadSource } from '../../functions/core/uploads.ts';
+import { listUploadRecords, removeUpload, storeUpload, type UploadSource } from '../../functions/core/uploads.ts';
 import { cloudBackend, embeddedBackend, type OpenedBackend } from '../support/backends.ts';
 import { buildFixtureUpstream } from '../support/fixtures.ts';
 import { useStandins } from '../support/global-standins.ts';
@@ -210,6 +210,46 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
     // The stray bytes are not this upload's: left as they were, listed by no record.
     expect(await backend.objects.head(strayKey)).toBeDefined();
     expect((await listUploadRecords(backend.objects)).map((stored) => stored.version).sort()).toEqual(['20261202', '20261202.02']);
+  });
+
+  it('takes a removed upload out of the next generation, even with upstream unchanged; prune then deletes its files; removing it again is refused', async () => {
+    // Prepare: an upload of its own, published.
+    const { objects, catalog } = opened.backend;
+    const keyFile = join(work, `${factory.name.split(' ')[0]}-keys.json`);
+    const listedBy = async (generation: number) => {
+      const paths: string[] = [];
+      for await (const entry of catalog.listEntries(generation)) paths.push(entry.path);
+      return paths;
+    };
+    const removable = validateUpload({ ...request, release: 'removeme9' }, 'test');
+    const manifest = new TextEncoder().encode('bash\t5.3\n');
+    const record = await storeUpload({ objects, catalog, now: () => NOW }, removable, new Map([
+      ['root-tgz', sourceOf(randomBytes(5_000))],
+      ['manifest', sourceOf(manifest)],
+    ]));
+    const published = await (await engine(true, keyFile)).run();
+    expect(await listedBy(published.generation!)).toEqual(expect.arrayContaining(record.items.map((item) => item.path)));
+
+    // Act
+    const removed = await removeUpload({ objects, catalog, now: () => NOW }, record.product, record.version);
+    const changed = await (await engine(true, keyFile)).check();
+    const after = await (await engine(true, keyFile)).run();
+    const again = await removeUpload({ objects, catalog, now: () => NOW }, record.product, record.version).catch((error: unknown) => error);
+
+    // Assess
+    expect(removed).toEqual(record);
+    expect(changed).toEqual({ changed: true });
+    expect(after.state).toBe('succeeded');
+    const listed = await listedBy(after.generation!);
+    expect(listed.filter((path) => path.includes('/removeme9/'))).toEqual([]);
+    expect(listed.some((path) => path.includes('/mycentos9/'))).toBe(true);
+    for (const item of record.items) {
+      expect(await objects.head(keys.item(item.path))).toBeUndefined();
+      expect(await catalog.getObject(item.path)).toBeUndefined();
+    }
+    expect(again).toBeInstanceOf(ConfigError);
+    expect((again as Error).message).toContain(`no uploaded image ${record.product} version ${record.version} is stored`);
+    expect(await (await engine(true, keyFile)).check()).toEqual({ changed: false });
   });
 
   it('publishes no upload in verbatim mode, and still keeps the uploaded files', async () => {
