@@ -4,8 +4,9 @@
  * merged into the documents the mirror publishes. A product id two sources
  * both list is taken from the source of higher priority (the earlier one in
  * the configuration on a tie); so is a path two sources list with different
- * bytes, the lower source's whole product giving way. Every such decision is
- * a conflict the operator sees in `status`.
+ * bytes, and an image MAAS would know by the same os/release arch/subarch
+ * under two product ids, the lower source's whole product giving way. Every
+ * such decision is a conflict the operator sees in `status`.
  *
  * Pure: no I/O; the engine reads and verifies each source first.
  */
@@ -28,8 +29,13 @@ export interface SourceConflict {
   product: string;
   kept: { source: string; product: string };
   dropped: { source: string; product: string };
-  /** `product`: the same product id; `path`: a file both list, with different bytes (`path` names it). */
-  reason: 'product' | 'path';
+  /**
+   * `product`: the same product id; `path`: a file both list, with different
+   * bytes (`path` names it); `name`: another product id for the image MAAS
+   * would know by the same os, release, arch and subarch (`image` names it).
+   */
+  reason: 'product' | 'path' | 'name';
+  image?: string;
   path?: string;
 }
 
@@ -57,6 +63,7 @@ export function mergeSources(sources: readonly SourceProducts[]): MergedSources 
   const ranked = sources.map((source, order) => ({ source, order })).sort((a, b) => b.source.priority - a.source.priority || a.order - b.order);
   const productOwner = new Map<string, string>();
   const pathClaims = new Map<string, Claim>();
+  const imageOwner = new Map<string, { source: string; product: string }>();
   const sourceOfPath = new Map<string, string>();
   const conflicts: SourceConflict[] = [];
   const byContentId = new Map<string, { base: string; indexEntry?: IndexEntry; parts: { doc: ProductsDocument; products: Record<string, ProductEntry> }[] }>();
@@ -83,6 +90,13 @@ export function mergeSources(sources: readonly SourceProducts[]): MergedSources 
           });
           continue;
         }
+        const image = imageName(items[0]?.fields);
+        const namesake = image === undefined ? undefined : imageOwner.get(image);
+        if (namesake && namesake.source !== source.source) {
+          conflicts.push({ product: productName, kept: namesake, dropped: { source: source.source, product: productName }, reason: 'name', image });
+          continue;
+        }
+        if (image !== undefined && !namesake) imageOwner.set(image, { source: source.source, product: productName });
         productOwner.set(productName, source.source);
         for (const item of items) {
           if (!pathClaims.has(item.path)) {
@@ -115,6 +129,16 @@ export function mergeSources(sources: readonly SourceProducts[]): MergedSources 
   const index = ranked.find(({ source }) => source.index)?.source.index;
   conflicts.sort((a, b) => (a.product < b.product ? -1 : a.product > b.product ? 1 : 0));
   return { products, sourceOfPath, conflicts, ...(index && { index }) };
+}
+
+/**
+ * How MAAS names the boot resource a product becomes: `os/release arch/subarch`.
+ * undefined for products without all four (bootloaders), which MAAS names otherwise.
+ */
+function imageName(fields: Record<string, unknown> | undefined): string | undefined {
+  const [os, release, arch, subarch] = ['os', 'release', 'arch', 'subarch'].map((key) => fields?.[key]);
+  if (![os, release, arch, subarch].every((value) => typeof value === 'string' && value !== '')) return undefined;
+  return `${os as string}/${release as string} ${arch as string}/${subarch as string}`;
 }
 
 /**

@@ -379,8 +379,12 @@ export const OPENAPI_DOCUMENT = {
           product: { type: 'string' },
           kept: { $ref: '#/components/schemas/SourceProduct' },
           dropped: { $ref: '#/components/schemas/SourceProduct' },
-          reason: { description: '`product`: both list this product id; `path`: both list `path` with different bytes', enum: ['product', 'path'] },
+          reason: {
+            description: '`product`: both list this product id; `path`: both list `path` with different bytes; `name`: both offer the image MAAS names `image` (os/release arch/subarch)',
+            enum: ['product', 'path', 'name'],
+          },
           path: { type: 'string' },
+          image: { type: 'string' },
         },
       },
       SourceProduct: {

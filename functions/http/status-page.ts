@@ -145,10 +145,11 @@ function packageChangeRow(change: PackageChangeSummary): string {
 function conflictsSection(report: StatusPageReport): string {
   if (report.conflicts.length === 0) return '';
   const rows = report.conflicts.map((conflict) => {
-    const why =
-      conflict.reason === 'path'
-        ? `lists <code>${escapeHtml(conflict.path ?? '')}</code>, which <code>${escapeHtml(conflict.kept.product)}</code> lists with other bytes`
-        : 'the same product id';
+    const why = {
+      path: `lists <code>${escapeHtml(conflict.path ?? '')}</code>, which <code>${escapeHtml(conflict.kept.product)}</code> lists with other bytes`,
+      name: `the same image to MAAS (${escapeHtml(conflict.image ?? '')}) as <code>${escapeHtml(conflict.kept.product)}</code>`,
+      product: 'the same product id',
+    }[conflict.reason];
     return `<tr><th scope="row"><code>${escapeHtml(conflict.product)}</code></th><td>${escapeHtml(conflict.kept.source)}</td><td>${escapeHtml(conflict.dropped.source)}</td><td>${why}</td></tr>`;
   });
   return `<section aria-labelledby="conflicts">

@@ -9,6 +9,7 @@ import { exportPublication } from '../core/bundle.ts';
 import { channelName, promote, rollBack } from '../core/channels.ts';
 import { addPin, removePin } from '../core/pins.ts';
 import { validateUpload, type UploadFile } from '../core/custom-images.ts';
+import type { SourceConflict } from '../core/sources.ts';
 import { removeUpload, storeUpload } from '../core/uploads.ts';
 import { openUploadFiles } from '../adapters/fs/upload-files.ts';
 import { BundleUpstream, writeBundleFile } from '../adapters/fs/bundle-file.ts';
@@ -231,11 +232,15 @@ function statusText(report: StatusReport, now: Date): string {
   const channels = (named ? report.channels : []).map(
     (channel) => `channel ${channel.name}: generation ${channel.generation}${channel.history.length > 0 ? ` (before: ${channel.history.join(', ')})` : ''}`,
   );
+  const why: Record<SourceConflict['reason'], (conflict: SourceConflict) => string> = {
+    product: () => ' (higher priority, or listed first)',
+    path: (conflict) => `'s ${conflict.kept.product}, which lists other bytes at that path`,
+    name: (conflict) => `'s ${conflict.kept.product}, the same image ${conflict.image} to MAAS`,
+  };
   const conflicts = report.conflicts.map(
     (conflict) =>
       `conflict: ${conflict.reason === 'path' ? `${conflict.path} (in ${conflict.dropped.product})` : conflict.product} ` +
-      `from source ${conflict.dropped.source} gave way to source ${conflict.kept.source}` +
-      (conflict.reason === 'path' ? `'s ${conflict.kept.product}, which lists other bytes at that path` : ' (higher priority, or listed first)'),
+      `from source ${conflict.dropped.source} gave way to source ${conflict.kept.source}${why[conflict.reason](conflict)}`,
   );
   const head = [summary, ...channels, ...conflicts].join('\n');
   if (report.runs.length === 0) return `${head}\nno sync has run yet`;

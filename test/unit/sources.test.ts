@@ -81,6 +81,23 @@ describe('mergeSources', () => {
     expect(merged.sourceOfPath.get('common/shim.tgz')).toBe('maas');
   });
 
+  it('drops a lower product that MAAS would know by the same os/release arch/subarch as a kept one, under another product id', () => {
+    const image = { os: 'centos', release: 'centos9', arch: 'amd64', subarch: 'generic' };
+    const uploads = source('uploads', Number.MAX_SAFE_INTEGER, doc('site:custom', { 'site:centos9': { path: 'custom/c9.tgz' } }, image));
+    const vendor = source('vendor', 5, doc('vendor:images', { 'vendor:centos9': { path: 'vendor/c9.tgz' }, 'vendor:centos8': { path: 'vendor/c8.tgz' } }, image));
+    const merged = mergeSources([vendor, uploads]);
+    expect(merged.products.flatMap((p) => Object.keys(p.doc.products)).sort()).toEqual(['site:centos9']);
+    expect(merged.conflicts).toEqual([
+      { product: 'vendor:centos8', kept: { source: 'uploads', product: 'site:centos9' }, dropped: { source: 'vendor', product: 'vendor:centos8' }, reason: 'name', image: 'centos/centos9 amd64/generic' },
+      { product: 'vendor:centos9', kept: { source: 'uploads', product: 'site:centos9' }, dropped: { source: 'vendor', product: 'vendor:centos9' }, reason: 'name', image: 'centos/centos9 amd64/generic' },
+    ]);
+    // Within one source, naming is that source's business; without all four fields (bootloaders) there is no such name.
+    const alone = mergeSources([vendor]);
+    expect(alone.conflicts).toEqual([]);
+    const bootloaders = mergeSources([source('a', 1, doc('a:boot', { 'a:grub': { path: 'a/grub' } }, { os: 'grub-efi', arch: 'amd64' })), source('b', 0, doc('b:boot', { 'b:grub': { path: 'b/grub' } }, { os: 'grub-efi', arch: 'amd64' }))]);
+    expect(bootloaders.conflicts).toEqual([]);
+  });
+
   it('joins documents of one content id so that every item inherits exactly what it did in its own source', () => {
     const a = doc('shared:images', { 'p:a': { path: 'a.tgz' } }, { datatype: 'image-downloads', label: 'stable', os: 'ubuntu' });
     const b = doc('shared:images', { 'p:b': { path: 'b.tgz', label: 'candidate' } }, { datatype: 'image-downloads', os: 'centos', arch: 'amd64' });
