@@ -8,7 +8,7 @@ import { BundleError, ConfigError, LockHeldError, RollbackError, SkystreamsError
 import { exportPublication } from '../core/bundle.ts';
 import { channelName, promote, rollBack } from '../core/channels.ts';
 import { addPin, removePin } from '../core/pins.ts';
-import { validateUpload, type UploadFile } from '../core/custom-images.ts';
+import { validateUpload, type UploadFile, type UploadRequest } from '../core/custom-images.ts';
 import type { SourceConflict } from '../core/sources.ts';
 import { removeUpload, storeUpload } from '../core/uploads.ts';
 import { openUploadFiles } from '../adapters/fs/upload-files.ts';
@@ -397,17 +397,7 @@ addPackageCommands(program, { backendOptions, withExamples, withBackend });
 
 // ---------------------------------------------------------------- custom images (re-signed mode)
 
-interface UploadFlags extends SyncFlags {
-  os: string;
-  release: string;
-  arch: string;
-  subarch: string;
-  title: string;
-  label?: string;
-  kflavor?: string;
-  subarches?: string;
-  releaseVersion?: string;
-  supportEol?: string;
+interface UploadFlags extends SyncFlags, Omit<UploadRequest, 'files'> {
   file: string[];
   /** commander's `--no-sync` sets sync=false. */
   sync: boolean;
@@ -468,20 +458,9 @@ withExamples(
           "verbatim mode serves upstream's signed files unchanged and cannot add products to them. Nothing was stored.",
       );
     }
+    const { os, release, arch, subarch, title, label, kflavor, subarches, releaseVersion, supportEol } = flags;
     const upload = validateUpload(
-      {
-        os: flags.os,
-        release: flags.release,
-        arch: flags.arch,
-        subarch: flags.subarch,
-        title: flags.title,
-        ...(flags.label !== undefined && { label: flags.label }),
-        ...(flags.kflavor !== undefined && { kflavor: flags.kflavor }),
-        ...(flags.subarches !== undefined && { subarches: flags.subarches }),
-        ...(flags.releaseVersion !== undefined && { releaseVersion: flags.releaseVersion }),
-        ...(flags.supportEol !== undefined && { supportEol: flags.supportEol }),
-        files: flags.file.map(uploadFileFlag),
-      },
+      { os, release, arch, subarch, title, label, kflavor, subarches, releaseVersion, supportEol, files: flags.file.map(uploadFileFlag) },
       'upload',
     );
     if (flags.sync) await syncSettings(config);
