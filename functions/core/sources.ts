@@ -12,7 +12,7 @@
  */
 import { MetadataError } from './errors.ts';
 import { sameContent } from './planner.ts';
-import { productsBase, type PublishedProducts } from './publish-metadata.ts';
+import { INDEX_BASE, productsBase, type PublishedProducts } from './publish-metadata.ts';
 import { flattenItems, type FlatItem, type IndexEntry, type ProductEntry, type ProductsDocument, type StreamIndex } from './simplestreams.ts';
 
 /** One source's products, as its own selection left them. */
@@ -67,7 +67,8 @@ export function mergeSources(sources: readonly SourceProducts[]): MergedSources 
   const sourceOfPath = new Map<string, string>();
   const conflicts: SourceConflict[] = [];
   const byContentId = new Map<string, { base: string; indexEntry?: IndexEntry; parts: { doc: ProductsDocument; products: Record<string, ProductEntry> }[] }>();
-  const basesTaken = new Map<string, string>();
+  // The index is published at its own base: no products file may take it.
+  const basesTaken = new Map<string, string>([[INDEX_BASE, '']]);
 
   for (const { source } of ranked) {
     for (const { file, doc } of source.products) {
@@ -164,10 +165,19 @@ function joinDocuments(parts: readonly { doc: ProductsDocument; products: Record
   return { ...agreed, format: 'products:1.0', content_id: first.doc.content_id, ...(aliases && { _aliases: aliases }), products } as ProductsDocument;
 }
 
-/** The published base of a products file: its source's, unless another content id took that already. */
+/** Where the mirror serves metadata from: a products file published anywhere else would be a 404 to MAAS. */
+const PUBLISHED_METADATA_DIR = 'streams/v1/';
+
+/**
+ * The published base of a products file: its source's, unless that lies
+ * outside `streams/v1/`, is the index's, or another content id took it
+ * already; then one named after the content id (characters a key may not
+ * hold replaced), made unique.
+ */
 function uniqueBase(base: string, contentId: string, taken: Map<string, string>): string {
-  const owner = taken.get(base);
-  const chosen = owner === undefined || owner === contentId ? base : `streams/v1/${contentId}`;
+  const free = (candidate: string) => (taken.get(candidate) ?? contentId) === contentId;
+  let chosen = base.startsWith(PUBLISHED_METADATA_DIR) && free(base) ? base : `${PUBLISHED_METADATA_DIR}${contentId.replace(/[^A-Za-z0-9._:+-]/g, '_').replace(/^\.+$/, '_')}`;
+  while (!free(chosen)) chosen += '_';
   taken.set(chosen, contentId);
   return chosen;
 }

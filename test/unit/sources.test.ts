@@ -120,6 +120,24 @@ describe('mergeSources', () => {
     ]);
   });
 
+  it('publishes a products file whose source kept it outside streams/v1/, or at the index\'s name, where the mirror serves metadata', () => {
+    const at = (file: string, d: ProductsDocument): SourceProducts => ({ source: d.content_id, priority: 0, products: [{ file, doc: d }] });
+    const merged = mergeSources([
+      at('v1/products.sjson', doc('elsewhere', { 'p:a': { path: 'a.tgz' } })),
+      at('streams/v1/index.sjson', doc('index', { 'p:b': { path: 'b.tgz' } })),
+      at('streams/v1/odd.sjson', doc('odd/../name', { 'p:c': { path: 'c.tgz' } })),
+      at('streams/v1/odd.sjson', doc('odd_.._name', { 'p:d': { path: 'd.tgz' } })),
+      at('streams/v1/odd.sjson', doc('..', { 'p:e': { path: 'e.tgz' } })),
+    ]);
+    expect(merged.products.map((p) => [p.doc.content_id, p.base])).toEqual([
+      ['elsewhere', 'streams/v1/elsewhere'],
+      ['index', 'streams/v1/index_'],
+      ['odd/../name', 'streams/v1/odd'],
+      ['odd_.._name', 'streams/v1/odd_.._name'],
+      ['..', 'streams/v1/_'],
+    ]);
+  });
+
   it('refuses to join documents of one content id whose _aliases differ, naming the file', () => {
     const a = { ...doc('shared:images', { 'p:a': { path: 'a.tgz' } }), _aliases: { label: { s: { label: 'stable' } } } };
     const b = doc('shared:images', { 'p:b': { path: 'b.tgz' } });
