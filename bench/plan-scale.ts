@@ -69,7 +69,7 @@ export async function benchPlanScale(): Promise<{ rows: BenchRow[]; notes: strin
   for (const items of SIZES) {
     const samples: ScalePoint[] = [];
     for (let i = 0; i < processes; i++) {
-      const { stdout } = await run(process.execPath, ['--import', 'tsx', SELF, '--items', String(items)], { maxBuffer: 2 ** 20 });
+      const { stdout } = await run(process.execPath, [SELF, '--items', String(items)], { maxBuffer: 2 ** 20 });
       samples.push(JSON.parse(stdout) as ScalePoint);
     }
     points.push({

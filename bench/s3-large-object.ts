@@ -3,8 +3,8 @@
  * the fly into `put`, read back with `get` and hashed on both sides, with the
  * process's peak RSS (the point: memory stays bounded whatever the size).
  *
- *   npx tsx bench/s3-large-object.ts            # 2 GiB on the stand-ins
- *   BENCH_OBJECT_MB=512 npx tsx bench/s3-large-object.ts
+ *   node bench/s3-large-object.ts            # 2 GiB on the stand-ins
+ *   BENCH_OBJECT_MB=512 node bench/s3-large-object.ts
  *
  * Prints one markdown row: machine, date, size, seconds, MB/s, peak RSS.
  * test/contract/large-object.scale.test.ts runs the same round trip, smaller.

@@ -71,7 +71,6 @@ async function serveChild(config: ChildConfig): Promise<void> {
 
 async function startOurs(dataDir: string, workers: number): Promise<{ url: string; stop(): Promise<void> }> {
   const child = fork(SELF, [], {
-    execArgv: ['--import', 'tsx'],
     env: { ...process.env, [CHILD_ENV]: JSON.stringify({ dataDir, workers } satisfies ChildConfig) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

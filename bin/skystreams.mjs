@@ -1,7 +1,4 @@
 #!/usr/bin/env node
-// Runs the TypeScript CLI directly through tsx, so `npx skystreams` works
-// right after `npm ci` with no build step.
-import { register } from 'tsx/esm/api';
-
-register();
+// Node (>= 22.18) runs the TypeScript sources itself by stripping their types,
+// so `npx skystreams` works right after `npm ci` with no build step.
 await import('../functions/local/cli.ts');

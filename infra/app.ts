@@ -1,7 +1,7 @@
 /**
  * The CDK app: reads the validated config and creates the mirror stack, with
  * cdk-nag's AwsSolutions checks on every synth. Run by `cdk synth` / `cdk
- * deploy` through cdk.json (`npx tsx infra/app.ts`).
+ * deploy` through cdk.json (`node infra/app.ts`).
  */
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';

@@ -31,7 +31,6 @@ const SERVER_ENTRY = fileURLToPath(new URL('./streaming-upstream-child.ts', impo
 
 export async function startStreamingUpstream(config: UpstreamConfig): Promise<StreamingUpstream> {
   const child = fork(SERVER_ENTRY, [], {
-    execArgv: ['--import', 'tsx'],
     env: { ...process.env, BENCH_UPSTREAM_CONFIG: JSON.stringify(config) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });

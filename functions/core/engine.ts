@@ -286,10 +286,14 @@ export class SyncEngine {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly sources: SyncSources;
 
+  private readonly deps: EngineDeps;
+  private readonly settings: SyncSettings;
   constructor(
-    private readonly deps: EngineDeps,
-    private readonly settings: SyncSettings,
+    deps: EngineDeps,
+    settings: SyncSettings,
   ) {
+    this.deps = deps;
+    this.settings = settings;
     this.sources = new SyncSources(deps, settings, channelStateKey(INDEX_STATE, settings.channel ?? DEFAULT_CHANNEL));
     this.now = deps.now ?? (() => new Date());
     this.emit = deps.onEvent ?? (() => {});

@@ -14,37 +14,51 @@ export class SkystreamsError extends Error {
 /** Metadata that is not valid simplestreams: names the file and the JSON path. */
 export class MetadataError extends SkystreamsError {
   override readonly statusCode = 502;
+  readonly file: string;
+  readonly jsonPath: string;
   constructor(
-    readonly file: string,
-    readonly jsonPath: string,
+    file: string,
+    jsonPath: string,
     problem: string,
     options?: { cause?: unknown },
   ) {
     super(`${file}: ${jsonPath}: ${problem}`, options);
+    this.file = file;
+    this.jsonPath = jsonPath;
   }
 }
 
 /** A missing, malformed or untrusted OpenPGP signature. */
 export class SignatureError extends SkystreamsError {
   override readonly statusCode = 502;
-  constructor(readonly file: string, problem: string, options?: { cause?: unknown }) {
+  readonly file: string;
+  constructor(file: string, problem: string, options?: { cause?: unknown }) {
     super(`${file}: ${problem}`, options);
+    this.file = file;
   }
 }
 
 /** Bytes that do not match the size or digest the signed metadata promises. */
 export class IntegrityError extends SkystreamsError {
   override readonly statusCode = 502;
-  constructor(readonly path: string, problem: string) {
+  readonly path: string;
+  constructor(path: string, problem: string) {
     super(`${path}: ${problem}`);
+    this.path = path;
   }
 }
 
 /** A path that could escape the mirror root or is otherwise unusable. */
 export class UnsafePathError extends SkystreamsError {
   override readonly statusCode = 502;
-  constructor(readonly file: string, readonly jsonPath: string, readonly path: string, problem: string) {
+  readonly file: string;
+  readonly jsonPath: string;
+  readonly path: string;
+  constructor(file: string, jsonPath: string, path: string, problem: string) {
     super(`${file}: ${jsonPath}: unsafe path ${JSON.stringify(path)}: ${problem}`);
+    this.file = file;
+    this.jsonPath = jsonPath;
+    this.path = path;
   }
 }
 
@@ -57,9 +71,11 @@ export class RollbackError extends SkystreamsError {
   override readonly statusCode = 409;
   readonly file?: string;
   readonly contentId?: string;
+  readonly upstreamUpdated: string;
+  readonly publishedUpdated: string;
   constructor(
-    readonly upstreamUpdated: string,
-    readonly publishedUpdated: string,
+    upstreamUpdated: string,
+    publishedUpdated: string,
     context?: { file?: string; contentId?: string; problem?: string },
   ) {
     super(
@@ -67,6 +83,8 @@ export class RollbackError extends SkystreamsError {
         ? `upstream index updated ${upstreamUpdated} is older than the published ${publishedUpdated}: refusing to roll back`
         : `${context.file}: ${context.problem ?? `updated ${upstreamUpdated} is older than the published ${publishedUpdated}`}: refusing to roll back`,
     );
+    this.upstreamUpdated = upstreamUpdated;
+    this.publishedUpdated = publishedUpdated;
     if (context?.file !== undefined) this.file = context.file;
     if (context?.contentId !== undefined) this.contentId = context.contentId;
   }
@@ -75,8 +93,10 @@ export class RollbackError extends SkystreamsError {
 /** The upstream could not be read (network, HTTP status). */
 export class UpstreamError extends SkystreamsError {
   override readonly statusCode = 502;
-  constructor(readonly url: string, problem: string, options?: { cause?: unknown }) {
+  readonly url: string;
+  constructor(url: string, problem: string, options?: { cause?: unknown }) {
     super(`${url}: ${problem}`, options);
+    this.url = url;
   }
 }
 
@@ -87,24 +107,32 @@ export class UpstreamError extends SkystreamsError {
  */
 export class RangeNotSupportedError extends SkystreamsError {
   override readonly statusCode = 502;
-  constructor(readonly url: string, problem: string) {
+  readonly url: string;
+  constructor(url: string, problem: string) {
     super(`${url}: ${problem}`);
+    this.url = url;
   }
 }
 
 /** An input (metadata file, run total, JSON nesting) over its configured bound: refused before it is buffered. */
 export class InputTooLargeError extends SkystreamsError {
   override readonly statusCode = 502;
-  constructor(readonly source: string, readonly limit: number, problem: string) {
+  readonly source: string;
+  readonly limit: number;
+  constructor(source: string, limit: number, problem: string) {
     super(`${source}: ${problem}`);
+    this.source = source;
+    this.limit = limit;
   }
 }
 
 /** An air-gap bundle that cannot be read, or is not one skystreams wrote: names the bundle. */
 export class BundleError extends SkystreamsError {
   override readonly statusCode = 400;
-  constructor(readonly bundle: string, problem: string, options?: { cause?: unknown }) {
+  readonly bundle: string;
+  constructor(bundle: string, problem: string, options?: { cause?: unknown }) {
     super(`${bundle}: ${problem}`, options);
+    this.bundle = bundle;
   }
 }
 
@@ -119,12 +147,18 @@ export class ConfigError extends SkystreamsError {
  * Carries the command that uploads it to MAAS directly instead.
  */
 export class UnsupportedImageError extends ConfigError {
-  constructor(readonly ftype: string, readonly file: string, readonly maasCommand: string) {
+  readonly ftype: string;
+  readonly file: string;
+  readonly maasCommand: string;
+  constructor(ftype: string, file: string, maasCommand: string) {
     super(
       `${file}: ${ftype} images cannot be published in a stream: MAAS's stream models only take ` +
         'boot-kernel + boot-initrd + squashfs (or root-image.gz) + manifest, or root-tgz + manifest, ' +
         `and a file it cannot read makes it reject the whole source. Upload it to MAAS directly instead:\n  ${maasCommand}`,
     );
+    this.ftype = ftype;
+    this.file = file;
+    this.maasCommand = maasCommand;
   }
 }
 
@@ -139,34 +173,46 @@ export class ConflictError extends SkystreamsError {
 
 /** Another sync run holds the lock. */
 export class LockHeldError extends ConflictError {
-  constructor(readonly holder: string, readonly expiresAt: string) {
+  readonly holder: string;
+  readonly expiresAt: string;
+  constructor(holder: string, expiresAt: string) {
     super(`another sync run (${holder}) holds the lock until ${expiresAt}`);
+    this.holder = holder;
+    this.expiresAt = expiresAt;
   }
 }
 
 /** A fenced write whose lease has lost the lock: the run must stop. */
 export class LeaseLostError extends ConflictError {
-  constructor(readonly owner: string, readonly epoch: number | undefined, problem = 'no longer holds the sync lock') {
+  readonly owner: string;
+  readonly epoch: number | undefined;
+  constructor(owner: string, epoch: number | undefined, problem = 'no longer holds the sync lock') {
     super(`run ${owner}${epoch === undefined ? '' : ` (lease epoch ${epoch})`} ${problem}`);
+    this.owner = owner;
+    this.epoch = epoch;
   }
 }
 
 /** Upstream promises other bytes at paths a retained generation serves: refused before anything is copied. */
 export class PublishedContentError extends ConflictError {
-  constructor(readonly paths: readonly string[]) {
+  readonly paths: readonly string[];
+  constructor(paths: readonly string[]) {
     const shown = paths.slice(0, 10).join(', ');
     const more = paths.length > 10 ? ` and ${paths.length - 10} more` : '';
     super(
       `upstream now lists different content at ${paths.length} path(s) the mirror already serves: ${shown}${more}; ` +
         'published bytes are never replaced, so this upstream cannot be mirrored until those paths are no longer published',
     );
+    this.paths = paths;
   }
 }
 
 /** A create-only put found an object already there; the existing object is untouched. */
 export class ObjectExistsError extends ConflictError {
-  constructor(readonly key: string) {
+  readonly key: string;
+  constructor(key: string) {
     super(`an object is already stored at ${key}; published bytes are never replaced`);
+    this.key = key;
   }
 }
 
@@ -178,8 +224,12 @@ export class UnavailableError extends SkystreamsError {
 /** A package manifest that is not `package<TAB>version` lines: names the file and, when it applies, the line. */
 export class ManifestError extends SkystreamsError {
   override readonly statusCode = 502;
-  constructor(readonly path: string, readonly line: number | undefined, problem: string) {
+  readonly path: string;
+  readonly line: number | undefined;
+  constructor(path: string, line: number | undefined, problem: string) {
     super(`${path}: ${line === undefined ? '' : `line ${line}: `}${problem}`);
+    this.path = path;
+    this.line = line;
   }
 }
 

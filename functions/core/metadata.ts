@@ -328,7 +328,10 @@ function refuseStale(
 /** The bytes of all metadata one run reads. */
 class RunBudget {
   private spent = 0;
-  constructor(readonly limit: number) {}
+  readonly limit: number;
+  constructor(limit: number) {
+    this.limit = limit;
+  }
 
   /** The most `file` may hold: its own limit, or less when the run's total is nearly spent. */
   capFor(fileLimit: number): number {

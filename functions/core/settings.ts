@@ -233,12 +233,14 @@ export interface EntryPoint {
 
 /** A ConfigError that names the setting in the entry point's words (its message starts with that name). */
 export class SettingError extends ConfigError {
+  readonly setting: SettingKey;
   constructor(
-    readonly setting: SettingKey,
+    setting: SettingKey,
     label: string,
     problem: string,
   ) {
     super(`${label}: ${problem}`);
+    this.setting = setting;
   }
 }
 

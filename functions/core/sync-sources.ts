@@ -89,11 +89,17 @@ export class SyncSources {
   readonly list: readonly ActiveSource[];
 
   /** `stateKey`: the catalog state where the channel keeps what its publication was made from. */
+  private readonly deps: SyncSourcesDeps;
+  private readonly settings: SyncSourcesSettings;
+  private readonly stateKey: string;
   constructor(
-    private readonly deps: SyncSourcesDeps,
-    private readonly settings: SyncSourcesSettings,
-    private readonly stateKey: string,
+    deps: SyncSourcesDeps,
+    settings: SyncSourcesSettings,
+    stateKey: string,
   ) {
+    this.deps = deps;
+    this.settings = settings;
+    this.stateKey = stateKey;
     this.list = activeSources(deps, settings);
   }
 

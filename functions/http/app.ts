@@ -171,7 +171,10 @@ class ServedChannels {
   private static readonly HELD = 16;
   private readonly held = new Map<string, ServedChannel>();
 
-  constructor(private readonly deps: Pick<AppDeps, 'catalog' | 'objects'>) {}
+  private readonly deps: Pick<AppDeps, 'catalog' | 'objects'>;
+  constructor(deps: Pick<AppDeps, 'catalog' | 'objects'>) {
+    this.deps = deps;
+  }
 
   /** The channel a mirror path is under and the path inside it; no channel for a name that cannot be one. */
   of(path: string): { channel: ServedChannel | undefined; rest: string } {

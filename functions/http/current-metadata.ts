@@ -28,10 +28,15 @@ export class CurrentPublication {
   private next: Promise<Publication | undefined> | undefined;
   private inFlight: Promise<unknown> = Promise.resolve();
 
+  private readonly catalog: Catalog;
+  private readonly channel: string;
   constructor(
-    private readonly catalog: Catalog,
-    private readonly channel: string,
-  ) {}
+    catalog: Catalog,
+    channel: string,
+  ) {
+    this.catalog = catalog;
+    this.channel = channel;
+  }
 
   /** The channel's publication, as of a check that started after this call. */
   get(): Promise<Publication | undefined> {
@@ -59,7 +64,10 @@ export class MetadataFiles {
   private held: { generation: number; prefix: string } | undefined;
   private files = new Map<string, Promise<HeldFile | undefined>>();
 
-  constructor(private readonly objects: ObjectStore) {}
+  private readonly objects: ObjectStore;
+  constructor(objects: ObjectStore) {
+    this.objects = objects;
+  }
 
   /** `file` of `publication` (which must list it), or undefined when its bytes are not in the store. */
   get(publication: Publication, file: string): Promise<HeldFile | undefined> {

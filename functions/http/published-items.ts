@@ -12,10 +12,15 @@ export class PublishedItems {
   private checkedAt = Number.NEGATIVE_INFINITY;
   private refreshing: Promise<void> | undefined;
 
+  private readonly catalog: Catalog;
+  private readonly ttlMs: number;
   constructor(
-    private readonly catalog: Catalog,
-    private readonly ttlMs: number,
-  ) {}
+    catalog: Catalog,
+    ttlMs: number,
+  ) {
+    this.catalog = catalog;
+    this.ttlMs = ttlMs;
+  }
 
   async has(path: string): Promise<boolean> {
     if (this.paths.has(path) && Date.now() - this.checkedAt < this.ttlMs) return true;

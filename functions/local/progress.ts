@@ -17,7 +17,9 @@ class Throughput {
   doneBytes = 0;
   private startedAt: number;
 
-  constructor(private readonly clock: () => number) {
+  private readonly clock: () => number;
+  constructor(clock: () => number) {
+    this.clock = clock;
     this.startedAt = clock();
   }
 
@@ -52,10 +54,14 @@ class TtyProgress implements ProgressReporter {
   private readonly throughput: Throughput;
   private lastDraw = 0;
 
+  private readonly out: NodeJS.WriteStream;
+  private readonly clock: () => number;
   constructor(
-    private readonly out: NodeJS.WriteStream,
-    private readonly clock: () => number,
+    out: NodeJS.WriteStream,
+    clock: () => number,
   ) {
+    this.out = out;
+    this.clock = clock;
     this.throughput = new Throughput(clock);
   }
 
@@ -124,10 +130,14 @@ class JsonLinesProgress implements ProgressReporter {
   private lastReport = 0;
   private readonly throughput: Throughput;
 
+  private readonly out: NodeJS.WriteStream;
+  private readonly clock: () => number;
   constructor(
-    private readonly out: NodeJS.WriteStream,
-    private readonly clock: () => number,
+    out: NodeJS.WriteStream,
+    clock: () => number,
   ) {
+    this.out = out;
+    this.clock = clock;
     this.throughput = new Throughput(clock);
   }
 

@@ -274,10 +274,9 @@ describe('App: infra/app.ts', () => {
     const bad = { ...minimal({ keyring: { file: join(dir, 'keyring.gpg') } }), copyConcurrency: 0 };
     const app = fileURLToPath(new URL('../../infra/app.ts', import.meta.url));
     const outdir = mkdtempSync(join(tmpdir(), 'skystreams-app-'));
-    const tsx = fileURLToPath(new URL('../../node_modules/.bin/tsx', import.meta.url));
 
     // Act
-    const failure = await promisify(execFile)(tsx, [app], {
+    const failure = await promisify(execFile)(process.execPath, [app], {
       env: { ...process.env, CDK_CONTEXT_JSON: JSON.stringify({ skystreams: bad }), CDK_OUTDIR: outdir },
     }).then(
       () => undefined,

@@ -21,13 +21,17 @@ export class DiskFullObjectStore extends WrappedObjectStore {
   /** Puts that hit the full disk. */
   failedPuts: string[] = [];
 
+  private readonly budgetBytes: number;
+  private readonly prefix;
   constructor(
     inner: ObjectStore,
-    private readonly budgetBytes: number,
+    budgetBytes: number,
     /** Only keys under this prefix fill the disk. @default items/ */
-    private readonly prefix = keys.item(''),
+    prefix = keys.item(''),
   ) {
     super(inner);
+    this.budgetBytes = budgetBytes;
+    this.prefix = prefix;
   }
 
   override put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo> {

@@ -4,7 +4,7 @@
  * HttpUpstream and readUpstreamMetadata, and prints one JSON line:
  * `{ error, message, maxRssBytes }`. Run alone so its peak RSS is its own:
  *
- *   npx tsx test/support/hostile-metadata.ts <productsBytes|default> <bodyBytes> <foreign|forged> [lineBytes]
+ *   node test/support/hostile-metadata.ts <productsBytes|default> <bodyBytes> <foreign|forged> [lineBytes]
  *
  * `foreign`: signed by a key outside the keyring. `forged`: a real signature
  * by the keyring's key, over other text, so the key ID is right but the hash

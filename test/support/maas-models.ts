@@ -19,7 +19,10 @@ const isObject = (value: unknown): value is Json => typeof value === 'object' &&
 
 class Problems {
   readonly list: string[] = [];
-  constructor(private readonly file: string) {}
+  private readonly file: string;
+  constructor(file: string) {
+    this.file = file;
+  }
   add(at: string, problem: string): void {
     this.list.push(`${this.file}: ${at}: ${problem}`);
   }

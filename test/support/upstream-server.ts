@@ -191,7 +191,10 @@ class Exchange {
 /** Per-path validators: the ETag of the current bytes, and when they were first served. */
 class FileVersions {
   private readonly seen = new Map<string, { etag: string; lastModified: number }>();
-  constructor(private readonly startedAt: Date) {}
+  private readonly startedAt: Date;
+  constructor(startedAt: Date) {
+    this.startedAt = startedAt;
+  }
 
   of(path: string, etag: string): { etag: string; lastModified: number } {
     const previous = this.seen.get(path);

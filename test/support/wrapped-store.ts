@@ -2,7 +2,10 @@
 import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../functions/core/ports.ts';
 
 export class WrappedObjectStore implements ObjectStore {
-  constructor(protected readonly inner: ObjectStore) {}
+  protected readonly inner: ObjectStore;
+  constructor(inner: ObjectStore) {
+    this.inner = inner;
+  }
 
   put(key: string, body: ByteStream | Uint8Array, options?: PutOptions): Promise<ObjectInfo> {
     return this.inner.put(key, body, options);

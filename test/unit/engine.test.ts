@@ -173,11 +173,13 @@ class StallingObjectStore extends WrappedObjectStore {
   private readonly gate = new Promise<void>((resolve) => (this.release = resolve));
   private hasStalled = false;
 
+  private readonly prefix: string;
   constructor(
     inner: ObjectStore,
-    private readonly prefix: string,
+    prefix: string,
   ) {
     super(inner);
+    this.prefix = prefix;
     this.stalled = new Promise<void>((resolve) => (this.reachedStall = resolve));
   }
 

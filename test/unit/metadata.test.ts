@@ -479,7 +479,7 @@ describe('Function: readUpstreamMetadata, a 250 MB hostile products file (child 
   ): Promise<{ error: string; message: string; maxRssBytes: number }> {
     const { stdout } = await promisify(execFile)(
       process.execPath,
-      ['--import', 'tsx', script, String(productsBytes), String(bodyBytes), variant, String(lineBytes)],
+      [script, String(productsBytes), String(bodyBytes), variant, String(lineBytes)],
       { timeout: 120_000, maxBuffer: 1024 * 1024 },
     );
     return JSON.parse(stdout.trim().split('\n').at(-1)!) as { error: string; message: string; maxRssBytes: number };

@@ -52,15 +52,26 @@ interface Entry {
  * engine checks signatures and digests as it does for any upstream.
  */
 export class BundleUpstream implements Upstream {
+  readonly file: string;
+  readonly manifest: BundleManifest;
+  readonly keyring: Uint8Array | undefined;
+  private readonly entries: ReadonlyMap<string, Entry>;
+  private readonly indexEtag: string | undefined;
   private constructor(
-    readonly file: string,
-    readonly manifest: BundleManifest,
+    file: string,
+    manifest: BundleManifest,
     /** The bundle's keyring (binary OpenPGP), when it ships one. */
-    readonly keyring: Uint8Array | undefined,
-    private readonly entries: ReadonlyMap<string, Entry>,
+    keyring: Uint8Array | undefined,
+    entries: ReadonlyMap<string, Entry>,
     /** Same index bytes, same etag: importing a bundle twice is a no-op. */
-    private readonly indexEtag: string | undefined,
-  ) {}
+    indexEtag: string | undefined,
+  ) {
+    this.file = file;
+    this.manifest = manifest;
+    this.keyring = keyring;
+    this.entries = entries;
+    this.indexEtag = indexEtag;
+  }
 
   /** BundleError naming `file` when it is not a readable skystreams bundle. */
   static async open(file: string): Promise<BundleUpstream> {

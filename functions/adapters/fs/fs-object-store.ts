@@ -391,11 +391,18 @@ class BatchedWriter {
   private syncing: Promise<void> = Promise.resolve();
   private sinceSync = 0;
 
+  private readonly handle: FileHandle;
+  private direct: FileHandle | undefined;
+  private readonly counts: WriteCounts;
   constructor(
-    private readonly handle: FileHandle,
-    private direct: FileHandle | undefined,
-    private readonly counts: WriteCounts,
-  ) {}
+    handle: FileHandle,
+    direct: FileHandle | undefined,
+    counts: WriteCounts,
+  ) {
+    this.handle = handle;
+    this.direct = direct;
+    this.counts = counts;
+  }
 
   async add(chunk: Uint8Array): Promise<void> {
     if (this.buffers.length === 0) this.buffers = takeAlignedBatchBuffers();

@@ -17,7 +17,9 @@ const OWNER_ONLY = 0o600;
 export class SigningKeyFile implements SigningKeyStore {
   readonly description: string;
 
-  constructor(readonly path: string) {
+  readonly path: string;
+  constructor(path: string) {
+    this.path = path;
     this.description = path;
   }
 

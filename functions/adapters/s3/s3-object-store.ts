@@ -234,13 +234,24 @@ class S3PartedWrites implements PartedWrites {
   readonly minPartBytes = MIN_PART_SIZE;
   readonly maxParts = MAX_PARTS;
 
+  private readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly s3KeyOf: (key: string) => string;
+  private readonly describe: (key: string) => string;
+  private readonly head: (key: string) => Promise<ObjectInfo | undefined>;
   constructor(
-    private readonly client: S3Client,
-    private readonly bucket: string,
-    private readonly s3KeyOf: (key: string) => string,
-    private readonly describe: (key: string) => string,
-    private readonly head: (key: string) => Promise<ObjectInfo | undefined>,
-  ) {}
+    client: S3Client,
+    bucket: string,
+    s3KeyOf: (key: string) => string,
+    describe: (key: string) => string,
+    head: (key: string) => Promise<ObjectInfo | undefined>,
+  ) {
+    this.client = client;
+    this.bucket = bucket;
+    this.s3KeyOf = s3KeyOf;
+    this.describe = describe;
+    this.head = head;
+  }
 
   async start(key: string, options: { contentType?: string } = {}): Promise<PartUpload> {
     const checksums = (await this.client.config.requestChecksumCalculation()) === 'WHEN_SUPPORTED';
@@ -349,7 +360,9 @@ class RecordingSource {
   failure: { error: unknown } | undefined;
 
   /** `onFailure` runs when the body throws, before the error reaches the reader. */
-  constructor(body: ByteStream, private readonly onFailure: () => void = () => {}) {
+  private readonly onFailure: () => void;
+  constructor(body: ByteStream, onFailure: () => void = () => {}) {
+    this.onFailure = onFailure;
     // One chunk of read-ahead: the part being filled is the buffer that matters.
     this.readable = Readable.from(this.recording(body), { highWaterMark: 1 });
     // The failure is recorded and rethrown to the caller; the stream's own 'error' event needs no other listener.
