@@ -31,7 +31,7 @@ export interface MirrorFunctionProps {
 
 /**
  * A Lambda handler bundled by the local esbuild (no Docker) as one ESM file,
- * on Node 22 / arm64, traced with X-Ray, logging as JSON to its own log group
+ * on Node 24 / arm64, traced with X-Ray, logging as JSON to its own log group
  * through a role that can write only there; every other permission is
  * granted by whoever uses the function.
  */
