@@ -122,7 +122,8 @@ describe('Unit: deploy/systemd/skystreams.service', () => {
 
     // Assess
     const expected: Record<string, string> = {
-      DynamicUser: 'yes',
+      User: 'skystreams',
+      Group: 'skystreams',
       StateDirectory: 'skystreams',
       ProtectSystem: 'strict',
       ProtectHome: 'yes',
