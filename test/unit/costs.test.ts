@@ -1,6 +1,6 @@
 /**
  * docs/costs.md against its own arithmetic: the fixed-cost rows add up to the
- * total line, and that total stays under the $6 a month issue #10 set.
+ * total line, and that an idle mirror stays under $6 a month.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
