@@ -119,6 +119,12 @@ export class ProxyRoutes {
   }
 }
 
+/**
+ * As Node's global agents pool: an idle connection closes after 5 s, before a
+ * proxy's own keep-alive timeout can close it under a request that reuses it.
+ */
+const POOL = { keepAlive: true, scheduling: 'lifo', timeout: 5_000 } as const;
+
 type ConnectionCallback = (error: Error | null, stream: Duplex) => void;
 
 /** Plain HTTP: every connection goes to the proxy, which reads the origin from the request line. */
@@ -127,7 +133,7 @@ class ForwardingAgent extends HttpAgent {
   private readonly timeoutMs: number;
 
   constructor(proxy: Proxy, timeoutMs: number) {
-    super({ keepAlive: true });
+    super(POOL);
     this.proxy = proxy;
     this.timeoutMs = timeoutMs;
   }
@@ -157,7 +163,7 @@ class TunnelAgent extends HttpsAgent {
   private readonly timeoutMs: number;
 
   constructor(proxy: Proxy, timeoutMs: number) {
-    super({ keepAlive: true });
+    super(POOL);
     this.proxy = proxy;
     this.timeoutMs = timeoutMs;
   }
