@@ -31,6 +31,8 @@ export interface ForwardProxyOptions {
   hosts?: Record<string, string>;
   /** Requests without these Basic credentials get 407. @default none asked for */
   credentials?: { username: string; password: string };
+  /** Takes connections and requests, answers none of them: a proxy that hangs. @default false */
+  silent?: boolean;
 }
 
 export async function startForwardProxy(options: ForwardProxyOptions = {}): Promise<ForwardProxy> {
@@ -48,6 +50,7 @@ export async function startForwardProxy(options: ForwardProxyOptions = {}): Prom
 
   const server: Server = createServer((incoming: IncomingMessage, answer: ServerResponse) => {
     forwarded.push(incoming.url ?? '');
+    if (options.silent) return;
     if (!authorized(incoming)) {
       answer.writeHead(407, { 'proxy-authenticate': 'Basic realm="test proxy"' }).end();
       return;
@@ -71,6 +74,7 @@ export async function startForwardProxy(options: ForwardProxyOptions = {}): Prom
   server.on('connect', (incoming: IncomingMessage, client: Socket, head: Buffer) => {
     const authority = incoming.url ?? '';
     connects.push(authority);
+    if (options.silent) return;
     if (!authorized(incoming)) {
       client.end('HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm="test proxy"\r\nContent-Length: 0\r\n\r\n');
       return;

@@ -230,6 +230,21 @@ describe('Class: HttpUpstream through a proxy', () => {
       expect(forwarded.message).toMatch(new RegExp(`^${httpBase}${ITEM}: request failed: proxy ${down} could not be reached: .*ECONNREFUSED`));
     });
 
+    it('a proxy that never answers CONNECT fails within the deadline, with UpstreamError', async () => {
+      const silent = await startForwardProxy({ silent: true });
+      try {
+        const started = Date.now();
+        const http = new HttpUpstream(httpsBase, { proxyEnv: { https_proxy: silent.url }, metadataTimeoutMs: 300, itemHeadersTimeoutMs: 300 });
+        const error = await failureOf(http.fetchFile(INDEX));
+        expect(error).toBeInstanceOf(UpstreamError);
+        expect(error.message).toMatch(/within 300 ms/);
+        expect(Date.now() - started).toBeLessThan(2_000);
+        expect(silent.connects).toEqual([`${UPSTREAM_NAME}:${front.port}`]);
+      } finally {
+        await silent.close();
+      }
+    });
+
     it('an origin whose certificate is not for the name asked for is refused through the tunnel', async () => {
       reset();
       const misnamed = `https://other.maas.test:${front.port}/`;
