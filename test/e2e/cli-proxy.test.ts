@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cli } from '../support/cli.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
-import { generateCertificate, startForwardProxy, startTlsFront, type ForwardProxy, type TlsFront } from '../support/forward-proxy.ts';
+import { closedPort, generateCertificate, startForwardProxy, startTlsFront, type ForwardProxy, type TlsFront } from '../support/forward-proxy.ts';
 import { selectedPaths, useSignedFixtureUpstream } from '../support/mirror.ts';
 
 /** Only the proxy resolves this name: a sync that reaches the upstream by it went through the proxy. */
@@ -74,5 +74,14 @@ describe('CLI: skystreams sync behind a proxy', () => {
     expect(proxy.forwarded).toEqual([]);
     expect(proxy.connects).toEqual([]);
     expect(upstream.requests.map((r) => r.path)).toContain('streams/v1/index.sjson');
+  });
+
+  it('fails (exit 1) naming the proxy when the proxy is down, credentials redacted', async () => {
+    const { work, upstream } = fixture();
+    const down = `http://mirror:pr0xy-s3cret@127.0.0.1:${await closedPort()}`;
+    const result = await sync(join(work, 'down'), upstream.baseUrl, { http_proxy: down });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`proxy ${down.replace('mirror:pr0xy-s3cret@', '***@')} could not be reached`);
+    expect(result.stderr + result.stdout).not.toContain('pr0xy-s3cret');
   });
 });
