@@ -14,6 +14,7 @@ import { ConfigError, InputTooLargeError, NotFoundError, RangeNotSupportedError,
 import type { ByteRange, ByteStream, FetchedFile, FetchLimits, Upstream, Validators } from '../../core/ports.ts';
 import { redactUrl, splitCredentials } from '../../core/redact.ts';
 import { syncDefaults } from '../../core/settings.ts';
+import { ProxyRoutes, type ProxyEnvironment } from './proxy.ts';
 import { noteBodyBytes } from './young-collection.ts';
 
 export interface HttpUpstreamOptions {
@@ -28,6 +29,10 @@ export interface HttpUpstreamOptions {
   /** Follow redirects to another scheme, host or port. @default syncDefaults.allowCrossHostRedirects */
   allowCrossHostRedirects?: boolean;
   userAgent?: string;
+  /** Read once, here: https_proxy, http_proxy, no_proxy and their upper-case forms. @default process.env */
+  proxyEnv?: ProxyEnvironment;
+  /** Certificate authorities trusted for HTTPS upstreams instead of Node's bundled ones. @default Node's bundled ones */
+  ca?: string | Buffer | Array<string | Buffer>;
 }
 
 /** More than this many redirects for one file is a misconfigured (or hostile) upstream. */
@@ -48,6 +53,7 @@ export class HttpUpstream implements Upstream {
   private readonly itemIdleTimeoutMs: number;
   private readonly allowCrossHostRedirects: boolean;
   private readonly userAgent: string;
+  private readonly routes: ProxyRoutes;
 
   constructor(baseUrl: string, options: HttpUpstreamOptions = {}) {
     const withSlash = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
@@ -68,6 +74,8 @@ export class HttpUpstream implements Upstream {
     this.itemIdleTimeoutMs = options.itemIdleTimeoutMs ?? syncDefaults.itemIdleTimeoutMs;
     this.allowCrossHostRedirects = options.allowCrossHostRedirects ?? syncDefaults.allowCrossHostRedirects;
     this.userAgent = options.userAgent ?? 'skystreams';
+    // A tunnel still being built ignores the deadline's destroy: it is bounded by the shorter deadline itself.
+    this.routes = new ProxyRoutes(options.proxyEnv ?? process.env, { ca: options.ca, connectTimeoutMs: Math.min(this.metadataTimeoutMs, this.itemHeadersTimeoutMs) });
   }
 
   url(path: string): string {
@@ -189,12 +197,13 @@ export class HttpUpstream implements Upstream {
 
   /** One GET of `target`: its response once the headers are in, or UpstreamError (or the deadline's error). */
   private send(shown: string, target: URL, redirected: boolean, extraHeaders: Record<string, string>, deadline: Deadline): Promise<Exchange> {
-    const headers: Record<string, string> = { ...extraHeaders, 'user-agent': this.userAgent };
+    const route = this.routes.route(target);
+    const headers: Record<string, string> = { ...extraHeaders, ...route.headers, 'user-agent': this.userAgent };
     // The source's credentials are for the source: never handed to a host it redirects to.
     if (this.authorization && target.origin === this.origin) headers.authorization = this.authorization;
     return new Promise((resolve, reject) => {
       const send = target.protocol === 'https:' ? httpsRequest : httpRequest;
-      const request = send(target, { headers });
+      const request = send(target, { ...route.options, headers });
       // Stays attached for the life of the request: an error after the response (a reset, a
       // destroy) reaches the body reader through the response, and must not go unhandled here.
       request.on('error', (error) => {
@@ -203,7 +212,12 @@ export class HttpUpstream implements Upstream {
         const via = redirected ? ` (at ${redactUrl(target.href)})` : '';
         reject(new UpstreamError(shown, `request failed${via}: ${describe(error)}`, { cause: error }));
       });
-      request.once('response', (response) => resolve({ request, response }));
+      request.once('response', (response) => {
+        const refused = route.refusal(response);
+        if (refused === undefined) return resolve({ request, response });
+        request.destroy();
+        reject(new UpstreamError(shown, refused));
+      });
       deadline.watch(request);
       request.end();
     });
