@@ -9,7 +9,7 @@ import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { ABANDONED_TEMP_AGE_MS, FsObjectStore } from '../../functions/adapters/fs/fs-object-store.ts';
 import { SqliteCatalog } from '../../functions/adapters/sqlite/sqlite-catalog.ts';
 import Database from 'better-sqlite3';
-import { ConflictError, NotFoundError } from '../../functions/core/errors.ts';
+import { ConfigError, ConflictError, NotFoundError } from '../../functions/core/errors.ts';
 import { DEFAULT_CHANNEL, type Publication } from '../../functions/core/ports.ts';
 import { catalogContract } from './catalog.contract.ts';
 import { objectStoreContract } from './object-store.contract.ts';
@@ -353,47 +353,23 @@ describe('Class: SqliteCatalog (schema 2 files)', () => {
 });
 
 describe('Function: openEmbeddedBackend', () => {
-  let dir: string;
-
-  beforeEach(async () => {
-    dir = await makeTempDir();
-  });
-
-  afterEach(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  it('creates the data directory with objects beside the catalog', async () => {
+  it('refuses, creating nothing, to open a mirror that does not exist when asked for an existing one', async () => {
     // Prepare
-    const dataDir = join(dir, 'mirror');
+    const parent = await mkdtemp(join(tmpdir(), 'skystreams-existing-'));
+    const missing = join(parent, 'mirror');
+    try {
+      // Act
+      const attempt = () => openEmbeddedBackend(missing, { existing: true });
 
-    // Act
-    const backend = openEmbeddedBackend(dataDir);
-    await backend.objects.put('items/file', Buffer.from('bytes'));
-    await backend.catalog.setState('k', 'v');
-    await backend.close();
-
-    // Assess
-    expect(backend.description).toBe(`dir ${dataDir}`);
-    expect(existsSync(join(dataDir, 'objects', 'items', 'file'))).toBe(true);
-    expect(existsSync(join(dataDir, 'catalog.sqlite'))).toBe(true);
-  });
-
-  it('reopens an existing data directory', async () => {
-    // Prepare
-    const first = openEmbeddedBackend(dir);
-    await first.objects.put('items/file', Buffer.from('bytes'));
-    await first.catalog.setState('k', 'v');
-    await first.close();
-
-    // Act
-    const second = openEmbeddedBackend(dir);
-    const info = await second.objects.head('items/file');
-    const state = await second.catalog.getState('k');
-    await second.close();
-
-    // Assess
-    expect(info?.size).toBe(5);
-    expect(state).toBe('v');
+      // Assess
+      expect(attempt).toThrow(ConfigError);
+      expect(attempt).toThrow(`${missing}: no mirror here (no catalog.sqlite): name the mirror's directory with --data-dir, or make one with skystreams sync`);
+      expect(existsSync(missing)).toBe(false);
+      await openEmbeddedBackend(missing).close();
+      await openEmbeddedBackend(missing, { existing: true }).close();
+      expect(existsSync(join(missing, 'catalog.sqlite'))).toBe(true);
+    } finally {
+      await rm(parent, { recursive: true, force: true });
+    }
   });
 });
