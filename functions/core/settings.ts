@@ -9,7 +9,7 @@
  */
 import { ConfigError } from './errors.ts';
 import { parseFilter, type ItemFilter } from './filters.ts';
-import type { MetadataLimits } from './metadata.ts';
+import { defaultMetadataLimits, type MetadataLimits } from './metadata.ts';
 import type { Keyring } from './pgp.ts';
 import type { SyncSettings } from './engine.ts';
 import { redactUrl } from './redact.ts';
@@ -29,13 +29,6 @@ export const UBUNTU_CLOUDIMAGE_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-
 
 /** Re-signed mode: where MAAS region controllers keep the mirror's own keyring, fetched from its /keyring.gpg (never over the Ubuntu one). */
 export const RESIGNED_MAAS_KEYRING = '/var/snap/maas/common/skystreams-keyring.gpg';
-
-export const defaultMetadataLimits: MetadataLimits = Object.freeze({
-  indexBytes: 1 * MiB,
-  productsBytes: 32 * MiB,
-  runBytes: 512 * MiB,
-  jsonDepth: 32,
-});
 
 /** Every default of a sync setting. */
 export const syncDefaults = Object.freeze({
@@ -84,24 +77,6 @@ export interface RunRetention {
   readonly keep: number;
   readonly retentionMs: number;
 }
-
-/**
- * Bounds on one package manifest (`squashfs.manifest`: `package<TAB>version`
- * lines). Ubuntu's run to ~2,000 lines and ~100 KiB; anything far past these
- * is not a manifest, and is recorded as unparsed instead of indexed.
- */
-export interface ManifestLimits {
-  readonly bytes: number;
-  readonly packages: number;
-  /** Of a package name or a version. */
-  readonly fieldLength: number;
-}
-
-export const manifestLimits: ManifestLimits = Object.freeze({
-  bytes: 16 * MiB,
-  packages: 200_000,
-  fieldLength: 512,
-});
 
 /** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
 export const defaultEngineSettings = Object.freeze({
@@ -573,11 +548,3 @@ export function resignSetting(value: unknown, label: string): boolean {
     throw new ConfigError(`${label}: ${problem}`);
   });
 }
-
-/** Custom images (`skystreams upload`). */
-export const uploadLimits = Object.freeze({
-  /** An upload record is well under a kilobyte; one past this is not a record skystreams wrote. */
-  recordBytes: 64 * 1024,
-  /** The JSON body of `POST /api/v1/uploads`: metadata and a few file entries, never the files themselves. */
-  requestBytes: 64 * 1024,
-});
