@@ -224,6 +224,11 @@ export function namesFrom(map: Partial<Record<SettingKey, string>>, prefix = '')
   return (setting) => `${prefix}${map[setting] ?? setting}`;
 }
 
+/** For code that configures a sync itself (the demo, the benches): each setting named by its key, a bare duration in milliseconds. */
+export function codeEntryPoint(backend: BackendKind = 'embedded'): EntryPoint {
+  return { name: (setting) => setting, durationUnit: 'ms', backend };
+}
+
 const RANGES = {
   max: [1, 1_000],
   // Distributed Map's MaxConcurrency ceiling.
