@@ -1,14 +1,12 @@
 /** Turns command-line flags into validated settings and an opened backend. */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { SyncSettings } from '../core/engine.ts';
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
-import type { Keyring } from '../core/pgp.ts';
-import { engineSettings, namesFrom, parseSyncConfig, syncDefaults, type SyncConfig } from '../core/settings.ts';
+import { namesFrom, parseSyncConfig, syncDefaults, type SyncConfig } from '../core/settings.ts';
 import type { CloudBackendOptions } from '../adapters/cloud.ts';
 import { openEmbeddedBackend } from '../adapters/embedded.ts';
-import { openKeyring } from '../adapters/fs/keyring-file.ts';
+import { loadSyncKeyrings, type SyncKeyrings } from '../adapters/sync-engine.ts';
 
 export const DEFAULT_DATA_DIR = './.skystreams';
 
@@ -155,15 +153,7 @@ export function readSourcesFile(file: string): unknown {
   });
 }
 
-/** What the engine runs with, the keyring read from disk (again on every call, so a replaced keyring is picked up). */
-export async function syncSettings(config: SyncConfig): Promise<SyncSettings> {
-  if (config.sources) {
-    const keyrings = new Map<string, Keyring>();
-    for (const [i, source] of config.sources.entries()) {
-      keyrings.set(source.name, await openKeyring(source.keyring, `${SYNC_FLAGS.sources}: sources[${i}].keyring`));
-    }
-    return engineSettings(config, undefined, keyrings);
-  }
-  const keyring = config.keyring && (await openKeyring(config.keyring, SYNC_FLAGS.keyring));
-  return engineSettings(config, keyring);
+/** The keyrings the flags name, read from disk (again on every call, so a replaced keyring is picked up). */
+export function syncKeyrings(config: SyncConfig): Promise<SyncKeyrings> {
+  return loadSyncKeyrings(config, (index) => (index === undefined ? SYNC_FLAGS.keyring : `${SYNC_FLAGS.sources}: sources[${index}].keyring`));
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
 import { SettingError } from '../../functions/core/settings.ts';
-import { syncConfig, syncSettings, type SyncFlags } from '../../functions/local/options.ts';
+import { syncConfig, syncKeyrings, type SyncFlags } from '../../functions/local/options.ts';
 
 const flags = (extra: Partial<SyncFlags> = {}): SyncFlags => ({
   source: 'https://images.maas.io/ephemeral-v3/stable/',
@@ -54,15 +54,15 @@ describe('Function: syncConfig', () => {
   });
 });
 
-describe('Function: syncSettings', () => {
+describe('Function: syncKeyrings', () => {
   it('reads no keyring with --no-verify', async () => {
-    expect((await syncSettings(syncConfig(flags()))).keyring).toBeUndefined();
+    expect((await syncKeyrings(syncConfig(flags()))).keyring).toBeUndefined();
   });
 
   it('names --keyring when the file cannot be read', async () => {
     const config = syncConfig(flags({ verify: true }));
 
-    await expect(syncSettings(config)).rejects.toThrow(ConfigError);
-    await expect(syncSettings(config)).rejects.toThrow(/^--keyring: \/nonexistent\/keyring\.gpg cannot be read \(ENOENT\)\. Install the ubuntu-cloudimage-keyring package/);
+    await expect(syncKeyrings(config)).rejects.toThrow(ConfigError);
+    await expect(syncKeyrings(config)).rejects.toThrow(/^--keyring: \/nonexistent\/keyring\.gpg cannot be read \(ENOENT\)\. Install the ubuntu-cloudimage-keyring package/);
   });
 });
