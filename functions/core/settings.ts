@@ -13,7 +13,8 @@ import { defaultMetadataLimits, type MetadataLimits } from './metadata.ts';
 import type { Keyring } from './pgp.ts';
 import type { SyncSettings } from './engine.ts';
 import { redactUrl } from './redact.ts';
-import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, DEFAULT_CHANNEL, SOURCE_NAME, UPLOADS_SOURCE } from './ports.ts';
+import { absentAsUndefined, booleanOf, channelOf, integerWithin, objectOf, rejectUnknownKeys, shown, type Fail } from './validators.ts';
+import { CHANNEL_HISTORY_LIMIT, DEFAULT_CHANNEL, SOURCE_NAME, UPLOADS_SOURCE } from './ports.ts';
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -337,10 +338,8 @@ function parseSources(value: unknown, entry: EntryPoint, raw: RawSyncSettings): 
   if (list.length < 1 || list.length > MAX_SOURCES) fail(`expected 1 to ${MAX_SOURCES} sources, found ${list.length}`);
   const names = new Set<string>();
   return list.map((item: unknown, i) => {
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) return fail('expected an object', i);
-    const fields = item as Record<string, unknown>;
-    const unknownKey = Object.keys(fields).find((key) => !(SOURCE_KEYS as readonly string[]).includes(key));
-    if (unknownKey !== undefined) fail(`unknown setting (known: ${SOURCE_KEYS.join(', ')})`, i, unknownKey);
+    const fields = objectOf(item, (problem) => fail(problem, i));
+    rejectUnknownKeys(fields, SOURCE_KEYS, (key, problem) => fail(problem, i, key));
     const name = fields.name;
     if (typeof name !== 'string' || !SOURCE_NAME.test(name)) {
       fail(`${shown(name)} is not a source name (lowercase letters, digits and -, starting with a letter, at most 32)`, i, 'name');
@@ -429,23 +428,6 @@ export function describeDuration(ms: number): string {
   return `${ms} ms`;
 }
 
-function absentAsUndefined(value: unknown): unknown {
-  return value === null || value === '' ? undefined : value;
-}
-
-function shown(value: unknown): string {
-  return JSON.stringify(value) ?? String(value);
-}
-
-/** `value` (a number, or digits as text) when it is an integer in range; otherwise `fail` says why. */
-export function integerWithin(value: unknown, [min, max]: readonly [number, number], fail: (problem: string) => never): number {
-  const number = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
-  if (typeof number !== 'number' || !Number.isInteger(number) || number < min || number > max) {
-    return fail(`${shown(value)} is not an integer from ${min} to ${max}`);
-  }
-  return number;
-}
-
 function durationIn(
   value: unknown,
   [min, max]: readonly [number, number],
@@ -465,13 +447,6 @@ function durationIn(
   return ms;
 }
 
-function booleanOf(value: unknown, fallback: boolean, fail: (problem: string) => never): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value === 'boolean') return value;
-  if (value === 'true' || value === 'false') return value === 'true';
-  return fail(`${shown(value)} is not true or false`);
-}
-
 /** `text` as an http(s) URL; otherwise `fail` says why, showing the text with its credentials redacted. */
 export function httpUrl(text: string, fail: (problem: string) => never): URL {
   let url: URL;
@@ -484,12 +459,8 @@ export function httpUrl(text: string, fail: (problem: string) => never): URL {
   return url;
 }
 
-function parseChannel(value: unknown, fail: (problem: string) => never): string {
-  if (value === undefined) return syncDefaults.channel;
-  if (typeof value !== 'string' || !CHANNEL_NAME.test(value)) {
-    return fail(`${shown(value)} is not a channel name (lower-case letters, digits and dashes, starting with a letter, at most 32)`);
-  }
-  return value;
+function parseChannel(value: unknown, fail: Fail): string {
+  return value === undefined ? syncDefaults.channel : channelOf(value, fail);
 }
 
 function parseSource(value: unknown, refuseCredentials: string | undefined, fail: (problem: string) => never): string {
@@ -517,9 +488,8 @@ function parseKeyring(value: unknown, fail: (setting: SettingKey, problem: strin
   if (value === undefined) return problem('required: a keyring file, or an ASCII-armored public key block');
   if (typeof value === 'string') return { file: value };
   if (typeof value !== 'object' || Array.isArray(value)) return problem('expected a file path, { "file": … } or { "armored": … }');
-  const { file, armored, ...unknown } = value as Record<string, unknown>;
-  const [extra] = Object.keys(unknown);
-  if (extra !== undefined) return problem(`${extra}: unknown setting (known: file, armored)`);
+  const { file, armored } = value as Record<string, unknown>;
+  rejectUnknownKeys(value as Record<string, unknown>, ['file', 'armored'], (key, text) => problem(`${key}: ${text}`));
   if ((absentAsUndefined(file) === undefined) === (absentAsUndefined(armored) === undefined)) {
     return problem('set exactly one of "file" and "armored"');
   }

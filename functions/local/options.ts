@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
+import { objectOf, rejectUnknownKeys } from '../core/validators.ts';
 import { namesFrom, parseSyncConfig, syncDefaults, type SyncConfig } from '../core/settings.ts';
 import type { CloudBackendOptions } from '../adapters/cloud.ts';
 import { openEmbeddedBackend } from '../adapters/embedded.ts';
@@ -135,10 +136,13 @@ export function readSourcesFile(file: string): unknown {
   } catch (error) {
     throw new ConfigError(`${file}: not valid JSON: ${(error as Error).message}`);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${file}: $: expected an object with "sources"`);
-  const unknownKey = Object.keys(raw).find((key) => !(CONFIG_FILE_KEYS as readonly string[]).includes(key));
-  if (unknownKey !== undefined) throw new ConfigError(`${file}: $.${unknownKey}: unknown setting (known: ${CONFIG_FILE_KEYS.join(', ')})`);
-  const { sources } = raw as { sources?: unknown };
+  const fields = objectOf(raw, (problem) => {
+    throw new ConfigError(`${file}: $: ${problem}`);
+  }, 'expected an object with "sources"');
+  rejectUnknownKeys(fields, CONFIG_FILE_KEYS, (key, problem) => {
+    throw new ConfigError(`${file}: $.${key}: ${problem}`);
+  });
+  const { sources } = fields;
   if (sources === undefined) throw new ConfigError(`${file}: $.sources: required: the sources to merge`);
   if (!Array.isArray(sources)) return sources;
   const base = dirname(resolve(file));

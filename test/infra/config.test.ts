@@ -115,11 +115,11 @@ describe('Function: parseConfig', () => {
     [{ pruneGraceHours: -1 }, /^test: pruneGraceHours: -1 is not an integer number of hours from 0 to 8760$/],
     [{ accessControl: { allowedCidrs: ['10.0.0.0/33'] } }, /^test: accessControl\.allowedCidrs\[0\]: "10\.0\.0\.0\/33" is not an IPv4 or IPv6 CIDR/],
     [{ accessControl: { allowedCidrs: ['2001:db8:::/32'] } }, /^test: accessControl\.allowedCidrs\[0\]/],
-    [{ accessControl: { basicAuth: 'yes' } }, /^test: accessControl\.basicAuth: expected true or false/],
+    [{ accessControl: { basicAuth: 'yes' } }, /^test: accessControl\.basicAuth: "yes" is not true or false/],
     [{ alarms: { email: 'ops' } }, /^test: alarms\.email: ops is not an e-mail address/],
     [{ alarms: { topicArn: 'arn:aws:sqs:eu-west-1:123456789012:q' } }, /^test: alarms\.topicArn: .* is not an SNS topic ARN/],
     [{ alarms: { staleAfterChecks: 300 } }, /^test: alarms\.staleAfterChecks: 300 checks every 5 minutes exceed the 24 hours/],
-    [{ alarms: { dashboard: 'yes' } }, /^test: alarms\.dashboard: expected true or false/],
+    [{ alarms: { dashboard: 'yes' } }, /^test: alarms\.dashboard: "yes" is not true or false/],
     [
       { customDomain: { domainName: 'mirror.example.com', certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/x' } },
       /^test: customDomain\.certificateArn: expected an ACM certificate ARN in us-east-1/,

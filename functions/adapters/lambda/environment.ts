@@ -4,7 +4,8 @@
  * through settings.ts, so every mistake is a ConfigError naming the variable.
  */
 import { ConfigError } from '../../core/errors.ts';
-import { integerWithin, namesFrom, parseSyncConfig, syncDefaults, type EntryPoint, type SyncConfig } from '../../core/settings.ts';
+import { integerWithin } from '../../core/validators.ts';
+import { namesFrom, parseSyncConfig, syncDefaults, type EntryPoint, type SyncConfig } from '../../core/settings.ts';
 
 /** Environment variable names, set by infra/constructs and read here only. */
 export const ENV = {

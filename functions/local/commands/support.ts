@@ -2,7 +2,8 @@
 import { Command, Option } from 'commander';
 import { ConfigError } from '../../core/errors.ts';
 import type { Backend, SyncRun, Upstream } from '../../core/ports.ts';
-import { describeDuration, integerWithin, syncDefaults, type SyncConfig } from '../../core/settings.ts';
+import { describeDuration, syncDefaults, type SyncConfig } from '../../core/settings.ts';
+import { integerWithin } from '../../core/validators.ts';
 import { createSyncEngine } from '../../adapters/sync-engine.ts';
 import { isAliveOnThisHost, thisProcess } from '../holder.ts';
 import { DEFAULT_DATA_DIR, openBackend, syncKeyrings, type BackendFlags } from '../options.ts';
