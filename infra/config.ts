@@ -83,7 +83,7 @@ export const MAAS_IMPORT_MARGIN_SECONDS = 60 * 60;
  */
 export const MIN_PRUNE_GRACE_HOURS = Math.ceil((METADATA_MAX_TTL_SECONDS + MAAS_IMPORT_MARGIN_SECONDS) / 3_600);
 
-/** Defaults of the deployment's own settings (the sync settings' are in settings.ts); cdk.json spells them all out too. */
+/** Defaults of the deployment's own settings (the sync settings' are in settings.ts); cdk.json sets only what differs from them. */
 export const configDefaults = {
   scheduleMinutes: 5,
   accessControl: { allowedCidrs: [] as readonly string[], basicAuth: false },

@@ -286,8 +286,10 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
   }
   const [firstSource] = sources ?? [];
   return {
-    source: firstSource ? firstSource.url : parseSource(value('source'), entry.refuseSourceCredentials, (problem) => fail('source', problem)),
-    keyring: firstSource ? firstSource.keyring : verify ? parseKeyring(value('keyring'), fail) : undefined,
+    source: firstSource
+      ? firstSource.url
+      : parseSource(value('source') ?? syncDefaults.source, entry.refuseSourceCredentials, (problem) => fail('source', problem)),
+    keyring: firstSource ? firstSource.keyring : verify ? parseKeyring(value('keyring') ?? syncDefaults.keyringFile, fail) : undefined,
     filters: firstSource ? [] : parseFilters(value('filters'), fail),
     max: firstSource || value('max') === undefined ? syncDefaults.max : integer('max', 0),
     concurrency: integer('concurrency', syncDefaults.concurrency[entry.backend]),

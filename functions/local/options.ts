@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
 import { objectOf, rejectUnknownKeys } from '../core/validators.ts';
-import { namesFrom, parseSyncConfig, syncDefaults, type SyncConfig } from '../core/settings.ts';
+import { namesFrom, parseSyncConfig, type SyncConfig } from '../core/settings.ts';
 import type { CloudBackendOptions } from '../adapters/cloud.ts';
 import { openEmbeddedBackend } from '../adapters/embedded.ts';
 import { loadSyncKeyrings, type SyncKeyrings } from '../adapters/sync-engine.ts';
@@ -91,9 +91,9 @@ export function syncConfig(flags: SyncFlags): SyncConfig {
   const sources = flags.config === undefined ? undefined : readSourcesFile(flags.config);
   return parseSyncConfig(
     {
-      source: flags.source ?? (sources ? undefined : syncDefaults.source),
+      source: flags.source,
       verify: flags.verify,
-      keyring: flags.keyring ?? (sources ? undefined : syncDefaults.keyringFile),
+      keyring: flags.keyring,
       sources,
       filters: flags.filter,
       max: flags.max,

@@ -73,6 +73,7 @@ describe('Function: parseSyncConfig', () => {
     it('mirrors images.maas.io, verified with the Ubuntu cloud image keyring, by default', () => {
       expect(syncDefaults.source).toBe(SOURCE);
       expect(syncDefaults.keyringFile).toBe('/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg');
+      expect(parse({ source: undefined, keyring: null })).toMatchObject({ source: SOURCE, keyring: { file: syncDefaults.keyringFile } });
     });
 
     it('treats null and empty values as absent', () => {
@@ -90,7 +91,6 @@ describe('Function: parseSyncConfig', () => {
     });
 
     it.each([
-      [undefined, 'source: required: the upstream simplestreams root URL'],
       ['images.maas.io', 'source: "images.maas.io" is not a URL'],
       ['ftp://mirror/', 'source: ftp://mirror/: only http:// and https:// are supported'],
       ['https://mirror/maas?x=1', 'source: https://mirror/maas?x=1: must not have a query string or fragment'],
@@ -122,8 +122,8 @@ describe('Function: parseSyncConfig', () => {
       expect(parse({ keyring: { armored: ARMORED } }).keyring).toEqual({ armored: ARMORED });
     });
 
-    it('is required while verifying, and ignored when not', () => {
-      expect(failure({ keyring: undefined }).message).toBe('keyring: required: a keyring file, or an ASCII-armored public key block');
+    it('is read while verifying, and ignored when not', () => {
+      expect(parse({ keyring: undefined }).keyring).toEqual({ file: syncDefaults.keyringFile });
       expect(parse({ keyring: undefined, verify: false }).keyring).toBeUndefined();
       expect(parse({ keyring: 'k.gpg', verify: 'false' }).keyring).toBeUndefined();
     });

@@ -50,7 +50,7 @@ export function addBundleCommands(program: Command): void {
     .option('--prune-grace <duration>', pruneGraceHelp)
     .action(async (file: string, flags: BackendFlags & Pick<SyncFlags, 'keyring' | 'verify' | 'pruneGrace' | 'channel'>) => {
       // The bundle's items are the selection: it holds what the exporting mirror selected.
-      const config = syncConfig({ ...flags, source: syncDefaults.source, filter: [] });
+      const config = syncConfig({ ...flags, filter: [] });
       const upstream = await BundleUpstream.open(file);
       await withBackend(flags, async (backend) => {
         let run: SyncRun;
