@@ -79,13 +79,18 @@ export interface RunRetention {
   readonly retentionMs: number;
 }
 
-/** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
+/** Every engine setting but what to verify with and what to select, as a sync configured by nothing else runs: for code that makes a SyncSettings by hand. */
 export const defaultEngineSettings = Object.freeze({
   concurrency: syncDefaults.concurrency.embedded,
   pruneGraceMs: syncDefaults.pruneGraceMs.direct,
   lockTtlMs: syncDefaults.lockTtlMs,
   attempts: syncDefaults.attempts,
-}) satisfies Partial<SyncSettings>;
+  limits: syncDefaults.limits,
+  channel: syncDefaults.channel,
+  keepGenerations: syncDefaults.keepGenerations,
+  rangedCopy: syncDefaults.rangedCopy,
+  resign: syncDefaults.resign,
+}) satisfies Omit<SyncSettings, 'keyring' | 'selection' | 'sources'>;
 
 /** Where the upstream's OpenPGP public keyring comes from. */
 export type KeyringSource = { readonly file: string } | { readonly armored: string };
