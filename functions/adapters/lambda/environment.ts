@@ -100,7 +100,8 @@ export function readSyncEnvironment(env: Environment = process.env): SyncEnviron
     {
       ...(sources
         ? { sources }
-        : { source: env[ENV.sourceUrl], keyring: env[ENV.keyringFile] || BUNDLED_KEYRING, filters: env[ENV.filters], max: env[ENV.max] }),
+        : // infra always writes the source: without it the deployment is broken, and syncing the default source would hide that.
+          { source: required(env, ENV.sourceUrl), keyring: env[ENV.keyringFile] || BUNDLED_KEYRING, filters: env[ENV.filters], max: env[ENV.max] }),
       // The grace depends on the deployment (see infra/config.ts): no default fits here.
       pruneGrace: required(env, ENV.pruneGraceHours),
       channel: env[ENV.channel],
