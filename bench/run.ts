@@ -24,9 +24,6 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openEmbeddedBackend } from '../functions/adapters/embedded.ts';
-import { HttpUpstream } from '../functions/adapters/http/http-upstream.ts';
-import { SyncEngine } from '../functions/core/engine.ts';
-import { defaultEngineSettings as defaultSettings } from '../functions/core/settings.ts';
 import { parseFilter } from '../functions/core/filters.ts';
 import { loadKeyring, verifyClearsigned } from '../functions/core/pgp.ts';
 import { planSync, type Selection } from '../functions/core/planner.ts';
@@ -38,6 +35,7 @@ import { benchSyncAgainstPeers } from './sync-peers.ts';
 import { benchPlanScale } from './plan-scale.ts';
 import { startRssSampler } from './lib/rss-sampler.ts';
 import { startStreamingUpstream } from './lib/streaming-upstream.ts';
+import { benchEngine } from './lib/bench-engine.ts';
 import { productsTextOfSize, syntheticProducts } from './lib/synthetic-catalog.ts';
 import { clearsign, generateSigningKey, serializeMetadata } from '../test/support/signed-upstream.ts';
 
@@ -85,15 +83,7 @@ async function benchSync(itemMB: number): Promise<BenchRow[]> {
   const dataDir = await mkdtemp(join(tmpdir(), 'skystreams-bench-'));
   const backend = openEmbeddedBackend(dataDir);
   try {
-    const engine = new SyncEngine(
-      { upstream: new HttpUpstream(upstream.baseUrl), objects: backend.objects, catalog: backend.catalog, sleep: async () => {} },
-      {
-        ...defaultSettings,
-        keyring: await loadKeyring('bench upstream', upstream.publicKeyring),
-        selection: { filters: [] },
-        attempts: 1,
-      },
-    );
+    const engine = await benchEngine(upstream, backend, dataDir);
 
     const rssBefore = process.memoryUsage().rss;
     const sampler = startRssSampler(50);

@@ -23,15 +23,12 @@ import { cpus, loadavg, tmpdir, userInfo } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { openEmbeddedBackend } from '../functions/adapters/embedded.ts';
-import { HttpUpstream } from '../functions/adapters/http/http-upstream.ts';
-import { SyncEngine } from '../functions/core/engine.ts';
-import { loadKeyring } from '../functions/core/pgp.ts';
 import { keys } from '../functions/core/ports.ts';
-import { defaultEngineSettings } from '../functions/core/settings.ts';
 import { createApp } from '../functions/http/app.ts';
 import { startServer, startWorkers } from '../functions/local/server.ts';
 import { recordSection, thisMachine } from './lib/report.ts';
 import { startStreamingUpstream } from './lib/streaming-upstream.ts';
+import { benchEngine } from './lib/bench-engine.ts';
 
 const MB = 2 ** 20;
 const BENCHMARKS_FILE = fileURLToPath(new URL('../BENCHMARKS.md', import.meta.url));
@@ -190,10 +187,7 @@ async function syncTree(dataDir: string, itemBytes: number): Promise<{ files: st
   const upstream = await startStreamingUpstream({ itemBytes, seed: 'skystreams serve bench' });
   const backend = openEmbeddedBackend(dataDir);
   try {
-    const engine = new SyncEngine(
-      { upstream: new HttpUpstream(upstream.baseUrl), objects: backend.objects, catalog: backend.catalog, sleep: async () => {} },
-      { ...defaultEngineSettings, keyring: await loadKeyring('bench upstream', upstream.publicKeyring), selection: { filters: [] }, attempts: 1 },
-    );
+    const engine = await benchEngine(upstream, backend, dataDir);
     const run = await engine.run();
     if (run.state !== 'succeeded') throw new Error(`sync ${run.state}: ${run.error ?? ''}`);
     const current = (await backend.catalog.getCurrent())!;

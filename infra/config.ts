@@ -9,7 +9,6 @@ import { dirname, resolve } from 'node:path';
 import { keyringBytes } from '../functions/adapters/fs/keyring-file.ts';
 import { ConfigError } from '../functions/core/errors.ts';
 import {
-  integerWithin,
   parseSyncConfig,
   RESIGNED_MAAS_KEYRING,
   UBUNTU_CLOUDIMAGE_KEYRING,
@@ -17,6 +16,7 @@ import {
   type SettingKey,
   type SyncConfig,
 } from '../functions/core/settings.ts';
+import { booleanOf, integerWithin, objectOf, rejectUnknownKeys as rejectUnknown } from '../functions/core/validators.ts';
 import { METADATA_MAX_TTL_SECONDS } from './edge-cache.ts';
 
 export interface AccessControlConfig {
@@ -83,7 +83,7 @@ export const MAAS_IMPORT_MARGIN_SECONDS = 60 * 60;
  */
 export const MIN_PRUNE_GRACE_HOURS = Math.ceil((METADATA_MAX_TTL_SECONDS + MAAS_IMPORT_MARGIN_SECONDS) / 3_600);
 
-/** Defaults of the deployment's own settings (the sync settings' are in settings.ts); cdk.json spells them all out too. */
+/** Defaults of the deployment's own settings (the sync settings' are in settings.ts); cdk.json sets only what differs from them. */
 export const configDefaults = {
   scheduleMinutes: 5,
   accessControl: { allowedCidrs: [] as readonly string[], basicAuth: false },
@@ -269,9 +269,8 @@ function parseAccessControl(value: unknown, fail: Fail): AccessControlConfig {
       fail(`accessControl.allowedCidrs[${i}]`, `${JSON.stringify(cidr)} is not an IPv4 or IPv6 CIDR such as 203.0.113.0/24`);
     }
   });
-  const basicAuth = setting.basicAuth ?? false;
-  if (typeof basicAuth !== 'boolean') fail('accessControl.basicAuth', 'expected true or false');
-  return { allowedCidrs: allowedCidrs as string[], basicAuth: basicAuth as boolean };
+  const basicAuth = booleanOf(setting.basicAuth, configDefaults.accessControl.basicAuth, (problem) => fail('accessControl.basicAuth', problem));
+  return { allowedCidrs: allowedCidrs as string[], basicAuth };
 }
 
 function parseAlarms(value: unknown, fail: Fail): AlarmConfig {
@@ -293,9 +292,8 @@ function parseAlarms(value: unknown, fail: Fail): AlarmConfig {
     defaultStaleAfterChecks,
     fail,
   );
-  const dashboard = setting.dashboard ?? defaultDashboard;
-  if (typeof dashboard !== 'boolean') fail('alarms.dashboard', 'expected true or false');
-  return { ...(email && { email }), ...(topicArn && { topicArn }), staleAfterChecks, dashboard: dashboard as boolean };
+  const dashboard = booleanOf(setting.dashboard, defaultDashboard, (problem) => fail('alarms.dashboard', problem));
+  return { ...(email && { email }), ...(topicArn && { topicArn }), staleAfterChecks, dashboard };
 }
 
 function parseCustomDomain(value: unknown, fail: Fail): CustomDomainConfig | undefined {
@@ -313,14 +311,11 @@ function parseCustomDomain(value: unknown, fail: Fail): CustomDomainConfig | und
 }
 
 function asObject(value: unknown, setting: string, fail: Fail): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return fail(setting, 'expected an object');
-  return value as Record<string, unknown>;
+  return objectOf(value, (problem) => fail(setting, problem));
 }
 
 function rejectUnknownKeys(object: Record<string, unknown>, known: readonly string[], prefix: string, fail: Fail): void {
-  for (const key of Object.keys(object)) {
-    if (!known.includes(key)) fail(`${prefix}${key}`, `unknown setting (known: ${known.join(', ')})`);
-  }
+  rejectUnknown(object, known, (key, problem) => fail(`${prefix}${key}`, problem));
 }
 
 function optionalString(value: unknown, setting: string, fail: Fail): string | undefined {

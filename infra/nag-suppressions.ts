@@ -9,7 +9,20 @@ import * as iam from 'aws-cdk-lib/aws-iam';
 import { flattenCfnReference } from 'cdk-nag/lib/utils/flatten-cfn-reference.js';
 import type { IConstruct } from 'constructs';
 import { KEY_PATTERNS } from './bucket-access.ts';
-import type { MirrorStack } from './stacks/mirror-stack.ts';
+import type { MirrorApi } from './constructs/mirror-api.ts';
+import type { MirrorDistribution } from './constructs/mirror-distribution.ts';
+import type { MirrorStorage } from './constructs/mirror-storage.ts';
+import type { SigningKey } from './constructs/signing-key.ts';
+import type { SyncPipeline } from './constructs/sync-pipeline.ts';
+
+/** The stack whose findings are judged, by the constructs the reasons below are about. */
+export interface AuditedStack extends Stack {
+  readonly storage: MirrorStorage;
+  readonly sync: SyncPipeline;
+  readonly signingKey: SigningKey | undefined;
+  readonly api: MirrorApi;
+  readonly delivery: MirrorDistribution;
+}
 
 const REASONS = {
   requestValidation: 'Lambda proxy for a read-only GET/HEAD app with no request bodies; the app validates every path itself.',
@@ -32,7 +45,7 @@ const REASONS = {
     'An OpenPGP signing key that MAAS keyrings trust: rotated with `skystreams key rotate`, which keeps the old public key published until it is retired (docs/key-rotation.md).',
 } as const;
 
-export function suppressAcceptedFindings(stack: MirrorStack): void {
+export function suppressAcceptedFindings(stack: AuditedStack): void {
   const acknowledge = (construct: IConstruct, id: string, reason: string) => Validations.of(construct).acknowledge({ id, reason });
   const functions = [...Object.values(stack.sync.functions), stack.api.handler.function];
 
@@ -58,7 +71,7 @@ interface AcceptedWildcard {
   reason: string;
 }
 
-function acceptedWildcards(stack: MirrorStack, functions: { functionArn: string }[]): AcceptedWildcard[] {
+function acceptedWildcards(stack: AuditedStack, functions: { functionArn: string }[]): AcceptedWildcard[] {
   const flat = (value: string) => flattenCfnReference(stack.resolve(value));
   const bucketArn = flat(stack.storage.bucket.bucketArn);
   const stateMachineId = stack.resolve(stack.getLogicalId(stack.sync.stateMachine.node.defaultChild as CfnElement)) as string;

@@ -4,14 +4,14 @@
  * backend and the engine use these, so a switch means the same everywhere.
  */
 import { ConfigError, ConflictError } from './errors.ts';
-import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, MAX_CHANNELS, type Catalog, type Channel } from './ports.ts';
+import { CHANNEL_HISTORY_LIMIT, MAX_CHANNELS, type Catalog, type Channel } from './ports.ts';
+import { channelOf } from './validators.ts';
 
 /** `name`, or ConfigError saying what a channel name may be. */
 export function channelName(name: string, label = 'channel'): string {
-  if (!CHANNEL_NAME.test(name)) {
-    throw new ConfigError(`${label}: ${JSON.stringify(name)} is not a channel name (lower-case letters, digits and dashes, starting with a letter, at most 32)`);
-  }
-  return name;
+  return channelOf(name, (problem) => {
+    throw new ConfigError(`${label}: ${problem}`);
+  });
 }
 
 /** `channel` (or a new channel `name`) pointed at `generation`: where it pointed goes to the front of its history. */

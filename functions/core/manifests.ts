@@ -6,7 +6,24 @@
  */
 import { LeaseLostError, ManifestError } from './errors.ts';
 import { keys, type Catalog, type CatalogEntry, type Fence, type ObjectStore, type PackageManifest, type StoredObject } from './ports.ts';
-import { manifestLimits, type ManifestLimits } from './settings.ts';
+
+/**
+ * Bounds on one package manifest (`squashfs.manifest`: `package<TAB>version`
+ * lines). Ubuntu's run to ~2,000 lines and ~100 KiB; anything far past these
+ * is not a manifest, and is recorded as unparsed instead of indexed.
+ */
+export interface ManifestLimits {
+  readonly bytes: number;
+  readonly packages: number;
+  /** Of a package name or a version. */
+  readonly fieldLength: number;
+}
+
+export const manifestLimits: ManifestLimits = Object.freeze({
+  bytes: 16 * 1024 * 1024,
+  packages: 200_000,
+  fieldLength: 512,
+});
 
 /** Any ftype naming a manifest: MAAS streams use `manifest`, `squashfs.manifest` and `root-tgz.manifest`. */
 export function isManifest(ftype: string | undefined): boolean {

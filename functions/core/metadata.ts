@@ -22,14 +22,13 @@ import {
   type ProductsDocument,
   type StreamIndex,
 } from './simplestreams.ts';
-import { defaultMetadataLimits } from './settings.ts';
 import { UPSTREAM_COPY_PREFIX, upstreamCopyPrefix } from './published-files.ts';
 import { keys, type FetchedFile, type ObjectStore, type Publication, type Upstream, type Validators } from './ports.ts';
 
 export const SIGNED_INDEX = 'streams/v1/index.sjson';
 export const UNSIGNED_INDEX = 'streams/v1/index.json';
 
-/** Bounds on what one run reads (defaults in settings.ts); exceeding one is an InputTooLargeError naming the file. */
+/** Bounds on what one run reads; exceeding one is an InputTooLargeError naming the file. */
 export interface MetadataLimits {
   /** Bytes of the index, signed or not. @default 1 MiB */
   readonly indexBytes: number;
@@ -44,7 +43,14 @@ export interface MetadataLimits {
   readonly jsonDepth: number;
 }
 
-export { defaultMetadataLimits };
+const MiB = 1024 * 1024;
+
+export const defaultMetadataLimits: MetadataLimits = Object.freeze({
+  indexBytes: 1 * MiB,
+  productsBytes: 32 * MiB,
+  runBytes: 512 * MiB,
+  jsonDepth: 32,
+});
 
 /** What the freshness checks compare an upstream with: the current publication's own metadata. */
 export interface PublishedMetadata {

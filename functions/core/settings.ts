@@ -9,11 +9,12 @@
  */
 import { ConfigError } from './errors.ts';
 import { parseFilter, type ItemFilter } from './filters.ts';
-import type { MetadataLimits } from './metadata.ts';
+import { defaultMetadataLimits, type MetadataLimits } from './metadata.ts';
 import type { Keyring } from './pgp.ts';
 import type { SyncSettings } from './engine.ts';
 import { redactUrl } from './redact.ts';
-import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, DEFAULT_CHANNEL, SOURCE_NAME, UPLOADS_SOURCE } from './ports.ts';
+import { absentAsUndefined, booleanOf, channelOf, integerWithin, objectOf, rejectUnknownKeys, shown, type Fail } from './validators.ts';
+import { CHANNEL_HISTORY_LIMIT, DEFAULT_CHANNEL, SOURCE_NAME, UPLOADS_SOURCE } from './ports.ts';
 
 const SECOND = 1_000;
 const MINUTE = 60 * SECOND;
@@ -29,13 +30,6 @@ export const UBUNTU_CLOUDIMAGE_KEYRING = '/usr/share/keyrings/ubuntu-cloudimage-
 
 /** Re-signed mode: where MAAS region controllers keep the mirror's own keyring, fetched from its /keyring.gpg (never over the Ubuntu one). */
 export const RESIGNED_MAAS_KEYRING = '/var/snap/maas/common/skystreams-keyring.gpg';
-
-export const defaultMetadataLimits: MetadataLimits = Object.freeze({
-  indexBytes: 1 * MiB,
-  productsBytes: 32 * MiB,
-  runBytes: 512 * MiB,
-  jsonDepth: 32,
-});
 
 /** Every default of a sync setting. */
 export const syncDefaults = Object.freeze({
@@ -85,31 +79,18 @@ export interface RunRetention {
   readonly retentionMs: number;
 }
 
-/**
- * Bounds on one package manifest (`squashfs.manifest`: `package<TAB>version`
- * lines). Ubuntu's run to ~2,000 lines and ~100 KiB; anything far past these
- * is not a manifest, and is recorded as unparsed instead of indexed.
- */
-export interface ManifestLimits {
-  readonly bytes: number;
-  readonly packages: number;
-  /** Of a package name or a version. */
-  readonly fieldLength: number;
-}
-
-export const manifestLimits: ManifestLimits = Object.freeze({
-  bytes: 16 * MiB,
-  packages: 200_000,
-  fieldLength: 512,
-});
-
-/** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
+/** Every engine setting but what to verify with and what to select, as a sync configured by nothing else runs: for code that makes a SyncSettings by hand. */
 export const defaultEngineSettings = Object.freeze({
   concurrency: syncDefaults.concurrency.embedded,
   pruneGraceMs: syncDefaults.pruneGraceMs.direct,
   lockTtlMs: syncDefaults.lockTtlMs,
   attempts: syncDefaults.attempts,
-}) satisfies Partial<SyncSettings>;
+  limits: syncDefaults.limits,
+  channel: syncDefaults.channel,
+  keepGenerations: syncDefaults.keepGenerations,
+  rangedCopy: syncDefaults.rangedCopy,
+  resign: syncDefaults.resign,
+}) satisfies Omit<SyncSettings, 'keyring' | 'selection' | 'sources'>;
 
 /** Where the upstream's OpenPGP public keyring comes from. */
 export type KeyringSource = { readonly file: string } | { readonly armored: string };
@@ -249,6 +230,11 @@ export function namesFrom(map: Partial<Record<SettingKey, string>>, prefix = '')
   return (setting) => `${prefix}${map[setting] ?? setting}`;
 }
 
+/** For code that configures a sync itself (the demo, the benches): each setting named by its key, a bare duration in milliseconds. */
+export function codeEntryPoint(backend: BackendKind = 'embedded'): EntryPoint {
+  return { name: (setting) => setting, durationUnit: 'ms', backend };
+}
+
 const RANGES = {
   max: [1, 1_000],
   // Distributed Map's MaxConcurrency ceiling.
@@ -305,8 +291,10 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
   }
   const [firstSource] = sources ?? [];
   return {
-    source: firstSource ? firstSource.url : parseSource(value('source'), entry.refuseSourceCredentials, (problem) => fail('source', problem)),
-    keyring: firstSource ? firstSource.keyring : verify ? parseKeyring(value('keyring'), fail) : undefined,
+    source: firstSource
+      ? firstSource.url
+      : parseSource(value('source') ?? syncDefaults.source, entry.refuseSourceCredentials, (problem) => fail('source', problem)),
+    keyring: firstSource ? firstSource.keyring : verify ? parseKeyring(value('keyring') ?? syncDefaults.keyringFile, fail) : undefined,
     filters: firstSource ? [] : parseFilters(value('filters'), fail),
     max: firstSource || value('max') === undefined ? syncDefaults.max : integer('max', 0),
     concurrency: integer('concurrency', syncDefaults.concurrency[entry.backend]),
@@ -357,10 +345,8 @@ function parseSources(value: unknown, entry: EntryPoint, raw: RawSyncSettings): 
   if (list.length < 1 || list.length > MAX_SOURCES) fail(`expected 1 to ${MAX_SOURCES} sources, found ${list.length}`);
   const names = new Set<string>();
   return list.map((item: unknown, i) => {
-    if (typeof item !== 'object' || item === null || Array.isArray(item)) return fail('expected an object', i);
-    const fields = item as Record<string, unknown>;
-    const unknownKey = Object.keys(fields).find((key) => !(SOURCE_KEYS as readonly string[]).includes(key));
-    if (unknownKey !== undefined) fail(`unknown setting (known: ${SOURCE_KEYS.join(', ')})`, i, unknownKey);
+    const fields = objectOf(item, (problem) => fail(problem, i));
+    rejectUnknownKeys(fields, SOURCE_KEYS, (key, problem) => fail(problem, i, key));
     const name = fields.name;
     if (typeof name !== 'string' || !SOURCE_NAME.test(name)) {
       fail(`${shown(name)} is not a source name (lowercase letters, digits and -, starting with a letter, at most 32)`, i, 'name');
@@ -449,23 +435,6 @@ export function describeDuration(ms: number): string {
   return `${ms} ms`;
 }
 
-function absentAsUndefined(value: unknown): unknown {
-  return value === null || value === '' ? undefined : value;
-}
-
-function shown(value: unknown): string {
-  return JSON.stringify(value) ?? String(value);
-}
-
-/** `value` (a number, or digits as text) when it is an integer in range; otherwise `fail` says why. */
-export function integerWithin(value: unknown, [min, max]: readonly [number, number], fail: (problem: string) => never): number {
-  const number = typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
-  if (typeof number !== 'number' || !Number.isInteger(number) || number < min || number > max) {
-    return fail(`${shown(value)} is not an integer from ${min} to ${max}`);
-  }
-  return number;
-}
-
 function durationIn(
   value: unknown,
   [min, max]: readonly [number, number],
@@ -485,13 +454,6 @@ function durationIn(
   return ms;
 }
 
-function booleanOf(value: unknown, fallback: boolean, fail: (problem: string) => never): boolean {
-  if (value === undefined) return fallback;
-  if (typeof value === 'boolean') return value;
-  if (value === 'true' || value === 'false') return value === 'true';
-  return fail(`${shown(value)} is not true or false`);
-}
-
 /** `text` as an http(s) URL; otherwise `fail` says why, showing the text with its credentials redacted. */
 export function httpUrl(text: string, fail: (problem: string) => never): URL {
   let url: URL;
@@ -504,12 +466,8 @@ export function httpUrl(text: string, fail: (problem: string) => never): URL {
   return url;
 }
 
-function parseChannel(value: unknown, fail: (problem: string) => never): string {
-  if (value === undefined) return syncDefaults.channel;
-  if (typeof value !== 'string' || !CHANNEL_NAME.test(value)) {
-    return fail(`${shown(value)} is not a channel name (lower-case letters, digits and dashes, starting with a letter, at most 32)`);
-  }
-  return value;
+function parseChannel(value: unknown, fail: Fail): string {
+  return value === undefined ? syncDefaults.channel : channelOf(value, fail);
 }
 
 function parseSource(value: unknown, refuseCredentials: string | undefined, fail: (problem: string) => never): string {
@@ -537,9 +495,8 @@ function parseKeyring(value: unknown, fail: (setting: SettingKey, problem: strin
   if (value === undefined) return problem('required: a keyring file, or an ASCII-armored public key block');
   if (typeof value === 'string') return { file: value };
   if (typeof value !== 'object' || Array.isArray(value)) return problem('expected a file path, { "file": … } or { "armored": … }');
-  const { file, armored, ...unknown } = value as Record<string, unknown>;
-  const [extra] = Object.keys(unknown);
-  if (extra !== undefined) return problem(`${extra}: unknown setting (known: file, armored)`);
+  const { file, armored } = value as Record<string, unknown>;
+  rejectUnknownKeys(value as Record<string, unknown>, ['file', 'armored'], (key, text) => problem(`${key}: ${text}`));
   if ((absentAsUndefined(file) === undefined) === (absentAsUndefined(armored) === undefined)) {
     return problem('set exactly one of "file" and "armored"');
   }
@@ -573,11 +530,3 @@ export function resignSetting(value: unknown, label: string): boolean {
     throw new ConfigError(`${label}: ${problem}`);
   });
 }
-
-/** Custom images (`skystreams upload`). */
-export const uploadLimits = Object.freeze({
-  /** An upload record is well under a kilobyte; one past this is not a record skystreams wrote. */
-  recordBytes: 64 * 1024,
-  /** The JSON body of `POST /api/v1/uploads`: metadata and a few file entries, never the files themselves. */
-  requestBytes: 64 * 1024,
-});

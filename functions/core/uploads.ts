@@ -28,7 +28,14 @@ import { contentTypeOf } from './content-types.ts';
 import { ConfigError, ConflictError, InputTooLargeError, ObjectExistsError } from './errors.ts';
 import { indexIfManifest, type ManifestIndexing } from './manifests.ts';
 import { keys, type ByteStream, type Catalog, type ObjectStore } from './ports.ts';
-import { uploadLimits } from './settings.ts';
+
+/** Custom images (`skystreams upload`). */
+export const uploadLimits = Object.freeze({
+  /** An upload record is well under a kilobyte; one past this is not a record skystreams wrote. */
+  recordBytes: 64 * 1024,
+  /** The JSON body of `POST /api/v1/uploads`: metadata and a few file entries, never the files themselves. */
+  requestBytes: 64 * 1024,
+});
 
 /** Where one file's bytes come from, and what is known of them beforehand. */
 export interface UploadSource {

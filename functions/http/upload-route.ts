@@ -12,8 +12,7 @@ import { INCOMING_PREFIX, validateUpload, type UploadRequest } from '../core/cus
 import { ConfigError, IntegrityError } from '../core/errors.ts';
 import { objectKeyProblem } from '../core/paths.ts';
 import type { Catalog, ObjectStore } from '../core/ports.ts';
-import { uploadLimits } from '../core/settings.ts';
-import { storeUpload, type UploadSource } from '../core/uploads.ts';
+import { storeUpload, uploadLimits, type UploadSource } from '../core/uploads.ts';
 import { errorBody, errorReply, json, toResponse, type RequestFailure } from './reply.ts';
 
 export const UPLOADS_ROUTE = '/api/v1/uploads';

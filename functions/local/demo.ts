@@ -5,12 +5,9 @@
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { SyncEngine } from '../core/engine.ts';
-import { parseFilter } from '../core/filters.ts';
-import { loadKeyring } from '../core/pgp.ts';
-import { defaultEngineSettings } from '../core/settings.ts';
-import { HttpUpstream } from '../adapters/http/http-upstream.ts';
+import { codeEntryPoint, parseSyncConfig } from '../core/settings.ts';
 import { openEmbeddedBackend } from '../adapters/embedded.ts';
+import { createSyncEngine, loadSyncKeyrings } from '../adapters/sync-engine.ts';
 import { createApp } from '../http/app.ts';
 import { progressReporter } from './progress.ts';
 import { startServer } from './server.ts';
@@ -29,15 +26,10 @@ console.log(`synthetic upstream (signed by ${key.fingerprint}) at ${upstream.bas
 
 const backend = openEmbeddedBackend(resolve(dataDir, 'mirror'));
 const progress = progressReporter();
-const engine = new SyncEngine(
-  { upstream: new HttpUpstream(upstream.baseUrl), objects: backend.objects, catalog: backend.catalog, onEvent: (e) => progress.onEvent(e) },
-  {
-    ...defaultEngineSettings,
-    keyring: await loadKeyring(keyringPath, key.publicKeyring),
-    // Two versions per product, so `skystreams diff` can compare them.
-    selection: { filters: [parseFilter('arch=amd64')], max: 2 },
-  },
-);
+// Two versions per product, so `skystreams diff` can compare them.
+const config = parseSyncConfig({ source: upstream.baseUrl, keyring: keyringPath, filters: ['arch=amd64'], max: 2 }, codeEntryPoint());
+const keyrings = await loadSyncKeyrings(config, () => keyringPath);
+const engine = createSyncEngine(config, backend, { keyrings, onEvent: (e) => progress.onEvent(e) });
 await engine.run();
 progress.finish();
 

@@ -1,14 +1,13 @@
 /** Turns command-line flags into validated settings and an opened backend. */
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { SyncSettings } from '../core/engine.ts';
 import { ConfigError } from '../core/errors.ts';
 import type { Backend } from '../core/ports.ts';
-import type { Keyring } from '../core/pgp.ts';
-import { engineSettings, namesFrom, parseSyncConfig, syncDefaults, type SyncConfig } from '../core/settings.ts';
+import { objectOf, rejectUnknownKeys } from '../core/validators.ts';
+import { namesFrom, parseSyncConfig, type SyncConfig } from '../core/settings.ts';
 import type { CloudBackendOptions } from '../adapters/cloud.ts';
 import { openEmbeddedBackend } from '../adapters/embedded.ts';
-import { openKeyring } from '../adapters/fs/keyring-file.ts';
+import { loadSyncKeyrings, type SyncKeyrings } from '../adapters/sync-engine.ts';
 
 export const DEFAULT_DATA_DIR = './.skystreams';
 
@@ -92,9 +91,9 @@ export function syncConfig(flags: SyncFlags): SyncConfig {
   const sources = flags.config === undefined ? undefined : readSourcesFile(flags.config);
   return parseSyncConfig(
     {
-      source: flags.source ?? (sources ? undefined : syncDefaults.source),
+      source: flags.source,
       verify: flags.verify,
-      keyring: flags.keyring ?? (sources ? undefined : syncDefaults.keyringFile),
+      keyring: flags.keyring,
       sources,
       filters: flags.filter,
       max: flags.max,
@@ -137,10 +136,13 @@ export function readSourcesFile(file: string): unknown {
   } catch (error) {
     throw new ConfigError(`${file}: not valid JSON: ${(error as Error).message}`);
   }
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(`${file}: $: expected an object with "sources"`);
-  const unknownKey = Object.keys(raw).find((key) => !(CONFIG_FILE_KEYS as readonly string[]).includes(key));
-  if (unknownKey !== undefined) throw new ConfigError(`${file}: $.${unknownKey}: unknown setting (known: ${CONFIG_FILE_KEYS.join(', ')})`);
-  const { sources } = raw as { sources?: unknown };
+  const fields = objectOf(raw, (problem) => {
+    throw new ConfigError(`${file}: $: ${problem}`);
+  }, 'expected an object with "sources"');
+  rejectUnknownKeys(fields, CONFIG_FILE_KEYS, (key, problem) => {
+    throw new ConfigError(`${file}: $.${key}: ${problem}`);
+  });
+  const { sources } = fields;
   if (sources === undefined) throw new ConfigError(`${file}: $.sources: required: the sources to merge`);
   if (!Array.isArray(sources)) return sources;
   const base = dirname(resolve(file));
@@ -155,15 +157,7 @@ export function readSourcesFile(file: string): unknown {
   });
 }
 
-/** What the engine runs with, the keyring read from disk (again on every call, so a replaced keyring is picked up). */
-export async function syncSettings(config: SyncConfig): Promise<SyncSettings> {
-  if (config.sources) {
-    const keyrings = new Map<string, Keyring>();
-    for (const [i, source] of config.sources.entries()) {
-      keyrings.set(source.name, await openKeyring(source.keyring, `${SYNC_FLAGS.sources}: sources[${i}].keyring`));
-    }
-    return engineSettings(config, undefined, keyrings);
-  }
-  const keyring = config.keyring && (await openKeyring(config.keyring, SYNC_FLAGS.keyring));
-  return engineSettings(config, keyring);
+/** The keyrings the flags name, read from disk (again on every call, so a replaced keyring is picked up). */
+export function syncKeyrings(config: SyncConfig): Promise<SyncKeyrings> {
+  return loadSyncKeyrings(config, (index) => (index === undefined ? SYNC_FLAGS.keyring : `${SYNC_FLAGS.sources}: sources[${index}].keyring`));
 }

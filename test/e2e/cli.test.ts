@@ -102,5 +102,19 @@ describe('CLI: skystreams sync / serve / status / verify', () => {
     const badMax = await cli('sync', '--data-dir', join(work, 'x'), '--source', upstream.baseUrl, '--keyring', keyring, '--max', 'zero');
     expect(badMax.code).toBe(2);
     expect(badMax.stderr).toMatch(/--max/);
+
+    // Nothing listens: the port is refused before the store is opened.
+    const badPort = await cli('serve', '--data-dir', join(work, 'never-opened'), '--port', '80a');
+    expect(badPort.code).toBe(2);
+    expect(badPort.stderr).toBe('skystreams: --port: "80a" is not an integer from 0 to 65535\n');
+    expect(existsSync(join(work, 'never-opened'))).toBe(false);
+
+    const portTooHigh = await cli('local', '--data-dir', join(work, 'never-opened'), '--source', upstream.baseUrl, '--keyring', keyring, '--port', '65536');
+    expect(portTooHigh.code).toBe(2);
+    expect(portTooHigh.stderr).toMatch(/^skystreams: --port: "65536" is not an integer from 0 to 65535/);
+
+    const badWorkers = await cli('serve', '--data-dir', join(work, 'never-opened'), '--workers', 'two');
+    expect(badWorkers.code).toBe(2);
+    expect(badWorkers.stderr).toMatch(/^skystreams: --workers: "two" is not an integer from 1 to 1024/);
   });
 });

@@ -126,7 +126,7 @@ describe('Function: readSyncEnvironment', () => {
 
   it.each([
     [{ [ENV.bucket]: '' }, /^environment variable SKYSTREAMS_BUCKET is not set$/],
-    [{ [ENV.sourceUrl]: '' }, /^environment variable SKYSTREAMS_SOURCE_URL: required/],
+    [{ [ENV.sourceUrl]: '' }, /^environment variable SKYSTREAMS_SOURCE_URL is not set$/],
     [{ [ENV.filters]: '{' }, /^environment variable SKYSTREAMS_FILTERS: expected an array of strings/],
     [{ [ENV.filters]: '[1]' }, /^environment variable SKYSTREAMS_FILTERS: expected a string/],
     [{ [ENV.max]: '0' }, /^environment variable SKYSTREAMS_MAX: "0" is not an integer from 1 to 1000$/],

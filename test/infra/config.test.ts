@@ -6,7 +6,9 @@ import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
-import { SettingError } from '../../functions/core/settings.ts';
+import { matchesAll } from '../../functions/core/filters.ts';
+import { SettingError, type SyncConfig } from '../../functions/core/settings.ts';
+import { syncConfig, type SyncFlags } from '../../functions/local/options.ts';
 import { bundledSourceKeyring, ENV, readSyncEnvironment, syncEnvironment } from '../../functions/adapters/lambda/environment.ts';
 import { loadConfig, MIN_PRUNE_GRACE_HOURS, parseConfig } from '../../infra/config.ts';
 import { METADATA_MAX_TTL_SECONDS } from '../../infra/edge-cache.ts';
@@ -97,11 +99,9 @@ describe('Function: parseConfig', () => {
   });
 
   it.each([
-    [{ sourceUrl: undefined }, /^test: sourceUrl: required/],
     [{ sourceUrl: 'ftp://example.com/' }, /^test: sourceUrl: ftp:\/\/example\.com\/: only http:\/\/ and https:\/\/ are supported$/],
     [{ sourceUrl: 'https://example.com/maas?token=1' }, /^test: sourceUrl: https:\/\/example\.com\/maas\?token=1: must not have a query string or fragment$/],
     [{ sourceUrl: 'https://user:pw@example.com/' }, /^test: sourceUrl: https:\/\/\*\*\*@example\.com\/: must not embed credentials \(they would end up in Lambda/],
-    [{ keyring: undefined }, /^test: keyring: required/],
     [{ keyring: { file: 'missing.gpg' } }, /^test: keyring: .*missing\.gpg cannot be read \(ENOENT\)\. Install the ubuntu-cloudimage-keyring package/],
     [{ keyring: { file: 'keyring.gpg', armored: ARMORED } }, /^test: keyring: set exactly one of "file" and "armored"/],
     [{ keyring: { armored: 'not a key' } }, /^test: keyring: armored: expected an ASCII-armored public key block/],
@@ -115,11 +115,11 @@ describe('Function: parseConfig', () => {
     [{ pruneGraceHours: -1 }, /^test: pruneGraceHours: -1 is not an integer number of hours from 0 to 8760$/],
     [{ accessControl: { allowedCidrs: ['10.0.0.0/33'] } }, /^test: accessControl\.allowedCidrs\[0\]: "10\.0\.0\.0\/33" is not an IPv4 or IPv6 CIDR/],
     [{ accessControl: { allowedCidrs: ['2001:db8:::/32'] } }, /^test: accessControl\.allowedCidrs\[0\]/],
-    [{ accessControl: { basicAuth: 'yes' } }, /^test: accessControl\.basicAuth: expected true or false/],
+    [{ accessControl: { basicAuth: 'yes' } }, /^test: accessControl\.basicAuth: "yes" is not true or false/],
     [{ alarms: { email: 'ops' } }, /^test: alarms\.email: ops is not an e-mail address/],
     [{ alarms: { topicArn: 'arn:aws:sqs:eu-west-1:123456789012:q' } }, /^test: alarms\.topicArn: .* is not an SNS topic ARN/],
     [{ alarms: { staleAfterChecks: 300 } }, /^test: alarms\.staleAfterChecks: 300 checks every 5 minutes exceed the 24 hours/],
-    [{ alarms: { dashboard: 'yes' } }, /^test: alarms\.dashboard: expected true or false/],
+    [{ alarms: { dashboard: 'yes' } }, /^test: alarms\.dashboard: "yes" is not true or false/],
     [
       { customDomain: { domainName: 'mirror.example.com', certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/x' } },
       /^test: customDomain\.certificateArn: expected an ACM certificate ARN in us-east-1/,
@@ -201,6 +201,67 @@ describe('Sync settings', () => {
 
     expect(error).toBeInstanceOf(SettingError);
     expect(error).toMatchObject({ setting: 'concurrency', message: 'test: copyConcurrency: 0 is not an integer from 1 to 10000' });
+  });
+});
+
+describe('Entry points: the CDK config, the CLI flags and the Lambda environment', () => {
+  /** What a deployment's sync functions run with: the config, written to their environment by infra, read back there. */
+  const throughLambda = (sync: SyncConfig): SyncConfig =>
+    readSyncEnvironment({ ...syncEnvironment(sync), [ENV.bucket]: 'b', [ENV.table]: 't' }).sync;
+  const cloudFlags = (extra: Partial<SyncFlags>): SyncFlags => ({ bucket: 'b', table: 't', verify: true, filter: [], ...extra });
+  /** The keyring is bundled beside the functions under its own name; a Lambda makes one attempt per item (Step Functions retries). */
+  const asDeployed = (config: SyncConfig): SyncConfig => ({ ...config, keyring: { file: 'keyring.gpg' }, attempts: 1 });
+
+  it('resolve the same settings from the same inputs', () => {
+    const keyring = join(dir, 'keyring.gpg');
+    const cdk = parse({
+      sourceUrl: 'https://mirror.example/maas/',
+      keyring: { file: keyring },
+      filters: ['arch=amd64', 'release~^(noble)?$'],
+      max: 2,
+      copyConcurrency: 8,
+      pruneGraceHours: 36,
+      channel: 'candidate',
+      keepGenerations: 3,
+    }).sync;
+    const cli = syncConfig(
+      cloudFlags({
+        source: 'https://mirror.example/maas/',
+        keyring,
+        filter: ['arch=amd64', 'release~^(noble)?$'],
+        max: '2',
+        concurrency: '8',
+        pruneGrace: '36h',
+        channel: 'candidate',
+        keepGenerations: '3',
+      }),
+    );
+    const lambda = throughLambda(cdk);
+
+    expect(cli).toEqual(cdk);
+    expect(lambda).toEqual(asDeployed(cdk));
+    expect(lambda.filters.map((filter) => filter.source)).toEqual(['arch=amd64', 'release~^(noble)?$']);
+  });
+
+  it('fill what is not given from the one default set, but for the prune grace a CDN needs', () => {
+    const cdk = parse({ keyring: { file: 'keyring.gpg' } }).sync;
+    const cli = syncConfig(cloudFlags({ keyring: join(dir, 'keyring.gpg') }));
+
+    expect({ ...cli, keyring: cdk.keyring, pruneGraceMs: cdk.pruneGraceMs }).toEqual(cdk);
+    expect(cli.pruneGraceMs).toBe(3_600_000);
+    expect(cdk.pruneGraceMs).toBe(24 * 3_600_000);
+    expect(throughLambda(cdk)).toEqual(asDeployed(cdk));
+  });
+
+  it("keep cdk.json's selection: amd64 only, the newest version, bootloaders included", () => {
+    const { skystreams } = cdkJsonContext();
+    const deployed = throughLambda(parse({ ...skystreams, keyring: { file: 'keyring.gpg' } }).sync);
+    const pxelinux = { arch: 'amd64', os: 'pxelinux', 'bootloader-type': 'pxe', ftype: 'archive.tar.xz' };
+    const arm64Squashfs = { arch: 'arm64', os: 'ubuntu', release: 'noble', ftype: 'squashfs' };
+
+    expect(matchesAll(deployed.filters, pxelinux)).toBe(true);
+    expect(matchesAll(deployed.filters, arm64Squashfs)).toBe(false);
+    expect(deployed.max).toBe(1);
   });
 });
 

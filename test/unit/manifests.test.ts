@@ -2,8 +2,7 @@ import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { MANIFEST_PART_BYTES, manifestItems, toPackageManifest } from '../../functions/adapters/dynamodb/items.ts';
 import { ManifestError } from '../../functions/core/errors.ts';
-import { formatManifest, isManifest, manifestRecord, parseManifest } from '../../functions/core/manifests.ts';
-import { manifestLimits } from '../../functions/core/settings.ts';
+import { formatManifest, isManifest, manifestLimits, manifestRecord, parseManifest } from '../../functions/core/manifests.ts';
 
 const PATH = 'noble/amd64/20250709/squashfs.manifest';
 const bytes = (text: string) => new TextEncoder().encode(text);

@@ -1,7 +1,9 @@
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
 import { SettingError } from '../../functions/core/settings.ts';
-import { syncConfig, syncSettings, type SyncFlags } from '../../functions/local/options.ts';
+import { buildProgram } from '../../functions/local/commands/program.ts';
+import { syncConfig, syncKeyrings, type SyncFlags } from '../../functions/local/options.ts';
 
 const flags = (extra: Partial<SyncFlags> = {}): SyncFlags => ({
   source: 'https://images.maas.io/ephemeral-v3/stable/',
@@ -54,15 +56,40 @@ describe('Function: syncConfig', () => {
   });
 });
 
-describe('Function: syncSettings', () => {
+describe('Function: syncKeyrings', () => {
   it('reads no keyring with --no-verify', async () => {
-    expect((await syncSettings(syncConfig(flags()))).keyring).toBeUndefined();
+    expect((await syncKeyrings(syncConfig(flags()))).keyring).toBeUndefined();
   });
 
   it('names --keyring when the file cannot be read', async () => {
     const config = syncConfig(flags({ verify: true }));
 
-    await expect(syncSettings(config)).rejects.toThrow(ConfigError);
-    await expect(syncSettings(config)).rejects.toThrow(/^--keyring: \/nonexistent\/keyring\.gpg cannot be read \(ENOENT\)\. Install the ubuntu-cloudimage-keyring package/);
+    await expect(syncKeyrings(config)).rejects.toThrow(ConfigError);
+    await expect(syncKeyrings(config)).rejects.toThrow(/^--keyring: \/nonexistent\/keyring\.gpg cannot be read \(ENOENT\)\. Install the ubuntu-cloudimage-keyring package/);
+  });
+});
+
+describe('Function: buildProgram', () => {
+  it('builds the command tree without parsing anything, in the order --help lists it', () => {
+    const program = buildProgram();
+
+    expect(program.commands.map((command) => command.name())).toEqual([
+      'sync', 'serve', 'local', 'status', 'verify', 'init', 'export', 'import', 'promote', 'rollback',
+      'pin', 'unpin', 'packages', 'diff', 'remove-upload', 'upload', 'key',
+    ]);
+    expect(program.commands.find((command) => command.name() === 'key')?.commands.map((command) => command.name())).toEqual(['show', 'rotate', 'retire']);
+    expect(process.exitCode ?? 0).toBe(0);
+  });
+
+  it('refuses a --port that is not one, naming the flag, before opening anything', async () => {
+    const program = buildProgram();
+
+    const attempt = program.parseAsync(['node', 'skystreams', 'serve', '--port', '8o8o', '--data-dir', '/nonexistent/never-opened']);
+
+    await expect(attempt).rejects.toThrow(ConfigError);
+    expect(existsSync('/nonexistent/never-opened')).toBe(false);
+    await expect(buildProgram().parseAsync(['node', 'skystreams', 'serve', '--port', '-1'])).rejects.toThrow(
+      /^--port: "-1" is not an integer from 0 to 65535$/,
+    );
   });
 });

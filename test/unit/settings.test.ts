@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
+import { channelName } from '../../functions/core/channels.ts';
+import { booleanOf, rejectUnknownKeys } from '../../functions/core/validators.ts';
 import {
   describeDuration,
   engineSettings,
@@ -73,6 +75,7 @@ describe('Function: parseSyncConfig', () => {
     it('mirrors images.maas.io, verified with the Ubuntu cloud image keyring, by default', () => {
       expect(syncDefaults.source).toBe(SOURCE);
       expect(syncDefaults.keyringFile).toBe('/usr/share/keyrings/ubuntu-cloudimage-keyring.gpg');
+      expect(parse({ source: undefined, keyring: null })).toMatchObject({ source: SOURCE, keyring: { file: syncDefaults.keyringFile } });
     });
 
     it('treats null and empty values as absent', () => {
@@ -90,7 +93,6 @@ describe('Function: parseSyncConfig', () => {
     });
 
     it.each([
-      [undefined, 'source: required: the upstream simplestreams root URL'],
       ['images.maas.io', 'source: "images.maas.io" is not a URL'],
       ['ftp://mirror/', 'source: ftp://mirror/: only http:// and https:// are supported'],
       ['https://mirror/maas?x=1', 'source: https://mirror/maas?x=1: must not have a query string or fragment'],
@@ -122,8 +124,8 @@ describe('Function: parseSyncConfig', () => {
       expect(parse({ keyring: { armored: ARMORED } }).keyring).toEqual({ armored: ARMORED });
     });
 
-    it('is required while verifying, and ignored when not', () => {
-      expect(failure({ keyring: undefined }).message).toBe('keyring: required: a keyring file, or an ASCII-armored public key block');
+    it('is read while verifying, and ignored when not', () => {
+      expect(parse({ keyring: undefined }).keyring).toEqual({ file: syncDefaults.keyringFile });
       expect(parse({ keyring: undefined, verify: false }).keyring).toBeUndefined();
       expect(parse({ keyring: 'k.gpg', verify: 'false' }).keyring).toBeUndefined();
     });
@@ -341,5 +343,40 @@ describe('Function: describeDuration', () => {
     [250, '250 ms'],
   ])('words %d ms as %s', (ms, text) => {
     expect(describeDuration(ms)).toBe(text);
+  });
+});
+
+describe('Module: validators', () => {
+  const thrown = (work: () => unknown): Error => {
+    try {
+      work();
+    } catch (error) {
+      return error as Error;
+    }
+    throw new Error('expected a failure');
+  };
+  const fail = (problem: string): never => {
+    throw new ConfigError(`x: ${problem}`);
+  };
+
+  it('words a channel name the same for a sync setting and for a command-line channel', () => {
+    const fromSettings = thrown(() => parseSyncConfig({ source: SOURCE, keyring: 'k.gpg', channel: 'Stable' }, plain));
+    const fromCommand = thrown(() => channelName('Stable', 'channel'));
+
+    expect(fromSettings).toBeInstanceOf(SettingError);
+    expect(fromCommand).toBeInstanceOf(ConfigError);
+    expect(fromCommand.message).toBe(fromSettings.message);
+  });
+
+  it('reads true and false as booleans or as text, absent as the fallback, and nothing else', () => {
+    expect([true, 'true', false, 'false', undefined, null].map((value) => booleanOf(value, true, fail))).toEqual([true, true, false, false, true, true]);
+    expect(thrown(() => booleanOf('yes', false, fail)).message).toBe('x: "yes" is not true or false');
+  });
+
+  it('names the first unknown key and lists the known ones', () => {
+    const error = thrown(() => rejectUnknownKeys({ a: 1, typo: 2 }, ['a', 'b'], (key, problem) => fail(`${key}: ${problem}`)));
+
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error.message).toBe('x: typo: unknown setting (known: a, b)');
   });
 });

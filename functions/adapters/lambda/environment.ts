@@ -4,7 +4,8 @@
  * through settings.ts, so every mistake is a ConfigError naming the variable.
  */
 import { ConfigError } from '../../core/errors.ts';
-import { integerWithin, namesFrom, parseSyncConfig, syncDefaults, type EntryPoint, type SyncConfig } from '../../core/settings.ts';
+import { integerWithin } from '../../core/validators.ts';
+import { namesFrom, parseSyncConfig, syncDefaults, type EntryPoint, type SyncConfig } from '../../core/settings.ts';
 
 /** Environment variable names, set by infra/constructs and read here only. */
 export const ENV = {
@@ -99,7 +100,8 @@ export function readSyncEnvironment(env: Environment = process.env): SyncEnviron
     {
       ...(sources
         ? { sources }
-        : { source: env[ENV.sourceUrl], keyring: env[ENV.keyringFile] || BUNDLED_KEYRING, filters: env[ENV.filters], max: env[ENV.max] }),
+        : // infra always writes the source: without it the deployment is broken, and syncing the default source would hide that.
+          { source: required(env, ENV.sourceUrl), keyring: env[ENV.keyringFile] || BUNDLED_KEYRING, filters: env[ENV.filters], max: env[ENV.max] }),
       // The grace depends on the deployment (see infra/config.ts): no default fits here.
       pruneGrace: required(env, ENV.pruneGraceHours),
       channel: env[ENV.channel],

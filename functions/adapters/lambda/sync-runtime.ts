@@ -3,13 +3,10 @@
  * environment: the cloud backend, the upstream, the bundled keyring and the
  * engine, reporting to Powertools.
  */
-import { SyncEngine } from '../../core/engine.ts';
-import type { Keyring } from '../../core/pgp.ts';
+import type { SyncEngine } from '../../core/engine.ts';
 import type { Backend } from '../../core/ports.ts';
-import { engineSettings } from '../../core/settings.ts';
 import { openCloudBackend } from '../cloud.ts';
-import { openKeyring } from '../fs/keyring-file.ts';
-import { HttpUpstream } from '../http/http-upstream.ts';
+import { createSyncEngine, loadSyncKeyrings } from '../sync-engine.ts';
 import { readSyncEnvironment, SYNC_ENTRY } from './environment.ts';
 import { recordSyncEvent } from './observability.ts';
 
@@ -31,26 +28,14 @@ export function syncRuntime(env: Readonly<Record<string, string | undefined>> = 
 
 async function buildRuntime(env: Readonly<Record<string, string | undefined>>): Promise<SyncRuntime> {
   const { bucket, table, signingSecret, sync } = readSyncEnvironment(env);
-  // The keyring ships inside the bundle, next to the handler (LAMBDA_TASK_ROOT).
+  // The keyrings ship inside the bundle, next to the handler (LAMBDA_TASK_ROOT).
   const bundleDir = env.LAMBDA_TASK_ROOT ?? process.cwd();
-  const keyring = !sync.sources && sync.keyring ? await openKeyring(sync.keyring, SYNC_ENTRY.name('keyring'), bundleDir) : undefined;
-  const sourceKeyrings = new Map<string, Keyring>();
-  for (const [i, source] of (sync.sources ?? []).entries()) {
-    sourceKeyrings.set(source.name, await openKeyring(source.keyring, `${SYNC_ENTRY.name('sources', i)}.keyring`, bundleDir));
-  }
-  const backend = openCloudBackend({ bucket, table, ...(signingSecret && { signingSecret }) }, env);
-  // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
-  const options = { ...sync, userAgent: 'skystreams (AWS Lambda)' };
-  const engine = new SyncEngine(
-    {
-      upstream: new HttpUpstream(sync.source, options),
-      ...(sync.sources && { upstreams: new Map(sync.sources.map((source) => [source.name, new HttpUpstream(source.url, options)])) }),
-      objects: backend.objects,
-      catalog: backend.catalog,
-      onEvent: recordSyncEvent,
-      ...(backend.signingKeys && { signingKeys: backend.signingKeys }),
-    },
-    engineSettings(sync, keyring, sourceKeyrings),
+  const keyrings = await loadSyncKeyrings(
+    sync,
+    (index) => (index === undefined ? SYNC_ENTRY.name('keyring') : `${SYNC_ENTRY.name('sources', index)}.keyring`),
+    bundleDir,
   );
+  const backend = openCloudBackend({ bucket, table, ...(signingSecret && { signingSecret }) }, env);
+  const engine = createSyncEngine(sync, backend, { keyrings, onEvent: recordSyncEvent, userAgent: 'skystreams (AWS Lambda)' });
   return { engine, backend };
 }

@@ -1,18 +1,10 @@
 /** `skystreams packages NAME` and `skystreams diff PRODUCT FROM TO`: the package index, from the command line. */
 import type { Command } from 'commander';
-import { diffImages, packagesNamed, type ImageDiff, type PackageReport } from '../core/packages.ts';
-import type { Backend } from '../core/ports.ts';
-import type { BackendFlags } from './options.ts';
+import { diffImages, packagesNamed, type ImageDiff, type PackageReport } from '../../core/packages.ts';
+import type { BackendFlags } from '../options.ts';
+import { backendOptions, withBackend, withExamples } from './support.ts';
 
-export interface PackageCommandSupport {
-  /** Adds the backend-selecting flags to a command. */
-  backendOptions(command: Command): Command;
-  /** Ends a command's help with examples. */
-  withExamples(command: Command, examples: readonly string[]): Command;
-  withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T>;
-}
-
-export function addPackageCommands(program: Command, { backendOptions, withExamples, withBackend }: PackageCommandSupport): void {
+export function addPackageCommands(program: Command): void {
   withExamples(backendOptions(
     program
       .command('packages')
