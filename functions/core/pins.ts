@@ -31,7 +31,7 @@ export async function pinnedVersions(catalog: Catalog): Promise<ReadonlySet<stri
  */
 export async function addPin(catalog: Catalog, pin: Pin): Promise<Pin[]> {
   if (!(await isMirrored(catalog, pin))) {
-    throw new ConfigError(`${pin.product} version ${pin.version} is not in any publication of this mirror: check \`skystreams status\` for what it holds`);
+    throw new ConfigError(`${pin.product} version ${pin.version} is not in any publication of this mirror: \`skystreams images\` lists what it holds`);
   }
   const pins = await listPins(catalog);
   if (pins.some((known) => known.product === pin.product && known.version === pin.version)) return pins;

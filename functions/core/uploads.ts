@@ -161,7 +161,7 @@ export async function removeUpload(
   const key = uploadRecordKey(product, version);
   const found = (await listUploadRecords(deps.objects)).find((record) => uploadRecordKey(record.product, record.version) === key);
   if (!found) {
-    throw new ConfigError(`no uploaded image ${product} version ${version} is stored (the images an upload added are under ${CUSTOM_PRODUCT_PREFIX}:…)`);
+    throw new ConfigError(`no uploaded image ${product} version ${version} is stored: \`skystreams images\` lists the uploaded ones (SOURCE uploaded)`);
   }
   await deps.objects.delete(key);
   await deps.catalog.setState(LATEST_UPLOAD_STATE, `removed ${key} at ${deps.now().toISOString()}`);

@@ -1,8 +1,17 @@
 /** The `skystreams` command: parses argv with the program tree, and turns what went wrong into an exit code. */
 import { CommanderError } from 'commander';
-import { ConfigError, LockHeldError, SkystreamsError } from '../core/errors.ts';
+import { ConfigError, LockHeldError, SkystreamsError, UpstreamError } from '../core/errors.ts';
+import { UBUNTU_CLOUDIMAGE_KEYRING } from '../core/settings.ts';
 import { buildProgram } from './commands/program.ts';
 import { EXIT_CODES } from './options.ts';
+
+// A reader that stops early (`skystreams --help | head -1`) is not an error of ours.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
+}
 
 try {
   await buildProgram().parseAsync(process.argv);
@@ -10,7 +19,20 @@ try {
   process.exitCode = exitCodeOf(error);
   // Commander has already printed its own message (and the help, for a usage error).
   if (!(error instanceof CommanderError)) console.error(`skystreams: ${error instanceof Error ? error.message : String(error)}`);
+  const hint = nextStep(error);
+  if (hint) console.error(`skystreams: next: ${hint}`);
   if (!(error instanceof SkystreamsError) && !(error instanceof CommanderError) && process.env.SKYSTREAMS_DEBUG) console.error(error);
+}
+
+/** What to try when the first sync of a new machine cannot reach or trust its source. */
+function nextStep(error: unknown): string | undefined {
+  if (error instanceof ConfigError && error.message.includes(UBUNTU_CLOUDIMAGE_KEYRING)) {
+    return 'to try skystreams without that keyring or the internet, `npm run demo` mirrors a signed upstream it serves itself';
+  }
+  if (error instanceof UpstreamError) {
+    return 'behind a proxy, set https_proxy (and no_proxy); with no internet, `npm run demo` mirrors a local upstream, and --source URL names a mirror you can reach';
+  }
+  return undefined;
 }
 
 function exitCodeOf(error: unknown): number {

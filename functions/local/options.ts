@@ -63,14 +63,15 @@ export interface SyncFlags extends BackendFlags {
   resign?: boolean;
 }
 
-export async function openBackend(flags: BackendFlags): Promise<Backend> {
+/** `existing`: the embedded backend opens only a mirror that is there (the cloud one's bucket and table always are). */
+export async function openBackend(flags: BackendFlags, options: { existing?: boolean } = {}): Promise<Backend> {
   if (flags.bucket || flags.table) {
     if (flags.dataDir) throw new ConfigError('--data-dir is for the embedded backend; drop it with --bucket/--table');
     const { openCloudBackend } = await import('../adapters/cloud.ts');
     return openCloudBackend(cloudBackendOptions(flags));
   }
   if (flags.signingSecret) throw new ConfigError('--signing-secret is for the cloud backend: the embedded one keeps its keys under --data-dir');
-  return openEmbeddedBackend(resolve(flags.dataDir ?? DEFAULT_DATA_DIR));
+  return openEmbeddedBackend(resolve(flags.dataDir ?? DEFAULT_DATA_DIR), options);
 }
 
 /** The cloud backend the flags name. */

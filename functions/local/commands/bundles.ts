@@ -9,7 +9,7 @@ import { BundleUpstream, writeBundleFile } from '../../adapters/fs/bundle-file.t
 import { readKeyringFile } from '../../adapters/fs/keyring-file.ts';
 import { syncConfig, type BackendFlags, type SyncFlags } from '../options.ts';
 import { bytes } from '../progress.ts';
-import { backendOptions, pruneGraceHelp, syncOnce, withBackend, withExamples } from './support.ts';
+import { backendOptions, pruneGraceHelp, syncOnce, withBackend, withExamples, withMirror } from './support.ts';
 
 export function addBundleCommands(program: Command): void {
   withExamples(
@@ -23,7 +23,7 @@ export function addBundleCommands(program: Command): void {
     .option('--keyring <file>', 'a keyring to ship in the bundle for the offline MAAS (default: none)')
     .option('--channel <name>', `the channel whose publication to export (default ${DEFAULT_CHANNEL})`)
     .action(async (flags: BackendFlags & { out: string; keyring?: string; channel?: string }) =>
-      withBackend(flags, async (backend) => {
+      withMirror(flags, async (backend) => {
         const keyring = flags.keyring === undefined ? undefined : readKeyringFile(flags.keyring, '--keyring');
         const channel = flags.channel === undefined ? undefined : channelName(flags.channel, '--channel');
         const bundle = await exportPublication(backend.objects, backend.catalog, { keyring, now: new Date(), channel });

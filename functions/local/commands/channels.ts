@@ -34,7 +34,7 @@ export function addChannelCommands(program: Command): void {
   withExamples(backendOptions(program.command('pin').description('keep a mirrored version beyond --max, and its files out of pruning, while upstream lists it')), [
     'skystreams pin com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04 20250709',
   ])
-    .argument('<product>', 'the product name, as `skystreams status` and /api/v1/images show it')
+    .argument('<product>', 'the product id, as `skystreams images` shows it')
     .argument('<version>', 'the version name, e.g. 20250709')
     .action(async (product: string, version: string, flags: BackendFlags) =>
       withBackend(flags, async (backend) => {

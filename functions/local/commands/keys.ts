@@ -5,7 +5,7 @@ import { ConfigError } from '../../core/errors.ts';
 import type { Backend, SigningKeyStore } from '../../core/ports.ts';
 import { describeSigningKeys, retireSigningKey, rotateSigningKey } from '../../core/signing-keys.ts';
 import type { BackendFlags } from '../options.ts';
-import { backendOptions, withBackend, withExamples } from './support.ts';
+import { backendOptions, withBackend, withExamples, withMirror } from './support.ts';
 
 export function addKeyCommands(program: Command): void {
   const keyCommand = withExamples(program.command('key').description("the mirror's own signing keys (re-signed mode; docs/key-rotation.md)"), [
@@ -16,7 +16,7 @@ export function addKeyCommands(program: Command): void {
   withExamples(backendOptions(keyCommand.command('show').description('fingerprints of the active key and of the previous keys still published')), [
     'skystreams key show --data-dir /srv/skystreams',
   ]).action(async (flags: BackendFlags) =>
-    withBackend(flags, async (backend) => {
+    withMirror(flags, async (backend) => {
       const keys = await describeSigningKeys(keyStoreOf(backend));
       if (!keys) {
         console.log('no signing key yet: the first sync with --resign creates one');

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { diffImages, packagesNamed, type ImageDiff, type PackageReport } from '../../core/packages.ts';
 import type { BackendFlags } from '../options.ts';
-import { backendOptions, withBackend, withExamples } from './support.ts';
+import { backendOptions, withMirror, withExamples } from './support.ts';
 
 export function addPackageCommands(program: Command): void {
   withExamples(backendOptions(
@@ -16,7 +16,7 @@ export function addPackageCommands(program: Command): void {
   ])
     .option('--json', 'print JSON')
     .action(async (name: string, flags: BackendFlags & { json?: boolean }) =>
-      withBackend(flags, async (backend) => {
+      withMirror(flags, async (backend) => {
         const report = await packagesNamed(backend.catalog, name);
         console.log(flags.json ? JSON.stringify(report, null, 2) : formatPackageReport(report));
       }),
@@ -34,7 +34,7 @@ export function addPackageCommands(program: Command): void {
   ])
     .option('--json', 'print JSON')
     .action(async (product: string, from: string, to: string, flags: BackendFlags & { json?: boolean }) =>
-      withBackend(flags, async (backend) => {
+      withMirror(flags, async (backend) => {
         const diff = await diffImages(backend.catalog, product, from, to);
         console.log(flags.json ? JSON.stringify(diff, null, 2) : formatImageDiff(diff));
       }),

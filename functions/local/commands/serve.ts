@@ -20,6 +20,8 @@ export function addServeCommand(program: Command): void {
     .action(async (flags: BackendFlags & { port: string; host: string; workers: string }) => {
       const port = portFlag(flags.port);
       const workers = integerFlag('--workers', flags.workers, WORKERS_RANGE);
+      // Serving reads the mirror: a data dir that holds none is refused here, before any worker starts.
+      await (await openBackend(flags, { existing: true })).close();
       // With --workers above 1, each worker opens the backend; this process only supervises them.
       let backend: Backend | undefined;
       const server = await startWorkers(workers, async () => {

@@ -8,7 +8,7 @@ import { isAliveOnThisHost } from '../holder.ts';
 import type { BackendFlags } from '../options.ts';
 import { bytes } from '../progress.ts';
 import { formatTable } from '../table.ts';
-import { backendOptions, withBackend, withExamples } from './support.ts';
+import { backendOptions, withMirror, withExamples } from './support.ts';
 
 export function addStatusCommand(program: Command): void {
   withExamples(backendOptions(program.command('status').description('show the current publication and the last sync runs')), [
@@ -19,7 +19,7 @@ export function addStatusCommand(program: Command): void {
     .option('--json', 'print JSON (the same as GET /api/v1/status)')
     .option('--runs <n>', 'sync runs listed', '10')
     .action(async (flags: BackendFlags & { json?: boolean; runs: string }) =>
-      withBackend(flags, async (backend) => {
+      withMirror(flags, async (backend) => {
         const runs = Number(flags.runs);
         if (!Number.isInteger(runs) || runs < 1) throw new ConfigError(`--runs: expected a whole number of runs, got ${flags.runs}`);
         const report = await statusReport(backend.catalog, { isAlive: isAliveOnThisHost, runs });

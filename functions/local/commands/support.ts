@@ -53,13 +53,18 @@ export function syncOptions(command: Command): Command {
     .option('--resign', "publish the mirror's own metadata, listing exactly what it stores, signed with its own key (served at /keyring.gpg)");
 }
 
-export async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T> {
-  const backend = await openBackend(flags);
+export async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>, options: { existing?: boolean } = {}): Promise<T> {
+  const backend = await openBackend(flags, options);
   try {
     return await work(backend);
   } finally {
     await backend.close();
   }
+}
+
+/** For commands that only read a mirror: a data dir that holds none is an error, never a new empty mirror. */
+export function withMirror<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T> {
+  return withBackend(flags, work, { existing: true });
 }
 
 /** Re-signed mode needs somewhere to keep the keys: the data dir has it, the cloud backend only when given a secret. */

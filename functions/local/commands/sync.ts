@@ -10,7 +10,7 @@ import { portFlag, refuseResignWithoutKeys, sleepUnless, syncOnce, syncOptions, 
 
 export function addSyncCommand(program: Command): void {
   withExamples(syncOptions(program.command('sync').description('run one sync: verify upstream, copy new items, publish atomically, prune')), [
-    "skystreams sync --filter arch=amd64 --filter 'release~^(jammy|noble)$' --max 2",
+    "skystreams sync --filter arch=amd64 --filter 'release~^(jammy|noble)?$' --max 2",
     'skystreams sync --source https://mirror.internal/maas/ --keyring ./upstream-keyring.gpg --data-dir /srv/skystreams',
     'skystreams sync --bucket my-mirror --table my-mirror --region eu-west-1',
   ]).action(async (flags: SyncFlags) => {
@@ -22,7 +22,7 @@ export function addSyncCommand(program: Command): void {
 export function addLocalCommand(program: Command): void {
   withExamples(syncOptions(program.command('local').description('serve, and sync now and every --interval')), [
     'skystreams local --filter arch=amd64 --max 1',
-    "skystreams local --host 0.0.0.0 --interval 6h --filter 'release~^noble$'",
+    "skystreams local --host 0.0.0.0 --interval 6h --filter 'release~^(noble)?$'",
   ])
     .option('--port <port>', 'TCP port', '8080')
     .option('--host <host>', 'address to listen on', '127.0.0.1')

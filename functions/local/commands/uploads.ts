@@ -19,7 +19,7 @@ export function addUploadCommands(program: Command): void {
     'skystreams remove-upload com.skystreams.custom:v3:centos:mycentos9:amd64:generic 20261202 --resign',
     'skystreams remove-upload com.skystreams.custom:v3:centos:mycentos9:amd64:generic 20261202.01 --config sources.json --no-sync',
   ])
-    .argument('<product>', 'the uploaded product id (skystreams status --json, or GET /api/v1/images)')
+    .argument('<product>', 'the uploaded product id, as `skystreams images` shows it')
     .argument('<version>', 'the version to remove')
     .option('--no-sync', 'only remove it; the next sync publishes without it')
     .action(async (product: string, version: string, flags: SyncFlags & { sync: boolean }) => {

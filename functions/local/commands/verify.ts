@@ -7,7 +7,7 @@ import { ConfigError } from '../../core/errors.ts';
 import { DEFAULT_CHANNEL } from '../../core/ports.ts';
 import { EXIT_CODES, type BackendFlags } from '../options.ts';
 import { bytes } from '../progress.ts';
-import { backendOptions, withBackend, withExamples } from './support.ts';
+import { backendOptions, withMirror, withExamples } from './support.ts';
 
 export function addVerifyCommand(program: Command): void {
   withExamples(backendOptions(program.command('verify').description('audit every file of the current publication: present, right size, right sha256')), [
@@ -17,7 +17,7 @@ export function addVerifyCommand(program: Command): void {
   ])
     .option('--channel <name>', `the channel whose publication to check (default ${DEFAULT_CHANNEL})`)
     .action(async (flags: BackendFlags & { channel?: string }) =>
-      withBackend(flags, async (backend) => {
+      withMirror(flags, async (backend) => {
         const channel = flags.channel === undefined ? undefined : channelName(flags.channel, '--channel');
         const report = await auditPublication(backend.objects, backend.catalog, undefined, channel);
         if (report.generation === null) throw new ConfigError('nothing published yet: run `skystreams sync` first');
