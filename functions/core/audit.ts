@@ -9,7 +9,7 @@ import { verifyAll } from './checksum.ts';
 import { defaultMetadataLimits } from './metadata.ts';
 import { clearsignedBody, isClearsigned } from './pgp.ts';
 import { flattenItems, parseIndex, parseProducts, type FlatItem } from './simplestreams.ts';
-import { keys, type ByteStream, type Catalog, type ObjectStore, type Publication } from './ports.ts';
+import { keys, type ByteStream, type ObjectStore, type Publication, type Publications } from './ports.ts';
 
 export interface AuditProblem {
   path: string;
@@ -25,7 +25,7 @@ export interface AuditReport {
 
 export async function auditPublication(
   objects: ObjectStore,
-  catalog: Catalog,
+  catalog: Publications,
   onFile: (path: string) => void = () => {},
   /** Whose publication to check. @default DEFAULT_CHANNEL */
   channel?: string,
