@@ -11,7 +11,7 @@ import { ConfigError } from './errors.ts';
 import { parseFilter, type ItemFilter } from './filters.ts';
 import type { MetadataLimits } from './metadata.ts';
 import type { Keyring } from './pgp.ts';
-import type { SyncSettings } from './engine.ts';
+import type { RangedCopySettings, SyncSettings } from './sync/types.ts';
 import { redactUrl } from './redact.ts';
 import { CHANNEL_HISTORY_LIMIT, CHANNEL_NAME, DEFAULT_CHANNEL, SOURCE_NAME, UPLOADS_SOURCE } from './ports.ts';
 
@@ -103,13 +103,18 @@ export const manifestLimits: ManifestLimits = Object.freeze({
   fieldLength: 512,
 });
 
-/** The settings the engine's own defaults are built from, for code that makes a SyncSettings by hand. */
-export const defaultEngineSettings = Object.freeze({
+/** Every default SyncSetting, for code that makes a SyncSettings by hand: it adds the source's keyring and selection. */
+export const defaultEngineSettings: Readonly<Omit<SyncSettings, 'keyring' | 'selection' | 'sources'>> = Object.freeze({
   concurrency: syncDefaults.concurrency.embedded,
   pruneGraceMs: syncDefaults.pruneGraceMs.direct,
   lockTtlMs: syncDefaults.lockTtlMs,
   attempts: syncDefaults.attempts,
-}) satisfies Partial<SyncSettings>;
+  limits: syncDefaults.limits,
+  channel: syncDefaults.channel,
+  keepGenerations: syncDefaults.keepGenerations,
+  rangedCopy: syncDefaults.rangedCopy,
+  resign: syncDefaults.resign,
+});
 
 /** Where the upstream's OpenPGP public keyring comes from. */
 export type KeyringSource = { readonly file: string } | { readonly armored: string };
@@ -167,11 +172,6 @@ export interface SyncConfig {
    * source of `source`, `keyring`, `filters` and `max`.
    */
   readonly sources?: readonly SourceConfig[];
-}
-
-export interface RangedCopySettings {
-  readonly thresholdBytes: number;
-  readonly partBytes: number;
 }
 
 /** Raw values as an entry point has them: strings, numbers, booleans, arrays, or absent (`undefined`, `null`, `''`). */
