@@ -9,12 +9,25 @@ import { contentTypeOf } from '../content-types.ts';
 import { IntegrityError, ObjectExistsError, UnavailableError, UpstreamError } from '../errors.ts';
 import { indexIfManifest, type ManifestIndexing } from '../manifests.ts';
 import { isStoredAs, type CopyTask } from '../planner.ts';
-import { keys, type ByteStream, type Lease, type PartUpload, type StoredObject, type UploadedPart } from '../ports.ts';
+import {
+  keys,
+  type ByteStream,
+  type Lease,
+  type Locks,
+  type ManifestIndex,
+  type ObjectIndex,
+  type PartUpload,
+  type StoredObject,
+  type UploadedPart,
+} from '../ports.ts';
 import { renewLease, watched } from './lease.ts';
-import type { CopiedItem, RangedCopy, SyncContext, UnfinishedCopy } from './types.ts';
+import type { CopiedItem, PhaseContext, RangedCopy, SyncContext, UnfinishedCopy } from './types.ts';
+
+/** What copying needs: the index of stored objects, the lease, and the package index its manifests go to. */
+export type CopyContext = PhaseContext<ObjectIndex & Locks & ManifestIndex>;
 
 /** Fetches one item, verifying size and digest while it streams; only verified bytes become visible. */
-export async function copy(context: SyncContext, runId: string, task: CopyTask): Promise<CopiedItem> {
+export async function copy(context: CopyContext, runId: string, task: CopyTask): Promise<CopiedItem> {
   const { catalog, objects } = context;
   const lease = await renewLease(context, runId);
   const settled = await settleStored(context, runId, task, lease);
@@ -30,7 +43,7 @@ export async function copy(context: SyncContext, runId: string, task: CopyTask):
 }
 
 /** `copy`, tried again (with backoff) after a transient upstream or store error, up to `settings.attempts` times. */
-export async function copyWithRetries(context: SyncContext, runId: string, task: CopyTask): Promise<void> {
+export async function copyWithRetries(context: CopyContext, runId: string, task: CopyTask): Promise<void> {
   for (let attempt = 1; ; attempt++) {
     try {
       await copy(context, runId, task);
@@ -60,7 +73,7 @@ export async function copyWithRetries(context: SyncContext, runId: string, task:
  * leaves it for the retry, which comes back with the same continuation.
  */
 export async function copyWithinBudget(
-  context: SyncContext,
+  context: CopyContext,
   runId: string,
   task: CopyTask,
   budgetMs: number,
@@ -136,13 +149,13 @@ export async function copyWithinBudget(
 }
 
 /** What indexing a run's manifests needs, problems reported as the run's events. */
-export function manifestIndexing(context: Pick<SyncContext, 'objects' | 'catalog' | 'now' | 'emit'>, runId: string): ManifestIndexing {
+export function manifestIndexing(context: Pick<SyncContext, 'objects' | 'now' | 'emit'> & { catalog: ManifestIndex }, runId: string): ManifestIndexing {
   const { objects, catalog, now } = context;
   const onProblem = (path: string, problem: string) => context.emit({ type: 'manifest-unindexed', runId, path, problem });
   return { objects, catalog, now, onProblem };
 }
 
-function unfinished(context: SyncContext, runId: string, task: CopyTask, progress: RangedCopy): UnfinishedCopy {
+function unfinished(context: CopyContext, runId: string, task: CopyTask, progress: RangedCopy): UnfinishedCopy {
   const copiedBytes = Math.min(task.size, progress.parts.length * progress.partBytes);
   context.emit({ type: 'item-continued', runId, path: task.path, copiedBytes, parts: progress.parts.length });
   return { path: task.path, size: task.size, continuation: progress, copiedBytes };
@@ -154,7 +167,7 @@ function unfinished(context: SyncContext, runId: string, task: CopyTask, progres
  * (recorded, skipped). Other unvouched bytes are removed. undefined: the
  * item must be fetched.
  */
-async function settleStored(context: SyncContext, runId: string, task: CopyTask, lease: Lease): Promise<CopiedItem | undefined> {
+async function settleStored(context: CopyContext, runId: string, task: CopyTask, lease: Lease): Promise<CopiedItem | undefined> {
   const { catalog, objects } = context;
   if (isStoredAs(await catalog.getObject(task.path), task)) {
     context.emit({ type: 'item-stored', runId, path: task.path, size: task.size, skipped: true });

@@ -8,7 +8,7 @@ import { contentTypeOf } from '../content-types.ts';
 import { LockHeldError } from '../errors.ts';
 import { indexStoredManifests } from '../manifests.ts';
 import { pinnedVersions } from '../pins.ts';
-import { keys, type Lease, type Publication, type StoredObject, type SyncRun } from '../ports.ts';
+import { keys, type Lease, type Publication, type Publications, type StateStore, type StoredObject, type SyncRun } from '../ports.ts';
 import type { ChangedIndexes } from '../sync-sources.ts';
 import { latestUpload } from '../uploads.ts';
 import { manifestIndexing } from './copy.ts';
@@ -22,15 +22,19 @@ import {
 import { takeLock, whileRenewing } from './lease.ts';
 import { prune } from './prune.ts';
 import { REPAIR_STATE, failQuietly, settleAbandonedRuns, writeRunFile } from './runs.ts';
-import type { PlanOutcome, StoredPlan, SyncContext } from './types.ts';
+import type { PhaseContext, PlanOutcome, StoredPlan, SyncContext } from './types.ts';
 
 /** Conditional GET of the index only: does a run have anything to do? */
-export async function check(context: SyncContext): Promise<{ changed: boolean }> {
+export async function check(context: PhaseContext<Publications & StateStore>): Promise<{ changed: boolean }> {
   const indexes = await changedIndexes(context, await context.catalog.getCurrent(context.settings.channel), { all: false });
   return { changed: indexes !== undefined };
 }
 
-/** Takes the lock, verifies upstream metadata, stages it as the next generation and lists what to copy. */
+/**
+ * Takes the lock, verifies upstream metadata, stages it as the next
+ * generation and lists what to copy. Uses every catalog port (and prunes
+ * when nothing changed).
+ */
 export async function plan(context: SyncContext, runId: string): Promise<PlanOutcome> {
   const { catalog, settings } = context;
   const startedAt = context.now();
@@ -134,7 +138,7 @@ async function stage(context: SyncContext, run: SyncRun, lease: Lease, current: 
 
 /** The index of every source when a run has something to do (see SyncSources.changed); undefined otherwise. */
 async function changedIndexes(
-  context: SyncContext,
+  context: PhaseContext<StateStore>,
   current: Publication | undefined,
   options: { all: boolean },
 ): Promise<ChangedIndexes | undefined> {

@@ -6,15 +6,15 @@
  */
 import { forgetUnlistedManifests, manifestsListedBy } from '../manifests.ts';
 import { unreferencedPaths } from '../planner.ts';
-import { keys } from '../ports.ts';
+import { keys, type Locks, type ManifestIndex, type ObjectIndex, type Publications } from '../ports.ts';
 import { retainGenerations, unretainedMetadataKeys } from '../retention.ts';
 import { uploadedPaths } from '../uploads.ts';
 import { renewLease } from './lease.ts';
 import { deleteKeys } from './runs.ts';
-import type { PruneResult, SyncContext } from './types.ts';
+import type { PhaseContext, PruneResult } from './types.ts';
 
 /** Drops what no retained generation needs (see the module comment). Releases the lock. */
-export async function prune(context: SyncContext, runId: string): Promise<PruneResult> {
+export async function prune(context: PhaseContext<Locks & Publications & ManifestIndex & ObjectIndex>, runId: string): Promise<PruneResult> {
   const { catalog, objects, settings } = context;
   const now = context.now();
   const lease = await renewLease(context, runId);

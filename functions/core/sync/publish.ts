@@ -5,16 +5,25 @@
  */
 import { ConflictError, IntegrityError } from '../errors.ts';
 import { isStoredAs } from '../planner.ts';
-import { SOURCE_CONFLICTS_STATE, type Publication, type StoredObject } from '../ports.ts';
+import {
+  SOURCE_CONFLICTS_STATE,
+  type Locks,
+  type ObjectIndex,
+  type Publication,
+  type Publications,
+  type RunLog,
+  type StateStore,
+  type StoredObject,
+} from '../ports.ts';
 import { renewLease } from './lease.ts';
 import { INDEX_STATE, REPAIR_STATE, channelStateKey, readRunFile } from './runs.ts';
-import type { StoredPlan, SyncContext } from './types.ts';
+import type { PhaseContext, StoredPlan } from './types.ts';
 
 /** Entries stored per catalog call. */
 const ENTRY_BATCH = 1_000;
 
 /** Checks every listed file is stored as promised, then switches the current publication atomically. */
-export async function publish(context: SyncContext, runId: string): Promise<Publication> {
+export async function publish(context: PhaseContext<Locks & Publications & ObjectIndex & StateStore & RunLog>, runId: string): Promise<Publication> {
   const { catalog, objects, settings } = context;
   const lease = await renewLease(context, runId);
   const plan = await readRunFile<StoredPlan>(objects, runId, 'plan.json');

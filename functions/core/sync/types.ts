@@ -125,6 +125,9 @@ export interface SyncContext {
   signingKeys: SigningKeyStore | undefined;
 }
 
+/** A phase's view of the context: its catalog narrowed to the ports the phase uses. */
+export type PhaseContext<Ports> = Omit<SyncContext, 'catalog'> & { catalog: Ports };
+
 export type PlanOutcome =
   | { runId: string; outcome: 'unchanged' }
   | { runId: string; outcome: 'locked'; holder: string; expiresAt: string }
