@@ -6,7 +6,7 @@
  */
 import { IntegrityError, MetadataError } from './errors.ts';
 import { verifyAll } from './checksum.ts';
-import { defaultMetadataLimits } from './metadata.ts';
+import { defaultMetadataLimits, publishedIndexFile, UNSIGNED_INDEX } from './metadata.ts';
 import { clearsignedBody, isClearsigned } from './pgp.ts';
 import { flattenItems, parseIndex, parseProducts, type FlatItem } from './simplestreams.ts';
 import { keys, type ByteStream, type ObjectStore, type Publication, type Publications } from './ports.ts';
@@ -58,7 +58,7 @@ export async function auditPublication(
 
 /** Every item the publication's products files declare, by content id, product, version and item name. */
 async function publishedItems(objects: ObjectStore, publication: Publication): Promise<Map<string, FlatItem>> {
-  const indexFile = publication.files.find((file) => file === 'streams/v1/index.sjson') ?? 'streams/v1/index.json';
+  const indexFile = publishedIndexFile(publication) ?? UNSIGNED_INDEX;
   const index = parseIndex(indexFile, await publishedText(objects, publication, indexFile, defaultMetadataLimits.indexBytes));
   const items = new Map<string, FlatItem>();
   for (const entry of Object.values(index.index)) {

@@ -12,8 +12,8 @@
  */
 import { MetadataError } from './errors.ts';
 import { sameContent } from './planner.ts';
-import { INDEX_BASE, productsBase, type PublishedProducts } from './publish-metadata.ts';
-import { flattenItems, type FlatItem, type IndexEntry, type ProductEntry, type ProductsDocument, type StreamIndex } from './simplestreams.ts';
+import { productsBase, type PublishedProducts } from './publish-metadata.ts';
+import { INDEX_BASE, flattenItems, type FlatItem, type IndexEntry, type ProductEntry, type ProductsDocument, type StreamIndex } from './simplestreams.ts';
 
 /** One source's products as its own selection left them: what `mergeSources` takes. */
 export interface SelectedProducts {
