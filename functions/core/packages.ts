@@ -131,7 +131,7 @@ export interface VersionFiles {
  * `diffImages` for two versions whose files the caller already has (say,
  * from one pass over a generation's entries): reads their manifests only.
  */
-export async function diffVersions(catalog: ManifestIndex & Publications, product: string, generation: number, from: VersionFiles, to: VersionFiles): Promise<ImageDiff> {
+export async function diffVersions(catalog: ManifestIndex, product: string, generation: number, from: VersionFiles, to: VersionFiles): Promise<ImageDiff> {
   const [before, after] = [await packagesOf(catalog, product, from), await packagesOf(catalog, product, to)];
   const added: PackageVersion[] = [];
   const removed: PackageVersion[] = [];
@@ -163,7 +163,7 @@ export async function diffVersions(catalog: ManifestIndex & Publications, produc
 const MANIFEST_PREFERENCE = ['squashfs.manifest', 'manifest', 'root-tgz.manifest'];
 
 async function packagesOf(
-  catalog: ManifestIndex & Publications,
+  catalog: ManifestIndex,
   product: string,
   { version, files }: VersionFiles,
 ): Promise<{ path: string; packages: ReadonlyMap<string, string> }> {
