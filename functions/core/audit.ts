@@ -6,10 +6,10 @@
  */
 import { IntegrityError, MetadataError } from './errors.ts';
 import { verifyAll } from './checksum.ts';
-import { defaultMetadataLimits } from './metadata.ts';
+import { defaultMetadataLimits, publishedIndexFile, UNSIGNED_INDEX } from './metadata.ts';
 import { clearsignedBody, isClearsigned } from './pgp.ts';
 import { flattenItems, parseIndex, parseProducts, type FlatItem } from './simplestreams.ts';
-import { keys, type ByteStream, type Catalog, type ObjectStore, type Publication } from './ports.ts';
+import { keys, type ByteStream, type ObjectStore, type Publication, type Publications } from './ports.ts';
 
 export interface AuditProblem {
   path: string;
@@ -25,7 +25,7 @@ export interface AuditReport {
 
 export async function auditPublication(
   objects: ObjectStore,
-  catalog: Catalog,
+  catalog: Publications,
   onFile: (path: string) => void = () => {},
   /** Whose publication to check. @default DEFAULT_CHANNEL */
   channel?: string,
@@ -58,7 +58,7 @@ export async function auditPublication(
 
 /** Every item the publication's products files declare, by content id, product, version and item name. */
 async function publishedItems(objects: ObjectStore, publication: Publication): Promise<Map<string, FlatItem>> {
-  const indexFile = publication.files.find((file) => file === 'streams/v1/index.sjson') ?? 'streams/v1/index.json';
+  const indexFile = publishedIndexFile(publication) ?? UNSIGNED_INDEX;
   const index = parseIndex(indexFile, await publishedText(objects, publication, indexFile, defaultMetadataLimits.indexBytes));
   const items = new Map<string, FlatItem>();
   for (const entry of Object.values(index.index)) {

@@ -5,8 +5,8 @@
  * is read from the run records the catalog keeps anyway (newest first); a
  * succeeded or unchanged run ends it, so no extra state can drift.
  */
-import { SYNC_LOCK } from './engine.ts';
-import type { Catalog, SyncRun } from './ports.ts';
+import { SYNC_LOCK } from './sync/lease.ts';
+import type { Locks, RunLog, SyncRun } from './ports.ts';
 
 const MINUTE = 60_000;
 
@@ -54,7 +54,7 @@ export function backoffUntil(runsNewestFirst: readonly SyncRun[], policy: Backof
 }
 
 /** Whether a new run may start at `now`: no live lease on the sync lock, no pause in force. */
-export async function mayStartRun(catalog: Catalog, now: Date, policy: BackoffPolicy = defaultBackoff): Promise<StartDecision> {
+export async function mayStartRun(catalog: Locks & RunLog, now: Date, policy: BackoffPolicy = defaultBackoff): Promise<StartDecision> {
   const lock = await catalog.getLock(SYNC_LOCK);
   if (lock && Date.parse(lock.expiresAt) > now.getTime()) {
     return { start: false, reason: 'running', holder: lock.owner, expiresAt: lock.expiresAt };

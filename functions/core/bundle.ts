@@ -11,7 +11,7 @@
  */
 import { verifyingStream } from './checksum.ts';
 import { BundleError, ConfigError } from './errors.ts';
-import { keys, type Catalog, type ObjectStore, type Publication } from './ports.ts';
+import { keys, type ObjectIndex, type ObjectStore, type Publication, type Publications } from './ports.ts';
 import { writeTar, type TarSource } from './tar.ts';
 
 export const BUNDLE_MANIFEST = 'skystreams-bundle.json';
@@ -51,7 +51,7 @@ export interface ExportedBundle {
 }
 
 /** The current publication as a bundle. ConfigError when nothing is published. */
-export async function exportPublication(objects: ObjectStore, catalog: Catalog, options: ExportOptions): Promise<ExportedBundle> {
+export async function exportPublication(objects: ObjectStore, catalog: ObjectIndex & Publications, options: ExportOptions): Promise<ExportedBundle> {
   const publication = await catalog.getCurrent(options.channel);
   if (!publication) {
     throw new ConfigError(`nothing published${options.channel ? ` in channel ${options.channel}` : ''} yet: run \`skystreams sync\` first`);
@@ -109,7 +109,7 @@ async function metadataSources(objects: ObjectStore, publication: Publication): 
   return sources;
 }
 
-async function itemSources(objects: ObjectStore, catalog: Catalog, publication: Publication): Promise<TarSource[]> {
+async function itemSources(objects: ObjectStore, catalog: ObjectIndex & Publications, publication: Publication): Promise<TarSource[]> {
   const paths = new Set<string>();
   for await (const entry of catalog.listEntries(publication.generation)) paths.add(entry.path);
   const sources: TarSource[] = [];

@@ -4,7 +4,7 @@
  * backend and the engine use these, so a switch means the same everywhere.
  */
 import { ConfigError, ConflictError } from './errors.ts';
-import { CHANNEL_HISTORY_LIMIT, MAX_CHANNELS, type Catalog, type Channel } from './ports.ts';
+import { CHANNEL_HISTORY_LIMIT, MAX_CHANNELS, type Channel, type Publications } from './ports.ts';
 import { channelOf } from './validators.ts';
 
 /** `name`, or ConfigError saying what a channel name may be. */
@@ -32,7 +32,7 @@ export function rolledBack(channel: Channel): Omit<Channel, 'revision'> {
 }
 
 /** ConfigError when `name` would be a new channel beyond MAX_CHANNELS: nothing is created. */
-export async function assertRoomForChannel(catalog: Catalog, name: string): Promise<void> {
+export async function assertRoomForChannel(catalog: Publications, name: string): Promise<void> {
   const channels = await catalog.listChannels();
   if (channels.length >= MAX_CHANNELS && !channels.some((channel) => channel.name === name)) {
     throw new ConfigError(`channel ${name}: the mirror has ${channels.length} channels, the most it keeps; publish to an existing one`);
@@ -44,7 +44,7 @@ export async function assertRoomForChannel(catalog: Catalog, name: string): Prom
  * one atomic switch. ConfigError when `from` does not exist; ConflictError
  * when `to` moved meanwhile (nothing changes: run it again).
  */
-export async function promote(catalog: Catalog, from: string, to: string): Promise<{ generation: number; changed: boolean }> {
+export async function promote(catalog: Publications, from: string, to: string): Promise<{ generation: number; changed: boolean }> {
   const source = await catalog.getChannel(channelName(from, 'from'));
   if (!source) throw new ConfigError(`channel ${from} does not exist: nothing to promote (a sync with --channel ${from} creates it)`);
   const target = await catalog.getChannel(channelName(to, 'to'));
@@ -59,7 +59,7 @@ export async function promote(catalog: Catalog, from: string, to: string): Promi
  * when it has none, when that generation was pruned, or when the channel
  * moved meanwhile; nothing changes then.
  */
-export async function rollBack(catalog: Catalog, name: string): Promise<{ from: number; to: number }> {
+export async function rollBack(catalog: Publications, name: string): Promise<{ from: number; to: number }> {
   const channel = await catalog.getChannel(channelName(name));
   if (!channel) throw new ConfigError(`channel ${name} does not exist`);
   const previous = rolledBack(channel);

@@ -5,7 +5,7 @@
  * a sync: it is recorded with the reason, so queries can say why it is missing.
  */
 import { LeaseLostError, ManifestError } from './errors.ts';
-import { keys, type Catalog, type CatalogEntry, type Fence, type ObjectStore, type PackageManifest, type StoredObject } from './ports.ts';
+import { keys, type CatalogEntry, type Fence, type ManifestIndex, type ObjectStore, type PackageManifest, type Publications, type StoredObject } from './ports.ts';
 
 /**
  * Bounds on one package manifest (`squashfs.manifest`: `package<TAB>version`
@@ -109,7 +109,7 @@ export function manifestRecord(path: string, sha256: string, bytes: Uint8Array, 
 
 export interface ManifestIndexing {
   objects: ObjectStore;
-  catalog: Catalog;
+  catalog: ManifestIndex;
   now: () => Date;
   /** Told about each manifest that could not be indexed, with the reason (naming the file). */
   onProblem?: (path: string, problem: string) => void;
@@ -192,7 +192,7 @@ async function readManifest(objects: ObjectStore, path: string): Promise<Uint8Ar
 }
 
 /** The sha256 of every manifest the given generations list: what prune may forget once they are deleted. */
-export async function manifestsListedBy(catalog: Catalog, generations: readonly number[]): Promise<Set<string>> {
+export async function manifestsListedBy(catalog: Publications, generations: readonly number[]): Promise<Set<string>> {
   const digests = new Set<string>();
   for (const generation of generations) {
     for await (const entry of catalog.listEntries(generation)) {
@@ -208,7 +208,7 @@ export async function manifestsListedBy(catalog: Catalog, generations: readonly 
  * mirror. Returns how many it forgot.
  */
 export async function forgetUnlistedManifests(
-  catalog: Catalog,
+  catalog: ManifestIndex & Publications,
   candidates: ReadonlySet<string>,
   retained: Iterable<number>,
   fence?: Fence,

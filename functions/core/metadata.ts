@@ -14,6 +14,7 @@ import { InputTooLargeError, MetadataError, NotFoundError, RollbackError, Signat
 import { assertSafePath } from './paths.ts';
 import { clearsignedBody, isClearsigned, verifyClearsignedBytes, type Keyring } from './pgp.ts';
 import {
+  INDEX_BASE,
   jsonPath,
   parseIndex,
   parseProducts,
@@ -25,8 +26,8 @@ import {
 import { UPSTREAM_COPY_PREFIX, upstreamCopyPrefix } from './published-files.ts';
 import { keys, type FetchedFile, type ObjectStore, type Publication, type Upstream, type Validators } from './ports.ts';
 
-export const SIGNED_INDEX = 'streams/v1/index.sjson';
-export const UNSIGNED_INDEX = 'streams/v1/index.json';
+export const SIGNED_INDEX = `${INDEX_BASE}.sjson`;
+export const UNSIGNED_INDEX = `${INDEX_BASE}.json`;
 
 /** Bounds on what one run reads; exceeding one is an InputTooLargeError naming the file. */
 export interface MetadataLimits {
@@ -83,6 +84,11 @@ export interface UpstreamMetadata {
 export type IndexCheck =
   | { changed: false }
   | { changed: true; bytes: Uint8Array; validators: Validators };
+
+/** The index a publication lists: signed, or plain when it was synced with `--no-verify`; undefined when it lists neither. */
+export function publishedIndexFile(publication: Pick<Publication, 'files'>): string | undefined {
+  return [SIGNED_INDEX, UNSIGNED_INDEX].find((file) => publication.files.includes(file));
+}
 
 /** `keyring` undefined means the operator chose `--no-verify`: unsigned `.json` files. */
 export function indexFileFor(keyring: Keyring | undefined): string {
@@ -249,7 +255,7 @@ export async function servedIndexUpdated(
   limits: Partial<MetadataLimits> = {},
 ): Promise<string | undefined> {
   const bounds = { ...defaultMetadataLimits, ...limits };
-  const indexFile = [SIGNED_INDEX, UNSIGNED_INDEX].find((file) => publication.files.includes(file));
+  const indexFile = publishedIndexFile(publication);
   if (!indexFile) throw new MetadataError(`publication ${publication.generation}`, '$', `lists no ${SIGNED_INDEX} or ${UNSIGNED_INDEX}`);
   const key = keys.metadata(publication, indexFile);
   const body = await publishedBody(key, await readStored(objects, key, bounds.indexBytes, new RunBudget(bounds.indexBytes)));

@@ -6,7 +6,7 @@
 import { forEachLimited } from './concurrency.ts';
 import { ConfigError, ManifestUnavailableError, NotFoundError } from './errors.ts';
 import { isManifest, isPackageName } from './manifests.ts';
-import type { Catalog, CatalogEntry, PackageManifest } from './ports.ts';
+import type { CatalogEntry, ManifestIndex, PackageManifest, Publications } from './ports.ts';
 
 /** One version of one mirrored product, as the publication describes it. */
 export interface ImageVersion {
@@ -75,7 +75,7 @@ const MANIFEST_READS = 8;
  * versions) whose manifest lists `name`, with the version it lists. `libc6`
  * also finds `libc6:amd64`; `libc6:amd64` finds only that.
  */
-export async function packagesNamed(catalog: Catalog, name: string): Promise<PackageReport> {
+export async function packagesNamed(catalog: ManifestIndex & Publications, name: string): Promise<PackageReport> {
   if (!isPackageName(name)) throw new ConfigError(`${JSON.stringify(name)} is not a package name`);
   const current = await catalog.getCurrent();
   if (!current) return { package: name, generation: null, images: [], unread: [] };
@@ -108,7 +108,7 @@ export async function packagesNamed(catalog: Catalog, name: string): Promise<Pac
  * the product or version when either is not published, or lists no manifest;
  * ManifestUnavailableError when a manifest is unparsed or not yet indexed.
  */
-export async function diffImages(catalog: Catalog, product: string, from: string, to: string): Promise<ImageDiff> {
+export async function diffImages(catalog: ManifestIndex & Publications, product: string, from: string, to: string): Promise<ImageDiff> {
   const current = await catalog.getCurrent();
   if (!current) throw new NotFoundError('nothing is published yet');
   const files = new Map<string, CatalogEntry[]>();
@@ -131,7 +131,7 @@ export interface VersionFiles {
  * `diffImages` for two versions whose files the caller already has (say,
  * from one pass over a generation's entries): reads their manifests only.
  */
-export async function diffVersions(catalog: Catalog, product: string, generation: number, from: VersionFiles, to: VersionFiles): Promise<ImageDiff> {
+export async function diffVersions(catalog: ManifestIndex, product: string, generation: number, from: VersionFiles, to: VersionFiles): Promise<ImageDiff> {
   const [before, after] = [await packagesOf(catalog, product, from), await packagesOf(catalog, product, to)];
   const added: PackageVersion[] = [];
   const removed: PackageVersion[] = [];
@@ -163,7 +163,7 @@ export async function diffVersions(catalog: Catalog, product: string, generation
 const MANIFEST_PREFERENCE = ['squashfs.manifest', 'manifest', 'root-tgz.manifest'];
 
 async function packagesOf(
-  catalog: Catalog,
+  catalog: ManifestIndex,
   product: string,
   { version, files }: VersionFiles,
 ): Promise<{ path: string; packages: ReadonlyMap<string, string> }> {

@@ -6,7 +6,7 @@
  */
 import { ConfigError } from './errors.ts';
 import { pinKey } from './planner.ts';
-import type { Catalog } from './ports.ts';
+import type { Publications, StateStore } from './ports.ts';
 
 const PINS_STATE = 'pins';
 
@@ -15,13 +15,13 @@ export interface Pin {
   version: string;
 }
 
-export async function listPins(catalog: Catalog): Promise<Pin[]> {
+export async function listPins(catalog: StateStore): Promise<Pin[]> {
   const raw = await catalog.getState(PINS_STATE);
   return raw ? (JSON.parse(raw) as Pin[]) : [];
 }
 
 /** The pins as `Selection.pinned` takes them. */
-export async function pinnedVersions(catalog: Catalog): Promise<ReadonlySet<string>> {
+export async function pinnedVersions(catalog: StateStore): Promise<ReadonlySet<string>> {
   return new Set((await listPins(catalog)).map((pin) => pinKey(pin.product, pin.version)));
 }
 
@@ -29,7 +29,7 @@ export async function pinnedVersions(catalog: Catalog): Promise<ReadonlySet<stri
  * Pins a version some retained generation lists: ConfigError naming it when
  * none does (a pin of something never mirrored would silently do nothing).
  */
-export async function addPin(catalog: Catalog, pin: Pin): Promise<Pin[]> {
+export async function addPin(catalog: Publications & StateStore, pin: Pin): Promise<Pin[]> {
   if (!(await isMirrored(catalog, pin))) {
     throw new ConfigError(`${pin.product} version ${pin.version} is not in any publication of this mirror: \`skystreams images\` lists what it holds`);
   }
@@ -41,7 +41,7 @@ export async function addPin(catalog: Catalog, pin: Pin): Promise<Pin[]> {
 }
 
 /** ConfigError when the version is not pinned. */
-export async function removePin(catalog: Catalog, pin: Pin): Promise<Pin[]> {
+export async function removePin(catalog: Publications & StateStore, pin: Pin): Promise<Pin[]> {
   const pins = await listPins(catalog);
   const next = pins.filter((known) => !(known.product === pin.product && known.version === pin.version));
   if (next.length === pins.length) throw new ConfigError(`${pin.product} version ${pin.version} is not pinned`);
@@ -49,7 +49,7 @@ export async function removePin(catalog: Catalog, pin: Pin): Promise<Pin[]> {
   return next;
 }
 
-async function isMirrored(catalog: Catalog, pin: Pin): Promise<boolean> {
+async function isMirrored(catalog: Publications, pin: Pin): Promise<boolean> {
   for (const publication of await catalog.listPublications()) {
     for await (const entry of catalog.listEntries(publication.generation)) {
       if (entry.product === pin.product && entry.version === pin.version) return true;

@@ -273,12 +273,15 @@ export interface Lease {
 export type Fence = Pick<Lease, 'name' | 'owner' | 'epoch'>;
 
 /**
- * Every write takes an optional fence: when given, the write happens only if
- * the lock still has the fence's owner and epoch, else LeaseLostError and
- * nothing changes. The sync engine fences all of its writes.
+ * The catalog's ports. Every write takes an optional fence: when given, the
+ * write happens only if the lock still has the fence's owner and epoch, else
+ * LeaseLostError and nothing changes. The sync engine fences all of its
+ * writes. Code names the ports it uses; a backend implements them all as
+ * one `Catalog`.
  */
-export interface Catalog {
-  // Objects: what verified bytes exist, by path.
+
+/** What verified bytes exist in the object store, by mirror path. */
+export interface ObjectIndex {
   getObject(path: string): Promise<StoredObject | undefined>;
   /** Upsert. */
   recordObject(object: StoredObject, fence?: Fence): Promise<void>;
@@ -286,8 +289,10 @@ export interface Catalog {
   forgetObject(path: string, fence?: Fence): Promise<void>;
   /** All objects, across all pages, any order. */
   listObjects(): AsyncIterable<StoredObject>;
+}
 
-  // Publications: generations of metadata, and channels pointing at them.
+/** Generations of metadata, their entries, and the channels pointing at them. */
+export interface Publications {
   /** The publication `channel` points at. @default channel DEFAULT_CHANNEL */
   getCurrent(channel?: string): Promise<Publication | undefined>;
   getPublication(generation: number): Promise<Publication | undefined>;
@@ -328,15 +333,19 @@ export interface Catalog {
    * otherwise, and nothing changes.
    */
   setChannel(next: Omit<Channel, 'revision'>, expectedRevision: number | undefined, fence?: Fence): Promise<void>;
+}
 
-  // Sync runs.
+/** The record of sync runs. */
+export interface RunLog {
   /** Upsert by id. */
   putRun(run: SyncRun, fence?: Fence): Promise<void>;
   getRun(id: string): Promise<SyncRun | undefined>;
   /** Newest `startedAt` first. */
   listRuns(limit: number): Promise<SyncRun[]>;
+}
 
-  // A lease lock, so only one sync runs at a time.
+/** Lease locks, so only one sync runs at a time. */
+export interface Locks {
   /**
    * Takes the free lock `name` for `owner` until `now + ttlMs`, with an epoch
    * one above any before it. LockHeldError when another owner holds an
@@ -354,19 +363,26 @@ export interface Catalog {
   getLock(name: string): Promise<Lease | undefined>;
   /** No-op unless the lease still holds the lock. The epoch is kept for the next holder. */
   releaseLock(lease: Fence): Promise<void>;
+}
 
-  // Package manifests, by the sha256 of their bytes.
+/** Package manifests, by the sha256 of their bytes. */
+export interface ManifestIndex {
   /** Upsert: a manifest's record only depends on its bytes, so rewriting one changes nothing. */
   putManifest(manifest: PackageManifest, fence?: Fence): Promise<void>;
   /** undefined when that manifest has not been indexed. */
   getManifest(sha256: string): Promise<PackageManifest | undefined>;
   /** Idempotent. */
   forgetManifest(sha256: string, fence?: Fence): Promise<void>;
+}
 
-  // Small named values (upstream ETag / Last-Modified, …).
+/** Small named values (upstream ETag / Last-Modified, pins, …). */
+export interface StateStore {
   getState(key: string): Promise<string | undefined>;
   setState(key: string, value: string, fence?: Fence): Promise<void>;
 }
+
+/** Every catalog port: what a backend implements, in one store. */
+export interface Catalog extends ObjectIndex, Publications, RunLog, Locks, ManifestIndex, StateStore {}
 
 // ---------------------------------------------------------------- upstream
 

@@ -12,13 +12,11 @@
  */
 import { armor, enums, type PublicKey } from 'openpgp';
 import { MetadataError } from './errors.ts';
-import { formatUpdated, parseUpdated, type IndexEntry, type ProductsDocument, type StreamIndex, type VersionEntry } from './simplestreams.ts';
+import { INDEX_BASE, formatUpdated, parseUpdated, type IndexEntry, type ProductsDocument, type StreamIndex, type VersionEntry } from './simplestreams.ts';
 
 import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from './published-files.ts';
 
 export { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED, UPSTREAM_COPY_PREFIX } from './published-files.ts';
-
-export const INDEX_BASE = 'streams/v1/index';
 
 /** One products file to publish: where it goes (without `.json`/`.sjson`) and what it holds. */
 export interface PublishedProducts {

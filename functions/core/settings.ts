@@ -11,7 +11,7 @@ import { ConfigError } from './errors.ts';
 import { parseFilter, type ItemFilter } from './filters.ts';
 import { defaultMetadataLimits, type MetadataLimits } from './metadata.ts';
 import type { Keyring } from './pgp.ts';
-import type { SyncSettings } from './engine.ts';
+import type { RangedCopySettings, SyncSettings } from './sync/types.ts';
 import { redactUrl } from './redact.ts';
 import { absentAsUndefined, booleanOf, channelOf, integerWithin, objectOf, rejectUnknownKeys, shown, type Fail } from './validators.ts';
 import { CHANNEL_HISTORY_LIMIT, DEFAULT_CHANNEL, SOURCE_NAME, UPLOADS_SOURCE } from './ports.ts';
@@ -79,8 +79,8 @@ export interface RunRetention {
   readonly retentionMs: number;
 }
 
-/** Every engine setting but what to verify with and what to select, as a sync configured by nothing else runs: for code that makes a SyncSettings by hand. */
-export const defaultEngineSettings = Object.freeze({
+/** Every default SyncSetting, for code that makes a SyncSettings by hand: it adds the source's keyring and selection. */
+export const defaultEngineSettings: Readonly<Omit<SyncSettings, 'keyring' | 'selection' | 'sources'>> = Object.freeze({
   concurrency: syncDefaults.concurrency.embedded,
   pruneGraceMs: syncDefaults.pruneGraceMs.direct,
   lockTtlMs: syncDefaults.lockTtlMs,
@@ -90,7 +90,7 @@ export const defaultEngineSettings = Object.freeze({
   keepGenerations: syncDefaults.keepGenerations,
   rangedCopy: syncDefaults.rangedCopy,
   resign: syncDefaults.resign,
-}) satisfies Omit<SyncSettings, 'keyring' | 'selection' | 'sources'>;
+});
 
 /** Where the upstream's OpenPGP public keyring comes from. */
 export type KeyringSource = { readonly file: string } | { readonly armored: string };
@@ -148,11 +148,6 @@ export interface SyncConfig {
    * source of `source`, `keyring`, `filters` and `max`.
    */
   readonly sources?: readonly SourceConfig[];
-}
-
-export interface RangedCopySettings {
-  readonly thresholdBytes: number;
-  readonly partBytes: number;
 }
 
 /** Raw values as an entry point has them: strings, numbers, booleans, arrays, or absent (`undefined`, `null`, `''`). */

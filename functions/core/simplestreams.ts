@@ -5,6 +5,9 @@
 import { MetadataError } from './errors.ts';
 import { assertSafePath } from './paths.ts';
 
+/** Where every stream keeps its index, without the extension: `.sjson` clearsigned, `.json` plain. */
+export const INDEX_BASE = 'streams/v1/index';
+
 export interface IndexEntry {
   path: string;
   format?: string;

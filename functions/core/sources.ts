@@ -12,11 +12,11 @@
  */
 import { MetadataError } from './errors.ts';
 import { sameContent } from './planner.ts';
-import { INDEX_BASE, productsBase, type PublishedProducts } from './publish-metadata.ts';
-import { flattenItems, type FlatItem, type IndexEntry, type ProductEntry, type ProductsDocument, type StreamIndex } from './simplestreams.ts';
+import { productsBase, type PublishedProducts } from './publish-metadata.ts';
+import { INDEX_BASE, flattenItems, type FlatItem, type IndexEntry, type ProductEntry, type ProductsDocument, type StreamIndex } from './simplestreams.ts';
 
-/** One source's products, as its own selection left them. */
-export interface SourceProducts {
+/** One source's products as its own selection left them: what `mergeSources` takes. */
+export interface SelectedProducts {
   source: string;
   priority: number;
   products: readonly { file: string; doc: ProductsDocument }[];
@@ -59,7 +59,7 @@ interface Claim {
 }
 
 /** Merges the sources, highest priority first (listed order on a tie). */
-export function mergeSources(sources: readonly SourceProducts[]): MergedSources {
+export function mergeSources(sources: readonly SelectedProducts[]): MergedSources {
   const ranked = sources.map((source, order) => ({ source, order })).sort((a, b) => b.source.priority - a.source.priority || a.order - b.order);
   const productOwner = new Map<string, string>();
   const pathClaims = new Map<string, Claim>();

@@ -17,11 +17,15 @@ import {
 } from './metadata.ts';
 import type { Keyring } from './pgp.ts';
 import type { CopyTask, Selection } from './planner.ts';
-import { PRIMARY_SOURCE, UPLOADS_SOURCE, type Catalog, type ObjectStore, type Publication, type Upstream, type Validators } from './ports.ts';
+import { PRIMARY_SOURCE, UPLOADS_SOURCE, type ObjectStore, type StateStore, type Publication, type Upstream, type Validators } from './ports.ts';
 import { sha256Hex } from './checksum.ts';
 
-/** One of several merged sources: verified with its own keyring, selected by its own filters and max. */
-export interface SourceSettings {
+/**
+ * One of several merged sources as the engine runs it (settings.ts's
+ * SourceConfig, its keyring loaded): verified with its own keyring,
+ * selected by its own filters and max.
+ */
+export interface MergedSourceSettings {
   name: string;
   keyring: Keyring;
   selection: Selection;
@@ -60,14 +64,14 @@ export interface ActiveSource {
 /** The index of each source, when at least one changed since the current publication. */
 export type ChangedIndexes = Map<string, { bytes: Uint8Array; validators: Validators }>;
 
-/** One source's verified metadata, read for a plan. */
-export interface SourceRead {
+/** A source with its verified metadata, read for a plan. */
+export interface VerifiedSource {
   source: ActiveSource;
   metadata: UpstreamMetadata;
 }
 
 export interface SyncSourcesDeps {
-  catalog: Catalog;
+  catalog: StateStore;
   objects: ObjectStore;
   /** The one source, unless `sources` lists several. */
   upstream?: Upstream;
@@ -80,9 +84,9 @@ export interface SyncSourcesSettings {
   keyring: Keyring | undefined;
   /** The one source's selection. */
   selection: Selection;
-  sources?: readonly SourceSettings[];
-  resign?: boolean;
-  limits?: Partial<MetadataLimits>;
+  sources?: readonly MergedSourceSettings[];
+  resign: boolean;
+  limits: MetadataLimits;
 }
 
 export class SyncSources {
@@ -144,10 +148,10 @@ export class SyncSources {
   }
 
   /** Each source's verified metadata, checked for freshness against what the current publication was made from. */
-  async read(indexes: ChangedIndexes, current: Publication | undefined): Promise<SourceRead[]> {
+  async read(indexes: ChangedIndexes, current: Publication | undefined): Promise<VerifiedSource[]> {
     const { objects } = this.deps;
-    const limits = this.settings.limits ?? {};
-    const reads: SourceRead[] = [];
+    const { limits } = this.settings;
+    const reads: VerifiedSource[] = [];
     for (const source of this.list) {
       const index = indexes.get(source.name);
       if (!index) throw new Error(`no index was read for source ${source.name}`);
@@ -207,7 +211,7 @@ export class SyncSources {
     const byName = new Map<string, IndexState>();
     for (const source of this.list) {
       const state = states[source.name];
-      const sameMode = (state?.resigned ?? false) === (this.settings.resign ?? false);
+      const sameMode = (state?.resigned ?? false) === this.settings.resign;
       if (!state || !sameMode || state.url !== source.upstream.url(indexFileFor(source.keyring))) return undefined;
       byName.set(source.name, state);
     }

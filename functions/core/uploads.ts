@@ -27,7 +27,7 @@ import {
 import { contentTypeOf } from './content-types.ts';
 import { ConfigError, ConflictError, InputTooLargeError, ObjectExistsError } from './errors.ts';
 import { indexIfManifest, type ManifestIndexing } from './manifests.ts';
-import { keys, type ByteStream, type Catalog, type ObjectStore } from './ports.ts';
+import { keys, type ByteStream, type ManifestIndex, type ObjectIndex, type ObjectStore, type Publications, type StateStore } from './ports.ts';
 
 /** Custom images (`skystreams upload`). */
 export const uploadLimits = Object.freeze({
@@ -72,7 +72,7 @@ export async function listUploadRecords(objects: ObjectStore): Promise<UploadRec
 export const LATEST_UPLOAD_STATE = 'latest-upload';
 
 /** The newest upload's record key, '' when there has been none. */
-export async function latestUpload(catalog: Catalog): Promise<string> {
+export async function latestUpload(catalog: StateStore): Promise<string> {
   return (await catalog.getState(LATEST_UPLOAD_STATE)) ?? '';
 }
 
@@ -91,7 +91,7 @@ export async function uploadedPaths(objects: ObjectStore): Promise<Set<string>> 
  * index. `sources` holds one entry per file of `upload`, by item name.
  */
 export async function storeUpload(
-  deps: ManifestIndexing,
+  deps: ManifestIndexing & { catalog: ManifestIndex & ObjectIndex & Publications & StateStore },
   upload: ValidatedUpload,
   sources: ReadonlyMap<string, UploadSource>,
 ): Promise<UploadRecord> {
@@ -154,7 +154,7 @@ export async function storeUpload(
  * version when no such upload is stored; nothing changes then.
  */
 export async function removeUpload(
-  deps: { objects: ObjectStore; catalog: Catalog; now: () => Date },
+  deps: { objects: ObjectStore; catalog: StateStore; now: () => Date },
   product: string,
   version: string,
 ): Promise<UploadRecord> {
@@ -174,7 +174,7 @@ export async function removeUpload(
  * of one name. ConflictError naming the upstream product; uploaded products
  * (new versions of the same image) are fine.
  */
-export async function refuseClashWithMirrored(catalog: Catalog, upload: ValidatedUpload): Promise<void> {
+export async function refuseClashWithMirrored(catalog: Publications, upload: ValidatedUpload): Promise<void> {
   const { os, release, arch, subarch } = upload.fields;
   for (const channel of await catalog.listChannels()) {
     for await (const entry of catalog.listEntries(channel.generation)) {

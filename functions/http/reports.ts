@@ -2,7 +2,7 @@
 import { forEachLimited } from '../core/concurrency.ts';
 import type { CopyTask } from '../core/planner.ts';
 import type { SourceConflict } from '../core/sources.ts';
-import { keys, SOURCE_CONFLICTS_STATE, type Catalog, type CatalogEntry, type Channel, type LockHolder, type ObjectStore, type Publication, type SyncRun } from '../core/ports.ts';
+import { keys, SOURCE_CONFLICTS_STATE, type CatalogEntry, type Channel, type LockHolder, type ManifestIndex, type ObjectIndex, type ObjectStore, type Publication, type Publications, type RunLog, type StateStore, type SyncRun } from '../core/ports.ts';
 import { ManifestUnavailableError, NotFoundError } from '../core/errors.ts';
 import { diffVersions, type PackageChange } from '../core/packages.ts';
 
@@ -23,7 +23,7 @@ export interface StatusOptions {
   isAlive?: (holder: LockHolder) => boolean | undefined;
 }
 
-export async function statusReport(catalog: Catalog, options: StatusOptions = {}): Promise<StatusReport> {
+export async function statusReport(catalog: Publications & RunLog & StateStore, options: StatusOptions = {}): Promise<StatusReport> {
   const current = await catalog.getCurrent();
   const { files: _files, ...publication } = current ?? { files: [] };
   const runs = (await catalog.listRuns(options.runs ?? 10)).map((run) =>
@@ -53,7 +53,7 @@ export interface CatalogReport {
   images: ImageSummary[];
 }
 
-export async function catalogSummary(catalog: Catalog): Promise<CatalogReport> {
+export async function catalogSummary(catalog: Publications): Promise<CatalogReport> {
   const current = await catalog.getCurrent();
   if (!current) return { generation: null, images: [] };
   const images = new Map<string, ImageSummary>();
@@ -146,7 +146,7 @@ const PROGRESS_LOOKUPS = 8;
  * writes before copying) against the catalog's stored objects, which a copy
  * records once an item's digests are verified.
  */
-export async function runProgress(objects: ObjectStore, catalog: Catalog, runId: string): Promise<RunProgress | undefined> {
+export async function runProgress(objects: ObjectStore, catalog: ObjectIndex, runId: string): Promise<RunProgress | undefined> {
   const key = keys.runFile(runId, 'copy.json');
   if (!(await objects.head(key))) return undefined;
   const chunks: Uint8Array[] = [];
@@ -169,7 +169,11 @@ export async function runProgress(objects: ObjectStore, catalog: Catalog, runId:
  * when the oldest retained publication that lists it was published (older
  * generations are pruned, so this is "served since at least").
  */
-export async function statusPageReport(objects: ObjectStore, catalog: Catalog, options: StatusOptions = {}): Promise<StatusPageReport> {
+export async function statusPageReport(
+  objects: ObjectStore,
+  catalog: Publications & RunLog & StateStore & ObjectIndex & ManifestIndex,
+  options: StatusOptions = {},
+): Promise<StatusPageReport> {
   const status = await statusReport(catalog, options);
   const summary = await catalogSummary(catalog);
   const publishedSince = new Map<string, string>();
@@ -198,7 +202,7 @@ export async function statusPageReport(objects: ObjectStore, catalog: Catalog, o
 }
 
 /** From the catalog summary's files: only the two manifests of each image are read, not the generation again. */
-async function packageChangeSummaries(catalog: Catalog, generation: number, images: readonly ImageSummary[]): Promise<PackageChangeSummary[]> {
+async function packageChangeSummaries(catalog: ManifestIndex, generation: number, images: readonly ImageSummary[]): Promise<PackageChangeSummary[]> {
   const summaries: PackageChangeSummary[] = [];
   for (const image of images.filter((candidate) => candidate.versions.length >= 2).slice(0, PACKAGE_CHANGE_IMAGES)) {
     // Versions are newest first (catalogSummary).

@@ -42,7 +42,7 @@ export function catalogContract(
       await opened.cleanup();
     });
 
-    describe('Objects', () => {
+    describe('Port: ObjectIndex', () => {
       it('records, reads, overwrites and forgets an object', async () => {
         // Prepare
         const original = storedObject('ubuntu/jammy/squashfs', 1);
@@ -88,315 +88,332 @@ export function catalogContract(
       });
     });
 
-    describe('Publications', () => {
-      it('publishes the first generation, then the next one over it', async () => {
-        // Prepare
-        const first = publication(1);
-        const second = publication(2);
+    describe('Port: Publications', () => {
+      describe('Method: publish', () => {
+        it('publishes the first generation, then the next one over it', async () => {
+          // Prepare
+          const first = publication(1);
+          const second = publication(2);
 
-        // Act
-        const initially = await catalog.getCurrent();
-        await catalog.publish(first, undefined);
-        const afterFirst = await catalog.getCurrent();
-        await catalog.publish(second, 1);
-        const afterSecond = await catalog.getCurrent();
+          // Act
+          const initially = await catalog.getCurrent();
+          await catalog.publish(first, undefined);
+          const afterFirst = await catalog.getCurrent();
+          await catalog.publish(second, 1);
+          const afterSecond = await catalog.getCurrent();
 
-        // Assess
-        expect(initially).toBeUndefined();
-        expect(afterFirst).toEqual(first);
-        expect(afterSecond).toEqual(second);
-        expect(await catalog.getPublication(1)).toEqual(first);
-        expect(await catalog.getPublication(2)).toEqual(second);
-        expect(await catalog.getPublication(3)).toBeUndefined();
+          // Assess
+          expect(initially).toBeUndefined();
+          expect(afterFirst).toEqual(first);
+          expect(afterSecond).toEqual(second);
+          expect(await catalog.getPublication(1)).toEqual(first);
+          expect(await catalog.getPublication(2)).toEqual(second);
+          expect(await catalog.getPublication(3)).toBeUndefined();
+        });
+
+        it('lists publications newest generation first', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
+          await catalog.publish(publication(5), 1);
+          await catalog.publish(publication(12), 5);
+
+          // Act
+          const listed = await catalog.listPublications();
+
+          // Assess
+          expect(listed.map((p) => p.generation)).toEqual([12, 5, 1]);
+          expect(listed[0]).toEqual(publication(12));
+        });
+
+        it('refuses a stale expected generation and leaves the current one', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
+          await catalog.publish(publication(2), 1);
+
+          // Act
+          // Settled together: on a networked store the second rejection would otherwise go unhandled.
+          const [staleExpected, expectedNone] = await Promise.allSettled([
+            catalog.publish(publication(3), 1),
+            catalog.publish(publication(4), undefined),
+          ]);
+
+          // Assess
+          expect(staleExpected).toMatchObject({ status: 'rejected', reason: expect.any(ConflictError) });
+          expect(expectedNone).toMatchObject({ status: 'rejected', reason: expect.any(ConflictError) });
+          expect(await catalog.getCurrent()).toEqual(publication(2));
+          expect(await catalog.getPublication(3)).toBeUndefined();
+          expect(await catalog.getPublication(4)).toBeUndefined();
+        });
+
+        it('refuses an expected generation when nothing is published yet', async () => {
+          // Act
+          const attempt = catalog.publish(publication(2), 1);
+
+          // Assess
+          await expect(attempt).rejects.toBeInstanceOf(ConflictError);
+          expect(await catalog.getCurrent()).toBeUndefined();
+          expect(await catalog.listPublications()).toEqual([]);
+        });
+
+        it('refuses to reuse a generation', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
+          await catalog.publish(publication(2), 1);
+          const reused = { ...publication(1), upstreamUpdated: 'Tue, 02 Jan 2024 00:00:00 +0000' };
+
+          // Act
+          const [reuseOld, reuseCurrent] = await Promise.allSettled([
+            catalog.publish(reused, 2),
+            catalog.publish({ ...publication(2), runId: 'another-run' }, 2),
+          ]);
+
+          // Assess
+          expect(reuseOld).toMatchObject({ status: 'rejected', reason: expect.any(ConflictError) });
+          expect(reuseCurrent).toMatchObject({ status: 'rejected', reason: expect.any(ConflictError) });
+          expect(await catalog.getCurrent()).toEqual(publication(2));
+          expect(await catalog.getPublication(1)).toEqual(publication(1));
+        });
+
+        it('lets exactly one of two racing publishes win', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
+
+          // Act
+          const results = await Promise.allSettled([
+            catalog.publish(publication(2), 1),
+            catalog.publish(publication(3), 1),
+          ]);
+
+          // Assess
+          const winners = results.filter((r) => r.status === 'fulfilled');
+          const losers = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+          expect(winners).toHaveLength(1);
+          expect(losers).toHaveLength(1);
+          expect(losers[0]?.reason).toBeInstanceOf(ConflictError);
+          const winner = results[0]?.status === 'fulfilled' ? 2 : 3;
+          expect((await catalog.getCurrent())?.generation).toBe(winner);
+        });
       });
 
-      it('lists publications newest generation first', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
-        await catalog.publish(publication(5), 1);
-        await catalog.publish(publication(12), 5);
+      describe('Method: reserveGeneration', () => {
+        it('hands out numbers above every publication and every earlier reservation', async () => {
+          // Prepare
+          await catalog.publish(publication(4), undefined);
 
-        // Act
-        const listed = await catalog.listPublications();
+          // Act
+          const first = await catalog.reserveGeneration();
+          const second = await catalog.reserveGeneration();
 
-        // Assess
-        expect(listed.map((p) => p.generation)).toEqual([12, 5, 1]);
-        expect(listed[0]).toEqual(publication(12));
+          // Assess
+          expect(first).toBe(5);
+          expect(second).toBe(6);
+        });
       });
 
-      it('refuses a stale expected generation and leaves the current one', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
-        await catalog.publish(publication(2), 1);
+      describe('Entries', () => {
+        it('appends on each putEntries call and keeps generations apart', async () => {
+          // Prepare
+          const firstBatch = [catalogEntry(1, 0), catalogEntry(1, 1)];
+          const secondBatch = [catalogEntry(1, 2)];
+          const otherGeneration = [catalogEntry(2, 0)];
 
-        // Act
-        // Settled together: on a networked store the second rejection would otherwise go unhandled.
-        const [staleExpected, expectedNone] = await Promise.allSettled([
-          catalog.publish(publication(3), 1),
-          catalog.publish(publication(4), undefined),
-        ]);
+          // Act
+          await catalog.putEntries(1, firstBatch);
+          await catalog.putEntries(1, secondBatch);
+          await catalog.putEntries(2, otherGeneration);
+          await catalog.putEntries(3, []);
 
-        // Assess
-        expect(staleExpected).toMatchObject({ status: 'rejected', reason: expect.any(ConflictError) });
-        expect(expectedNone).toMatchObject({ status: 'rejected', reason: expect.any(ConflictError) });
-        expect(await catalog.getCurrent()).toEqual(publication(2));
-        expect(await catalog.getPublication(3)).toBeUndefined();
-        expect(await catalog.getPublication(4)).toBeUndefined();
+          // Assess
+          expect(sortEntries(await collect(catalog.listEntries(1)))).toEqual(sortEntries([...firstBatch, ...secondBatch]));
+          expect(await collect(catalog.listEntries(2))).toEqual(otherGeneration);
+          expect(await collect(catalog.listEntries(3))).toEqual([]);
+          expect(await collect(catalog.listEntries(4))).toEqual([]);
+        });
+
+        it('round-trips an entry without the optional fields', async () => {
+          // Prepare
+          const bare: CatalogEntry = {
+            contentId: 'com.ubuntu.maas:stable:v3:download',
+            product: 'com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04',
+            version: '20240101',
+            item: 'boot-kernel',
+            path: 'server/releases/jammy/boot-kernel',
+            size: 12,
+            sha256: 'a'.repeat(64),
+          };
+
+          // Act
+          await catalog.putEntries(7, [bare]);
+          const [listed] = await collect(catalog.listEntries(7));
+
+          // Assess
+          expect(listed).toEqual(bare);
+          expect(Object.keys(listed ?? {}).sort()).toEqual(Object.keys(bare).sort());
+        });
+
+        it(`lists every entry across pages (${manyRows} entries in two calls)`, async () => {
+          // Prepare
+          const entries = Array.from({ length: manyRows }, (_, i) => catalogEntry(9, i));
+          const half = Math.ceil(manyRows / 2);
+          await catalog.putEntries(9, entries.slice(0, half));
+          await catalog.putEntries(9, entries.slice(half));
+
+          // Act
+          const listed = await collect(catalog.listEntries(9));
+
+          // Assess
+          expect(listed).toHaveLength(manyRows);
+          expect(sortEntries(listed)).toEqual(sortEntries(entries));
+        });
       });
 
-      it('refuses an expected generation when nothing is published yet', async () => {
-        // Act
-        const attempt = catalog.publish(publication(2), 1);
+      describe('Method: deletePublication', () => {
+        it('refuses to delete the current generation', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
+          await catalog.putEntries(1, [catalogEntry(1, 0)]);
 
-        // Assess
-        await expect(attempt).rejects.toBeInstanceOf(ConflictError);
-        expect(await catalog.getCurrent()).toBeUndefined();
-        expect(await catalog.listPublications()).toEqual([]);
+          // Act
+          const attempt = catalog.deletePublication(1);
+
+          // Assess
+          await expect(attempt).rejects.toBeInstanceOf(ConflictError);
+          expect(await catalog.getCurrent()).toEqual(publication(1));
+          expect(await collect(catalog.listEntries(1))).toEqual([catalogEntry(1, 0)]);
+        });
+
+        it('deletes an old generation with its entries', async () => {
+          // Prepare
+          await catalog.putEntries(1, [catalogEntry(1, 0), catalogEntry(1, 1)]);
+          await catalog.publish(publication(1), undefined);
+          await catalog.putEntries(2, [catalogEntry(2, 0)]);
+          await catalog.publish(publication(2), 1);
+
+          // Act
+          await catalog.deletePublication(1);
+
+          // Assess
+          expect(await catalog.getPublication(1)).toBeUndefined();
+          expect(await collect(catalog.listEntries(1))).toEqual([]);
+          expect((await catalog.listPublications()).map((p) => p.generation)).toEqual([2]);
+          expect(await collect(catalog.listEntries(2))).toEqual([catalogEntry(2, 0)]);
+          expect(await catalog.getCurrent()).toEqual(publication(2));
+        });
+
+        it('ignores an unknown generation', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
+
+          // Act
+          const attempt = catalog.deletePublication(42);
+
+          // Assess
+          await expect(attempt).resolves.toBeUndefined();
+          expect(await catalog.listPublications()).toEqual([publication(1)]);
+        });
       });
 
-      it('refuses to reuse a generation', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
-        await catalog.publish(publication(2), 1);
-        const reused = { ...publication(1), upstreamUpdated: 'Tue, 02 Jan 2024 00:00:00 +0000' };
+      describe('Channels', () => {
+        it('publishes into a named channel without moving the default one, and remembers each pointer\'s history', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
 
-        // Act
-        const [reuseOld, reuseCurrent] = await Promise.allSettled([
-          catalog.publish(reused, 2),
-          catalog.publish({ ...publication(2), runId: 'another-run' }, 2),
-        ]);
+          // Act
+          await catalog.publish(publication(2), undefined, undefined, 'candidate');
+          await catalog.publish(publication(3), 2, undefined, 'candidate');
 
-        // Assess
-        expect(reuseOld).toMatchObject({ status: 'rejected', reason: expect.any(ConflictError) });
-        expect(reuseCurrent).toMatchObject({ status: 'rejected', reason: expect.any(ConflictError) });
-        expect(await catalog.getCurrent()).toEqual(publication(2));
-        expect(await catalog.getPublication(1)).toEqual(publication(1));
-      });
+          // Assess
+          expect(await catalog.getCurrent()).toEqual(publication(1));
+          expect(await catalog.getCurrent(DEFAULT_CHANNEL)).toEqual(publication(1));
+          expect(await catalog.getCurrent('candidate')).toEqual(publication(3));
+          expect(await catalog.getCurrent('edge')).toBeUndefined();
+          expect(await catalog.listChannels()).toEqual([
+            { name: 'candidate', generation: 3, history: [2], revision: 2 },
+            { name: DEFAULT_CHANNEL, generation: 1, history: [], revision: 1 },
+          ]);
+        });
 
-      it('lets exactly one of two racing publishes win', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
+        it('promotes: points a channel at another channel\'s generation, then rolls it back', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
+          await catalog.publish(publication(2), undefined, undefined, 'candidate');
+          const stable = (await catalog.getChannel(DEFAULT_CHANNEL))!;
 
-        // Act
-        const results = await Promise.allSettled([
-          catalog.publish(publication(2), 1),
-          catalog.publish(publication(3), 1),
-        ]);
+          // Act
+          await catalog.setChannel(pointedAt(stable, stable.name, 2), stable.revision);
+          const promoted = (await catalog.getChannel(DEFAULT_CHANNEL))!;
+          const afterPromote = await catalog.getCurrent();
+          await catalog.setChannel(rolledBack(promoted), promoted.revision);
 
-        // Assess
-        const winners = results.filter((r) => r.status === 'fulfilled');
-        const losers = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-        expect(winners).toHaveLength(1);
-        expect(losers).toHaveLength(1);
-        expect(losers[0]?.reason).toBeInstanceOf(ConflictError);
-        const winner = results[0]?.status === 'fulfilled' ? 2 : 3;
-        expect((await catalog.getCurrent())?.generation).toBe(winner);
+          // Assess
+          expect(promoted).toEqual({ name: DEFAULT_CHANNEL, generation: 2, history: [1], revision: 2 });
+          expect(afterPromote).toEqual(publication(2));
+          expect(await catalog.getChannel(DEFAULT_CHANNEL)).toEqual({ name: DEFAULT_CHANNEL, generation: 1, history: [], revision: 3 });
+          expect(await catalog.getCurrent()).toEqual(publication(1));
+        });
+
+        it('refuses a switch over a stale revision, and one to an unpublished generation; the channel stays', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
+          await catalog.publish(publication(2), 1);
+          const stable = (await catalog.getChannel(DEFAULT_CHANNEL))!;
+
+          // Act
+          const stale = catalog.setChannel({ name: DEFAULT_CHANNEL, generation: 1, history: [] }, stable.revision - 1);
+          const unpublished = catalog.setChannel({ name: DEFAULT_CHANNEL, generation: 9, history: [2] }, stable.revision);
+          const outcomes = await Promise.allSettled([stale, unpublished]);
+          await catalog.setChannel({ name: 'candidate', generation: 1, history: [] }, undefined);
+          const again = await Promise.allSettled([catalog.setChannel({ name: 'candidate', generation: 2, history: [] }, undefined)]);
+
+          // Assess
+          for (const outcome of [...outcomes, ...again]) {
+            expect(outcome.status).toBe('rejected');
+            expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(ConflictError);
+          }
+          expect(await catalog.getChannel(DEFAULT_CHANNEL)).toEqual(stable);
+          expect(await catalog.getChannel('candidate')).toEqual({ name: 'candidate', generation: 1, history: [], revision: 1 });
+        });
+
+        it('refuses to delete a generation any channel points at', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined, undefined, 'candidate');
+          await catalog.publish(publication(2), undefined);
+
+          // Act
+          const attempt = catalog.deletePublication(1);
+
+          // Assess
+          await expect(attempt).rejects.toBeInstanceOf(ConflictError);
+          expect(await catalog.getPublication(1)).toEqual(publication(1));
+          expect(await catalog.getCurrent('candidate')).toEqual(publication(1));
+        });
+
+        it('lets exactly one of two racing switches of a channel win', async () => {
+          // Prepare
+          await catalog.publish(publication(1), undefined);
+          await catalog.publish(publication(2), undefined, undefined, 'candidate');
+          await catalog.publish(publication(3), 2, undefined, 'candidate');
+          const stable = (await catalog.getChannel(DEFAULT_CHANNEL))!;
+
+          // Act
+          const outcomes = await Promise.allSettled([
+            catalog.setChannel(pointedAt(stable, stable.name, 2), stable.revision),
+            catalog.setChannel(pointedAt(stable, stable.name, 3), stable.revision),
+          ]);
+
+          // Assess
+          expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
+          const rejected = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+          expect(rejected).toHaveLength(1);
+          expect(rejected[0]!.reason).toBeInstanceOf(ConflictError);
+          const after = (await catalog.getChannel(DEFAULT_CHANNEL))!;
+          expect([2, 3]).toContain(after.generation);
+          expect(after).toMatchObject({ history: [1], revision: stable.revision + 1 });
+        });
       });
     });
 
-    describe('Entries', () => {
-      it('appends on each putEntries call and keeps generations apart', async () => {
-        // Prepare
-        const firstBatch = [catalogEntry(1, 0), catalogEntry(1, 1)];
-        const secondBatch = [catalogEntry(1, 2)];
-        const otherGeneration = [catalogEntry(2, 0)];
-
-        // Act
-        await catalog.putEntries(1, firstBatch);
-        await catalog.putEntries(1, secondBatch);
-        await catalog.putEntries(2, otherGeneration);
-        await catalog.putEntries(3, []);
-
-        // Assess
-        expect(sortEntries(await collect(catalog.listEntries(1)))).toEqual(sortEntries([...firstBatch, ...secondBatch]));
-        expect(await collect(catalog.listEntries(2))).toEqual(otherGeneration);
-        expect(await collect(catalog.listEntries(3))).toEqual([]);
-        expect(await collect(catalog.listEntries(4))).toEqual([]);
-      });
-
-      it('round-trips an entry without the optional fields', async () => {
-        // Prepare
-        const bare: CatalogEntry = {
-          contentId: 'com.ubuntu.maas:stable:v3:download',
-          product: 'com.ubuntu.maas.stable:v3:boot:22.04:amd64:ga-22.04',
-          version: '20240101',
-          item: 'boot-kernel',
-          path: 'server/releases/jammy/boot-kernel',
-          size: 12,
-          sha256: 'a'.repeat(64),
-        };
-
-        // Act
-        await catalog.putEntries(7, [bare]);
-        const [listed] = await collect(catalog.listEntries(7));
-
-        // Assess
-        expect(listed).toEqual(bare);
-        expect(Object.keys(listed ?? {}).sort()).toEqual(Object.keys(bare).sort());
-      });
-
-      it(`lists every entry across pages (${manyRows} entries in two calls)`, async () => {
-        // Prepare
-        const entries = Array.from({ length: manyRows }, (_, i) => catalogEntry(9, i));
-        const half = Math.ceil(manyRows / 2);
-        await catalog.putEntries(9, entries.slice(0, half));
-        await catalog.putEntries(9, entries.slice(half));
-
-        // Act
-        const listed = await collect(catalog.listEntries(9));
-
-        // Assess
-        expect(listed).toHaveLength(manyRows);
-        expect(sortEntries(listed)).toEqual(sortEntries(entries));
-      });
-    });
-
-    describe('Method: deletePublication', () => {
-      it('refuses to delete the current generation', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
-        await catalog.putEntries(1, [catalogEntry(1, 0)]);
-
-        // Act
-        const attempt = catalog.deletePublication(1);
-
-        // Assess
-        await expect(attempt).rejects.toBeInstanceOf(ConflictError);
-        expect(await catalog.getCurrent()).toEqual(publication(1));
-        expect(await collect(catalog.listEntries(1))).toEqual([catalogEntry(1, 0)]);
-      });
-
-      it('deletes an old generation with its entries', async () => {
-        // Prepare
-        await catalog.putEntries(1, [catalogEntry(1, 0), catalogEntry(1, 1)]);
-        await catalog.publish(publication(1), undefined);
-        await catalog.putEntries(2, [catalogEntry(2, 0)]);
-        await catalog.publish(publication(2), 1);
-
-        // Act
-        await catalog.deletePublication(1);
-
-        // Assess
-        expect(await catalog.getPublication(1)).toBeUndefined();
-        expect(await collect(catalog.listEntries(1))).toEqual([]);
-        expect((await catalog.listPublications()).map((p) => p.generation)).toEqual([2]);
-        expect(await collect(catalog.listEntries(2))).toEqual([catalogEntry(2, 0)]);
-        expect(await catalog.getCurrent()).toEqual(publication(2));
-      });
-
-      it('ignores an unknown generation', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
-
-        // Act
-        const attempt = catalog.deletePublication(42);
-
-        // Assess
-        await expect(attempt).resolves.toBeUndefined();
-        expect(await catalog.listPublications()).toEqual([publication(1)]);
-      });
-    });
-
-    describe('Channels', () => {
-      it('publishes into a named channel without moving the default one, and remembers each pointer\'s history', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
-
-        // Act
-        await catalog.publish(publication(2), undefined, undefined, 'candidate');
-        await catalog.publish(publication(3), 2, undefined, 'candidate');
-
-        // Assess
-        expect(await catalog.getCurrent()).toEqual(publication(1));
-        expect(await catalog.getCurrent(DEFAULT_CHANNEL)).toEqual(publication(1));
-        expect(await catalog.getCurrent('candidate')).toEqual(publication(3));
-        expect(await catalog.getCurrent('edge')).toBeUndefined();
-        expect(await catalog.listChannels()).toEqual([
-          { name: 'candidate', generation: 3, history: [2], revision: 2 },
-          { name: DEFAULT_CHANNEL, generation: 1, history: [], revision: 1 },
-        ]);
-      });
-
-      it('promotes: points a channel at another channel\'s generation, then rolls it back', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
-        await catalog.publish(publication(2), undefined, undefined, 'candidate');
-        const stable = (await catalog.getChannel(DEFAULT_CHANNEL))!;
-
-        // Act
-        await catalog.setChannel(pointedAt(stable, stable.name, 2), stable.revision);
-        const promoted = (await catalog.getChannel(DEFAULT_CHANNEL))!;
-        const afterPromote = await catalog.getCurrent();
-        await catalog.setChannel(rolledBack(promoted), promoted.revision);
-
-        // Assess
-        expect(promoted).toEqual({ name: DEFAULT_CHANNEL, generation: 2, history: [1], revision: 2 });
-        expect(afterPromote).toEqual(publication(2));
-        expect(await catalog.getChannel(DEFAULT_CHANNEL)).toEqual({ name: DEFAULT_CHANNEL, generation: 1, history: [], revision: 3 });
-        expect(await catalog.getCurrent()).toEqual(publication(1));
-      });
-
-      it('refuses a switch over a stale revision, and one to an unpublished generation; the channel stays', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
-        await catalog.publish(publication(2), 1);
-        const stable = (await catalog.getChannel(DEFAULT_CHANNEL))!;
-
-        // Act
-        const stale = catalog.setChannel({ name: DEFAULT_CHANNEL, generation: 1, history: [] }, stable.revision - 1);
-        const unpublished = catalog.setChannel({ name: DEFAULT_CHANNEL, generation: 9, history: [2] }, stable.revision);
-        const outcomes = await Promise.allSettled([stale, unpublished]);
-        await catalog.setChannel({ name: 'candidate', generation: 1, history: [] }, undefined);
-        const again = await Promise.allSettled([catalog.setChannel({ name: 'candidate', generation: 2, history: [] }, undefined)]);
-
-        // Assess
-        for (const outcome of [...outcomes, ...again]) {
-          expect(outcome.status).toBe('rejected');
-          expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(ConflictError);
-        }
-        expect(await catalog.getChannel(DEFAULT_CHANNEL)).toEqual(stable);
-        expect(await catalog.getChannel('candidate')).toEqual({ name: 'candidate', generation: 1, history: [], revision: 1 });
-      });
-
-      it('refuses to delete a generation any channel points at', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined, undefined, 'candidate');
-        await catalog.publish(publication(2), undefined);
-
-        // Act
-        const attempt = catalog.deletePublication(1);
-
-        // Assess
-        await expect(attempt).rejects.toBeInstanceOf(ConflictError);
-        expect(await catalog.getPublication(1)).toEqual(publication(1));
-        expect(await catalog.getCurrent('candidate')).toEqual(publication(1));
-      });
-
-      it('lets exactly one of two racing switches of a channel win', async () => {
-        // Prepare
-        await catalog.publish(publication(1), undefined);
-        await catalog.publish(publication(2), undefined, undefined, 'candidate');
-        await catalog.publish(publication(3), 2, undefined, 'candidate');
-        const stable = (await catalog.getChannel(DEFAULT_CHANNEL))!;
-
-        // Act
-        const outcomes = await Promise.allSettled([
-          catalog.setChannel(pointedAt(stable, stable.name, 2), stable.revision),
-          catalog.setChannel(pointedAt(stable, stable.name, 3), stable.revision),
-        ]);
-
-        // Assess
-        expect(outcomes.filter((outcome) => outcome.status === 'fulfilled')).toHaveLength(1);
-        const rejected = outcomes.filter((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-        expect(rejected).toHaveLength(1);
-        expect(rejected[0]!.reason).toBeInstanceOf(ConflictError);
-        const after = (await catalog.getChannel(DEFAULT_CHANNEL))!;
-        expect([2, 3]).toContain(after.generation);
-        expect(after).toMatchObject({ history: [1], revision: stable.revision + 1 });
-      });
-    });
-
-    describe('Runs', () => {
+    describe('Port: RunLog', () => {
       it('upserts a run by id', async () => {
         // Prepare
         const running: SyncRun = {
@@ -491,7 +508,7 @@ export function catalogContract(
       });
     });
 
-    describe('Locks', () => {
+    describe('Port: Locks', () => {
       const t0 = Date.parse('2024-01-01T00:00:00.000Z');
       const at = (seconds: number) => new Date(t0 + seconds * 1000);
       const minute = 60_000;
@@ -643,86 +660,7 @@ export function catalogContract(
       });
     });
 
-    describe('Fenced writes', () => {
-      const now = new Date('2024-01-01T00:00:00.000Z');
-      const later = new Date('2024-01-01T01:00:00.000Z');
-      const minute = 60_000;
-      let stale: Lease;
-
-      /** A lease that expired and was taken over by another run. */
-      beforeEach(async () => {
-        stale = await catalog.acquireLock('sync', 'stale-run', minute, now);
-        await catalog.acquireLock('sync', 'live-run', minute, later);
-      });
-
-      it.each([
-        ['recordObject', (c: Catalog, l: Lease) => c.recordObject(storedObject('items/late', 1), l)],
-        ['forgetObject', (c: Catalog, l: Lease) => c.forgetObject('items/kept', l)],
-        ['putEntries', (c: Catalog, l: Lease) => c.putEntries(9, [catalogEntry(9, 1)], l)],
-        ['publish', (c: Catalog, l: Lease) => c.publish(publication(9), undefined, l)],
-        ['deletePublication', (c: Catalog, l: Lease) => c.deletePublication(1, l)],
-        ['putRun', (c: Catalog, l: Lease) => c.putRun(run('stale-run', now.toISOString(), { state: 'succeeded' }), l)],
-        ['setState', (c: Catalog, l: Lease) => c.setState('upstream-index', 'stale', l)],
-        ['reserveGeneration', (c: Catalog, l: Lease) => c.reserveGeneration(l)],
-        ['putManifest', (c: Catalog, l: Lease) => c.putManifest(packageManifest('late', 3), l)],
-        ['putManifest (several parts)', (c: Catalog, l: Lease) => c.putManifest(packageManifest('late', 60_000), l)],
-        ['forgetManifest', (c: Catalog, l: Lease) => c.forgetManifest(sha256Of('kept'), l)],
-      ])('refuses %s by a lease that lost the lock, changing nothing', async (_method, write) => {
-        // Prepare
-        await catalog.recordObject(storedObject('items/kept', 2));
-        await catalog.publish(publication(1), undefined);
-        await catalog.putManifest(packageManifest('kept', 2));
-
-        // Act
-        const attempt = write(catalog, stale);
-
-        // Assess
-        await expect(attempt).rejects.toBeInstanceOf(LeaseLostError);
-        expect(await catalog.getObject('items/late')).toBeUndefined();
-        expect(await catalog.getObject('items/kept')).toEqual(storedObject('items/kept', 2));
-        expect(await collect(catalog.listEntries(9))).toEqual([]);
-        expect((await catalog.getCurrent())?.generation).toBe(1);
-        expect(await catalog.getPublication(1)).toEqual(publication(1));
-        expect(await catalog.getRun('stale-run')).toBeUndefined();
-        expect(await catalog.getState('upstream-index')).toBeUndefined();
-        expect(await catalog.reserveGeneration()).toBe(2);
-        expect(await catalog.getManifest(sha256Of('late'))).toBeUndefined();
-        expect(await catalog.getManifest(sha256Of('kept'))).toEqual(packageManifest('kept', 2));
-      });
-
-      it('lets the holding lease write', async () => {
-        // Prepare
-        const live = (await catalog.getLock('sync')) as Lease;
-
-        // Act
-        await catalog.recordObject(storedObject('items/new', 3), live);
-        const generation = await catalog.reserveGeneration(live);
-        await catalog.putEntries(generation, [catalogEntry(generation, 1)], live);
-        await catalog.publish(publication(generation), undefined, live);
-
-        // Assess
-        expect(await catalog.getObject('items/new')).toEqual(storedObject('items/new', 3));
-        expect((await catalog.getCurrent())?.generation).toBe(generation);
-        expect(await collect(catalog.listEntries(generation))).toHaveLength(1);
-      });
-    });
-
-    describe('Method: reserveGeneration', () => {
-      it('hands out numbers above every publication and every earlier reservation', async () => {
-        // Prepare
-        await catalog.publish(publication(4), undefined);
-
-        // Act
-        const first = await catalog.reserveGeneration();
-        const second = await catalog.reserveGeneration();
-
-        // Assess
-        expect(first).toBe(5);
-        expect(second).toBe(6);
-      });
-    });
-
-    describe('Package manifests', () => {
+    describe('Port: ManifestIndex', () => {
       it('records a parsed and an unparsed manifest by sha256, and reads each back as written', async () => {
         // Prepare
         const parsed = packageManifest('noble-20250709', 3);
@@ -791,7 +729,7 @@ export function catalogContract(
       });
     });
 
-    describe('State', () => {
+    describe('Port: StateStore', () => {
       it('gets, sets and overwrites named values', async () => {
         // Act
         const before = await catalog.getState('upstream:etag');
@@ -806,6 +744,70 @@ export function catalogContract(
         expect(afterSet).toBe('"abc"');
         expect(afterOverwrite).toBe('"def"');
         expect(await catalog.getState('upstream:last-modified')).toBe('Mon, 01 Jan 2024 00:00:00 GMT');
+      });
+    });
+
+    describe('Fenced writes', () => {
+      const now = new Date('2024-01-01T00:00:00.000Z');
+      const later = new Date('2024-01-01T01:00:00.000Z');
+      const minute = 60_000;
+      let stale: Lease;
+
+      /** A lease that expired and was taken over by another run. */
+      beforeEach(async () => {
+        stale = await catalog.acquireLock('sync', 'stale-run', minute, now);
+        await catalog.acquireLock('sync', 'live-run', minute, later);
+      });
+
+      it.each([
+        ['recordObject', (c: Catalog, l: Lease) => c.recordObject(storedObject('items/late', 1), l)],
+        ['forgetObject', (c: Catalog, l: Lease) => c.forgetObject('items/kept', l)],
+        ['putEntries', (c: Catalog, l: Lease) => c.putEntries(9, [catalogEntry(9, 1)], l)],
+        ['publish', (c: Catalog, l: Lease) => c.publish(publication(9), undefined, l)],
+        ['deletePublication', (c: Catalog, l: Lease) => c.deletePublication(1, l)],
+        ['putRun', (c: Catalog, l: Lease) => c.putRun(run('stale-run', now.toISOString(), { state: 'succeeded' }), l)],
+        ['setState', (c: Catalog, l: Lease) => c.setState('upstream-index', 'stale', l)],
+        ['reserveGeneration', (c: Catalog, l: Lease) => c.reserveGeneration(l)],
+        ['putManifest', (c: Catalog, l: Lease) => c.putManifest(packageManifest('late', 3), l)],
+        ['putManifest (several parts)', (c: Catalog, l: Lease) => c.putManifest(packageManifest('late', 60_000), l)],
+        ['forgetManifest', (c: Catalog, l: Lease) => c.forgetManifest(sha256Of('kept'), l)],
+      ])('refuses %s by a lease that lost the lock, changing nothing', async (_method, write) => {
+        // Prepare
+        await catalog.recordObject(storedObject('items/kept', 2));
+        await catalog.publish(publication(1), undefined);
+        await catalog.putManifest(packageManifest('kept', 2));
+
+        // Act
+        const attempt = write(catalog, stale);
+
+        // Assess
+        await expect(attempt).rejects.toBeInstanceOf(LeaseLostError);
+        expect(await catalog.getObject('items/late')).toBeUndefined();
+        expect(await catalog.getObject('items/kept')).toEqual(storedObject('items/kept', 2));
+        expect(await collect(catalog.listEntries(9))).toEqual([]);
+        expect((await catalog.getCurrent())?.generation).toBe(1);
+        expect(await catalog.getPublication(1)).toEqual(publication(1));
+        expect(await catalog.getRun('stale-run')).toBeUndefined();
+        expect(await catalog.getState('upstream-index')).toBeUndefined();
+        expect(await catalog.reserveGeneration()).toBe(2);
+        expect(await catalog.getManifest(sha256Of('late'))).toBeUndefined();
+        expect(await catalog.getManifest(sha256Of('kept'))).toEqual(packageManifest('kept', 2));
+      });
+
+      it('lets the holding lease write', async () => {
+        // Prepare
+        const live = (await catalog.getLock('sync')) as Lease;
+
+        // Act
+        await catalog.recordObject(storedObject('items/new', 3), live);
+        const generation = await catalog.reserveGeneration(live);
+        await catalog.putEntries(generation, [catalogEntry(generation, 1)], live);
+        await catalog.publish(publication(generation), undefined, live);
+
+        // Assess
+        expect(await catalog.getObject('items/new')).toEqual(storedObject('items/new', 3));
+        expect((await catalog.getCurrent())?.generation).toBe(generation);
+        expect(await collect(catalog.listEntries(generation))).toHaveLength(1);
       });
     });
   });

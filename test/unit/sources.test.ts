@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { MetadataError } from '../../functions/core/errors.ts';
-import { mergeSources, type SourceProducts } from '../../functions/core/sources.ts';
+import { mergeSources, type SelectedProducts } from '../../functions/core/sources.ts';
 import { flattenItems, type ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { maasProductsProblems } from '../support/maas-models.ts';
@@ -27,7 +27,7 @@ function doc(contentId: string, products: Record<string, { path: string; sha256?
   } as ProductsDocument;
 }
 
-function source(name: string, priority: number, ...docs: ProductsDocument[]): SourceProducts {
+function source(name: string, priority: number, ...docs: ProductsDocument[]): SelectedProducts {
   return { source: name, priority, products: docs.map((d) => ({ file: `streams/v1/${d.content_id}.json`, doc: d })) };
 }
 
@@ -121,7 +121,7 @@ describe('mergeSources', () => {
   });
 
   it('publishes a products file whose source kept it outside streams/v1/, or at the index\'s name, where the mirror serves metadata', () => {
-    const at = (file: string, d: ProductsDocument): SourceProducts => ({ source: d.content_id, priority: 0, products: [{ file, doc: d }] });
+    const at = (file: string, d: ProductsDocument): SelectedProducts => ({ source: d.content_id, priority: 0, products: [{ file, doc: d }] });
     const merged = mergeSources([
       at('v1/products.sjson', doc('elsewhere', { 'p:a': { path: 'a.tgz' } })),
       at('streams/v1/index.sjson', doc('index', { 'p:b': { path: 'b.tgz' } })),

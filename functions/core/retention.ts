@@ -1,0 +1,56 @@
+/**
+ * What prune keeps and what it deletes, decided without I/O: which
+ * generations outlive the grace period (the ones channels point at, and as
+ * many of each channel's earlier ones as it keeps for rollback), which
+ * staged metadata no kept generation needs (`unreferencedPaths`, in the
+ * planner, decides which stored files).
+ *
+ * Pure: the engine reads the catalog and the store, and deletes.
+ */
+import { keys, type Channel, type MetadataOwner, type Publication } from './ports.ts';
+
+export interface GenerationRetentionInput {
+  /** Newest generation first, as the catalog lists them. */
+  publications: readonly Pick<Publication, 'generation' | 'publishedAt'>[];
+  channels: readonly Pick<Channel, 'generation' | 'history'>[];
+  /** Generations each channel keeps: the one it points at and those before it. At least 1. */
+  keepGenerations: number;
+  /** How long a replaced generation stays, for clients mid-download. */
+  pruneGraceMs: number;
+  now: Date;
+}
+
+export interface GenerationRetention {
+  /** Kept, newest first. */
+  retained: number[];
+  /** To delete, newest first. */
+  retired: number[];
+}
+
+/**
+ * Keeps every generation a channel points at or keeps in its history, and
+ * every generation replaced (by the next newer one) less than the grace
+ * period ago; the newest is never replaced. Retires the rest.
+ */
+export function retainGenerations(input: GenerationRetentionInput): GenerationRetention {
+  const kept = new Set<number>();
+  for (const channel of input.channels) {
+    kept.add(channel.generation);
+    for (const earlier of channel.history.slice(0, input.keepGenerations - 1)) kept.add(earlier);
+  }
+  const retained: number[] = [];
+  const retired: number[] = [];
+  input.publications.forEach((publication, i) => {
+    const successor = input.publications[i - 1];
+    const replacedAt = successor ? Date.parse(successor.publishedAt) : Number.POSITIVE_INFINITY;
+    const keep = kept.has(publication.generation) || input.now.getTime() - replacedAt < input.pruneGraceMs;
+    (keep ? retained : retired).push(publication.generation);
+  });
+  return { retained, retired };
+}
+
+/** Keys of staged metadata (under `meta/`) that no retained publication serves: every run's leftovers but theirs. */
+export function unretainedMetadataKeys(metadataKeys: Iterable<string>, retained: readonly MetadataOwner[]): string[] {
+  const prefixes = retained.map((owner) => keys.metadataPrefix(owner));
+  return [...metadataKeys].filter((key) => !prefixes.some((prefix) => key.startsWith(prefix)));
+}
