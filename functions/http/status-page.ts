@@ -77,7 +77,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 ul.versions{margin:0;padding:0;list-style:none}
 code,pre{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:.9rem}
 pre{background:#f4f4f4;border:1px solid var(--line);padding:.75rem;margin:.25rem 0 0;overflow-x:auto;white-space:pre-wrap;word-break:normal;overflow-wrap:normal}
-.command{margin:.5rem 0 1rem}.command button{font:inherit;font-size:.85rem;margin-top:.25rem}
+.command{margin:.5rem 0 1rem}.command .arg,p code{white-space:nowrap}.command button{font:inherit;font-size:.85rem;margin-top:.25rem}
 h3{font-size:1.05rem;margin:1.25rem 0 .25rem}
 .state{display:inline-block;padding:0 .45rem;border-radius:.25rem;font-weight:600;font-size:.85rem}
 .state-succeeded,.state-unchanged{color:var(--ok);background:var(--ok-bg)}
@@ -372,7 +372,7 @@ ${ordered.map((channel) => channelRow(channel, url)).join('\n')}
 
 function channelRow(channel: PageChannel, url: string): string {
   const own = `<code><span data-mirror-url>${escapeHtml(url)}</span>${CHANNELS_PATH_PREFIX}${escapeHtml(channel.name)}/</code>`;
-  const where = channel.name === DEFAULT_CHANNEL ? `<code><span data-mirror-url>${escapeHtml(url)}</span></code> (default), also ${own}` : own;
+  const where = channel.name === DEFAULT_CHANNEL ? `<code><span data-mirror-url>${escapeHtml(url)}</span></code> (default)<br>also ${own}` : own;
   const [previous] = channel.history;
   const switched = previous === undefined ? 'never switched' : `generation ${previous}`;
   const rollback = channel.history.length === 0 ? 'nothing' : `${channel.history.length === 1 ? 'generation' : 'generations'} ${channel.history.join(', ')}`;
@@ -408,32 +408,41 @@ ${rows.join('\n')}
  */
 function maasSection(report: StatusPageReport, url: string, keyringFilename: string): string {
   const base = `<span data-mirror-url>${escapeHtml(url)}</span>`;
-  const update = `maas $PROFILE boot-source update 1 url=${base}`;
+  const update = ['maas', '$PROFILE', 'boot-source', 'update', '1', `url=${base}`];
+  const fetchTo = (path: string, sudo: boolean) => [...(sudo ? ['sudo'] : []), 'curl', '-fsSo', path, `${base}${PUBLISHED_KEYRING}`];
   const commands =
     report.mode === 're-signed' || report.mode === 'merged'
       ? `<p>This mirror signs its metadata with its own key, so MAAS checks it with the mirror's keyring, served at <code>${base}${PUBLISHED_KEYRING}</code>
 (the Ubuntu cloud image keyring cannot verify it). Give it to MAAS one of two ways:</p>
 <h3>In MAAS's database (every region controller has it)</h3>
-${command('maas-keyring-data', `curl -fsSo ${DOWNLOADED_KEYRING} ${base}${PUBLISHED_KEYRING}\n${update} keyring_filename="" keyring_data@=${DOWNLOADED_KEYRING}`)}
+${command('maas-keyring-data', [fetchTo(DOWNLOADED_KEYRING, false), [...update, 'keyring_filename=""', `keyring_data@=${DOWNLOADED_KEYRING}`]])}
 <h3>As a file on each region controller</h3>
 <p>MAAS installed as a snap:</p>
-${command('maas-keyring-snap', `sudo curl -fsSo ${RESIGNED_MAAS_KEYRING} ${base}${PUBLISHED_KEYRING}\n${update} keyring_filename=${RESIGNED_MAAS_KEYRING}`)}
+${command('maas-keyring-snap', [fetchTo(RESIGNED_MAAS_KEYRING, true), [...update, `keyring_filename=${RESIGNED_MAAS_KEYRING}`]])}
 <p>MAAS installed from the deb packages:</p>
-${command('maas-keyring-deb', `sudo curl -fsSo ${DEB_MAAS_KEYRING} ${base}${PUBLISHED_KEYRING}\n${update} keyring_filename=${DEB_MAAS_KEYRING}`)}`
+${command('maas-keyring-deb', [fetchTo(DEB_MAAS_KEYRING, true), [...update, `keyring_filename=${DEB_MAAS_KEYRING}`]])}`
       : `<p>On the MAAS region controller (the keyring checks the upstream signatures this mirror serves unchanged):</p>
-${command('maas-keyring-file', `${update} keyring_filename=${escapeHtml(keyringFilename)}`)}`;
+${command('maas-keyring-file', [[...update, `keyring_filename=${escapeHtml(keyringFilename)}`]])}`;
   const example = report.images.find((image) => image.os === 'ubuntu' && image.release && image.arch);
   const [release, arch] = example ? [escapeHtml(example.release!), escapeHtml(example.arch!)] : ['RELEASE', 'ARCH'];
   return `<section aria-labelledby="maas">
 <h2 id="maas">Point MAAS at this mirror</h2>
 ${commands}
-<p>Then choose the images to import, for example: <code>maas $PROFILE boot-source-selections create 1 os=ubuntu release=${release} arches=${arch} subarches='*' labels='*'</code>, and <code>maas $PROFILE boot-resources import</code>.</p>
+<p>Then choose the images MAAS imports, for example:</p>
+${command('maas-selections', [['maas', '$PROFILE', 'boot-source-selections', 'create', '1', 'os=ubuntu', `release=${release}`, `arches=${arch}`, "subarches='*'", "labels='*'"]])}
+<p>and start the import with <code>maas $PROFILE boot-resources import</code>.</p>
 </section>`;
 }
 
-/** A command in a block of its own, never broken inside a word, with a button that copies it (shown by the page's script). */
-function command(id: string, html: string): string {
-  return `<div class="command"><pre><code id="${id}">${html}</code></pre><button type="button" data-copy="${id}" hidden>Copy</button></div>`;
+/**
+ * Lines of a command, each a list of arguments (HTML), in a block of its
+ * own with a button that copies it (shown by the page's script). A narrow
+ * window wraps a line between arguments only: browsers would otherwise
+ * break a path after a `/` or a `-`.
+ */
+function command(id: string, lines: string[][]): string {
+  const text = lines.map((line) => line.map((argument) => `<span class="arg">${argument}</span>`).join(' ')).join('\n');
+  return `<div class="command"><pre><code id="${id}">${text}</code></pre><button type="button" data-copy="${id}" hidden>Copy</button></div>`;
 }
 
 function plural(count: number, singular: string, pluralForm = `${singular}s`): string {

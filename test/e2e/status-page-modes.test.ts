@@ -88,7 +88,7 @@ describe.each(backends)('Status page of a synced mirror: $name', (factory) => {
     const channelRows = [...page.matchAll(/<tr><th scope="row">(\w+)<\/th><td>[^]*?<\/td><td class="num">(\d+)<\/td><td>[^]*?<\/td><td>([^<]*)<\/td><td>([^<]*)<\/td><\/tr>/g)].map((m) => m.slice(1).join('|'));
     expect(channelRows).toEqual(['stable|2|generation 1|generation 1', 'candidate|1|never switched|nothing']);
     expect(page).toContain('<code><span data-mirror-url>http://mirror.test/</span>channels/candidate/</code>');
-    expect(page).toContain(`keyring_filename=${UBUNTU_CLOUDIMAGE_KEYRING}</code>`);
+    expect(commandsOf(page)['maas-keyring-file']).toBe(`maas $PROFILE boot-source update 1 url=http://mirror.test/ keyring_filename=${UBUNTU_CLOUDIMAGE_KEYRING}`);
     expect(page).not.toContain('keyring_data');
     expect(status.stale?.since).toBe('2026-06-16T00:00:00.000Z');
     expect(page).toContain('id="stale"');
@@ -117,7 +117,8 @@ describe.each(backends)('Status page of a synced mirror: $name', (factory) => {
     // Act
     const page = await (await get(app, '')).text();
     const status = (await (await get(app, 'api/v1/status')).json()) as { mode: string };
-    const keyringPath = /curl -fsSo skystreams-keyring\.gpg <span data-mirror-url>http:\/\/mirror\.test\/<\/span>([^\n]+)\n/.exec(page)?.[1];
+    const commands = commandsOf(page);
+    const keyringPath = /^curl -fsSo skystreams-keyring\.gpg http:\/\/mirror\.test\/(\S+)\n/.exec(commands['maas-keyring-data'] ?? '')?.[1];
     const keyring = await get(app, keyringPath ?? 'missing');
     const index = await (await get(app, INDEX)).text();
 
@@ -127,8 +128,13 @@ describe.each(backends)('Status page of a synced mirror: $name', (factory) => {
     expect(keyring.status).toBe(200);
     const verified = await verifyClearsigned(INDEX, index, await loadKeyring('served keyring', new Uint8Array(await keyring.arrayBuffer())));
     expect(verified).toContain('"format"');
-    expect(page).toContain(`keyring_filename="" keyring_data@=skystreams-keyring.gpg</code>`);
-    expect(page).toContain(`keyring_filename=${RESIGNED_MAAS_KEYRING}</code>`);
+    expect(commands['maas-keyring-data']).toMatch(/\nmaas \$PROFILE boot-source update 1 url=http:\/\/mirror\.test\/ keyring_filename="" keyring_data@=skystreams-keyring\.gpg$/);
+    expect(commands['maas-keyring-snap']).toMatch(new RegExp(`\\nmaas \\$PROFILE boot-source update 1 url=http://mirror\\.test/ keyring_filename=${RESIGNED_MAAS_KEYRING}$`));
     expect(page).not.toContain(UBUNTU_CLOUDIMAGE_KEYRING);
   });
 });
+
+/** Each command block of the page by id, as its text is copied. */
+function commandsOf(page: string): Record<string, string> {
+  return Object.fromEntries([...page.matchAll(/<code id="([\w-]+)">([\s\S]*?)<\/code>/g)].map((m) => [m[1]!, m[2]!.replace(/<[^>]+>/g, '')]));
+}

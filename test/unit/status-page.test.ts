@@ -247,9 +247,8 @@ describe('Status page', () => {
     const { text } = await page({ host: 'internal:8080', 'x-forwarded-host': 'mirror.example.org', 'x-forwarded-proto': 'https' });
 
     // Assess
-    expect(text).toContain(
-      'maas $PROFILE boot-source update 1 url=<span data-mirror-url>https://mirror.example.org/</span> keyring_filename=/etc/maas/mirror keyring.gpg',
-    );
+    expect(commandOf(text, 'maas-keyring-file')).toBe('maas $PROFILE boot-source update 1 url=https://mirror.example.org/ keyring_filename=/etc/maas/mirror keyring.gpg');
+    expect(text).toContain('url=<span data-mirror-url>https://mirror.example.org/</span>');
   });
 
   it('names the Ubuntu cloud image keyring by default', async () => {
@@ -257,7 +256,7 @@ describe('Status page', () => {
     const { text } = await page({ host: 'mirror.test:8080' });
 
     // Assess
-    expect(text).toContain(`url=<span data-mirror-url>http://mirror.test:8080/</span> keyring_filename=${UBUNTU_CLOUDIMAGE_KEYRING}`);
+    expect(commandOf(text, 'maas-keyring-file')).toBe(`maas $PROFILE boot-source update 1 url=http://mirror.test:8080/ keyring_filename=${UBUNTU_CLOUDIMAGE_KEYRING}`);
     expect(text).toContain('No images are published yet.');
     expect(text).toContain('No sync has run yet.');
   });
@@ -276,7 +275,7 @@ describe('Status page', () => {
 
 describe('Status page: MAAS commands per mode', () => {
   const mirror = { host: 'mirror.test:8080' };
-  const base = '<span data-mirror-url>http://mirror.test:8080/</span>';
+  const base = 'http://mirror.test:8080/';
 
   it('names the configured upstream keyring for a verbatim publication, and no keyring_data', async () => {
     // Prepare
@@ -289,10 +288,10 @@ describe('Status page: MAAS commands per mode', () => {
 
     // Assess
     expect(status.mode).toBe('verbatim');
-    expect(text).toContain(`maas $PROFILE boot-source update 1 url=${base} keyring_filename=/srv/upstream keyring.gpg</code>`);
+    expect(commandOf(text, 'maas-keyring-file')).toBe(`maas $PROFILE boot-source update 1 url=${base} keyring_filename=/srv/upstream keyring.gpg`);
     expect(text).not.toContain('keyring_data');
     expect(text).toContain("<dt>Mode</dt><dd>verbatim: upstream's metadata and signatures, unchanged</dd>");
-    expect(text).toContain("boot-source-selections create 1 os=ubuntu release=noble arches=amd64 subarches='*' labels='*'");
+    expect(commandOf(text, 'maas-selections')).toBe("maas $PROFILE boot-source-selections create 1 os=ubuntu release=noble arches=amd64 subarches='*' labels='*'");
   });
 
   it.each([
@@ -310,15 +309,19 @@ describe('Status page: MAAS commands per mode', () => {
     // Assess
     expect(status.mode).toBe(mode);
     expect(text).not.toContain(UBUNTU_CLOUDIMAGE_KEYRING);
-    expect(text).toContain(
-      `<code id="maas-keyring-data">curl -fsSo skystreams-keyring.gpg ${base}keyring.gpg\nmaas $PROFILE boot-source update 1 url=${base} keyring_filename="" keyring_data@=skystreams-keyring.gpg</code>`,
+    expect(commandOf(text, 'maas-keyring-data')).toBe(
+      `curl -fsSo skystreams-keyring.gpg ${base}keyring.gpg\nmaas $PROFILE boot-source update 1 url=${base} keyring_filename="" keyring_data@=skystreams-keyring.gpg`,
     );
-    expect(text).toContain(
-      `<code id="maas-keyring-snap">sudo curl -fsSo ${RESIGNED_MAAS_KEYRING} ${base}keyring.gpg\nmaas $PROFILE boot-source update 1 url=${base} keyring_filename=${RESIGNED_MAAS_KEYRING}</code>`,
+    expect(commandOf(text, 'maas-keyring-snap')).toBe(
+      `sudo curl -fsSo ${RESIGNED_MAAS_KEYRING} ${base}keyring.gpg\nmaas $PROFILE boot-source update 1 url=${base} keyring_filename=${RESIGNED_MAAS_KEYRING}`,
     );
-    expect(text).toContain(
-      `<code id="maas-keyring-deb">sudo curl -fsSo /var/lib/maas/skystreams-keyring.gpg ${base}keyring.gpg\nmaas $PROFILE boot-source update 1 url=${base} keyring_filename=/var/lib/maas/skystreams-keyring.gpg</code>`,
+    expect(commandOf(text, 'maas-keyring-deb')).toBe(
+      `sudo curl -fsSo /var/lib/maas/skystreams-keyring.gpg ${base}keyring.gpg\nmaas $PROFILE boot-source update 1 url=${base} keyring_filename=/var/lib/maas/skystreams-keyring.gpg`,
     );
+    // The page's script sets every URL from the address bar.
+    const urls = [...text.matchAll(/<span data-mirror-url>([^<]*)<\/span>/g)].map((m) => m[1]);
+    expect(urls.length).toBeGreaterThanOrEqual(7);
+    expect(new Set(urls)).toEqual(new Set([base]));
     expect(text).toContain(`<dt>Mode</dt><dd>${mode}: `);
     // Each command has a copy button, hidden until the page's script shows it.
     for (const id of ['maas-keyring-data', 'maas-keyring-snap', 'maas-keyring-deb']) expect(text).toContain(`<button type="button" data-copy="${id}" hidden>Copy</button>`);
@@ -432,7 +435,7 @@ describe('Status page: channels', () => {
 
     // Assess
     expect(rowsOf(text, 'channels-table')).toEqual([
-      'stable|http://mirror.test/ (default), also http://mirror.test/channels/stable/|2|2026-12-01 06:00:00 UTC|generation 1|generation 1',
+      'stable|http://mirror.test/ (default)also http://mirror.test/channels/stable/|2|2026-12-01 06:00:00 UTC|generation 1|generation 1',
       'candidate|http://mirror.test/channels/candidate/|2|2026-12-01 06:00:00 UTC|never switched|nothing',
       'edge|http://mirror.test/channels/edge/|1|2026-11-30 06:00:00 UTC|generation 3|generations 3, 2',
     ]);
@@ -493,6 +496,11 @@ describe('Status page: counts and charts', () => {
     expect(text).toContain('max 0s');
   });
 });
+
+/** A command block's text as copied: its tags dropped. */
+function commandOf(html: string, id: string): string {
+  return new RegExp(`<code id="${id}">([\\s\\S]*?)</code>`).exec(html)![1]!.replace(/<[^>]+>/g, '');
+}
 
 function barHeights(html: string, chartId: string): number[] {
   const chart = new RegExp(`<figure id="${chartId}">([\\s\\S]*?)</figure>`).exec(html)![1]!;
