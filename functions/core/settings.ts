@@ -71,6 +71,7 @@ export const syncDefaults = Object.freeze({
   runRetention: Object.freeze({ keep: 20, retentionMs: 90 * DAY }) as RunRetention,
   /** Publish upstream's metadata verbatim unless asked to publish the mirror's own, re-signed. */
   resign: false,
+  /** Upstream metadata older than this makes the mirror stale (status page, API, `status --check`); 0 turns the rule off. */ staleAfterMs: 14 * DAY,
 });
 
 /** Which sync runs a catalog keeps: the newest `keep` always, older ones until `retentionMs` after they finished. */

@@ -9,9 +9,9 @@ import { CHANNEL_NAME, CHANNELS_PATH_PREFIX, DEFAULT_CHANNEL, keys, type ByteRan
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
 import { packageRouteReply } from './package-routes.ts';
 import { PublishedItems } from './published-items.ts';
-import { UBUNTU_CLOUDIMAGE_KEYRING } from '../core/settings.ts';
+import { syncDefaults, UBUNTU_CLOUDIMAGE_KEYRING } from '../core/settings.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
-import { catalogSummary, statusPageReport, statusReport } from './reports.ts';
+import { catalogSummary, statusPageReport, statusReport, type StatusOptions } from './reports.ts';
 import { errorReply, html, json, methodNotAllowed, badRequest, notFound, toResponse, type Reply, type RequestFailure } from './reply.ts';
 import { STATUS_PAGE_CSP, renderStatusPage } from './status-page.ts';
 
@@ -33,11 +33,24 @@ export interface AppDeps {
    */
   listingTtlMs?: number;
   /**
-   * The keyring the status page's MAAS command names: the one that checks
-   * the upstream signatures this mirror serves.
+   * The keyring the status page's MAAS command names while the mirror
+   * serves upstream's signatures (a re-signed publication's command names
+   * the mirror's own keyring, which it serves at /keyring.gpg).
    * @default the Ubuntu cloud image keyring's path on a MAAS region controller
    */
   keyringFilename?: string;
+  /**
+   * Upstream metadata older than this makes the status page and
+   * `/api/v1/status` report the mirror stale; 0 turns the rule off.
+   * @default syncDefaults.staleAfterMs
+   */
+  staleAfterMs?: number;
+  /**
+   * Time between the syncs of the schedule feeding this mirror: stale too
+   * once no check succeeded for three of them.
+   * @default undefined: not scheduled, so the rule does not apply
+   */
+  syncIntervalMs?: number;
   /** @default () => new Date() */
   now?: () => Date;
 }
@@ -78,19 +91,26 @@ export function createApp(deps: AppDeps): App {
   const channels = new ServedChannels(deps);
 
   const now = deps.now ?? (() => new Date());
+  const statusOptions = (at: Date): StatusOptions => ({
+    now: at,
+    staleAfterMs: deps.staleAfterMs ?? syncDefaults.staleAfterMs,
+    syncIntervalMs: deps.syncIntervalMs,
+  });
   const fixedRoutes: Record<string, FixedRoute> = {
-    '': async (request) =>
-      html(
-        renderStatusPage(await statusPageReport(deps.objects, deps.catalog), {
+    '': async (request) => {
+      const at = now();
+      return html(
+        renderStatusPage(await statusPageReport(deps.objects, deps.catalog, statusOptions(at)), {
           mirrorUrl: requestBaseUrl(request),
           keyringFilename: deps.keyringFilename ?? UBUNTU_CLOUDIMAGE_KEYRING,
-          now: now(),
+          now: at,
           refreshSeconds: STATUS_PAGE_REFRESH_SECONDS,
         }),
         { 'content-security-policy': STATUS_PAGE_CSP },
         request.method,
-      ),
-    'api/v1/status': async (request) => json(await statusReport(deps.catalog), 200, {}, request.method),
+      );
+    },
+    'api/v1/status': async (request) => json(await statusReport(deps.catalog, statusOptions(now())), 200, {}, request.method),
     'api/v1/images': async (request) => json(await catalogSummary(deps.catalog), 200, {}, request.method),
     'api/v1/openapi.json': async (request) => json(OPENAPI_DOCUMENT, 200, {}, request.method),
   };

@@ -355,19 +355,38 @@ export const OPENAPI_DOCUMENT = {
       },
       StatusReport: {
         type: 'object',
-        required: ['publication', 'channels', 'runs', 'conflicts'],
+        required: ['publication', 'mode', 'channels', 'runs', 'conflicts'],
         additionalProperties: false,
         properties: {
           publication: {
             description: 'The default channel\'s publication (what / serves)',
             oneOf: [{ $ref: '#/components/schemas/Publication' }, { type: 'null' }],
           },
-          channels: { type: 'array', items: { $ref: '#/components/schemas/Channel' } },
+          mode: {
+            description:
+              '`verbatim`: upstream\'s metadata and signatures, unchanged (MAAS checks them with the upstream\'s keyring); `re-signed`: the mirror\'s own ' +
+              'signature over one source\'s metadata, `merged`: over several sources\'; both serve the keyring that checks them at /keyring.gpg. Null before the first publication',
+            enum: ['verbatim', 're-signed', 'merged', null],
+          },
+          channels: {
+            description: 'Each served at /channels/{name}/; the default channel (`stable`) also at /',
+            type: 'array',
+            items: { $ref: '#/components/schemas/Channel' },
+          },
           runs: { type: 'array', items: { $ref: '#/components/schemas/SyncRun' } },
           conflicts: {
             description: 'Merged sources (`--config`): product ids or paths two sources offered; the default channel\'s publication has the kept one',
             type: 'array',
             items: { $ref: '#/components/schemas/SourceConflict' },
+          },
+          stale: {
+            description:
+              'Present only when the mirror is stale: upstream\'s `updated` is older than the stale-after setting (14 days unless configured; 0 turns the rule off), ' +
+              'or, where the mirror syncs on a schedule, no check of upstream has succeeded for 3 intervals. `since` is when the earlier rule started to hold',
+            type: 'object',
+            required: ['since', 'reason'],
+            additionalProperties: false,
+            properties: { since: ISO_TIME, reason: { type: 'string' } },
           },
         },
       },

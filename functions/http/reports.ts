@@ -5,15 +5,37 @@ import type { SourceConflict } from '../core/sources.ts';
 import { keys, SOURCE_CONFLICTS_STATE, type CatalogEntry, type Channel, type LockHolder, type ManifestIndex, type ObjectIndex, type ObjectStore, type Publication, type Publications, type RunLog, type StateStore, type SyncRun } from '../core/ports.ts';
 import { ManifestUnavailableError, NotFoundError } from '../core/errors.ts';
 import { diffVersions, type PackageChange } from '../core/packages.ts';
+import { PUBLISHED_KEYRING } from '../core/published-files.ts';
+import { describeDuration, syncDefaults } from '../core/settings.ts';
 
 export interface StatusReport {
   /** The default channel's publication. */
   publication: Omit<Publication, 'files'> | null;
+  /** How the default channel's publication is signed; null before the first one. */
+  mode: PublicationMode | null;
   /** Every channel: the generation it points at and those it can roll back to. */
   channels: Omit<Channel, 'revision'>[];
   runs: SyncRun[];
   /** Where merged sources offered the same product id or path: which source's was published, which gave way. */
   conflicts: SourceConflict[];
+  /** Present only when the mirror is stale (see `staleness`). */
+  stale?: Staleness;
+  /** The mirror's signing keys, in re-signed mode. */
+  signing?: { keys: { fingerprint: string; state: 'pending' | 'active' | 'previous'; since?: string }[] };
+}
+
+/**
+ * `verbatim`: upstream's signed files as upstream signed them. `re-signed`:
+ * the mirror's own signature over one source's metadata; `merged`: over
+ * several sources'. The last two serve the keyring that checks them.
+ */
+export type PublicationMode = 'verbatim' | 're-signed' | 'merged';
+
+/** Why and since when the mirror can no longer be trusted to be current. */
+export interface Staleness {
+  /** ISO 8601: when it became stale. */
+  since: string;
+  reason: string;
 }
 
 export interface StatusOptions {
@@ -21,6 +43,75 @@ export interface StatusOptions {
   runs?: number;
   /** Shows a `running` run whose process is known gone as `abandoned`, before a next run records it so. */
   isAlive?: (holder: LockHolder) => boolean | undefined;
+  /** @default new Date() */
+  now?: Date;
+  /** Upstream metadata older than this makes the mirror stale; 0 turns the rule off. @default syncDefaults.staleAfterMs */
+  staleAfterMs?: number;
+  /** Time between scheduled syncs; undefined when the mirror syncs on no schedule. */
+  syncIntervalMs?: number;
+}
+
+/** A publication's mode, from the files it holds: a re-signed one serves its keyring and keeps each merged source's upstream files under `sources/`. */
+export function publicationMode(files: readonly string[]): PublicationMode {
+  if (!files.includes(PUBLISHED_KEYRING)) return 'verbatim';
+  return files.some((file) => file.startsWith(MERGED_SOURCES_PREFIX)) ? 'merged' : 're-signed';
+}
+
+/** Where a merged publication keeps each source's upstream files (core/published-files.ts upstreamCopyPrefix). */
+const MERGED_SOURCES_PREFIX = 'sources/';
+
+/** A schedule is broken once this many intervals pass without a successful check. */
+export const MISSED_INTERVALS = 3;
+
+/**
+ * Whether the mirror is stale, and since when: upstream's metadata is older
+ * than `staleAfterMs` (an upstream frozen on old images, or a mirror nobody
+ * feeds; 0 turns this off, as for an air-gapped mirror fed by `import`), or,
+ * with `intervalMs` set, no check of upstream has succeeded for
+ * MISSED_INTERVALS intervals (a broken schedule). The earlier of the two
+ * when both hold; undefined when fresh.
+ */
+export function staleness(
+  report: { publication: Pick<Publication, 'upstreamUpdated' | 'publishedAt'> | null; runs: readonly SyncRun[] },
+  now: Date,
+  staleAfterMs: number,
+  intervalMs?: number,
+): Staleness | undefined {
+  const found: { since: number; reason: string }[] = [];
+  const updated = report.publication ? Date.parse(report.publication.upstreamUpdated) : Number.NaN;
+  if (staleAfterMs > 0 && !Number.isNaN(updated) && now.getTime() - updated >= staleAfterMs) {
+    found.push({
+      since: updated + staleAfterMs,
+      reason: `upstream's metadata was last updated ${new Date(updated).toISOString()}, more than ${describeSpan(staleAfterMs)} ago`,
+    });
+  }
+  if (intervalMs !== undefined && intervalMs > 0) {
+    const lastCheck = report.runs.find(isSuccessfulCheck);
+    // Without a successful check among the runs listed, the schedule has been failing since at least the oldest of them.
+    const checkedAt = lastCheck ? (lastCheck.finishedAt ?? lastCheck.startedAt) : (report.publication?.publishedAt ?? report.runs.at(-1)?.startedAt);
+    const since = checkedAt === undefined ? Number.NaN : Date.parse(checkedAt) + MISSED_INTERVALS * intervalMs;
+    if (!Number.isNaN(since) && now.getTime() >= since) {
+      found.push({
+        since,
+        reason: `no check of upstream has succeeded since ${new Date(since - MISSED_INTERVALS * intervalMs).toISOString()}: ${MISSED_INTERVALS} sync intervals of ${describeSpan(intervalMs)} have passed`,
+      });
+    }
+  }
+  if (found.length === 0) return undefined;
+  found.sort((a, b) => a.since - b.since);
+  return { since: new Date(found[0]!.since).toISOString(), reason: found.map((rule) => rule.reason).join('; ') };
+}
+
+/** The newest run that reached upstream and finished: it published, or found upstream unchanged. */
+function isSuccessfulCheck(run: SyncRun): boolean {
+  return run.state === 'succeeded' || run.state === 'unchanged';
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+function describeSpan(ms: number): string {
+  if (ms % DAY_MS === 0) return ms === DAY_MS ? '1 day' : `${ms / DAY_MS} days`;
+  return describeDuration(ms);
 }
 
 export async function statusReport(catalog: Publications & RunLog & StateStore, options: StatusOptions = {}): Promise<StatusReport> {
@@ -33,7 +124,15 @@ export async function statusReport(catalog: Publications & RunLog & StateStore, 
   );
   const channels = (await catalog.listChannels()).map(({ revision: _revision, ...channel }) => channel);
   const conflicts = JSON.parse((await catalog.getState(SOURCE_CONFLICTS_STATE)) || '[]') as SourceConflict[];
-  return { publication: current ? (publication as Omit<Publication, 'files'>) : null, channels, runs, conflicts };
+  const report: StatusReport = {
+    publication: current ? (publication as Omit<Publication, 'files'>) : null,
+    mode: current ? publicationMode(current.files) : null,
+    channels,
+    runs,
+    conflicts,
+  };
+  const stale = staleness(report, options.now ?? new Date(), options.staleAfterMs ?? syncDefaults.staleAfterMs, options.syncIntervalMs);
+  return stale ? { ...report, stale } : report;
 }
 
 export interface ImageSummary {
@@ -98,8 +197,14 @@ export interface PageImage extends Omit<ImageSummary, 'versions'> {
   versions: { version: string; bytes: number; items: number; publishedSince?: string }[];
 }
 
+/** A channel as the status page lists it: with when its generation was published, while that publication is retained. */
+export interface PageChannel extends Omit<Channel, 'revision'> {
+  publishedAt?: string;
+}
+
 /** Everything the status page shows, read from the catalog in one go. */
-export interface StatusPageReport extends StatusReport {
+export interface StatusPageReport extends Omit<StatusReport, 'channels'> {
+  channels: PageChannel[];
   generation: number | null;
   images: PageImage[];
   /** For each image with two or more versions, what its manifests say changed from the one before to the newest. */
@@ -177,8 +282,11 @@ export async function statusPageReport(
   const status = await statusReport(catalog, options);
   const summary = await catalogSummary(catalog);
   const publishedSince = new Map<string, string>();
+  const publications = await catalog.listPublications();
+  const publishedAt = new Map(publications.map((publication) => [publication.generation, publication.publishedAt]));
+  const channels = status.channels.map((channel) => ({ ...channel, publishedAt: publishedAt.get(channel.generation) }));
   // Oldest first, so the first publication seen listing a version is kept.
-  for (const publication of (await catalog.listPublications()).reverse()) {
+  for (const publication of [...publications].reverse()) {
     if (summary.generation === null || publication.generation > summary.generation) continue;
     for await (const entry of catalog.listEntries(publication.generation)) {
       const key = versionKey(entry.contentId, entry.product, entry.version);
@@ -194,11 +302,11 @@ export async function statusPageReport(
       publishedSince: publishedSince.get(versionKey(image.contentId, image.product, version)),
     })),
   }));
-  const lastCheck = status.runs.find((run) => run.state === 'succeeded' || run.state === 'unchanged') ?? null;
+  const lastCheck = status.runs.find(isSuccessfulCheck) ?? null;
   const running = status.runs.find((run) => run.state === 'running');
   const progress = running && (await runProgress(objects, catalog, running.id));
   const packageChanges = summary.generation === null ? [] : await packageChangeSummaries(catalog, summary.generation, summary.images);
-  return { ...status, generation: summary.generation, images, packageChanges, lastCheck, ...(progress && { progress }) };
+  return { ...status, channels, generation: summary.generation, images, packageChanges, lastCheck, ...(progress && { progress }) };
 }
 
 /** From the catalog summary's files: only the two manifests of each image are read, not the generation again. */

@@ -151,6 +151,24 @@ describe('API contract (OpenAPI 3.1 at /api/v1/openapi.json)', () => {
     expect(validate({ ...image, files: files(sha256(tgz)) }, { $ref: '#/components/schemas/UploadRequest' }, root)).toEqual([]);
   });
 
+  it('documents `stale`: absent while the mirror is fresh, `{ since, reason }` once upstream is older than the stale-after setting', async () => {
+    // Prepare: the demo upstream's metadata was updated when the demo synced; an app allowing 1 ms finds it stale.
+    const strict = createApp({ ...mirror.backend, staleAfterMs: 1 });
+
+    // Act
+    const fresh = await fetch(`${mirror.url}api/v1/status`);
+    const stale = await strict(new Request(`${mirror.url}api/v1/status`));
+
+    // Assess
+    expect(await fresh.clone().json()).not.toHaveProperty('stale');
+    expect(await checkAgainstDocument('/api/v1/status', 'GET', fresh)).toEqual([]);
+    const body = (await stale.clone().json()) as { stale?: { since: string; reason: string } };
+    expect(body.stale?.reason).toMatch(/^upstream's metadata was last updated .*, more than 1 ms ago$/);
+    expect(await checkAgainstDocument('/api/v1/status', 'GET', stale)).toEqual([]);
+    // The schema holds `stale` to its two fields.
+    expect(validate({ ...body, stale: { ...body.stale, extra: 1 } }, { $ref: '#/components/schemas/StatusReport' }, root)).toEqual(['$.stale: "extra" is not in the schema']);
+  });
+
   it('documents the 5xx body, request id included', () => {
     // Act
     const problems = validate(errorBody(503, 'temporarily unavailable, retry later', 'a-request-id'), errorSchema, root);

@@ -137,7 +137,7 @@ describe('CLI: local', () => {
       const page = await (await fetch(local.url)).text();
 
       // Assess
-      expect(page).toContain(`url=<span data-mirror-url>${local.url}</span> keyring_filename=${mirror.keyringFile}</code>`);
+      expect(page).toContain(`url=<span data-mirror-url>${local.url}</span></span> <span class="arg">keyring_filename=${mirror.keyringFile}</span></code>`);
       expect(page).toMatch(/<table id="catalog-table">/);
     } finally {
       const exited = once(local.process, 'exit');

@@ -608,7 +608,7 @@ describe('Function: createApp', () => {
       expect(response.status).toBe(200);
       expect(response.headers.get('content-type')).toBe('application/json');
       expect(response.headers.get('cache-control')).toBe('no-store');
-      expect(await response.json()).toEqual({ publication: null, channels: [], runs: [], conflicts: [] });
+      expect(await response.json()).toEqual({ publication: null, mode: null, channels: [], runs: [], conflicts: [] });
     });
 
     it('reports the current publication without its file list, and the runs newest first', async () => {
@@ -634,7 +634,15 @@ describe('Function: createApp', () => {
       const response = await request('api/v1/status');
 
       // Assess
-      expect(await response.json()).toEqual({ publication, channels: [{ name: DEFAULT_CHANNEL, generation: 1, history: [] }], runs: [newer, older], conflicts: [] });
+      // The fixture's upstream was updated in July 2025: more than the default 14 days before now.
+      expect(await response.json()).toEqual({
+        publication,
+        mode: 'verbatim',
+        channels: [{ name: DEFAULT_CHANNEL, generation: 1, history: [] }],
+        runs: [newer, older],
+        conflicts: [],
+        stale: { since: '2025-07-23T12:00:00.000Z', reason: "upstream's metadata was last updated 2025-07-09T12:00:00.000Z, more than 14 days ago" },
+      });
     });
 
     it('answers HEAD with no body', async () => {

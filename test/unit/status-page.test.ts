@@ -6,8 +6,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import type { SourceConflict } from '../../functions/core/sources.ts';
 import { keys, SOURCE_CONFLICTS_STATE, type Backend, type CatalogEntry, type Publication, type SyncRun } from '../../functions/core/ports.ts';
-import { UBUNTU_CLOUDIMAGE_KEYRING } from '../../functions/core/settings.ts';
+import { RESIGNED_MAAS_KEYRING, UBUNTU_CLOUDIMAGE_KEYRING } from '../../functions/core/settings.ts';
 import { createApp, requestBaseUrl, type App } from '../../functions/http/app.ts';
+import { statusPageReport } from '../../functions/http/reports.ts';
+import { renderStatusPage } from '../../functions/http/status-page.ts';
 
 const ORIGIN = 'http://mirror.test/';
 const INDEX = 'streams/v1/index.sjson';
@@ -15,6 +17,10 @@ const CONTENT_ID = 'com.ubuntu.maas:stable:v3:download';
 const NOBLE = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
 const NOW = new Date('2026-12-01T12:00:00.000Z');
 const HOSTILE = '<script>alert(1)</script>';
+const HOUR = 3_600_000;
+/** What a re-signed publication holds besides its metadata: its keyring, and the upstream files it was made from (merged: per source). */
+const RESIGNED_FILES = [INDEX, 'keyring.gpg', 'keyring.asc', 'upstream/streams/v1/index.sjson'];
+const MERGED_FILES = [INDEX, 'keyring.gpg', 'keyring.asc', 'sources/maas/streams/v1/index.sjson', 'sources/site/streams/v1/index.sjson'];
 
 let dataDir: string;
 let backend: Backend;
@@ -53,15 +59,20 @@ function entry(fields: Partial<CatalogEntry> & Pick<CatalogEntry, 'version' | 'i
   };
 }
 
-async function publish(generation: number, publishedAt: string, entries: CatalogEntry[]): Promise<Publication> {
-  await backend.objects.put(keys.metadata({ generation, runId: `run-${generation}` }, INDEX), new TextEncoder().encode('{}'));
+async function publish(
+  generation: number,
+  publishedAt: string,
+  entries: CatalogEntry[],
+  { files = [INDEX], upstreamUpdated = 'Tue, 01 Dec 2026 06:00:00 +0000' }: { files?: string[]; upstreamUpdated?: string } = {},
+): Promise<Publication> {
+  for (const file of files) await backend.objects.put(keys.metadata({ generation, runId: `run-${generation}` }, file), new TextEncoder().encode('{}'));
   await backend.catalog.putEntries(generation, entries);
   const publication: Publication = {
     generation,
-    upstreamUpdated: 'Tue, 01 Dec 2026 06:00:00 +0000',
+    upstreamUpdated,
     publishedAt,
     runId: `run-${generation}`,
-    files: [INDEX],
+    files,
     itemCount: entries.length,
     totalBytes: entries.reduce((sum, e) => sum + e.size, 0),
   };
@@ -236,9 +247,8 @@ describe('Status page', () => {
     const { text } = await page({ host: 'internal:8080', 'x-forwarded-host': 'mirror.example.org', 'x-forwarded-proto': 'https' });
 
     // Assess
-    expect(text).toContain(
-      'maas $PROFILE boot-source update 1 url=<span data-mirror-url>https://mirror.example.org/</span> keyring_filename=/etc/maas/mirror keyring.gpg',
-    );
+    expect(commandOf(text, 'maas-keyring-file')).toBe('maas $PROFILE boot-source update 1 url=https://mirror.example.org/ keyring_filename=/etc/maas/mirror keyring.gpg');
+    expect(text).toContain('url=<span data-mirror-url>https://mirror.example.org/</span>');
   });
 
   it('names the Ubuntu cloud image keyring by default', async () => {
@@ -246,7 +256,7 @@ describe('Status page', () => {
     const { text } = await page({ host: 'mirror.test:8080' });
 
     // Assess
-    expect(text).toContain(`url=<span data-mirror-url>http://mirror.test:8080/</span> keyring_filename=${UBUNTU_CLOUDIMAGE_KEYRING}`);
+    expect(commandOf(text, 'maas-keyring-file')).toBe(`maas $PROFILE boot-source update 1 url=http://mirror.test:8080/ keyring_filename=${UBUNTU_CLOUDIMAGE_KEYRING}`);
     expect(text).toContain('No images are published yet.');
     expect(text).toContain('No sync has run yet.');
   });
@@ -262,6 +272,240 @@ describe('Status page', () => {
     expect((await response.arrayBuffer()).byteLength).toBe(0);
   });
 });
+
+describe('Status page: MAAS commands per mode', () => {
+  const mirror = { host: 'mirror.test:8080' };
+  const base = 'http://mirror.test:8080/';
+
+  it('names the configured upstream keyring for a verbatim publication, and no keyring_data', async () => {
+    // Prepare
+    app = createApp({ ...backend, keyringFilename: '/srv/upstream keyring.gpg', now: () => NOW });
+    await publish(1, '2026-12-01T06:00:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })]);
+
+    // Act
+    const { text } = await page(mirror);
+    const status = (await (await app(new Request(`${ORIGIN}api/v1/status`))).json()) as { mode: string };
+
+    // Assess
+    expect(status.mode).toBe('verbatim');
+    expect(commandOf(text, 'maas-keyring-file')).toBe(`maas $PROFILE boot-source update 1 url=${base} keyring_filename=/srv/upstream keyring.gpg`);
+    expect(text).not.toContain('keyring_data');
+    expect(text).toContain("<dt>Mode</dt><dd>verbatim: upstream's metadata and signatures, unchanged</dd>");
+    expect(commandOf(text, 'maas-selections')).toBe("maas $PROFILE boot-source-selections create 1 os=ubuntu release=noble arches=amd64 subarches='*' labels='*'");
+  });
+
+  it.each([
+    ['re-signed', RESIGNED_FILES],
+    ['merged', MERGED_FILES],
+  ])("gives a %s publication the mirror's own keyring, as keyring_data and as a file for the snap and the deb, whatever keyring was configured", async (mode, files) => {
+    // Prepare: a keyring configured for the verbatim mode must not be named once the publication is re-signed.
+    app = createApp({ ...backend, keyringFilename: UBUNTU_CLOUDIMAGE_KEYRING, now: () => NOW });
+    await publish(1, '2026-12-01T06:00:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })], { files });
+
+    // Act
+    const { text } = await page(mirror);
+    const status = (await (await app(new Request(`${ORIGIN}api/v1/status`))).json()) as { mode: string };
+
+    // Assess
+    expect(status.mode).toBe(mode);
+    expect(text).not.toContain(UBUNTU_CLOUDIMAGE_KEYRING);
+    expect(commandOf(text, 'maas-keyring-data')).toBe(
+      `curl -fsSo skystreams-keyring.gpg ${base}keyring.gpg\nmaas $PROFILE boot-source update 1 url=${base} keyring_filename="" keyring_data@=skystreams-keyring.gpg`,
+    );
+    expect(commandOf(text, 'maas-keyring-snap')).toBe(
+      `sudo curl -fsSo ${RESIGNED_MAAS_KEYRING} ${base}keyring.gpg\nmaas $PROFILE boot-source update 1 url=${base} keyring_filename=${RESIGNED_MAAS_KEYRING}`,
+    );
+    expect(commandOf(text, 'maas-keyring-deb')).toBe(
+      `sudo curl -fsSo /var/lib/maas/skystreams-keyring.gpg ${base}keyring.gpg\nmaas $PROFILE boot-source update 1 url=${base} keyring_filename=/var/lib/maas/skystreams-keyring.gpg`,
+    );
+    // The page's script sets every URL from the address bar.
+    const urls = [...text.matchAll(/<span data-mirror-url>([^<]*)<\/span>/g)].map((m) => m[1]);
+    expect(urls.length).toBeGreaterThanOrEqual(7);
+    expect(new Set(urls)).toEqual(new Set([base]));
+    expect(text).toContain(`<dt>Mode</dt><dd>${mode}: `);
+    // Each command has a copy button, hidden until the page's script shows it.
+    for (const id of ['maas-keyring-data', 'maas-keyring-snap', 'maas-keyring-deb']) expect(text).toContain(`<button type="button" data-copy="${id}" hidden>Copy</button>`);
+  });
+
+  it('keeps commands whole: no rule breaks them inside a word', async () => {
+    // Act
+    const { text } = await page();
+
+    // Assess
+    const preRule = /\npre\{([^}]*)\}/.exec(text)![1]!;
+    expect(preRule).toContain('word-break:normal');
+    expect(preRule).toContain('overflow-wrap:normal');
+    expect(preRule).toContain('overflow-x:auto');
+    expect(text).not.toMatch(/break-all|overflow-wrap:anywhere/);
+  });
+
+  it("lists the signing keys of a re-signed mirror, and none for a verbatim one", async () => {
+    // Prepare
+    await publish(1, '2026-12-01T06:00:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })], { files: RESIGNED_FILES });
+    const report = await statusPageReport(backend.objects, backend.catalog, { now: NOW });
+    const signing = {
+      keys: [
+        { fingerprint: 'AAAA1111BBBB2222CCCC3333DDDD4444EEEE5555', state: 'active' as const, since: '2026-11-01T00:00:00.000Z' },
+        { fingerprint: `FFFF${HOSTILE}`, state: 'pending' as const },
+      ],
+    };
+    const context = { mirrorUrl: ORIGIN, keyringFilename: UBUNTU_CLOUDIMAGE_KEYRING, now: NOW, refreshSeconds: 5 };
+
+    // Act
+    const resigned = renderStatusPage({ ...report, signing }, context);
+    const verbatim = renderStatusPage({ ...report, mode: 'verbatim', signing }, context);
+
+    // Assess
+    expect(rowsOf(resigned, 'signing-keys')).toEqual([
+      'AAAA1111BBBB2222CCCC3333DDDD4444EEEE5555|active|2026-11-01 00:00:00 UTC (30d12h ago)',
+      'FFFF&#60;script&#62;alert(1)&#60;/script&#62;|pending|',
+    ]);
+    expect(resigned).not.toContain(HOSTILE);
+    expect(verbatim).not.toContain('id="signing-keys"');
+  });
+});
+
+describe('Status page: staleness', () => {
+  const OLD_UPSTREAM = 'Sun, 01 Nov 2026 06:00:00 +0000';
+
+  it('warns first thing when upstream has not updated its metadata for 14 days, since when, and says so in /api/v1/status', async () => {
+    // Prepare
+    await publish(1, '2026-12-01T06:00:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })], { upstreamUpdated: OLD_UPSTREAM });
+
+    // Act
+    const { text } = await page();
+    const status = (await (await app(new Request(`${ORIGIN}api/v1/status`))).json()) as { stale?: { since: string; reason: string } };
+
+    // Assess
+    expect(status.stale).toEqual({
+      since: '2026-11-15T06:00:00.000Z',
+      reason: "upstream's metadata was last updated 2026-11-01T06:00:00.000Z, more than 14 days ago",
+    });
+    const warning = /<p class="warning" role="alert" id="stale">([\s\S]*?)<\/p>/.exec(text)![1]!;
+    expect(warning).toContain('<time datetime="2026-11-15T06:00:00.000Z">');
+    expect(warning).toContain('more than 14 days ago');
+    expect(text.indexOf('id="stale"')).toBeLessThan(text.indexOf('id="freshness"'));
+  });
+
+  it('says nothing while upstream is newer than the stale-after setting, or with the rule off (0)', async () => {
+    // Prepare
+    await publish(1, '2026-12-01T06:00:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })], { upstreamUpdated: OLD_UPSTREAM });
+    const withRuleOff = createApp({ ...backend, staleAfterMs: 0, now: () => NOW });
+    const withLongerLimit = createApp({ ...backend, staleAfterMs: 31 * 24 * HOUR, now: () => NOW });
+
+    // Act
+    const pages = await Promise.all([withRuleOff, withLongerLimit].map(async (each) => (await each(new Request(ORIGIN))).text()));
+    const status = await (await withRuleOff(new Request(`${ORIGIN}api/v1/status`))).json();
+
+    // Assess
+    for (const text of pages) expect(text).not.toContain('id="stale"');
+    expect(status).not.toHaveProperty('stale');
+  });
+
+  it('warns a scheduled mirror once no check has succeeded for three intervals, and not before', async () => {
+    // Prepare: hourly; the last good check finished 4 h before now, later runs failed.
+    app = createApp({ ...backend, syncIntervalMs: HOUR, now: () => NOW });
+    await publish(1, '2026-12-01T06:00:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })]);
+    await backend.catalog.putRun(run({ id: 'ok', startedAt: '2026-12-01T07:59:00.000Z', finishedAt: '2026-12-01T08:00:00.000Z', state: 'unchanged' }));
+    for (const hour of ['09', '10', '11']) {
+      await backend.catalog.putRun(run({ id: `bad-${hour}`, startedAt: `2026-12-01T${hour}:00:00.000Z`, finishedAt: `2026-12-01T${hour}:00:05.000Z`, state: 'failed', error: 'upstream unreachable' }));
+    }
+
+    // Act
+    const stale = await page();
+    await backend.catalog.putRun(run({ id: 'ok-again', startedAt: '2026-12-01T11:30:00.000Z', finishedAt: '2026-12-01T11:31:00.000Z', state: 'unchanged' }));
+    const fresh = await page();
+
+    // Assess
+    expect(stale.text).toMatch(/id="stale"><strong>Stale<\/strong> since <time datetime="2026-12-01T11:00:00.000Z">[^]*no check of upstream has succeeded since 2026-12-01T08:00:00.000Z: 3 sync intervals of 1 hour have passed/);
+    expect(fresh.text).not.toContain('id="stale"');
+  });
+});
+
+describe('Status page: channels', () => {
+  it('lists each channel with its URL (the default also at /), its generation and where it pointed before', async () => {
+    // Prepare: stable moved from 1 to 2; candidate made at 2; edge pointed at 2, then rolled back to 1.
+    await publish(1, '2026-11-30T06:00:00.000Z', [entry({ version: '20261130', item: 'boot-kernel' })]);
+    await publish(2, '2026-12-01T06:00:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })]);
+    await backend.catalog.setChannel({ name: 'candidate', generation: 2, history: [] }, undefined);
+    await backend.catalog.setChannel({ name: 'edge', generation: 1, history: [3, 2] }, undefined);
+
+    // Act
+    const { text } = await page({ host: 'mirror.test' });
+
+    // Assess
+    expect(rowsOf(text, 'channels-table')).toEqual([
+      'stable|http://mirror.test/ (default)also http://mirror.test/channels/stable/|2|2026-12-01 06:00:00 UTC|generation 1|generation 1',
+      'candidate|http://mirror.test/channels/candidate/|2|2026-12-01 06:00:00 UTC|never switched|nothing',
+      'edge|http://mirror.test/channels/edge/|1|2026-11-30 06:00:00 UTC|generation 3|generations 3, 2',
+    ]);
+  });
+
+  it('has no channels section before anything is published', async () => {
+    expect((await page()).text).not.toContain('id="channels"');
+  });
+});
+
+describe('Status page: counts and charts', () => {
+  it('says 1 item, 1 file, 1 image and the one run in the singular, 2 in the plural', async () => {
+    // Prepare
+    await publish(1, '2026-12-01T06:01:00.000Z', [entry({ version: '20261201', item: 'boot-kernel' })]);
+    await backend.catalog.putRun(run({ id: 'a', startedAt: '2026-12-01T06:00:00.000Z', finishedAt: '2026-12-01T06:01:00.000Z', state: 'succeeded', itemsCopied: 1, bytesCopied: 1024, generation: 1 }));
+
+    // Act
+    const one = (await page()).text;
+    await backend.catalog.putRun(run({ id: 'b', startedAt: '2026-12-01T07:00:00.000Z', finishedAt: '2026-12-01T07:01:00.000Z', state: 'succeeded', itemsCopied: 2, bytesCopied: 2048 }));
+    const two = (await page()).text;
+
+    // Assess
+    expect(one).toContain('<dt>Holds</dt><dd>1 item, 1.0 KiB</dd>');
+    expect(one).toContain('<caption>Generation 1: 1 image;');
+    expect(one).toContain('(1 file, 1.0 KiB)');
+    expect(one).toContain('<caption>The one run so far</caption>');
+    expect(one).toContain('<figcaption>Bytes copied, the last run</figcaption>');
+    expect(rowsOf(one, 'runs-table')[0]).toContain('|1 item, 1.0 KiB|');
+    expect(two).toContain('<caption>The 2 most recent runs, newest first</caption>');
+    expect(two).toContain('<figcaption>Bytes copied, last 2 runs (oldest left)</figcaption>');
+    expect(rowsOf(two, 'runs-table')[0]).toContain('|2 items, 2.0 KiB|');
+  });
+
+  it('draws no bar for a run shown as 0s, and scales the others to the longest from 0', async () => {
+    // Prepare: 0.4 s (shown 0s), 10 s, and exactly 0 s.
+    await backend.catalog.putRun(run({ id: 'a', startedAt: '2026-12-01T06:00:00.000Z', finishedAt: '2026-12-01T06:00:00.400Z', state: 'unchanged' }));
+    await backend.catalog.putRun(run({ id: 'b', startedAt: '2026-12-01T07:00:00.000Z', finishedAt: '2026-12-01T07:00:10.000Z', state: 'succeeded' }));
+    await backend.catalog.putRun(run({ id: 'c', startedAt: '2026-12-01T08:00:00.000Z', finishedAt: '2026-12-01T08:00:05.000Z', state: 'unchanged' }));
+    await backend.catalog.putRun(run({ id: 'd', startedAt: '2026-12-01T09:00:00.000Z', finishedAt: '2026-12-01T09:00:00.000Z', state: 'unchanged' }));
+
+    // Act
+    const { text } = await page();
+
+    // Assess
+    expect(barHeights(text, 'chart-duration')).toEqual([0, 118, 59, 0]);
+    expect(text).toContain('<text x="2" y="12" font-size="12" fill="#1a1a1a">max 10s</text>');
+  });
+
+  it('draws no full bar when every run took under half a second', async () => {
+    // Prepare
+    await backend.catalog.putRun(run({ id: 'quick', startedAt: '2026-12-01T06:00:00.000Z', finishedAt: '2026-12-01T06:00:00.300Z', state: 'unchanged' }));
+
+    // Act
+    const { text } = await page();
+
+    // Assess
+    expect(barHeights(text, 'chart-duration')).toEqual([0]);
+    expect(text).toContain('max 0s');
+  });
+});
+
+/** A command block's text as copied: its tags dropped. */
+function commandOf(html: string, id: string): string {
+  return new RegExp(`<code id="${id}">([\\s\\S]*?)</code>`).exec(html)![1]!.replace(/<[^>]+>/g, '');
+}
+
+function barHeights(html: string, chartId: string): number[] {
+  const chart = new RegExp(`<figure id="${chartId}">([\\s\\S]*?)</figure>`).exec(html)![1]!;
+  return [...chart.matchAll(/<rect class="bar"[^>]* height="([\d.]+)"/g)].map((m) => Number(m[1]));
+}
 
 describe('Function: requestBaseUrl', () => {
   const from = (headers: Record<string, string>) => requestBaseUrl({ header: (name) => headers[name] });
