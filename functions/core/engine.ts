@@ -472,7 +472,7 @@ export class SyncEngine {
     const plan = { ...planned, objects: planned.objects.map(fromSource), copy: planned.copy.map(fromSource) };
 
     const now = this.now();
-    const signing = await openSigningKeys(store, now);
+    const signing = await openSigningKeys(store, now, this.deps.catalog);
     const previous = current && (await servedIndexUpdated(this.deps.objects, current, this.settings.limits));
     const stream = buildPublishedStream({ products: merged.products, updated: nextUpdated(now, previous), ...(merged.index && { sourceIndex: merged.index }) });
     const staged = await serializePublishedStream(stream, (text) => clearsign(text, signing.signer, now));

@@ -5,6 +5,8 @@ import type { SourceConflict } from '../core/sources.ts';
 import { keys, SOURCE_CONFLICTS_STATE, type Catalog, type CatalogEntry, type Channel, type LockHolder, type ObjectStore, type Publication, type SyncRun } from '../core/ports.ts';
 import { ManifestUnavailableError, NotFoundError } from '../core/errors.ts';
 import { diffVersions, type PackageChange } from '../core/packages.ts';
+import { PUBLISHED_KEYRING } from '../core/published-files.ts';
+import { readSigningKeyPhases, type SigningKeyPhase } from '../core/signing-key-phases.ts';
 
 export interface StatusReport {
   /** The default channel's publication. */
@@ -14,6 +16,8 @@ export interface StatusReport {
   runs: SyncRun[];
   /** Where merged sources offered the same product id or path: which source's was published, which gave way. */
   conflicts: SourceConflict[];
+  /** Re-signed mode only: the mirror's signing keys and their phases (fingerprints and dates, never key material). */
+  signing?: { keys: SigningKeyPhase[] };
 }
 
 export interface StatusOptions {
@@ -33,7 +37,15 @@ export async function statusReport(catalog: Catalog, options: StatusOptions = {}
   );
   const channels = (await catalog.listChannels()).map(({ revision: _revision, ...channel }) => channel);
   const conflicts = JSON.parse((await catalog.getState(SOURCE_CONFLICTS_STATE)) || '[]') as SourceConflict[];
-  return { publication: current ? (publication as Omit<Publication, 'files'>) : null, channels, runs, conflicts };
+  // A verbatim publication serves upstream's signatures: keys left from an earlier re-signed mode say nothing about it.
+  const signingKeys = current && !current.files.includes(PUBLISHED_KEYRING) ? undefined : await readSigningKeyPhases(catalog);
+  return {
+    publication: current ? (publication as Omit<Publication, 'files'>) : null,
+    channels,
+    runs,
+    conflicts,
+    ...(signingKeys && { signing: { keys: signingKeys } }),
+  };
 }
 
 export interface ImageSummary {

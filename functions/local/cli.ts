@@ -2,8 +2,7 @@
 import { resolve as resolvePath } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { auditPublication } from '../core/audit.ts';
-import { SyncEngine, requestRepair, requestRepublish } from '../core/engine.ts';
-import { describeSigningKeys, retireSigningKey, rotateSigningKey } from '../core/signing-keys.ts';
+import { SyncEngine, requestRepair } from '../core/engine.ts';
 import { BundleError, ConfigError, LockHeldError, RollbackError, SkystreamsError } from '../core/errors.ts';
 import { exportPublication } from '../core/bundle.ts';
 import { channelName, promote, rollBack } from '../core/channels.ts';
@@ -18,11 +17,12 @@ import { HttpUpstream } from '../adapters/http/http-upstream.ts';
 import { createApp } from '../http/app.ts';
 import { formatDuration } from '../http/format.ts';
 import { statusReport, type StatusReport } from '../http/reports.ts';
-import { DEFAULT_CHANNEL, type Backend, type SigningKeyStore, type SyncRun, type Upstream } from '../core/ports.ts';
+import { DEFAULT_CHANNEL, type Backend, type SyncRun, type Upstream } from '../core/ports.ts';
 import { RESIGNED_MAAS_KEYRING, describeDuration, parseDuration, syncDefaults, type SyncConfig } from '../core/settings.ts';
 import { DEFAULT_DATA_DIR, EXIT_CODES, cloudBackendOptions, openBackend, syncConfig, syncSettings, type BackendFlags, type SyncFlags } from './options.ts';
 import { bytes, progressReporter } from './progress.ts';
 import { isAliveOnThisHost, thisProcess } from './holder.ts';
+import { addKeyCommands } from './key-commands.ts';
 import { addPackageCommands } from './package-commands.ts';
 import { startServer, startWorkers } from './server.ts';
 import { redactUrl } from '../core/redact.ts';
@@ -488,55 +488,7 @@ function uploadFileFlag(value: string): UploadFile {
 
 // ---------------------------------------------------------------- the mirror's signing keys (re-signed mode)
 
-const keyCommand = withExamples(program.command('key').description("the mirror's own signing keys (re-signed mode; docs/key-rotation.md)"), [
-  'skystreams key show --data-dir /srv/skystreams',
-  'skystreams key rotate --signing-secret arn:aws:secretsmanager:eu-west-1:123456789012:secret:skystreams-signing --bucket my-mirror --table my-mirror',
-]);
-
-/** The backend's key store, or a ConfigError saying how to name one. */
-function keyStoreOf(backend: Backend): SigningKeyStore {
-  if (!backend.signingKeys) throw new ConfigError(`${backend.description} has no signing key store: name one with --signing-secret`);
-  return backend.signingKeys;
-}
-
-withExamples(backendOptions(keyCommand.command('show').description('fingerprints of the active key and of the previous keys still published')), [
-  'skystreams key show --data-dir /srv/skystreams',
-]).action(
-  async (flags: BackendFlags) =>
-    withBackend(flags, async (backend) => {
-      const keys = await describeSigningKeys(keyStoreOf(backend));
-      if (!keys) {
-        console.log('no signing key yet: the first sync with --resign creates one');
-        return;
-      }
-      console.log(`active   ${keys.active}`);
-      for (const fingerprint of keys.previous) console.log(`previous ${fingerprint}`);
-    }),
-);
-
-withExamples(backendOptions(keyCommand.command('rotate').description('sign from the next publication on with a new key; the old public key stays in /keyring.gpg')), [
-  'skystreams key rotate --data-dir /srv/skystreams   # then sync, and give MAAS the new /keyring.gpg',
-]).action(
-  async (flags: BackendFlags) =>
-    withBackend(flags, async (backend) => {
-      const { retiring, active } = await rotateSigningKey(keyStoreOf(backend));
-      await requestRepublish(backend.catalog, 'signing key rotated');
-      console.log(`new active key ${active}; the next sync publishes with it`);
-      if (retiring) console.log(`${retiring} stays in the keyring until: skystreams key retire ${retiring}`);
-    }),
-);
-
-withExamples(backendOptions(keyCommand.command('retire').description('drop a previous key from the keyring the next publication serves')), [
-  'skystreams key retire 0123456789ABCDEF0123456789ABCDEF01234567 --data-dir /srv/skystreams',
-])
-  .argument('<fingerprint>', 'a previous key, as `key show` prints it')
-  .action(async (fingerprint: string, flags: BackendFlags) =>
-    withBackend(flags, async (backend) => {
-      await retireSigningKey(keyStoreOf(backend), fingerprint);
-      await requestRepublish(backend.catalog, 'signing key retired');
-      console.log(`${fingerprint} retired; the next sync publishes a keyring without it`);
-    }),
-  );
+addKeyCommands(program, { backendOptions, withExamples, withBackend });
 
 function untilSignal(): Promise<void> {
   return new Promise((resolve) => {
