@@ -14,6 +14,7 @@ import { ConfigError, NotFoundError } from './errors.ts';
 import { generateSigningKey, loadKeyring, loadSigningKey } from './pgp.ts';
 import { keys, type Catalog, type ObjectStore, type Publication, type SigningKeyStore } from './ports.ts';
 import { PUBLISHED_KEYRING } from './published-files.ts';
+import { describeDuration } from './settings.ts';
 import { recordSigningKeyPhases, type SigningKeyPhase } from './signing-key-phases.ts';
 
 export const SIGNING_KEYS_FORMAT = 'skystreams-signing-keys:1';
@@ -257,7 +258,7 @@ export function normalFingerprint(text: string): string {
 
 async function refuseUntilServed(fingerprint: string, mirror: PublishedMirror, minPublishedMs: number, now: Date): Promise<void> {
   const { since, lacking } = await keyringServedSince(mirror, fingerprint);
-  const wait = `(--min-published ${roughDuration(minPublishedMs)}; --force activates it anyway)`;
+  const wait = `(--min-published ${describeDuration(minPublishedMs)}; --force activates it anyway)`;
   if (lacking) {
     throw new ConfigError(
       `${fingerprint} is not in the keyring channel ${lacking.channel} serves (generation ${lacking.generation}) yet: ` +
@@ -292,12 +293,12 @@ async function keyringHolds(objects: ObjectStore, publication: Publication, fing
   return keyring.fingerprints.map(normalFingerprint).includes(fingerprint);
 }
 
-/** `1d 3h`, `5h 12m`, `4m`: rounded up to the minute, for a wait. */
+/** `2d 3h`, `23h 59m`, `4m`: rounded up to the minute, for a wait; days only from two on. */
 function roughDuration(ms: number): string {
   const minutes = Math.max(1, Math.ceil(ms / 60_000));
-  const [days, hours, mins] = [Math.floor(minutes / 1440), Math.floor((minutes % 1440) / 60), minutes % 60];
-  const parts = days > 0 ? [`${days}d`, hours > 0 ? `${hours}h` : ''] : hours > 0 ? [`${hours}h`, mins > 0 ? `${mins}m` : ''] : [`${mins}m`];
-  return parts.filter(Boolean).join(' ');
+  const [hours, mins] = [Math.floor(minutes / 60), minutes % 60];
+  if (hours >= 48) return [`${Math.floor(hours / 24)}d`, hours % 24 > 0 ? `${hours % 24}h` : ''].filter(Boolean).join(' ');
+  return [hours > 0 ? `${hours}h` : '', mins > 0 || hours === 0 ? `${mins}m` : ''].filter(Boolean).join(' ');
 }
 
 function fingerprintOf(key: PublicKey | PrivateKey): string {
