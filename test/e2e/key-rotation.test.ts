@@ -23,6 +23,8 @@ import { useSignedFixtureUpstream } from '../support/mirror.ts';
 import { gpgvProblems, readResignedMirror, type ResignedMirror } from '../support/resigned-mirror.ts';
 
 const standins = useStandins();
+/** About twenty CLI processes, each loading the SDK and OpenPGP: half a minute alone, much more beside the rest of the suite. */
+const ROTATION_TIMEOUT_MS = 240_000;
 
 interface RotationSetup {
   /** Flags naming the backend (and its key store). */
@@ -134,7 +136,7 @@ describe('CLI: key rotate → activate → retire, no MAAS ever broken', () => {
 
   it('on the embedded backend (signing-keys.json in the data dir), activating with --force', async () => {
     await rotateAsDocumented({ backend: ['--data-dir', join(fixture().work, 'mirror')], env: {}, activateFlags: ['--force'] });
-  });
+  }, ROTATION_TIMEOUT_MS);
 
   it('on the cloud backend (the keys in a Secrets Manager secret), activating once --min-published has passed', async () => {
     const { env, secretsManagerEndpoint, region, s3Endpoint, dynamodbEndpoint } = standins();
@@ -145,5 +147,5 @@ describe('CLI: key rotate → activate → retire, no MAAS ever broken', () => {
     await secrets.send(new CreateSecretCommand({ Name: name, SecretString: JSON.stringify({ format: SIGNING_KEYS_FORMAT }) }));
     const backend = ['--bucket', name, '--table', name, '--signing-secret', name, '--s3-endpoint', s3Endpoint, '--dynamodb-endpoint', dynamodbEndpoint];
     await rotateAsDocumented({ backend, env, activateFlags: ['--min-published', '1ms'] });
-  });
+  }, ROTATION_TIMEOUT_MS);
 });
