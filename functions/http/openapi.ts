@@ -388,6 +388,27 @@ export const OPENAPI_DOCUMENT = {
             additionalProperties: false,
             properties: { since: ISO_TIME, reason: { type: 'string' } },
           },
+          signing: {
+            description: "Re-signed mode only: the mirror's signing keys, each with its phase (absent in verbatim mode)",
+            type: 'object',
+            required: ['keys'],
+            additionalProperties: false,
+            properties: { keys: { type: 'array', items: { $ref: '#/components/schemas/SigningKey' } } },
+          },
+        },
+      },
+      SigningKey: {
+        type: 'object',
+        required: ['fingerprint', 'state'],
+        additionalProperties: false,
+        properties: {
+          fingerprint: { type: 'string', pattern: '^[0-9A-F]{40}$' },
+          state: {
+            description:
+              '`pending`: served in /keyring.gpg, not signing yet; `active`: signs the metadata; `previous`: signed before, still served in /keyring.gpg until retired',
+            enum: ['pending', 'active', 'previous'],
+          },
+          since: { ...ISO_TIME, description: 'When the key entered this phase, where known' },
         },
       },
       SourceConflict: {

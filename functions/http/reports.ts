@@ -7,6 +7,7 @@ import { ManifestUnavailableError, NotFoundError } from '../core/errors.ts';
 import { diffVersions, type PackageChange } from '../core/packages.ts';
 import { PUBLISHED_KEYRING } from '../core/published-files.ts';
 import { describeDuration, syncDefaults } from '../core/settings.ts';
+import { readSigningKeyPhases, type SigningKeyPhase } from '../core/signing-key-phases.ts';
 
 export interface StatusReport {
   /** The default channel's publication. */
@@ -21,7 +22,7 @@ export interface StatusReport {
   /** Present only when the mirror is stale (see `staleness`). */
   stale?: Staleness;
   /** The mirror's signing keys, in re-signed mode. */
-  signing?: { keys: { fingerprint: string; state: 'pending' | 'active' | 'previous'; since?: string }[] };
+  signing?: { keys: SigningKeyPhase[] };
 }
 
 /**
@@ -124,12 +125,15 @@ export async function statusReport(catalog: Publications & RunLog & StateStore, 
   );
   const channels = (await catalog.listChannels()).map(({ revision: _revision, ...channel }) => channel);
   const conflicts = JSON.parse((await catalog.getState(SOURCE_CONFLICTS_STATE)) || '[]') as SourceConflict[];
+  // A verbatim publication serves upstream's signatures: keys left from an earlier re-signed mode say nothing about it.
+  const signingKeys = current && !current.files.includes(PUBLISHED_KEYRING) ? undefined : await readSigningKeyPhases(catalog);
   const report: StatusReport = {
     publication: current ? (publication as Omit<Publication, 'files'>) : null,
     mode: current ? publicationMode(current.files) : null,
     channels,
     runs,
     conflicts,
+    ...(signingKeys && { signing: { keys: signingKeys } }),
   };
   const stale = staleness(report, options.now ?? new Date(), options.staleAfterMs ?? syncDefaults.staleAfterMs, options.syncIntervalMs);
   return stale ? { ...report, stale } : report;

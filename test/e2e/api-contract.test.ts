@@ -192,6 +192,29 @@ describe('The contract checker', () => {
     expect(problems).toEqual(['$.runs[0].itemsCopied: expected integer, got string', '$.runs[0]: "surprise" is not in the schema']);
   });
 
+  it('holds a re-signed status to the signing keys it documents: fingerprint, phase and date, never more', async () => {
+    // Prepare: the demo publishes verbatim, so its status has no signing field; add one as re-signed mode reports it.
+    const status = (await (await fetch(`${mirror.url}api/v1/status`)).json()) as Record<string, unknown>;
+    expect(status.signing).toBeUndefined();
+    const keys = [
+      { fingerprint: '31D0E5C2A4B7F0091E3D6C8A5B2F4E7D90C10B2A', state: 'active', since: '2026-12-08T00:00:00.000Z' },
+      { fingerprint: '7A1C0E5C2A4B7F0091E3D6C8A5B2F4E7D90CE94F', state: 'pending', since: '2026-12-09T00:00:00.000Z' },
+      { fingerprint: '0123456789ABCDEF0123456789ABCDEF01234567', state: 'previous' },
+    ];
+
+    // Act
+    const good = validate({ ...status, signing: { keys } }, { $ref: '#/components/schemas/StatusReport' }, root);
+    const leaky = validate(
+      { ...status, signing: { keys: [{ ...keys[0], armored: '-----BEGIN PGP PRIVATE KEY BLOCK-----' }, { ...keys[1], state: 'revoked' }] } },
+      { $ref: '#/components/schemas/StatusReport' },
+      root,
+    );
+
+    // Assess
+    expect(good).toEqual([]);
+    expect(leaky).toEqual(['$.signing.keys[0]: "armored" is not in the schema', expect.stringMatching(/^\$\.signing\.keys\[1\]\.state: /)]);
+  });
+
   it('refuses a schema keyword it does not implement rather than pass it', () => {
     expect(validate('x', { type: 'string', maxLength: 0 }, root)).toEqual(['$: the schema uses "maxLength", which this checker does not implement']);
   });

@@ -4,6 +4,8 @@
  * lists (each signature verified against that keyring, each document held
  * to MAAS's model rules, each `.json` twin equal to what was signed), then
  * every item those files list (200, with the size and sha256 they promise).
+ * A client that keeps its own copy of the keyring (a MAAS region: the file
+ * its boot source's keyring_filename names) verifies with that copy instead.
  */
 import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
@@ -20,8 +22,11 @@ const execFileAsync = promisify(execFile);
 export const GPGV = ['/usr/bin/gpgv', '/bin/gpgv'].find((path) => existsSync(path));
 
 export interface ResignedMirror {
+  /** The keyring served at /keyring.gpg. */
   keyring: Keyring;
   keyringBytes: Uint8Array;
+  /** The keyring the signatures were verified with (and gpgv runs with): the client's own, or else the served one. */
+  verifiedWith: Uint8Array;
   index: StreamIndex;
   products: ProductsDocument[];
   /** Every item path the products files list, sorted, unique. */
@@ -47,9 +52,11 @@ async function getOk(baseUrl: string, path: string): Promise<Uint8Array> {
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 
-export async function readResignedMirror(baseUrl: string): Promise<ResignedMirror> {
+export async function readResignedMirror(baseUrl: string, options: { clientKeyring?: Uint8Array } = {}): Promise<ResignedMirror> {
   const keyringBytes = await getOk(baseUrl, 'keyring.gpg');
   const keyring = await loadKeyring('/keyring.gpg', keyringBytes);
+  const verifiedWith = options.clientKeyring ?? keyringBytes;
+  const trusted = options.clientKeyring ? await loadKeyring("the client's keyring", options.clientKeyring) : keyring;
   const signedFiles = new Map<string, Uint8Array>();
   const maasProblems: string[] = [];
   const fetchProblems: string[] = [];
@@ -57,7 +64,7 @@ export async function readResignedMirror(baseUrl: string): Promise<ResignedMirro
   const verified = async (path: string) => {
     const bytes = await getOk(baseUrl, path);
     signedFiles.set(path, bytes);
-    const body = await verifyClearsigned(path, text(bytes), keyring);
+    const body = await verifyClearsigned(path, text(bytes), trusted);
     const twinPath = path.replace(/\.sjson$/, '.json');
     const twin = text(await getOk(baseUrl, twinPath));
     return { body, twin };
@@ -93,11 +100,11 @@ export async function readResignedMirror(baseUrl: string): Promise<ResignedMirro
       fetchProblems.push(`${path}: ${bytes.byteLength} bytes, sha256 ${sha256}; promised ${promised.size}, ${promised.sha256}`);
     }
   }
-  return { keyring, keyringBytes, index, products, listedPaths: [...paths.keys()].sort(), maasProblems, fetchProblems, signedFiles };
+  return { keyring, keyringBytes, verifiedWith, index, products, listedPaths: [...paths.keys()].sort(), maasProblems, fetchProblems, signedFiles };
 }
 
 /**
- * `gpgv --keyring` over every signed file, with the served keyring: what
+ * `gpgv --keyring` over every signed file, with the keyring it was read with: what
  * python-simplestreams and MAAS run. Failures as `path: gpgv's output`;
  * undefined when gpgv is not installed.
  */
@@ -106,7 +113,7 @@ export async function gpgvProblems(mirror: ResignedMirror): Promise<string[] | u
   const work = await mkdtemp(join(tmpdir(), 'skystreams-gpgv-'));
   try {
     const keyring = join(work, 'keyring.gpg');
-    await writeFile(keyring, mirror.keyringBytes);
+    await writeFile(keyring, mirror.verifiedWith);
     const problems: string[] = [];
     for (const [path, bytes] of mirror.signedFiles) {
       const file = join(work, path.replaceAll('/', '_'));

@@ -11,8 +11,8 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { SigningKeyFile } from '../../functions/adapters/fs/signing-key-file.ts';
-import { SyncEngine } from '../../functions/core/engine.ts';
-import { ConfigError, MetadataError, RollbackError } from '../../functions/core/errors.ts';
+import { requestRepublish, SyncEngine } from '../../functions/core/engine.ts';
+import { ConfigError, MetadataError, RollbackError, SignatureError } from '../../functions/core/errors.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { clearsign, loadKeyring, loadSigningKey, verifyClearsigned } from '../../functions/core/pgp.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
@@ -25,7 +25,16 @@ import {
   UPSTREAM_COPY_PREFIX,
 } from '../../functions/core/publish-metadata.ts';
 import { defaultEngineSettings } from '../../functions/core/settings.ts';
-import { openSigningKeys, retireSigningKey, rotateSigningKey, SIGNING_KEYS_FORMAT } from '../../functions/core/signing-keys.ts';
+import {
+  activateSigningKey,
+  describeSigningKeys,
+  openSigningKeys,
+  parseSigningKeysDocument,
+  retireSigningKey,
+  rotateSigningKey,
+  SIGNING_KEYS_FORMAT,
+} from '../../functions/core/signing-keys.ts';
+import { statusReport } from '../../functions/http/reports.ts';
 import { flattenItems, parseIndex, parseProducts, parseUpdated } from '../../functions/core/simplestreams.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { maasIndexProblems, maasProductModel, maasProductsProblems } from '../support/maas-models.ts';
@@ -178,19 +187,91 @@ describe('signing keys in a file', () => {
     expect(JSON.parse(await readFile(store.path, 'utf8'))).toEqual({ format: 'something else' });
   });
 
-  it('rotates to a new key, keeping the old public key until it is retired; the active key cannot be retired', async () => {
+  const fingerprints = (keys: { published: { getFingerprint(): string }[] }) => keys.published.map((key) => key.getFingerprint().toUpperCase());
+
+  it('rotates to a pending key: published beside the active key, which keeps signing; a second rotation is refused naming it', async () => {
+    // Prepare
     const store = new SigningKeyFile(join(dir, 'signing-keys.json'));
     const before = await openSigningKeys(store);
-    const { retiring, active } = await rotateSigningKey(store);
-    const after = await openSigningKeys(store);
-    expect(retiring).toBe(before.signer.getFingerprint().toUpperCase());
-    expect(after.signer.getFingerprint().toUpperCase()).toBe(active);
-    expect(after.published.map((key) => key.getFingerprint().toUpperCase())).toEqual([active, retiring]);
+    const active = before.signer.getFingerprint().toUpperCase();
 
-    await expect(retireSigningKey(store, active)).rejects.toThrow(/is the active signing key/);
-    await expect(retireSigningKey(store, 'ABCDEF')).rejects.toThrow(ConfigError);
-    await retireSigningKey(store, retiring!.toLowerCase());
-    expect((await openSigningKeys(store)).published.map((key) => key.getFingerprint().toUpperCase())).toEqual([active]);
+    // Act
+    const pending = await rotateSigningKey(store, new Date('2026-12-01T10:00:00Z'));
+
+    // Assess
+    expect(pending).toEqual({ fingerprint: expect.stringMatching(/^[0-9A-F]{40}$/), state: 'pending', since: '2026-12-01T10:00:00.000Z' });
+    const after = await openSigningKeys(store);
+    expect(after.signer.getFingerprint().toUpperCase()).toBe(active);
+    expect(fingerprints(after)).toEqual([active, pending.fingerprint]);
+    expect(await describeSigningKeys(store)).toEqual([
+      { fingerprint: active, state: 'active', since: expect.any(String) },
+      { fingerprint: pending.fingerprint, state: 'pending', since: '2026-12-01T10:00:00.000Z' },
+    ]);
+    const again = await rotateSigningKey(store).catch((error: Error) => error);
+    expect(again).toBeInstanceOf(ConfigError);
+    expect((again as Error).message).toContain(`${pending.fingerprint} is already pending (since 2026-12-01T10:00:00.000Z)`);
+    expect(fingerprints(await openSigningKeys(store))).toEqual([active, pending.fingerprint]);
+  });
+
+  it('activates only the pending key; retires only previous keys, refusing the active and the pending one', async () => {
+    // Prepare: a store whose pending key was never published (force skips the check of what is served).
+    const store = new SigningKeyFile(join(dir, 'signing-keys.json'));
+    const first = (await openSigningKeys(store)).signer.getFingerprint().toUpperCase();
+    const pending = await rotateSigningKey(store);
+    const mirror = openEmbeddedBackend(join(dir, 'mirror'));
+    try {
+      const activate = (fingerprint: string) => activateSigningKey(store, fingerprint, { mirror, minPublishedMs: 0, force: true });
+
+      // Act + Assess: refusals leave the document as it was.
+      await expect(activate(first)).rejects.toThrow(`${first} is the active signing key: only a pending key can be activated (pending: ${pending.fingerprint})`);
+      await expect(activate('ABCDEF')).rejects.toThrow(ConfigError);
+      await expect(retireSigningKey(store, first)).rejects.toThrow(/is the active signing key/);
+      await expect(retireSigningKey(store, pending.fingerprint)).rejects.toThrow(`${pending.fingerprint} is the pending signing key`);
+      expect((await describeSigningKeys(store))?.map((key) => key.state)).toEqual(['active', 'pending']);
+
+      const { previous } = await activate(pending.fingerprint.toLowerCase());
+      expect(previous).toBe(first);
+      const rotated = await openSigningKeys(store);
+      expect(rotated.signer.getFingerprint().toUpperCase()).toBe(pending.fingerprint);
+      expect(rotated.phases.map((key) => [key.fingerprint, key.state])).toEqual([[pending.fingerprint, 'active'], [first, 'previous']]);
+      await expect(activate(first)).rejects.toThrow(`${first} is the previous signing key: only a pending key can be activated (none is pending`);
+
+      await retireSigningKey(store, first.toLowerCase());
+      expect(fingerprints(await openSigningKeys(store))).toEqual([pending.fingerprint]);
+      await expect(retireSigningKey(store, 'ABCDEF')).rejects.toThrow(ConfigError);
+    } finally {
+      await mirror.close();
+    }
+  });
+
+  it('loads a document written before keys had phases (active + previous), and still refuses unknown or inconsistent fields', async () => {
+    // Prepare: what rotation wrote before: the new key active, the old public key previous, no dates.
+    const store = new SigningKeyFile(join(dir, 'signing-keys.json'));
+    const old = await loadSigningKey('old', (await generateSigningKey('old')).armoredPrivateKey);
+    const current = await loadSigningKey('current', (await generateSigningKey('current')).armoredPrivateKey);
+    const legacy = { format: SIGNING_KEYS_FORMAT, active: current.armor(), previous: [old.toPublic().armor()] };
+    await writeFile(store.path, JSON.stringify(legacy));
+
+    // Act
+    const phases = await describeSigningKeys(store);
+
+    // Assess: active since its creation, when that rotation made it active.
+    expect(phases).toEqual([
+      { fingerprint: current.getFingerprint().toUpperCase(), state: 'active', since: current.getCreationTime().toISOString() },
+      { fingerprint: old.getFingerprint().toUpperCase(), state: 'previous' },
+    ]);
+    expect(parseSigningKeysDocument('legacy', JSON.stringify(legacy))).toEqual(legacy);
+    // And it rotates from there.
+    const pending = await rotateSigningKey(store);
+    expect((await describeSigningKeys(store))?.map((key) => key.state)).toEqual(['active', 'pending', 'previous']);
+    expect(JSON.parse(await readFile(store.path, 'utf8'))).toMatchObject({ ...legacy, pendingSince: pending.since });
+
+    expect(() => parseSigningKeysDocument('doc', JSON.stringify({ ...legacy, colour: 'blue' }))).toThrow(
+      'doc: colour: unknown field (known: format, active, activeSince, pending, pendingSince, previous)',
+    );
+    expect(() => parseSigningKeysDocument('doc', JSON.stringify({ ...legacy, pendingSince: '2026-12-01T10:00:00Z' }))).toThrow('doc: pendingSince: there is no pending key');
+    expect(() => parseSigningKeysDocument('doc', JSON.stringify({ ...legacy, pending: current.armor() }))).toThrow('doc: pendingSince: needed with a pending key');
+    expect(() => parseSigningKeysDocument('doc', JSON.stringify({ ...legacy, activeSince: 'yesterday' }))).toThrow(ConfigError);
   });
 });
 
@@ -265,6 +346,58 @@ describe('engine in re-signed mode', () => {
     clock += 60_000;
     await expect(sync()).rejects.toThrow(RollbackError);
     expect((await backend.catalog.getCurrent())?.generation).toBe(2);
+  });
+
+  it('serves a rotated key in the keyring before it signs; activation waits until the keyring has been served --min-published', async () => {
+    // Prepare
+    const HOUR = 3_600_000;
+    const servedFile = async (file: string) => {
+      const { body } = await backend.objects.get(keys.metadata((await backend.catalog.getCurrent())!, file));
+      const chunks: Uint8Array[] = [];
+      for await (const chunk of body) chunks.push(chunk);
+      return new Uint8Array(Buffer.concat(chunks));
+    };
+    const servedIndexVerifies = async (keyring: Uint8Array) =>
+      verifyClearsigned('index.sjson', new TextDecoder().decode(await servedFile('streams/v1/index.sjson')), await loadKeyring('client', keyring));
+    const store = backend.signingKeys!;
+    await publishUpstream(FIRST);
+    await sync();
+    const preRotation = await servedFile('keyring.gpg');
+    const first = (await describeSigningKeys(store))![0]!.fingerprint;
+    const pending = await rotateSigningKey(store, new Date(clock));
+    const activate = () => activateSigningKey(store, pending.fingerprint, { mirror: backend, minPublishedMs: 24 * HOUR, now: new Date(clock) });
+
+    // Act + Assess: the keyring that holds it is not served yet.
+    await expect(activate()).rejects.toThrow(`${pending.fingerprint} is not in the keyring channel stable serves (generation 1) yet`);
+    await requestRepublish(backend.catalog, 'signing key rotated');
+    clock += 60_000;
+    await expect(sync()).resolves.toMatchObject({ state: 'succeeded', generation: 2 });
+    const postRotation = await servedFile('keyring.gpg');
+    expect((await loadKeyring('served', postRotation)).fingerprints.map((f) => f.toUpperCase())).toEqual([first, pending.fingerprint]);
+    await expect(servedIndexVerifies(preRotation)).resolves.toContain('"index"');
+
+    // An hour later: refused, saying how long is left; nothing changed.
+    clock += HOUR;
+    const early = await activate().catch((error: Error) => error);
+    expect(early).toBeInstanceOf(ConfigError);
+    expect((early as Error).message).toContain(`${pending.fingerprint} has been served in /keyring.gpg only since ${new Date(clock - HOUR).toISOString()}: 23h left`);
+    expect((await openSigningKeys(store)).signer.getFingerprint().toUpperCase()).toBe(first);
+    expect((await describeSigningKeys(store))?.map((key) => key.state)).toEqual(['active', 'pending']);
+
+    // A day after it was first served: it signs from the next publication on, and the old key stays published.
+    clock += 23 * HOUR;
+    await expect(activate()).resolves.toEqual({ previous: first });
+    await requestRepublish(backend.catalog, 'signing key activated');
+    await expect(sync()).resolves.toMatchObject({ state: 'succeeded', generation: 3 });
+    await expect(servedIndexVerifies(postRotation)).resolves.toContain('"index"');
+    await expect(servedIndexVerifies(preRotation)).rejects.toThrow(SignatureError);
+    // The status API tells the phases from what the sync recorded, with no access to the keys.
+    expect((await statusReport(backend.catalog)).signing).toEqual({
+      keys: [
+        { fingerprint: pending.fingerprint, state: 'active', since: new Date(clock).toISOString() },
+        { fingerprint: first, state: 'previous' },
+      ],
+    });
   });
 
   it('dates each publication after the last even when the clock went back', async () => {

@@ -18,7 +18,7 @@ import { parseUpdated, type ProductsDocument } from '../simplestreams.ts';
 import { mergeSources, type SelectedProducts, type SourceConflict } from '../sources.ts';
 import type { VerifiedSource } from '../sync-sources.ts';
 import { latestUpload, listUploadRecords } from '../uploads.ts';
-import type { SyncContext } from './types.ts';
+import type { PhaseContext, SyncContext } from './types.ts';
 
 /** What a plan stages and the generation it describes. */
 export interface PlannedGeneration {
@@ -55,7 +55,7 @@ export function verbatimGeneration(
  * each source's part was made from.
  */
 export async function resignedGeneration(
-  context: Pick<SyncContext, 'objects' | 'settings' | 'now' | 'signingKeys'>,
+  context: Pick<PhaseContext<StateStore>, 'objects' | 'settings' | 'now' | 'signingKeys' | 'catalog'>,
   reads: readonly VerifiedSource[],
   uploaded: readonly { file: string; doc: ProductsDocument }[],
   stored: ReadonlyMap<string, StoredObject>,
@@ -88,7 +88,7 @@ export async function resignedGeneration(
   const plan = { ...planned, objects: planned.objects.map(fromSource), copy: planned.copy.map(fromSource) };
 
   const now = context.now();
-  const signing = await openSigningKeys(store, now);
+  const signing = await openSigningKeys(store, now, context.catalog);
   const previous = current && (await servedIndexUpdated(context.objects, current, context.settings.limits));
   const stream = buildPublishedStream({ products: merged.products, updated: nextUpdated(now, previous), ...(merged.index && { sourceIndex: merged.index }) });
   const staged = await serializePublishedStream(stream, (text) => clearsign(text, signing.signer, now));
