@@ -20,7 +20,7 @@ export const RECORD_FIELDS = {
     ['contentId', 'product', 'version', 'item', 'path', 'size', 'sha256', 'ftype', 'os', 'release', 'arch', 'subarch', 'label'],
   ),
   run: fieldsOf<SyncRun>()(
-    ['id', 'state', 'startedAt', 'finishedAt', 'itemsCopied', 'bytesCopied', 'itemsPresent', 'generation', 'error', 'holder'],
+    ['id', 'state', 'startedAt', 'finishedAt', 'itemsCopied', 'bytesCopied', 'itemsPresent', 'generation', 'error', 'holder', 'warnings', 'modeSwitch'],
   ),
 } as const;
 

@@ -249,7 +249,14 @@ export interface SyncRun {
   error?: string;
   /** Where the run's process lives, so a run on the same host can tell a dead holder at once. */
   holder?: LockHolder;
+  /** What the operator should know of a run that did not fail it, e.g. a selection MAAS cannot network-boot. */
+  warnings?: string[];
+  /** Set on the run that changed how the mirror publishes. */
+  modeSwitch?: { from: PublishingMode; to: PublishingMode };
 }
+
+/** verbatim: upstream's signed metadata as upstream wrote it; re-signed: the mirror's own, signed with its key; merged: re-signed over several sources. */
+export type PublishingMode = 'verbatim' | 're-signed' | 'merged';
 
 /** A lock holder's process. */
 export interface LockHolder {

@@ -8,12 +8,11 @@
  */
 import { ConfigError } from './errors.ts';
 import { PUBLISHED_KEYRING, upstreamCopyPrefix } from './published-files.ts';
-import { PRIMARY_SOURCE, UPLOADS_SOURCE } from './ports.ts';
+import { PRIMARY_SOURCE, UPLOADS_SOURCE, type PublishingMode } from './ports.ts';
 
-export const PUBLISHING_MODES = ['verbatim', 'resigned', 'merged'] as const;
+export type { PublishingMode };
 
-/** verbatim: upstream's signed metadata as upstream wrote it; resigned: the mirror's own, signed with its key; merged: resigned over several sources. */
-export type PublishingMode = (typeof PUBLISHING_MODES)[number];
+export const PUBLISHING_MODES: readonly PublishingMode[] = ['verbatim', 're-signed', 'merged'];
 
 /** The catalog state key the recorded mode is kept under. */
 export const PUBLISHING_MODE_STATE = 'publishing-mode';
@@ -41,7 +40,7 @@ export interface ResolvedMode {
 
 const DESCRIPTION: Record<PublishingMode, string> = {
   verbatim: "upstream's metadata verbatim (MAAS holds upstream's keyring)",
-  resigned: "its own re-signed metadata (MAAS holds the mirror's /keyring.gpg)",
+  're-signed': "its own re-signed metadata (MAAS holds the mirror's /keyring.gpg)",
   merged: "a merged stream of several sources, re-signed (MAAS holds the mirror's /keyring.gpg)",
 };
 
@@ -62,7 +61,7 @@ export function modeOfPublishedFiles(files: Iterable<string>): PublishingMode {
     .filter((file) => file.startsWith('sources/'))
     .map((file) => file.split('/')[1])
     .filter((source) => source !== undefined && source !== UPLOADS_SOURCE && upstreamCopyPrefix(source) !== upstreamCopyPrefix(PRIMARY_SOURCE));
-  return sourcePrefixes.length > 0 ? 'merged' : 'resigned';
+  return sourcePrefixes.length > 0 ? 'merged' : 're-signed';
 }
 
 /**
@@ -82,7 +81,7 @@ export function resolvePublishingMode(recorded: PublishingMode | undefined, requ
   if (named === undefined) {
     if (recorded === 'merged') {
       throw new ConfigError(
-        `this mirror publishes ${describeMode('merged')}: give the sources file it was published from with --config FILE, or change the mode with --switch-mode verbatim|resigned`,
+        `this mirror publishes ${describeMode('merged')}: give the sources file it was published from with --config FILE, or change the mode with --switch-mode verbatim|re-signed`,
       );
     }
     return { mode: recorded };

@@ -6,6 +6,7 @@ import { keys, SOURCE_CONFLICTS_STATE, type CatalogEntry, type Channel, type Loc
 import { ManifestUnavailableError, NotFoundError } from '../core/errors.ts';
 import { diffVersions, type PackageChange } from '../core/packages.ts';
 import { PUBLISHED_KEYRING } from '../core/published-files.ts';
+import { modeOfPublishedFiles, type PublishingMode } from '../core/publishing-mode.ts';
 import { describeDuration, syncDefaults } from '../core/settings.ts';
 import { readSigningKeyPhases, type SigningKeyPhase } from '../core/signing-key-phases.ts';
 
@@ -30,7 +31,7 @@ export interface StatusReport {
  * the mirror's own signature over one source's metadata; `merged`: over
  * several sources'. The last two serve the keyring that checks them.
  */
-export type PublicationMode = 'verbatim' | 're-signed' | 'merged';
+export type PublicationMode = PublishingMode;
 
 /** Why and since when the mirror can no longer be trusted to be current. */
 export interface Staleness {
@@ -52,14 +53,8 @@ export interface StatusOptions {
   syncIntervalMs?: number;
 }
 
-/** A publication's mode, from the files it holds: a re-signed one serves its keyring and keeps each merged source's upstream files under `sources/`. */
-export function publicationMode(files: readonly string[]): PublicationMode {
-  if (!files.includes(PUBLISHED_KEYRING)) return 'verbatim';
-  return files.some((file) => file.startsWith(MERGED_SOURCES_PREFIX)) ? 'merged' : 're-signed';
-}
-
-/** Where a merged publication keeps each source's upstream files (core/published-files.ts upstreamCopyPrefix). */
-const MERGED_SOURCES_PREFIX = 'sources/';
+/** A publication's mode, from the files it holds (the rule lives with the publishing modes). */
+export const publicationMode: (files: Iterable<string>) => PublicationMode = modeOfPublishedFiles;
 
 /** A schedule is broken once this many intervals pass without a successful check. */
 export const MISSED_INTERVALS = 3;

@@ -447,6 +447,34 @@ export function catalogContract(
         expect(await catalog.getRun('run-unknown')).toBeUndefined();
       });
 
+      it('keeps a run\'s warnings and publishing-mode switch, and drops them when a later write has none', async () => {
+        // Prepare
+        const run: SyncRun = {
+          id: 'run-notes',
+          state: 'succeeded',
+          startedAt: '2024-01-03T00:00:00.000Z',
+          finishedAt: '2024-01-03T00:01:00.000Z',
+          itemsCopied: 1,
+          bytesCopied: 10,
+          itemsPresent: 0,
+          generation: 1,
+          warnings: ['no bootloader selected for arm64', 'a second, with "quotes" and ünïcode'],
+          modeSwitch: { from: 'verbatim', to: 're-signed' },
+        };
+
+        // Act
+        await catalog.putRun(run);
+        const stored = await catalog.getRun(run.id);
+        const { warnings: _warnings, modeSwitch: _modeSwitch, ...plain } = run;
+        await catalog.putRun(plain);
+        const rewritten = await catalog.getRun(run.id);
+
+        // Assess
+        expect(stored).toEqual(run);
+        expect(rewritten).toEqual(plain);
+        expect((await catalog.listRuns(5)).find((listed) => listed.id === run.id)).toEqual(plain);
+      });
+
       it('lists runs newest start first, up to the limit', async () => {
         // Prepare
         const failed = run('run-b', '2024-01-03T00:00:00.000Z', { state: 'failed', error: 'upstream 503' });

@@ -278,6 +278,35 @@ describe('Class: SqliteCatalog (schema 1 files)', () => {
   });
 });
 
+describe('Class: SqliteCatalog (schema 3 files)', () => {
+  it('adds the run warnings and mode-switch columns to a schema-3 catalog, keeping its runs', async () => {
+    // Prepare: schema 3's objects and runs tables, with one run.
+    const dir = await makeTempDir();
+    const file = join(dir, 'catalog.sqlite');
+    const old = new Database(file);
+    old.exec(`
+      CREATE TABLE objects (path TEXT PRIMARY KEY, size INTEGER NOT NULL, sha256 TEXT NOT NULL, sha512 TEXT, md5 TEXT, stored_at TEXT NOT NULL);
+      CREATE TABLE runs (id TEXT PRIMARY KEY, state TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT, items_copied INTEGER NOT NULL,
+                         bytes_copied INTEGER NOT NULL, items_present INTEGER NOT NULL, generation INTEGER, error TEXT, holder_host TEXT, holder_pid INTEGER);
+      INSERT INTO runs (id, state, started_at, items_copied, bytes_copied, items_present) VALUES ('old', 'unchanged', '2024-01-01T00:00:00.000Z', 0, 0, 0);
+      PRAGMA user_version = 3;
+    `);
+    old.close();
+
+    // Act
+    const catalog = new SqliteCatalog(file);
+    const kept = await catalog.getRun('old');
+    await catalog.putRun({ id: 'new', state: 'succeeded', startedAt: '2024-01-02T00:00:00.000Z', itemsCopied: 0, bytesCopied: 0, itemsPresent: 0, warnings: ['w'] });
+    const added = await catalog.getRun('new');
+    catalog.close();
+
+    // Assess
+    expect(kept).toEqual({ id: 'old', state: 'unchanged', startedAt: '2024-01-01T00:00:00.000Z', itemsCopied: 0, bytesCopied: 0, itemsPresent: 0 });
+    expect(added?.warnings).toEqual(['w']);
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
 describe('Class: SqliteCatalog (schema 2 files)', () => {
   const first: Publication = {
     generation: 4,
@@ -347,7 +376,7 @@ describe('Class: SqliteCatalog (schema 2 files)', () => {
     expect(unindexed).toBeUndefined();
     expect(read).toEqual(manifest);
     expect(state).toBe('"kept"');
-    expect(version).toBe(3);
+    expect(version).toBe(4);
     await rm(dir, { recursive: true, force: true });
   });
 });

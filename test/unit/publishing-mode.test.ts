@@ -5,23 +5,23 @@ import { modeOfPublishedFiles, parsePublishingMode, resolvePublishingMode } from
 describe('Function: resolvePublishingMode', () => {
   it('takes the named mode, or verbatim, on a mirror that has recorded none', () => {
     expect(resolvePublishingMode(undefined, {})).toEqual({ mode: 'verbatim' });
-    expect(resolvePublishingMode(undefined, { named: 'resigned', namedBy: '--resign' })).toEqual({ mode: 'resigned' });
+    expect(resolvePublishingMode(undefined, { named: 're-signed', namedBy: '--resign' })).toEqual({ mode: 're-signed' });
   });
 
   it('follows the recorded mode when the command names none', () => {
-    expect(resolvePublishingMode('resigned', {})).toEqual({ mode: 'resigned' });
+    expect(resolvePublishingMode('re-signed', {})).toEqual({ mode: 're-signed' });
     expect(resolvePublishingMode('verbatim', {})).toEqual({ mode: 'verbatim' });
   });
 
   it('refuses a merged mirror synced without its sources file, naming --config and the switch', () => {
     expect(() => resolvePublishingMode('merged', {})).toThrow(ConfigError);
-    expect(() => resolvePublishingMode('merged', {})).toThrow(/--config FILE, or change the mode with --switch-mode verbatim\|resigned$/);
+    expect(() => resolvePublishingMode('merged', {})).toThrow(/--config FILE, or change the mode with --switch-mode verbatim\|re-signed$/);
   });
 
   it.each([
-    ['verbatim', 'resigned', '--resign'],
-    ['resigned', 'verbatim', '--no-verify'],
-    ['merged', 'resigned', '--resign'],
+    ['verbatim', 're-signed', '--resign'],
+    ['re-signed', 'verbatim', '--no-verify'],
+    ['merged', 're-signed', '--resign'],
   ] as const)('refuses a %s mirror asked for %s by %s, naming the recorded mode and the switch', (recorded, named, namedBy) => {
     // Act
     const attempt = () => resolvePublishingMode(recorded, { named, namedBy });
@@ -32,17 +32,17 @@ describe('Function: resolvePublishingMode', () => {
   });
 
   it('switches when asked explicitly, and reports the switch', () => {
-    expect(resolvePublishingMode('verbatim', { named: 'resigned', namedBy: '--resign', switchTo: 'resigned' })).toEqual({
-      mode: 'resigned',
-      switched: { from: 'verbatim', to: 'resigned' },
+    expect(resolvePublishingMode('verbatim', { named: 're-signed', namedBy: '--resign', switchTo: 're-signed' })).toEqual({
+      mode: 're-signed',
+      switched: { from: 'verbatim', to: 're-signed' },
     });
-    expect(resolvePublishingMode('resigned', { switchTo: 'verbatim' })).toEqual({ mode: 'verbatim', switched: { from: 'resigned', to: 'verbatim' } });
-    expect(resolvePublishingMode('resigned', { switchTo: 'resigned' })).toEqual({ mode: 'resigned' });
+    expect(resolvePublishingMode('re-signed', { switchTo: 'verbatim' })).toEqual({ mode: 'verbatim', switched: { from: 're-signed', to: 'verbatim' } });
+    expect(resolvePublishingMode('re-signed', { switchTo: 're-signed' })).toEqual({ mode: 're-signed' });
   });
 
   it('refuses a switch that contradicts the flags', () => {
-    expect(() => resolvePublishingMode('verbatim', { named: 'resigned', namedBy: '--resign', switchTo: 'verbatim' })).toThrow(
-      /^--switch-mode verbatim contradicts --resign, which publish resigned$/,
+    expect(() => resolvePublishingMode('verbatim', { named: 're-signed', namedBy: '--resign', switchTo: 'verbatim' })).toThrow(
+      /^--switch-mode verbatim contradicts --resign, which publish re-signed$/,
     );
   });
 
@@ -55,15 +55,15 @@ describe('Function: resolvePublishingMode', () => {
 describe('Function: modeOfPublishedFiles', () => {
   it('reads the mode of a publication made before modes were recorded', () => {
     expect(modeOfPublishedFiles(['streams/v1/index.sjson', 'streams/v1/com.ubuntu.maas:stable:v3:download.sjson'])).toBe('verbatim');
-    expect(modeOfPublishedFiles(['streams/v1/index.sjson', 'keyring.gpg', 'keyring.asc', 'upstream/streams/v1/index.sjson'])).toBe('resigned');
-    expect(modeOfPublishedFiles(['streams/v1/index.sjson', 'keyring.gpg', 'sources/uploads/streams/v1/index.json'])).toBe('resigned');
+    expect(modeOfPublishedFiles(['streams/v1/index.sjson', 'keyring.gpg', 'keyring.asc', 'upstream/streams/v1/index.sjson'])).toBe('re-signed');
+    expect(modeOfPublishedFiles(['streams/v1/index.sjson', 'keyring.gpg', 'sources/uploads/streams/v1/index.json'])).toBe('re-signed');
     expect(modeOfPublishedFiles(['streams/v1/index.sjson', 'keyring.gpg', 'sources/canonical/streams/v1/index.sjson'])).toBe('merged');
   });
 });
 
 describe('Function: parsePublishingMode', () => {
   it('names the flag and the modes on a typo', () => {
-    expect(parsePublishingMode('resigned', '--switch-mode')).toBe('resigned');
-    expect(() => parsePublishingMode('resign', '--switch-mode')).toThrow(/^--switch-mode: expected one of verbatim, resigned, merged, found "resign"$/);
+    expect(parsePublishingMode('re-signed', '--switch-mode')).toBe('re-signed');
+    expect(() => parsePublishingMode('resign', '--switch-mode')).toThrow(/^--switch-mode: expected one of verbatim, re-signed, merged, found "resign"$/);
   });
 });

@@ -19,7 +19,7 @@ const PAGE_SIZE = 500;
 /** How long a write waits for another process's transaction before giving up. */
 const BUSY_TIMEOUT_MS = 10_000;
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 /** The state row holding the highest generation number handed out. */
 const GENERATION_COUNTER = 'generation-counter';
@@ -86,7 +86,10 @@ const SCHEMA = `
     generation      INTEGER,
     error           TEXT,
     holder_host     TEXT,
-    holder_pid      INTEGER
+    holder_pid      INTEGER,
+    -- JSON: an array of strings, and { from, to }.
+    warnings        TEXT,
+    mode_switch     TEXT
   );
   CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 
@@ -138,6 +141,13 @@ const MIGRATE_FROM_1 = `
   ALTER TABLE runs ADD COLUMN holder_host TEXT;
   ALTER TABLE runs ADD COLUMN holder_pid INTEGER;
 `;
+
+/** Columns later schemas added to a table earlier ones created: added where a catalog lacks them. */
+const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] = [
+  // Schema 4: what a run leaves the operator beyond its state.
+  { table: 'runs', column: 'warnings', type: 'TEXT' },
+  { table: 'runs', column: 'mode_switch', type: 'TEXT' },
+];
 
 /** Schema 2 had one current pointer; it becomes the default channel. */
 const MIGRATE_FROM_2 = `
@@ -340,7 +350,13 @@ export class SqliteCatalog implements Catalog {
           `${insertInto('runs', RUN_COLUMNS)}
            ON CONFLICT (id) DO UPDATE SET ${RUN_COLUMNS.map((field) => `${column(field)} = excluded.${column(field)}`).join(', ')}`,
         )
-        .run({ ...toParams(run, RUN_COLUMNS), holderHost: run.holder?.host ?? null, holderPid: run.holder?.pid ?? null });
+        .run({
+          ...toParams(run, RUN_COLUMNS),
+          holderHost: run.holder?.host ?? null,
+          holderPid: run.holder?.pid ?? null,
+          warnings: run.warnings ? JSON.stringify(run.warnings) : null,
+          modeSwitch: run.modeSwitch ? JSON.stringify(run.modeSwitch) : null,
+        });
       if (run.state === 'running') this.expireRuns(run);
     });
   }
@@ -473,6 +489,10 @@ export class SqliteCatalog implements Catalog {
     this.transaction(() => {
       if (hasTables && version < 2) this.db.exec(MIGRATE_FROM_1);
       this.db.exec(SCHEMA);
+      for (const { table, column, type } of ADDED_COLUMNS) {
+        const columns = this.prepare<[], { name: string }>(`SELECT name FROM pragma_table_info('${table}')`).all();
+        if (!columns.some(({ name }) => name === column)) this.db.exec(`ALTER TABLE ${table} ADD COLUMN ${column} ${type}`);
+      }
       const hasPointer = this.prepare("SELECT 1 FROM sqlite_master WHERE name = 'current_publication'").get() !== undefined;
       if (hasPointer && version < 3) this.db.exec(MIGRATE_FROM_2);
       this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -570,6 +590,8 @@ function toSyncRun(row: Row): SyncRun {
   if (row.holder_host != null && row.holder_pid != null) {
     run.holder = { host: String(row.holder_host), pid: Number(row.holder_pid) };
   }
+  if (row.warnings != null) run.warnings = JSON.parse(String(row.warnings)) as string[];
+  if (row.mode_switch != null) run.modeSwitch = JSON.parse(String(row.mode_switch)) as NonNullable<SyncRun['modeSwitch']>;
   return run;
 }
 
