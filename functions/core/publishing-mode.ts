@@ -8,7 +8,7 @@
  */
 import { ConfigError } from './errors.ts';
 import { PUBLISHED_KEYRING, upstreamCopyPrefix } from './published-files.ts';
-import { PRIMARY_SOURCE, UPLOADS_SOURCE, type PublishingMode } from './ports.ts';
+import { DEFAULT_CHANNEL, PRIMARY_SOURCE, UPLOADS_SOURCE, type Publications, type PublishingMode, type StateStore } from './ports.ts';
 
 export type { PublishingMode };
 
@@ -94,4 +94,17 @@ export function resolvePublishingMode(recorded: PublishingMode | undefined, requ
 
 function withSwitch(recorded: PublishingMode | undefined, mode: PublishingMode): ResolvedMode {
   return recorded !== undefined && recorded !== mode ? { mode, switched: { from: recorded, to: mode } } : { mode };
+}
+
+/** The mode settings publish in: several sources are merged, one re-signed or verbatim. */
+export function modeOfSettings(settings: { resign: boolean; sources?: readonly unknown[] | undefined }): PublishingMode {
+  return settings.sources ? 'merged' : settings.resign ? 're-signed' : 'verbatim';
+}
+
+/** The mode the mirror recorded; for a mirror published before modes were recorded, the one its default channel serves in. */
+export async function recordedPublishingMode(catalog: StateStore & Pick<Publications, 'getCurrent'>): Promise<PublishingMode | undefined> {
+  const recorded = await catalog.getState(PUBLISHING_MODE_STATE);
+  if (recorded) return parsePublishingMode(recorded, `catalog state ${PUBLISHING_MODE_STATE}`);
+  const current = await catalog.getCurrent(DEFAULT_CHANNEL);
+  return current && modeOfPublishedFiles(current.files);
 }

@@ -91,6 +91,7 @@ export const defaultEngineSettings: Readonly<Omit<SyncSettings, 'keyring' | 'sel
   keepGenerations: syncDefaults.keepGenerations,
   rangedCopy: syncDefaults.rangedCopy,
   resign: syncDefaults.resign,
+  modeChange: 'refuse',
 });
 
 /** Where the upstream's OpenPGP public keyring comes from. */
@@ -390,6 +391,7 @@ export function engineSettings(config: SyncConfig, keyring: Keyring | undefined,
     keepGenerations: config.keepGenerations,
     rangedCopy: config.rangedCopy,
     resign: config.resign,
+    modeChange: 'refuse',
   };
 }
 

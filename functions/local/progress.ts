@@ -85,6 +85,9 @@ class TtyProgress implements ProgressReporter {
       case 'manifest-unindexed':
         this.line(`package index: ${event.problem}\n`);
         break;
+      case 'warning':
+        this.line(`warning: ${event.message}\n`);
+        break;
       case 'item-retry':
         this.line(`retrying ${event.path} (attempt ${event.attempt}): ${event.error}\n`);
         break;

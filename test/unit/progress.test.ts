@@ -21,7 +21,8 @@ const events: SyncEvent[] = [
   { type: 'planned', runId: RUN, generation: 3, copyItems: 2, copyBytes: 4 * 1024 * 1024, presentItems: 5, unreferencedItems: 0, totalBytes: 8 * 1024 * 1024 },
   { type: 'item-progress', runId: RUN, path: 'a', bytes: 2 * 1024 * 1024 },
   { type: 'item-stored', runId: RUN, path: 'a', size: 2 * 1024 * 1024, skipped: false },
-  { type: 'published', runId: RUN, generation: 3, upstreamUpdated: 'Thu, 24 Jul 2025 08:01:49 +0000', items: 7 },
+  { type: 'warning', runId: RUN, message: 'no bootloader selected for arm64' },
+  { type: 'published', runId: RUN, generation: 3, upstreamUpdated: 'Thu, 24 Jul 2025 08:01:49 +0000', items: 7, channel: 'stable', previousGeneration: 2 },
 ];
 
 describe('Function: progressReporter', () => {
@@ -35,6 +36,7 @@ describe('Function: progressReporter', () => {
     expect(out.text()).toContain('generation 3: 2 items (4.0 MiB) to fetch, 5 already stored');
     expect(out.text()).toMatch(/items 1\/2 {2}2\.0 MiB\/4\.0 MiB {2}[\d.]+ [KMG]?i?B\/s {2}ETA \S+/);
     expect(out.text()).toContain('published generation 3');
+    expect(out.text()).toContain('warning: no bootloader selected for arm64\n');
   });
 
   it('writes one JSON object a line when not a terminal, with byte counts aggregated', () => {
@@ -44,7 +46,7 @@ describe('Function: progressReporter', () => {
     for (const event of events) progress.onEvent(event);
 
     const lines = out.text().trim().split('\n').map((line) => JSON.parse(line) as { type: string; time: string });
-    expect(lines.map((line) => line.type)).toEqual(['planned', 'progress', 'item-stored', 'published']);
+    expect(lines.map((line) => line.type)).toEqual(['planned', 'progress', 'item-stored', 'warning', 'published']);
     expect(lines.every((line) => !Number.isNaN(Date.parse(line.time)))).toBe(true);
   });
 });

@@ -6,9 +6,10 @@
 import { assertRoomForChannel } from '../channels.ts';
 import { contentTypeOf } from '../content-types.ts';
 import { LockHeldError } from '../errors.ts';
+import { modeOfSettings, recordedPublishingMode, resolvePublishingMode } from '../publishing-mode.ts';
 import { indexStoredManifests } from '../manifests.ts';
 import { pinnedVersions } from '../pins.ts';
-import { keys, type Lease, type Publication, type Publications, type StateStore, type StoredObject, type SyncRun } from '../ports.ts';
+import { keys, type Lease, type Publication, type Publications, type PublishingMode, type StateStore, type StoredObject, type SyncRun } from '../ports.ts';
 import type { ChangedIndexes } from '../sync-sources.ts';
 import { latestUpload } from '../uploads.ts';
 import { manifestIndexing } from './copy.ts';
@@ -22,6 +23,7 @@ import {
 import { takeLock, whileRenewing } from './lease.ts';
 import { prune } from './prune.ts';
 import { REPAIR_STATE, failQuietly, settleAbandonedRuns, writeRunFile } from './runs.ts';
+import { selectionWarnings } from './warnings.ts';
 import type { PhaseContext, PlanOutcome, StoredPlan, SyncContext } from './types.ts';
 
 /** Conditional GET of the index only: does a run have anything to do? */
@@ -61,8 +63,10 @@ export async function plan(context: SyncContext, runId: string): Promise<PlanOut
       await catalog.putRun(run, lease);
       await settleAbandonedRuns(context, lease);
       await assertRoomForChannel(catalog, settings.channel);
+      const modeSwitch = await checkPublishingMode(context);
+      if (modeSwitch) run.modeSwitch = modeSwitch;
       const current = await catalog.getCurrent(settings.channel);
-      return { current, indexes: await changedIndexes(context, current, { all: true }) };
+      return { current, indexes: await changedIndexes(context, current, { all: true, replan: modeSwitch !== undefined }) };
     });
     if (!indexes) {
       await catalog.putRun({ ...run, state: 'unchanged', finishedAt: context.now().toISOString() }, lease);
@@ -91,6 +95,9 @@ async function stage(context: SyncContext, run: SyncRun, lease: Lease, current: 
   const { plan, staged, conflicts } = context.settings.resign
     ? await resignedGeneration(context, reads, uploads.products, stored, pinned, current)
     : verbatimGeneration(reads, stored, pinned);
+  const warnings = selectionWarnings(reads, pinned);
+  if (warnings.length > 0) run.warnings = warnings;
+  for (const message of warnings) context.emit({ type: 'warning', runId, message });
   await refuseChangesToPublishedContent(catalog, plan.objects);
   await indexStoredManifests(manifestIndexing(context, runId), plan.entries, stored, lease);
   const generation = await catalog.reserveGeneration(lease);
@@ -136,13 +143,25 @@ async function stage(context: SyncContext, run: SyncRun, lease: Lease, current: 
   };
 }
 
+/**
+ * The switch this run makes to the mirror's recorded publishing mode, if it
+ * makes one; a ConfigError when its settings name another mode and may not
+ * change it (before anything is fetched or staged).
+ */
+async function checkPublishingMode(context: PhaseContext<StateStore & Publications>): Promise<{ from: PublishingMode; to: PublishingMode } | undefined> {
+  const recorded = await recordedPublishingMode(context.catalog);
+  const named = modeOfSettings(context.settings);
+  const allowed = context.settings.modeChange === 'allow';
+  return resolvePublishingMode(recorded, { named, namedBy: 'this sync', declarative: allowed }).switched;
+}
+
 /** The index of every source when a run has something to do (see SyncSources.changed); undefined otherwise. */
 async function changedIndexes(
   context: PhaseContext<StateStore>,
   current: Publication | undefined,
-  options: { all: boolean },
+  options: { all: boolean; replan?: boolean },
 ): Promise<ChangedIndexes | undefined> {
-  const replan = Boolean(await context.catalog.getState(REPAIR_STATE));
+  const replan = options.replan === true || Boolean(await context.catalog.getState(REPAIR_STATE));
   const latest = context.settings.resign ? await latestUpload(context.catalog) : '';
-  return context.sources.changed(current, { ...options, replan, latestUpload: latest });
+  return context.sources.changed(current, { all: options.all, replan, latestUpload: latest });
 }

@@ -5,6 +5,7 @@
  */
 import { ConflictError, IntegrityError } from '../errors.ts';
 import { isStoredAs } from '../planner.ts';
+import { PUBLISHING_MODE_STATE, modeOfSettings } from '../publishing-mode.ts';
 import {
   SOURCE_CONFLICTS_STATE,
   type Locks,
@@ -61,6 +62,9 @@ export async function publish(context: PhaseContext<Locks & Publications & Objec
   // Each channel remembers the upstream index it was last published from: one may be behind another.
   await catalog.setState(channelStateKey(INDEX_STATE, settings.channel), JSON.stringify(plan.indexState), lease);
   await catalog.setState(channelStateKey(SOURCE_CONFLICTS_STATE, settings.channel), JSON.stringify(plan.conflicts ?? []), lease);
+  // From the first publication on, later runs follow this mode unless told to switch (see publishing-mode.ts).
+  const mode = modeOfSettings(settings);
+  if ((await catalog.getState(PUBLISHING_MODE_STATE)) !== mode) await catalog.setState(PUBLISHING_MODE_STATE, mode, lease);
   if (await catalog.getState(REPAIR_STATE)) await catalog.setState(REPAIR_STATE, '', lease);
   const run = await catalog.getRun(runId);
   await catalog.putRun(
@@ -80,6 +84,8 @@ export async function publish(context: PhaseContext<Locks & Publications & Objec
     generation: plan.generation,
     upstreamUpdated: plan.upstreamUpdated,
     items: entries.length,
+    channel: settings.channel,
+    ...(plan.basedOn !== undefined && { previousGeneration: plan.basedOn }),
   });
   return publication;
 }

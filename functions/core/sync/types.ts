@@ -57,6 +57,13 @@ export interface SyncSettings {
    * `keyring` and `selection`, fetched from `EngineDeps.upstream`.
    */
   sources?: readonly MergedSourceSettings[];
+  /**
+   * What a run does when these settings publish in another mode than the
+   * mirror recorded: `refuse` (a ConfigError; an operator's command names the
+   * switch), or `allow` and record the switch with the run (a deployment's
+   * config always states its mode, so a change there is the switch).
+   */
+  modeChange: 'refuse' | 'allow';
 }
 
 export type SyncEvent =
@@ -81,7 +88,9 @@ export type SyncEvent =
   | { type: 'item-continued'; runId: string; path: string; copiedBytes: number; parts: number }
   /** A package manifest left out of the package index (unparsable, or unreadable for now); the sync goes on. */
   | { type: 'manifest-unindexed'; runId: string; path: string; problem: string }
-  | { type: 'published'; runId: string; generation: number; upstreamUpdated: string; items: number }
+  /** Something the operator should act on that does not fail the run; also kept with the run record. */
+  | { type: 'warning'; runId: string; message: string }
+  | { type: 'published'; runId: string; generation: number; upstreamUpdated: string; items: number; channel: string; previousGeneration?: number }
   | { type: 'pruned'; runId: string; paths: number; generations: number[] }
   | { type: 'failed'; runId: string; error: string };
 
