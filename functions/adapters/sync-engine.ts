@@ -43,6 +43,8 @@ export function resolveSyncSettings(config: SyncConfig, keyrings: SyncKeyrings):
 
 export interface SyncEngineExtras extends Pick<EngineDeps, 'onEvent' | 'sleep' | 'holder' | 'isAlive' | 'now'> {
   keyrings: SyncKeyrings;
+  /** May this run publish in another mode than the mirror recorded (see SyncSettings.modeChange)? @default 'refuse' */
+  modeChange?: SyncSettings['modeChange'];
   /** Names this mirror to upstream servers. */
   userAgent?: string;
   /** Syncs from this upstream (an export bundle), restricted to `paths`, instead of the configured sources. */
@@ -50,7 +52,7 @@ export interface SyncEngineExtras extends Pick<EngineDeps, 'onEvent' | 'sleep' |
 }
 
 export function createSyncEngine(config: SyncConfig, backend: Backend, extras: SyncEngineExtras): SyncEngine {
-  const { keyrings, userAgent, from, ...hooks } = extras;
+  const { keyrings, userAgent, from, modeChange, ...hooks } = extras;
   const options = {
     itemIdleTimeoutMs: config.itemIdleTimeoutMs,
     allowCrossHostRedirects: config.allowCrossHostRedirects,
@@ -58,6 +60,7 @@ export function createSyncEngine(config: SyncConfig, backend: Backend, extras: S
   };
   const settings = resolveSyncSettings(config, keyrings);
   if (from) settings.selection = { ...settings.selection, paths: from.paths };
+  if (modeChange) settings.modeChange = modeChange;
   return new SyncEngine(
     {
       upstream: from?.upstream ?? new HttpUpstream(config.source, options),

@@ -61,6 +61,10 @@ export interface SyncFlags extends BackendFlags {
   channel?: string;
   keepGenerations?: string;
   resign?: boolean;
+  /** `--switch-mode`: publish in this mode from now on, though the mirror recorded another. */
+  switchMode?: string;
+  /** `--on-publish`: a shell command run after each publication. */
+  onPublish?: string;
 }
 
 /** `existing`: the embedded backend opens only a mirror that is there (the cloud one's bucket and table always are). */

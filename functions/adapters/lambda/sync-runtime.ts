@@ -36,6 +36,12 @@ async function buildRuntime(env: Readonly<Record<string, string | undefined>>): 
     bundleDir,
   );
   const backend = openCloudBackend({ bucket, table, ...(signingSecret && { signingSecret }) }, env);
-  const engine = createSyncEngine(sync, backend, { keyrings, onEvent: recordSyncEvent, userAgent: 'skystreams (AWS Lambda)' });
+  const engine = createSyncEngine(sync, backend, {
+    keyrings,
+    onEvent: recordSyncEvent,
+    userAgent: 'skystreams (AWS Lambda)',
+    // The deployment's config always states its mode: a changed config is the operator's switch, recorded with the run.
+    modeChange: 'allow',
+  });
   return { engine, backend };
 }

@@ -55,7 +55,7 @@ export function addBundleCommands(program: Command): void {
       await withBackend(flags, async (backend) => {
         let run: SyncRun;
         try {
-          run = await syncOnce(config, backend, { upstream, paths: upstream.paths() });
+          run = await syncOnce(config, backend, { from: { upstream, paths: upstream.paths() } });
         } catch (error) {
           if (error instanceof RollbackError) {
             throw new BundleError(file, `holds an older publication than the one served (${error.message})`, { cause: error });

@@ -1,12 +1,16 @@
 /** What every command room shares: the backend and sync flags, help examples, and running a sync. */
 import { Command, Option } from 'commander';
 import { ConfigError } from '../../core/errors.ts';
-import type { Backend, SyncRun, Upstream } from '../../core/ports.ts';
+import type { SyncEvent } from '../../core/engine.ts';
+import type { Backend, PublishingMode, SyncRun, Upstream } from '../../core/ports.ts';
+import { publicationChanges } from '../../core/publication-changes.ts';
+import { PUBLISHING_MODES, parsePublishingMode, recordedPublishingMode, resolvePublishingMode } from '../../core/publishing-mode.ts';
 import { describeDuration, syncDefaults, type SyncConfig } from '../../core/settings.ts';
 import { integerWithin } from '../../core/validators.ts';
 import { createSyncEngine } from '../../adapters/sync-engine.ts';
 import { isAliveOnThisHost, thisProcess } from '../holder.ts';
-import { DEFAULT_DATA_DIR, openBackend, syncKeyrings, type BackendFlags } from '../options.ts';
+import { describeHookFailure, runOnPublish } from '../on-publish.ts';
+import { DEFAULT_DATA_DIR, openBackend, syncKeyrings, type BackendFlags, type SyncFlags } from '../options.ts';
 import { progressReporter } from '../progress.ts';
 
 /** `--help` ends with these command lines, one per line. */
@@ -50,7 +54,47 @@ export function syncOptions(command: Command): Command {
       '--keep-generations <n>',
       `generations each channel keeps after the prune grace, for rollback (default ${syncDefaults.keepGenerations})`,
     )
-    .option('--resign', "publish the mirror's own metadata, listing exactly what it stores, signed with its own key (served at /keyring.gpg)");
+    .option('--resign', "publish the mirror's own metadata, listing exactly what it stores, signed with its own key (served at /keyring.gpg)")
+    .option('--switch-mode <mode>', `publish in another mode than the mirror recorded (${PUBLISHING_MODES.join(', ')}); every MAAS then needs the matching keyring`)
+    .option('--on-publish <command>', 'shell command run after each publication, with SKYSTREAMS_CHANNEL, _GENERATION, _ADDED and _REMOVED set (e.g. maas $PROFILE boot-resources import)');
+}
+
+/** What a command that runs syncs takes besides the sync settings. */
+export interface SyncRunOptions {
+  /** Syncs from this upstream (an export bundle), restricted to `paths`. */
+  from?: { upstream: Upstream; paths: ReadonlySet<string> };
+  switchMode?: PublishingMode;
+  onPublish?: string;
+}
+
+/** The run options a command's flags give. */
+export function syncRunOptions(flags: SyncFlags): SyncRunOptions {
+  return {
+    ...(flags.switchMode !== undefined && { switchMode: parsePublishingMode(flags.switchMode, '--switch-mode') }),
+    ...(flags.onPublish !== undefined && { onPublish: flags.onPublish }),
+  };
+}
+
+/**
+ * The settings a sync runs with in the mode the mirror recorded: a command
+ * that names no mode follows the record (so `remove-upload` on a re-signed
+ * mirror stays re-signed); one that names another is refused unless it
+ * also gives `--switch-mode`.
+ */
+export async function inRecordedMode(config: SyncConfig, backend: Backend, switchMode: PublishingMode | undefined): Promise<{ config: SyncConfig; modeChange: 'refuse' | 'allow' }> {
+  const [named, namedBy] = config.sources
+    ? (['merged', '--config'] as const)
+    : config.resign
+      ? (['re-signed', '--resign'] as const)
+      : config.keyring === undefined
+        ? (['verbatim', '--no-verify'] as const)
+        : [undefined, undefined];
+  const resolved = resolvePublishingMode(await recordedPublishingMode(backend.catalog), {
+    ...(named && { named, namedBy }),
+    ...(switchMode && { switchTo: switchMode }),
+  });
+  const adopted = resolved.mode === 're-signed' && !config.resign ? { ...config, resign: true } : config;
+  return { config: adopted, modeChange: resolved.switched ? 'allow' : 'refuse' };
 }
 
 export async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>, options: { existing?: boolean } = {}): Promise<T> {
@@ -74,23 +118,45 @@ export function refuseResignWithoutKeys(config: SyncConfig, backend: Backend): v
   }
 }
 
-/** A sync from the configured source, or from `from.upstream` restricted to `from.paths`. */
-export async function syncOnce(config: SyncConfig, backend: Backend, from?: { upstream: Upstream; paths: ReadonlySet<string> }): Promise<SyncRun> {
+/** A sync from the configured source, or from `options.from.upstream` restricted to `options.from.paths`, in the recorded mode. */
+export async function syncOnce(requested: SyncConfig, backend: Backend, options: SyncRunOptions = {}): Promise<SyncRun> {
+  const { config, modeChange } = await inRecordedMode(requested, backend, options.switchMode);
   refuseResignWithoutKeys(config, backend);
   const keyrings = await syncKeyrings(config);
   const progress = progressReporter();
+  let published: Extract<SyncEvent, { type: 'published' }> | undefined;
   const engine = createSyncEngine(config, backend, {
     keyrings,
-    onEvent: (e) => progress.onEvent(e),
+    modeChange,
+    onEvent: (event) => {
+      if (event.type === 'published') published = event;
+      progress.onEvent(event);
+    },
     holder: thisProcess(),
     isAlive: isAliveOnThisHost,
-    ...(from && { from }),
+    ...(options.from && { from: options.from }),
   });
+  let run: SyncRun;
   try {
-    return await engine.run();
+    run = await engine.run();
   } finally {
     progress.finish();
   }
+  if (published && options.onPublish) await announce(options.onPublish, published, backend);
+  return run;
+}
+
+/** Runs the `--on-publish` command for a publication; its failure is reported, the publication stands. */
+async function announce(command: string, event: Extract<SyncEvent, { type: 'published' }>, backend: Backend): Promise<void> {
+  const changes = await publicationChanges(backend.catalog, event.previousGeneration, event.generation);
+  const result = await runOnPublish(command, {
+    channel: event.channel,
+    generation: event.generation,
+    ...(event.previousGeneration !== undefined && { previousGeneration: event.previousGeneration }),
+    ...changes,
+  });
+  const failure = describeHookFailure(command, result);
+  if (failure) console.error(`skystreams: ${failure}`);
 }
 
 /** `--port`: 0 lets the system pick a free port. */

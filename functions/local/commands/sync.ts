@@ -6,7 +6,7 @@ import { RESIGNED_MAAS_KEYRING, parseDuration } from '../../core/settings.ts';
 import { createApp } from '../../http/app.ts';
 import { openBackend, syncConfig, syncKeyrings, type SyncFlags } from '../options.ts';
 import { startServer } from '../server.ts';
-import { portFlag, refuseResignWithoutKeys, sleepUnless, syncOnce, syncOptions, untilSignal, withBackend, withExamples } from './support.ts';
+import { inRecordedMode, portFlag, refuseResignWithoutKeys, sleepUnless, syncOnce, syncOptions, syncRunOptions, untilSignal, withBackend, withExamples } from './support.ts';
 
 export function addSyncCommand(program: Command): void {
   withExamples(syncOptions(program.command('sync').description('run one sync: verify upstream, copy new items, publish atomically, prune')), [
@@ -15,7 +15,7 @@ export function addSyncCommand(program: Command): void {
     'skystreams sync --bucket my-mirror --table my-mirror --region eu-west-1',
   ]).action(async (flags: SyncFlags) => {
     const config = syncConfig(flags);
-    await withBackend(flags, (backend) => syncOnce(config, backend));
+    await withBackend(flags, (backend) => syncOnce(config, backend, syncRunOptions(flags)));
   });
 }
 
@@ -31,9 +31,11 @@ export function addLocalCommand(program: Command): void {
       const interval = parseDuration('--interval', flags.interval);
       const port = portFlag(flags.port);
       // Fail fast on bad flags, before serving anything.
-      const config = syncConfig(flags);
-      await syncKeyrings(config);
+      const requested = syncConfig(flags);
+      const options = syncRunOptions(flags);
+      await syncKeyrings(requested);
       const backend = await openBackend(flags);
+      const { config } = await inRecordedMode(requested, backend, options.switchMode);
       refuseResignWithoutKeys(config, backend);
       // The status page's MAAS command names the keyring MAAS checks the served metadata with:
       // this sync's upstream keyring, or in re-signed mode the mirror's own, fetched from /keyring.gpg.
@@ -51,7 +53,7 @@ export function addLocalCommand(program: Command): void {
       const loop = (async () => {
         while (!stopped) {
           try {
-            await syncOnce(config, backend);
+            await syncOnce(requested, backend, options);
           } catch (error) {
             // The previous publication keeps being served; the next interval tries again.
             console.error(`skystreams: sync failed: ${(error as Error).message}`);

@@ -6,7 +6,7 @@ import { removeUpload, storeUpload } from '../../core/uploads.ts';
 import { openUploadFiles } from '../../adapters/fs/upload-files.ts';
 import { syncConfig, syncKeyrings, type SyncFlags } from '../options.ts';
 import { bytes } from '../progress.ts';
-import { refuseResignWithoutKeys, syncOnce, syncOptions, withBackend, withExamples } from './support.ts';
+import { inRecordedMode, refuseResignWithoutKeys, syncOnce, syncOptions, syncRunOptions, withBackend, withExamples } from './support.ts';
 
 interface UploadFlags extends SyncFlags, Omit<UploadRequest, 'files'> {
   file: string[];
@@ -16,16 +16,19 @@ interface UploadFlags extends SyncFlags, Omit<UploadRequest, 'files'> {
 
 export function addUploadCommands(program: Command): void {
   withExamples(syncOptions(program.command('remove-upload').description('take an uploaded custom image version out of the stream, then sync')), [
-    'skystreams remove-upload com.skystreams.custom:v3:centos:mycentos9:amd64:generic 20261202 --resign',
+    'skystreams remove-upload com.skystreams.custom:v3:centos:mycentos9:amd64:generic 20261202',
     'skystreams remove-upload com.skystreams.custom:v3:centos:mycentos9:amd64:generic 20261202.01 --config sources.json --no-sync',
   ])
     .argument('<product>', 'the uploaded product id, as `skystreams images` shows it')
     .argument('<version>', 'the version to remove')
     .option('--no-sync', 'only remove it; the next sync publishes without it')
     .action(async (product: string, version: string, flags: SyncFlags & { sync: boolean }) => {
-      const config = syncConfig(flags);
-      if (flags.sync) await syncKeyrings(config);
+      const requested = syncConfig(flags);
+      const options = syncRunOptions(flags);
+      if (flags.sync) await syncKeyrings(requested);
       await withBackend(flags, async (backend) => {
+        // Refused before anything is removed when the flags name another mode than the mirror's.
+        const { config } = await inRecordedMode(requested, backend, options.switchMode);
         const record = await removeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => new Date() }, product, version);
         console.log(`removed ${record.product} version ${record.version}: its ${record.items.length} files go once no kept generation lists them`);
         if (!flags.sync) {
@@ -33,7 +36,7 @@ export function addUploadCommands(program: Command): void {
           return;
         }
         refuseResignWithoutKeys(config, backend);
-        const run = await syncOnce(config, backend);
+        const run = await syncOnce(requested, backend, options);
         console.log(`published without it in generation ${run.generation ?? (await backend.catalog.getCurrent(config.channel))?.generation}`);
       });
     });
@@ -63,30 +66,32 @@ export function addUploadCommands(program: Command): void {
     )
     .option('--no-sync', 'only store the image; the next sync publishes it')
     .action(async (flags: UploadFlags) => {
-      const config = syncConfig(flags);
-      if (!config.resign) {
-        throw new ConfigError(
-          'upload: custom images are published only in re-signed mode: add --resign (and use it for every sync of this mirror); ' +
-            "verbatim mode serves upstream's signed files unchanged and cannot add products to them. Nothing was stored.",
-        );
-      }
+      const requested = syncConfig(flags);
       const { os, release, arch, subarch, title, label, kflavor, subarches, releaseVersion, supportEol } = flags;
       const upload = validateUpload(
         { os, release, arch, subarch, title, label, kflavor, subarches, releaseVersion, supportEol, files: flags.file.map(uploadFileFlag) },
         'upload',
       );
-      if (flags.sync) await syncKeyrings(config);
-      const sources = await openUploadFiles(upload, '--file');
+      const options = syncRunOptions(flags);
       await withBackend(flags, async (backend) => {
+        const { config } = await inRecordedMode(requested, backend, options.switchMode);
+        if (!config.resign) {
+          throw new ConfigError(
+            'upload: custom images are published only in re-signed mode: add --resign (the mirror then stays re-signed); ' +
+              "verbatim mode serves upstream's signed files unchanged and cannot add products to them. Nothing was stored.",
+          );
+        }
         refuseResignWithoutKeys(config, backend);
+        if (flags.sync) await syncKeyrings(config);
+        const sources = await openUploadFiles(upload, '--file');
         const record = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => new Date() }, upload, sources);
         const total = record.items.reduce((sum, item) => sum + item.size, 0);
         console.log(`stored ${record.product} version ${record.version}: ${record.items.length} files (${bytes(total)})`);
         if (!flags.sync) {
-          console.log('the next sync with --resign publishes it');
+          console.log('the next sync publishes it');
           return;
         }
-        const run = await syncOnce(config, backend);
+        const run = await syncOnce(config, backend, options);
         console.log(`published in generation ${run.generation ?? (await backend.catalog.getCurrent(config.channel))?.generation}`);
       });
     });
