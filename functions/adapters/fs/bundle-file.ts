@@ -9,7 +9,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { BUNDLE_KEYRING, BUNDLE_MANIFEST, BUNDLE_MIRROR_ROOT, parseBundleManifest, type BundleManifest } from '../../core/bundle.ts';
 import { BundleError, InputTooLargeError, NotFoundError } from '../../core/errors.ts';
-import { defaultMetadataLimits } from '../../core/metadata.ts';
+import { defaultMetadataLimits } from '../../core/metadata-limits.ts';
 import type { ByteRange, ByteStream, FetchLimits, FetchedFile, Upstream, Validators } from '../../core/ports.ts';
 import { TAR_BLOCK, parsePaxRecords, parseTarBlock, tarPadding, type TarPosition } from '../../core/tar.ts';
 
