@@ -77,7 +77,7 @@ describe('Function: buildProgram', () => {
       'sync', 'serve', 'local', 'status', 'images', 'verify', 'init', 'export', 'import', 'promote', 'rollback',
       'pin', 'unpin', 'packages', 'diff', 'remove-upload', 'upload', 'key',
     ]);
-    expect(program.commands.find((command) => command.name() === 'key')?.commands.map((command) => command.name())).toEqual(['show', 'rotate', 'retire']);
+    expect(program.commands.find((command) => command.name() === 'key')?.commands.map((command) => command.name())).toEqual(['show', 'rotate', 'activate', 'retire']);
     expect(process.exitCode ?? 0).toBe(0);
   });
 
