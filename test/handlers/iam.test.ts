@@ -33,7 +33,7 @@ import { syncDefaults } from '../../functions/core/settings.ts';
 import { SIGNING_KEYS_FORMAT } from '../../functions/core/signing-keys.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
-import { demoProducts } from '../../functions/local/demo-data.ts';
+import { demoProducts } from '../support/demo-mirror.ts';
 import { withNewVersion } from '../support/mirror.ts';
 import { generateSigningKey, synthesizeTree, syntheticContent, type SigningKey } from '../support/signed-upstream.ts';
 import { startStandins, type Standins } from '../support/standins.ts';

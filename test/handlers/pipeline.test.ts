@@ -16,7 +16,7 @@ import { METRIC } from '../../functions/adapters/lambda/telemetry-names.ts';
 import { SYNC_LOCK, type PlanOutcome } from '../../functions/core/engine.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
-import { demoProducts } from '../../functions/local/demo-data.ts';
+import { demoProducts } from '../support/demo-mirror.ts';
 import { generateSigningKey, synthesizeTree, type SigningKey } from '../support/signed-upstream.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { withNewVersion } from '../support/mirror.ts';

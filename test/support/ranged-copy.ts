@@ -16,7 +16,7 @@ import type { CopiedItem, PlanOutcome, UnfinishedCopy } from '../../functions/co
 import type { CopyTask } from '../../functions/core/planner.ts';
 import type { Backend } from '../../functions/core/ports.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
-import { demoProducts } from '../../functions/local/demo-data.ts';
+import { demoProducts } from './demo-mirror.ts';
 import type { StandinEndpoints } from './global-standins.ts';
 import { withNewVersion } from './mirror.ts';
 import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from './signed-upstream.ts';
