@@ -23,7 +23,7 @@ import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secre
 import type { InitializeMiddleware, MiddlewareStack } from '@smithy/types';
 import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { addClientMiddleware, initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
+import { initCloudResources, openCloudBackend, type ClientHook } from '../../functions/adapters/cloud.ts';
 import { DeleteCommand } from '@aws-sdk/lib-dynamodb';
 import { dynamoClients } from '../../functions/adapters/dynamodb/dynamodb-client.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
@@ -126,7 +126,7 @@ beforeAll(async () => {
     POWERTOOLS_LOG_LEVEL: 'SILENT',
     POWERTOOLS_METRICS_DISABLED: 'true',
   });
-  // Every client a backend opens from now on (the handlers' and this file's own) records what it sends,
+  // Every SDK client the backends of this process share (the handlers' and this file's own) records what it sends,
   // but only calls made inside a handler invocation are kept.
   const record: InitializeMiddleware<object, object> = (next, context) => async (args) => {
     const invocation = invoking.getStore();
@@ -138,7 +138,15 @@ beforeAll(async () => {
     }
     return next(args);
   };
-  addClientMiddleware((client) => (client.middlewareStack as MiddlewareStack<object, object>).add(record, { step: 'initialize', name: 'recordIamRequests' }));
+  const recorded = new WeakSet<object>();
+  const recordIamRequests: ClientHook = (client) => {
+    if (recorded.has(client)) return;
+    recorded.add(client);
+    (client.middlewareStack as MiddlewareStack<object, object>).add(record, { step: 'initialize', name: 'recordIamRequests' });
+  };
+  // The SDK clients are shared by every backend of the process: the handlers' backends use the ones hooked here.
+  const recording = openCloudBackend({ bucket: BUCKET, table: TABLE, signingSecret: SIGNING_SECRET_ARN }, process.env, { clientHooks: [recordIamRequests] });
+  await recording.signingKeys!.read(); // makes the Secrets Manager client, outside any invocation
   const load = async (name: FunctionName) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
   handlers = Object.fromEntries(await Promise.all(FUNCTIONS.map(async (name) => [name, await load(name)]))) as typeof handlers;
   backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
