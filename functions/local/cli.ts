@@ -27,6 +27,7 @@ import { addPackageCommands } from './package-commands.ts';
 import { startServer, startWorkers } from './server.ts';
 import { redactUrl } from '../core/redact.ts';
 import { formatTable } from './table.ts';
+import { youngCollection } from '../runtime/young-collection.ts';
 
 const program = new Command('skystreams')
   .description('A verified mirror of MAAS boot images (simplestreams), on one machine or on S3 + DynamoDB.')
@@ -111,11 +112,12 @@ async function syncOnce(config: SyncConfig, backend: Backend, from?: { upstream:
   const settings = await syncSettings(config);
   if (from) settings.selection = { ...settings.selection, paths: from.paths };
   const progress = progressReporter();
+  // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
+  const upstreamOptions = { ...config, onBodyBytes: youngCollection() };
   const engine = new SyncEngine(
     {
-      // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
-      upstream: from?.upstream ?? new HttpUpstream(config.source, config),
-      ...(config.sources && !from && { upstreams: new Map(config.sources.map((source) => [source.name, new HttpUpstream(source.url, config)])) }),
+      upstream: from?.upstream ?? new HttpUpstream(config.source, upstreamOptions),
+      ...(config.sources && !from && { upstreams: new Map(config.sources.map((source) => [source.name, new HttpUpstream(source.url, upstreamOptions)])) }),
       objects: backend.objects,
       catalog: backend.catalog,
       onEvent: (e) => progress.onEvent(e),

@@ -14,7 +14,6 @@ import { ConfigError, InputTooLargeError, NotFoundError, RangeNotSupportedError,
 import type { ByteRange, ByteStream, FetchedFile, FetchLimits, Upstream, Validators } from '../../core/ports.ts';
 import { redactUrl, splitCredentials } from '../../core/redact.ts';
 import { syncDefaults } from '../../core/settings.ts';
-import { noteBodyBytes } from './young-collection.ts';
 
 export interface HttpUpstreamOptions {
   /** Per metadata file: every redirect and the whole body. @default 60 s */
@@ -28,6 +27,8 @@ export interface HttpUpstreamOptions {
   /** Follow redirects to another scheme, host or port. @default syncDefaults.allowCrossHostRedirects */
   allowCrossHostRedirects?: boolean;
   userAgent?: string;
+  /** Told the size of every chunk of item body received (the entry points' memory policy hooks in here). @default none */
+  onBodyBytes?: (bytes: number) => void;
 }
 
 /** More than this many redirects for one file is a misconfigured (or hostile) upstream. */
@@ -48,6 +49,7 @@ export class HttpUpstream implements Upstream {
   private readonly itemIdleTimeoutMs: number;
   private readonly allowCrossHostRedirects: boolean;
   private readonly userAgent: string;
+  private readonly onBodyBytes: ((bytes: number) => void) | undefined;
 
   constructor(baseUrl: string, options: HttpUpstreamOptions = {}) {
     const withSlash = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
@@ -68,6 +70,7 @@ export class HttpUpstream implements Upstream {
     this.itemIdleTimeoutMs = options.itemIdleTimeoutMs ?? syncDefaults.itemIdleTimeoutMs;
     this.allowCrossHostRedirects = options.allowCrossHostRedirects ?? syncDefaults.allowCrossHostRedirects;
     this.userAgent = options.userAgent ?? 'skystreams';
+    this.onBodyBytes = options.onBodyBytes;
   }
 
   url(path: string): string {
@@ -150,7 +153,7 @@ export class HttpUpstream implements Upstream {
   }
 
   private itemBody(path: string, exchange: Exchange): ByteStream {
-    const chunks = guardBody(this.url(path), exchange, this.itemIdleTimeoutMs);
+    const chunks = guardBody(this.url(path), exchange, this.itemIdleTimeoutMs, this.onBodyBytes);
     // A generator's return() before its first next() skips its finally: a consumer that gives
     // the body up unread (a store refusing the put) must still close the connection.
     return {
@@ -413,7 +416,12 @@ async function* bodyChunks(body: Readable, onWait?: (waiting: boolean) => void):
  * `idleMs`, and closes the connection whenever it stops before the end.
  * Only time spent waiting for upstream counts: a slow consumer is not idle upstream.
  */
-async function* guardBody(shown: string, exchange: Exchange, idleMs: number): AsyncGenerator<Uint8Array, void, undefined> {
+async function* guardBody(
+  shown: string,
+  exchange: Exchange,
+  idleMs: number,
+  onBodyBytes: ((bytes: number) => void) | undefined,
+): AsyncGenerator<Uint8Array, void, undefined> {
   let complete = false;
   let waiting = false;
   let stalled: UpstreamError | undefined;
@@ -444,7 +452,7 @@ async function* guardBody(shown: string, exchange: Exchange, idleMs: number): As
         complete = true;
         return;
       }
-      noteBodyBytes(result.value.byteLength);
+      onBodyBytes?.(result.value.byteLength);
       yield result.value;
     }
   } finally {

@@ -9,7 +9,7 @@ import type { Backend } from '../../core/ports.ts';
 import { engineSettings } from '../../core/settings.ts';
 import { openCloudBackend } from '../cloud.ts';
 import { openKeyring } from '../fs/keyring-file.ts';
-import { HttpUpstream } from '../http/http-upstream.ts';
+import { HttpUpstream, type HttpUpstreamOptions } from '../http/http-upstream.ts';
 import { readSyncEnvironment, SYNC_ENTRY } from './environment.ts';
 import { recordSyncEvent } from './observability.ts';
 
@@ -20,16 +20,22 @@ export interface SyncRuntime {
 
 let runtime: Promise<SyncRuntime> | undefined;
 
-/** The container's engine; the first call builds it (and a failed build is retried by the next call). */
-export function syncRuntime(env: Readonly<Record<string, string | undefined>> = process.env): Promise<SyncRuntime> {
-  runtime ??= buildRuntime(env).catch((error: unknown) => {
+/** The container's engine; the first call builds it, its upstreams given `hooks` (and a failed build is retried by the next call). */
+export function syncRuntime(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  hooks: Pick<HttpUpstreamOptions, 'onBodyBytes'> = {},
+): Promise<SyncRuntime> {
+  runtime ??= buildRuntime(env, hooks).catch((error: unknown) => {
     runtime = undefined;
     throw error;
   });
   return runtime;
 }
 
-async function buildRuntime(env: Readonly<Record<string, string | undefined>>): Promise<SyncRuntime> {
+async function buildRuntime(
+  env: Readonly<Record<string, string | undefined>>,
+  hooks: Pick<HttpUpstreamOptions, 'onBodyBytes'>,
+): Promise<SyncRuntime> {
   const { bucket, table, signingSecret, sync } = readSyncEnvironment(env);
   // The keyring ships inside the bundle, next to the handler (LAMBDA_TASK_ROOT).
   const bundleDir = env.LAMBDA_TASK_ROOT ?? process.cwd();
@@ -40,7 +46,7 @@ async function buildRuntime(env: Readonly<Record<string, string | undefined>>): 
   }
   const backend = openCloudBackend({ bucket, table, ...(signingSecret && { signingSecret }) }, env);
   // SyncConfig carries the upstream's options (redirects, idle timeout) under the upstream's own names.
-  const options = { ...sync, userAgent: 'skystreams (AWS Lambda)' };
+  const options = { ...sync, userAgent: 'skystreams (AWS Lambda)', ...hooks };
   const engine = new SyncEngine(
     {
       upstream: new HttpUpstream(sync.source, options),
