@@ -13,5 +13,7 @@ export default defineConfig({
     // vitest's default is one worker fewer than the cores: one on a 2-core machine. Most test
     // files wait on sockets, child processes and the stand-ins, so two workers fit two cores.
     maxWorkers: 2,
+    // RELIABILITY.md's cases are shown by named tests: the run fails unless those it ran passed.
+    reporters: ['default', './test/support/reliability-reporter.ts'],
   },
 });
