@@ -1,14 +1,13 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
+import { readdir, readlink } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
 import { keys, type Backend, type CatalogEntry, type ObjectStore, type StoredObject } from '../../functions/core/ports.ts';
 import { createApp } from '../../functions/http/app.ts';
+import { useEmbeddedBackend } from '../support/embedded-backend.ts';
 import { startServer, type RunningServer, type ServerOptions } from '../../functions/local/server.ts';
 import { eventually } from '../support/eventually.ts';
 
@@ -22,17 +21,14 @@ let dataDir: string;
 let backend: Backend;
 let server: RunningServer | undefined;
 
-beforeEach(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'skystreams-server-'));
-  backend = openEmbeddedBackend(dataDir);
-});
-
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
-  await backend.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
+useEmbeddedBackend(
+  'skystreams-server-',
+  (fresh) => ({ dataDir, backend } = fresh),
+  async () => {
+    await server?.close();
+    server = undefined;
+  },
+);
 
 async function serve(options: Partial<ServerOptions> = {}, objects: ObjectStore = backend.objects): Promise<URL> {
   server = await startServer(createApp({ objects, catalog: backend.catalog }), { port: 0, host: '127.0.0.1', ...options });
