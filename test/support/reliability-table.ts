@@ -48,7 +48,8 @@ export function unverifiedRows(rows: readonly ReliabilityRow[], ran: readonly Ra
   for (const row of rows) {
     const direct = row.file.endsWith('.test.ts');
     if (direct && !files.has(row.file)) continue;
-    const matching = ran.filter((test) => test.name.startsWith(row.title) && (!direct || test.file === row.file));
+    const title = titlePattern(row.title);
+    const matching = ran.filter((test) => title.test(test.name) && (!direct || test.file === row.file));
     if (matching.length === 0) {
       if (direct || wholeSuite) problems.push(`${row.id}: ${row.file} › ${row.title} did not run`);
       continue;
@@ -59,6 +60,12 @@ export function unverifiedRows(rows: readonly ReliabilityRow[], ran: readonly Ra
     }
   }
   return problems;
+}
+
+/** A title as written in the test file, `it.each`'s placeholders (`%i`, `$name`) standing for what they print. */
+function titlePattern(title: string): RegExp {
+  const escaped = title.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${escaped.replace(/%[sdifjo#]/g, '.+?').replace(/\\\$[\w.]+/g, '.+?')}`);
 }
 
 /** Every file under `dir` whose name matches `pattern`, relative to the repository. */

@@ -98,6 +98,14 @@ describe('Function: unverifiedRows', () => {
     expect(partial).toEqual(['F01: test/unit/a.test.ts › R-first: did not run']);
   });
 
+  it('reads it.each placeholders in a title as whatever they printed', () => {
+    const each: ReliabilityRow = { id: 'F03', observed: 'passed', file: 'test/unit/a.test.ts', title: 'refuses %i hours, naming $setting' };
+    const ran = (name: string): RanTest[] => [{ file: 'test/unit/a.test.ts', name, state: 'passed' }];
+
+    expect(unverifiedRows([each], ran('refuses 23 hours, naming pruneGraceHours'), true)).toEqual([]);
+    expect(unverifiedRows([each], ran('refuses hours, naming'), true)).toEqual(['F03: test/unit/a.test.ts › refuses %i hours, naming $setting did not run']);
+  });
+
   it('leaves alone a row whose test file the run left out', () => {
     expect(unverifiedRows(rows, [{ file: 'test/unit/b.test.ts', name: 'R-first: elsewhere', state: 'failed' }], false)).toEqual([]);
   });
