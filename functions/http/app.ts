@@ -87,10 +87,10 @@ type FixedRoute = (request: AppRequest) => Promise<Reply>;
 
 export function createApp(deps: AppDeps): App {
   const log = deps.log ?? logToConsole;
-  const publishedItems = new PublishedItems(deps.catalog, deps.listingTtlMs ?? DEFAULT_LISTING_TTL_MS);
+  const now = deps.now ?? (() => new Date());
+  const publishedItems = new PublishedItems(deps.catalog, deps.listingTtlMs ?? DEFAULT_LISTING_TTL_MS, now);
   const channels = new ServedChannels(deps);
 
-  const now = deps.now ?? (() => new Date());
   const statusOptions = (at: Date): StatusOptions => ({
     now: at,
     staleAfterMs: deps.staleAfterMs ?? syncDefaults.staleAfterMs,

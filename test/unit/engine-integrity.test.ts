@@ -4,7 +4,7 @@
  * renewed while a long copy streams, dead holders are evicted at once, and a
  * store found bad by verify is healed by the next run.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -23,6 +23,7 @@ import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from '../support/signed-upstream.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
+import { eventually } from '../support/eventually.ts';
 import { replaceFiles, selectedPaths } from '../support/mirror.ts';
 
 const FIRST = 'Thu, 24 Jul 2025 08:01:49 +0000';
@@ -251,15 +252,23 @@ describe('Class: SyncEngine — leases', () => {
   });
 
   it('R-lease-renewed-while-copying: keeps the lock through a copy longer than the lease', async () => {
-    // Prepare: an upstream that takes ~1.2 s to send one item, with a 300 ms lease.
+    // Prepare: an upstream that sends one item a chunk at a time, when told; a 300 ms lease on a clock the test moves.
     const slowPath = selected()[0]!;
-    const slow = await slowUpstream(live, slowPath, 12, 100);
-    const ttl = { lockTtlMs: 300 };
-    const copying = engineFor({ upstream: new HttpUpstream(slow.baseUrl), settings: ttl }).run('run-slow');
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    const slow = await steppedUpstream(live, slowPath, 8);
+    const ttlMs = 300;
+    let clock = Date.parse('2025-07-25T09:00:00.000Z');
+    const now = () => new Date(clock);
+    const copying = engineFor({ upstream: new HttpUpstream(slow.baseUrl), settings: { lockTtlMs: ttlMs }, now }).run('run-slow');
+    await slow.requested;
 
-    // Act: another run tries while the copy streams, past two whole leases.
-    const intruder = await engineFor({ settings: ttl }).plan('run-intruder');
+    // Act: two whole leases go by while the item streams, a third of a lease per chunk.
+    for (let step = 0; step < 6; step++) {
+      clock += ttlMs / 3;
+      slow.sendChunk();
+      await eventually(async () => expect(Date.parse((await backend.catalog.getLock(SYNC_LOCK))!.expiresAt)).toBe(clock + ttlMs));
+    }
+    const intruder = await engineFor({ settings: { lockTtlMs: ttlMs }, now }).plan('run-intruder');
+    slow.sendRest();
     const finished = await copying;
 
     // Assess
@@ -307,41 +316,46 @@ describe('Class: SyncEngine — leases', () => {
   });
 });
 
-/** Serves `files`, sending `slowPath` in `chunks` pieces `intervalMs` apart. */
-async function slowUpstream(
+/** Serves `files`; `slowPath` in `chunks` parts, the first at once and each next one when the test sends it. */
+async function steppedUpstream(
   files: Map<string, Uint8Array>,
   slowPath: string,
   chunks: number,
-  intervalMs: number,
-): Promise<{ baseUrl: string; close(): Promise<void> }> {
+): Promise<{ baseUrl: string; requested: Promise<void>; sendChunk(): void; sendRest(): void; close(): Promise<void> }> {
+  const bytes = files.get(slowPath)!;
+  const size = Math.ceil(bytes.length / chunks);
+  let sent = 0;
+  let slowResponse: ServerResponse | undefined;
+  let markRequested!: () => void;
+  const requested = new Promise<void>((resolve) => (markRequested = resolve));
+  const send = (upTo: number) => {
+    slowResponse!.write(bytes.subarray(sent, upTo));
+    sent = upTo;
+    if (sent >= bytes.length) slowResponse!.end();
+  };
   const server: Server = createServer((request, response) => {
     const path = decodeURIComponent(new URL(request.url ?? '/', 'http://upstream').pathname.slice(1));
-    const bytes = files.get(path);
-    if (!bytes) {
+    const body = files.get(path);
+    if (!body) {
       response.writeHead(404).end();
       return;
     }
-    response.writeHead(200, { 'content-length': bytes.length });
+    response.writeHead(200, { 'content-length': body.length });
     if (path !== slowPath) {
-      response.end(bytes);
+      response.end(body);
       return;
     }
-    const size = Math.ceil(bytes.length / chunks);
-    let sent = 0;
-    const timer = setInterval(() => {
-      response.write(bytes.subarray(sent, sent + size));
-      sent += size;
-      if (sent >= bytes.length) {
-        clearInterval(timer);
-        response.end();
-      }
-    }, intervalMs);
-    response.on('close', () => clearInterval(timer));
+    slowResponse = response;
+    send(size);
+    markRequested();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     baseUrl: `http://127.0.0.1:${port}/`,
+    requested,
+    sendChunk: () => send(Math.min(sent + size, bytes.length - 1)),
+    sendRest: () => send(bytes.length),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
+import { readdir, readlink } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
 import { keys, type Backend, type CatalogEntry, type ObjectStore, type StoredObject } from '../../functions/core/ports.ts';
 import { createApp } from '../../functions/http/app.ts';
+import { useEmbeddedBackend } from '../support/embedded-backend.ts';
 import { startServer, type RunningServer, type ServerOptions } from '../../functions/local/server.ts';
+import { eventually } from '../support/eventually.ts';
 
 const INDEX = 'streams/v1/index.sjson';
 const INDEX_TEXT = '-----BEGIN PGP SIGNED MESSAGE-----\n{"format": "index:1.0"}\n';
@@ -21,17 +21,14 @@ let dataDir: string;
 let backend: Backend;
 let server: RunningServer | undefined;
 
-beforeEach(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'skystreams-server-'));
-  backend = openEmbeddedBackend(dataDir);
-});
-
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
-  await backend.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
+useEmbeddedBackend(
+  'skystreams-server-',
+  (fresh) => ({ dataDir, backend } = fresh),
+  async () => {
+    await server?.close();
+    server = undefined;
+  },
+);
 
 async function serve(options: Partial<ServerOptions> = {}, objects: ObjectStore = backend.objects): Promise<URL> {
   server = await startServer(createApp({ objects, catalog: backend.catalog }), { port: 0, host: '127.0.0.1', ...options });
@@ -119,16 +116,19 @@ async function openItemFiles(): Promise<string[]> {
   return targets.filter((target) => target.startsWith(itemsDir));
 }
 
-async function eventually(assertion: () => Promise<void>, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await assertion();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(25);
-    }
-  }
+/** A keep-alive connection the server has answered once: it holds one of the server's connections. */
+async function heldConnection(url: URL): Promise<Socket> {
+  const socket = await open(url);
+  const answered = new Promise<void>((resolve) => socket.once('data', () => resolve()));
+  socket.write('GET /api/v1/status HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await answered;
+  return socket;
+}
+
+/** Resolves once `socket` has closed and the event loop has polled for I/O since, so the server end has seen it go. */
+async function closedEverywhere(socket: Socket): Promise<void> {
+  if (!socket.closed) await new Promise((resolve) => socket.once('close', resolve));
+  for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
 }
 
 describe('Function: startServer', () => {
@@ -240,15 +240,17 @@ describe('Function: startServer', () => {
     it('closes connections beyond maxConnections and serves again once one ends', async () => {
       // Prepare
       const url = await serve({ limits: { maxConnections: 2 } });
-      const held = [await open(url), await open(url)];
-      await sleep(50);
+      const held = [await heldConnection(url), await heldConnection(url)];
 
       // Act
       const extra = await open(url);
       const refused = await Promise.race([received(extra), sleep(1000).then(() => 'still open')]);
       held[0]!.destroy();
-      await sleep(50);
-      const after = await rawRequest(url, 'GET /api/v1/status HTTP/1.1\r\nHost: localhost');
+      const after = await eventually(async () => {
+        const response = await rawRequest(url, 'GET /api/v1/status HTTP/1.1\r\nHost: localhost');
+        expect(response.status).toBe(200);
+        return response;
+      });
 
       // Assess
       expect(refused).toBe('');
@@ -293,12 +295,14 @@ describe('Function: startServer', () => {
       // Prepare: the real store, whose get waits until the client has gone.
       let clientGone!: () => void;
       const gone = new Promise<void>((resolve) => (clientGone = resolve));
+      let storeAsked!: () => void;
+      const asked = new Promise<void>((resolve) => (storeAsked = resolve));
       const objects = new Proxy(backend.objects, {
         get(target, property) {
           if (property === 'get') {
             return async (...args: Parameters<ObjectStore['get']>) => {
+              storeAsked();
               await gone;
-              await sleep(50);
               return target.get(...args);
             };
           }
@@ -309,14 +313,14 @@ describe('Function: startServer', () => {
       const url = await serve({}, objects);
       const socket = await open(url);
       socket.write(`GET /${SQUASHFS} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
-      await sleep(50);
+      await asked;
 
       // Act
       socket.destroy();
+      await closedEverywhere(socket);
       clientGone();
 
       // Assess
-      await sleep(200);
       await eventually(async () => expect(await openItemFiles()).toEqual([]));
       const after = await rawRequest(url, `GET /${INDEX} HTTP/1.1\r\nHost: localhost`);
       expect(after.status).toBe(200);

@@ -8,6 +8,12 @@ import { createSyncEngine } from '../../adapters/sync-engine.ts';
 import { isAliveOnThisHost, thisProcess } from '../holder.ts';
 import { DEFAULT_DATA_DIR, openBackend, syncKeyrings, type BackendFlags } from '../options.ts';
 import { progressReporter } from '../progress.ts';
+import { youngCollection } from '../../runtime/young-collection.ts';
+
+function withYoungCollection(): { onBodyBytes?: (bytes: number) => void } {
+  const onBodyBytes = youngCollection();
+  return onBodyBytes ? { onBodyBytes } : {};
+}
 
 /** `--help` ends with these command lines, one per line. */
 export function withExamples(command: Command, examples: readonly string[]): Command {
@@ -84,6 +90,8 @@ export async function syncOnce(config: SyncConfig, backend: Backend, from?: { up
     onEvent: (e) => progress.onEvent(e),
     holder: thisProcess(),
     isAlive: isAliveOnThisHost,
+    // Item bodies stream through this process: free their chunks young (functions/runtime/young-collection.ts).
+    ...withYoungCollection(),
     ...(from && { from }),
   });
   try {
