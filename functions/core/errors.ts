@@ -49,15 +49,10 @@ export class IntegrityError extends SkystreamsError {
 }
 
 /** A path that could escape the mirror root or is otherwise unusable. */
-export class UnsafePathError extends SkystreamsError {
-  override readonly statusCode = 502;
-  readonly file: string;
-  readonly jsonPath: string;
+export class UnsafePathError extends MetadataError {
   readonly path: string;
   constructor(file: string, jsonPath: string, path: string, problem: string) {
-    super(`${file}: ${jsonPath}: unsafe path ${JSON.stringify(path)}: ${problem}`);
-    this.file = file;
-    this.jsonPath = jsonPath;
+    super(file, jsonPath, `unsafe path ${JSON.stringify(path)}: ${problem}`);
     this.path = path;
   }
 }
