@@ -397,6 +397,23 @@ export function catalogContract(
     });
 
     describe('Runs', () => {
+      it('keeps the holder of a run with its start time, and one recorded without it as it was', async () => {
+        // Prepare
+        const base: SyncRun = { id: 'run-held', state: 'running', startedAt: '2024-01-02T00:00:00.000Z', itemsCopied: 0, bytesCopied: 0, itemsPresent: 0 };
+        const withStart: SyncRun = { ...base, holder: { host: 'host-a', pid: 4242, startTime: 987_654_321 } };
+        const older: SyncRun = { ...base, id: 'run-older', holder: { host: 'host-a', pid: 4243 } };
+
+        // Act
+        await catalog.putRun(withStart);
+        await catalog.putRun(older);
+
+        // Assess
+        expect(await catalog.getRun('run-held')).toEqual(withStart);
+        const read = await catalog.getRun('run-older');
+        expect(read).toEqual(older);
+        expect(Object.keys(read?.holder ?? {}).sort()).toEqual(['host', 'pid']);
+      });
+
       it('upserts a run by id', async () => {
         // Prepare
         const running: SyncRun = {
