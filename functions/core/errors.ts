@@ -136,6 +136,17 @@ export class ConfigError extends SkystreamsError {
   override readonly statusCode = 400;
 }
 
+/** A file to upload that is empty or not what its item must be (its leading bytes say otherwise). */
+export class FileFormatError extends ConfigError {
+  readonly file: string;
+  readonly item: string;
+  constructor(file: string, item: string, problem: string) {
+    super(`${file}: the ${item} file ${problem}`);
+    this.file = file;
+    this.item = item;
+  }
+}
+
 /**
  * An image in a format MAAS cannot take from a simplestreams source (a dd
  * disk image, say): publishing it would make MAAS reject the whole stream.

@@ -464,7 +464,7 @@ withExamples(
       'upload',
     );
     if (flags.sync) await syncSettings(config);
-    const sources = await openUploadFiles(upload, '--file');
+    const sources = await openUploadFiles(upload, '--file', { dataDir: flags.dataDir ?? DEFAULT_DATA_DIR });
     await withBackend(flags, async (backend) => {
       refuseResignWithoutKeys(config, backend);
       const record = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => new Date() }, upload, sources);

@@ -278,7 +278,7 @@ describe('CLI: skystreams export / import (air-gap bundles)', () => {
         return { path: file.path, bytes: new TextEncoder().encode(JSON.stringify(manifest)) };
       });
     const plus = (files: TarFile[], ...extra: TarFile[]) => [files[0]!, ...extra, ...files.slice(1)];
-    const bumped = (files: TarFile[]) => withManifest(files, (manifest) => (manifest.items! += 1));
+    const bumped = (files: TarFile[]) => withManifest(files, (manifest) => (manifest.items = (manifest.items ?? 0) + 1));
     const payload = new TextEncoder().encode('not from upstream');
 
     it.each<[string, () => Uint8Array, string | (() => string)]>([
@@ -287,7 +287,7 @@ describe('CLI: skystreams export / import (air-gap bundles)', () => {
       ['a symbolic link', () => tarArchive(genuine, linkEntry(`${BUNDLE_MIRROR_ROOT}noble/link`, '2', '/etc/shadow')), '"mirror/noble/link": entry type "2" (a symbolic link)'],
       ['a hard link', () => tarArchive(genuine, linkEntry(`${BUNDLE_MIRROR_ROOT}noble/hard`, '1', 'skystreams-bundle.json')), '"mirror/noble/hard": entry type "1" (a hard link)'],
       ['an extra file its metadata does not list, counts bumped', () => tarArchive(bumped(plus(genuine, { path: `${BUNDLE_MIRROR_ROOT}noble/extra`, bytes: payload }))), 'mirror/noble/extra: not listed by the bundle\'s metadata'],
-      ['a products file its index lists, missing', () => tarArchive(withManifest(genuine.filter((file) => file.path !== BUNDLE_MIRROR_ROOT + indexed), (manifest) => (manifest.metadataFiles! -= 1))), () => `${indexed}: listed by its index, missing from the bundle`],
+      ['a products file its index lists, missing', () => tarArchive(withManifest(genuine.filter((file) => file.path !== BUNDLE_MIRROR_ROOT + indexed), (manifest) => (manifest.metadataFiles = (manifest.metadataFiles ?? 0) - 1))), () => `${indexed}: listed by its index, missing from the bundle`],
       ['a count that lies', () => tarArchive(bumped(genuine)), `${BUNDLE_MANIFEST}: $.items is`],
     ])('R-hostile-bundle: refuses %s, naming the bundle and the entry, and publishes nothing', async (_name, build, message) => {
       // Prepare

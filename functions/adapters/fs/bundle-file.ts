@@ -102,7 +102,7 @@ export class BundleUpstream implements Upstream {
       const keyring = keyringEntry && (await readSmall(file, handle, BUNDLE_KEYRING, keyringEntry));
       const mirror = new Map<string, Entry>();
       for (const [path, entry] of entries) if (path.startsWith(BUNDLE_MIRROR_ROOT)) mirror.set(path.slice(BUNDLE_MIRROR_ROOT.length), entry);
-      const sizes = new Map([...mirror].map(([path, entry]) => [path, entry.size]));
+      const sizes = new Map([...mirror].map(([path, entry]) => [path, entry.size] as const));
       await checkBundleContents(file, manifest, sizes, (path) =>
         readSmall(file, handle, BUNDLE_MIRROR_ROOT + path, mirror.get(path)!, defaultMetadataLimits.productsBytes),
       );
