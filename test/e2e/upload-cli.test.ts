@@ -257,8 +257,8 @@ describe('CLI: upload', () => {
       [at('keys-link'), `--file root-tgz=${at('keys-link')}: lies in the mirror's data dir (${signingKeys})`],
       [join(dataDir, 'catalog.sqlite'), `--file root-tgz=${join(dataDir, 'catalog.sqlite')}: lies in the mirror's data dir`],
       ['/dev/null', '--file root-tgz=/dev/null: not a regular file (a device)'],
-      [at('fifo'), `--file root-tgz=${at('fifo')}: not a regular file (a FIFO)`],
-      [dir, `--file root-tgz=${dir}: not a regular file (a directory)`],
+      [at('fifo'), `--file root-tgz=${at('fifo')}: not a regular file (a FIFO`],
+      [dir, `--file root-tgz=${dir}: not a regular file (a directory`],
       [at('empty.tgz'), `--file root-tgz=${at('empty.tgz')}: is empty`],
       [at('hello.tgz'), `${at('hello.tgz')}: the root-tgz file looks like ASCII text, not a gzip-compressed tar`],
     ];
