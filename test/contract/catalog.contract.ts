@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError, LeaseLostError, LockHeldError } from '../../functions/core/errors.ts';
 import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Lease, type PackageManifest, type Publication, type StoredObject, type SyncRun } from '../../functions/core/ports.ts';
 import { pointedAt, rolledBack } from '../../functions/core/channels.ts';
+import { MAX_MIRROR_PATH_BYTES, MAX_SEGMENT_BYTES, mirrorPathProblem } from '../../functions/core/paths.ts';
 import { syncDefaults } from '../../functions/core/settings.ts';
 
 export interface OpenedCatalog {
@@ -62,6 +63,20 @@ export function catalogContract(
         expect(afterRecord).toEqual(original);
         expect(afterUpsert).toEqual(replacement);
         expect(afterForget).toBeUndefined();
+      });
+
+      it('records an object at the longest mirror path (a sort key the longest DynamoDB allows)', async () => {
+        // Prepare
+        const path = ['a'.repeat(MAX_SEGMENT_BYTES), 'b'.repeat(MAX_SEGMENT_BYTES), 'c'.repeat(MAX_SEGMENT_BYTES), 'd'.repeat(MAX_MIRROR_PATH_BYTES - 3 * (MAX_SEGMENT_BYTES + 1))].join('/');
+        const stored = storedObject(path, 7);
+
+        // Act
+        await catalog.recordObject(stored);
+        const read = await catalog.getObject(path);
+
+        // Assess
+        expect(mirrorPathProblem(path)).toBeUndefined();
+        expect(read).toEqual(stored);
       });
 
       it('forgets an unknown object without complaint', async () => {
