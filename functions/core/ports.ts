@@ -255,6 +255,12 @@ export interface SyncRun {
 export interface LockHolder {
   host: string;
   pid: number;
+  /**
+   * When the process started, in the host's own units (Linux: clock ticks
+   * after boot): another process given the same pid later has another.
+   * Absent for holders recorded by older runs or without /proc.
+   */
+  startTime?: number;
 }
 
 /**

@@ -130,7 +130,7 @@ export const OPENAPI_DOCUMENT = {
           '403': { description: 'API Gateway: the request is not SigV4-signed by a principal allowed to invoke the route' },
           '405': errorResponse('Any method but POST'),
           '409': errorResponse('The mirror does not publish re-signed, so it cannot publish custom images; nothing was stored'),
-          '422': errorResponse('An incoming object\'s size or sha256 is not what the request says (named); nothing was stored'),
+          '422': errorResponse('An incoming object\'s size or sha256 is not what the request says, or its leading bytes are not what its ftype must be (named); nothing was stored'),
           ...serverErrors,
         },
       },

@@ -35,6 +35,7 @@ import { createSigningSecret, loadHandlers, setHandlerEnvironment, type Handler,
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { logicalIdOf, synthMirror, type SynthesizedMirror } from '../infra/synth.ts';
 import { apiGatewayEvent, lambdaContext, startStepFunctionsStandin, type StepFunctionsStandin } from '../support/lambda-invocation.ts';
+import { rootTgz } from '../support/image-files.ts';
 
 const ACCOUNT = '123456789012';
 const REGION = 'us-east-1';
@@ -240,7 +241,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
     });
 
     await inPath('upload: a custom image from incoming/ (one refused, one stored), then the run that publishes it', async () => {
-      const tgz = syntheticContent('incoming/iam/image.tgz', 40_000);
+      const tgz = rootTgz(40_000);
       const manifest = new TextEncoder().encode('site-agent\t1.2.3\n');
       const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
       // What the operator's `aws s3 cp` does, outside any handler.

@@ -29,11 +29,12 @@ import { gpgvProblems, readResignedMirror } from '../support/resigned-mirror.ts'
 import { useStandins } from '../support/global-standins.ts';
 import { createSigningSecret, loadHandlers, setHandlerEnvironment, type Handler, type HandlerEnvironment } from '../support/handler-environment.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { CUSTOM_CONTENT_IDS } from '../../functions/core/custom-images.ts';
 import { createUploadRoute } from '../../functions/http/upload-route.ts';
 import { maasProductModel } from '../support/maas-models.ts';
 import { apiGatewayEvent, lambdaContext } from '../support/lambda-invocation.ts';
+import { rootTgz } from '../support/image-files.ts';
 
 const BUCKET = 'skystreams-resign';
 const TABLE = BUCKET;
@@ -103,7 +104,7 @@ describe('Handlers: a re-signed sync', () => {
 
 describe('Handlers: a custom image uploaded through POST /api/v1/uploads', () => {
   const encoder = new TextEncoder();
-  const tgz = randomBytes(50_000);
+  const tgz = rootTgz(50_000);
   const manifest = encoder.encode('site-agent\t1.2.3\nbash\t5.1.8-6.el9\n');
   const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
   const image = { os: 'centos', release: 'mycentos9', arch: 'amd64', subarch: 'generic', title: 'CentOS 9 (site)' };

@@ -4,10 +4,12 @@
  * renewed while a long copy streams, dead holders are evicted at once, and a
  * store found bad by verify is healed by the next run.
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
@@ -22,6 +24,7 @@ import { keys, type Backend, type LockHolder, type Upstream } from '../../functi
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from '../support/signed-upstream.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
+import { isAliveOnThisHost, processStatus, thisProcess } from '../../functions/local/holder.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { eventually } from '../support/eventually.ts';
 import { replaceFiles, selectedPaths } from '../support/mirror.ts';
@@ -86,6 +89,12 @@ function engineFor(options: EngineOptions = {}): SyncEngine {
 }
 
 const selected = () => selectedPaths(products, 'amd64', 1);
+
+/** Polls `condition` every 10 ms for up to 5 s. */
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let attempt = 0; attempt < 500 && !condition(); attempt++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(condition()).toBe(true);
+}
 
 async function servedBytes(path: string): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
@@ -235,6 +244,53 @@ describe('Class: SyncEngine — leases', () => {
     const staged: string[] = [];
     for await (const object of backend.objects.list('meta/')) staged.push(object.key);
     expect(staged.every((stagedKey) => stagedKey.includes('run-next'))).toBe(true);
+  });
+
+  it('R-zombie-holder: takes the lock at once from a holder whose process is a zombie nobody reaps', async () => {
+    // Prepare: a forked child exits while its parent sleeps without waiting for it: a zombie, as a SIGKILLed run is in a container without init.
+    const parent = spawn('perl', ['-MPOSIX', '-e', 'my $child = fork() // die; if ($child == 0) { POSIX::_exit(0) } $| = 1; print "$child\\n"; sleep 30'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    try {
+      const zombiePid = Number((await once(parent.stdout!, 'data'))[0].toString().trim());
+      await waitFor(() => processStatus(zombiePid)?.state === 'Z');
+      const zombie: LockHolder = { host: hostname(), pid: zombiePid, startTime: processStatus(zombiePid)!.startTime };
+      await engineFor({ holder: zombie }).plan('run-killed');
+
+      // Act
+      const run = await engineFor({ holder: thisProcess(), isAlive: isAliveOnThisHost }).run('run-next');
+
+      // Assess
+      expect(run.state).toBe('succeeded');
+      expect(await backend.catalog.getRun('run-killed')).toMatchObject({ state: 'abandoned', error: 'abandoned: its process is gone' });
+      expect(await backend.catalog.getRun('run-next')).toMatchObject({ holder: thisProcess() });
+      expect(await backend.catalog.acquireLock(SYNC_LOCK, 'probe', 60_000, new Date())).toMatchObject({ owner: 'probe', epoch: 3 });
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+
+  it('R-reused-pid-holder: takes the lock from a holder whose pid now names another process, and leaves it to the one recorded', async () => {
+    // Prepare: a live process stands for one that got the dead holder's pid after a restart.
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await waitFor(() => processStatus(other.pid!) !== undefined);
+      const started = processStatus(other.pid!)!.startTime;
+      await engineFor({ holder: { host: hostname(), pid: other.pid!, startTime: started } }).plan('run-live');
+      const live = await engineFor({ holder: thisProcess(), isAlive: isAliveOnThisHost }).plan('run-refused');
+      await backend.catalog.putRun({ ...(await backend.catalog.getRun('run-live'))!, holder: { host: hostname(), pid: other.pid!, startTime: started - 1 } });
+
+      // Act
+      const run = await engineFor({ holder: thisProcess(), isAlive: isAliveOnThisHost }).run('run-next');
+
+      // Assess
+      expect(live).toMatchObject({ outcome: 'locked', holder: 'run-live' });
+      expect(run.state).toBe('succeeded');
+      expect(await backend.catalog.getRun('run-live')).toMatchObject({ state: 'abandoned', error: 'abandoned: its process is gone' });
+      expect(await backend.catalog.acquireLock(SYNC_LOCK, 'probe', 60_000, new Date())).toMatchObject({ owner: 'probe', epoch: 3 });
+    } finally {
+      other.kill('SIGKILL');
+    }
   });
 
   it('R-live-holder: leaves the lock to a holder that still lives, or whose liveness it cannot tell', async () => {

@@ -86,7 +86,8 @@ const SCHEMA = `
     generation      INTEGER,
     error           TEXT,
     holder_host     TEXT,
-    holder_pid      INTEGER
+    holder_pid      INTEGER,
+    holder_start    INTEGER
   );
   CREATE INDEX IF NOT EXISTS runs_by_start ON runs (started_at);
 
@@ -145,6 +146,9 @@ const MIGRATE_FROM_2 = `
     SELECT '${DEFAULT_CHANNEL}', generation, '[]', 1 FROM current_publication;
   DROP TABLE current_publication;
 `;
+
+/** Added to schema 3 in place (older programs ignore it): a run's holder's process start time. */
+const ADD_HOLDER_START = 'ALTER TABLE runs ADD COLUMN holder_start INTEGER';
 
 export class SqliteCatalog implements Catalog {
   private readonly db: Database.Database;
@@ -340,7 +344,7 @@ export class SqliteCatalog implements Catalog {
           `${insertInto('runs', RUN_COLUMNS)}
            ON CONFLICT (id) DO UPDATE SET ${RUN_COLUMNS.map((field) => `${column(field)} = excluded.${column(field)}`).join(', ')}`,
         )
-        .run({ ...toParams(run, RUN_COLUMNS), holderHost: run.holder?.host ?? null, holderPid: run.holder?.pid ?? null });
+        .run({ ...toParams(run, RUN_COLUMNS), holderHost: run.holder?.host ?? null, holderPid: run.holder?.pid ?? null, holderStart: run.holder?.startTime ?? null });
       if (run.state === 'running') this.expireRuns(run);
     });
   }
@@ -472,6 +476,8 @@ export class SqliteCatalog implements Catalog {
     const hasTables = this.prepare("SELECT 1 FROM sqlite_master WHERE name = 'objects'").get() !== undefined;
     this.transaction(() => {
       if (hasTables && version < 2) this.db.exec(MIGRATE_FROM_1);
+      const runColumns = this.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('runs')").all();
+      if (runColumns.length > 0 && !runColumns.some((row) => row.name === 'holder_start')) this.db.exec(ADD_HOLDER_START);
       this.db.exec(SCHEMA);
       const hasPointer = this.prepare("SELECT 1 FROM sqlite_master WHERE name = 'current_publication'").get() !== undefined;
       if (hasPointer && version < 3) this.db.exec(MIGRATE_FROM_2);
@@ -568,13 +574,13 @@ function toCatalogEntry(row: Row): CatalogEntry {
 function toSyncRun(row: Row): SyncRun {
   const run = pickSet(row, RECORD_FIELDS.run, column) as unknown as SyncRun;
   if (row.holder_host != null && row.holder_pid != null) {
-    run.holder = { host: String(row.holder_host), pid: Number(row.holder_pid) };
+    run.holder = { host: String(row.holder_host), pid: Number(row.holder_pid), ...(row.holder_start != null && { startTime: Number(row.holder_start) }) };
   }
   return run;
 }
 
-/** The run's fields as columns: its holder is stored as two, `holder_host` and `holder_pid`. */
-const RUN_COLUMNS = [...RECORD_FIELDS.run.filter((field) => field !== 'holder'), 'holderHost', 'holderPid'];
+/** The run's fields as columns: its holder is stored as three, `holder_host`, `holder_pid` and `holder_start`. */
+const RUN_COLUMNS = [...RECORD_FIELDS.run.filter((field) => field !== 'holder'), 'holderHost', 'holderPid', 'holderStart'];
 
 /** A record field's column: `contentId` is stored in `content_id`. */
 function column(field: string): string {

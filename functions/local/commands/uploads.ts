@@ -4,7 +4,7 @@ import { validateUpload, type UploadFile, type UploadRequest } from '../../core/
 import { ConfigError } from '../../core/errors.ts';
 import { removeUpload, storeUpload } from '../../core/uploads.ts';
 import { openUploadFiles } from '../../adapters/fs/upload-files.ts';
-import { syncConfig, syncKeyrings, type SyncFlags } from '../options.ts';
+import { DEFAULT_DATA_DIR, syncConfig, syncKeyrings, type SyncFlags } from '../options.ts';
 import { bytes } from '../progress.ts';
 import { refuseResignWithoutKeys, syncOnce, syncOptions, withBackend, withExamples } from './support.ts';
 
@@ -76,7 +76,7 @@ export function addUploadCommands(program: Command): void {
         'upload',
       );
       if (flags.sync) await syncKeyrings(config);
-      const sources = await openUploadFiles(upload, '--file');
+      const sources = await openUploadFiles(upload, '--file', { dataDir: flags.dataDir ?? DEFAULT_DATA_DIR });
       await withBackend(flags, async (backend) => {
         refuseResignWithoutKeys(config, backend);
         const record = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => new Date() }, upload, sources);
