@@ -45,28 +45,26 @@ const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
 // DynamoDB Local accepts access keys of letters and digits only.
 const STAND_IN_CREDENTIALS = { accessKeyId: 'skystreams', secretAccessKey: 'skystreams' };
 
-/** Sees each SDK client a backend is opened on, once: how a test adds middleware (test/handlers/iam.test.ts records every call). */
+/** Sees an SDK client a backend is opened on: how a caller adds middleware (test/handlers/iam.test.ts records every call). */
 export type ClientHook = (client: S3Client | DynamoDBClient | SecretsManagerClient) => void;
 
-const clientHooks: { hook: ClientHook; seen: WeakSet<object> }[] = [];
-
-/** Test seam: `hook` gets every SDK client a backend is opened on from now on (shared clients included), once each. */
-export function addClientMiddleware(hook: ClientHook): void {
-  clientHooks.push({ hook, seen: new WeakSet() });
+export interface CloudClientOptions {
+  /**
+   * Each gets every SDK client the backend uses, when the backend is opened
+   * (the Secrets Manager client when first used). The clients are shared by
+   * every backend of the process, so a hook sees them again on each open: a
+   * hook that must act once per client keeps its own record.
+   * @default none
+   */
+  clientHooks?: readonly ClientHook[];
 }
 
-function hooked<T extends S3Client | DynamoDBClient | SecretsManagerClient>(client: T): T {
-  for (const { hook, seen } of clientHooks) {
-    if (!seen.has(client)) {
-      seen.add(client);
-      hook(client);
-    }
-  }
-  return client;
-}
-
-export function openCloudBackend(options: CloudBackendOptions, env: Environment = process.env): Backend {
+export function openCloudBackend(options: CloudBackendOptions, env: Environment = process.env, { clientHooks = [] }: CloudClientOptions = {}): Backend {
   const settings = resolveSettings(options, env);
+  const hooked = <T extends S3Client | DynamoDBClient | SecretsManagerClient>(client: T): T => {
+    for (const hook of clientHooks) hook(client);
+    return client;
+  };
   const objects = new S3ObjectStore({
     client: hooked(s3Client(settings.s3)),
     bucket: options.bucket,
@@ -86,12 +84,19 @@ export function openCloudBackend(options: CloudBackendOptions, env: Environment 
 }
 
 /** Creates the bucket and the table where absent, checks them where present; returns what it did. */
-export async function initCloudResources(options: CloudBackendOptions, env: Environment = process.env): Promise<string[]> {
+export async function initCloudResources(
+  options: CloudBackendOptions,
+  env: Environment = process.env,
+  { clientHooks = [] }: CloudClientOptions = {},
+): Promise<string[]> {
   const settings = resolveSettings(options, env);
-  const [bucketLines, tableLines] = await Promise.all([
-    ensureBucket(s3Client(settings.s3), options.bucket),
-    ensureTable(dynamoClients(settings.dynamodb).client, options.table),
-  ]);
+  const s3 = s3Client(settings.s3);
+  const dynamodb = dynamoClients(settings.dynamodb).client;
+  for (const hook of clientHooks) {
+    hook(s3);
+    hook(dynamodb);
+  }
+  const [bucketLines, tableLines] = await Promise.all([ensureBucket(s3, options.bucket), ensureTable(dynamodb, options.table)]);
   return [...bucketLines, ...tableLines];
 }
 

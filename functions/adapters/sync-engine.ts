@@ -47,16 +47,19 @@ export interface SyncEngineExtras extends Pick<EngineDeps, 'onEvent' | 'sleep' |
   modeChange?: SyncSettings['modeChange'];
   /** Names this mirror to upstream servers. */
   userAgent?: string;
+  /** Told the size of every chunk of item body any upstream of this sync receives (an entry point's memory policy). */
+  onBodyBytes?: (bytes: number) => void;
   /** Syncs from this upstream (an export bundle), restricted to `paths`, instead of the configured sources. */
   from?: { upstream: Upstream; paths: ReadonlySet<string> };
 }
 
 export function createSyncEngine(config: SyncConfig, backend: Backend, extras: SyncEngineExtras): SyncEngine {
-  const { keyrings, userAgent, from, modeChange, ...hooks } = extras;
+  const { keyrings, userAgent, onBodyBytes, from, modeChange, ...hooks } = extras;
   const options = {
     itemIdleTimeoutMs: config.itemIdleTimeoutMs,
     allowCrossHostRedirects: config.allowCrossHostRedirects,
     ...(userAgent !== undefined && { userAgent }),
+    ...(onBodyBytes && { onBodyBytes }),
   };
   const settings = resolveSyncSettings(config, keyrings);
   if (from) settings.selection = { ...settings.selection, paths: from.paths };

@@ -11,7 +11,11 @@
  */
 import { verifyingStream } from './checksum.ts';
 import { BundleError, ConfigError } from './errors.ts';
+import { mirrorPathProblem } from './paths.ts';
+import { clearsignedBody, isClearsigned } from './pgp.ts';
 import { keys, type ObjectIndex, type ObjectStore, type Publication, type Publications } from './ports.ts';
+import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from './published-files.ts';
+import { flattenItems, parseIndex, parseProducts } from './simplestreams.ts';
 import { writeTar, type TarSource } from './tar.ts';
 
 export const BUNDLE_MANIFEST = 'skystreams-bundle.json';
@@ -96,6 +100,68 @@ export function parseBundleManifest(bundle: string, bytes: Uint8Array): BundleMa
   }
   if (typeof manifest.keyring !== 'boolean') throw new BundleError(bundle, `${BUNDLE_MANIFEST}: $.keyring: expected true or false`);
   return manifest as BundleManifest;
+}
+
+/**
+ * Why archive entry `name` has no place in a bundle, or undefined: a bundle
+ * holds its manifest, its keyring and mirror files under `mirror/`, each at
+ * a path sync would accept from upstream metadata.
+ */
+export function bundleEntryProblem(name: string): string | undefined {
+  if (name === BUNDLE_MANIFEST || name === BUNDLE_KEYRING) return undefined;
+  if (!name.startsWith(BUNDLE_MIRROR_ROOT)) return `outside ${BUNDLE_MIRROR_ROOT}`;
+  const problem = mirrorPathProblem(name.slice(BUNDLE_MIRROR_ROOT.length));
+  return problem && `not a mirror path: it ${problem}`;
+}
+
+const SIGNED_INDEX = 'streams/v1/index.sjson';
+const UNSIGNED_INDEX = 'streams/v1/index.json';
+
+/**
+ * Checks that the metadata in a bundle accounts for every file under its
+ * `mirror/` and that its manifest's counts are the truth: the index, the
+ * products files it lists, the items those list (the metadata's signatures
+ * are checked by the import's sync before anything is published, so this
+ * accounting rests on signed bytes), the unsigned `.json` twin of a signed
+ * file, and a re-signed publication's keyrings. BundleError naming `bundle`
+ * and the entry otherwise. `read` gives a mirror file's bytes.
+ */
+export async function checkBundleContents(
+  bundle: string,
+  manifest: BundleManifest,
+  sizes: ReadonlyMap<string, number>,
+  read: (path: string) => Promise<Uint8Array>,
+): Promise<void> {
+  const entryName = (path: string) => `${bundle}:${BUNDLE_MIRROR_ROOT}${path}`;
+  const text = async (path: string) => {
+    const body = new TextDecoder().decode(await read(path));
+    return isClearsigned(body) ? clearsignedBody(entryName(path), body) : body;
+  };
+  const indexPath = sizes.has(SIGNED_INDEX) ? SIGNED_INDEX : UNSIGNED_INDEX;
+  if (!sizes.has(indexPath)) throw new BundleError(bundle, `${BUNDLE_MIRROR_ROOT}${SIGNED_INDEX}: missing: a bundle holds its publication's index`);
+  const metadata = new Set([indexPath]);
+  const items = new Set<string>();
+  for (const entry of Object.values(parseIndex(entryName(indexPath), await text(indexPath)).index)) {
+    metadata.add(entry.path);
+    if (!sizes.has(entry.path)) throw new BundleError(bundle, `${BUNDLE_MIRROR_ROOT}${entry.path}: listed by its index, missing from the bundle`);
+    const products = parseProducts(entryName(entry.path), await text(entry.path));
+    for (const item of flattenItems(entryName(entry.path), products)) items.add(item.path);
+  }
+  for (const path of [...metadata]) if (path.endsWith('.sjson')) metadata.add(`${path.slice(0, -'.sjson'.length)}.json`);
+  metadata.add(PUBLISHED_KEYRING).add(PUBLISHED_KEYRING_ARMORED);
+  const counted = { metadataFiles: 0, items: 0, itemBytes: 0 };
+  for (const [path, size] of sizes) {
+    if (metadata.has(path)) counted.metadataFiles++;
+    else if (items.has(path)) {
+      counted.items++;
+      counted.itemBytes += size;
+    } else throw new BundleError(bundle, `${BUNDLE_MIRROR_ROOT}${path}: not listed by the bundle's metadata`);
+  }
+  for (const field of ['metadataFiles', 'items', 'itemBytes'] as const) {
+    if (counted[field] !== manifest[field]) {
+      throw new BundleError(bundle, `${BUNDLE_MANIFEST}: $.${field} is ${manifest[field]}, the bundle holds ${counted[field]}`);
+    }
+  }
 }
 
 async function metadataSources(objects: ObjectStore, publication: Publication): Promise<TarSource[]> {

@@ -14,7 +14,7 @@
  * them to MAAS directly instead.
  */
 import { ConfigError, MetadataError, UnsupportedImageError } from './errors.ts';
-import { objectKeyProblem } from './paths.ts';
+import { mirrorPathProblem } from './paths.ts';
 import type { ProductEntry, ProductsDocument, VersionEntry } from './simplestreams.ts';
 
 /** Object-store prefix of the upload records: one JSON object per uploaded version, written create-only. */
@@ -323,7 +323,7 @@ export function parseUploadRecord(key: string, text: string): UploadRecord {
   const items = record.items.map((value, i) => {
     const item = object(value, `$.items[${i}]`);
     const path = string(item.path, `$.items[${i}].path`);
-    const problem = objectKeyProblem(path);
+    const problem = mirrorPathProblem(path);
     if (problem !== undefined || !path.startsWith(CUSTOM_ITEMS_PREFIX)) {
       throw new MetadataError(key, `$.items[${i}].path`, `${JSON.stringify(path)} is not a path under ${CUSTOM_ITEMS_PREFIX}${problem ? ` (${problem})` : ''}`);
     }

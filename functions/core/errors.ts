@@ -49,15 +49,10 @@ export class IntegrityError extends SkystreamsError {
 }
 
 /** A path that could escape the mirror root or is otherwise unusable. */
-export class UnsafePathError extends SkystreamsError {
-  override readonly statusCode = 502;
-  readonly file: string;
-  readonly jsonPath: string;
+export class UnsafePathError extends MetadataError {
   readonly path: string;
   constructor(file: string, jsonPath: string, path: string, problem: string) {
-    super(`${file}: ${jsonPath}: unsafe path ${JSON.stringify(path)}: ${problem}`);
-    this.file = file;
-    this.jsonPath = jsonPath;
+    super(file, jsonPath, `unsafe path ${JSON.stringify(path)}: ${problem}`);
     this.path = path;
   }
 }
@@ -139,6 +134,17 @@ export class BundleError extends SkystreamsError {
 /** Bad configuration or command-line input. */
 export class ConfigError extends SkystreamsError {
   override readonly statusCode = 400;
+}
+
+/** A file to upload that is empty or not what its item must be (its leading bytes say otherwise). */
+export class FileFormatError extends ConfigError {
+  readonly file: string;
+  readonly item: string;
+  constructor(file: string, item: string, problem: string) {
+    super(`${file}: the ${item} file ${problem}`);
+    this.file = file;
+    this.item = item;
+  }
 }
 
 /**

@@ -11,6 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { InputTooLargeError, MetadataError, NotFoundError, RollbackError, SignatureError } from './errors.ts';
+import { defaultMetadataLimits, type MetadataLimits } from './metadata-limits.ts';
 import { assertSafePath } from './paths.ts';
 import { clearsignedBody, isClearsigned, verifyClearsignedBytes, type Keyring } from './pgp.ts';
 import {
@@ -29,29 +30,7 @@ import { keys, type FetchedFile, type ObjectStore, type Publication, type Upstre
 export const SIGNED_INDEX = `${INDEX_BASE}.sjson`;
 export const UNSIGNED_INDEX = `${INDEX_BASE}.json`;
 
-/** Bounds on what one run reads; exceeding one is an InputTooLargeError naming the file. */
-export interface MetadataLimits {
-  /** Bytes of the index, signed or not. @default 1 MiB */
-  readonly indexBytes: number;
-  /**
-   * Bytes of one products file or its `.json` twin: images.maas.io's largest
-   * is a few MiB; the bound keeps a forged file's signature check within 512 MB. @default 32 MiB
-   */
-  readonly productsBytes: number;
-  /** Bytes of all metadata files one run reads. @default 512 MiB */
-  readonly runBytes: number;
-  /** Nesting of objects and arrays in one JSON document (MAAS products nest 7 deep). @default 32 */
-  readonly jsonDepth: number;
-}
-
-const MiB = 1024 * 1024;
-
-export const defaultMetadataLimits: MetadataLimits = Object.freeze({
-  indexBytes: 1 * MiB,
-  productsBytes: 32 * MiB,
-  runBytes: 512 * MiB,
-  jsonDepth: 32,
-});
+export { defaultMetadataLimits, type MetadataLimits };
 
 /** What the freshness checks compare an upstream with: the current publication's own metadata. */
 export interface PublishedMetadata {

@@ -262,6 +262,12 @@ export type PublishingMode = 'verbatim' | 're-signed' | 'merged';
 export interface LockHolder {
   host: string;
   pid: number;
+  /**
+   * When the process started, in the host's own units (Linux: clock ticks
+   * after boot): another process given the same pid later has another.
+   * Absent for holders recorded by older runs or without /proc.
+   */
+  startTime?: number;
 }
 
 /**

@@ -9,7 +9,7 @@
  */
 import { ConfigError } from './errors.ts';
 import { parseFilter, type ItemFilter } from './filters.ts';
-import { defaultMetadataLimits, type MetadataLimits } from './metadata.ts';
+import { defaultMetadataLimits, type MetadataLimits } from './metadata-limits.ts';
 import type { Keyring } from './pgp.ts';
 import type { RangedCopySettings, SyncSettings } from './sync/types.ts';
 import { redactUrl } from './redact.ts';

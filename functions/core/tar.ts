@@ -77,6 +77,9 @@ export async function* writeTar(sources: AsyncIterable<TarSource> | Iterable<Tar
   yield END_OF_ARCHIVE;
 }
 
+/** Names of the tar entry types a bundle refuses, for the message. */
+const ENTRY_KINDS: Readonly<Record<string, string>> = { '1': 'a hard link', '2': 'a symbolic link', '3': 'a character device', '4': 'a block device', '5': 'a directory', '6': 'a FIFO', g: 'a global pax header', L: 'a GNU long name', K: 'a GNU long link name' };
+
 /** What a header block says: an entry, the end of the archive, or pax records for the next entry. */
 export type TarBlock =
   | { kind: 'end' }
@@ -92,10 +95,13 @@ export function parseTarBlock(block: Uint8Array, at: TarPosition): TarBlock {
   const size = octal(block, 124, 12, at, 'size');
   const type = String.fromCharCode(block[156] ?? 0);
   if (type === 'x') return { kind: 'pax', size };
-  if (type !== '0' && type !== '\0') throw malformed(at, `entry type ${JSON.stringify(type)}: a bundle holds regular files only`);
   const name = text(block, 0, USTAR_NAME_BYTES);
   const prefix = text(block, 345, 155);
-  return { kind: 'file', path: prefix ? `${prefix}/${name}` : name, size };
+  const path = prefix ? `${prefix}/${name}` : name;
+  if (type !== '0' && type !== '\0') {
+    throw malformed(at, `${JSON.stringify(path)}: entry type ${JSON.stringify(type)}${ENTRY_KINDS[type] ? ` (${ENTRY_KINDS[type]})` : ''}: a bundle holds regular files only`);
+  }
+  return { kind: 'file', path, size };
 }
 
 /** The `path` and `size` overrides of a pax extended header's records. */

@@ -25,7 +25,8 @@ import {
   type ValidatedUpload,
 } from './custom-images.ts';
 import { contentTypeOf } from './content-types.ts';
-import { ConfigError, ConflictError, InputTooLargeError, ObjectExistsError } from './errors.ts';
+import { ConfigError, ConflictError, FileFormatError, InputTooLargeError, ObjectExistsError } from './errors.ts';
+import { formatProblem, LEADING_BYTES } from './file-formats.ts';
 import { indexIfManifest, type ManifestIndexing } from './manifests.ts';
 import { keys, type ByteStream, type ManifestIndex, type ObjectIndex, type ObjectStore, type Publications, type StateStore } from './ports.ts';
 
@@ -40,6 +41,12 @@ export const uploadLimits = Object.freeze({
 /** Where one file's bytes come from, and what is known of them beforehand. */
 export interface UploadSource {
   open(): Promise<ByteStream>;
+  /**
+   * The file's first `maxBytes` bytes (all of them when it is shorter), for
+   * the format check; a store reads them with one ranged read.
+   * @default the start of what `open()` streams
+   */
+  leading?(maxBytes: number): Promise<Uint8Array>;
   /** Its length: the bytes that arrive must be exactly this many. */
   size: number;
   /** When the caller promises one: the bytes must have it, or nothing is published. */
@@ -97,6 +104,7 @@ export async function storeUpload(
 ): Promise<UploadRecord> {
   const { objects, catalog, now } = deps;
   await refuseClashWithMirrored(catalog, upload);
+  await refuseMisnamedFiles(upload, sources);
   const taken = new Set(
     (await listUploadRecords(objects)).filter((record) => record.product === upload.product).map((record) => record.version),
   );
@@ -144,6 +152,39 @@ export async function storeUpload(
     await catalog.setState(LATEST_UPLOAD_STATE, recordKey);
     return record;
   }
+}
+
+/**
+ * Refuses, before anything is stored, an empty file or one whose leading
+ * bytes are not what its item must be (FileFormatError naming the file and
+ * what it looks like instead): MAAS would only find out while deploying.
+ */
+export async function refuseMisnamedFiles(upload: ValidatedUpload, sources: ReadonlyMap<string, UploadSource>): Promise<void> {
+  for (const file of upload.files) {
+    const source = sources.get(file.item);
+    if (!source) throw new Error(`storeUpload: no source for the ${file.item} file of ${upload.product}`);
+    const leading = source.size === 0 ? new Uint8Array(0) : await leadingBytes(source, Math.min(source.size, LEADING_BYTES));
+    const problem = formatProblem(file.item, leading);
+    if (problem !== undefined) throw new FileFormatError(file.source, file.item, problem);
+  }
+}
+
+async function leadingBytes(source: UploadSource, maxBytes: number): Promise<Uint8Array> {
+  if (source.leading) return source.leading(maxBytes);
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  const iterator = (await source.open())[Symbol.asyncIterator]();
+  try {
+    while (length < maxBytes) {
+      const { done, value } = await iterator.next();
+      if (done) break;
+      chunks.push(value);
+      length += value.byteLength;
+    }
+  } finally {
+    await iterator.return?.();
+  }
+  return Buffer.concat(chunks).subarray(0, maxBytes);
 }
 
 /**

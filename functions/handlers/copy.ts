@@ -10,6 +10,7 @@ import type { CopyTask } from '../core/planner.ts';
 import { copyBudgetMs } from '../adapters/lambda/environment.ts';
 import { observed } from '../adapters/lambda/observability.ts';
 import { syncRuntime } from '../adapters/lambda/sync-runtime.ts';
+import { youngCollection } from '../runtime/young-collection.ts';
 
 interface CopyEvent {
   runId: string;
@@ -17,7 +18,10 @@ interface CopyEvent {
   previous?: { continuation?: RangedCopy };
 }
 
+// Copying is where item bodies stream through: free their chunks young (functions/runtime/young-collection.ts).
+const onBodyBytes = youngCollection();
+
 export const handler = observed(async ({ runId, task, previous }: CopyEvent, context: Context) => {
-  const { engine } = await syncRuntime();
+  const { engine } = await syncRuntime(process.env, { onBodyBytes });
   return engine.copyWithinBudget(runId, task, copyBudgetMs(context.getRemainingTimeInMillis()), previous?.continuation);
 });

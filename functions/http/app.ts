@@ -4,6 +4,7 @@
  * (behind API Gateway in a Lambda, and in tests), while node:http writes a
  * Reply straight to the socket (functions/local/server.ts).
  */
+import { mirrorPathProblem } from '../core/paths.ts';
 import { PUBLISHED_KEYRING, PUBLISHED_KEYRING_ARMORED } from '../core/published-files.ts';
 import { CHANNEL_NAME, CHANNELS_PATH_PREFIX, DEFAULT_CHANNEL, keys, type ByteRange, type Catalog, type ObjectInfo, type ObjectStore } from '../core/ports.ts';
 import { CurrentPublication, METADATA_CACHE, MetadataFiles, objectHeaders, type HeldFile } from './current-metadata.ts';
@@ -87,10 +88,10 @@ type FixedRoute = (request: AppRequest) => Promise<Reply>;
 
 export function createApp(deps: AppDeps): App {
   const log = deps.log ?? logToConsole;
-  const publishedItems = new PublishedItems(deps.catalog, deps.listingTtlMs ?? DEFAULT_LISTING_TTL_MS);
+  const now = deps.now ?? (() => new Date());
+  const publishedItems = new PublishedItems(deps.catalog, deps.listingTtlMs ?? DEFAULT_LISTING_TTL_MS, now);
   const channels = new ServedChannels(deps);
 
-  const now = deps.now ?? (() => new Date());
   const statusOptions = (at: Date): StatusOptions => ({
     now: at,
     staleAfterMs: deps.staleAfterMs ?? syncDefaults.staleAfterMs,
@@ -306,12 +307,19 @@ const PLAIN_PATH = /^(?:\/[\w:~-][\w.:~-]*)+$/;
 /**
  * `/a/b%3Ac` → `a/b:c` (product names contain `:`, which clients may or may
  * not escape); undefined for a path no mirror file can have: bad
- * percent-encoding, NUL, a backslash, or a `.`/`..` segment once decoded.
- * Empty segments are dropped, so `//x` is `x`.
+ * percent-encoding, or a decoded path that `mirrorPathProblem` (the rule
+ * sync applies to upstream paths) refuses. Empty segments are dropped, so
+ * `//x` is `x`.
  */
 export function mirrorPath(pathname: string): string | undefined {
-  // Most paths need no decoding and hold no dot segment: checked in one pass.
-  if (PLAIN_PATH.test(pathname)) return pathname.slice(1);
+  // Most paths need no decoding and hold no dot segment: only their lengths are left to check.
+  const path = PLAIN_PATH.test(pathname) ? pathname.slice(1) : decodedPath(pathname);
+  if (path === undefined) return undefined;
+  // The empty path is the site root (the status page), not a file.
+  return path === '' || mirrorPathProblem(path) === undefined ? path : undefined;
+}
+
+function decodedPath(pathname: string): string | undefined {
   const decoded: string[] = [];
   for (const segment of pathname.split('/')) {
     let text: string;
@@ -320,8 +328,6 @@ export function mirrorPath(pathname: string): string | undefined {
     } catch {
       return undefined;
     }
-    if (text.includes('\0') || text.includes('\\')) return undefined;
-    if (text.split('/').some((part) => part === '.' || part === '..')) return undefined;
     if (text !== '') decoded.push(text);
   }
   return decoded.join('/');

@@ -14,16 +14,15 @@ export class PublishedItems {
 
   private readonly catalog: Catalog;
   private readonly ttlMs: number;
-  constructor(
-    catalog: Catalog,
-    ttlMs: number,
-  ) {
+  private readonly now: () => Date;
+  constructor(catalog: Catalog, ttlMs: number, now: () => Date = () => new Date()) {
     this.catalog = catalog;
     this.ttlMs = ttlMs;
+    this.now = now;
   }
 
   async has(path: string): Promise<boolean> {
-    if (this.paths.has(path) && Date.now() - this.checkedAt < this.ttlMs) return true;
+    if (this.paths.has(path) && this.now().getTime() - this.checkedAt < this.ttlMs) return true;
     await this.refresh();
     return this.paths.has(path);
   }
@@ -47,6 +46,6 @@ export class PublishedItems {
       this.paths = paths;
       this.generations = generations;
     }
-    this.checkedAt = Date.now();
+    this.checkedAt = this.now().getTime();
   }
 }

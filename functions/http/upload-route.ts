@@ -9,7 +9,7 @@
  * one writes.
  */
 import { INCOMING_PREFIX, validateUpload, type UploadRequest } from '../core/custom-images.ts';
-import { ConfigError, IntegrityError } from '../core/errors.ts';
+import { ConfigError, FileFormatError, IntegrityError } from '../core/errors.ts';
 import { objectKeyProblem } from '../core/paths.ts';
 import type { Catalog, ObjectStore } from '../core/ports.ts';
 import { storeUpload, uploadLimits, type UploadSource } from '../core/uploads.ts';
@@ -78,7 +78,13 @@ export function createUploadRoute(deps: UploadRouteDeps): (request: Request) => 
         const found = await deps.objects.head(incoming.key);
         if (!found) throw new ConfigError(`${ROUTE_NAME}: ${incoming.key}: no such object in the bucket: copy the file there first (aws s3 cp FILE s3://BUCKET/${incoming.key})`);
         if (found.size !== incoming.size) throw new IntegrityError(incoming.key, `is ${found.size} bytes, the request says ${incoming.size}`);
-        sources.set(file.item, { size: incoming.size, sha256: incoming.sha256, open: async () => (await deps.objects.get(incoming.key)).body });
+        sources.set(file.item, {
+          size: incoming.size,
+          sha256: incoming.sha256,
+          open: async () => (await deps.objects.get(incoming.key)).body,
+          // Images are gigabytes: the format check reads only their first bytes.
+          leading: async (maxBytes) => collect((await deps.objects.get(incoming.key, { range: { start: 0, end: maxBytes - 1 } })).body),
+        });
       }
       const record = await storeUpload({ objects: deps.objects, catalog: deps.catalog, now }, upload, sources);
       // Verified and stored under the item keys: the incoming copies have served their purpose.
@@ -91,11 +97,17 @@ export function createUploadRoute(deps: UploadRouteDeps): (request: Request) => 
       };
       return toResponse(json(accepted, 202));
     } catch (error) {
-      // The client's bytes are not what it promised: its mistake to fix, not the mirror's failure.
-      if (error instanceof IntegrityError) return toResponse(json(errorBody(422, error.message), 422));
+      // The client's bytes are not what it promised (or not what their item must be): its mistake to fix, not the mirror's failure.
+      if (error instanceof IntegrityError || error instanceof FileFormatError) return toResponse(json(errorBody(422, error.message), 422));
       return toResponse(errorReply(error, (failure) => log({ ...failure, method: request.method, path })));
     }
   };
+}
+
+async function collect(body: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  for await (const chunk of body) chunks.push(chunk);
+  return Buffer.concat(chunks);
 }
 
 async function boundedText(request: Request): Promise<string> {

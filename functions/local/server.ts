@@ -5,8 +5,8 @@
  * streams piped with backpressure.
  */
 import cluster, { type Worker } from 'node:cluster';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
@@ -24,12 +24,16 @@ export interface ServerLimits {
   keepAliveTimeoutMs: number;
   /** A connection with no bytes moving either way for this long is closed (a stalled download too). */
   idleTimeoutMs: number;
-  /** Connections beyond this many are closed as they arrive. */
+  /**
+   * At most this many connections are open: one more sheds the connections
+   * idle longest (none mid-request or mid-response), so idle ones can never
+   * lock clients out; when every one is busy, the new one is closed.
+   */
   maxConnections: number;
 }
 
 export const DEFAULT_SERVER_LIMITS: Readonly<ServerLimits> = Object.freeze({
-  headersTimeoutMs: 20_000,
+  headersTimeoutMs: 10_000,
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5_000,
   idleTimeoutMs: 60_000,
@@ -74,7 +78,7 @@ export async function startServer(app: App, options: ServerOptions): Promise<Run
   );
   server.keepAliveTimeout = limits.keepAliveTimeoutMs;
   server.setTimeout(limits.idleTimeoutMs);
-  server.maxConnections = limits.maxConnections;
+  shedIdleConnections(server, limits.maxConnections);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, () => resolve());
@@ -89,6 +93,44 @@ export async function startServer(app: App, options: ServerOptions): Promise<Run
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * Keeps at most `maxConnections` open. Node's own `maxConnections` closes
+ * new connections while old ones sit idle, so a client holding idle sockets
+ * (or one sending its headers slowly) could lock everyone else out until
+ * the timeouts cut them. Instead, a new connection at capacity sheds the
+ * connections idle longest; one with a request in flight is never shed.
+ */
+function shedIdleConnections(server: Server, maxConnections: number): void {
+  // Requests in flight per open socket; iteration order is idle-longest first (a socket moves to the end as it goes idle).
+  const inFlight = new Map<Socket, number>();
+  server.on('connection', (socket: Socket) => {
+    for (const [held, requests] of inFlight) {
+      if (inFlight.size < maxConnections) break;
+      if (requests > 0) continue;
+      inFlight.delete(held);
+      held.destroy();
+    }
+    if (inFlight.size >= maxConnections) {
+      socket.destroy();
+      return;
+    }
+    inFlight.set(socket, 0);
+    socket.once('close', () => inFlight.delete(socket));
+  });
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const socket = req.socket;
+    const requests = inFlight.get(socket);
+    if (requests === undefined) return;
+    inFlight.set(socket, requests + 1);
+    res.once('close', () => {
+      const left = inFlight.get(socket);
+      if (left === undefined) return;
+      inFlight.delete(socket);
+      inFlight.set(socket, left - 1);
+    });
+  });
 }
 
 /** A worker that has not stopped this long after being asked to is killed. */

@@ -10,6 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConflictError, LeaseLostError, LockHeldError } from '../../functions/core/errors.ts';
 import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Lease, type PackageManifest, type Publication, type StoredObject, type SyncRun } from '../../functions/core/ports.ts';
 import { pointedAt, rolledBack } from '../../functions/core/channels.ts';
+import { MAX_MIRROR_PATH_BYTES, MAX_SEGMENT_BYTES, mirrorPathProblem } from '../../functions/core/paths.ts';
 import { syncDefaults } from '../../functions/core/settings.ts';
 
 export interface OpenedCatalog {
@@ -62,6 +63,20 @@ export function catalogContract(
         expect(afterRecord).toEqual(original);
         expect(afterUpsert).toEqual(replacement);
         expect(afterForget).toBeUndefined();
+      });
+
+      it('records an object at the longest mirror path (a sort key the longest DynamoDB allows)', async () => {
+        // Prepare
+        const path = ['a'.repeat(MAX_SEGMENT_BYTES), 'b'.repeat(MAX_SEGMENT_BYTES), 'c'.repeat(MAX_SEGMENT_BYTES), 'd'.repeat(MAX_MIRROR_PATH_BYTES - 3 * (MAX_SEGMENT_BYTES + 1))].join('/');
+        const stored = storedObject(path, 7);
+
+        // Act
+        await catalog.recordObject(stored);
+        const read = await catalog.getObject(path);
+
+        // Assess
+        expect(mirrorPathProblem(path)).toBeUndefined();
+        expect(read).toEqual(stored);
       });
 
       it('forgets an unknown object without complaint', async () => {
@@ -414,6 +429,23 @@ export function catalogContract(
     });
 
     describe('Port: RunLog', () => {
+      it('keeps the holder of a run with its start time, and one recorded without it as it was', async () => {
+        // Prepare
+        const base: SyncRun = { id: 'run-held', state: 'running', startedAt: '2024-01-02T00:00:00.000Z', itemsCopied: 0, bytesCopied: 0, itemsPresent: 0 };
+        const withStart: SyncRun = { ...base, holder: { host: 'host-a', pid: 4242, startTime: 987_654_321 } };
+        const older: SyncRun = { ...base, id: 'run-older', holder: { host: 'host-a', pid: 4243 } };
+
+        // Act
+        await catalog.putRun(withStart);
+        await catalog.putRun(older);
+
+        // Assess
+        expect(await catalog.getRun('run-held')).toEqual(withStart);
+        const read = await catalog.getRun('run-older');
+        expect(read).toEqual(older);
+        expect(Object.keys(read?.holder ?? {}).sort()).toEqual(['host', 'pid']);
+      });
+
       it('upserts a run by id', async () => {
         // Prepare
         const running: SyncRun = {

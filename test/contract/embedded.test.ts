@@ -381,6 +381,35 @@ describe('Class: SqliteCatalog (schema 2 files)', () => {
   });
 });
 
+describe('Class: SqliteCatalog (runs without holder start times)', () => {
+  it('adds the holder start time column on open, keeping the holders recorded without it', async () => {
+    // Prepare: a schema-3 catalog whose runs table predates the column.
+    const dir = await makeTempDir();
+    const file = join(dir, 'catalog.sqlite');
+    const before = new SqliteCatalog(file);
+    before.close();
+    const old = new Database(file);
+    old.exec(`
+      ALTER TABLE runs DROP COLUMN holder_start;
+      INSERT INTO runs (id, state, started_at, items_copied, bytes_copied, items_present, holder_host, holder_pid)
+        VALUES ('r-old', 'running', '2025-01-01T00:00:00.000Z', 0, 0, 0, 'host-a', 77);
+    `);
+    old.close();
+
+    // Act
+    const catalog = new SqliteCatalog(file);
+    const kept = await catalog.getRun('r-old');
+    await catalog.putRun({ ...kept!, id: 'r-new', holder: { host: 'host-a', pid: 78, startTime: 12_345 } });
+    const added = await catalog.getRun('r-new');
+    catalog.close();
+
+    // Assess
+    expect(kept?.holder).toEqual({ host: 'host-a', pid: 77 });
+    expect(added?.holder).toEqual({ host: 'host-a', pid: 78, startTime: 12_345 });
+    await rm(dir, { recursive: true, force: true });
+  });
+});
+
 describe('Function: openEmbeddedBackend', () => {
   it('refuses, creating nothing, to open a mirror that does not exist when asked for an existing one', async () => {
     // Prepare

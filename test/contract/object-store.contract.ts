@@ -9,7 +9,8 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { IntegrityError, NotFoundError, ObjectExistsError } from '../../functions/core/errors.ts';
-import type { ByteStream, ObjectInfo, ObjectStore } from '../../functions/core/ports.ts';
+import { MAX_MIRROR_PATH_BYTES, MAX_SEGMENT_BYTES, mirrorPathProblem } from '../../functions/core/paths.ts';
+import { keys, type ByteStream, type ObjectInfo, type ObjectStore } from '../../functions/core/ports.ts';
 
 export interface OpenedObjectStore {
   store: ObjectStore;
@@ -185,6 +186,25 @@ export function objectStoreContract(
         expect(got.range).toBeUndefined();
         expect(written.lastModified).toBeInstanceOf(Date);
         expect(Number.isNaN(written.lastModified.getTime())).toBe(false);
+      });
+
+      it('stores and reads back an item at the longest mirror path (its object key the longest S3 allows)', async () => {
+        // Prepare: segments of up to 255 bytes, the path MAX_MIRROR_PATH_BYTES long; the last one short (the S3 stand-in adds a suffix to it on disk).
+        const first = `${randomUUID()}-${'a'.repeat(MAX_SEGMENT_BYTES - 37)}`;
+        const leading = [first, 'b'.repeat(MAX_SEGMENT_BYTES), 'c'.repeat(MAX_SEGMENT_BYTES), 'd'.repeat(200)];
+        const path = [...leading, 'e'.repeat(MAX_MIRROR_PATH_BYTES - leading.join('/').length - 1)].join('/');
+        const key = keys.item(path);
+        const bytes = randomBytes(100);
+
+        // Act
+        await store.put(key, bytes);
+        const read = await collect((await store.get(key)).body);
+        await store.delete(key);
+
+        // Assess
+        expect(mirrorPathProblem(path)).toBeUndefined();
+        expect(Buffer.byteLength(key)).toBe(1024);
+        expect(Buffer.compare(read, bytes)).toBe(0);
       });
 
       it('gives a quoted etag that stays put until the object changes', async () => {

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BundleUpstream } from '../../functions/adapters/fs/bundle-file.ts';
 import { BUNDLE_MANIFEST, BUNDLE_MIRROR_ROOT } from '../../functions/core/bundle.ts';
 import { BundleError, InputTooLargeError, NotFoundError } from '../../functions/core/errors.ts';
-import { parseTarBlock, parsePaxRecords, tarHeader, TAR_BLOCK, writeTar } from '../../functions/core/tar.ts';
+import { parseTarBlock, parsePaxRecords, tarHeader, tarPadding, TAR_BLOCK, writeTar } from '../../functions/core/tar.ts';
 import { cli as runCli, startServing } from '../support/cli.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { replaceFiles, selectedPaths, withNewVersion } from '../support/mirror.ts';
@@ -25,6 +25,56 @@ async function collect(stream: AsyncIterable<Uint8Array>): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   for await (const chunk of stream) chunks.push(chunk);
   return Buffer.concat(chunks);
+}
+
+interface TarFile {
+  path: string;
+  bytes: Uint8Array;
+}
+
+/** The regular files of a tar archive, in order, pax paths and sizes applied. */
+async function tarFiles(archive: string): Promise<TarFile[]> {
+  const bytes = new Uint8Array(await readFile(archive));
+  const files: TarFile[] = [];
+  let pending: { path?: string; size?: number } = {};
+  for (let offset = 0; offset < bytes.byteLength; ) {
+    const at = { archive, offset };
+    const header = parseTarBlock(bytes.subarray(offset, offset + TAR_BLOCK), at);
+    if (header.kind === 'end') break;
+    const data = offset + TAR_BLOCK;
+    if (header.kind === 'pax') {
+      pending = parsePaxRecords(bytes.subarray(data, data + header.size), at);
+    } else {
+      const size = pending.size ?? header.size;
+      files.push({ path: pending.path ?? header.path, bytes: bytes.slice(data, data + size) });
+      pending = {};
+    }
+    const size = header.kind === 'pax' ? header.size : (files.at(-1)!.bytes.byteLength);
+    offset = data + size + tarPadding(size);
+  }
+  return files;
+}
+
+/** `files` as a tar archive, with raw `extra` header blocks after the first file. */
+function tarArchive(files: TarFile[], ...extra: Uint8Array[]): Uint8Array {
+  const parts = files.flatMap((file, index) => [
+    tarHeader({ path: file.path, size: file.bytes.byteLength }),
+    file.bytes,
+    new Uint8Array(tarPadding(file.bytes.byteLength)),
+    ...(index === 0 ? extra : []),
+  ]);
+  return Buffer.concat([...parts, new Uint8Array(2 * TAR_BLOCK)]);
+}
+
+/** A ustar header block for a link of `type` ('1' hard, '2' symbolic) to `target`. */
+function linkEntry(path: string, type: '1' | '2', target: string): Uint8Array {
+  const block = tarHeader({ path, size: 0 }).slice(0, TAR_BLOCK);
+  block[156] = type.charCodeAt(0);
+  block.set(new TextEncoder().encode(target), 157);
+  block.fill(0x20, 148, 156);
+  const sum = block.reduce((total, byte) => total + byte, 0);
+  block.set(new TextEncoder().encode(`${sum.toString(8).padStart(6, '0')}\0 `), 148);
+  return block;
 }
 
 async function* chunks(...parts: Uint8Array[]): AsyncGenerator<Uint8Array> {
@@ -207,6 +257,54 @@ describe('CLI: skystreams export / import (air-gap bundles)', () => {
     expect(imported.stderr).toContain(`${older.bundle}: holds an older publication than the one served`);
     const status = JSON.parse((await cli('status', '--data-dir', offline, '--json')).stdout);
     expect(status.publication).toMatchObject({ generation: 1, upstreamUpdated: SECOND });
+  });
+
+  describe('hostile bundles', () => {
+    let genuine: TarFile[];
+    let indexed = '';
+
+    beforeAll(async () => {
+      replaceFiles(live, firstTree);
+      genuine = await tarFiles((await exportedBundle('genuine')).bundle);
+      indexed = genuine.find((file) => file.path.endsWith('.sjson') && !file.path.endsWith('index.sjson'))!.path.slice(BUNDLE_MIRROR_ROOT.length);
+    });
+
+    /** The genuine bundle's files, with `change` applied to its manifest. */
+    const withManifest = (files: TarFile[], change: (manifest: Record<string, number>) => void): TarFile[] =>
+      files.map((file) => {
+        if (file.path !== BUNDLE_MANIFEST) return file;
+        const manifest = JSON.parse(new TextDecoder().decode(file.bytes));
+        change(manifest);
+        return { path: file.path, bytes: new TextEncoder().encode(JSON.stringify(manifest)) };
+      });
+    const plus = (files: TarFile[], ...extra: TarFile[]) => [files[0]!, ...extra, ...files.slice(1)];
+    const bumped = (files: TarFile[]) => withManifest(files, (manifest) => (manifest.items = (manifest.items ?? 0) + 1));
+    const payload = new TextEncoder().encode('not from upstream');
+
+    it.each<[string, () => Uint8Array, string | (() => string)]>([
+      ['a path escaping mirror/ with ..', () => tarArchive(bumped(plus(genuine, { path: `${BUNDLE_MIRROR_ROOT}../../x`, bytes: payload }))), 'mirror/../../x: not a mirror path'],
+      ['an absolute path', () => tarArchive(plus(genuine, { path: '/etc/cron.d/x', bytes: payload })), '/etc/cron.d/x: outside mirror/'],
+      ['a symbolic link', () => tarArchive(genuine, linkEntry(`${BUNDLE_MIRROR_ROOT}noble/link`, '2', '/etc/shadow')), '"mirror/noble/link": entry type "2" (a symbolic link)'],
+      ['a hard link', () => tarArchive(genuine, linkEntry(`${BUNDLE_MIRROR_ROOT}noble/hard`, '1', 'skystreams-bundle.json')), '"mirror/noble/hard": entry type "1" (a hard link)'],
+      ['an extra file its metadata does not list, counts bumped', () => tarArchive(bumped(plus(genuine, { path: `${BUNDLE_MIRROR_ROOT}noble/extra`, bytes: payload }))), 'mirror/noble/extra: not listed by the bundle\'s metadata'],
+      ['a products file its index lists, missing', () => tarArchive(withManifest(genuine.filter((file) => file.path !== BUNDLE_MIRROR_ROOT + indexed), (manifest) => (manifest.metadataFiles = (manifest.metadataFiles ?? 0) - 1))), () => `${indexed}: listed by its index, missing from the bundle`],
+      ['a count that lies', () => tarArchive(bumped(genuine)), `${BUNDLE_MANIFEST}: $.items is`],
+    ])('R-hostile-bundle: refuses %s, naming the bundle and the entry, and publishes nothing', async (_name, build, message) => {
+      // Prepare
+      const bundle = join(work, `hostile-${_name.replace(/\W+/g, '-')}.tar`);
+      await writeFile(bundle, build());
+      const offline = join(work, `offline-hostile-${_name.replace(/\W+/g, '-')}`);
+
+      // Act
+      const imported = await cli('import', bundle, '--data-dir', offline, '--keyring', keyring);
+
+      // Assess
+      expect(imported.code).toBe(1);
+      expect(imported.stderr).toContain(`${bundle}: `);
+      expect(imported.stderr).toContain(typeof message === 'string' ? message : message());
+      expect(existsSync(join(offline, 'catalog.sqlite'))).toBe(false);
+      expect(existsSync(join(offline, 'objects'))).toBe(false);
+    });
   });
 
   it('refuses a file that is not a bundle, naming it', async () => {

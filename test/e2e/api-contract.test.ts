@@ -6,6 +6,7 @@ import { OPENAPI_DOCUMENT } from '../../functions/http/openapi.ts';
 import { errorBody } from '../../functions/http/reply.ts';
 import { startDemoMirror, type DemoMirror } from '../support/demo-mirror.ts';
 import { validate } from '../support/json-schema.ts';
+import { rootTgz } from '../support/image-files.ts';
 
 type Schema = Record<string, unknown>;
 interface Operation {
@@ -119,7 +120,7 @@ describe('API contract (OpenAPI 3.1 at /api/v1/openapi.json)', () => {
   it('answers POST /api/v1/uploads as documented: 202, 422 for a wrong sha256, 400 for a dd image or an extra field, 409 when not re-signed, 405 for GET', async () => {
     // Prepare: the files an operator copied to incoming/, on the demo mirror's stores.
     const { objects, catalog } = mirror.backend;
-    const tgz = new TextEncoder().encode('a root tarball');
+    const tgz = rootTgz();
     const manifest = new TextEncoder().encode('bash\t5.1\n');
     const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
     await objects.put('incoming/contract/image.tgz', tgz);

@@ -55,7 +55,7 @@ describe('CLI on the cloud backend: init, sync, serve, verify against S3 + Dynam
     const status = await cli(['status', '--bucket', name, '--table', name, '--json'], viaEnv);
 
     expect(status.code).toBe(0);
-    expect(JSON.parse(status.stdout)).toEqual({ publication: null, channels: [], runs: [], conflicts: [] });
+    expect(JSON.parse(status.stdout)).toEqual({ publication: null, mode: null, channels: [], runs: [], conflicts: [] });
   });
 
   it('refuses half a cloud backend with a clear message', async () => {

@@ -18,6 +18,7 @@ import { replaceFiles } from '../support/mirror.ts';
 import { gpgvProblems, readResignedMirror } from '../support/resigned-mirror.ts';
 import { generateSigningKey, synthesizeTree } from '../support/signed-upstream.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
+import { rootTgz } from '../support/image-files.ts';
 
 const cli = (...args: string[]) => runCli(args);
 
@@ -165,7 +166,7 @@ describe('CLI: sync --config merges several sources into one re-signed stream', 
       ]);
 
       // The site's own packer-built image joins the merged stream.
-      await writeFile(join(work, 'image.tgz'), Buffer.alloc(40_000, 7));
+      await writeFile(join(work, 'image.tgz'), rootTgz(40_000));
       await writeFile(join(work, 'image.manifest'), 'site-agent\t1.2.3\n');
       const upload = await cli(
         'upload', '--config', siteFirst, '--data-dir', dataDir,

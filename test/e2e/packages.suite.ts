@@ -10,7 +10,7 @@ import { packagesNamed, type ImageDiff, type PackageReport } from '../../functio
 import { IntegrityError, UnavailableError } from '../../functions/core/errors.ts';
 import { keys, type ByteRange, type ByteStream, type Catalog, type ObjectBody, type ObjectInfo, type ObjectStore, type PutOptions } from '../../functions/core/ports.ts';
 import { createApp, type App } from '../../functions/http/app.ts';
-import { demoItemContent, demoProducts } from '../../functions/local/demo-data.ts';
+import { demoItemContent, demoProducts } from '../support/demo-mirror.ts';
 import { formatUpdated, type FlatItem } from '../../functions/core/simplestreams.ts';
 import type { BackendFactory, OpenedBackend } from '../support/backends.ts';
 import { cli } from '../support/cli.ts';
@@ -34,7 +34,7 @@ const image = (product: string, subarch: string, version: string) => ({
   label: 'stable',
 });
 
-/** What the demo's two root images differ by (functions/local/demo-data.ts), as diff must report it. */
+/** What the demo's two root images differ by (functions/demo/demo-data.ts), as diff must report it. */
 const DEMO_DIFF = {
   added: [
     { package: 'needrestart', version: '3.6-7ubuntu4.1' },

@@ -6,8 +6,8 @@ import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import type { SyncEvent } from '../../functions/core/engine.ts';
 import type { Backend } from '../../functions/core/ports.ts';
 import { createApp } from '../../functions/http/app.ts';
-import { demoProducts } from '../../functions/local/demo-data.ts';
-import { generateSigningKey, synthesizeTree } from '../../functions/local/synthetic-upstream.ts';
+import { demoProducts } from '../support/demo-mirror.ts';
+import { generateSigningKey, synthesizeTree } from '../support/signed-upstream.ts';
 import { syncMirror } from '../support/mirror.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 

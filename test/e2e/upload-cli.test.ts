@@ -12,17 +12,21 @@ import { initCloudResources } from '../../functions/adapters/cloud.ts';
 import { SIGNING_KEYS_FORMAT } from '../../functions/core/signing-keys.ts';
 import { useStandins } from '../support/global-standins.ts';
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CUSTOM_CONTENT_IDS } from '../../functions/core/custom-images.ts';
 import { cli as runCli, startServing } from '../support/cli.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
+import { bzImageKernel, newcInitrd, rootImageGz, rootTgz, squashfsImage } from '../support/image-files.ts';
 import { maasProductModel } from '../support/maas-models.ts';
 import { selectedPaths, useSignedFixtureUpstream } from '../support/mirror.ts';
 import { gpgvProblems, readResignedMirror } from '../support/resigned-mirror.ts';
 
 const cli = (...args: string[]) => runCli(args);
+const execFileAsync = promisify(execFile);
 const standins = useStandins();
 const MULTI_PRODUCT = 'com.skystreams.custom:v3:custom:noble-site:amd64:generic';
 const SINGLE_PRODUCT = 'com.skystreams.custom:v3:centos:mycentos9:amd64:generic';
@@ -35,11 +39,12 @@ async function imageFiles(dir: string): Promise<Record<string, string>> {
     files[name] = join(dir, name);
     await writeFile(files[name], bytes);
   };
-  await write('vmlinuz', randomBytes(4096));
-  await write('initrd', randomBytes(8192));
-  await write('root.squashfs', randomBytes(64 * 1024));
+  await write('vmlinuz', bzImageKernel(4096));
+  await write('initrd', newcInitrd(8192));
+  await write('root.squashfs', squashfsImage(64 * 1024));
+  await write('root.image.gz', rootImageGz(64 * 1024));
   await write('root.manifest', 'site-agent\t1.2.3\nopenssl\t3.0.13-0ubuntu3\n');
-  await write('image.tgz', randomBytes(32 * 1024));
+  await write('image.tgz', rootTgz(32 * 1024));
   await write('image.manifest', 'site-agent\t1.2.4\nbash\t5.1.8-6.el9\n');
   await write('esxi.dd.gz', randomBytes(1024));
   return files;
@@ -171,7 +176,7 @@ describe('CLI: upload', () => {
         'upload', ...syncFlags,
         '--os', 'custom', '--release', 'noble-site', '--arch', 'arm64', '--subarch', 'generic', '--title', 'Ubuntu 24.04 (site, arm64)',
         '--file', `boot-kernel=${files['vmlinuz']}`, '--file', `boot-initrd=${files['initrd']}`,
-        '--file', `root-image.gz=${files['root.squashfs']}`, '--file', `manifest=${files['root.manifest']}`,
+        '--file', `root-image.gz=${files['root.image.gz']}`, '--file', `manifest=${files['root.manifest']}`,
       ],
       env,
     );
@@ -226,5 +231,51 @@ describe('CLI: upload', () => {
     expect(existsSync(join(dataDir, 'objects', 'items', 'custom'))).toBe(false);
     const status = JSON.parse((await cli('status', '--json', '--data-dir', dataDir)).stdout);
     expect(status.publication.generation).toBe(1);
+  });
+  it('R-upload-hostile-files: refuses a link to a secret, the data dir\'s own files, a device, a FIFO, a directory, an empty file and text posing as a root-tgz, storing nothing', async () => {
+    // Prepare: a re-signed mirror (its signing keys in the data dir) and the hostile files beside real ones.
+    const { work, keyring, upstream } = fixture();
+    const dataDir = join(work, 'hostile-files');
+    const syncFlags = ['--data-dir', dataDir, '--source', upstream.baseUrl, '--keyring', keyring, '--filter', 'arch=amd64', '--max', '1', '--resign'];
+    expect((await cli('sync', ...syncFlags)).code).toBe(0);
+    const signingKeys = join(dataDir, 'signing-keys.json');
+    expect(existsSync(signingKeys)).toBe(true);
+    const files = await imageFiles(join(work, 'images-hostile'));
+    const dir = join(work, 'hostile');
+    await mkdir(dir, { recursive: true });
+    const secret = existsSync('/etc/shadow') ? '/etc/shadow' : '/etc/passwd';
+    const at = (name: string) => join(dir, name);
+    await symlink(secret, at('secret-link'));
+    await symlink(signingKeys, at('keys-link'));
+    await symlink(files['image.tgz']!, at('packer-link'));
+    await writeFile(at('empty.tgz'), '');
+    await writeFile(at('hello.tgz'), 'hello');
+    await execFileAsync('mkfifo', [at('fifo')]);
+    const image = ['--os', 'centos', '--release', 'hostile9', '--arch', 'amd64', '--subarch', 'generic', '--title', 'Hostile 9', '--no-sync'];
+    const cases: [string, string][] = [
+      [at('secret-link'), `${at('secret-link')}: the root-tgz file looks like ASCII text, not a gzip-compressed tar`],
+      [at('keys-link'), `--file root-tgz=${at('keys-link')}: lies in the mirror's data dir (${signingKeys})`],
+      [join(dataDir, 'catalog.sqlite'), `--file root-tgz=${join(dataDir, 'catalog.sqlite')}: lies in the mirror's data dir`],
+      ['/dev/null', '--file root-tgz=/dev/null: not a regular file (a device)'],
+      [at('fifo'), `--file root-tgz=${at('fifo')}: not a regular file (a FIFO`],
+      [dir, `--file root-tgz=${dir}: not a regular file (a directory`],
+      [at('empty.tgz'), `--file root-tgz=${at('empty.tgz')}: is empty`],
+      [at('hello.tgz'), `${at('hello.tgz')}: the root-tgz file looks like ASCII text, not a gzip-compressed tar`],
+    ];
+
+    // Act
+    const refused: Awaited<ReturnType<typeof cli>>[] = [];
+    for (const [path] of cases) refused.push(await cli('upload', ...syncFlags, ...image, '--file', `root-tgz=${path}`, '--file', `manifest=${files['image.manifest']}`));
+    const uploadsBefore = existsSync(join(dataDir, 'objects', 'uploads'));
+    const itemsBefore = existsSync(join(dataDir, 'objects', 'items', 'custom'));
+    const packer = await cli('upload', ...syncFlags, ...image, '--file', `root-tgz=${at('packer-link')}`, '--file', `manifest=${files['image.manifest']}`);
+
+    // Assess: each refused with usage's exit code and its reason; nothing stored until the packer link, which is taken.
+    expect(refused.map((result) => result.code)).toEqual(cases.map(() => 2));
+    for (const [index, [, message]] of cases.entries()) expect(refused[index]!.stderr, cases[index]![0]).toContain(message);
+    expect(uploadsBefore).toBe(false);
+    expect(itemsBefore).toBe(false);
+    expect(packer.code).toBe(0);
+    expect(packer.stdout).toMatch(/stored com\.skystreams\.custom:v3:centos:hostile9:amd64:generic version \d{8}: 2 files/);
   });
 });

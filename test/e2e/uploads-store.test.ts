@@ -6,7 +6,8 @@
  * image arrived does not prune it, and the next one publishes it (re-signed
  * mode only).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,17 +16,19 @@ import { SigningKeyFile } from '../../functions/adapters/fs/signing-key-file.ts'
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
 import { uploadRecordKey, UPLOADS_PREFIX, validateUpload, type UploadRequest } from '../../functions/core/custom-images.ts';
 import { requestRepublish, SyncEngine, type SyncSettings } from '../../functions/core/engine.ts';
-import { ConfigError, ConflictError, IntegrityError } from '../../functions/core/errors.ts';
+import { ConfigError, ConflictError, FileFormatError, IntegrityError } from '../../functions/core/errors.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend, type ByteStream } from '../../functions/core/ports.ts';
 import { defaultEngineSettings } from '../../functions/core/settings.ts';
 import { listUploadRecords, removeUpload, storeUpload, type UploadSource } from '../../functions/core/uploads.ts';
+import { createUploadRoute, UPLOADS_ROUTE } from '../../functions/http/upload-route.ts';
 import { cloudBackend, embeddedBackend, type OpenedBackend } from '../support/backends.ts';
 import { buildFixtureUpstream } from '../support/fixtures.ts';
 import { useStandins } from '../support/global-standins.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
+import { rootTgz } from '../support/image-files.ts';
 
 const standins = useStandins();
 const NOW = new Date('2026-12-02T01:00:00Z');
@@ -104,7 +107,7 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
 
   it('refuses bytes whose sha256 is not the promised one, naming the file, and stores nothing', async () => {
     const { backend } = opened;
-    const tgz = randomBytes(10_000);
+    const tgz = rootTgz(10_000);
     const manifest = new TextEncoder().encode('bash\t5.1\n');
     const sources = new Map([
       ['manifest', sourceOf(manifest, sha256(manifest))],
@@ -134,7 +137,7 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
     const planned = await running.plan('run-before-upload');
     expect(planned.outcome).toBe('planned');
 
-    const tgz = randomBytes(20_000);
+    const tgz = rootTgz(20_000);
     const manifest = new TextEncoder().encode('site-agent\t1.2.3\nbash\t5.1.8\n');
     const record = await storeUpload({ objects: backend.objects, catalog, now: () => NOW }, upload, new Map([
       ['root-tgz', sourceOf(tgz, sha256(tgz))],
@@ -179,10 +182,47 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
     expect(await (await engine(true, keyFile)).check()).toEqual({ changed: false });
   });
 
+  it.each<[string, Uint8Array, string]>([
+    ['text', new TextEncoder().encode('hello'), 'image.tgz: the root-tgz file looks like ASCII text, not a gzip-compressed tar'],
+    ['an empty file', new Uint8Array(0), 'image.tgz: the root-tgz file is empty'],
+    ['gzip without a tar inside', gzipSync(new TextEncoder().encode('hello')), 'image.tgz: the root-tgz file looks like gzip-compressed data, not a gzip-compressed tar'],
+  ])('R-upload-format: refuses a root-tgz that is %s, from a local source and from incoming/ (ranged read), storing nothing', async (_case, bytes, message) => {
+    // Prepare
+    const { backend } = opened;
+    const manifest = new TextEncoder().encode('bash\t5.1\n');
+    await backend.objects.put('incoming/format/image.tgz', bytes);
+    await backend.objects.put('incoming/format/image.manifest', manifest);
+    const before = await keysUnder(backend, '');
+    const route = createUploadRoute({ objects: backend.objects, catalog: backend.catalog, resign: true, now: () => NOW });
+    const body = {
+      os: 'centos', release: 'format9', arch: 'amd64', subarch: 'generic', title: 'Format 9',
+      files: [
+        { ftype: 'root-tgz', key: 'incoming/format/image.tgz', sha256: sha256(bytes), size: bytes.byteLength },
+        { ftype: 'manifest', key: 'incoming/format/image.manifest', sha256: sha256(manifest), size: manifest.byteLength },
+      ],
+    };
+
+    // Act
+    const local = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => NOW }, upload, new Map([
+      ['root-tgz', sourceOf(bytes)],
+      ['manifest', sourceOf(manifest)],
+    ])).catch((e: unknown) => e);
+    const response = await route(new Request(`https://api.example${UPLOADS_ROUTE}`, { method: 'POST', body: JSON.stringify(body) }));
+
+    // Assess
+    expect(local).toBeInstanceOf(FileFormatError);
+    expect((local as Error).message).toBe(message);
+    expect(response.status).toBe(422);
+    expect(((await response.json()) as { error: { message: string } }).error.message).toBe(`incoming/format/${message}`);
+    expect(await keysUnder(backend, '')).toEqual(before);
+    await backend.objects.delete('incoming/format/image.tgz');
+    await backend.objects.delete('incoming/format/image.manifest');
+  });
+
   it('refuses an image named like a mirrored one (MAAS would see two), storing nothing', async () => {
     const { backend } = opened;
     const clash = validateUpload({ ...request, os: 'ubuntu', release: 'noble', subarch: 'ga-24.04' }, 'test');
-    const tgz = randomBytes(1_000);
+    const tgz = rootTgz(1_000);
     const manifest = new TextEncoder().encode('bash\t5.1\n');
     const before = await keysUnder(backend, '');
     const error = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => NOW }, clash, new Map([
@@ -200,7 +240,7 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
     const [manifestFile] = upload.files;
     const strayKey = keys.item(`custom/centos/mycentos9/amd64/generic/20261202.01/${manifestFile!.fileName}`);
     await backend.objects.put(strayKey, new TextEncoder().encode('left by a crashed upload'));
-    const tgz = randomBytes(3_000);
+    const tgz = rootTgz(3_000);
     const manifest = new TextEncoder().encode('bash\t5.2\n');
     const record = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => NOW }, upload, new Map([
       ['root-tgz', sourceOf(tgz)],
@@ -224,7 +264,7 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
     const removable = validateUpload({ ...request, release: 'removeme9' }, 'test');
     const manifest = new TextEncoder().encode('bash\t5.3\n');
     const record = await storeUpload({ objects, catalog, now: () => NOW }, removable, new Map([
-      ['root-tgz', sourceOf(randomBytes(5_000))],
+      ['root-tgz', sourceOf(rootTgz(5_000))],
       ['manifest', sourceOf(manifest)],
     ]));
     const published = await (await engine(true, keyFile)).run();

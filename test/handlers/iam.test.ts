@@ -15,36 +15,32 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { runSimulation } from '@cloud-copilot/iam-simulate';
-import { CreateSecretCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import type { InitializeMiddleware, MiddlewareStack } from '@smithy/types';
-import type { Context } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { addClientMiddleware, initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
+import { openCloudBackend, type ClientHook } from '../../functions/adapters/cloud.ts';
 import { DeleteCommand } from '@aws-sdk/lib-dynamodb';
 import { dynamoClients } from '../../functions/adapters/dynamodb/dynamodb-client.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import type { PlanOutcome } from '../../functions/core/engine.ts';
 import { NotFoundError } from '../../functions/core/errors.ts';
 import { syncDefaults } from '../../functions/core/settings.ts';
-import { SIGNING_KEYS_FORMAT } from '../../functions/core/signing-keys.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
-import { demoProducts } from '../../functions/local/demo-data.ts';
+import { demoProducts } from '../support/demo-mirror.ts';
 import { withNewVersion } from '../support/mirror.ts';
 import { generateSigningKey, synthesizeTree, syntheticContent, type SigningKey } from '../support/signed-upstream.ts';
-import { startStandins, type Standins } from '../support/standins.ts';
+import { useStandins } from '../support/global-standins.ts';
+import { createSigningSecret, loadHandlers, setHandlerEnvironment, type Handler, type HandlerEnvironment } from '../support/handler-environment.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { logicalIdOf, synthMirror, type SynthesizedMirror } from '../infra/synth.ts';
 import { apiGatewayEvent, lambdaContext, startStepFunctionsStandin, type StepFunctionsStandin } from '../support/lambda-invocation.ts';
+import { rootTgz } from '../support/image-files.ts';
 
 const ACCOUNT = '123456789012';
 const REGION = 'us-east-1';
 const BUCKET = 'skystreams-iam';
-const TABLE = 'skystreams-iam';
+const TABLE = BUCKET;
 const BUCKET_ARN = `arn:aws:s3:::${BUCKET}`;
 const TABLE_ARN = `arn:aws:dynamodb:${REGION}:${ACCOUNT}:table/${TABLE}`;
 const STATE_MACHINE_ARN = `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:SkystreamsSync`;
@@ -55,7 +51,6 @@ const MiB = 2 ** 20;
 
 const FUNCTIONS = ['check', 'plan', 'copy', 'publish', 'prune', 'fail', 'api', 'upload'] as const;
 type FunctionName = (typeof FUNCTIONS)[number];
-type Handler = (event: unknown, context: Context) => Promise<any>;
 
 /** One request as IAM authorizes it. */
 interface IamRequest {
@@ -80,53 +75,43 @@ let handlers: Record<FunctionName, Handler>;
 let policies: Record<FunctionName, PolicyDocument[]>;
 let roleArns: Record<FunctionName, string>;
 let mirror: SynthesizedMirror;
-let standins: Standins;
+const standinEndpoints = useStandins();
 let upstream: ServedTree;
 let upstreamFiles: Map<string, Uint8Array>;
 let upstreamKey: SigningKey;
 let stepFunctions: StepFunctionsStandin;
 let backend: Backend;
-let workDir: string;
-const savedEnv = { ...process.env };
+let environment: HandlerEnvironment | undefined;
 
 beforeAll(async () => {
   // Only the template's policies are read: no bundling.
   mirror = await synthMirror({ resign: true, maasKeyringPath: null }, { account: ACCOUNT, region: REGION }, { bundle: false });
   ({ policies, roleArns } = rolePolicies(mirror));
 
-  standins = await startStandins();
-  await initCloudResources({ bucket: BUCKET, table: TABLE, s3Endpoint: standins.s3Endpoint, dynamodbEndpoint: standins.dynamodbEndpoint });
+  const standins = standinEndpoints();
   upstreamKey = await generateSigningKey('skystreams iam test');
   upstreamFiles = await synthesizeTree(demoProducts(), { key: upstreamKey });
   upstream = await serveTree(upstreamFiles);
   stepFunctions = await startStepFunctionsStandin();
-  workDir = mkdtempSync(join(tmpdir(), 'skystreams-iam-'));
-  writeFileSync(join(workDir, 'keyring.gpg'), upstreamKey.publicKeyring);
-  // As the stack creates it: a keyless document the plan function fills on its first run.
-  const secrets = new SecretsManagerClient({ endpoint: standins.secretsManagerEndpoint, region: REGION, credentials: { accessKeyId: 'standin', secretAccessKey: 'standin' } });
-  await secrets.send(new CreateSecretCommand({ Name: SIGNING_SECRET_NAME, SecretString: JSON.stringify({ format: SIGNING_KEYS_FORMAT }) }));
-  Object.assign(process.env, standins.env, {
-    AWS_ENDPOINT_URL_SFN: stepFunctions.endpoint,
-    [ENV.bucket]: BUCKET,
-    [ENV.table]: TABLE,
-    [ENV.sourceUrl]: upstream.baseUrl,
-    [ENV.filters]: JSON.stringify([]),
-    [ENV.max]: '1',
-    [ENV.pruneGraceHours]: '1',
-    [ENV.keyringFile]: join(workDir, 'keyring.gpg'),
-    [ENV.stateMachineArn]: STATE_MACHINE_ARN,
-    // Small enough that a 12 MiB item goes in ranged parts (S3's smallest, 5 MiB).
-    [ENV.rangedCopyThreshold]: String(8 * MiB),
-    [ENV.copyPartSize]: String(5 * MiB),
-    [ENV.resign]: 'true',
-    // The stack sets it on the plan function only; IAM, simulated below, is what keeps the others out.
-    [ENV.signingSecret]: SIGNING_SECRET_ARN,
-    POWERTOOLS_TRACE_ENABLED: 'false',
-    POWERTOOLS_SERVICE_NAME: 'skystreams',
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-    POWERTOOLS_METRICS_DISABLED: 'true',
+  await createSigningSecret(standins, SIGNING_SECRET_NAME);
+  environment = await setHandlerEnvironment({
+    standins,
+    name: BUCKET,
+    upstreamUrl: upstream.baseUrl,
+    keyring: upstreamKey.publicKeyring,
+    env: {
+      AWS_ENDPOINT_URL_SFN: stepFunctions.endpoint,
+      [ENV.pruneGraceHours]: '1',
+      [ENV.stateMachineArn]: STATE_MACHINE_ARN,
+      // Small enough that a 12 MiB item goes in ranged parts (S3's smallest, 5 MiB).
+      [ENV.rangedCopyThreshold]: String(8 * MiB),
+      [ENV.copyPartSize]: String(5 * MiB),
+      [ENV.resign]: 'true',
+      // The stack sets it on the plan function only; IAM, simulated below, is what keeps the others out.
+      [ENV.signingSecret]: SIGNING_SECRET_ARN,
+    },
   });
-  // Every client a backend opens from now on (the handlers' and this file's own) records what it sends,
+  // Every SDK client the backends of this process share (the handlers' and this file's own) records what it sends,
   // but only calls made inside a handler invocation are kept.
   const record: InitializeMiddleware<object, object> = (next, context) => async (args) => {
     const invocation = invoking.getStore();
@@ -138,20 +123,25 @@ beforeAll(async () => {
     }
     return next(args);
   };
-  addClientMiddleware((client) => (client.middlewareStack as MiddlewareStack<object, object>).add(record, { step: 'initialize', name: 'recordIamRequests' }));
-  const load = async (name: FunctionName) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
-  handlers = Object.fromEntries(await Promise.all(FUNCTIONS.map(async (name) => [name, await load(name)]))) as typeof handlers;
+  const recorded = new WeakSet<object>();
+  const recordIamRequests: ClientHook = (client) => {
+    if (recorded.has(client)) return;
+    recorded.add(client);
+    (client.middlewareStack as MiddlewareStack<object, object>).add(record, { step: 'initialize', name: 'recordIamRequests' });
+  };
+  // The SDK clients are shared by every backend of the process: the handlers' backends use the ones hooked here.
+  const recording = openCloudBackend({ bucket: BUCKET, table: TABLE, signingSecret: SIGNING_SECRET_ARN }, process.env, { clientHooks: [recordIamRequests] });
+  await recording.signingKeys!.read(); // makes the Secrets Manager client, outside any invocation
+  handlers = await loadHandlers(FUNCTIONS);
   backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
 }, 240_000);
 
 afterAll(async () => {
   vi.useRealTimers();
-  process.env = savedEnv;
+  environment?.restore();
   await upstream?.close();
   await stepFunctions?.close();
-  await standins?.stop();
   mirror?.dispose();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
 describe('IAM: every call a handler makes is allowed by its own role', () => {
@@ -251,7 +241,7 @@ describe('IAM: every call a handler makes is allowed by its own role', () => {
     });
 
     await inPath('upload: a custom image from incoming/ (one refused, one stored), then the run that publishes it', async () => {
-      const tgz = syntheticContent('incoming/iam/image.tgz', 40_000);
+      const tgz = rootTgz(40_000);
       const manifest = new TextEncoder().encode('site-agent\t1.2.3\n');
       const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
       // What the operator's `aws s3 cp` does, outside any handler.
@@ -485,7 +475,7 @@ async function indexedManifests(): Promise<string[]> {
 
 /** Deletes package-index records straight from the table: a mirror synced before the index existed has none. */
 async function forgetPackageIndex(digests: readonly string[]): Promise<void> {
-  const { documents } = dynamoClients({ endpoint: standins.dynamodbEndpoint });
+  const { documents } = dynamoClients({ endpoint: standinEndpoints().dynamodbEndpoint });
   for (const sha256 of digests) {
     await documents.send(new DeleteCommand({ TableName: TABLE, Key: { PK: `MANIFEST#${sha256}`, SK: '0000' } }));
   }

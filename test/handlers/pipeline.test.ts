@@ -4,94 +4,60 @@
  * signed synthetic upstream; the check's StartExecution goes to a stand-in
  * that speaks the Step Functions JSON protocol.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { APIGatewayProxyResult, Context } from 'aws-lambda';
+import type { APIGatewayProxyResult } from 'aws-lambda';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
+import { openCloudBackend } from '../../functions/adapters/cloud.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import { METRIC } from '../../functions/adapters/lambda/telemetry-names.ts';
 import { SYNC_LOCK, type PlanOutcome } from '../../functions/core/engine.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
-import { demoProducts } from '../../functions/local/demo-data.ts';
+import { demoProducts } from '../support/demo-mirror.ts';
 import { generateSigningKey, synthesizeTree, type SigningKey } from '../support/signed-upstream.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
 import { withNewVersion } from '../support/mirror.ts';
-import { startStandins, type Standins } from '../support/standins.ts';
+import { useStandins } from '../support/global-standins.ts';
+import { loadHandlers, setHandlerEnvironment, type Handler, type HandlerEnvironment } from '../support/handler-environment.ts';
 import { logicalIdOf, synthMirror } from '../infra/synth.ts';
 import { apiGatewayEvent, lambdaContext, startStepFunctionsStandin, type StepFunctionsStandin } from '../support/lambda-invocation.ts';
 
-const BUCKET = 'skystreams-pipeline';
-const TABLE = 'skystreams-pipeline';
+const NAME = 'skystreams-pipeline';
 const STATE_MACHINE_ARN = 'arn:aws:states:us-east-1:123456789012:stateMachine:SkystreamsSync';
 
-type Handler = (event: unknown, context: Context) => Promise<any>;
-interface Handlers {
-  check: Handler;
-  plan: Handler;
-  copy: Handler;
-  publish: Handler;
-  prune: Handler;
-  fail: Handler;
-  api: Handler;
-}
-
-let standins: Standins;
+const standinEndpoints = useStandins();
 let upstream: ServedTree;
 let upstreamFiles: Map<string, Uint8Array>;
 let stepFunctions: StepFunctionsStandin;
-let handlers: Handlers;
+let handlers: Record<'check' | 'plan' | 'copy' | 'publish' | 'prune' | 'fail' | 'api', Handler>;
 let backend: Backend;
-let workDir: string;
+let environment: HandlerEnvironment | undefined;
 let upstreamKey: SigningKey;
-const savedEnv = { ...process.env };
 
 beforeAll(async () => {
-  standins = await startStandins();
-  await initCloudResources({ bucket: BUCKET, table: TABLE, s3Endpoint: standins.s3Endpoint, dynamodbEndpoint: standins.dynamodbEndpoint });
   const key = await generateSigningKey('skystreams pipeline test');
   upstreamKey = key;
   upstreamFiles = await synthesizeTree(demoProducts(), { key });
   upstream = await serveTree(upstreamFiles);
   stepFunctions = await startStepFunctionsStandin();
-  workDir = mkdtempSync(join(tmpdir(), 'skystreams-pipeline-'));
-  writeFileSync(join(workDir, 'keyring.gpg'), key.publicKeyring);
-
-  // The environment the stack gives the functions, pointed at the stand-ins.
-  Object.assign(process.env, standins.env, {
-    AWS_ENDPOINT_URL_SFN: stepFunctions.endpoint,
-    [ENV.bucket]: BUCKET,
-    [ENV.table]: TABLE,
-    [ENV.sourceUrl]: upstream.baseUrl,
-    [ENV.filters]: JSON.stringify([]),
-    [ENV.max]: '1',
-    [ENV.pruneGraceHours]: '0',
-    [ENV.keyringFile]: join(workDir, 'keyring.gpg'),
-    [ENV.stateMachineArn]: STATE_MACHINE_ARN,
-    POWERTOOLS_TRACE_ENABLED: 'false',
-    POWERTOOLS_SERVICE_NAME: 'skystreams',
+  // The environment the stack gives the functions, pointed at the stand-ins; metrics on, for the test that reads them.
+  environment = await setHandlerEnvironment({
+    standins: standinEndpoints(),
+    name: NAME,
+    upstreamUrl: upstream.baseUrl,
+    keyring: key.publicKeyring,
+    quiet: false,
+    env: { AWS_ENDPOINT_URL_SFN: stepFunctions.endpoint, [ENV.stateMachineArn]: STATE_MACHINE_ARN },
   });
-  handlers = {
-    check: (await import('../../functions/handlers/check.ts')).handler as Handler,
-    plan: (await import('../../functions/handlers/plan.ts')).handler as Handler,
-    copy: (await import('../../functions/handlers/copy.ts')).handler as Handler,
-    publish: (await import('../../functions/handlers/publish.ts')).handler as Handler,
-    prune: (await import('../../functions/handlers/prune.ts')).handler as Handler,
-    fail: (await import('../../functions/handlers/fail.ts')).handler as Handler,
-    api: (await import('../../functions/handlers/api.ts')).handler as Handler,
-  };
-  backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
+  handlers = await loadHandlers(['check', 'plan', 'copy', 'publish', 'prune', 'fail', 'api']);
+  backend = openCloudBackend({ bucket: NAME, table: NAME });
 });
 
 afterAll(async () => {
-  process.env = savedEnv;
+  environment?.restore();
   await upstream?.close();
   await stepFunctions?.close();
-  await standins?.stop();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
 describe('Handlers: the sync pipeline as Step Functions drives it', () => {

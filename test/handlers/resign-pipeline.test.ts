@@ -10,12 +10,11 @@
  * The same for two sources merged into one stream (SKYSTREAMS_SOURCES).
  */
 import { createServer, type Server } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { APIGatewayProxyResult, Context } from 'aws-lambda';
-import { CreateSecretCommand, GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { APIGatewayProxyResult } from 'aws-lambda';
+import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
@@ -23,72 +22,58 @@ import type { PlanOutcome } from '../../functions/core/engine.ts';
 import { NotFoundError } from '../../functions/core/errors.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import { keys, type Backend } from '../../functions/core/ports.ts';
-import { parseSigningKeysDocument, SIGNING_KEYS_FORMAT } from '../../functions/core/signing-keys.ts';
+import { parseSigningKeysDocument } from '../../functions/core/signing-keys.ts';
 import { buildFixtureUpstream, loadFixtureProducts } from '../support/fixtures.ts';
 import { selectedPaths } from '../support/mirror.ts';
 import { gpgvProblems, readResignedMirror } from '../support/resigned-mirror.ts';
 import { useStandins } from '../support/global-standins.ts';
+import { createSigningSecret, loadHandlers, setHandlerEnvironment, type Handler, type HandlerEnvironment } from '../support/handler-environment.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { CUSTOM_CONTENT_IDS } from '../../functions/core/custom-images.ts';
 import { createUploadRoute } from '../../functions/http/upload-route.ts';
 import { maasProductModel } from '../support/maas-models.ts';
 import { apiGatewayEvent, lambdaContext } from '../support/lambda-invocation.ts';
+import { rootTgz } from '../support/image-files.ts';
 
 const BUCKET = 'skystreams-resign';
-const TABLE = 'skystreams-resign';
+const TABLE = BUCKET;
 const SECRET_NAME = `skystreams-resign-signing-${process.pid}`;
-
-type Handler = (event: unknown, context: Context) => Promise<any>;
 
 const standinEndpoints = useStandins();
 let upstream: ServedTree;
 let backend: Backend;
-let workDir: string;
+let environment: HandlerEnvironment | undefined;
 let secrets: SecretsManagerClient;
 let handlers: Record<'plan' | 'copy' | 'publish' | 'prune' | 'api' | 'upload', Handler>;
 let edge: { url: string; close(): Promise<void> };
-const savedEnv = { ...process.env };
 
 beforeAll(async () => {
   const standins = standinEndpoints();
-  await initCloudResources({ bucket: BUCKET, table: TABLE, s3Endpoint: standins.s3Endpoint, dynamodbEndpoint: standins.dynamodbEndpoint });
   const { key, files } = await buildFixtureUpstream();
   upstream = await serveTree(files);
-  workDir = mkdtempSync(join(tmpdir(), 'skystreams-resign-pipeline-'));
-  writeFileSync(join(workDir, 'keyring.gpg'), key.publicKeyring);
+  await createSigningSecret(standins, SECRET_NAME);
+  environment = await setHandlerEnvironment({
+    standins,
+    name: BUCKET,
+    upstreamUrl: upstream.baseUrl,
+    keyring: key.publicKeyring,
+    env: { [ENV.filters]: JSON.stringify(['arch=amd64']), [ENV.resign]: 'true', [ENV.signingSecret]: SECRET_NAME },
+  });
   secrets = new SecretsManagerClient({
     endpoint: standins.secretsManagerEndpoint,
     region: standins.region,
     credentials: { accessKeyId: 'standin', secretAccessKey: 'standin' },
   });
-  await secrets.send(new CreateSecretCommand({ Name: SECRET_NAME, SecretString: JSON.stringify({ format: SIGNING_KEYS_FORMAT }) }));
-
-  Object.assign(process.env, standins.env, {
-    [ENV.bucket]: BUCKET,
-    [ENV.table]: TABLE,
-    [ENV.sourceUrl]: upstream.baseUrl,
-    [ENV.filters]: JSON.stringify(['arch=amd64']),
-    [ENV.max]: '1',
-    [ENV.pruneGraceHours]: '0',
-    [ENV.keyringFile]: join(workDir, 'keyring.gpg'),
-    [ENV.resign]: 'true',
-    [ENV.signingSecret]: SECRET_NAME,
-    POWERTOOLS_TRACE_ENABLED: 'false',
-    POWERTOOLS_SERVICE_NAME: 'skystreams',
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-    POWERTOOLS_METRICS_DISABLED: 'true',
-  });
-  handlers = await loadHandlers();
+  handlers = await loadHandlers(['plan', 'copy', 'publish', 'prune', 'api', 'upload']);
   backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
   edge = await startEdgeStandin(handlers.api, backend);
 }, 120_000);
 
 afterAll(async () => {
-  process.env = savedEnv;
+  environment?.restore();
   await edge?.close();
   await upstream?.close();
-  if (workDir) rmSync(workDir, { recursive: true, force: true });
 });
 
 describe('Handlers: a re-signed sync', () => {
@@ -119,7 +104,7 @@ describe('Handlers: a re-signed sync', () => {
 
 describe('Handlers: a custom image uploaded through POST /api/v1/uploads', () => {
   const encoder = new TextEncoder();
-  const tgz = randomBytes(50_000);
+  const tgz = rootTgz(50_000);
   const manifest = encoder.encode('site-agent\t1.2.3\nbash\t5.1.8-6.el9\n');
   const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
   const image = { os: 'centos', release: 'mycentos9', arch: 'amd64', subarch: 'generic', title: 'CentOS 9 (site)' };
@@ -227,10 +212,11 @@ describe('Handlers: two sources merged into one re-signed stream', () => {
     const siteTree = await buildFixtureUpstream({ contentSeed: 'site', mutate: (docs) => docs.splice(1, 1) });
     maas = await serveTree(maasTree.files);
     site = await serveTree(siteTree.files);
+    const { workDir } = environment!;
     writeFileSync(join(workDir, 'maas.gpg'), maasTree.key.publicKeyring);
     writeFileSync(join(workDir, 'site.gpg'), siteTree.key.publicKeyring);
     const secret = `${MERGED}-signing-${process.pid}`;
-    await secrets.send(new CreateSecretCommand({ Name: secret, SecretString: JSON.stringify({ format: SIGNING_KEYS_FORMAT }) }));
+    await createSigningSecret(standins, secret);
     for (const single of [ENV.sourceUrl, ENV.filters, ENV.max, ENV.keyringFile]) delete process.env[single];
     Object.assign(process.env, {
       [ENV.bucket]: MERGED,
@@ -243,7 +229,7 @@ describe('Handlers: two sources merged into one re-signed stream', () => {
     });
     // Each Lambda container builds its runtime once from its environment: these are new containers.
     vi.resetModules();
-    const merged = await loadHandlers();
+    const merged = await loadHandlers(['plan', 'copy', 'publish', 'prune', 'api']);
     const store = openCloudBackend({ bucket: MERGED, table: MERGED });
     mergedEdge = await startEdgeStandin(merged.api, store);
 
@@ -276,11 +262,6 @@ describe('Handlers: two sources merged into one re-signed stream', () => {
     expect([maas.requests.length - before[0]!, site.requests.length - before[1]!]).toEqual([1, 1]);
   });
 });
-
-async function loadHandlers(): Promise<Record<'plan' | 'copy' | 'publish' | 'prune' | 'api' | 'upload', Handler>> {
-  const load = async (name: string) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
-  return { plan: await load('plan'), copy: await load('copy'), publish: await load('publish'), prune: await load('prune'), api: await load('api'), upload: await load('upload') };
-}
 
 async function copyList(key: string, store: Backend = backend): Promise<CopyTask[]> {
   const { body } = await store.objects.get(key);

@@ -351,4 +351,26 @@ describe('App: infra/app.ts', () => {
       'skystreams: invalid configuration: cdk.json context "skystreams": copyConcurrency: 0 is not an integer from 1 to 10000',
     );
   });
+
+  it('synthesizes cdk.json\'s own configuration, cdk-nag finding nothing, as cdk synth runs it (bundling aside)', async () => {
+    // Prepare: cdk.json's context as the cdk CLI hands it over, with bundling off (the pipeline test runs the bundles).
+    const { flags, skystreams } = cdkJsonContext();
+    const context = { ...flags, skystreams, 'aws:cdk:bundling-stacks': [] };
+    const app = fileURLToPath(new URL('../../infra/app.ts', import.meta.url));
+    const outdir = mkdtempSync(join(tmpdir(), 'skystreams-app-'));
+
+    // Act
+    const run = await promisify(execFile)(process.execPath, [app], {
+      env: { ...process.env, CDK_CONTEXT_JSON: JSON.stringify(context), CDK_OUTDIR: outdir },
+    }).then(
+      ({ stderr }) => ({ code: 0, stderr }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    const template = existsSync(join(outdir, 'Skystreams.template.json'));
+    rmSync(outdir, { recursive: true, force: true });
+
+    // Assess
+    expect(run).toMatchObject({ code: 0 });
+    expect(template).toBe(true);
+  });
 });

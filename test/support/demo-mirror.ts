@@ -1,18 +1,17 @@
 /**
- * What `npm run demo` runs, for tests: the demo's signed MAAS-shaped upstream
- * on loopback, synced by the real engine into an embedded backend, and served
- * by the real app on node:http.
+ * What `npm run demo` runs (functions/demo/demo.ts), for tests: the demo's
+ * signed MAAS-shaped upstream on loopback, synced by the real engine into an
+ * embedded backend, and served by the real app on node:http. Tests reach the
+ * demo's data through here.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
+import { Writable } from 'node:stream';
 import type { Backend, SyncRun } from '../../functions/core/ports.ts';
-import { createApp } from '../../functions/http/app.ts';
-import { demoItemContent, demoProducts } from '../../functions/local/demo-data.ts';
-import { startServer } from '../../functions/local/server.ts';
-import { generateSigningKey, serveSyntheticUpstream, synthesizeTree } from '../../functions/local/synthetic-upstream.ts';
-import { syncMirror } from './mirror.ts';
+import { startDemo } from '../../functions/demo/demo.ts';
+
+export { demoItemContent, demoManifestPackages, demoProducts } from '../../functions/demo/demo-data.ts';
 
 export interface DemoMirror {
   /** The mirror's base URL, ending in `/`. */
@@ -29,35 +28,25 @@ export interface DemoMirror {
   close(): Promise<void>;
 }
 
+/** The demo, quiet, in a directory of its own that close() removes. @default max 1 */
 export async function startDemoMirror(options: { filters?: string[]; max?: number } = {}): Promise<DemoMirror> {
   const dir = await mkdtemp(join(tmpdir(), 'skystreams-demo-mirror-'));
-  const key = await generateSigningKey('skystreams test demo');
-  const keyringFile = join(dir, 'keyring.gpg');
-  await writeFile(keyringFile, key.publicKeyring);
-  const upstream = await serveSyntheticUpstream(await synthesizeTree(demoProducts(), { key, itemContent: demoItemContent }), join(dir, 'upstream'));
-  const dataDir = join(dir, 'mirror');
-  const backend = openEmbeddedBackend(dataDir);
+  const discard = new Writable({ write: (_chunk, _encoding, done) => done() }) as unknown as NodeJS.WriteStream;
   try {
-    const run = await syncMirror(backend, upstream.baseUrl, { keyring: key, filters: options.filters ?? ['arch=amd64'], max: options.max ?? 1 });
-    if (run.state !== 'succeeded') throw new Error(`the demo sync ended ${run.state}: ${run.error}`);
-    const server = await startServer(createApp(backend), { port: 0, host: '127.0.0.1' });
+    const demo = await startDemo({ dataDir: dir, max: options.max ?? 1, ...(options.filters && { filters: options.filters }), progress: discard });
     return {
-      url: server.url,
-      backend,
-      run,
-      dataDir,
-      upstreamUrl: upstream.baseUrl,
-      keyringFile,
+      url: demo.url,
+      backend: demo.backend,
+      run: demo.run,
+      dataDir: demo.mirrorDir,
+      upstreamUrl: demo.upstreamUrl,
+      keyringFile: demo.keyringPath,
       async close() {
-        await server.close();
-        await upstream.close();
-        await backend.close();
+        await demo.close();
         await rm(dir, { recursive: true, force: true });
       },
     };
   } catch (error) {
-    await upstream.close();
-    await backend.close();
     await rm(dir, { recursive: true, force: true });
     throw error;
   }

@@ -6,24 +6,21 @@
  * CopyItem ⇄ MoreParts loop for one item, with a per-invocation budget
  * forced as small as the test wants (SKYSTREAMS_COPY_BUDGET_MS).
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Context } from 'aws-lambda';
-import { initCloudResources, openCloudBackend } from '../../functions/adapters/cloud.ts';
+import { openCloudBackend } from '../../functions/adapters/cloud.ts';
 import { ENV } from '../../functions/adapters/lambda/environment.ts';
 import type { CopiedItem, PlanOutcome, UnfinishedCopy } from '../../functions/core/engine.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
 import type { Backend } from '../../functions/core/ports.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
-import { demoProducts } from '../../functions/local/demo-data.ts';
+import { demoProducts } from './demo-mirror.ts';
 import type { StandinEndpoints } from './global-standins.ts';
 import { withNewVersion } from './mirror.ts';
 import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from './signed-upstream.ts';
 import { generatedFile, serveTree, type ServedFile, type ServedTree, type StreamedFile } from './upstream-server.ts';
 import { lambdaContext } from './lambda-invocation.ts';
+import { loadHandlers, setHandlerEnvironment, type Handler } from './handler-environment.ts';
 
-type Handler = (event: unknown, context: Context) => Promise<any>;
 
 export interface RangedCopyOptions {
   /** Size of the large item. */
@@ -65,38 +62,27 @@ export interface RangedCopyRig {
   close(): Promise<void>;
 }
 
-const BUCKET = 'skystreams-ranged';
-const TABLE = 'skystreams-ranged';
+const NAME = 'skystreams-ranged';
 
 export async function startRangedCopyRig(standins: StandinEndpoints, options: RangedCopyOptions): Promise<RangedCopyRig> {
-  const savedEnv = { ...process.env };
   const key = await generateSigningKey('skystreams ranged copy test');
-  await initCloudResources({ bucket: BUCKET, table: TABLE, s3Endpoint: standins.s3Endpoint, dynamodbEndpoint: standins.dynamodbEndpoint });
   let products = demoProducts();
   const built = await largeItemTree(products, key, options.itemBytes, 'first');
   const upstream = await serveTree<ServedFile>(built.files);
   const large = { ...built.large };
-  const workDir = mkdtempSync(join(tmpdir(), 'skystreams-ranged-'));
-  writeFileSync(join(workDir, 'keyring.gpg'), key.publicKeyring);
-  Object.assign(process.env, standins.env, {
-    [ENV.bucket]: BUCKET,
-    [ENV.table]: TABLE,
-    [ENV.sourceUrl]: upstream.baseUrl,
-    [ENV.filters]: JSON.stringify([]),
-    [ENV.max]: '1',
-    [ENV.pruneGraceHours]: '0',
-    [ENV.keyringFile]: join(workDir, 'keyring.gpg'),
-    [ENV.rangedCopyThreshold]: String(options.thresholdBytes),
-    [ENV.copyPartSize]: String(options.partBytes),
-    [ENV.copyBudgetMs]: String(options.budgetMs ?? 1),
-    POWERTOOLS_TRACE_ENABLED: 'false',
-    POWERTOOLS_SERVICE_NAME: 'skystreams',
-    POWERTOOLS_LOG_LEVEL: 'SILENT',
-    POWERTOOLS_METRICS_DISABLED: 'true',
+  const environment = await setHandlerEnvironment({
+    standins,
+    name: NAME,
+    upstreamUrl: upstream.baseUrl,
+    keyring: key.publicKeyring,
+    env: {
+      [ENV.rangedCopyThreshold]: String(options.thresholdBytes),
+      [ENV.copyPartSize]: String(options.partBytes),
+      [ENV.copyBudgetMs]: String(options.budgetMs ?? 1),
+    },
   });
-  const load = async (name: string) => ((await import(`../../functions/handlers/${name}.ts`)) as { handler: Handler }).handler;
-  const handlers = { plan: await load('plan'), copy: await load('copy'), publish: await load('publish'), prune: await load('prune'), fail: await load('fail') };
-  const backend = openCloudBackend({ bucket: BUCKET, table: TABLE });
+  const handlers = await loadHandlers(['plan', 'copy', 'publish', 'prune', 'fail']);
+  const backend = openCloudBackend({ bucket: NAME, table: NAME });
   // A Lambda's whole 15 minutes left: the copy budget is forced small through its environment.
   const context = lambdaContext('copy', 15 * 60_000);
 
@@ -137,9 +123,8 @@ export async function startRangedCopyRig(standins: StandinEndpoints, options: Ra
       }
     },
     async close() {
-      process.env = savedEnv;
+      environment.restore();
       await upstream.close();
-      rmSync(workDir, { recursive: true, force: true });
     },
   };
 }

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { flattenItems } from '../../functions/core/simplestreams.ts';
-import { demoProducts } from '../../functions/local/demo-data.ts';
+import { demoProducts } from '../../functions/demo/demo-data.ts';
 import { generateSigningKey, productsIn, synthesizeTree, type SigningKey } from '../support/signed-upstream.ts';
 
 const UPDATED = 'Fri, 01 Aug 2025 10:00:00 +0000';

@@ -4,10 +4,12 @@
  * renewed while a long copy streams, dead holders are evicted at once, and a
  * store found bad by verify is healed by the next run.
  */
-import { createServer, type Server } from 'node:http';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
@@ -22,7 +24,9 @@ import { keys, type Backend, type LockHolder, type Upstream } from '../../functi
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from '../support/signed-upstream.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
+import { isAliveOnThisHost, processStatus, thisProcess } from '../../functions/local/holder.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
+import { eventually } from '../support/eventually.ts';
 import { replaceFiles, selectedPaths } from '../support/mirror.ts';
 
 const FIRST = 'Thu, 24 Jul 2025 08:01:49 +0000';
@@ -85,6 +89,12 @@ function engineFor(options: EngineOptions = {}): SyncEngine {
 }
 
 const selected = () => selectedPaths(products, 'amd64', 1);
+
+/** Polls `condition` every 10 ms for up to 5 s. */
+async function waitFor(condition: () => boolean): Promise<void> {
+  for (let attempt = 0; attempt < 500 && !condition(); attempt++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(condition()).toBe(true);
+}
 
 async function servedBytes(path: string): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
@@ -236,6 +246,53 @@ describe('Class: SyncEngine — leases', () => {
     expect(staged.every((stagedKey) => stagedKey.includes('run-next'))).toBe(true);
   });
 
+  it('R-zombie-holder: takes the lock at once from a holder whose process is a zombie nobody reaps', async () => {
+    // Prepare: a forked child exits while its parent sleeps without waiting for it: a zombie, as a SIGKILLed run is in a container without init.
+    const parent = spawn('perl', ['-MPOSIX', '-e', 'my $child = fork() // die; if ($child == 0) { POSIX::_exit(0) } $| = 1; print "$child\\n"; sleep 30'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    try {
+      const zombiePid = Number((await once(parent.stdout!, 'data'))[0].toString().trim());
+      await waitFor(() => processStatus(zombiePid)?.state === 'Z');
+      const zombie: LockHolder = { host: hostname(), pid: zombiePid, startTime: processStatus(zombiePid)!.startTime };
+      await engineFor({ holder: zombie }).plan('run-killed');
+
+      // Act
+      const run = await engineFor({ holder: thisProcess(), isAlive: isAliveOnThisHost }).run('run-next');
+
+      // Assess
+      expect(run.state).toBe('succeeded');
+      expect(await backend.catalog.getRun('run-killed')).toMatchObject({ state: 'abandoned', error: 'abandoned: its process is gone' });
+      expect(await backend.catalog.getRun('run-next')).toMatchObject({ holder: thisProcess() });
+      expect(await backend.catalog.acquireLock(SYNC_LOCK, 'probe', 60_000, new Date())).toMatchObject({ owner: 'probe', epoch: 3 });
+    } finally {
+      parent.kill('SIGKILL');
+    }
+  });
+
+  it('R-reused-pid-holder: takes the lock from a holder whose pid now names another process, and leaves it to the one recorded', async () => {
+    // Prepare: a live process stands for one that got the dead holder's pid after a restart.
+    const other = spawn('sleep', ['30'], { stdio: 'ignore' });
+    try {
+      await waitFor(() => processStatus(other.pid!) !== undefined);
+      const started = processStatus(other.pid!)!.startTime;
+      await engineFor({ holder: { host: hostname(), pid: other.pid!, startTime: started } }).plan('run-live');
+      const live = await engineFor({ holder: thisProcess(), isAlive: isAliveOnThisHost }).plan('run-refused');
+      await backend.catalog.putRun({ ...(await backend.catalog.getRun('run-live'))!, holder: { host: hostname(), pid: other.pid!, startTime: started - 1 } });
+
+      // Act
+      const run = await engineFor({ holder: thisProcess(), isAlive: isAliveOnThisHost }).run('run-next');
+
+      // Assess
+      expect(live).toMatchObject({ outcome: 'locked', holder: 'run-live' });
+      expect(run.state).toBe('succeeded');
+      expect(await backend.catalog.getRun('run-live')).toMatchObject({ state: 'abandoned', error: 'abandoned: its process is gone' });
+      expect(await backend.catalog.acquireLock(SYNC_LOCK, 'probe', 60_000, new Date())).toMatchObject({ owner: 'probe', epoch: 3 });
+    } finally {
+      other.kill('SIGKILL');
+    }
+  });
+
   it('R-live-holder: leaves the lock to a holder that still lives, or whose liveness it cannot tell', async () => {
     // Prepare
     await engineFor({ holder: { host: 'other-host', pid: 1 } }).plan('run-a');
@@ -251,15 +308,23 @@ describe('Class: SyncEngine — leases', () => {
   });
 
   it('R-lease-renewed-while-copying: keeps the lock through a copy longer than the lease', async () => {
-    // Prepare: an upstream that takes ~1.2 s to send one item, with a 300 ms lease.
+    // Prepare: an upstream that sends one item a chunk at a time, when told; a 300 ms lease on a clock the test moves.
     const slowPath = selected()[0]!;
-    const slow = await slowUpstream(live, slowPath, 12, 100);
-    const ttl = { lockTtlMs: 300 };
-    const copying = engineFor({ upstream: new HttpUpstream(slow.baseUrl), settings: ttl }).run('run-slow');
-    await new Promise((resolve) => setTimeout(resolve, 700));
+    const slow = await steppedUpstream(live, slowPath, 8);
+    const ttlMs = 300;
+    let clock = Date.parse('2025-07-25T09:00:00.000Z');
+    const now = () => new Date(clock);
+    const copying = engineFor({ upstream: new HttpUpstream(slow.baseUrl), settings: { lockTtlMs: ttlMs }, now }).run('run-slow');
+    await slow.requested;
 
-    // Act: another run tries while the copy streams, past two whole leases.
-    const intruder = await engineFor({ settings: ttl }).plan('run-intruder');
+    // Act: two whole leases go by while the item streams, a third of a lease per chunk.
+    for (let step = 0; step < 6; step++) {
+      clock += ttlMs / 3;
+      slow.sendChunk();
+      await eventually(async () => expect(Date.parse((await backend.catalog.getLock(SYNC_LOCK))!.expiresAt)).toBe(clock + ttlMs));
+    }
+    const intruder = await engineFor({ settings: { lockTtlMs: ttlMs }, now }).plan('run-intruder');
+    slow.sendRest();
     const finished = await copying;
 
     // Assess
@@ -307,41 +372,46 @@ describe('Class: SyncEngine — leases', () => {
   });
 });
 
-/** Serves `files`, sending `slowPath` in `chunks` pieces `intervalMs` apart. */
-async function slowUpstream(
+/** Serves `files`; `slowPath` in `chunks` parts, the first at once and each next one when the test sends it. */
+async function steppedUpstream(
   files: Map<string, Uint8Array>,
   slowPath: string,
   chunks: number,
-  intervalMs: number,
-): Promise<{ baseUrl: string; close(): Promise<void> }> {
+): Promise<{ baseUrl: string; requested: Promise<void>; sendChunk(): void; sendRest(): void; close(): Promise<void> }> {
+  const bytes = files.get(slowPath)!;
+  const size = Math.ceil(bytes.length / chunks);
+  let sent = 0;
+  let slowResponse: ServerResponse | undefined;
+  let markRequested!: () => void;
+  const requested = new Promise<void>((resolve) => (markRequested = resolve));
+  const send = (upTo: number) => {
+    slowResponse!.write(bytes.subarray(sent, upTo));
+    sent = upTo;
+    if (sent >= bytes.length) slowResponse!.end();
+  };
   const server: Server = createServer((request, response) => {
     const path = decodeURIComponent(new URL(request.url ?? '/', 'http://upstream').pathname.slice(1));
-    const bytes = files.get(path);
-    if (!bytes) {
+    const body = files.get(path);
+    if (!body) {
       response.writeHead(404).end();
       return;
     }
-    response.writeHead(200, { 'content-length': bytes.length });
+    response.writeHead(200, { 'content-length': body.length });
     if (path !== slowPath) {
-      response.end(bytes);
+      response.end(body);
       return;
     }
-    const size = Math.ceil(bytes.length / chunks);
-    let sent = 0;
-    const timer = setInterval(() => {
-      response.write(bytes.subarray(sent, sent + size));
-      sent += size;
-      if (sent >= bytes.length) {
-        clearInterval(timer);
-        response.end();
-      }
-    }, intervalMs);
-    response.on('close', () => clearInterval(timer));
+    slowResponse = response;
+    send(size);
+    markRequested();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {
     baseUrl: `http://127.0.0.1:${port}/`,
+    requested,
+    sendChunk: () => send(Math.min(sent + size, bytes.length - 1)),
+    sendRest: () => send(bytes.length),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();

@@ -340,7 +340,8 @@ describe('Function: createApp', () => {
 
     it('stops serving an item once the only generation listing it is pruned and the listing is re-read', async () => {
       // Prepare
-      app = createApp({ ...backend, listingTtlMs: 50 });
+      let clock = Date.parse('2025-07-25T09:00:00.000Z');
+      app = createApp({ ...backend, listingTtlMs: 50, now: () => new Date(clock) });
       await publishItem(KERNEL, encode(ALPHABET));
       await publishGeneration(2, { [INDEX]: 'second' });
       const before = await request(KERNEL);
@@ -348,11 +349,14 @@ describe('Function: createApp', () => {
 
       // Act
       await backend.catalog.deletePublication(1);
-      await new Promise((resolve) => setTimeout(resolve, 60));
+      const withinTtl = await request(KERNEL);
+      await withinTtl.body?.cancel();
+      clock += 50;
       const after = await request(KERNEL);
 
       // Assess
       expect(before.status).toBe(200);
+      expect(withinTtl.status).toBe(200);
       expect(after.status).toBe(404);
       expect(await backend.objects.head(keys.item(KERNEL))).toMatchObject({ size: ALPHABET.length });
     });

@@ -1,14 +1,11 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
+import { describe, expect, it } from 'vitest';
 import { keys, type Backend, type Catalog, type CatalogEntry, type ObjectStore } from '../../functions/core/ports.ts';
 import { createApp, type AppRequest } from '../../functions/http/app.ts';
+import { useEmbeddedBackend } from '../support/embedded-backend.ts';
 import { startServer, startWorkers, type RunningServer } from '../../functions/local/server.ts';
 import { counting } from '../support/counting.ts';
 
@@ -20,17 +17,14 @@ let dataDir: string;
 let backend: Backend;
 let server: RunningServer | undefined;
 
-beforeEach(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'skystreams-fast-path-'));
-  backend = openEmbeddedBackend(dataDir);
-});
-
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
-  await backend.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
+useEmbeddedBackend(
+  'skystreams-fast-path-',
+  (fresh) => ({ dataDir, backend } = fresh),
+  async () => {
+    await server?.close();
+    server = undefined;
+  },
+);
 
 /** Stages `index` (and `items`, already stored) as generation `generation` and makes it current. */
 async function publish(generation: number, index: string, items: { path: string; size: number }[] = []): Promise<void> {

@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { constants as perfConstants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { COLLECT_EVERY_BYTES, youngCollection } from '../../functions/runtime/young-collection.ts';
 import { ConfigError, InputTooLargeError, NotFoundError, UpstreamError } from '../../functions/core/errors.ts';
 import { redactUrl, splitCredentials } from '../../functions/core/redact.ts';
 
@@ -212,22 +213,42 @@ describe('Class: HttpUpstream, content encoding of items', () => {
 });
 
 describe('Class: HttpUpstream, memory of item bodies', () => {
-  it('collects the young generation every few MiB of body, so downloaded chunks are freed young', async () => {
+  it('tells onBodyBytes the size of every chunk of item body, and nothing of metadata', async () => {
+    const reported: number[] = [];
+    const upstream = new HttpUpstream(base, { onBodyBytes: (bytes) => reported.push(bytes) });
+
+    await upstream.fetchFile('streams/v1/sized.json');
+    const { body } = await upstream.openStream('item/large');
+    let received = 0;
+    for await (const chunk of body) received += chunk.byteLength;
+
+    expect(received).toBe(LARGE_ITEM_BYTES);
+    expect(reported.length).toBeGreaterThan(1);
+    expect(reported.reduce((total, bytes) => total + bytes, 0)).toBe(LARGE_ITEM_BYTES);
+  });
+
+  it('with the entry points\' young collection, collects the young generation every few MiB of body', async () => {
     // Without these collections a download's small per-chunk objects seldom fill the young generation:
     // a few scavenges in 96 MiB, and the chunks' external memory left for full collections.
     const collections: PerformanceEntry[] = [];
     const observer = new PerformanceObserver((list) => collections.push(...list.getEntries()));
     observer.observe({ entryTypes: ['gc'] });
 
-    const { body } = await new HttpUpstream(base).openStream('item/large');
+    const { body } = await new HttpUpstream(base, { onBodyBytes: youngCollection({}) }).openStream('item/large');
     let received = 0;
     for await (const chunk of body) received += chunk.byteLength;
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setImmediate(resolve));
+    collections.push(...observer.takeRecords());
     observer.disconnect();
 
     const minor = collections.filter((entry) => (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR);
     expect(received).toBe(LARGE_ITEM_BYTES);
-    expect(minor.length).toBeGreaterThanOrEqual(6);
+    expect(minor.length).toBeGreaterThanOrEqual(LARGE_ITEM_BYTES / COLLECT_EVERY_BYTES - 2);
+  });
+
+  it('has no young collection when SKYSTREAMS_YOUNG_COLLECTION=off', () => {
+    expect(youngCollection({ SKYSTREAMS_YOUNG_COLLECTION: 'off' })).toBeUndefined();
+    expect(youngCollection({})).toBeTypeOf('function');
   });
 });
 

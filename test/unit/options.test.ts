@@ -74,10 +74,10 @@ describe('Function: buildProgram', () => {
     const program = buildProgram();
 
     expect(program.commands.map((command) => command.name())).toEqual([
-      'sync', 'serve', 'local', 'status', 'verify', 'init', 'export', 'import', 'promote', 'rollback',
+      'sync', 'serve', 'local', 'status', 'images', 'verify', 'init', 'export', 'import', 'promote', 'rollback',
       'pin', 'unpin', 'packages', 'diff', 'remove-upload', 'upload', 'key',
     ]);
-    expect(program.commands.find((command) => command.name() === 'key')?.commands.map((command) => command.name())).toEqual(['show', 'rotate', 'retire']);
+    expect(program.commands.find((command) => command.name() === 'key')?.commands.map((command) => command.name())).toEqual(['show', 'rotate', 'activate', 'retire']);
     expect(process.exitCode ?? 0).toBe(0);
   });
 

@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readdir, readlink, rm } from 'node:fs/promises';
+import { readdir, readlink } from 'node:fs/promises';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError } from '../../functions/core/errors.ts';
 import { keys, type Backend, type CatalogEntry, type ObjectStore, type StoredObject } from '../../functions/core/ports.ts';
 import { createApp } from '../../functions/http/app.ts';
+import { useEmbeddedBackend } from '../support/embedded-backend.ts';
 import { startServer, type RunningServer, type ServerOptions } from '../../functions/local/server.ts';
+import { eventually } from '../support/eventually.ts';
 
 const INDEX = 'streams/v1/index.sjson';
 const INDEX_TEXT = '-----BEGIN PGP SIGNED MESSAGE-----\n{"format": "index:1.0"}\n';
@@ -21,17 +21,14 @@ let dataDir: string;
 let backend: Backend;
 let server: RunningServer | undefined;
 
-beforeEach(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'skystreams-server-'));
-  backend = openEmbeddedBackend(dataDir);
-});
-
-afterEach(async () => {
-  await server?.close();
-  server = undefined;
-  await backend.close();
-  await rm(dataDir, { recursive: true, force: true });
-});
+useEmbeddedBackend(
+  'skystreams-server-',
+  (fresh) => ({ dataDir, backend } = fresh),
+  async () => {
+    await server?.close();
+    server = undefined;
+  },
+);
 
 async function serve(options: Partial<ServerOptions> = {}, objects: ObjectStore = backend.objects): Promise<URL> {
   server = await startServer(createApp({ objects, catalog: backend.catalog }), { port: 0, host: '127.0.0.1', ...options });
@@ -119,16 +116,10 @@ async function openItemFiles(): Promise<string[]> {
   return targets.filter((target) => target.startsWith(itemsDir));
 }
 
-async function eventually(assertion: () => Promise<void>, timeoutMs = 3000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await assertion();
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(25);
-    }
-  }
+/** Resolves once `socket` has closed and the event loop has polled for I/O since, so the server end has seen it go. */
+async function closedEverywhere(socket: Socket): Promise<void> {
+  if (!socket.closed) await new Promise((resolve) => socket.once('close', resolve));
+  for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
 }
 
 describe('Function: startServer', () => {
@@ -237,23 +228,62 @@ describe('Function: startServer', () => {
       socket.destroy();
     });
 
-    it('closes connections beyond maxConnections and serves again once one ends', async () => {
-      // Prepare
+    it('sheds the connection idle longest for a new one beyond maxConnections, and closes a new one when every connection is busy', async () => {
+      // Prepare: two connections at the cap, one idle longer than the other.
+      await publishMirror();
       const url = await serve({ limits: { maxConnections: 2 } });
-      const held = [await open(url), await open(url)];
+      const oldest = await open(url);
+      const oldestClosed = received(oldest);
+      await sleep(20);
+      const younger = await open(url);
       await sleep(50);
 
-      // Act
+      // Act: a third client asks for the status, then two paused downloads fill the cap.
+      const third = await rawRequest(url, 'GET /api/v1/status HTTP/1.1\r\nHost: localhost');
+      younger.destroy();
+      const downloads = [await open(url), await open(url)];
+      for (const download of downloads) {
+        const firstBytes = new Promise<void>((resolve) => download.once('data', () => resolve()));
+        download.write(`GET /${SQUASHFS} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
+        await firstBytes;
+        download.pause();
+      }
       const extra = await open(url);
       const refused = await Promise.race([received(extra), sleep(1000).then(() => 'still open')]);
-      held[0]!.destroy();
-      await sleep(50);
-      const after = await rawRequest(url, 'GET /api/v1/status HTTP/1.1\r\nHost: localhost');
 
       // Assess
+      expect(third.status).toBe(200);
+      expect(await oldestClosed).toBe('');
       expect(refused).toBe('');
-      expect(after.status).toBe(200);
-      held[1]!.destroy();
+      expect(downloads.every((download) => !download.destroyed)).toBe(true);
+      for (const download of downloads) download.destroy();
+    });
+
+    it('R-idle-connections: answers a new client within 1 s while 2,000 idle connections are held open', async () => {
+      // Prepare: 2,000 connections that never send a byte, opened 100 at a time (loopback only).
+      const url = await serve();
+      const idle: Socket[] = [];
+      for (let batch = 0; batch < 20; batch++) {
+        const opened = await Promise.all(Array.from({ length: 100 }, () => open(url).catch(() => undefined)));
+        for (const socket of opened) {
+          if (!socket) continue;
+          socket.on('error', () => {});
+          idle.push(socket);
+        }
+      }
+      await sleep(100);
+
+      // Act
+      const started = performance.now();
+      const answer = await rawRequest(url, 'GET /api/v1/status HTTP/1.1\r\nHost: localhost');
+      const elapsedMs = performance.now() - started;
+
+      // Assess
+      expect(idle).toHaveLength(2000);
+      expect(answer.status).toBe(200);
+      expect(elapsedMs).toBeLessThan(1000);
+      console.info(`time to a 200 with 2,000 idle connections open: ${elapsedMs.toFixed(1)} ms`);
+      for (const socket of idle) socket.destroy();
     });
 
     it('rejects a limit that is not a positive integer', async () => {
@@ -293,12 +323,14 @@ describe('Function: startServer', () => {
       // Prepare: the real store, whose get waits until the client has gone.
       let clientGone!: () => void;
       const gone = new Promise<void>((resolve) => (clientGone = resolve));
+      let storeAsked!: () => void;
+      const asked = new Promise<void>((resolve) => (storeAsked = resolve));
       const objects = new Proxy(backend.objects, {
         get(target, property) {
           if (property === 'get') {
             return async (...args: Parameters<ObjectStore['get']>) => {
+              storeAsked();
               await gone;
-              await sleep(50);
               return target.get(...args);
             };
           }
@@ -309,14 +341,14 @@ describe('Function: startServer', () => {
       const url = await serve({}, objects);
       const socket = await open(url);
       socket.write(`GET /${SQUASHFS} HTTP/1.1\r\nHost: localhost\r\n\r\n`);
-      await sleep(50);
+      await asked;
 
       // Act
       socket.destroy();
+      await closedEverywhere(socket);
       clientGone();
 
       // Assess
-      await sleep(200);
       await eventually(async () => expect(await openItemFiles()).toEqual([]));
       const after = await rawRequest(url, `GET /${INDEX} HTTP/1.1\r\nHost: localhost`);
       expect(after.status).toBe(200);

@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { demoItemContent, demoProducts } from '../../functions/local/demo-data.ts';
-import { generateSigningKey, serveSyntheticUpstream, synthesizeTree } from '../../functions/local/synthetic-upstream.ts';
+import { serveSyntheticUpstream } from '../../functions/demo/synthetic-upstream.ts';
+import { demoItemContent, demoProducts } from '../support/demo-mirror.ts';
+import { generateSigningKey, synthesizeTree } from '../support/signed-upstream.ts';
 
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url)).replace(/\/$/, '');
 const UNIT_FILE = join(REPO_ROOT, 'deploy/systemd/skystreams.service');

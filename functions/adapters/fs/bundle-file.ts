@@ -7,9 +7,9 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { BUNDLE_KEYRING, BUNDLE_MANIFEST, BUNDLE_MIRROR_ROOT, parseBundleManifest, type BundleManifest } from '../../core/bundle.ts';
+import { BUNDLE_KEYRING, BUNDLE_MANIFEST, BUNDLE_MIRROR_ROOT, bundleEntryProblem, checkBundleContents, parseBundleManifest, type BundleManifest } from '../../core/bundle.ts';
 import { BundleError, InputTooLargeError, NotFoundError } from '../../core/errors.ts';
-import { defaultMetadataLimits } from '../../core/metadata.ts';
+import { defaultMetadataLimits } from '../../core/metadata-limits.ts';
 import type { ByteRange, ByteStream, FetchLimits, FetchedFile, Upstream, Validators } from '../../core/ports.ts';
 import { TAR_BLOCK, parsePaxRecords, parseTarBlock, tarPadding, type TarPosition } from '../../core/tar.ts';
 
@@ -73,7 +73,13 @@ export class BundleUpstream implements Upstream {
     this.indexEtag = indexEtag;
   }
 
-  /** BundleError naming `file` when it is not a readable skystreams bundle. */
+  /**
+   * BundleError naming `file` (and the entry) when it is not a readable
+   * skystreams bundle: an entry outside `mirror/` or at a path sync would
+   * refuse, a link or other non-regular entry, a file its metadata does not
+   * list, a products file its index lists missing, or a manifest whose
+   * counts are not what the bundle holds.
+   */
   static async open(file: string): Promise<BundleUpstream> {
     let handle: FileHandle;
     try {
@@ -83,6 +89,10 @@ export class BundleUpstream implements Upstream {
     }
     try {
       const entries = await readEntries(file, handle);
+      for (const name of entries.keys()) {
+        const problem = bundleEntryProblem(name);
+        if (problem !== undefined) throw new BundleError(file, `${name}: ${problem}`);
+      }
       const manifestEntry = entries.get(BUNDLE_MANIFEST);
       if (!manifestEntry || [...entries.keys()][0] !== BUNDLE_MANIFEST) {
         throw new BundleError(file, `not a skystreams bundle: ${BUNDLE_MANIFEST} is not its first file`);
@@ -92,12 +102,10 @@ export class BundleUpstream implements Upstream {
       const keyring = keyringEntry && (await readSmall(file, handle, BUNDLE_KEYRING, keyringEntry));
       const mirror = new Map<string, Entry>();
       for (const [path, entry] of entries) if (path.startsWith(BUNDLE_MIRROR_ROOT)) mirror.set(path.slice(BUNDLE_MIRROR_ROOT.length), entry);
-      if (mirror.size !== manifest.metadataFiles + manifest.items) {
-        throw new BundleError(
-          file,
-          `incomplete: ${mirror.size} files under ${BUNDLE_MIRROR_ROOT}, its ${BUNDLE_MANIFEST} announces ${manifest.metadataFiles} metadata files and ${manifest.items} items`,
-        );
-      }
+      const sizes = new Map([...mirror].map(([path, entry]) => [path, entry.size] as const));
+      await checkBundleContents(file, manifest, sizes, (path) =>
+        readSmall(file, handle, BUNDLE_MIRROR_ROOT + path, mirror.get(path)!, defaultMetadataLimits.productsBytes),
+      );
       const index = mirror.get('streams/v1/index.sjson') ?? mirror.get('streams/v1/index.json');
       const indexEtag = index && index.size <= MAX_SMALL_FILE_BYTES ? `"bundle-${sha256Hex(await readSmall(file, handle, 'index', index))}"` : undefined;
       return new BundleUpstream(file, manifest, keyring, mirror, indexEtag);
@@ -190,8 +198,8 @@ async function readEntries(file: string, handle: FileHandle): Promise<Map<string
   }
 }
 
-async function readSmall(file: string, handle: FileHandle, name: string, entry: Entry): Promise<Uint8Array> {
-  if (entry.size > MAX_SMALL_FILE_BYTES) throw new BundleError(file, `${name}: ${entry.size} bytes, more than ${MAX_SMALL_FILE_BYTES}`);
+async function readSmall(file: string, handle: FileHandle, name: string, entry: Entry, maxBytes = MAX_SMALL_FILE_BYTES): Promise<Uint8Array> {
+  if (entry.size > maxBytes) throw new BundleError(file, `${name}: ${entry.size} bytes, more than ${maxBytes}`);
   const bytes = new Uint8Array(entry.size);
   await handle.read(bytes, 0, entry.size, entry.offset);
   return bytes;

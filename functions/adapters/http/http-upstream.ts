@@ -15,7 +15,6 @@ import type { ByteRange, ByteStream, FetchedFile, FetchLimits, Upstream, Validat
 import { redactUrl, splitCredentials } from '../../core/redact.ts';
 import { syncDefaults } from '../../core/settings.ts';
 import { ProxyRoutes, type ProxyEnvironment } from './proxy.ts';
-import { noteBodyBytes } from './young-collection.ts';
 
 export interface HttpUpstreamOptions {
   /** Per metadata file: every redirect and the whole body. @default 60 s */
@@ -33,6 +32,8 @@ export interface HttpUpstreamOptions {
   proxyEnv?: ProxyEnvironment;
   /** Certificate authorities trusted for HTTPS upstreams instead of Node's bundled ones. @default Node's bundled ones */
   ca?: string | Buffer | Array<string | Buffer>;
+  /** Told the size of every chunk of item body received (the entry points' memory policy hooks in here). @default none */
+  onBodyBytes?: (bytes: number) => void;
 }
 
 /** More than this many redirects for one file is a misconfigured (or hostile) upstream. */
@@ -54,6 +55,7 @@ export class HttpUpstream implements Upstream {
   private readonly allowCrossHostRedirects: boolean;
   private readonly userAgent: string;
   private readonly routes: ProxyRoutes;
+  private readonly onBodyBytes: ((bytes: number) => void) | undefined;
 
   constructor(baseUrl: string, options: HttpUpstreamOptions = {}) {
     const withSlash = baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`;
@@ -76,6 +78,7 @@ export class HttpUpstream implements Upstream {
     this.userAgent = options.userAgent ?? 'skystreams';
     // A tunnel still being built ignores the deadline's destroy: it is bounded by the shorter deadline itself.
     this.routes = new ProxyRoutes(options.proxyEnv ?? process.env, { ca: options.ca, connectTimeoutMs: Math.min(this.metadataTimeoutMs, this.itemHeadersTimeoutMs) });
+    this.onBodyBytes = options.onBodyBytes;
   }
 
   url(path: string): string {
@@ -158,7 +161,7 @@ export class HttpUpstream implements Upstream {
   }
 
   private itemBody(path: string, exchange: Exchange): ByteStream {
-    const chunks = guardBody(this.url(path), exchange, this.itemIdleTimeoutMs);
+    const chunks = guardBody(this.url(path), exchange, this.itemIdleTimeoutMs, this.onBodyBytes);
     // A generator's return() before its first next() skips its finally: a consumer that gives
     // the body up unread (a store refusing the put) must still close the connection.
     return {
@@ -427,7 +430,12 @@ async function* bodyChunks(body: Readable, onWait?: (waiting: boolean) => void):
  * `idleMs`, and closes the connection whenever it stops before the end.
  * Only time spent waiting for upstream counts: a slow consumer is not idle upstream.
  */
-async function* guardBody(shown: string, exchange: Exchange, idleMs: number): AsyncGenerator<Uint8Array, void, undefined> {
+async function* guardBody(
+  shown: string,
+  exchange: Exchange,
+  idleMs: number,
+  onBodyBytes: ((bytes: number) => void) | undefined,
+): AsyncGenerator<Uint8Array, void, undefined> {
   let complete = false;
   let waiting = false;
   let stalled: UpstreamError | undefined;
@@ -458,7 +466,7 @@ async function* guardBody(shown: string, exchange: Exchange, idleMs: number): As
         complete = true;
         return;
       }
-      noteBodyBytes(result.value.byteLength);
+      onBodyBytes?.(result.value.byteLength);
       yield result.value;
     }
   } finally {

@@ -7,6 +7,7 @@ import type { SyncEngine } from '../../core/engine.ts';
 import type { Backend } from '../../core/ports.ts';
 import { openCloudBackend } from '../cloud.ts';
 import { createSyncEngine, loadSyncKeyrings } from '../sync-engine.ts';
+import type { HttpUpstreamOptions } from '../http/http-upstream.ts';
 import { readSyncEnvironment, SYNC_ENTRY } from './environment.ts';
 import { recordSyncEvent } from './observability.ts';
 
@@ -17,16 +18,22 @@ export interface SyncRuntime {
 
 let runtime: Promise<SyncRuntime> | undefined;
 
-/** The container's engine; the first call builds it (and a failed build is retried by the next call). */
-export function syncRuntime(env: Readonly<Record<string, string | undefined>> = process.env): Promise<SyncRuntime> {
-  runtime ??= buildRuntime(env).catch((error: unknown) => {
+/** The container's engine; the first call builds it, its upstreams given `hooks` (and a failed build is retried by the next call). */
+export function syncRuntime(
+  env: Readonly<Record<string, string | undefined>> = process.env,
+  hooks: Pick<HttpUpstreamOptions, 'onBodyBytes'> = {},
+): Promise<SyncRuntime> {
+  runtime ??= buildRuntime(env, hooks).catch((error: unknown) => {
     runtime = undefined;
     throw error;
   });
   return runtime;
 }
 
-async function buildRuntime(env: Readonly<Record<string, string | undefined>>): Promise<SyncRuntime> {
+async function buildRuntime(
+  env: Readonly<Record<string, string | undefined>>,
+  hooks: Pick<HttpUpstreamOptions, 'onBodyBytes'>,
+): Promise<SyncRuntime> {
   const { bucket, table, signingSecret, sync } = readSyncEnvironment(env);
   // The keyrings ship inside the bundle, next to the handler (LAMBDA_TASK_ROOT).
   const bundleDir = env.LAMBDA_TASK_ROOT ?? process.cwd();
@@ -42,6 +49,7 @@ async function buildRuntime(env: Readonly<Record<string, string | undefined>>): 
     userAgent: 'skystreams (AWS Lambda)',
     // The deployment's config always states its mode: a changed config is the operator's switch, recorded with the run.
     modeChange: 'allow',
+    ...hooks,
   });
   return { engine, backend };
 }

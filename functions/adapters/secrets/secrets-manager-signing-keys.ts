@@ -25,10 +25,18 @@ const RULES: ServiceErrorRules = {
 export interface SecretsManagerSigningKeysOptions {
   /** The secret's ARN or name. */
   secretId: string;
-  /** @default a client from the SDK chain (AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_REGION…) */
+  /** @default the process's client from the SDK chain (AWS_ENDPOINT_URL_SECRETS_MANAGER, AWS_REGION…), made on first use */
   client?: SecretsManagerClient;
   /** Sees the client once it is made (the backend's test seam, as for its other clients). */
   onClient?: (client: SecretsManagerClient) => void;
+}
+
+let shared: SecretsManagerClient | undefined;
+
+/** One client per process, as for S3 and DynamoDB: every store reuses its connections and credentials. */
+function sharedClient(Client: new (config: object) => SecretsManagerClient): SecretsManagerClient {
+  shared ??= new Client({});
+  return shared;
 }
 
 export class SecretsManagerSigningKeys implements SigningKeyStore {
@@ -47,7 +55,7 @@ export class SecretsManagerSigningKeys implements SigningKeyStore {
   private async sdk() {
     const sdk = await import('@aws-sdk/client-secrets-manager');
     if (!this.client) {
-      this.client = new sdk.SecretsManagerClient({});
+      this.client = sharedClient(sdk.SecretsManagerClient);
       this.onClient?.(this.client);
     }
     return { client: this.client, sdk };

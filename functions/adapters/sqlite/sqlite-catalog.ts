@@ -87,6 +87,7 @@ const SCHEMA = `
     error           TEXT,
     holder_host     TEXT,
     holder_pid      INTEGER,
+    holder_start    INTEGER,
     -- JSON: an array of strings, and { from, to }.
     warnings        TEXT,
     mode_switch     TEXT
@@ -144,6 +145,8 @@ const MIGRATE_FROM_1 = `
 
 /** Columns later schemas added to a table earlier ones created: added where a catalog lacks them. */
 const ADDED_COLUMNS: readonly { table: string; column: string; type: string }[] = [
+  // A run's holder's process start time, so a reused PID is not taken for the holder.
+  { table: 'runs', column: 'holder_start', type: 'INTEGER' },
   // Schema 4: what a run leaves the operator beyond its state.
   { table: 'runs', column: 'warnings', type: 'TEXT' },
   { table: 'runs', column: 'mode_switch', type: 'TEXT' },
@@ -155,6 +158,7 @@ const MIGRATE_FROM_2 = `
     SELECT '${DEFAULT_CHANNEL}', generation, '[]', 1 FROM current_publication;
   DROP TABLE current_publication;
 `;
+
 
 export class SqliteCatalog implements Catalog {
   private readonly db: Database.Database;
@@ -354,6 +358,7 @@ export class SqliteCatalog implements Catalog {
           ...toParams(run, RUN_COLUMNS),
           holderHost: run.holder?.host ?? null,
           holderPid: run.holder?.pid ?? null,
+          holderStart: run.holder?.startTime ?? null,
           warnings: run.warnings ? JSON.stringify(run.warnings) : null,
           modeSwitch: run.modeSwitch ? JSON.stringify(run.modeSwitch) : null,
         });
@@ -588,15 +593,15 @@ function toCatalogEntry(row: Row): CatalogEntry {
 function toSyncRun(row: Row): SyncRun {
   const run = pickSet(row, RECORD_FIELDS.run, column) as unknown as SyncRun;
   if (row.holder_host != null && row.holder_pid != null) {
-    run.holder = { host: String(row.holder_host), pid: Number(row.holder_pid) };
+    run.holder = { host: String(row.holder_host), pid: Number(row.holder_pid), ...(row.holder_start != null && { startTime: Number(row.holder_start) }) };
   }
   if (row.warnings != null) run.warnings = JSON.parse(String(row.warnings)) as string[];
   if (row.mode_switch != null) run.modeSwitch = JSON.parse(String(row.mode_switch)) as NonNullable<SyncRun['modeSwitch']>;
   return run;
 }
 
-/** The run's fields as columns: its holder is stored as two, `holder_host` and `holder_pid`. */
-const RUN_COLUMNS = [...RECORD_FIELDS.run.filter((field) => field !== 'holder'), 'holderHost', 'holderPid'];
+/** The run's fields as columns: its holder is stored as three, `holder_host`, `holder_pid` and `holder_start`. */
+const RUN_COLUMNS = [...RECORD_FIELDS.run.filter((field) => field !== 'holder'), 'holderHost', 'holderPid', 'holderStart'];
 
 /** A record field's column: `contentId` is stored in `content_id`. */
 function column(field: string): string {

@@ -3,7 +3,7 @@
  * with, the events and outcomes it reports, the plan it leaves between
  * phases, and the context each phase is handed.
  */
-import type { MetadataLimits } from '../metadata.ts';
+import type { MetadataLimits } from '../metadata-limits.ts';
 import type { Keyring } from '../pgp.ts';
 import type { CopyTask, Selection } from '../planner.ts';
 import type {

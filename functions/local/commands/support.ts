@@ -12,6 +12,12 @@ import { isAliveOnThisHost, thisProcess } from '../holder.ts';
 import { describeHookFailure, runOnPublish } from '../on-publish.ts';
 import { DEFAULT_DATA_DIR, openBackend, syncKeyrings, type BackendFlags, type SyncFlags } from '../options.ts';
 import { progressReporter } from '../progress.ts';
+import { youngCollection } from '../../runtime/young-collection.ts';
+
+function withYoungCollection(): { onBodyBytes?: (bytes: number) => void } {
+  const onBodyBytes = youngCollection();
+  return onBodyBytes ? { onBodyBytes } : {};
+}
 
 /** `--help` ends with these command lines, one per line. */
 export function withExamples(command: Command, examples: readonly string[]): Command {
@@ -134,6 +140,8 @@ export async function syncOnce(requested: SyncConfig, backend: Backend, options:
     },
     holder: thisProcess(),
     isAlive: isAliveOnThisHost,
+    // Item bodies stream through this process: free their chunks young (functions/runtime/young-collection.ts).
+    ...withYoungCollection(),
     ...(options.from && { from: options.from }),
   });
   let run: SyncRun;

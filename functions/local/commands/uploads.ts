@@ -4,7 +4,7 @@ import { validateUpload, type UploadFile, type UploadRequest } from '../../core/
 import { ConfigError } from '../../core/errors.ts';
 import { removeUpload, storeUpload } from '../../core/uploads.ts';
 import { openUploadFiles } from '../../adapters/fs/upload-files.ts';
-import { syncConfig, syncKeyrings, type SyncFlags } from '../options.ts';
+import { DEFAULT_DATA_DIR, syncConfig, syncKeyrings, type SyncFlags } from '../options.ts';
 import { bytes } from '../progress.ts';
 import { inRecordedMode, refuseResignWithoutKeys, syncOnce, syncOptions, syncRunOptions, withBackend, withExamples } from './support.ts';
 
@@ -83,7 +83,7 @@ export function addUploadCommands(program: Command): void {
         }
         refuseResignWithoutKeys(config, backend);
         if (flags.sync) await syncKeyrings(config);
-        const sources = await openUploadFiles(upload, '--file');
+        const sources = await openUploadFiles(upload, '--file', { dataDir: flags.dataDir ?? DEFAULT_DATA_DIR });
         const record = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => new Date() }, upload, sources);
         const total = record.items.reduce((sum, item) => sum + item.size, 0);
         console.log(`stored ${record.product} version ${record.version}: ${record.items.length} files (${bytes(total)})`);

@@ -1,15 +1,16 @@
 /**
- * A synthetic, signed simplestreams upstream for the offline demo:
- * deterministic item bytes and real OpenPGP clearsigned metadata, served on
- * loopback by the real HTTP app. Nothing here talks to the internet. Tests
- * build on the synthesizer (test/support/signed-upstream.ts).
+ * The demo's upstream: deterministic item bytes and OpenPGP clearsigned
+ * metadata (signed with core/pgp.ts), served on loopback by the real HTTP
+ * app. Nothing here talks to the internet.
  */
 import { createCipheriv, createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
-import { createCleartextMessage, generateKey, readKey, readPrivateKey, sign } from 'openpgp';
+import type { PrivateKey } from 'openpgp';
 import { openEmbeddedBackend } from '../adapters/embedded.ts';
 import { contentTypeOf } from '../core/content-types.ts';
+import { clearsign } from '../core/pgp.ts';
 import { keys, type Backend, type CatalogEntry } from '../core/ports.ts';
+import { stableJson } from '../core/publish-metadata.ts';
 import {
   flattenItems,
   formatUpdated,
@@ -20,62 +21,19 @@ import {
   type StreamIndex,
 } from '../core/simplestreams.ts';
 import { createApp } from '../http/app.ts';
-import { startServer } from './server.ts';
-
-// ---------------------------------------------------------------- signing
-
-export interface SigningKey {
-  armoredPrivateKey: string;
-  armoredPublicKey: string;
-  /** Binary, like `gpg --export`, suitable for `gpgv --keyring`. */
-  publicKeyring: Uint8Array;
-  /** Upper-case hex. */
-  fingerprint: string;
-}
-
-/** A fresh, unprotected Ed25519 signing key (with a Curve25519 subkey), as gpg 2.2 understands them. */
-export async function generateSigningKey(name = 'skystreams synthetic upstream'): Promise<SigningKey> {
-  const { privateKey, publicKey } = await generateKey({
-    type: 'ecc',
-    curve: 'curve25519Legacy',
-    userIDs: [{ name, email: 'synthetic-upstream@skystreams.invalid' }],
-    format: 'armored',
-  });
-  const key = await readKey({ armoredKey: publicKey });
-  return {
-    armoredPrivateKey: privateKey,
-    armoredPublicKey: publicKey,
-    publicKeyring: key.write(),
-    fingerprint: key.getFingerprint().toUpperCase(),
-  };
-}
-
-/** `text` as an OpenPGP clearsigned message, signed by `key`. */
-export async function clearsign(text: string, key: SigningKey): Promise<string> {
-  const signingKey = await readPrivateKey({ armoredKey: key.armoredPrivateKey });
-  return sign({ message: await createCleartextMessage({ text }), signingKeys: signingKey });
-}
-
-// ---------------------------------------------------------------- the tree
+import { startServer } from '../local/server.ts';
 
 export interface SynthesizeOptions {
   /** Sign: write `.sjson` beside every `.json`. Without it, only `.json` files. */
-  key?: SigningKey;
+  key?: PrivateKey;
   /** `updated` of the index, its entries and every products file. @default formatUpdated(now) */
   updated?: string;
-  /** Bytes to synthesize for an item. @default 1–40 KiB, derived from the path */
-  itemSize?: (item: FlatItem) => number;
-  /** Changes every item's bytes (and so its digests) without changing its path. @default '' */
-  contentSeed?: string;
-  /**
-   * The bytes of an item whose content matters (a package manifest), or
-   * undefined for the synthetic bytes (then `itemSize` and `contentSeed` apply).
-   * @default synthetic bytes for every item
-   */
+  /** The bytes of an item, or undefined for syntheticItemBytes(item). @default synthetic bytes for every item */
   itemContent?: (item: FlatItem) => Uint8Array | undefined;
 }
 
 const encoder = new TextEncoder();
+const decoder = new TextDecoder();
 
 export const INDEX_PATH = 'streams/v1/index.json';
 export const SIGNED_INDEX_PATH = 'streams/v1/index.sjson';
@@ -91,14 +49,16 @@ export function syntheticContent(path: string, size: number, contentSeed = ''): 
   return new Uint8Array(Buffer.concat([cipher.update(Buffer.alloc(size)), cipher.final()]));
 }
 
-function defaultItemSize(item: FlatItem, contentSeed: string): number {
+/** An item's synthetic bytes: 1–40 KiB unless `size` is given, both derived from the path and the seed. */
+export function syntheticItemBytes(item: FlatItem, options: { size?: number; contentSeed?: string } = {}): Uint8Array {
+  const contentSeed = options.contentSeed ?? '';
   const spread = createHash('sha256').update(`${contentSeed}\0${item.path}`).digest().readUInt32BE(0);
-  return 1024 + (spread % (39 * 1024 + 1));
+  return syntheticContent(item.path, options.size ?? 1024 + (spread % (39 * 1024 + 1)), contentSeed);
 }
 
 /**
  * Every file of an upstream mirror, keyed by path relative to its root: each
- * item's synthetic bytes (its `size` and `sha256` rewritten to match, and any
+ * item's bytes (its `size` and `sha256` rewritten to match, and any
  * `sha512`/`md5` it declared recomputed), the products files and the index,
  * clearsigned when `key` is given. The input documents are not modified.
  * Items sharing a path share their bytes.
@@ -107,7 +67,6 @@ export async function synthesizeTree(
   products: ProductsDocument[],
   options: SynthesizeOptions = {},
 ): Promise<Map<string, Uint8Array>> {
-  const contentSeed = options.contentSeed ?? '';
   const files = new Map<string, Uint8Array>();
   const documents = products.map((document) => structuredClone(document));
   for (const document of documents) {
@@ -115,11 +74,7 @@ export async function synthesizeTree(
     for (const flat of flattenItems(file, document)) {
       let bytes = files.get(flat.path);
       if (!bytes) {
-        bytes = options.itemContent?.(flat);
-        if (!bytes) {
-          const size = options.itemSize?.(flat) ?? defaultItemSize(flat, contentSeed);
-          bytes = syntheticContent(flat.path, size, contentSeed);
-        }
+        bytes = options.itemContent?.(flat) ?? syntheticItemBytes(flat);
         files.set(flat.path, bytes);
       }
       const item = document.products[flat.productName]!.versions[flat.versionName]!.items[flat.itemName]!;
@@ -135,24 +90,23 @@ export async function synthesizeTree(
 
 /**
  * (Re)writes the products files and the index for `products` into `files`,
- * as they are (item bytes untouched), signed when `key` is given. Handy after
- * a test edits a document: the metadata is then validly signed but may
- * promise bytes the tree does not hold. Leaves other files, including stale
- * `.sjson` files when unsigned, alone.
+ * as they are (item bytes untouched), signed when `key` is given. Leaves
+ * other files, including stale `.sjson` files when unsigned, alone.
  */
 export async function writeMetadata(
   files: Map<string, Uint8Array>,
   products: ProductsDocument[],
   options: Pick<SynthesizeOptions, 'key' | 'updated'> = {},
 ): Promise<void> {
+  const { key } = options;
   const updated = options.updated ?? formatUpdated(new Date());
   const unsignedIndex: StreamIndex = { format: 'index:1.0', updated, index: {} };
   const signedIndex: StreamIndex = { format: 'index:1.0', updated, index: {} };
   for (const original of products) {
     const document: ProductsDocument = { ...original, updated };
-    const text = serializeMetadata(document);
+    const text = stableJson(document);
     files.set(productsPath(document.content_id), encoder.encode(text));
-    if (options.key) files.set(signedProductsPath(document.content_id), encoder.encode(await clearsign(text, options.key)));
+    if (key) files.set(signedProductsPath(document.content_id), encoder.encode(await clearsign(text, key)));
     const entry: IndexEntry = {
       datatype: typeof document.datatype === 'string' ? document.datatype : 'image-ids',
       format: 'products:1.0',
@@ -163,22 +117,9 @@ export async function writeMetadata(
     unsignedIndex.index[document.content_id] = entry;
     signedIndex.index[document.content_id] = { ...entry, path: signedProductsPath(document.content_id) };
   }
-  files.set(INDEX_PATH, encoder.encode(serializeMetadata(unsignedIndex)));
-  if (options.key) files.set(SIGNED_INDEX_PATH, encoder.encode(await clearsign(serializeMetadata(signedIndex), options.key)));
+  files.set(INDEX_PATH, encoder.encode(stableJson(unsignedIndex)));
+  if (key) files.set(SIGNED_INDEX_PATH, encoder.encode(await clearsign(stableJson(signedIndex), key)));
 }
-
-/** As simplestreams' tools write metadata: one-space indent, sorted keys, trailing newline. */
-export function serializeMetadata(value: unknown): string {
-  return `${JSON.stringify(value, sortedKeys, 1)}\n`;
-}
-
-function sortedKeys(_key: string, value: unknown): unknown {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return value;
-  return Object.fromEntries(Object.entries(value).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
-}
-
-
-// ---------------------------------------------------------------- serving
 
 /**
  * Serves `files` on loopback the way a mirror serves: published as one
@@ -212,10 +153,10 @@ async function publishTree({ objects, catalog }: Backend, files: ReadonlyMap<str
   const generation = await catalog.reserveGeneration();
   const owner = { generation, runId: `synthetic-${generation}` };
   const metadataFiles = [...files.keys()].filter((path) => path.startsWith('streams/'));
-  const index = JSON.parse(new TextDecoder().decode(files.get(INDEX_PATH))) as StreamIndex;
+  const index = JSON.parse(decoder.decode(files.get(INDEX_PATH))) as StreamIndex;
   const entries: CatalogEntry[] = [];
   for (const { path: file } of Object.values(index.index)) {
-    const document = parseProducts(file, new TextDecoder().decode(files.get(file)));
+    const document = parseProducts(file, decoder.decode(files.get(file)));
     for (const item of flattenItems(file, document)) {
       const bytes = files.get(item.path);
       if (!bytes) throw new Error(`${file} lists ${item.path}, which the tree does not hold`);
