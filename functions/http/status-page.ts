@@ -99,6 +99,7 @@ export function renderStatusPage(report: StatusPageReport, context: StatusPageCo
   const url = context.mirrorUrl ?? MIRROR_URL_PLACEHOLDER;
   const sections = [
     staleWarning(report, context.now),
+    runWarnings(report),
     freshnessSection(report, context.now),
     running ? progressSection(running, report.progress?.runId === running.id ? report.progress : undefined, context.now) : '',
     channelsSection(report, url),
@@ -346,6 +347,16 @@ const MODE_DESCRIPTIONS: Record<NonNullable<StatusPageReport['mode']>, string> =
   're-signed': "re-signed: the mirror's own signature over upstream's metadata",
   merged: "merged: several sources' metadata, under the mirror's own signature",
 };
+
+/** The newest run's warnings (a selection MAAS cannot boot) and the mode switches of the runs listed. */
+function runWarnings(report: StatusPageReport): string {
+  const newest = report.runs[0];
+  const warnings = (newest?.warnings ?? []).map((warning) => `<p class="warning" role="alert"><strong>Warning</strong> (run ${escapeHtml(newest!.id)}): ${escapeHtml(warning)}</p>`);
+  const switches = report.runs
+    .filter((run) => run.modeSwitch)
+    .map((run) => `<p class="notice">Run ${escapeHtml(run.id)} switched the publishing mode from ${escapeHtml(run.modeSwitch!.from)} to ${escapeHtml(run.modeSwitch!.to)}: every MAAS needs the matching keyring.</p>`);
+  return [...warnings, ...switches].join('\n');
+}
 
 /** A stale mirror's warning, first on the page: MAAS keeps importing from it without complaint. */
 function staleWarning(report: StatusPageReport, now: Date): string {

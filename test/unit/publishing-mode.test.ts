@@ -1,6 +1,10 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { ConfigError } from '../../functions/core/errors.ts';
-import { modeOfPublishedFiles, parsePublishingMode, resolvePublishingMode } from '../../functions/core/publishing-mode.ts';
+import { PUBLISHING_MODE_STATE, modeOfPublishedFiles, parsePublishingMode, recordedPublishingMode, resolvePublishingMode } from '../../functions/core/publishing-mode.ts';
 
 describe('Function: resolvePublishingMode', () => {
   it('takes the named mode, or verbatim, on a mirror that has recorded none', () => {
@@ -65,5 +69,33 @@ describe('Function: parsePublishingMode', () => {
   it('names the flag and the modes on a typo', () => {
     expect(parsePublishingMode('re-signed', '--switch-mode')).toBe('re-signed');
     expect(() => parsePublishingMode('resign', '--switch-mode')).toThrow(/^--switch-mode: expected one of verbatim, re-signed, merged, found "resign"$/);
+  });
+});
+
+describe('Function: recordedPublishingMode', () => {
+  it('reads the recorded mode, and for a mirror published before modes were recorded, the mode its default channel serves in', async () => {
+    // Prepare: a real catalog with one re-signed publication and no recorded mode.
+    const dir = await mkdtemp(join(tmpdir(), 'skystreams-mode-'));
+    const backend = openEmbeddedBackend(dir);
+    try {
+      const empty = await recordedPublishingMode(backend.catalog);
+      await backend.catalog.publish(
+        { generation: 1, upstreamUpdated: 'Thu, 24 Jul 2025 08:01:49 +0000', publishedAt: '2026-01-01T00:00:00.000Z', runId: 'r1', files: ['streams/v1/index.sjson', 'keyring.gpg'], itemCount: 0, totalBytes: 0 },
+        undefined,
+      );
+
+      // Act
+      const legacy = await recordedPublishingMode(backend.catalog);
+      await backend.catalog.setState(PUBLISHING_MODE_STATE, 'verbatim');
+      const recorded = await recordedPublishingMode(backend.catalog);
+
+      // Assess
+      expect(empty).toBeUndefined();
+      expect(legacy).toBe('re-signed');
+      expect(recorded).toBe('verbatim');
+    } finally {
+      await backend.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

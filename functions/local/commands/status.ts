@@ -5,7 +5,8 @@ import type { SourceConflict } from '../../core/sources.ts';
 import { formatDuration } from '../../http/format.ts';
 import { statusReport, type StatusReport } from '../../http/reports.ts';
 import { isAliveOnThisHost } from '../holder.ts';
-import type { BackendFlags } from '../options.ts';
+import { describeDuration, parseDuration, syncDefaults } from '../../core/settings.ts';
+import { EXIT_CODES, type BackendFlags } from '../options.ts';
 import { bytes } from '../progress.ts';
 import { formatTable } from '../table.ts';
 import { backendOptions, withMirror, withExamples } from './support.ts';
@@ -18,12 +19,24 @@ export function addStatusCommand(program: Command): void {
   ])
     .option('--json', 'print JSON (the same as GET /api/v1/status)')
     .option('--runs <n>', 'sync runs listed', '10')
-    .action(async (flags: BackendFlags & { json?: boolean; runs: string }) =>
+    .option('--check', 'for monitoring: exit 1 when the mirror is stale (see --stale-after and --interval)')
+    .option('--stale-after <duration>', `upstream metadata older than this is stale; 0 turns the rule off, e.g. for an air-gapped mirror (default ${describeDuration(syncDefaults.staleAfterMs)})`)
+    .option('--interval <duration>', 'the mirror syncs on this schedule (skystreams local --interval): stale when no check succeeded for 3 of them')
+    .action(async (flags: BackendFlags & { json?: boolean; runs: string; check?: boolean; staleAfter?: string; interval?: string }) =>
       withMirror(flags, async (backend) => {
         const runs = Number(flags.runs);
         if (!Number.isInteger(runs) || runs < 1) throw new ConfigError(`--runs: expected a whole number of runs, got ${flags.runs}`);
-        const report = await statusReport(backend.catalog, { isAlive: isAliveOnThisHost, runs });
+        const report = await statusReport(backend.catalog, {
+          isAlive: isAliveOnThisHost,
+          runs,
+          ...(flags.staleAfter !== undefined && { staleAfterMs: parseDuration('--stale-after', flags.staleAfter, { allowZero: true }) }),
+          ...(flags.interval !== undefined && { syncIntervalMs: parseDuration('--interval', flags.interval) }),
+        });
         console.log(flags.json ? JSON.stringify(report, null, 2) : statusText(report, new Date()));
+        if (flags.check && report.stale) {
+          console.error(`skystreams: stale since ${report.stale.since}: ${report.stale.reason}`);
+          process.exitCode = EXIT_CODES.failure.code;
+        }
       }),
     );
 }
@@ -49,7 +62,9 @@ export function statusText(report: StatusReport, now: Date): string {
       `conflict: ${conflict.reason === 'path' ? `${conflict.path} (in ${conflict.dropped.product})` : conflict.product} ` +
       `from source ${conflict.dropped.source} gave way to source ${conflict.kept.source}${why[conflict.reason](conflict)}`,
   );
-  const head = [summary, ...channels, ...conflicts].join('\n');
+  const mode = report.mode ? [`mode: ${report.mode}`] : [];
+  const stale = report.stale ? [`STALE since ${report.stale.since}: ${report.stale.reason}`] : [];
+  const head = [summary, ...mode, ...stale, ...channels, ...conflicts].join('\n');
   if (report.runs.length === 0) return `${head}\nno sync has run yet`;
   const rows = report.runs.map((run) => [
     run.startedAt,
@@ -60,5 +75,11 @@ export function statusText(report: StatusReport, now: Date): string {
     run.generation === undefined ? '' : String(run.generation),
     run.error ?? '',
   ]);
-  return `${head}\n\n${formatTable(['STARTED', 'STATE', 'COPIED', 'PRESENT', 'DURATION', 'GENERATION', 'ERROR'], rows)}`;
+  // The newest run's warnings still apply; a mode switch is worth seeing as long as its run is listed.
+  const notes = [
+    ...(report.runs[0]?.warnings ?? []).map((warning) => `warning (run ${report.runs[0]!.id}): ${warning}`),
+    ...report.runs.filter((run) => run.modeSwitch).map((run) => `run ${run.id} switched the publishing mode from ${run.modeSwitch!.from} to ${run.modeSwitch!.to}`),
+  ];
+  const table = formatTable(['STARTED', 'STATE', 'COPIED', 'PRESENT', 'DURATION', 'GENERATION', 'ERROR'], rows);
+  return `${head}\n\n${table}${notes.length > 0 ? `\n\n${notes.join('\n')}` : ''}`;
 }

@@ -44,7 +44,8 @@ export function addLocalCommand(program: Command): void {
         : config.keyring && 'file' in config.keyring
           ? resolvePath(config.keyring.file)
           : undefined;
-      const server = await startServer(createApp({ ...backend, keyringFilename }), { port, host: flags.host });
+      // The page warns when no check has succeeded for 3 intervals: this process is the schedule.
+      const server = await startServer(createApp({ ...backend, keyringFilename, syncIntervalMs: interval }), { port, host: flags.host });
       const syncing = config.sources
         ? config.sources.map((source) => `${source.name} (${redactUrl(source.url)})`).join(', ')
         : redactUrl(config.source);
