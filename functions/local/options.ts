@@ -65,6 +65,8 @@ export interface SyncFlags extends BackendFlags {
   switchMode?: string;
   /** `--on-publish`: a shell command run after each publication. */
   onPublish?: string;
+  /** `--source-password-file`: the source's password, kept out of the command line. */
+  sourcePasswordFile?: string;
 }
 
 /** `existing`: the embedded backend opens only a mirror that is there (the cloud one's bucket and table always are). */
@@ -91,12 +93,64 @@ export function cloudBackendOptions(flags: BackendFlags): CloudBackendOptions {
   };
 }
 
+/**
+ * A source's password from a file (`--source-password-file`, or a sources
+ * file's `passwordFile`) or from SKYSTREAMS_SOURCE_PASSWORD, put into its URL
+ * in memory only: a password on the command line shows in `ps` and in
+ * /proc/PID/cmdline to every user of the host.
+ */
+export function withSourcePassword(url: string | undefined, password: string | undefined, label: string): string | undefined {
+  if (password === undefined || url === undefined) return url;
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url; // parseSyncConfig names the bad URL
+  }
+  if (!parsed.username) throw new ConfigError(`${label}: the source URL names no user: write it as https://USER@host/path/`);
+  if (parsed.password) throw new ConfigError(`${label}: the source URL already holds a password: give it in one place only`);
+  parsed.password = password;
+  return parsed.href;
+}
+
+/** The first line of a password file; ConfigError naming the file when it cannot be read or is empty. */
+export function readPasswordFile(path: string, label: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`${label}: ${path} cannot be read (${(error as NodeJS.ErrnoException).code ?? String(error)})`, { cause: error });
+  }
+  const password = text.split(/\r?\n/, 1)[0] ?? '';
+  if (password === '') throw new ConfigError(`${label}: ${path} is empty: expected the password on its first line`);
+  return password;
+}
+
+function withPasswordFile(source: Record<string, unknown>, base: string, label: string): Record<string, unknown> {
+  const { passwordFile, ...rest } = source;
+  if (passwordFile === undefined) return source;
+  if (typeof passwordFile !== 'string' || passwordFile === '') throw new ConfigError(`${label}.passwordFile: expected the path of a file holding the password`);
+  const password = readPasswordFile(resolve(base, passwordFile), `${label}.passwordFile`);
+  return { ...rest, url: withSourcePassword(typeof rest.url === 'string' ? rest.url : undefined, password, `${label}.url`) };
+}
+
+/** The password SKYSTREAMS_SOURCE_PASSWORD or --source-password-file gives; undefined when neither does. */
+function sourcePassword(flags: SyncFlags, env: NodeJS.ProcessEnv): string | undefined {
+  if (flags.sourcePasswordFile !== undefined) return readPasswordFile(flags.sourcePasswordFile, '--source-password-file');
+  const fromEnv = env.SKYSTREAMS_SOURCE_PASSWORD;
+  return fromEnv === undefined || fromEnv === '' ? undefined : fromEnv;
+}
+
 /** The sync settings the flags give; a SettingError naming the flag when one is wrong. */
-export function syncConfig(flags: SyncFlags): SyncConfig {
+export function syncConfig(flags: SyncFlags, env: NodeJS.ProcessEnv = process.env): SyncConfig {
   const sources = flags.config === undefined ? undefined : readSourcesFile(flags.config);
+  const password = sourcePassword(flags, env);
+  if (password !== undefined && flags.config !== undefined) {
+    throw new ConfigError('--config: give each source its password with "passwordFile" in the sources file, not --source-password-file or SKYSTREAMS_SOURCE_PASSWORD');
+  }
   return parseSyncConfig(
     {
-      source: flags.source,
+      source: withSourcePassword(flags.source, password, '--source'),
       verify: flags.verify,
       keyring: flags.keyring,
       sources,
@@ -151,8 +205,9 @@ export function readSourcesFile(file: string): unknown {
   if (sources === undefined) throw new ConfigError(`${file}: $.sources: required: the sources to merge`);
   if (!Array.isArray(sources)) return sources;
   const base = dirname(resolve(file));
-  return sources.map((source: unknown) => {
-    if (typeof source !== 'object' || source === null || Array.isArray(source)) return source;
+  return sources.map((entry: unknown, i) => {
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) return entry;
+    const source = withPasswordFile(entry as Record<string, unknown>, base, `${file}: $.sources[${i}]`);
     const { keyring } = source as { keyring?: unknown };
     if (typeof keyring === 'string' && keyring !== '') return { ...source, keyring: resolve(base, keyring) };
     if (typeof keyring === 'object' && keyring !== null && typeof (keyring as { file?: unknown }).file === 'string') {

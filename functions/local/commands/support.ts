@@ -41,6 +41,7 @@ export function syncOptions(command: Command): Command {
   return backendOptions(command)
     .option('--source <url>', `simplestreams mirror root to copy (credentials allowed, never shown; default ${syncDefaults.source})`)
     .option('--keyring <file>', `OpenPGP keyring (binary or armored) the metadata must be signed with (default ${syncDefaults.keyringFile})`)
+    .option('--source-password-file <file>', "the source's password on the file's first line (with --source https://USER@host/…; or SKYSTREAMS_SOURCE_PASSWORD), kept out of ps")
     .option('--config <file>', 'JSON file listing several sources to merge into one re-signed stream (instead of --source, --keyring, --filter, --max)')
     .option('--no-verify', 'accept an unsigned source (index.json); never for production')
     .addOption(
