@@ -9,7 +9,7 @@ import type { Keyring } from '../core/pgp.ts';
 import type { Backend, Upstream } from '../core/ports.ts';
 import { engineSettings, type SyncConfig } from '../core/settings.ts';
 import { openKeyring } from './fs/keyring-file.ts';
-import { HttpUpstream } from './http/http-upstream.ts';
+import { HttpUpstream } from './upstream/http-upstream.ts';
 
 /** How an entry point names a keyring in its messages: the single source's (no argument), or that of source `index`. */
 export type KeyringLabel = (index?: number) => string;

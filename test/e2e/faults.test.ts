@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { auditPublication } from '../../functions/core/audit.ts';
 import { SYNC_LOCK, SyncEngine, type SyncEvent, type SyncSettings } from '../../functions/core/engine.ts';
 import { defaultEngineSettings as defaultSettings } from '../../functions/core/settings.ts';

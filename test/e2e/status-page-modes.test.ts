@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SigningKeyFile } from '../../functions/adapters/fs/signing-key-file.ts';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { promote } from '../../functions/core/channels.ts';
 import { SyncEngine } from '../../functions/core/engine.ts';
 import { parseFilter } from '../../functions/core/filters.ts';

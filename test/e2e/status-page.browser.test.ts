@@ -10,7 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { SigningKeyFile } from '../../functions/adapters/fs/signing-key-file.ts';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { SyncEngine } from '../../functions/core/engine.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SigningKeyFile } from '../../functions/adapters/fs/signing-key-file.ts';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { uploadRecordKey, UPLOADS_PREFIX, validateUpload, type UploadRequest } from '../../functions/core/custom-images.ts';
 import { requestRepublish, SyncEngine, type SyncSettings } from '../../functions/core/engine.ts';
 import { ConfigError, ConflictError, FileFormatError, IntegrityError } from '../../functions/core/errors.ts';

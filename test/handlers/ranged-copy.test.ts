@@ -6,7 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { copyBudgetMs, ENV } from '../../functions/adapters/lambda/environment.ts';
 import { ConfigError, IntegrityError, RangeNotSupportedError, UpstreamError } from '../../functions/core/errors.ts';
 import { keys } from '../../functions/core/ports.ts';

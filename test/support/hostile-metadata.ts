@@ -14,7 +14,7 @@
  */
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { checkIndex, readUpstreamMetadata } from '../../functions/core/metadata.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
 import { formatUpdated } from '../../functions/core/simplestreams.ts';

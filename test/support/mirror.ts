@@ -9,7 +9,7 @@ import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
 import type { Backend, SyncRun } from '../../functions/core/ports.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { createApp } from '../../functions/http/app.ts';
 import { startServer, type RunningServer } from '../../functions/local/server.ts';
 import { generateSigningKey, synthesizeTree, type SigningKey } from './signed-upstream.ts';

@@ -13,7 +13,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { auditPublication } from '../../functions/core/audit.ts';
 import { SYNC_LOCK, SyncEngine, requestRepair, type SyncSettings } from '../../functions/core/engine.ts';
 import { defaultEngineSettings as defaultSettings } from '../../functions/core/settings.ts';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { auditPublication } from '../../functions/core/audit.ts';
 import {
   SYNC_LOCK,

@@ -1,5 +1,5 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { HttpUpstream, MAX_REDIRECTS } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream, MAX_REDIRECTS } from '../../functions/adapters/upstream/http-upstream.ts';
 import { InputTooLargeError, UpstreamError } from '../../functions/core/errors.ts';
 import type { ByteStream, FetchedFile } from '../../functions/core/ports.ts';
 import { syntheticContent } from '../support/signed-upstream.ts';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
-import { proxyFor } from '../../functions/adapters/http/proxy.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
+import { proxyFor } from '../../functions/adapters/upstream/proxy.ts';
 import { ConfigError, UpstreamError } from '../../functions/core/errors.ts';
 import type { ByteStream } from '../../functions/core/ports.ts';
 import { closedPort, generateCertificate, startForwardProxy, startTlsFront, type ForwardProxy, type TestCertificate, type TlsFront } from '../support/forward-proxy.ts';

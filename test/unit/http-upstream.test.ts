@@ -5,7 +5,7 @@ import { runInNewContext } from 'node:vm';
 import type { AddressInfo } from 'node:net';
 import { constants as perfConstants, PerformanceObserver, type PerformanceEntry } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { COLLECT_EVERY_BYTES, youngCollection } from '../../functions/runtime/young-collection.ts';
 import { ConfigError, InputTooLargeError, NotFoundError, UpstreamError } from '../../functions/core/errors.ts';
 import { redactUrl, splitCredentials } from '../../functions/core/redact.ts';

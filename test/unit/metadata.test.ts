@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../../functions/adapters/fs/fs-object-store.ts';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { InputTooLargeError, MetadataError, RollbackError } from '../../functions/core/errors.ts';
 import {
   SIGNED_INDEX,

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
-import { HttpUpstream } from '../../functions/adapters/http/http-upstream.ts';
+import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { SigningKeyFile } from '../../functions/adapters/fs/signing-key-file.ts';
 import { requestRepublish, SyncEngine } from '../../functions/core/engine.ts';
 import { ConfigError, MetadataError, RollbackError, SignatureError } from '../../functions/core/errors.ts';

@@ -7,7 +7,7 @@ import type { SyncEngine } from '../../core/engine.ts';
 import type { Backend } from '../../core/ports.ts';
 import { openCloudBackend } from '../cloud.ts';
 import { createSyncEngine, loadSyncKeyrings } from '../sync-engine.ts';
-import type { HttpUpstreamOptions } from '../http/http-upstream.ts';
+import type { HttpUpstreamOptions } from '../upstream/http-upstream.ts';
 import { readSyncEnvironment, SYNC_ENTRY } from './environment.ts';
 import { recordSyncEvent } from './observability.ts';
 
