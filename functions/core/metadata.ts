@@ -79,9 +79,9 @@ export async function checkIndex(
   upstream: Upstream,
   keyring: Keyring | undefined,
   validators: Validators | undefined,
-  limits: Partial<MetadataLimits> = {},
+  limits: MetadataLimits = defaultMetadataLimits,
 ): Promise<IndexCheck> {
-  const { indexBytes } = { ...defaultMetadataLimits, ...limits };
+  const { indexBytes } = limits;
   const indexFile = indexFileFor(keyring);
   let fetched: FetchedFile;
   try {
@@ -115,9 +115,9 @@ export async function readUpstreamMetadata(
   keyring: Keyring | undefined,
   index: { bytes: Uint8Array; validators: Validators },
   published?: PublishedMetadata,
-  limits: Partial<MetadataLimits> = {},
+  limits: MetadataLimits = defaultMetadataLimits,
 ): Promise<UpstreamMetadata> {
-  const bounds = { ...defaultMetadataLimits, ...limits };
+  const bounds = limits;
   const budget = new RunBudget(bounds.runBytes);
   const indexFile = indexFileFor(keyring);
   refuseOversized(indexFile, index.bytes, bounds.indexBytes);
@@ -166,7 +166,7 @@ export async function readUpstreamMetadata(
 export async function loadPublishedMetadata(
   objects: ObjectStore,
   publication: Publication,
-  limits: Partial<MetadataLimits> = {},
+  limits: MetadataLimits = defaultMetadataLimits,
 ): Promise<PublishedMetadata> {
   const listed = new Set(publication.files);
   // A re-signed generation keeps the upstream files it was made from: upstream is compared with upstream.
@@ -186,7 +186,7 @@ export async function loadSourceMetadata(
   objects: ObjectStore,
   publication: Publication,
   source: string,
-  limits: Partial<MetadataLimits> = {},
+  limits: MetadataLimits = defaultMetadataLimits,
 ): Promise<PublishedMetadata | undefined> {
   return loadKeptMetadata(objects, publication, upstreamCopyPrefix(source), limits);
 }
@@ -195,9 +195,9 @@ async function loadKeptMetadata(
   objects: ObjectStore,
   publication: Publication,
   base: string,
-  limits: Partial<MetadataLimits>,
+  limits: MetadataLimits,
 ): Promise<PublishedMetadata | undefined> {
-  const bounds = { ...defaultMetadataLimits, ...limits };
+  const bounds = limits;
   const budget = new RunBudget(bounds.runBytes);
   const listed = new Set(publication.files);
   const indexFile = [SIGNED_INDEX, UNSIGNED_INDEX].find((file) => listed.has(`${base}${file}`));
@@ -231,9 +231,9 @@ async function loadKeptMetadata(
 export async function servedIndexUpdated(
   objects: ObjectStore,
   publication: Publication,
-  limits: Partial<MetadataLimits> = {},
+  limits: MetadataLimits = defaultMetadataLimits,
 ): Promise<string | undefined> {
-  const bounds = { ...defaultMetadataLimits, ...limits };
+  const bounds = limits;
   const indexFile = publishedIndexFile(publication);
   if (!indexFile) throw new MetadataError(`publication ${publication.generation}`, '$', `lists no ${SIGNED_INDEX} or ${UNSIGNED_INDEX}`);
   const key = keys.metadata(publication, indexFile);

@@ -15,7 +15,7 @@
 import { createServer, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
-import { checkIndex, readUpstreamMetadata } from '../../functions/core/metadata.ts';
+import { checkIndex, defaultMetadataLimits, readUpstreamMetadata } from '../../functions/core/metadata.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
 import { formatUpdated } from '../../functions/core/simplestreams.ts';
 import { clearsign, generateSigningKey } from './signed-upstream.ts';
@@ -80,7 +80,7 @@ const server = createServer((request, response) => {
 });
 await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
 const upstream = new HttpUpstream(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
-const limits = limitArg === 'default' ? {} : { productsBytes: Number(limitArg) };
+const limits = limitArg === 'default' ? defaultMetadataLimits : { ...defaultMetadataLimits, productsBytes: Number(limitArg) };
 
 let outcome: { error: string; message: string };
 try {

@@ -124,11 +124,12 @@ async function publish(tree: Map<string, Uint8Array>): Promise<PublishedMetadata
 async function readServed(
   tree: Map<string, Uint8Array>,
   published?: PublishedMetadata,
-  limits: Partial<MetadataLimits> = {},
+  partialLimits: Partial<MetadataLimits> = {},
 ): Promise<UpstreamMetadata> {
   live.clear();
   for (const [path, bytes] of tree) live.set(path, bytes);
   const source = new HttpUpstream(upstream.baseUrl);
+  const limits = { ...defaultMetadataLimits, ...partialLimits };
   const index = await checkIndex(source, keyring, undefined, limits);
   if (!index.changed) throw new Error('unconditional index GET answered 304');
   return readUpstreamMetadata(source, keyring, index, published, limits);
@@ -336,10 +337,10 @@ describe('Function: readUpstreamMetadata', () => {
       const source = new HttpUpstream(upstream.baseUrl);
 
       // Act
-      const checked = await rejection(InputTooLargeError, checkIndex(source, keyring, undefined, { indexBytes }));
+      const checked = await rejection(InputTooLargeError, checkIndex(source, keyring, undefined, { ...defaultMetadataLimits, indexBytes }));
       const read = await rejection(
         InputTooLargeError,
-        readUpstreamMetadata(source, keyring, { bytes: tree.get(SIGNED_INDEX_PATH)!, validators: {} }, undefined, { indexBytes }),
+        readUpstreamMetadata(source, keyring, { bytes: tree.get(SIGNED_INDEX_PATH)!, validators: {} }, undefined, { ...defaultMetadataLimits, indexBytes }),
       );
 
       // Assess
@@ -441,7 +442,7 @@ describe('Function: loadPublishedMetadata', () => {
     // Act
     const error = await rejection(
       InputTooLargeError,
-      loadPublishedMetadata(objects, publication, { productsBytes: tree.get(UBUNTU_FILE)!.byteLength - 1 }),
+      loadPublishedMetadata(objects, publication, { ...defaultMetadataLimits, productsBytes: tree.get(UBUNTU_FILE)!.byteLength - 1 }),
     );
 
     // Assess
