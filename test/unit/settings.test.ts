@@ -310,6 +310,7 @@ describe('Function: engineSettings', () => {
       keepGenerations: 3,
       rangedCopy: config.rangedCopy,
       resign: false,
+      modeChange: 'refuse',
     });
     expect(engineSettings(parse({}), undefined).selection).toEqual({ filters: [] });
   });

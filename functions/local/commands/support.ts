@@ -127,6 +127,8 @@ export function refuseResignWithoutKeys(config: SyncConfig, backend: Backend): v
 
 /** A sync from the configured source, or from `options.from.upstream` restricted to `options.from.paths`, in the recorded mode. */
 export async function syncOnce(requested: SyncConfig, backend: Backend, options: SyncRunOptions = {}): Promise<SyncRun> {
+  // Flags that cannot work are refused before the catalog is asked anything.
+  refuseResignWithoutKeys(requested, backend);
   const { config, modeChange } = await inRecordedMode(requested, backend, options.switchMode);
   refuseResignWithoutKeys(config, backend);
   const keyrings = await syncKeyrings(config);

@@ -73,7 +73,11 @@ export function addUploadCommands(program: Command): void {
         'upload',
       );
       const options = syncRunOptions(flags);
+      // The files and the keyrings first: a mistyped path is reported before the mirror is opened.
+      const sources = await openUploadFiles(upload, '--file', { dataDir: flags.dataDir ?? DEFAULT_DATA_DIR });
+      if (flags.sync) await syncKeyrings(requested);
       await withBackend(flags, async (backend) => {
+        refuseResignWithoutKeys(requested, backend);
         const { config } = await inRecordedMode(requested, backend, options.switchMode);
         if (!config.resign) {
           throw new ConfigError(
@@ -82,8 +86,6 @@ export function addUploadCommands(program: Command): void {
           );
         }
         refuseResignWithoutKeys(config, backend);
-        if (flags.sync) await syncKeyrings(config);
-        const sources = await openUploadFiles(upload, '--file', { dataDir: flags.dataDir ?? DEFAULT_DATA_DIR });
         const record = await storeUpload({ objects: backend.objects, catalog: backend.catalog, now: () => new Date() }, upload, sources);
         const total = record.items.reduce((sum, item) => sum + item.size, 0);
         console.log(`stored ${record.product} version ${record.version}: ${record.items.length} files (${bytes(total)})`);
