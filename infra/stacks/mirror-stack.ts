@@ -97,6 +97,10 @@ export class MirrorStack extends Stack {
         description: "Re-signed mode: saves the mirror's public keyring where the MAAS commands point (run on each region controller)",
         value: `curl -fsSo ${keyring} ${baseUrl}keyring.gpg`,
       });
+      new CfnOutput(this, 'MaasUpdateBootSourceKeyringData', {
+        description: "Re-signed mode, the other way: keeps the mirror's keyring in MAAS's database, so every region controller of an HA MAAS has it",
+        value: `curl -fsSo skystreams-keyring.gpg ${baseUrl}keyring.gpg && maas $PROFILE boot-source update 1 url=${baseUrl} keyring_filename="" keyring_data@=skystreams-keyring.gpg`,
+      });
       new CfnOutput(this, 'SigningKeySecretArn', {
         description: 'The signing keys (skystreams key rotate|retire --signing-secret …)',
         value: this.signingKey.secret.secretArn,

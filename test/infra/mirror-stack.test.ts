@@ -836,6 +836,9 @@ describe('Stack: MirrorStack (re-signed)', () => {
     }
     const outputs = resignedTemplate.findOutputs('*') as Record<string, { Value: unknown }>;
     expect(flattenIntrinsics(outputs.FetchMirrorKeyring?.Value)).toMatch(/^curl -fsSo \/var\/snap\/maas\/common\/skystreams-keyring\.gpg https:\/\/.*\/keyring\.gpg$/);
+    expect(flattenIntrinsics(outputs.MaasUpdateBootSourceKeyringData?.Value)).toMatch(
+      /^curl -fsSo skystreams-keyring\.gpg https:\/\/.*\/keyring\.gpg && maas \$PROFILE boot-source update 1 url=https:\/\/.*\/ keyring_filename="" keyring_data@=skystreams-keyring\.gpg$/,
+    );
     expect(flattenIntrinsics(outputs.MaasUpdateBootSource?.Value)).toMatch(/keyring_filename=\/var\/snap\/maas\/common\/skystreams-keyring\.gpg$/);
   });
 });
