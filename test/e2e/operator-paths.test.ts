@@ -40,6 +40,11 @@ const backends: [string, (work: string) => Promise<Mirror>][] = [
   ],
 ];
 
+interface ImagesJson {
+  generation: number | null;
+  images: { product: string; os?: string; release?: string; arch?: string; subarch?: string; uploaded: boolean; versions: { version: string; bytes: number; items: number; pinned: boolean }[] }[];
+}
+
 interface StatusJson {
   publication: { generation: number } | null;
   mode: string | null;
@@ -66,6 +71,10 @@ describe.each(backends)('CLI operator paths (%s backend)', (_name, freshMirror) 
     );
     expect(upload.code).toBe(0);
     const [product, version] = /stored (\S+) version (\S+):/.exec(upload.stdout)!.slice(1);
+    const noble = 'com.ubuntu.maas.stable:v3:boot:24.04:amd64:ga-24.04';
+    const pinned = await cli(['pin', noble, '20250709', ...mirror.flags], mirror.env);
+    const images = JSON.parse((await cli(['images', '--json', ...mirror.flags], mirror.env)).stdout) as ImagesJson;
+    const imagesText = await cli(['images', ...mirror.flags], mirror.env);
 
     // Act: remove-upload without --resign republishes, in the recorded mode.
     const removed = await cli(['remove-upload', product!, version!, ...mirror.flags, ...source(), ...select], mirror.env);
@@ -75,7 +84,16 @@ describe.each(backends)('CLI operator paths (%s backend)', (_name, freshMirror) 
     const switched = await cli(['sync', ...mirror.flags, ...source(), ...select, '--switch-mode', 'verbatim'], mirror.env);
     const afterSwitch = await status(mirror);
 
-    // Assess: the republication is re-signed (it serves the mirror's keyring), with no switch recorded.
+    // Assess: images names the ids the other commands take, with the pin and the upload.
+    expect(pinned.code).toBe(0);
+    expect(images.generation).toBe(1);
+    expect(images.images.find((image) => image.product === product)).toMatchObject({ os: 'centos', release: 'site9', arch: 'amd64', subarch: 'generic', uploaded: true, versions: [{ version, pinned: false, items: 2 }] });
+    expect(images.images.find((image) => image.product === noble)).toMatchObject({ os: 'ubuntu', release: 'noble', uploaded: false, versions: [{ version: '20250709', pinned: true }] });
+    expect(images.images.every((image) => image.versions.every((v) => v.bytes > 0))).toBe(true);
+    const uploadLine = imagesText.stdout.split('\n').find((line) => line.startsWith(`${product!} `));
+    expect(uploadLine?.split(/ {2,}/)).toEqual([product, 'centos site9', 'amd64/generic', 'stable', version, expect.stringMatching(/B$/), 'uploaded']);
+    expect(imagesText.stdout).toMatch(/20250709 \*/);
+    // The republication is re-signed (it serves the mirror's keyring), with no switch recorded.
     expect(removed.code).toBe(0);
     expect(removed.stdout).toMatch(/published without it in generation 2/);
     expect(afterRemoval).toMatchObject({ publication: { generation: 2 }, mode: 're-signed' });
