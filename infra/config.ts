@@ -33,6 +33,8 @@ export interface AlarmConfig {
   readonly topicArn?: string;
   /** The mirror is stale when upstream has been ahead for this many consecutive checks. */
   readonly staleAfterChecks: number;
+  /** Days after which the served upstream metadata counts as frozen; 0: no such alarm. */
+  readonly staleAfterDays: number;
   /** A CloudWatch dashboard of runs, functions and the API ($3 a month beyond the account's first three). */
   readonly dashboard: boolean;
 }
@@ -88,6 +90,7 @@ export const configDefaults = {
   scheduleMinutes: 5,
   accessControl: { allowedCidrs: [] as readonly string[], basicAuth: false },
   staleAfterChecks: 24,
+  staleAfterDays: 14,
   dashboard: false,
   maasKeyringPath: UBUNTU_CLOUDIMAGE_KEYRING,
   /** Re-signed mode: where the region controllers keep the mirror's own keyring (never over the Ubuntu one). */
@@ -274,10 +277,10 @@ function parseAccessControl(value: unknown, fail: Fail): AccessControlConfig {
 }
 
 function parseAlarms(value: unknown, fail: Fail): AlarmConfig {
-  const { staleAfterChecks: defaultStaleAfterChecks, dashboard: defaultDashboard } = configDefaults;
-  if (value === undefined || value === null) return { staleAfterChecks: defaultStaleAfterChecks, dashboard: defaultDashboard };
+  const { staleAfterChecks: defaultStaleAfterChecks, staleAfterDays: defaultStaleAfterDays, dashboard: defaultDashboard } = configDefaults;
+  if (value === undefined || value === null) return { staleAfterChecks: defaultStaleAfterChecks, staleAfterDays: defaultStaleAfterDays, dashboard: defaultDashboard };
   const setting = asObject(value, 'alarms', fail);
-  rejectUnknownKeys(setting, ['email', 'topicArn', 'staleAfterChecks', 'dashboard'], 'alarms.', fail);
+  rejectUnknownKeys(setting, ['email', 'topicArn', 'staleAfterChecks', 'staleAfterDays', 'dashboard'], 'alarms.', fail);
   const email = optionalString(setting.email, 'alarms.email', fail);
   if (email !== undefined && !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) fail('alarms.email', `${email} is not an e-mail address`);
   const topicArn = optionalString(setting.topicArn, 'alarms.topicArn', fail);
@@ -292,8 +295,9 @@ function parseAlarms(value: unknown, fail: Fail): AlarmConfig {
     defaultStaleAfterChecks,
     fail,
   );
+  const staleAfterDays = optionalInteger(setting.staleAfterDays, 'alarms.staleAfterDays', 0, 365, defaultStaleAfterDays, fail);
   const dashboard = booleanOf(setting.dashboard, defaultDashboard, (problem) => fail('alarms.dashboard', problem));
-  return { ...(email && { email }), ...(topicArn && { topicArn }), staleAfterChecks, dashboard };
+  return { ...(email && { email }), ...(topicArn && { topicArn }), staleAfterChecks, staleAfterDays, dashboard };
 }
 
 function parseCustomDomain(value: unknown, fail: Fail): CustomDomainConfig | undefined {

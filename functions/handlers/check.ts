@@ -10,6 +10,8 @@ import { startSyncRun } from '../adapters/lambda/step-functions.ts';
 import { syncRuntime } from '../adapters/lambda/sync-runtime.ts';
 import { METRIC } from '../adapters/lambda/telemetry-names.ts';
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+
 /** What EventBridge Scheduler sends (infra/constructs/sync-pipeline.ts). */
 export interface ScheduledCheck {
   source?: string;
@@ -21,6 +23,9 @@ export const handler = observed(async (event: ScheduledCheck) => {
   const { changed } = await engine.check();
   // The staleness alarm watches this: 1 for as long as the mirror lags upstream.
   metrics.addMetric(METRIC.upstreamAhead, MetricUnit.Count, changed ? 1 : 0);
+  const served = await backend.catalog.getCurrent();
+  const updated = served ? Date.parse(served.upstreamUpdated) : Number.NaN;
+  if (!Number.isNaN(updated)) metrics.addMetric(METRIC.upstreamAgeDays, MetricUnit.Count, (Date.now() - updated) / DAY_MS);
   if (!changed) return { changed };
   const now = new Date();
   const decision = await mayStartRun(backend.catalog, now);

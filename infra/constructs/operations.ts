@@ -20,6 +20,8 @@ export interface OperationsProps {
   readonly scheduleMinutes: number;
   /** Alarm when upstream has been ahead of the mirror for this many consecutive checks. @default 24 */
   readonly staleAfterChecks?: number;
+  /** Alarm when the upstream metadata the mirror serves was updated more than this many days ago; 0: no such alarm. @default 14 */
+  readonly staleAfterDays?: number;
   /** Subscribed to the alarm topic. @default no subscription */
   readonly email?: string;
   /** Notified besides the stack's own topic. @default none */
@@ -53,6 +55,9 @@ export const API_5XX_PERIODS = 6;
  *   throttled check function, a deleted schedule).
  * - **ApiErrors**: the metadata API answered 5xx in several periods out of
  *   the last half hour (API function errors and throttles show up as 5xx).
+ * - **UpstreamFrozen**: the upstream metadata served was updated more than
+ *   `staleAfterDays` ago (TUF's freeze attack, or an upstream that stopped):
+ *   the same rule as the status page's stale warning.
  *
  * The dashboard is optional and off by default.
  */
@@ -115,6 +120,26 @@ export class Operations extends Construct {
       statistic: 'Minimum',
       period: Duration.minutes(props.scheduleMinutes),
     });
+    const staleAfterDays = props.staleAfterDays ?? 14;
+    if (staleAfterDays > 0) {
+      alarm('UpstreamFrozen', {
+        alarmDescription:
+          `The upstream metadata the mirror serves was updated more than ${staleAfterDays} days ago: upstream stopped publishing, or something serves old signed metadata. ` +
+          'OK: a publication of newer metadata.',
+        metric: new cloudwatch.Metric({
+          namespace: METRICS_NAMESPACE,
+          metricName: METRIC.upstreamAgeDays,
+          dimensionsMap: { service: SERVICE_NAME },
+          statistic: 'Minimum',
+          period: Duration.hours(1),
+        }),
+        threshold: staleAfterDays,
+        evaluationPeriods: 1,
+        comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        // A check that stopped reporting is MirrorStale's to say.
+        treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+      });
+    }
     alarm('MirrorStale', {
       alarmDescription:
         `Upstream has been ahead of the mirror for ${staleAfterChecks} checks in a row, or the check stopped reporting. ` +

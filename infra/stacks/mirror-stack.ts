@@ -69,6 +69,7 @@ export class MirrorStack extends Stack {
       api: this.api.api,
       scheduleMinutes: config.scheduleMinutes,
       staleAfterChecks: config.alarms.staleAfterChecks,
+      staleAfterDays: config.alarms.staleAfterDays,
       dashboard: config.alarms.dashboard,
       copyLogGroup: this.sync.copyFunction.logGroup,
       ...(config.alarms.email && { email: config.alarms.email }),

@@ -83,8 +83,13 @@ describe('Function: parseConfig', () => {
   });
 
   it('builds the dashboard only when alarms.dashboard is true', () => {
-    expect(parse(minimal({ alarms: { dashboard: true } })).alarms).toEqual({ staleAfterChecks: 24, dashboard: true });
+    expect(parse(minimal({ alarms: { dashboard: true } })).alarms).toEqual({ staleAfterChecks: 24, staleAfterDays: 14, dashboard: true });
     expect(parse(minimal({ alarms: { email: 'ops@example.com' } })).alarms.dashboard).toBe(false);
+  });
+
+  it('turns the frozen-upstream alarm off with alarms.staleAfterDays 0, and names the setting when it is out of range', () => {
+    expect(parse(minimal({ alarms: { staleAfterDays: 0 } })).alarms.staleAfterDays).toBe(0);
+    expect(() => parse(minimal({ alarms: { staleAfterDays: 400 } }))).toThrow(/alarms\.staleAfterDays/);
   });
 
   it('adds the trailing slash the engine resolves index paths against', () => {

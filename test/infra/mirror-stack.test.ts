@@ -691,10 +691,10 @@ describe('Stack: MirrorStack (default config)', () => {
     const alarms = () => Object.values(template.findResources('AWS::CloudWatch::Alarm')) as { Properties: Record<string, any> }[];
     const topicRef = () => ({ Ref: logicalIdOf(mirror.stack, mirror.stack.operations.topic) });
 
-    it('raises three alarms, each notifying the topic when it fires and when it clears', () => {
+    it('raises four alarms, each notifying the topic when it fires and when it clears', () => {
       const all = alarms();
 
-      expect(all).toHaveLength(3);
+      expect(all).toHaveLength(4);
       for (const alarm of all) {
         expect(alarm.Properties.AlarmActions).toEqual([topicRef()]);
         expect(alarm.Properties.OKActions).toEqual([topicRef()]);
@@ -730,6 +730,20 @@ describe('Stack: MirrorStack (default config)', () => {
       });
     });
 
+    it('alarms when the upstream metadata served is older than staleAfterDays (14), and leaves a silent check to the stale alarm', () => {
+      template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Namespace: METRICS_NAMESPACE,
+        MetricName: METRIC.upstreamAgeDays,
+        Dimensions: [{ Name: 'service', Value: 'skystreams' }],
+        Statistic: 'Minimum',
+        Period: 3600,
+        Threshold: 14,
+        EvaluationPeriods: 1,
+        ComparisonOperator: 'GreaterThanOrEqualToThreshold',
+        TreatMissingData: 'notBreaching',
+      });
+    });
+
     it('alarms on API 5xx only when they last: in several five-minute periods of the last half hour', () => {
       template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Namespace: 'AWS/ApiGateway',
@@ -751,7 +765,7 @@ describe('Stack: MirrorStack (default config)', () => {
       expect(watched).not.toContain('"Throttles"');
     });
 
-    it('watches one custom metric, the one the stale-mirror alarm needs', () => {
+    it('watches two custom metrics, the ones the stale-mirror and frozen-upstream alarms need', () => {
       const custom = new Set(
         alarms()
           .flatMap((alarm) => [alarm.Properties, ...(alarm.Properties.Metrics ?? []).map((m: any) => m.MetricStat?.Metric ?? {})])
@@ -759,7 +773,7 @@ describe('Stack: MirrorStack (default config)', () => {
           .map((metric) => `${metric.Namespace}/${metric.MetricName}`),
       );
 
-      expect([...custom]).toEqual([`${METRICS_NAMESPACE}/${METRIC.upstreamAhead}`]);
+      expect([...custom].sort()).toEqual([`${METRICS_NAMESPACE}/${METRIC.upstreamAgeDays}`, `${METRICS_NAMESPACE}/${METRIC.upstreamAhead}`]);
     });
 
     it('notifies a TLS-only SNS topic, with no e-mail subscription unless configured', () => {
@@ -781,7 +795,7 @@ describe('Stack: MirrorStack (default config)', () => {
         withDashboard.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
         const body = JSON.stringify(Object.values(withDashboard.template.findResources('AWS::CloudWatch::Dashboard'))[0]);
         expect(body).toContain('item-stored');
-        withDashboard.template.resourceCountIs('AWS::CloudWatch::Alarm', 3);
+        withDashboard.template.resourceCountIs('AWS::CloudWatch::Alarm', 4);
       } finally {
         withDashboard.dispose();
       }

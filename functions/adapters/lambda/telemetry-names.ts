@@ -17,6 +17,13 @@ export const METRIC = {
   /** Each check: 1 when upstream differs from what is published, 0 when the mirror is current. The stale-mirror alarm watches it. */
   upstreamAhead: 'UpstreamAhead',
   /**
+   * Each check: days since the `updated` of the upstream metadata the mirror
+   * serves. The frozen-upstream alarm watches it: an upstream (or a man in the
+   * middle) that keeps serving old signed metadata leaves the mirror current
+   * by UpstreamAhead and still stale.
+   */
+  upstreamAgeDays: 'UpstreamAgeDays',
+  /**
    * A check started a sync run. Watched by no alarm (Step Functions' own
    * ExecutionsStarted counts the same); sent at most once per upstream change,
    * so it costs about a cent a month.
