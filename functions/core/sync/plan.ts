@@ -24,7 +24,13 @@ import { takeLock, whileRenewing } from './lease.ts';
 import { prune } from './prune.ts';
 import { REPAIR_STATE, failQuietly, settleAbandonedRuns, writeRunFile } from './runs.ts';
 import { selectionWarnings } from './warnings.ts';
+import { pruneDue } from '../retention.ts';
 import type { PhaseContext, PlanOutcome, StoredPlan, SyncContext } from './types.ts';
+
+async function anyRunFiles(objects: SyncContext['objects']): Promise<boolean> {
+  for await (const _ of objects.list('runs/')) return true;
+  return false;
+}
 
 /** Conditional GET of the index only: does a run have anything to do? */
 export async function check(context: PhaseContext<Publications & StateStore>): Promise<{ changed: boolean }> {
@@ -71,8 +77,9 @@ export async function plan(context: SyncContext, runId: string): Promise<PlanOut
     if (!indexes) {
       await catalog.putRun({ ...run, state: 'unchanged', finishedAt: context.now().toISOString() }, lease);
       context.emit({ type: 'unchanged', runId });
-      // Replaced generations whose grace ran out go now, not at the next upstream change.
-      if ((await catalog.listPublications()).length > 1) await prune(context, runId);
+      // Replaced generations whose grace ran out go now, not at the next upstream change; so does the rest of a prune that stopped.
+      const due = pruneDue({ publications: (await catalog.listPublications()).length, runFilesLeft: await anyRunFiles(context.objects) });
+      if (due) await prune(context, runId);
       else await catalog.releaseLock(lease);
       return { runId, outcome: 'unchanged' };
     }
