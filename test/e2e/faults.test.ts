@@ -282,6 +282,41 @@ describe('Integrity under faults (embedded backend)', () => {
       });
     });
 
+    it('R-killed-run-leftovers: the run after a SIGKILL mid-copy removes the temp files the dead run left, at once', async () => {
+      // Prepare
+      const files = new Map(firstTree);
+      const upstream = await upstreamFor(files);
+      const dataDir = freshDataDir();
+      const first = await cli(syncArgs(dataDir, upstream.baseUrl));
+      expect(first.code, first.stderr).toBe(0);
+      replaceFiles(files, secondTree);
+      const slow = newVersionPaths()[0]!;
+      upstream.faults.set(slow, { kind: 'stall', afterBytes: 512 });
+      const tempDir = join(dataDir, 'objects', '.tmp');
+
+      // Act: killed while its temp file is open
+      const doomed = spawnCli(syncArgs(dataDir, upstream.baseUrl));
+      await doomed.waitFor(isType('planned'));
+      await expect.poll(() => upstream.requestsFor(slow).some((request) => request.bodyBytesSent > 0), { timeout: 20_000 }).toBe(true);
+      const dead = await withBackend(dataDir, async (backend) => (await backend.catalog.listRuns(1))[0]!.holder!);
+      await expect.poll(async () => (await readdir(tempDir).catch(() => [])).some((name) => name.startsWith(`w${dead.pid}-`)), { timeout: 20_000 }).toBe(true);
+      const exit = await killHard(doomed);
+      upstream.faults.delete(slow);
+      const left = await readdir(tempDir);
+      const rerun = await cli(syncArgs(dataDir, upstream.baseUrl));
+
+      // Assess
+      expect(exit.signal).toBe('SIGKILL');
+      expect(left.length).toBeGreaterThan(0);
+      expect(rerun.code, rerun.stderr).toBe(0);
+      expect(rerun.stderr).toContain('"type":"abandoned"');
+      expect(await readdir(tempDir).catch(() => [])).toEqual([]);
+      await withBackend(dataDir, async (backend) => {
+        await expectServes(backend, secondTree, [SIGNED_INDEX_PATH, ...selectedPaths(nextProducts, 'amd64', 1)]);
+        await expectSettled(backend);
+      });
+    });
+
     describe('with a wide catalog', () => {
       let wideTree: Map<string, Uint8Array>;
       let widePaths: string[];
