@@ -9,6 +9,7 @@ import { LockHeldError } from '../errors.ts';
 import { modeOfSettings, recordedPublishingMode, resolvePublishingMode } from '../publishing-mode.ts';
 import { indexStoredManifests } from '../manifests.ts';
 import { pinnedVersions } from '../pins.ts';
+import { pruneDue } from '../retention.ts';
 import { keys, type Lease, type Publication, type Publications, type PublishingMode, type StateStore, type StoredObject, type SyncRun } from '../ports.ts';
 import type { ChangedIndexes } from '../sync-sources.ts';
 import { latestUpload } from '../uploads.ts';
@@ -24,13 +25,7 @@ import { takeLock, whileRenewing } from './lease.ts';
 import { prune } from './prune.ts';
 import { REPAIR_STATE, failQuietly, settleAbandonedRuns, writeRunFile } from './runs.ts';
 import { selectionWarnings } from './warnings.ts';
-import { pruneDue } from '../retention.ts';
 import type { PhaseContext, PlanOutcome, StoredPlan, SyncContext } from './types.ts';
-
-async function anyRunFiles(objects: SyncContext['objects']): Promise<boolean> {
-  for await (const _ of objects.list('runs/')) return true;
-  return false;
-}
 
 /** Conditional GET of the index only: does a run have anything to do? */
 export async function check(context: PhaseContext<Publications & StateStore>): Promise<{ changed: boolean }> {
@@ -160,6 +155,12 @@ async function checkPublishingMode(context: PhaseContext<StateStore & Publicatio
   const named = modeOfSettings(context.settings);
   const allowed = context.settings.modeChange === 'allow';
   return resolvePublishingMode(recorded, { named, namedBy: 'this sync', declarative: allowed }).switched;
+}
+
+/** Whether any run left files under `runs/` (see PruneDueInput.runFilesLeft): one listed key is enough to know. */
+async function anyRunFiles(objects: SyncContext['objects']): Promise<boolean> {
+  for await (const _ of objects.list('runs/')) return true;
+  return false;
 }
 
 /** The index of every source when a run has something to do (see SyncSources.changed); undefined otherwise. */
