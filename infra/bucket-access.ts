@@ -56,6 +56,12 @@ export interface ObjectAccess {
    * (`s3:ObjectCreationOperation` false) stay allowed. @default false
    */
   readonly createOnly?: boolean;
+  /**
+   * Prefixes whose unfinished multipart uploads may be listed and aborted
+   * (a dead run's leftovers: ListBucketMultipartUploads on the bucket,
+   * AbortMultipartUpload on the keys). @default none
+   */
+  readonly abortUnfinished?: readonly KeyPattern[];
 }
 
 /**
@@ -83,6 +89,12 @@ export function grantObjectAccess(grantee: iam.IGrantable, bucket: s3.IBucket, a
         resources: [bucket.bucketArn],
         conditions: { StringLike: { 's3:prefix': listed } },
       }),
+    );
+  }
+  if ((access.abortUnfinished ?? []).length > 0) {
+    statements.push(
+      new iam.PolicyStatement({ actions: ['s3:ListBucketMultipartUploads'], resources: [bucket.bucketArn] }),
+      new iam.PolicyStatement({ actions: ['s3:AbortMultipartUpload'], resources: resourcesOf(access.abortUnfinished) }),
     );
   }
   for (const statement of statements) grantee.grantPrincipal.addToPrincipalPolicy(statement);

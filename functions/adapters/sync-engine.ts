@@ -57,6 +57,7 @@ export function createSyncEngine(config: SyncConfig, backend: Backend, extras: S
   const { keyrings, userAgent, onBodyBytes, from, modeChange, ...hooks } = extras;
   const options = {
     itemIdleTimeoutMs: config.itemIdleTimeoutMs,
+    minItemRate: config.minItemRate,
     allowCrossHostRedirects: config.allowCrossHostRedirects,
     ...(userAgent !== undefined && { userAgent }),
     ...(onBodyBytes && { onBodyBytes }),

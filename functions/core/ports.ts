@@ -75,6 +75,21 @@ export interface ObjectStore {
    * the directory entry that names them is not, until this.)
    */
   persist(): Promise<void>;
+  /**
+   * Removes what a writer known to be gone left unfinished: the temp files
+   * it named after itself, and unfinished parted writes under the keys it
+   * was writing. Nothing a live writer (this process included) is writing.
+   * Returns how many leftovers went.
+   */
+  removeLeftovers(of: WriterLeftovers): Promise<number>;
+}
+
+/** What a writer that stopped without finishing may have left (see ObjectStore.removeLeftovers). */
+export interface WriterLeftovers {
+  /** The process that wrote, as its run recorded it: a directory store names its temp files after it. */
+  holder?: LockHolder;
+  /** The keys it was writing: a store with parted writes aborts the unfinished ones under them. */
+  keys: readonly string[];
 }
 
 /** An unfinished parted write, as `PartedWrites.start` began it; plain data, so it can travel between processes. */

@@ -51,6 +51,14 @@ export const syncDefaults = Object.freeze({
   limits: defaultMetadataLimits,
   allowCrossHostRedirects: false,
   itemIdleTimeoutMs: 60 * SECOND,
+  /**
+   * An item download whose upstream delivers less than `bytesPerSecond`,
+   * averaged over `windowMs` of waiting for it, fails (transiently): a
+   * trickling upstream cannot hold the lock for days. A 10 Mbit/s link shared
+   * by 4 items gives each about 300 KiB/s, ten times the floor.
+   * `bytesPerSecond` 0 turns the rule off.
+   */
+  minItemRate: Object.freeze({ bytesPerSecond: 32 * 1024, windowMs: 60 * SECOND }) as MinItemRate,
   channel: DEFAULT_CHANNEL,
   /** Only the generation a channel points at outlives the grace period: keep more to roll back later. */
   keepGenerations: 1,
@@ -73,6 +81,12 @@ export const syncDefaults = Object.freeze({
   resign: false,
   /** Upstream metadata older than this makes the mirror stale (status page, API, `status --check`); 0 turns the rule off. */ staleAfterMs: 14 * DAY,
 });
+
+/** The slowest an item download may be, averaged over a window of waiting for upstream (see syncDefaults.minItemRate). */
+export interface MinItemRate {
+  readonly bytesPerSecond: number;
+  readonly windowMs: number;
+}
 
 /** Which sync runs a catalog keeps: the newest `keep` always, older ones until `retentionMs` after they finished. */
 export interface RunRetention {
@@ -137,6 +151,8 @@ export interface SyncConfig {
   readonly allowCrossHostRedirects: boolean;
   /** An item download fails (transiently) once no byte has arrived for this long. */
   readonly itemIdleTimeoutMs: number;
+  /** An item download slower than this fails transiently (see syncDefaults.minItemRate). */
+  readonly minItemRate: MinItemRate;
   /** The channel a sync publishes to. */
   readonly channel: string;
   /** Generations each channel keeps beyond the grace period: the current one and those before it. */
@@ -172,6 +188,9 @@ export interface RawSyncSettings {
   jsonDepth?: unknown;
   allowCrossHostRedirects?: unknown;
   itemIdleTimeout?: unknown;
+  /** Bytes a second: a number, or text like `32KiB/s`, `1MiB`; 0 turns the rule off. */
+  minItemRate?: unknown;
+  minItemRateWindow?: unknown;
   channel?: unknown;
   keepGenerations?: unknown;
   /** Bytes: items larger are copied in ranged parts across invocations. */
@@ -251,6 +270,7 @@ const DURATION_RANGES = {
   pruneGrace: [0, 365 * DAY],
   lockTtl: [10 * SECOND, DAY],
   itemIdleTimeout: [SECOND, HOUR],
+  minItemRateWindow: [100, HOUR],
 } as const satisfies Partial<Record<SettingKey, readonly [number, number]>>;
 
 const UNIT_MS: Record<DurationUnit, number> = { ms: 1, s: SECOND, h: HOUR };
@@ -308,6 +328,12 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
       fail('allowCrossHostRedirects', problem),
     ),
     itemIdleTimeoutMs: duration('itemIdleTimeout', syncDefaults.itemIdleTimeoutMs),
+    minItemRate: Object.freeze({
+      bytesPerSecond: value('minItemRate') === undefined
+        ? syncDefaults.minItemRate.bytesPerSecond
+        : byteRateOf(value('minItemRate'), (problem) => fail('minItemRate', problem)),
+      windowMs: duration('minItemRateWindow', syncDefaults.minItemRate.windowMs),
+    }),
     channel: parseChannel(value('channel'), (problem) => fail('channel', problem)),
     keepGenerations: integer('keepGenerations', syncDefaults.keepGenerations),
     rangedCopy: Object.freeze({
@@ -317,6 +343,22 @@ export function parseSyncConfig(raw: RawSyncSettings, entry: EntryPoint): SyncCo
     resign,
     ...(sources && { sources }),
   };
+}
+
+const RATE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1000, kb: 1000, kib: 1024, m: 1000 ** 2, mb: 1000 ** 2, mib: MiB };
+/** At most 1 GiB/s: a floor above that fails every download. */
+const MAX_ITEM_RATE = 1024 * MiB;
+
+/** Bytes a second from `32768`, `32KiB/s`, `64 kB/s`, `1MiB`: whole bytes, 0 to 1 GiB/s. */
+function byteRateOf(value: unknown, fail: Fail): number {
+  const expected = 'is not a rate like 32KiB/s, 1MiB/s or a number of bytes a second (0 turns the rule off)';
+  const text = typeof value === 'number' ? String(value) : typeof value === 'string' ? value : undefined;
+  const match = text === undefined ? null : /^(\d+(?:\.\d+)?)\s*([a-z]*?)(?:\/s)?$/i.exec(text.trim());
+  const unit = match ? RATE_UNITS[match[2]!.toLowerCase()] : undefined;
+  if (!match || unit === undefined) return fail(`${shown(value)} ${expected}`);
+  const bytes = Math.round(Number(match[1]) * unit);
+  if (bytes > MAX_ITEM_RATE) return fail(`${shown(value)} is more than 1 GiB/s`);
+  return bytes;
 }
 
 const PRIORITY_RANGE = [-1_000_000, 1_000_000] as const;

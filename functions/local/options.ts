@@ -29,6 +29,8 @@ export const SYNC_FLAGS = {
   concurrency: '--concurrency',
   pruneGrace: '--prune-grace',
   allowCrossHostRedirects: '--allow-cross-host-redirects',
+  minItemRate: '--min-item-rate',
+  minItemRateWindow: '--min-item-rate-window',
   channel: '--channel',
   keepGenerations: '--keep-generations',
   resign: '--resign',
@@ -58,6 +60,8 @@ export interface SyncFlags extends BackendFlags {
   concurrency?: string;
   pruneGrace?: string;
   allowCrossHostRedirects?: boolean;
+  minItemRate?: string;
+  minItemRateWindow?: string;
   channel?: string;
   keepGenerations?: string;
   resign?: boolean;
@@ -159,6 +163,8 @@ export function syncConfig(flags: SyncFlags, env: NodeJS.ProcessEnv = process.en
       concurrency: flags.concurrency,
       pruneGrace: flags.pruneGrace,
       allowCrossHostRedirects: flags.allowCrossHostRedirects,
+      minItemRate: flags.minItemRate,
+      minItemRateWindow: flags.minItemRateWindow,
       channel: flags.channel,
       keepGenerations: flags.keepGenerations,
       resign: flags.resign,

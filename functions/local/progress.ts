@@ -11,30 +11,45 @@ export function progressReporter(stream: NodeJS.WriteStream = process.stderr, cl
   return stream.isTTY ? new TtyProgress(stream, clock) : new JsonLinesProgress(stream, clock);
 }
 
-/** Bytes done against the plan's total since it was made: the rate and the time left at that rate. */
+/**
+ * Bytes done against the plan's total: the rate over the last
+ * RECENT_WINDOW_MS (since the plan, until that long has passed) and the time
+ * left at that rate. A rate averaged over the whole copy would keep
+ * promising a fast finish long after upstream slowed to a trickle.
+ */
 class Throughput {
   totalBytes = 0;
   doneBytes = 0;
-  private startedAt: number;
+  /** Oldest first; the first is the newest at or before the window's start. */
+  private samples: Array<{ at: number; doneBytes: number }>;
 
   private readonly clock: () => number;
   constructor(clock: () => number) {
     this.clock = clock;
-    this.startedAt = clock();
+    this.samples = [{ at: clock(), doneBytes: 0 }];
   }
 
   start(totalBytes: number): void {
     this.totalBytes = totalBytes;
     this.doneBytes = 0;
-    this.startedAt = this.clock();
+    this.samples = [{ at: this.clock(), doneBytes: 0 }];
   }
 
-  /** Bytes a second since the plan, averaged over the whole copy (steadier than the last second's). */
+  add(bytes: number): void {
+    this.doneBytes += bytes;
+    const now = this.clock();
+    if (now - this.samples[this.samples.length - 1]!.at >= SAMPLE_EVERY_MS) this.samples.push({ at: now, doneBytes: this.doneBytes });
+  }
+
+  /** Bytes a second over the last RECENT_WINDOW_MS. */
   rate(): number {
-    return this.doneBytes / Math.max((this.clock() - this.startedAt) / 1000, 0.001);
+    const now = this.clock();
+    while (this.samples.length > 1 && this.samples[1]!.at <= now - RECENT_WINDOW_MS) this.samples.shift();
+    const base = this.samples[0]!;
+    return (this.doneBytes - base.doneBytes) / Math.max((now - base.at) / 1000, 0.001);
   }
 
-  /** Seconds left at the current rate; NaN before any byte has arrived. */
+  /** Seconds left at the current rate; NaN while no byte arrived in the window. */
   etaSeconds(): number {
     const rate = this.rate();
     return rate > 0 ? Math.max(0, (this.totalBytes - this.doneBytes) / rate) : Number.NaN;
@@ -45,6 +60,10 @@ class Throughput {
     return this.totalBytes > 0 ? Math.min(1, this.doneBytes / this.totalBytes) : 1;
   }
 }
+
+/** How far back the rate looks: long enough to be steady, short enough to notice a stall within a minute. */
+const RECENT_WINDOW_MS = 30_000;
+const SAMPLE_EVERY_MS = 1_000;
 
 const BAR_WIDTH = 24;
 
@@ -75,7 +94,7 @@ class TtyProgress implements ProgressReporter {
         );
         break;
       case 'item-progress':
-        this.throughput.doneBytes += event.bytes;
+        this.throughput.add(event.bytes);
         if (this.clock() - this.lastDraw > 200) this.draw();
         break;
       case 'item-stored':
@@ -149,7 +168,7 @@ class JsonLinesProgress implements ProgressReporter {
     if (event.type === 'item-progress') {
       // Byte counts are aggregated to one line a second: a per-chunk log would be megabytes.
       this.bytesSinceReport += event.bytes;
-      this.throughput.doneBytes += event.bytes;
+      this.throughput.add(event.bytes);
       if (this.clock() - this.lastReport < 1000) return;
       const eta = this.throughput.etaSeconds();
       this.write({

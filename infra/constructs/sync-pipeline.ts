@@ -196,7 +196,13 @@ export class SyncPipeline extends Construct {
       batchWrite: ['entries', 'manifests'],
     });
     // Uploaded custom images: plan publishes their records (re-signed mode), and its prune keeps what they list.
-    grantObjectAccess(this.planFunction.role, bucket, { read: [items, metadata, runs, uploads], write: [metadata, runs], delete: [items, metadata, runs] });
+    // It also settles dead runs: their unfinished multipart uploads under items/ are aborted.
+    grantObjectAccess(this.planFunction.role, bucket, {
+      read: [items, metadata, runs, uploads],
+      write: [metadata, runs],
+      delete: [items, metadata, runs],
+      abortUnfinished: [items],
+    });
 
     // Copy indexes each manifest it stores into the package index.
     grantCatalogAccess(this.copyFunction.role, table, {
@@ -225,8 +231,8 @@ export class SyncPipeline extends Construct {
       delete: ['publications', 'objects', 'manifests'],
       batchWrite: ['entries', 'manifests'],
     });
-    // Prune keeps every item an upload record lists, published yet or not.
-    grantObjectAccess(this.pruneFunction.role, bucket, { read: [uploads], delete: [items, metadata, runs], list: [metadata, runs] });
+    // Prune keeps every item an upload record lists, published yet or not; it writes down what it deletes (runs/) first, and reads what a stopped prune wrote down.
+    grantObjectAccess(this.pruneFunction.role, bucket, { read: [uploads, runs], write: [runs], delete: [items, metadata, runs], list: [metadata, runs] });
 
     // Fail forgets the package-index records of manifests the failed run indexed that no generation lists (from its plan file).
     grantCatalogAccess(this.failFunction.role, table, {

@@ -2,11 +2,13 @@
 import { existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { ABANDONED_TEMP_AGE_MS, FsObjectStore } from '../../functions/adapters/fs/fs-object-store.ts';
+import { tempName, writerTag } from '../../functions/adapters/fs/temp-files.ts';
+import { thisProcess } from '../../functions/local/holder.ts';
 import { SqliteCatalog } from '../../functions/adapters/sqlite/sqlite-catalog.ts';
 import Database from 'better-sqlite3';
 import { ConfigError, ConflictError, NotFoundError } from '../../functions/core/errors.ts';
@@ -91,6 +93,26 @@ describe('Class: FsObjectStore', () => {
 
       // Assess
       expect((await readdir(join(dir, '.tmp'))).sort()).toEqual(['live']);
+    });
+
+    it('removes at once the temp files of a writer that is gone, and only those', async () => {
+      // Prepare: a dead writer's two files, another dead writer's, and one this process is filling.
+      const dead = { host: hostname(), pid: 4_000_001, startTime: 77 };
+      const other = { host: hostname(), pid: 4_000_002, startTime: 77 };
+      await mkdir(join(dir, '.tmp'), { recursive: true });
+      const names = [`${writerTag(dead)}a`, `${writerTag(dead)}b`, `${writerTag(other)}c`, tempName()];
+      for (const name of names) await writeFile(join(dir, '.tmp', name), 'half a squashfs');
+
+      // Act
+      const removed = await store.removeLeftovers({ holder: dead, keys: ['items/x'] });
+      const mine = await store.removeLeftovers({ holder: thisProcess(), keys: [] });
+      const elsewhere = await store.removeLeftovers({ holder: { ...other, host: `not-${hostname()}` }, keys: [] });
+      const unknown = await store.removeLeftovers({ keys: [] });
+
+      // Assess
+      expect(removed).toBe(2);
+      expect([mine, elsewhere, unknown]).toEqual([0, 0, 0]);
+      expect((await readdir(join(dir, '.tmp'))).sort()).toEqual(names.slice(2).sort());
     });
 
     it('writes a body of several MiB in odd-sized chunks byte for byte, its full batches bypassing the page cache', async () => {

@@ -413,6 +413,21 @@ export function objectStoreContract(
       });
     });
 
+    describe('Method: removeLeftovers', () => {
+      it('leaves stored objects alone, and removes nothing for a writer it knows nothing of', async () => {
+        // Prepare
+        const kept = `${base}items/kept.img`;
+        await store.put(kept, Buffer.from('kept'));
+
+        // Act
+        const removed = await store.removeLeftovers({ keys: [] });
+
+        // Assess
+        expect(removed).toBe(0);
+        expect((await readAll(store, kept)).toString()).toBe('kept');
+      });
+    });
+
     describe('Method: get (range)', () => {
       it.each([
         ['the first byte', 0, 0],

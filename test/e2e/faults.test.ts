@@ -12,11 +12,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
-import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
+import { HttpUpstream, type HttpUpstreamOptions } from '../../functions/adapters/upstream/http-upstream.ts';
 import { auditPublication } from '../../functions/core/audit.ts';
 import { SYNC_LOCK, SyncEngine, type SyncEvent, type SyncSettings } from '../../functions/core/engine.ts';
 import { defaultEngineSettings as defaultSettings } from '../../functions/core/settings.ts';
-import { IntegrityError, LeaseLostError, PublishedContentError } from '../../functions/core/errors.ts';
+import { IntegrityError, LeaseLostError, PublishedContentError, UpstreamError } from '../../functions/core/errors.ts';
 import { newestVersions, parseFilter } from '../../functions/core/filters.ts';
 import { clearsignedBody, loadKeyring, type Keyring } from '../../functions/core/pgp.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
@@ -105,11 +105,17 @@ async function withBackend<T>(dataDir: string, use: (backend: Backend) => Promis
 function engineFor(
   backend: Backend,
   source: string,
-  options: { now?: () => Date; settings?: Partial<SyncSettings>; objects?: ObjectStore; events?: SyncEvent[] } = {},
+  options: {
+    now?: () => Date;
+    settings?: Partial<SyncSettings>;
+    objects?: ObjectStore;
+    events?: SyncEvent[];
+    upstream?: HttpUpstreamOptions;
+  } = {},
 ): SyncEngine {
   return new SyncEngine(
     {
-      upstream: new HttpUpstream(source),
+      upstream: new HttpUpstream(source, options.upstream),
       objects: options.objects ?? backend.objects,
       catalog: backend.catalog,
       now: options.now,
@@ -271,6 +277,41 @@ describe('Integrity under faults (embedded backend)', () => {
       expect(runs[0]).toMatchObject({ state: 'succeeded' });
       await withBackend(dataDir, async (backend) => {
         expect((await backend.catalog.getCurrent())!.generation).toBeGreaterThan(before.publication!.generation);
+        await expectServes(backend, secondTree, [SIGNED_INDEX_PATH, ...selectedPaths(nextProducts, 'amd64', 1)]);
+        await expectSettled(backend);
+      });
+    });
+
+    it('R-killed-run-leftovers: the run after a SIGKILL mid-copy removes the temp files the dead run left, at once', async () => {
+      // Prepare
+      const files = new Map(firstTree);
+      const upstream = await upstreamFor(files);
+      const dataDir = freshDataDir();
+      const first = await cli(syncArgs(dataDir, upstream.baseUrl));
+      expect(first.code, first.stderr).toBe(0);
+      replaceFiles(files, secondTree);
+      const slow = newVersionPaths()[0]!;
+      upstream.faults.set(slow, { kind: 'stall', afterBytes: 512 });
+      const tempDir = join(dataDir, 'objects', '.tmp');
+
+      // Act: killed while its temp file is open
+      const doomed = spawnCli(syncArgs(dataDir, upstream.baseUrl));
+      await doomed.waitFor(isType('planned'));
+      await expect.poll(() => upstream.requestsFor(slow).some((request) => request.bodyBytesSent > 0), { timeout: 20_000 }).toBe(true);
+      const dead = await withBackend(dataDir, async (backend) => (await backend.catalog.listRuns(1))[0]!.holder!);
+      await expect.poll(async () => (await readdir(tempDir).catch(() => [])).some((name) => name.startsWith(`w${dead.pid}-`)), { timeout: 20_000 }).toBe(true);
+      const exit = await killHard(doomed);
+      upstream.faults.delete(slow);
+      const left = await readdir(tempDir);
+      const rerun = await cli(syncArgs(dataDir, upstream.baseUrl));
+
+      // Assess
+      expect(exit.signal).toBe('SIGKILL');
+      expect(left.length).toBeGreaterThan(0);
+      expect(rerun.code, rerun.stderr).toBe(0);
+      expect(rerun.stderr).toContain('"type":"abandoned"');
+      expect(await readdir(tempDir).catch(() => [])).toEqual([]);
+      await withBackend(dataDir, async (backend) => {
         await expectServes(backend, secondTree, [SIGNED_INDEX_PATH, ...selectedPaths(nextProducts, 'amd64', 1)]);
         await expectSettled(backend);
       });
@@ -583,6 +624,41 @@ describe('Integrity under faults (embedded backend)', () => {
         const next = await engineFor(backend, upstream.baseUrl).run('run-with-space');
         expect(next).toMatchObject({ state: 'succeeded' });
         await expectServes(backend, secondTree, [SIGNED_INDEX_PATH, ...selectedPaths(nextProducts, 'amd64', 1)]);
+        await expectSettled(backend);
+      });
+    });
+
+    it('R-slow-upstream: an item trickling below the minimum rate fails the run naming its URL and rate; the lock is freed', async () => {
+      // Prepare
+      const live = new Map(firstTree);
+      const upstream = await upstreamFor(live);
+      const dataDir = freshDataDir();
+      await withBackend(dataDir, async (backend) => {
+        expect(await engineFor(backend, upstream.baseUrl).run()).toMatchObject({ state: 'succeeded' });
+        const before = await snapshot(backend);
+        replaceFiles(live, secondTree);
+        const slow = newVersionPaths()[0]!;
+        // About 50 bytes a second against a floor of 1 KiB/s over 200 ms windows.
+        upstream.faults.set(slow, { kind: 'endless', chunkBytes: 1, intervalMs: 20 });
+        const events: SyncEvent[] = [];
+        const startedAt = Date.now();
+
+        // Act
+        const failure = await engineFor(backend, upstream.baseUrl, {
+          events,
+          settings: { attempts: 2 },
+          upstream: { minItemRate: { bytesPerSecond: 1024, windowMs: 200 } },
+        }).run('run-slow').catch((error: unknown) => error);
+
+        // Assess
+        expect(failure).toBeInstanceOf(UpstreamError);
+        const message = (failure as UpstreamError).message;
+        expect(message).toContain(upstream.url(slow));
+        expect(message).toMatch(/download too slow: \d+(\.\d)? B\/s over \d+ ms of waiting, below the minimum of 1\.0 KiB\/s \(over 200 ms\)/);
+        expect(Date.now() - startedAt).toBeLessThan(10_000);
+        expect(events.filter((event) => event.type === 'item-retry' && event.path === slow)).toHaveLength(1);
+        expect(await backend.catalog.getRun('run-slow')).toMatchObject({ state: 'failed', error: expect.stringContaining('download too slow') });
+        expect(await snapshot(backend)).toEqual(before);
         await expectSettled(backend);
       });
     });

@@ -1,7 +1,9 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { auditPublication } from '../../functions/core/audit.ts';
 import { IntegrityError, RollbackError, SignatureError, UnsafePathError } from '../../functions/core/errors.ts';
-import { keys } from '../../functions/core/ports.ts';
+import { keys, type ObjectStore } from '../../functions/core/ports.ts';
+import { SYNC_LOCK } from '../../functions/core/engine.ts';
+import { DeleteRefusedError, FailingDeletesObjectStore } from '../support/fault-store.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from '../support/signed-upstream.ts';
 import { serveTree } from '../support/upstream-server.ts';
@@ -54,12 +56,13 @@ export function mirrorSuite(factory: BackendFactory): void {
       await opened.cleanup();
     });
 
-    const sync = (options: { filters?: string[]; max?: number; keyring?: SigningKey | null; pruneGraceMs?: number } = {}) =>
+    const sync = (options: { filters?: string[]; max?: number; keyring?: SigningKey | null; pruneGraceMs?: number; objects?: ObjectStore } = {}) =>
       syncMirror(opened.backend, upstream.baseUrl, {
         filters: options.filters ?? ['arch=amd64'],
         max: options.max ?? 1,
         keyring: options.keyring === null ? undefined : (options.keyring ?? key),
         pruneGraceMs: options.pruneGraceMs,
+        ...(options.objects && { objects: options.objects }),
       });
 
     it('refuses an unsigned source unless verification is explicitly off', async () => {
@@ -210,6 +213,46 @@ export function mirrorSuite(factory: BackendFactory): void {
       expect(served.bytes.equals(Buffer.from(live.get('streams/v1/index.sjson')!))).toBe(true);
       const audit = await auditPublication(opened.backend.objects, opened.backend.catalog);
       expect(audit.problems).toEqual([]);
+    });
+
+    it('R-interrupted-prune: a prune stopped between deletes is finished by the next run, though upstream is unchanged', async () => {
+      // Prepare: the old version goes at once (no grace), but the store stops after one item delete.
+      await sync({ pruneGraceMs: 0 });
+      const next = withNewVersion(products, NEW_VERSION);
+      replaceFiles(live, await synthesizeTree(next, { key, updated: SECOND }));
+      const newPaths = selectedPaths(next, 'amd64', 1);
+      const oldPaths = selectedPaths(products, 'amd64', 1).filter((p) => !newPaths.includes(p));
+      expect(oldPaths.length).toBeGreaterThan(2);
+      const stopping = new FailingDeletesObjectStore(opened.backend.objects, 1);
+      const stopped = await sync({ pruneGraceMs: 0, objects: stopping }).catch((error: unknown) => error);
+      expect(stopped).toBeInstanceOf(DeleteRefusedError);
+      expect(stopping.refused).toHaveLength(1);
+      const left = oldPaths.filter((path) => !stopping.deleted.includes(keys.item(path)));
+      expect(left.length).toBeGreaterThan(1);
+      // The refused path was forgotten before its delete: bytes no catalog record vouches for.
+      const forgotten = stopping.refused[0]!.slice(keys.item('').length);
+      expect(await opened.backend.catalog.getObject(forgotten)).toBeUndefined();
+      expect(await opened.backend.objects.head(stopping.refused[0]!)).toBeDefined();
+
+      // Act: a fresh engine, upstream unchanged
+      const run = await sync({ pruneGraceMs: 0 });
+
+      // Assess
+      expect(run.state).toBe('unchanged');
+      for (const path of left) {
+        expect(await opened.backend.objects.head(keys.item(path)), path).toBeUndefined();
+        expect(await opened.backend.catalog.getObject(path), path).toBeUndefined();
+        expect((await fetchBytes(server.url + path)).status, path).toBe(404);
+      }
+      const stored: string[] = [];
+      for await (const object of opened.backend.catalog.listObjects()) stored.push(object.path);
+      expect(stored.sort()).toEqual([...new Set(newPaths)].sort());
+      for (const path of newPaths) expect((await fetchBytes(server.url + path)).status, path).toBe(200);
+      const runFiles: string[] = [];
+      for await (const object of opened.backend.objects.list('runs/')) runFiles.push(object.key);
+      expect(runFiles).toEqual([]);
+      expect((await auditPublication(opened.backend.objects, opened.backend.catalog)).problems).toEqual([]);
+      expect(await opened.backend.catalog.getLock(SYNC_LOCK)).toBeUndefined();
     });
 
     describe('refuses a bad upstream and keeps serving the previous publication', () => {

@@ -529,6 +529,8 @@ function toIamRequests(clientName: string, commandName: string, input: Record<st
         return [{ action: 's3:DeleteObject', resource: s3Object(input), context: {} }];
       case 'ListObjectsV2':
         return [{ action: 's3:ListBucket', resource: s3Bucket(input), context: { 's3:prefix': String(input.Prefix ?? '') } }];
+      case 'ListMultipartUploads':
+        return [{ action: 's3:ListBucketMultipartUploads', resource: s3Bucket(input), context: {} }];
     }
   }
   if (clientName === 'DynamoDBClient') {

@@ -56,3 +56,35 @@ export class DiskFullObjectStore extends WrappedObjectStore {
     }
   }
 }
+
+/** The error of a delete refused by FailingDeletesObjectStore, as a store that went away mid-prune would refuse it. */
+export class DeleteRefusedError extends Error {
+  constructor(key: string) {
+    super(`delete refused: ${key}`);
+  }
+}
+
+/**
+ * A real ObjectStore whose item deletes fail once `allowed` have gone
+ * through: a prune stopped between deletes, as a kill would stop it.
+ */
+export class FailingDeletesObjectStore extends WrappedObjectStore {
+  /** Item keys deleted, then refused. */
+  deleted: string[] = [];
+  refused: string[] = [];
+  private readonly allowed: number;
+  constructor(inner: ObjectStore, allowed: number) {
+    super(inner);
+    this.allowed = allowed;
+  }
+
+  override async delete(key: string): Promise<void> {
+    if (!key.startsWith(keys.item(''))) return this.inner.delete(key);
+    if (this.deleted.length >= this.allowed) {
+      this.refused.push(key);
+      throw new DeleteRefusedError(key);
+    }
+    await this.inner.delete(key);
+    this.deleted.push(key);
+  }
+}

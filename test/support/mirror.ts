@@ -7,7 +7,7 @@ import { SyncEngine, type SyncEvent } from '../../functions/core/engine.ts';
 import { defaultEngineSettings as defaultSettings } from '../../functions/core/settings.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
-import type { Backend, SyncRun } from '../../functions/core/ports.ts';
+import type { Backend, ObjectStore, SyncRun } from '../../functions/core/ports.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts';
 import { createApp } from '../../functions/http/app.ts';
@@ -28,13 +28,15 @@ export interface SyncOptions {
   channel?: string;
   /** @default 1 */
   keepGenerations?: number;
+  /** The store the engine writes through. @default backend.objects */
+  objects?: ObjectStore;
 }
 
 export async function syncMirror(backend: Backend, sourceUrl: string, options: SyncOptions): Promise<SyncRun> {
   const engine = new SyncEngine(
     {
       upstream: new HttpUpstream(sourceUrl),
-      objects: backend.objects,
+      objects: options.objects ?? backend.objects,
       catalog: backend.catalog,
       onEvent: (event) => options.events?.push(event),
       sleep: async () => {},

@@ -1,5 +1,5 @@
 /** A real ObjectStore passed through, for tests that inject one fault into one method. */
-import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../functions/core/ports.ts';
+import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions, WriterLeftovers } from '../../functions/core/ports.ts';
 
 export class WrappedObjectStore implements ObjectStore {
   protected readonly inner: ObjectStore;
@@ -24,5 +24,8 @@ export class WrappedObjectStore implements ObjectStore {
   }
   persist(): Promise<void> {
     return this.inner.persist();
+  }
+  removeLeftovers(of: WriterLeftovers): Promise<number> {
+    return this.inner.removeLeftovers(of);
   }
 }

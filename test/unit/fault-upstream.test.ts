@@ -149,6 +149,31 @@ describe('Class: HttpUpstream, against a faulty upstream', () => {
       expect(received).toBe(itemBytes.length);
     });
 
+    it('fails a download below the minimum rate with UpstreamError naming the rate, and closes the connection', async () => {
+      upstream.faults.set(ITEM, { kind: 'endless', chunkBytes: 1, intervalMs: 20 });
+      const { body } = await new HttpUpstream(upstream.baseUrl, { minItemRate: { bytesPerSecond: 1024, windowMs: 200 } }).openStream(ITEM);
+
+      const error = await failureOf(drain(body));
+      const [request] = upstream.requestsFor(ITEM);
+      await request!.over;
+
+      expect(error).toBeInstanceOf(UpstreamError);
+      expect(error.message).toMatch(new RegExp(`^${escape(upstream.url(ITEM))}: download too slow: [\\d.]+ B/s over \\d+ ms of waiting`));
+      expect(request!.cutShort).toBe(true);
+    });
+
+    it('does not count a slow reader against the minimum rate', async () => {
+      const { body } = await new HttpUpstream(upstream.baseUrl, { minItemRate: { bytesPerSecond: 64 * 1024 * 1024, windowMs: 100 } }).openStream(ITEM);
+
+      let received = 0;
+      for await (const chunk of body) {
+        received += chunk.length;
+        await new Promise((resolve) => setTimeout(resolve, 150));
+      }
+
+      expect(received).toBe(itemBytes.length);
+    });
+
     it('fails with UpstreamError when the response headers do not arrive in time', async () => {
       upstream.faults.set(ITEM, { kind: 'slowHeaders', delayMs: 2_000 });
       const started = Date.now();

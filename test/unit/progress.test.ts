@@ -95,6 +95,28 @@ describe('Function: progressReporter, rate and ETA', () => {
       etaSeconds: 3,
     });
   });
+
+  it('R-eta-tells-the-truth: once bytes trickle, the ETA follows the recent rate, not the average since the plan', () => {
+    // Prepare
+    let now = 1_000_000;
+    const out = capture(false);
+    const progress = progressReporter(out.stream, () => now);
+    progress.onEvent(planned);
+
+    // Act: 20 MiB in the first 10 s, then 1 KiB a second for two minutes.
+    now += 10_000;
+    progress.onEvent(chunk(20));
+    for (let second = 1; second <= 120; second++) {
+      now += 1_000;
+      progress.onEvent({ type: 'item-progress', runId: RUN, path: 'a', bytes: 1024 });
+    }
+
+    // Assess: averaged since the plan, 20 MiB in 130 s would promise about 2 minutes; at 1 KiB/s, 20 MiB take months.
+    const lines = out.text().trim().split('\n').map((line) => JSON.parse(line) as Record<string, number>);
+    const last = lines[lines.length - 1]!;
+    expect(last.bytesPerSecond).toBe(1024);
+    expect(last.etaSeconds).toBeGreaterThan(20 * 1024 - 200);
+  });
 });
 
 describe('Function: bytes', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { retainGenerations, unretainedMetadataKeys } from '../../functions/core/retention.ts';
+import { leftoverPrunePaths, pruneDue, retainGenerations, unretainedMetadataKeys } from '../../functions/core/retention.ts';
 
 const HOUR = 60 * 60 * 1_000;
 const NOW = new Date('2026-03-01T12:00:00Z');
@@ -99,5 +99,25 @@ describe('Function: unretainedMetadataKeys', () => {
 
     // Assess
     expect(doomed).toEqual(['meta/1-a/x', 'meta/2-b/y']);
+  });
+});
+
+describe('Function: pruneDue', () => {
+  it.each([
+    [1, false, false],
+    [2, false, true],
+    [1, true, true],
+  ])('with %i publications and run files left: %s, prunes: %s', (publications, runFilesLeft, due) => {
+    expect(pruneDue({ publications, runFilesLeft })).toBe(due);
+  });
+});
+
+describe('Function: leftoverPrunePaths', () => {
+  it('keeps what is referenced again or recorded again, and lists each of the rest once', () => {
+    // Act
+    const leftovers = leftoverPrunePaths(['b', 'a', 'kept', 'fetched-again', 'a'], new Set(['kept']), new Set(['fetched-again']));
+
+    // Assess
+    expect(leftovers).toEqual(['a', 'b']);
   });
 });

@@ -49,6 +49,7 @@ describe('Function: parseSyncConfig', () => {
         limits: { indexBytes: 1024 * 1024, productsBytes: 32 * 1024 * 1024, runBytes: 512 * 1024 * 1024, jsonDepth: 32 },
         allowCrossHostRedirects: false,
         itemIdleTimeoutMs: 60_000,
+        minItemRate: { bytesPerSecond: 32 * 1024, windowMs: 60_000 },
         channel: 'stable',
         keepGenerations: 1,
         rangedCopy: { thresholdBytes: 1024 * 1024 * 1024, partBytes: 256 * 1024 * 1024 },
@@ -222,6 +223,16 @@ describe('Function: parseSyncConfig', () => {
       expect(parse({ pruneGrace: 3 }, { ...plain, durationUnit: 'h' }).pruneGraceMs).toBe(3 * HOUR);
       expect(parse({ pruneGrace: '3' }, { ...plain, durationUnit: 'h' }).pruneGraceMs).toBe(3 * HOUR);
       expect(parse({ pruneGrace: '250' }, { ...plain, durationUnit: 'ms' }).pruneGraceMs).toBe(250);
+    });
+
+    it('take the minimum item rate as bytes a second or with a unit, and its window as a duration', () => {
+      expect(parse({ minItemRate: '64KiB/s', minItemRateWindow: '200ms' }).minItemRate).toEqual({ bytesPerSecond: 64 * 1024, windowMs: 200 });
+      expect(parse({ minItemRate: 1000 }).minItemRate.bytesPerSecond).toBe(1000);
+      expect(parse({ minItemRate: '1MiB' }).minItemRate.bytesPerSecond).toBe(1024 * 1024);
+      expect(parse({ minItemRate: '0' }).minItemRate.bytesPerSecond).toBe(0);
+      expect(failure({ minItemRate: 'fast' })).toMatchObject({ setting: 'minItemRate', message: expect.stringContaining('"fast" is not a rate like 32KiB/s') });
+      expect(failure({ minItemRate: '2GiB/s' })).toMatchObject({ setting: 'minItemRate' });
+      expect(failure({ minItemRateWindow: '10ms' }, { ...plain, durationUnit: 'ms' })).toMatchObject({ setting: 'minItemRateWindow' });
     });
 
     it('allow a prune grace of zero', () => {

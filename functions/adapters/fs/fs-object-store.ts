@@ -1,7 +1,7 @@
 /**
  * ObjectStore over a plain directory: key `a/b/c` is the file `<root>/a/b/c`.
  *
- * Writes go to `<root>/.tmp/<random>`, are fsynced, then renamed over the
+ * Writes go to `<root>/.tmp/<writer>-<random>` (see temp-files.ts), are fsynced, then renamed over the
  * final path, so a reader sees either the old file or the complete new one.
  * A create-only put links the temp file into place instead: link(2) fails
  * when the name exists, so two writers can never both "create" one key.
@@ -9,25 +9,21 @@
  * A content type, when given, lives in a sidecar file under `<root>/.meta/`
  * because a directory has nowhere else to keep it.
  */
-import { randomUUID } from 'node:crypto';
 import { constants as fsConstants, type BigIntStats, type Dirent } from 'node:fs';
 import { link, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { NotFoundError, ObjectExistsError } from '../../core/errors.ts';
 import { objectKeyProblem } from '../../core/paths.ts';
-import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions } from '../../core/ports.ts';
+import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions, WriterLeftovers } from '../../core/ports.ts';
+import { removeAbandonedTempFiles, removeTempFilesOf, tempName } from './temp-files.ts';
 
 /** Top-level names the store uses for itself; keys may not start with them. */
 const TEMP_DIR = '.tmp';
 const META_DIR = '.meta';
 const RESERVED_TOP_LEVEL = new Set([TEMP_DIR, META_DIR]);
 
-/**
- * A temp file untouched this long belongs to a writer that died (a live
- * writer keeps its file's mtime fresh), so the first put of a process removes it.
- */
-export const ABANDONED_TEMP_AGE_MS = 60 * 60_000;
+export { ABANDONED_TEMP_AGE_MS } from './temp-files.ts';
 
 /** A rename can race a concurrent delete pruning the now-empty parent; retrying a few times wins. */
 const RENAME_ATTEMPTS = 3;
@@ -163,28 +159,17 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  private async removeAbandonedTempFiles(tempDir: string): Promise<void> {
-    let names: string[];
-    try {
-      names = await readdir(tempDir);
-    } catch (error) {
-      if (isAbsentError(error)) return;
-      throw error;
-    }
-    const cutoff = Date.now() - ABANDONED_TEMP_AGE_MS;
-    for (const name of names) {
-      const path = join(tempDir, name);
-      const stats = await statIfPresent(path);
-      if (stats?.isFile() && Number(stats.mtimeMs) < cutoff) await unlinkIfPresent(path);
-    }
+  /** Temp files of a writer that died; the directory store has no parted writes to abort. */
+  removeLeftovers(of: WriterLeftovers): Promise<number> {
+    return removeTempFilesOf(join(this.rootDir, TEMP_DIR), of.holder);
   }
 
   private async writeTempFile(body: ByteStream | Uint8Array): Promise<string> {
     const tempDir = join(this.rootDir, TEMP_DIR);
-    this.tempSweep ??= this.removeAbandonedTempFiles(tempDir);
+    this.tempSweep ??= removeAbandonedTempFiles(tempDir);
     await this.tempSweep;
     await mkdir(tempDir, { recursive: true });
-    const tempPath = join(tempDir, randomUUID());
+    const tempPath = join(tempDir, tempName());
     const handle = await open(tempPath, 'wx');
     let writer: BatchedWriter | undefined;
     try {
@@ -224,7 +209,7 @@ export class FsObjectStore implements ObjectStore {
       await unlinkIfPresent(metaPath);
       return;
     }
-    const tempPath = join(this.rootDir, TEMP_DIR, randomUUID());
+    const tempPath = join(this.rootDir, TEMP_DIR, tempName());
     await writeFile(tempPath, contentType, { flag: 'wx' });
     await moveIntoPlace(rename, tempPath, metaPath);
   }

@@ -28,6 +28,7 @@ import {
   CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
+  ListMultipartUploadsCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   UploadPartCommand,
@@ -47,6 +48,7 @@ import type {
   PartUpload,
   PutOptions,
   UploadedPart,
+  WriterLeftovers,
 } from '../../core/ports.ts';
 import { toDomainError } from './errors.ts';
 
@@ -128,6 +130,41 @@ export class S3ObjectStore implements ObjectStore {
 
   /** A completed PutObject or CompleteMultipartUpload is already durable in S3. */
   async persist(): Promise<void> {}
+
+  /**
+   * Aborts the unfinished multipart uploads under `of.keys` (the bucket's
+   * lifecycle rule stays the backstop for any this misses). S3 has no temp
+   * files: a put that died left nothing else.
+   */
+  async removeLeftovers(of: WriterLeftovers): Promise<number> {
+    const wanted = new Set(of.keys.map((key) => this.s3KeyOf(key)));
+    if (wanted.size === 0) return 0;
+    let removed = 0;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (;;) {
+      const page = await this.client
+        .send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.bucket,
+            Prefix: commonPrefix([...wanted]),
+            ...(keyMarker && { KeyMarker: keyMarker }),
+            ...(uploadIdMarker && { UploadIdMarker: uploadIdMarker }),
+          }),
+        )
+        .catch((error: unknown) => {
+          throw toDomainError(error, this.describe('unfinished uploads'));
+        });
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key === undefined || upload.UploadId === undefined || !wanted.has(upload.Key)) continue;
+        await this.parts.abort({ key: upload.Key.slice(this.prefix.length), uploadId: upload.UploadId });
+        removed++;
+      }
+      if (!page.IsTruncated) return removed;
+      keyMarker = page.NextKeyMarker;
+      uploadIdMarker = page.NextUploadIdMarker;
+    }
+  }
 
   async head(key: string): Promise<ObjectInfo | undefined> {
     try {
@@ -338,6 +375,13 @@ class S3PartedWrites implements PartedWrites {
       if (!(domainError instanceof NotFoundError)) throw domainError;
     }
   }
+}
+
+/** The longest prefix every one of `keys` starts with. */
+function commonPrefix(keys: readonly string[]): string {
+  let prefix = keys[0] ?? '';
+  for (const key of keys) while (!key.startsWith(prefix)) prefix = prefix.slice(0, -1);
+  return prefix;
 }
 
 /** `body`, failing with IntegrityError (naming `what`) as soon as it holds more than `size` bytes, or at its end when fewer. */

@@ -13,7 +13,7 @@ import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { ConfigError, InputTooLargeError, NotFoundError, RangeNotSupportedError, SkystreamsError, UpstreamError } from '../../core/errors.ts';
 import type { ByteRange, ByteStream, FetchedFile, FetchLimits, Upstream, Validators } from '../../core/ports.ts';
 import { redactUrl, splitCredentials } from '../../core/redact.ts';
-import { syncDefaults } from '../../core/settings.ts';
+import { syncDefaults, type MinItemRate } from '../../core/settings.ts';
 import { ProxyRoutes, type ProxyEnvironment } from './proxy.ts';
 
 export interface HttpUpstreamOptions {
@@ -25,6 +25,8 @@ export interface HttpUpstreamOptions {
   itemHeadersTimeoutMs?: number;
   /** An item download fails (transiently) once no byte has arrived for this long. @default syncDefaults.itemIdleTimeoutMs */
   itemIdleTimeoutMs?: number;
+  /** An item download slower than this, over a window of waiting for it, fails (transiently). @default syncDefaults.minItemRate */
+  minItemRate?: MinItemRate;
   /** Follow redirects to another scheme, host or port. @default syncDefaults.allowCrossHostRedirects */
   allowCrossHostRedirects?: boolean;
   userAgent?: string;
@@ -52,6 +54,7 @@ export class HttpUpstream implements Upstream {
   private readonly maxMetadataBytes: number;
   private readonly itemHeadersTimeoutMs: number;
   private readonly itemIdleTimeoutMs: number;
+  private readonly minItemRate: MinItemRate;
   private readonly allowCrossHostRedirects: boolean;
   private readonly userAgent: string;
   private readonly routes: ProxyRoutes;
@@ -74,6 +77,7 @@ export class HttpUpstream implements Upstream {
     this.maxMetadataBytes = options.maxMetadataBytes ?? 256 * 1024 * 1024;
     this.itemHeadersTimeoutMs = options.itemHeadersTimeoutMs ?? 60_000;
     this.itemIdleTimeoutMs = options.itemIdleTimeoutMs ?? syncDefaults.itemIdleTimeoutMs;
+    this.minItemRate = options.minItemRate ?? syncDefaults.minItemRate;
     this.allowCrossHostRedirects = options.allowCrossHostRedirects ?? syncDefaults.allowCrossHostRedirects;
     this.userAgent = options.userAgent ?? 'skystreams';
     // A tunnel still being built ignores the deadline's destroy: it is bounded by the shorter deadline itself.
@@ -161,7 +165,7 @@ export class HttpUpstream implements Upstream {
   }
 
   private itemBody(path: string, exchange: Exchange): ByteStream {
-    const chunks = guardBody(this.url(path), exchange, this.itemIdleTimeoutMs, this.onBodyBytes);
+    const chunks = guardBody(this.url(path), exchange, { idleMs: this.itemIdleTimeoutMs, minRate: this.minItemRate }, this.onBodyBytes);
     // A generator's return() before its first next() skips its finally: a consumer that gives
     // the body up unread (a store refusing the put) must still close the connection.
     return {
@@ -426,16 +430,24 @@ async function* bodyChunks(body: Readable, onWait?: (waiting: boolean) => void):
 
 /**
  * The body as a ByteStream that fails with UpstreamError (transient, for the
- * engine's retry) on a broken connection or once no byte has arrived for
- * `idleMs`, and closes the connection whenever it stops before the end.
- * Only time spent waiting for upstream counts: a slow consumer is not idle upstream.
+ * engine's retry) on a broken connection, once no byte has arrived for
+ * `idleMs`, or once a window of `minRate.windowMs` spent waiting for upstream
+ * brought fewer bytes than `minRate.bytesPerSecond` asks for; and closes the
+ * connection whenever it stops before the end. Only time spent waiting for
+ * upstream counts: a slow consumer is neither idle nor slow upstream.
+ *
+ * The rate guard lives here, beside the idle timeout, rather than in the
+ * engine: only the adapter sees when the consumer waits on the socket, so
+ * only it can tell a slow upstream from a slow store. Other upstreams (an
+ * export bundle on disk) cannot trickle.
  */
 async function* guardBody(
   shown: string,
   exchange: Exchange,
-  idleMs: number,
+  limits: { idleMs: number; minRate: MinItemRate },
   onBodyBytes: ((bytes: number) => void) | undefined,
 ): AsyncGenerator<Uint8Array, void, undefined> {
+  const { idleMs, minRate } = limits;
   let complete = false;
   let waiting = false;
   let stalled: UpstreamError | undefined;
@@ -448,9 +460,11 @@ async function* guardBody(
     stalled = new UpstreamError(shown, `download stalled: no data for ${idleMs} ms`);
     exchange.request.destroy(stalled);
   }, idleMs);
+  const rate = new RateWindow(minRate);
   const chunks = bodyChunks(exchange.response, (now) => {
     waiting = now;
     if (now) idle.refresh();
+    rate.waiting(now);
   });
   try {
     for (;;) {
@@ -466,6 +480,8 @@ async function* guardBody(
         complete = true;
         return;
       }
+      const tooSlow = rate.received(result.value.byteLength);
+      if (tooSlow) throw new UpstreamError(shown, tooSlow);
       onBodyBytes?.(result.value.byteLength);
       yield result.value;
     }
@@ -473,6 +489,51 @@ async function* guardBody(
     clearTimeout(idle);
     if (!complete) exchange.request.destroy();
   }
+}
+
+/**
+ * Bytes against time spent waiting for them, in consecutive windows of
+ * `windowMs` of waiting. Checked as bytes arrive: a wait with none at all
+ * is the idle timeout's to end.
+ */
+class RateWindow {
+  private bytes = 0;
+  private waitedMs = 0;
+  private waitStartedAt: number | undefined;
+  private readonly minRate: MinItemRate;
+
+  constructor(minRate: MinItemRate) {
+    this.minRate = minRate;
+  }
+
+  waiting(now: boolean): void {
+    if (now) {
+      this.waitStartedAt = performance.now();
+    } else if (this.waitStartedAt !== undefined) {
+      this.waitedMs += performance.now() - this.waitStartedAt;
+      this.waitStartedAt = undefined;
+    }
+  }
+
+  /** The problem, when the window just closed below the minimum; undefined otherwise. */
+  received(bytes: number): string | undefined {
+    if (this.minRate.bytesPerSecond <= 0) return undefined;
+    this.bytes += bytes;
+    if (this.waitedMs < this.minRate.windowMs) return undefined;
+    const measured = (this.bytes * 1000) / this.waitedMs;
+    const { bytesPerSecond, windowMs } = this.minRate;
+    const waited = Math.round(this.waitedMs);
+    this.bytes = 0;
+    this.waitedMs = 0;
+    if (measured >= bytesPerSecond) return undefined;
+    return `download too slow: ${formatRate(measured)} over ${waited} ms of waiting, below the minimum of ${formatRate(bytesPerSecond)} (over ${windowMs} ms)`;
+  }
+}
+
+function formatRate(bytesPerSecond: number): string {
+  if (bytesPerSecond >= 1024 * 1024) return `${(bytesPerSecond / (1024 * 1024)).toFixed(1)} MiB/s`;
+  if (bytesPerSecond >= 1024) return `${(bytesPerSecond / 1024).toFixed(1)} KiB/s`;
+  return `${bytesPerSecond.toFixed(1)} B/s`;
 }
 
 /** Escape each segment but keep `:` readable: product file names are full of them. */

@@ -9,6 +9,7 @@ import { LockHeldError } from '../errors.ts';
 import { modeOfSettings, recordedPublishingMode, resolvePublishingMode } from '../publishing-mode.ts';
 import { indexStoredManifests } from '../manifests.ts';
 import { pinnedVersions } from '../pins.ts';
+import { pruneDue } from '../retention.ts';
 import { keys, type Lease, type Publication, type Publications, type PublishingMode, type StateStore, type StoredObject, type SyncRun } from '../ports.ts';
 import type { ChangedIndexes } from '../sync-sources.ts';
 import { latestUpload } from '../uploads.ts';
@@ -71,8 +72,9 @@ export async function plan(context: SyncContext, runId: string): Promise<PlanOut
     if (!indexes) {
       await catalog.putRun({ ...run, state: 'unchanged', finishedAt: context.now().toISOString() }, lease);
       context.emit({ type: 'unchanged', runId });
-      // Replaced generations whose grace ran out go now, not at the next upstream change.
-      if ((await catalog.listPublications()).length > 1) await prune(context, runId);
+      // Replaced generations whose grace ran out go now, not at the next upstream change; so does the rest of a prune that stopped.
+      const due = pruneDue({ publications: (await catalog.listPublications()).length, runFilesLeft: await anyRunFiles(context.objects) });
+      if (due) await prune(context, runId);
       else await catalog.releaseLock(lease);
       return { runId, outcome: 'unchanged' };
     }
@@ -153,6 +155,12 @@ async function checkPublishingMode(context: PhaseContext<StateStore & Publicatio
   const named = modeOfSettings(context.settings);
   const allowed = context.settings.modeChange === 'allow';
   return resolvePublishingMode(recorded, { named, namedBy: 'this sync', declarative: allowed }).switched;
+}
+
+/** Whether any run left files under `runs/` (see PruneDueInput.runFilesLeft): one listed key is enough to know. */
+async function anyRunFiles(objects: SyncContext['objects']): Promise<boolean> {
+  for await (const _ of objects.list('runs/')) return true;
+  return false;
 }
 
 /** The index of every source when a run has something to do (see SyncSources.changed); undefined otherwise. */

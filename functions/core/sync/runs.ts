@@ -138,8 +138,29 @@ export async function settleAbandonedRuns(context: RunsContext, lease: Lease): P
     if (run.state !== 'running' || run.id === lease.owner) continue;
     const reason = run.holder && context.isAlive(run.holder) === false ? 'its process is gone' : 'its lease ran out';
     await catalog.putRun({ ...run, state: 'abandoned', finishedAt: context.now().toISOString(), error: `abandoned: ${reason}` }, lease);
+    await removeLeftovers(context, run, lease.owner);
     await removeStaged(context, run, lease);
     context.emit({ type: 'abandoned', runId: lease.owner, abandonedRun: run.id, reason });
+  }
+}
+
+/**
+ * What the dead run was writing when it stopped: its temp files, its
+ * unfinished parted writes under the keys it had to copy. Best effort: a
+ * store that cannot list them leaves them to its own sweep (an hour on
+ * disk, the bucket's lifecycle rule on S3), and this run goes on.
+ */
+async function removeLeftovers(context: RunsContext, run: SyncRun, settlingRunId: string): Promise<void> {
+  const { objects } = context;
+  try {
+    const tasks = await readRunFile<Array<{ path: string }>>(objects, run.id, 'copy.json').catch((error: unknown) => {
+      if (error instanceof NotFoundError) return [];
+      throw error;
+    });
+    await objects.removeLeftovers({ ...(run.holder && { holder: run.holder }), keys: tasks.map((task) => keys.item(task.path)) });
+  } catch (error) {
+    const problem = error instanceof Error ? error.message : String(error);
+    context.emit({ type: 'warning', runId: settlingRunId, message: `leftovers of abandoned run ${run.id} not removed: ${problem}` });
   }
 }
 

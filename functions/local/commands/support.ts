@@ -11,7 +11,7 @@ import { createSyncEngine } from '../../adapters/sync-engine.ts';
 import { isAliveOnThisHost, thisProcess } from '../holder.ts';
 import { describeHookFailure, runOnPublish } from '../on-publish.ts';
 import { DEFAULT_DATA_DIR, openBackend, syncKeyrings, type BackendFlags, type SyncFlags } from '../options.ts';
-import { progressReporter } from '../progress.ts';
+import { bytes, progressReporter } from '../progress.ts';
 import { youngCollection } from '../../runtime/young-collection.ts';
 
 function withYoungCollection(): { onBodyBytes?: (bytes: number) => void } {
@@ -56,6 +56,11 @@ export function syncOptions(command: Command): Command {
     )
     .option('--prune-grace <duration>', pruneGraceHelp)
     .option('--allow-cross-host-redirects', 'follow upstream redirects to another scheme, host or port')
+    .option(
+      '--min-item-rate <rate>',
+      `fail (and retry) an item download slower than this, e.g. 64KiB/s; 0 turns it off (default ${bytes(syncDefaults.minItemRate.bytesPerSecond)}/s)`,
+    )
+    .option('--min-item-rate-window <duration>', `over how much waiting the item rate is averaged (default ${describeDuration(syncDefaults.minItemRate.windowMs)})`)
     .option('--channel <name>', `the channel to publish to (default ${syncDefaults.channel}, the one served at /)`)
     .option(
       '--keep-generations <n>',
