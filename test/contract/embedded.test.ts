@@ -8,7 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
 import { ABANDONED_TEMP_AGE_MS, FsObjectStore } from '../../functions/adapters/fs/fs-object-store.ts';
 import { tempName, writerTag } from '../../functions/adapters/fs/temp-files.ts';
-import { thisProcess } from '../../functions/local/holder.ts';
+import { thisProcess } from '../../functions/adapters/process-holder.ts';
 import { SqliteCatalog } from '../../functions/adapters/sqlite/sqlite-catalog.ts';
 import Database from 'better-sqlite3';
 import { ConfigError, ConflictError, NotFoundError } from '../../functions/core/errors.ts';

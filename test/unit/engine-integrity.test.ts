@@ -24,7 +24,7 @@ import { keys, type Backend, type LockHolder, type Upstream } from '../../functi
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from '../support/signed-upstream.ts';
 import { serveTree, type ServedTree } from '../support/upstream-server.ts';
-import { isAliveOnThisHost, processStatus, thisProcess } from '../../functions/local/holder.ts';
+import { isAliveOnThisHost, processStatus, thisProcess } from '../../functions/adapters/process-holder.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
 import { eventually } from '../support/eventually.ts';
 import { replaceFiles, selectedPaths } from '../support/mirror.ts';

@@ -9,7 +9,7 @@ import { readdir, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { LockHolder } from '../../core/ports.ts';
-import { processStatus } from '../../local/holder.ts';
+import { processStatus } from '../process-holder.ts';
 
 /**
  * A temp file untouched this long belongs to a writer that died (a live

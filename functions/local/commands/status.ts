@@ -4,7 +4,7 @@ import { ConfigError } from '../../core/errors.ts';
 import type { SourceConflict } from '../../core/sources.ts';
 import { formatDuration } from '../../http/format.ts';
 import { statusReport, type StatusReport } from '../../http/reports.ts';
-import { isAliveOnThisHost } from '../holder.ts';
+import { isAliveOnThisHost } from '../../adapters/process-holder.ts';
 import { describeDuration, parseDuration, syncDefaults } from '../../core/settings.ts';
 import { EXIT_CODES, type BackendFlags } from '../options.ts';
 import { bytes } from '../progress.ts';

@@ -8,7 +8,7 @@ import { PUBLISHING_MODES, parsePublishingMode, recordedPublishingMode, resolveP
 import { describeDuration, syncDefaults, type SyncConfig } from '../../core/settings.ts';
 import { integerWithin } from '../../core/validators.ts';
 import { createSyncEngine } from '../../adapters/sync-engine.ts';
-import { isAliveOnThisHost, thisProcess } from '../holder.ts';
+import { isAliveOnThisHost, thisProcess } from '../../adapters/process-holder.ts';
 import { describeHookFailure, runOnPublish } from '../on-publish.ts';
 import { DEFAULT_DATA_DIR, openBackend, syncKeyrings, type BackendFlags, type SyncFlags } from '../options.ts';
 import { bytes, progressReporter } from '../progress.ts';
