@@ -16,20 +16,19 @@ export function addVerifyCommand(program: Command): void {
     'skystreams verify --bucket my-mirror --table my-mirror   # exit code 1 when a file is bad',
   ])
     .option('--channel <name>', `the channel whose publication to check (default ${DEFAULT_CHANNEL})`)
-    .action(async (flags: BackendFlags & { channel?: string }) =>
-      withMirror(flags, async (backend) => {
-        const channel = flags.channel === undefined ? undefined : channelName(flags.channel, '--channel');
-        const report = await auditPublication(backend.objects, backend.catalog, undefined, channel);
-        if (report.generation === null) throw new ConfigError('nothing published yet: run `skystreams sync` first');
-        for (const { path, problem } of report.problems) console.error(`BAD ${path}: ${problem}`);
-        console.log(
-          `generation ${report.generation}: checked ${report.checkedFiles} files (${bytes(report.checkedBytes)}), ${report.problems.length} bad`,
-        );
-        if (report.problems.length > 0) {
-          await requestRepair(backend.catalog, report.problems.map((problem) => problem.path));
-          console.log('the next sync fetches the bad files again from upstream and checks them before they replace these');
-          process.exitCode = EXIT_CODES.failure.code;
-        }
-      }),
-    );
+    .action(async (flags: BackendFlags & { channel?: string }) => {
+      const channel = flags.channel === undefined ? undefined : channelName(flags.channel, '--channel');
+      // The audit only reads (it works on a full disk); the repair request is the one write, made only when needed.
+      const report = await withMirror(flags, (backend) => auditPublication(backend.objects, backend.catalog, undefined, channel), { readOnly: true });
+      if (report.generation === null) throw new ConfigError('nothing published yet: run `skystreams sync` first');
+      for (const { path, problem } of report.problems) console.error(`BAD ${path}: ${problem}`);
+      console.log(
+        `generation ${report.generation}: checked ${report.checkedFiles} files (${bytes(report.checkedBytes)}), ${report.problems.length} bad`,
+      );
+      if (report.problems.length > 0) {
+        await withMirror(flags, (backend) => requestRepair(backend.catalog, report.problems.map((problem) => problem.path)));
+        console.log('the next sync fetches the bad files again from upstream and checks them before they replace these');
+        process.exitCode = EXIT_CODES.failure.code;
+      }
+    });
 }
