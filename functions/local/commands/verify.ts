@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { auditPublication } from '../../core/audit.ts';
 import { channelName } from '../../core/channels.ts';
-import { requestRepair } from '../../core/engine.ts';
+import { requestRepair, requestRepublish } from '../../core/engine.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { DEFAULT_CHANNEL } from '../../core/ports.ts';
 import { EXIT_CODES, type BackendFlags } from '../options.ts';
@@ -26,8 +26,13 @@ export function addVerifyCommand(program: Command): void {
         `generation ${report.generation}: checked ${report.checkedFiles} files (${bytes(report.checkedBytes)}), ${report.problems.length} bad`,
       );
       if (report.problems.length > 0) {
-        await withMirror(flags, (backend) => requestRepair(backend.catalog, report.problems.map((problem) => problem.path)));
-        console.log('the next sync fetches the bad files again from upstream and checks them before they replace these');
+        const items = report.problems.filter((problem) => problem.kind !== 'metadata').map((problem) => problem.path);
+        const metadata = report.problems.filter((problem) => problem.kind === 'metadata').map((problem) => problem.path);
+        // Either request makes the next sync plan and publish again; fetching items again needs the item paths.
+        await withMirror(flags, (backend) =>
+          items.length > 0 ? requestRepair(backend.catalog, items) : requestRepublish(backend.catalog, `metadata damaged at rest: ${metadata.join(', ')}`),
+        );
+        console.log('the next sync fetches the bad files again from upstream (or rebuilds re-signed metadata) and checks them before they replace these');
         process.exitCode = EXIT_CODES.failure.code;
       }
     });
