@@ -12,11 +12,15 @@ export const METADATA_DIGESTS_FILE = 'metadata-digests.json';
 /** By metadata file (relative to the mirror root): its sha256, hex. */
 export type MetadataDigests = Record<string, string>;
 
-/** Records the sha256 of each of a generation's metadata files as stored, just before it is published. */
-export async function recordMetadataDigests(objects: ObjectStore, owner: MetadataOwner, files: readonly string[]): Promise<void> {
+/**
+ * Records the sha256 of each of a generation's metadata files, from the bytes
+ * the plan verified and stored, beside them (create-only, like them).
+ */
+export async function recordMetadataDigests(objects: ObjectStore, owner: MetadataOwner, staged: ReadonlyMap<string, Uint8Array>): Promise<void> {
   const sha256: MetadataDigests = {};
-  for (const file of files) sha256[file] = await storedSha256(objects, keys.metadata(owner, file));
-  await objects.put(keys.metadata(owner, METADATA_DIGESTS_FILE), new TextEncoder().encode(JSON.stringify({ sha256 })), { contentType: 'application/json' });
+  for (const [file, bytes] of staged) sha256[file] = sha256Hex(bytes);
+  const body = new TextEncoder().encode(JSON.stringify({ sha256 }));
+  await objects.put(keys.metadata(owner, METADATA_DIGESTS_FILE), body, { contentType: 'application/json', ifAbsent: true });
 }
 
 /** The digests recorded when `owner` was published; undefined for a generation published before they were recorded. */
@@ -31,10 +35,4 @@ export async function recordedMetadataDigests(objects: ObjectStore, owner: Metad
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
-}
-
-async function storedSha256(objects: ObjectStore, key: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of (await objects.get(key)).body) hash.update(chunk);
-  return hash.digest('hex');
 }

@@ -3,7 +3,6 @@
  * stored as promised, stores its entries, and switches the channel to it
  * atomically, with the state the next run compares upstream with.
  */
-import { recordMetadataDigests } from '../metadata-digests.ts';
 import { ConflictError, IntegrityError } from '../errors.ts';
 import { isStoredAs } from '../planner.ts';
 import { PUBLISHING_MODE_STATE, modeOfSettings } from '../publishing-mode.ts';
@@ -58,7 +57,6 @@ export async function publish(context: PhaseContext<Locks & Publications & Objec
     itemCount: entries.length,
     totalBytes: plan.totalBytes,
   };
-  await recordMetadataDigests(objects, publication, publication.files);
   await objects.persist();
   await catalog.publish(publication, plan.basedOn, lease, settings.channel);
   // Each channel remembers the upstream index it was last published from: one may be behind another.
