@@ -4,10 +4,11 @@
  * mirror's key), `verify` names it and exits 1, the next sync publishes the
  * metadata sound again and `verify` passes; gpgv and MAAS's models accept it.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
+import { METADATA_DIGESTS_FILE } from '../../functions/core/metadata-digests.ts';
 import { keys, type Publication } from '../../functions/core/ports.ts';
 import { cli, startServing } from '../support/cli.ts';
 import { useSignedFixtureUpstream } from '../support/mirror.ts';
@@ -76,5 +77,27 @@ describe('Metadata at rest', () => {
       expect(mirror.fetchProblems).toEqual([]);
       expect((await gpgvProblems(mirror)) ?? []).toEqual([]);
     }
+  }, 120_000);
+
+  it.each([
+    ['verbatim, with upstream\'s keyring', [], true],
+    ['re-signed, with the keyring the generation publishes', ['--resign'], false],
+  ])('R-verify-signatures: a generation with no recorded digests, %s: verify names a products file whose signature a flipped byte broke', async (_mode, extra, withKeyring) => {
+    // Prepare: as published before digests were recorded, then damaged.
+    const dataDir = join(fixture().work, `data-${++dataDirs}`);
+    const first = await cli(syncArgs(dataDir, ...extra));
+    expect(first.code, first.stderr).toBe(0);
+    const publication = await currentPublication(dataDir);
+    await rm(join(dataDir, 'objects', ...keys.metadata(publication, METADATA_DIGESTS_FILE).split('/')));
+    const sound = await cli(['verify', '--data-dir', dataDir, ...(withKeyring ? ['--keyring', fixture().keyring] : [])]);
+    const damaged = await damageProductsFile(dataDir);
+
+    // Act
+    const found = await cli(['verify', '--data-dir', dataDir, ...(withKeyring ? ['--keyring', fixture().keyring] : [])]);
+
+    // Assess
+    expect(sound.code, sound.stderr).toBe(0);
+    expect(found.code).toBe(1);
+    expect(found.stderr).toMatch(new RegExp(`BAD ${damaged.replace(/[.]/g, '\\.')}: .*signature.*damaged at rest`));
   }, 120_000);
 });

@@ -5,6 +5,7 @@ import { channelName } from '../../core/channels.ts';
 import { requestRepair, requestRepublish } from '../../core/engine.ts';
 import { ConfigError } from '../../core/errors.ts';
 import { DEFAULT_CHANNEL } from '../../core/ports.ts';
+import { openKeyring } from '../../adapters/fs/keyring-file.ts';
 import { EXIT_CODES, type BackendFlags } from '../options.ts';
 import { bytes } from '../progress.ts';
 import { backendOptions, withMirror, withExamples } from './support.ts';
@@ -16,10 +17,12 @@ export function addVerifyCommand(program: Command): void {
     'skystreams verify --bucket my-mirror --table my-mirror   # exit code 1 when a file is bad',
   ])
     .option('--channel <name>', `the channel whose publication to check (default ${DEFAULT_CHANNEL})`)
-    .action(async (flags: BackendFlags & { channel?: string }) => {
+    .option('--keyring <file>', "upstream's keyring: checks the signatures of verbatim metadata published before its digests were recorded")
+    .action(async (flags: BackendFlags & { channel?: string; keyring?: string }) => {
       const channel = flags.channel === undefined ? undefined : channelName(flags.channel, '--channel');
+      const keyring = flags.keyring === undefined ? undefined : await openKeyring({ file: flags.keyring }, '--keyring');
       // The audit only reads (it works on a full disk); the repair request is the one write, made only when needed.
-      const report = await withMirror(flags, (backend) => auditPublication(backend.objects, backend.catalog, undefined, channel), { readOnly: true });
+      const report = await withMirror(flags, (backend) => auditPublication(backend.objects, backend.catalog, undefined, channel, keyring), { readOnly: true });
       if (report.generation === null) throw new ConfigError('nothing published yet: run `skystreams sync` first');
       for (const { path, problem } of report.problems) console.error(`BAD ${path}: ${problem}`);
       console.log(
