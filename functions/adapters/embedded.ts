@@ -15,16 +15,21 @@ export interface EmbeddedBackendOptions {
    * `--data-dir` must be an error, not a new empty mirror. @default false
    */
   existing?: boolean;
+  /**
+   * Open an existing mirror without writing a byte (implies `existing`), so
+   * commands that only read it work on a full disk. @default false
+   */
+  readOnly?: boolean;
 }
 
 /** Opens (creating when absent) `<dataDir>/objects/` and `<dataDir>/catalog.sqlite`; signing keys go in `<dataDir>/signing-keys.json`. */
 export function openEmbeddedBackend(dataDir: string, options: EmbeddedBackendOptions = {}): Backend {
   const root = resolve(dataDir);
-  if (options.existing && !existsSync(join(root, CATALOG_FILE))) {
+  if ((options.existing || options.readOnly) && !existsSync(join(root, CATALOG_FILE))) {
     throw new ConfigError(`${root}: no mirror here (no ${CATALOG_FILE}): name the mirror's directory with --data-dir, or make one with skystreams sync`);
   }
-  mkdirSync(join(root, 'objects'), { recursive: true });
-  const catalog = new SqliteCatalog(join(root, CATALOG_FILE));
+  if (!options.readOnly) mkdirSync(join(root, 'objects'), { recursive: true });
+  const catalog = new SqliteCatalog(join(root, CATALOG_FILE), { readOnly: options.readOnly === true });
   return {
     objects: new FsObjectStore(join(root, 'objects')),
     catalog,

@@ -222,6 +222,18 @@ export class ObjectExistsError extends ConflictError {
   }
 }
 
+/**
+ * The disk the mirror writes to is full: names the directory and how much the
+ * write needed, so the operator knows what to free. Nothing partial is kept.
+ */
+export class StorageFullError extends SkystreamsError {
+  readonly directory: string;
+  constructor(directory: string, needed: string, options?: { cause?: unknown }) {
+    super(`${directory}: no space left on the device (needed ${needed}); free space there or move the mirror to a larger disk`, options);
+    this.directory = directory;
+  }
+}
+
 /** The store is throttling or unreachable; worth retrying. */
 export class UnavailableError extends SkystreamsError {
   override readonly statusCode = 503;

@@ -12,6 +12,7 @@
 import { createHash } from 'node:crypto';
 import { InputTooLargeError, MetadataError, NotFoundError, RollbackError, SignatureError } from './errors.ts';
 import { defaultMetadataLimits, type MetadataLimits } from './metadata-limits.ts';
+import { recordedMetadataDigests, sha256Hex } from './metadata-digests.ts';
 import { assertSafePath } from './paths.ts';
 import { clearsignedBody, isClearsigned, verifyClearsignedBytes, type Keyring } from './pgp.ts';
 import {
@@ -204,8 +205,13 @@ async function loadKeptMetadata(
   const where = `publication ${publication.generation}`;
   if (!indexFile) return undefined;
 
+  // A file damaged at rest since it was published is no base for the checks: it is read from upstream as if new.
+  const recorded = await recordedMetadataDigests(objects, publication);
+  const damaged = (file: string, bytes: Uint8Array) => recorded?.[file] !== undefined && recorded[file] !== sha256Hex(bytes);
   const indexKey = keys.metadata(publication, `${base}${indexFile}`);
-  const indexBody = await publishedBody(indexKey, await readStored(objects, indexKey, bounds.indexBytes, budget));
+  const indexBytes = await readStored(objects, indexKey, bounds.indexBytes, budget);
+  if (damaged(`${base}${indexFile}`, indexBytes)) return { products: new Map() };
+  const indexBody = await publishedBody(indexKey, indexBytes);
   refuseDeepJson(indexKey, indexBody, bounds.jsonDepth);
   const index = parseIndex(indexKey, indexBody);
 
@@ -215,7 +221,9 @@ async function loadKeptMetadata(
       throw new MetadataError(indexKey, `${jsonPath(['index', contentId])}.path`, `${entry.path} is not a file of ${where}`);
     }
     const source = keys.metadata(publication, `${base}${entry.path}`);
-    const body = await publishedBody(source, await readStored(objects, source, bounds.productsBytes, budget));
+    const stored = await readStored(objects, source, bounds.productsBytes, budget);
+    if (damaged(`${base}${entry.path}`, stored)) continue;
+    const body = await publishedBody(source, stored);
     refuseDeepJson(source, body, bounds.jsonDepth);
     const doc = parseProducts(source, body);
     products.set(contentId, { source, ...(doc.updated === undefined ? {} : { updated: doc.updated }), bodySha256: sha256(body) });

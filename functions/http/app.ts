@@ -12,7 +12,7 @@ import { packageRouteReply } from './package-routes.ts';
 import { PublishedItems } from './published-items.ts';
 import { syncDefaults, UBUNTU_CLOUDIMAGE_KEYRING } from '../core/settings.ts';
 import { OPENAPI_DOCUMENT } from './openapi.ts';
-import { catalogSummary, statusPageReport, statusReport, type StatusOptions } from './reports.ts';
+import { catalogSummary, pageReportForClients, reportForClients, statusPageReport, statusReport, type StatusOptions } from './reports.ts';
 import { errorReply, html, json, methodNotAllowed, badRequest, notFound, toResponse, type Reply, type RequestFailure } from './reply.ts';
 import { STATUS_PAGE_CSP, renderStatusPage } from './status-page.ts';
 
@@ -101,7 +101,7 @@ export function createApp(deps: AppDeps): App {
     '': async (request) => {
       const at = now();
       return html(
-        renderStatusPage(await statusPageReport(deps.objects, deps.catalog, statusOptions(at)), {
+        renderStatusPage(pageReportForClients(await statusPageReport(deps.objects, deps.catalog, statusOptions(at))), {
           mirrorUrl: requestBaseUrl(request),
           keyringFilename: deps.keyringFilename ?? UBUNTU_CLOUDIMAGE_KEYRING,
           now: at,
@@ -111,7 +111,7 @@ export function createApp(deps: AppDeps): App {
         request.method,
       );
     },
-    'api/v1/status': async (request) => json(await statusReport(deps.catalog, statusOptions(now())), 200, {}, request.method),
+    'api/v1/status': async (request) => json(reportForClients(await statusReport(deps.catalog, statusOptions(now()))), 200, {}, request.method),
     'api/v1/images': async (request) => json(await catalogSummary(deps.catalog), 200, {}, request.method),
     'api/v1/openapi.json': async (request) => json(OPENAPI_DOCUMENT, 200, {}, request.method),
   };
@@ -129,11 +129,11 @@ export function createApp(deps: AppDeps): App {
       const publication = await channel.current.get();
       if (!publication || !publication.files.includes(rest)) return notFound(path);
       const held = await channel.metadata.get(publication, rest);
-      return held ? heldFileReply(held, request) : notFound(keys.metadata(publication, rest));
+      return held ? heldFileReply(held, request) : notFound(path);
     }
     // Items are the same bytes under every channel: any retained generation listing the path will do.
     if (!rest || !(await publishedItems.has(rest))) return notFound(path);
-    return objectReply(deps.objects, keys.item(rest), request);
+    return objectReply(deps.objects, keys.item(rest), path, request);
   }
 
   async function resolve(request: AppRequest): Promise<Reply> {
@@ -237,10 +237,10 @@ function heldFileReply(held: HeldFile, request: AppRequest): Reply {
   return { status, headers, body: range ? bytes.subarray(range.start, range.end + 1) : bytes };
 }
 
-/** An item, streamed from the store. */
-async function objectReply(objects: ObjectStore, key: string, request: AppRequest): Promise<Reply> {
+/** An item, streamed from the store; a 404 names the path asked for, never the store's key. */
+async function objectReply(objects: ObjectStore, key: string, path: string, request: AppRequest): Promise<Reply> {
   const info = await objects.head(key);
-  if (!info) return notFound(key);
+  if (!info) return notFound(path);
   const conditional = conditionalReply(request, info, ITEM_TYPE, ITEM_CACHE);
   if ('reply' in conditional) return conditional.reply;
   const { status, headers, range } = conditional;

@@ -89,14 +89,21 @@ const SERVER_ERROR_MESSAGES: Record<number, string> = {
   503: 'temporarily unavailable, retry later',
 };
 
+/** An error class a route lets reach its client as a 4xx. */
+export type ExposedError = abstract new (...args: never[]) => Error;
+
 /**
- * 4xx domain errors keep their message (a path, a conflict: safe and useful);
- * anything else is a 5xx whose detail goes to `log` under a request id the
- * client also gets, in the body and in `x-request-id`.
+ * Only the request's own errors reach the client as a 4xx: those of the
+ * classes in `exposed`, which each route lists for what it raises about the
+ * request (a path, a conflict: safe and useful). Anything else (a store,
+ * configuration or adapter error, whatever status it carries) is a 5xx whose
+ * detail goes to `log` under a request id the client also gets, in the body
+ * and in `x-request-id`: its message may name buckets, keys or credentials.
  */
-export function errorReply(error: unknown, log: (failure: Omit<RequestFailure, 'method' | 'path'>) => void): Reply {
-  const status = error instanceof SkystreamsError ? error.statusCode : 500;
-  if (status < 500) return json(errorBody(status, (error as Error).message), status);
+export function errorReply(error: unknown, log: (failure: Omit<RequestFailure, 'method' | 'path'>) => void, exposed: readonly ExposedError[] = []): Reply {
+  const declared = error instanceof SkystreamsError ? error.statusCode : 500;
+  if (declared < 500 && exposed.some((kind) => error instanceof kind)) return json(errorBody(declared, (error as Error).message), declared);
+  const status = declared < 500 ? 500 : declared;
   const requestId = crypto.randomUUID();
   log({ requestId, status, error });
   const message = SERVER_ERROR_MESSAGES[status] ?? 'internal error';

@@ -1,4 +1,5 @@
 /** The JSON the `/api/v1/*` routes and the CLI's `status` print. */
+import { redactRun } from '../core/redact.ts';
 import { forEachLimited } from '../core/concurrency.ts';
 import type { CopyTask } from '../core/planner.ts';
 import type { SourceConflict } from '../core/sources.ts';
@@ -338,4 +339,15 @@ async function packageChangeSummaries(catalog: ManifestIndex, generation: number
 
 function versionKey(contentId: string, product: string, version: string): string {
   return `${contentId}\u0000${product}\u0000${version}`;
+}
+
+/** The status report as HTTP clients get it: runs' errors and warnings without paths, bucket, table or key names. */
+export function reportForClients<R extends StatusReport>(report: R): R {
+  return { ...report, runs: report.runs.map(redactRun) };
+}
+
+/** The status page's report, redacted as `reportForClients`, its last check too. */
+export function pageReportForClients(report: StatusPageReport): StatusPageReport {
+  const redacted = reportForClients(report);
+  return { ...redacted, lastCheck: report.lastCheck && redactRun(report.lastCheck) };
 }

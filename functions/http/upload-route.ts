@@ -9,14 +9,21 @@
  * one writes.
  */
 import { INCOMING_PREFIX, validateUpload, type UploadRequest } from '../core/custom-images.ts';
-import { ConfigError, FileFormatError, IntegrityError } from '../core/errors.ts';
+import { ConfigError, ConflictError, FileFormatError, IntegrityError } from '../core/errors.ts';
 import { objectKeyProblem } from '../core/paths.ts';
 import type { Catalog, ObjectStore } from '../core/ports.ts';
 import { storeUpload, uploadLimits, type UploadSource } from '../core/uploads.ts';
-import { errorBody, errorReply, json, toResponse, type RequestFailure } from './reply.ts';
+import { errorBody, errorReply, json, toResponse, type ExposedError, type RequestFailure } from './reply.ts';
 
 export const UPLOADS_ROUTE = '/api/v1/uploads';
 const ROUTE_NAME = `POST ${UPLOADS_ROUTE}`;
+
+/**
+ * What this route raises about the request: a malformed or invalid body, an
+ * incoming file that is missing, a version already stored. The route is for
+ * the operator (IAM-authorized), who needs those messages to fix the request.
+ */
+const UPLOAD_REQUEST_ERRORS: readonly ExposedError[] = [ConfigError, ConflictError];
 
 export interface UploadRouteDeps {
   objects: ObjectStore;
@@ -99,7 +106,7 @@ export function createUploadRoute(deps: UploadRouteDeps): (request: Request) => 
     } catch (error) {
       // The client's bytes are not what it promised (or not what their item must be): its mistake to fix, not the mirror's failure.
       if (error instanceof IntegrityError || error instanceof FileFormatError) return toResponse(json(errorBody(422, error.message), 422));
-      return toResponse(errorReply(error, (failure) => log({ ...failure, method: request.method, path })));
+      return toResponse(errorReply(error, (failure) => log({ ...failure, method: request.method, path }), UPLOAD_REQUEST_ERRORS));
     }
   };
 }

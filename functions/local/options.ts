@@ -6,7 +6,7 @@ import type { Backend } from '../core/ports.ts';
 import { objectOf, rejectUnknownKeys } from '../core/validators.ts';
 import { namesFrom, parseSyncConfig, type SyncConfig } from '../core/settings.ts';
 import type { CloudBackendOptions } from '../adapters/cloud.ts';
-import { openEmbeddedBackend } from '../adapters/embedded.ts';
+import { openEmbeddedBackend, type EmbeddedBackendOptions } from '../adapters/embedded.ts';
 import { loadSyncKeyrings, type SyncKeyrings } from '../adapters/sync-engine.ts';
 
 export const DEFAULT_DATA_DIR = './.skystreams';
@@ -74,7 +74,7 @@ export interface SyncFlags extends BackendFlags {
 }
 
 /** `existing`: the embedded backend opens only a mirror that is there (the cloud one's bucket and table always are). */
-export async function openBackend(flags: BackendFlags, options: { existing?: boolean } = {}): Promise<Backend> {
+export async function openBackend(flags: BackendFlags, options: EmbeddedBackendOptions = {}): Promise<Backend> {
   if (flags.bucket || flags.table) {
     if (flags.dataDir) throw new ConfigError('--data-dir is for the embedded backend; drop it with --bucket/--table');
     const { openCloudBackend } = await import('../adapters/cloud.ts');

@@ -16,7 +16,7 @@ import { HttpUpstream, type HttpUpstreamOptions } from '../../functions/adapters
 import { auditPublication } from '../../functions/core/audit.ts';
 import { SYNC_LOCK, SyncEngine, type SyncEvent, type SyncSettings } from '../../functions/core/engine.ts';
 import { defaultEngineSettings as defaultSettings } from '../../functions/core/settings.ts';
-import { IntegrityError, LeaseLostError, PublishedContentError, UpstreamError } from '../../functions/core/errors.ts';
+import { IntegrityError, LeaseLostError, PublishedContentError, StorageFullError, UpstreamError } from '../../functions/core/errors.ts';
 import { newestVersions, parseFilter } from '../../functions/core/filters.ts';
 import { clearsignedBody, loadKeyring, type Keyring } from '../../functions/core/pgp.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
@@ -613,11 +613,12 @@ describe('Integrity under faults (embedded backend)', () => {
         const failure = await engineFor(backend, upstream.baseUrl, { objects: full, events }).run('run-full').catch((error: unknown) => error);
 
         // Assess
-        expect(failure).toMatchObject({ code: 'ENOSPC' });
+        expect(failure).toBeInstanceOf(StorageFullError);
+        expect(failure).toMatchObject({ directory: join(dataDir, 'objects'), cause: { code: 'ENOSPC' } });
         expect(full.failedPuts.length).toBeGreaterThan(0);
         expect(await snapshot(backend)).toEqual(before);
         await expectSettled(backend);
-        expect(await backend.catalog.getRun('run-full')).toMatchObject({ state: 'failed', error: expect.stringContaining('ENOSPC') });
+        expect(await backend.catalog.getRun('run-full')).toMatchObject({ state: 'failed', error: expect.stringContaining('no space left on the device') });
         expect(await readdir(join(dataDir, 'objects', '.tmp')).catch(() => [])).toEqual([]);
         for (const key of full.failedPuts) expect(await backend.objects.head(key), key).toBeUndefined();
 

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { auditPublication } from '../../functions/core/audit.ts';
 import { IntegrityError, RollbackError, SignatureError, UnsafePathError } from '../../functions/core/errors.ts';
 import { keys, type ObjectStore } from '../../functions/core/ports.ts';
-import { SYNC_LOCK } from '../../functions/core/engine.ts';
+import { SYNC_LOCK, requestRepublish } from '../../functions/core/engine.ts';
 import { DeleteRefusedError, FailingDeletesObjectStore } from '../support/fault-store.ts';
 import type { ProductsDocument } from '../../functions/core/simplestreams.ts';
 import { generateSigningKey, productsIn, synthesizeTree, writeMetadata, type SigningKey } from '../support/signed-upstream.ts';
@@ -10,6 +10,12 @@ import { serveTree } from '../support/upstream-server.ts';
 import type { RunningServer } from '../../functions/local/server.ts';
 import { type BackendFactory, type OpenedBackend } from '../support/backends.ts';
 import { loadFixtureProducts } from '../support/fixtures.ts';
+import { GPGV } from '../support/resigned-mirror.ts';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { validate } from '../support/json-schema.ts';
 import { OPENAPI_DOCUMENT } from '../../functions/http/openapi.ts';
 import {
@@ -102,6 +108,46 @@ export function mirrorSuite(factory: BackendFactory): void {
       }
       const notSelected = selectedPaths(products, 'arm64', 1)[0]!;
       expect((await fetchBytes(server.url + notSelected)).status).toBe(404);
+    });
+
+    it('R-metadata-at-rest: a byte flipped in a stored products file is named by the audit; after the republish verify requests, the next sync publishes it sound and gpgv accepts it', async () => {
+      // Prepare: a mirror, then one byte of its signed products file flipped where it is stored.
+      const first = await sync();
+      const published = (await opened.backend.catalog.getCurrent())!;
+      const productsFile = published.files.find((file) => file.endsWith('.sjson') && !file.endsWith('index.sjson'))!;
+      const stored = keys.metadata(published, productsFile);
+      const bytes = Buffer.from(firstTree.get(productsFile)!);
+      bytes[bytes.length >> 1] = bytes[bytes.length >> 1]! ^ 0x01;
+      await opened.backend.objects.put(stored, bytes);
+
+      // Act
+      const found = await auditPublication(opened.backend.objects, opened.backend.catalog);
+      await requestRepublish(opened.backend.catalog, `metadata damaged at rest: ${productsFile}`);
+      const repaired = await sync();
+      const healed = await auditPublication(opened.backend.objects, opened.backend.catalog);
+
+      // Assess
+      expect(first.state).toBe('succeeded');
+      expect(found.problems).toEqual([{ path: productsFile, problem: expect.stringContaining('damaged at rest'), kind: 'metadata' }]);
+      expect(repaired).toMatchObject({ state: 'succeeded', generation: published.generation + 1 });
+      expect(healed.problems).toEqual([]);
+      // Items only the damaged file declared are checked once it is sound again.
+      expect(healed.checkedFiles).toBeGreaterThan(found.checkedFiles);
+      const signed = [...firstTree.keys()].filter((path) => path.endsWith('.sjson'));
+      const work = await mkdtemp(join(tmpdir(), 'skystreams-at-rest-'));
+      try {
+        await writeFile(join(work, 'keyring.gpg'), key.publicKeyring);
+        for (const path of signed) {
+          const served = await fetchBytes(server.url + path);
+          expect(served.bytes.equals(Buffer.from(firstTree.get(path)!)), path).toBe(true);
+          if (!GPGV) continue;
+          const file = join(work, path.replaceAll('/', '_'));
+          await writeFile(file, served.bytes);
+          await expect(promisify(execFile)(GPGV, ['--keyring', join(work, 'keyring.gpg'), file])).resolves.toBeDefined();
+        }
+      } finally {
+        await rm(work, { recursive: true, force: true });
+      }
     });
 
     it('answers Range with 206, HEAD with the length, escaped colons, 405 for writes', async () => {

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openEmbeddedBackend } from '../../functions/adapters/embedded.ts';
-import { ConflictError, NotFoundError, UnavailableError } from '../../functions/core/errors.ts';
+import { BundleError, ConfigError, ConflictError, NotFoundError, UnavailableError } from '../../functions/core/errors.ts';
 import {
   DEFAULT_CHANNEL,
   keys,
@@ -17,6 +17,7 @@ import {
   type SyncRun,
 } from '../../functions/core/ports.ts';
 import { createApp, type App, type RequestFailure } from '../../functions/http/app.ts';
+import { statusReport } from '../../functions/http/reports.ts';
 import { counting } from '../support/counting.ts';
 
 const ORIGIN = 'http://mirror.test/';
@@ -126,6 +127,19 @@ function failing<T extends object>(port: T, method: keyof T, error: Error): T {
       }
       const value: unknown = Reflect.get(target, property, target);
       return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
+}
+
+/** The real port, except that every method throws `error` as it is called: a store that fails whatever is asked of it. */
+function allFailing<T extends object>(port: T, error: Error): T {
+  return new Proxy(port, {
+    get(target, property) {
+      const value: unknown = Reflect.get(target, property, target);
+      if (typeof value !== 'function') return value;
+      return () => {
+        throw error;
+      };
     },
   });
 }
@@ -706,33 +720,96 @@ describe('Function: createApp', () => {
 
   describe('Errors', () => {
     it.each([
-      ['ConflictError', new ConflictError('lost a race'), 409, 'conflict'],
-      ['NotFoundError', new NotFoundError('vanished'), 404, 'not_found'],
-    ])('answers a %s thrown by the catalog with its status code and message as JSON', async (_name, error, status, code) => {
-      // Prepare
-      await storeItem(KERNEL, encode(ALPHABET));
-      app = createApp({ objects: backend.objects, catalog: failing<Catalog>(backend.catalog, 'listPublications', error) });
+      ['a store ConflictError', new ConflictError('dynamodb:private-table publish generation 3: moved')],
+      ['a store NotFoundError', new NotFoundError('no object at s3://private-bucket/meta/3-run-9/streams/v1/index.sjson')],
+      ['a configuration error', new ConfigError('s3://private-bucket/items/x: no AWS credentials found (environment, profile, SSO or instance role)')],
+      ['a bundle error', new BundleError('/srv/skystreams/export.tar', 'truncated')],
+    ])('R-no-internals-4xx: every route answers %s from a store with 500, a request id and none of its words; the log has the detail', async (_name, error) => {
+      // Prepare: every method of both stores fails, so whichever a route calls first throws.
+      await publishItem(KERNEL, encode(ALPHABET));
+      const logged: RequestFailure[] = [];
+      app = createApp({ objects: allFailing(backend.objects, error), catalog: allFailing(backend.catalog, error), log: (failure) => logged.push(failure) });
+      // The diff route answers core's NotFoundError (no such product or version) with 404; no catalog adapter raises one.
+      const diff = error instanceof NotFoundError ? [] : ['api/v1/diff/p/1/2'];
+      const routes = ['', 'api/v1/status', 'api/v1/images', 'api/v1/packages/bash', ...diff, INDEX, PRODUCTS, KERNEL, `channels/candidate/${INDEX}`];
 
       // Act
-      const response = await request(KERNEL);
+      const responses = await Promise.all(routes.map(async (path) => ({ path, response: await request(path) })));
 
       // Assess
-      expect(response.status).toBe(status);
-      expect(response.headers.get('content-type')).toBe('application/json');
-      expect(await response.json()).toEqual({ error: { code, message: error.message } });
+      for (const { path, response } of responses) {
+        const body = await bodyText(response);
+        expect({ path, status: response.status }).toEqual({ path, status: 500 });
+        const requestId = response.headers.get('x-request-id');
+        expect(JSON.parse(body)).toEqual({ error: { code: 'internal_error', message: 'internal error', requestId } });
+        expect(body).not.toMatch(/private|s3:|meta\/|credentials|dynamodb|\/srv/);
+        expect(logged.find((failure) => failure.requestId === requestId)).toMatchObject({ status: 500, error });
+      }
+      expect(logged).toHaveLength(routes.length);
     });
 
-    it('answers 404 when the object store loses the bytes between HEAD and GET', async () => {
+    it('R-no-internals-404: a published path whose bytes the store lost answers 500, never a 404 naming the store\'s key', async () => {
       // Prepare
       await publishItem(KERNEL, encode(ALPHABET));
+      const logged: RequestFailure[] = [];
       const objects = failing<ObjectStore>(backend.objects, 'get', new NotFoundError(`no object at ${keys.item(KERNEL)}`));
-      app = createApp({ objects, catalog: backend.catalog });
+      app = createApp({ objects, catalog: backend.catalog, log: (failure) => logged.push(failure) });
 
       // Act
-      const response = await request(KERNEL);
+      const lost = await request(KERNEL);
+      const unknown = await request('noble/amd64/nothing-here');
 
       // Assess
-      expect(response.status).toBe(404);
+      expect(lost.status).toBe(500);
+      expect(await bodyText(lost)).not.toContain('items/');
+      expect(logged).toHaveLength(1);
+      expect(unknown.status).toBe(404);
+      expect(await unknown.json()).toEqual({ error: { code: 'not_found', message: 'noble/amd64/nothing-here is not published here' } });
+    });
+
+    it('R-request-errors-4xx: the request\'s own errors stay 4xx with their message: a bad path, a method, an unknown package name, product or version', async () => {
+      // Prepare
+      await publishItem(KERNEL, encode(ALPHABET));
+
+      // Act
+      const answers = await Promise.all([
+        request('noble/%E0%A4%A'),
+        request(KERNEL, { method: 'DELETE' }),
+        request('api/v1/packages/Not%20A%20Name'),
+        request('api/v1/diff/no-such-product/1/2'),
+        request('api/v1/diff/a/b'),
+      ]);
+
+      // Assess
+      expect(answers.map((response) => response.status)).toEqual([400, 405, 400, 404, 400]);
+      const bodies = await Promise.all(answers.map((response) => response.json() as Promise<{ error: { message: string; requestId?: string } }>));
+      expect(bodies.map((body) => body.error.requestId)).toEqual([undefined, undefined, undefined, undefined, undefined]);
+      expect(bodies[3]!.error.message).toContain('no-such-product');
+    });
+
+    it('R-status-redacted: GET /api/v1/status and the status page show a run\'s error without local paths, buckets or keys; the operator\'s report keeps them', async () => {
+      // Prepare
+      await publishGeneration(1, { [INDEX]: 'index' });
+      const detail =
+        'StorageFullError: /srv/skystreams/objects: no space left (needed 4096 bytes); then s3://private-bucket/meta/3-run-9/streams/v1/index.sjson: AccessDenied for arn:aws:iam::123456789012:role/mirror in dynamodb:private-table';
+      await backend.catalog.putRun({ id: 'run-9', state: 'failed', startedAt: '2025-07-10T12:00:00.000Z', finishedAt: '2025-07-10T12:01:00.000Z', itemsCopied: 0, bytesCopied: 0, itemsPresent: 0, error: detail, warnings: ['kept /var/lib/skystreams/x'] });
+
+      // Act
+      const api = await request('api/v1/status');
+      const page = await request('');
+      const operator = await statusReport(backend.catalog);
+
+      // Assess
+      const apiBody = await bodyText(api);
+      const pageBody = await bodyText(page);
+      for (const body of [apiBody, pageBody]) {
+        expect(body).toContain('StorageFullError');
+        expect(body).toContain('no space left');
+        expect(body).not.toMatch(/\/srv|\/var\/lib|private-bucket|private-table|meta\/3-|123456789012/);
+      }
+      const run = (JSON.parse(apiBody) as { runs: SyncRun[] }).runs[0]!;
+      expect(run.error).toContain('AccessDenied');
+      expect(operator.runs[0]!.error).toBe(detail);
     });
 
     it('answers 503 without the store\'s words when the object store is unavailable, and logs them', async () => {

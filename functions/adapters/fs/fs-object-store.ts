@@ -13,7 +13,7 @@ import { constants as fsConstants, type BigIntStats, type Dirent } from 'node:fs
 import { link, mkdir, open, readdir, readFile, realpath, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
-import { NotFoundError, ObjectExistsError } from '../../core/errors.ts';
+import { NotFoundError, ObjectExistsError, StorageFullError } from '../../core/errors.ts';
 import { objectKeyProblem } from '../../core/paths.ts';
 import type { ByteRange, ByteStream, ObjectBody, ObjectInfo, ObjectStore, PutOptions, WriterLeftovers } from '../../core/ports.ts';
 import { removeAbandonedTempFiles, removeTempFilesOf, tempName } from './temp-files.ts';
@@ -45,7 +45,9 @@ export class FsObjectStore implements ObjectStore {
     const finalPath = this.pathOf(key);
     // Refused before the body is read: the caller decides what becomes of it.
     if (options.ifAbsent && (await this.head(key))) throw new ObjectExistsError(key);
-    const tempPath = await this.writeTempFile(body);
+    const tempPath = await this.writeTempFile(body).catch((error: unknown) => {
+      throw asStorageFull(error, this.rootDir, options.size ?? (body instanceof Uint8Array ? body.byteLength : undefined));
+    });
     try {
       if (options.ifAbsent) await this.linkIntoPlace(key, tempPath, finalPath);
       else await moveIntoPlace(rename, tempPath, finalPath);
@@ -530,6 +532,14 @@ async function unlinkIfPresent(path: string): Promise<void> {
     if (isAbsentError(error) || errorCode(error) === 'EISDIR' || errorCode(error) === 'EPERM') return;
     throw error;
   }
+}
+
+/** ENOSPC/EDQUOT as the domain error naming the directory and the size the write needed; anything else unchanged. */
+function asStorageFull(error: unknown, directory: string, neededBytes: number | undefined): unknown {
+  const code = errorCode(error);
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return error;
+  const needed = neededBytes === undefined ? 'an object of unknown size' : `${neededBytes} bytes`;
+  return new StorageFullError(directory, needed, { cause: error });
 }
 
 function isAbsentError(error: unknown): boolean {

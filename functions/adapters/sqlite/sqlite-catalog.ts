@@ -6,7 +6,8 @@
  * sharing the file serialise on it instead of racing.
  */
 import Database from 'better-sqlite3';
-import { ConflictError, LeaseLostError, LockHeldError, UnavailableError } from '../../core/errors.ts';
+import { dirname } from 'node:path';
+import { ConflictError, LeaseLostError, LockHeldError, StorageFullError, UnavailableError } from '../../core/errors.ts';
 import { DEFAULT_CHANNEL, type Catalog, type CatalogEntry, type Channel, type Fence, type PackageManifest, type Lease, type Publication, type StoredObject, type SyncRun } from '../../core/ports.ts';
 import { pointedAt } from '../../core/channels.ts';
 import { syncDefaults, type RunRetention } from '../../core/settings.ts';
@@ -37,21 +38,52 @@ export class SqliteCatalog implements Catalog {
   private readonly db: Database.Database;
   private readonly runRetention: RunRetention;
 
-  /** Opens (creating when absent) the catalog at `filename`; `':memory:'` works for throwaway use. */
   private readonly statements = new Map<string, Database.Statement>();
+  private readonly filename: string;
+  private readonly readOnly: boolean;
 
-  constructor(filename: string, options: { runRetention?: RunRetention } = {}) {
+  /**
+   * Opens (creating when absent) the catalog at `filename`; `':memory:'` works
+   * for throwaway use. `readOnly` opens an existing catalog without writing a
+   * byte, so serving and auditing work on a full disk; an older schema still
+   * opens read-write, since migrating it is a write.
+   */
+  constructor(filename: string, options: { runRetention?: RunRetention; readOnly?: boolean } = {}) {
     this.runRetention = options.runRetention ?? syncDefaults.runRetention;
+    this.filename = filename;
+    const readOnlyDb = options.readOnly ? openReadOnlyAtCurrentSchema(filename) : undefined;
+    this.readOnly = readOnlyDb !== undefined;
+    if (readOnlyDb) {
+      this.db = readOnlyDb;
+      return;
+    }
     this.db = new Database(filename, { timeout: BUSY_TIMEOUT_MS });
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-    // WAL + NORMAL stays consistent after a crash; only the last commits may be lost on power failure.
-    this.db.pragma('synchronous = NORMAL');
-    this.createSchema();
+    this.mapFull(() => {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+      // WAL + NORMAL stays consistent after a crash; only the last commits may be lost on power failure.
+      this.db.pragma('synchronous = NORMAL');
+      this.createSchema();
+    });
   }
 
+  /**
+   * A writer leaves the file in rollback-journal mode when it is the last
+   * connection: a reader of a WAL file needs its -shm file, which cannot be
+   * created on a full disk, while a rollback-mode file reads without writing.
+   * Another connection still open keeps WAL (the switch is then refused at once).
+   */
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    if (!this.readOnly && this.filename !== ':memory:') {
+      try {
+        this.db.pragma('busy_timeout = 0');
+        this.db.pragma('journal_mode = DELETE');
+      } catch {
+        // Busy (another connection) or full: WAL stays, which is correct, only not readable without a write.
+      }
+    }
+    this.db.close();
   }
 
   /** Prepared once per SQL text: preparing a statement costs more than running most of these. */
@@ -421,7 +453,7 @@ export class SqliteCatalog implements Catalog {
   /** Runs a statement, turning "another process holds the database" into the retryable domain error. */
   private run<T>(statement: () => T): T {
     try {
-      return statement();
+      return this.mapFull(statement);
     } catch (error) {
       if (error instanceof Database.SqliteError && /^SQLITE_(BUSY|LOCKED)/.test(error.code)) {
         throw new UnavailableError(`catalog is busy: ${error.message}`, { cause: error });
@@ -429,6 +461,34 @@ export class SqliteCatalog implements Catalog {
       throw error;
     }
   }
+
+  /** SQLITE_FULL (and the shared-memory file that cannot grow) as the domain error naming the catalog's directory. */
+  private mapFull<T>(statement: () => T): T {
+    try {
+      return statement();
+    } catch (error) {
+      if (error instanceof Database.SqliteError && /^SQLITE_(FULL|IOERR_SHMSIZE)/.test(error.code)) {
+        throw new StorageFullError(dirname(this.filename), 'a few pages for the catalog', { cause: error });
+      }
+      throw error;
+    }
+  }
+}
+
+/**
+ * The catalog opened read-only when it is already at this program's schema;
+ * undefined when it needs a migration (a write) first.
+ */
+function openReadOnlyAtCurrentSchema(filename: string): Database.Database | undefined {
+  const db = new Database(filename, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+  const version = db.pragma('user_version', { simple: true }) as number;
+  if (version > SCHEMA_VERSION) {
+    db.close();
+    throw new Error(`catalog schema version ${version} is newer than this program understands (${SCHEMA_VERSION})`);
+  }
+  if (version === SCHEMA_VERSION) return db;
+  db.close();
+  return undefined;
 }
 
 function describeGeneration(generation: number | undefined): string {

@@ -23,6 +23,7 @@ import {
 } from './generation.ts';
 import { takeLock, whileRenewing } from './lease.ts';
 import { prune } from './prune.ts';
+import { recordMetadataDigests } from '../metadata-digests.ts';
 import { REPAIR_STATE, failQuietly, settleAbandonedRuns, writeRunFile } from './runs.ts';
 import { selectionWarnings } from './warnings.ts';
 import type { PhaseContext, PlanOutcome, StoredPlan, SyncContext } from './types.ts';
@@ -107,6 +108,7 @@ async function stage(context: SyncContext, run: SyncRun, lease: Lease, current: 
   for (const [file, bytes] of staged) {
     await objects.put(keys.metadata({ generation, runId }, file), bytes, { contentType: contentTypeOf(file), ifAbsent: true });
   }
+  await recordMetadataDigests(objects, { generation, runId }, staged);
   const storedPlan: StoredPlan = {
     runId,
     generation,

@@ -20,12 +20,12 @@ export function addServeCommand(program: Command): void {
     .action(async (flags: BackendFlags & { port: string; host: string; workers: string }) => {
       const port = portFlag(flags.port);
       const workers = integerFlag('--workers', flags.workers, WORKERS_RANGE);
-      // Serving reads the mirror: a data dir that holds none is refused here, before any worker starts.
-      await (await openBackend(flags, { existing: true })).close();
+      // Serving only reads the mirror (without writing a byte, so a full disk still serves): a data dir that holds none is refused here, before any worker starts.
+      await (await openBackend(flags, { readOnly: true })).close();
       // With --workers above 1, each worker opens the backend; this process only supervises them.
       let backend: Backend | undefined;
       const server = await startWorkers(workers, async () => {
-        backend = await openBackend(flags);
+        backend = await openBackend(flags, { readOnly: true });
         return startServer(createApp(backend), { port, host: flags.host });
       });
       console.log(`serving ${backend?.description ?? `with ${flags.workers} workers`} at ${server.url}`);

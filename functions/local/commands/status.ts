@@ -37,7 +37,7 @@ export function addStatusCommand(program: Command): void {
           console.error(`skystreams: stale since ${report.stale.since}: ${report.stale.reason}`);
           process.exitCode = EXIT_CODES.failure.code;
         }
-      }),
+      }, { readOnly: true }),
     );
 }
 

@@ -109,7 +109,7 @@ export async function inRecordedMode(config: SyncConfig, backend: Backend, switc
   return { config: adopted, modeChange: resolved.switched ? 'allow' : 'refuse' };
 }
 
-export async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>, options: { existing?: boolean } = {}): Promise<T> {
+export async function withBackend<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>, options: { existing?: boolean; readOnly?: boolean } = {}): Promise<T> {
   const backend = await openBackend(flags, options);
   try {
     return await work(backend);
@@ -118,9 +118,13 @@ export async function withBackend<T>(flags: BackendFlags, work: (backend: Backen
   }
 }
 
-/** For commands that only read a mirror: a data dir that holds none is an error, never a new empty mirror. */
-export function withMirror<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>): Promise<T> {
-  return withBackend(flags, work, { existing: true });
+/**
+ * For commands that work on an existing mirror: a data dir that holds none is
+ * an error, never a new empty mirror. `readOnly`: the command never writes, so
+ * the mirror is opened without writing a byte and it works on a full disk.
+ */
+export function withMirror<T>(flags: BackendFlags, work: (backend: Backend) => Promise<T>, options: { readOnly?: boolean } = {}): Promise<T> {
+  return withBackend(flags, work, { existing: true, ...options });
 }
 
 /** Re-signed mode needs somewhere to keep the keys: the data dir has it, the cloud backend only when given a secret. */
