@@ -29,7 +29,8 @@ function nextStep(error: unknown): string | undefined {
   if (error instanceof ConfigError && error.message.includes(UBUNTU_CLOUDIMAGE_KEYRING)) {
     return 'to try skystreams without that keyring or the internet, `npm run demo` mirrors a signed upstream it serves itself';
   }
-  if (error instanceof UpstreamError) {
+  // Only when the source could not be reached at all: a slow or broken download is no network setup problem.
+  if (error instanceof UpstreamError && /request failed|ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|could not be reached/.test(error.message)) {
     return 'behind a proxy, set https_proxy (and no_proxy); with no internet, `npm run demo` mirrors a local upstream, and --source URL names a mirror you can reach';
   }
   return undefined;
