@@ -136,6 +136,14 @@ export class ConfigError extends SkystreamsError {
   override readonly statusCode = 400;
 }
 
+/**
+ * A request its caller must fix (a malformed or invalid body, a reference to
+ * something absent): the one kind of configuration problem a route may tell
+ * its caller about. The same class raised by a store or the deployment is
+ * the mirror's failure, answered 500.
+ */
+export class RequestError extends ConfigError {}
+
 /** A file to upload that is empty or not what its item must be (its leading bytes say otherwise). */
 export class FileFormatError extends ConfigError {
   readonly file: string;

@@ -9,7 +9,7 @@
  * one writes.
  */
 import { INCOMING_PREFIX, validateUpload, type UploadRequest } from '../core/custom-images.ts';
-import { ConfigError, ConflictError, FileFormatError, IntegrityError } from '../core/errors.ts';
+import { ConfigError, ConflictError, FileFormatError, IntegrityError, RequestError } from '../core/errors.ts';
 import { objectKeyProblem } from '../core/paths.ts';
 import type { Catalog, ObjectStore } from '../core/ports.ts';
 import { storeUpload, uploadLimits, type UploadSource } from '../core/uploads.ts';
@@ -23,7 +23,7 @@ const ROUTE_NAME = `POST ${UPLOADS_ROUTE}`;
  * incoming file that is missing, a version already stored. The route is for
  * the operator (IAM-authorized), who needs those messages to fix the request.
  */
-const UPLOAD_REQUEST_ERRORS: readonly ExposedError[] = [ConfigError, ConflictError];
+const UPLOAD_REQUEST_ERRORS: readonly ExposedError[] = [RequestError, ConflictError];
 
 export interface UploadRouteDeps {
   objects: ObjectStore;
@@ -58,6 +58,16 @@ export interface UploadAccepted {
 const METADATA_FIELDS = new Set(['os', 'release', 'arch', 'subarch', 'title', 'label', 'kflavor', 'subarches', 'releaseVersion', 'supportEol']);
 const FILE_FIELDS = new Set(['ftype', 'key', 'sha256', 'size']);
 
+/** Reading and validating the body: every ConfigError there is about the request, not the mirror. */
+async function asRequestError<T>(read: () => Promise<T>): Promise<T> {
+  try {
+    return await read();
+  } catch (error) {
+    if (error instanceof ConfigError && !(error instanceof RequestError)) throw new RequestError(error.message, { cause: error });
+    throw error;
+  }
+}
+
 export function createUploadRoute(deps: UploadRouteDeps): (request: Request) => Promise<Response> {
   const now = deps.now ?? (() => new Date());
   const log = deps.log ?? ((failure: RequestFailure) => console.error(`[${failure.requestId}] ${failure.method} ${failure.path} → ${failure.status}:`, failure.error));
@@ -77,13 +87,15 @@ export function createUploadRoute(deps: UploadRouteDeps): (request: Request) => 
           ),
         );
       }
-      const body = parseUploadBody(await boundedText(request));
-      const upload = validateUpload({ ...body, files: body.files.map((file) => ({ ftype: file.ftype, source: file.key })) }, ROUTE_NAME);
+      const { body, upload } = await asRequestError(async () => {
+        const body = parseUploadBody(await boundedText(request));
+        return { body, upload: validateUpload({ ...body, files: body.files.map((file) => ({ ftype: file.ftype, source: file.key })) }, ROUTE_NAME) };
+      });
       const sources = new Map<string, UploadSource>();
       for (const file of upload.files) {
         const incoming = body.files.find((candidate) => candidate.key === file.source)!;
         const found = await deps.objects.head(incoming.key);
-        if (!found) throw new ConfigError(`${ROUTE_NAME}: ${incoming.key}: no such object in the bucket: copy the file there first (aws s3 cp FILE s3://BUCKET/${incoming.key})`);
+        if (!found) throw new RequestError(`${ROUTE_NAME}: ${incoming.key}: no such object in the bucket: copy the file there first (aws s3 cp FILE s3://BUCKET/${incoming.key})`);
         if (found.size !== incoming.size) throw new IntegrityError(incoming.key, `is ${found.size} bytes, the request says ${incoming.size}`);
         sources.set(file.item, {
           size: incoming.size,

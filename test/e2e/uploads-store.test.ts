@@ -17,6 +17,7 @@ import { HttpUpstream } from '../../functions/adapters/upstream/http-upstream.ts
 import { uploadRecordKey, UPLOADS_PREFIX, validateUpload, type UploadRequest } from '../../functions/core/custom-images.ts';
 import { requestRepublish, SyncEngine, type SyncSettings } from '../../functions/core/engine.ts';
 import { ConfigError, ConflictError, FileFormatError, IntegrityError } from '../../functions/core/errors.ts';
+import { WrappedObjectStore } from '../support/wrapped-store.ts';
 import { parseFilter } from '../../functions/core/filters.ts';
 import { loadKeyring } from '../../functions/core/pgp.ts';
 import type { CopyTask } from '../../functions/core/planner.ts';
@@ -218,6 +219,39 @@ describe.each([embeddedBackend, cloudBackend(standins)])('uploads on $name', (fa
     expect(await keysUnder(backend, '')).toEqual(before);
     await backend.objects.delete('incoming/format/image.tgz');
     await backend.objects.delete('incoming/format/image.manifest');
+  });
+
+  it('R-upload-internal-500: answers a store\'s own configuration error with 500 and a request id, and the request\'s own mistakes with 400', async () => {
+    // Prepare: a store that fails as a misconfigured deployment does.
+    const { backend } = opened;
+    class MisconfiguredStore extends WrappedObjectStore {
+      override async head(): Promise<never> {
+        throw new ConfigError('no AWS credentials found for s3://skystreams-prod-bucket/incoming/');
+      }
+    }
+    const logged: unknown[] = [];
+    const route = createUploadRoute({ objects: new MisconfiguredStore(backend.objects), catalog: backend.catalog, resign: true, now: () => NOW, log: (failure) => logged.push(failure) });
+    const post = (body: unknown) => route(new Request(`https://api.example${UPLOADS_ROUTE}`, { method: 'POST', body: JSON.stringify(body) }));
+    const valid = {
+      os: 'centos', release: 'internal9', arch: 'amd64', subarch: 'generic', title: 'Internal 9',
+      files: [
+        { ftype: 'root-tgz', key: 'incoming/internal/image.tgz', sha256: 'a'.repeat(64), size: 10 },
+        { ftype: 'manifest', key: 'incoming/internal/image.manifest', sha256: 'b'.repeat(64), size: 10 },
+      ],
+    };
+
+    // Act
+    const internal = await post(valid);
+    const internalBody = await internal.text();
+    const invalid = await post({ ...valid, colour: 'blue' });
+
+    // Assess
+    expect(internal.status).toBe(500);
+    expect(internalBody).not.toMatch(/credentials|s3:\/\/|skystreams-prod-bucket/);
+    expect(JSON.parse(internalBody)).toMatchObject({ error: { code: 'internal_error', requestId: expect.any(String) } });
+    expect(logged).toHaveLength(1);
+    expect(invalid.status).toBe(400);
+    expect(((await invalid.json()) as { error: { message: string } }).error.message).toMatch(/unknown field "colour"/);
   });
 
   it('refuses an image named like a mirrored one (MAAS would see two), storing nothing', async () => {
