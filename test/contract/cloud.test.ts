@@ -157,6 +157,28 @@ describe('Class: S3ObjectStore', () => {
     });
   });
 
+  describe('Method: removeLeftovers', () => {
+    it('aborts exactly the unfinished multipart uploads under the dead run\'s keys, leaving another writer\'s', async () => {
+      // Prepare: two uploads started and never completed, as a killed run and a live one leave them.
+      const prefix = `leftovers-${randomUUID()}/`;
+      const store = new S3ObjectStore({ client: s3Client(s3Connection()), bucket: BUCKET, prefix });
+      const dead = await store.parts.start('items/dead/root.squashfs');
+      const live = await store.parts.start('items/live/root.squashfs');
+
+      // Act
+      const removed = await store.removeLeftovers({ keys: ['items/dead/root.squashfs', 'items/never-started'] });
+      const again = await store.removeLeftovers({ keys: ['items/dead/root.squashfs'] });
+
+      // Assess: the dead one is gone (completing it is refused), the live one still takes its part.
+      expect(removed).toBe(1);
+      expect(again).toBe(0);
+      await expect(store.parts.complete(dead, [])).rejects.toThrow();
+      const part = await store.parts.putPart(live, 1, (async function* () { yield new Uint8Array([1, 2, 3]); })(), 3);
+      expect(part.partNumber).toBe(1);
+      await store.parts.abort(live);
+    });
+  });
+
   describe('Errors', () => {
     it('reports a missing bucket as a configuration problem', async () => {
       // Prepare

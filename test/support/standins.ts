@@ -46,6 +46,9 @@ const require = createRequire(import.meta.url);
  *   lists in UTF-8 byte order, and pagination (start-after the last key)
  *   depends on it. Delimiter-less listings are re-sorted here.
  * - `Range: bytes=0-0` is read as "from 0 to the end" (`end || Infinity`).
+ * - ListMultipartUploads (GET ?uploads) is not implemented: the server in
+ *   front lists the uploads s3rver keeps (`<dir>/<bucket>/._S3rver_uploads/<id>/key`),
+ *   filtered by prefix, in S3's order, as one page.
  * - Only the access key S3RVER is known; like DynamoDB Local, the stand-in
  *   accepts any, so whatever credentials the SDK chain finds will do.
  *
@@ -91,9 +94,33 @@ store.getObject = async (bucket, key, options) => {
   return object;
 };
 
+const escapeXml = (text) => text.replace(/[<>&'"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c]);
+
+/** GET /<bucket>?uploads: the uploads s3rver keeps in progress, in S3's key then upload-id order, all in one page. */
+function listMultipartUploads(url, res) {
+  const bucket = decodeURIComponent(url.pathname.split('/')[1] || '');
+  const prefix = url.searchParams.get('prefix') || '';
+  const uploadsDir = path.join(directory, bucket, '._S3rver_uploads');
+  const ids = fs.existsSync(uploadsDir) ? fs.readdirSync(uploadsDir) : [];
+  const uploads = ids
+    .map((id) => ({ id, key: fs.readFileSync(path.join(uploadsDir, id, 'key'), 'utf8'), initiated: fs.statSync(path.join(uploadsDir, id)).birthtime }))
+    .filter((upload) => upload.key.startsWith(prefix))
+    .sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)) || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  const body = '<?xml version="1.0" encoding="UTF-8"?><ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+    '<Bucket>' + escapeXml(bucket) + '</Bucket><KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker><Prefix>' + escapeXml(prefix) + '</Prefix>' +
+    '<MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>' +
+    uploads.map((u) => '<Upload><Key>' + escapeXml(u.key) + '</Key><UploadId>' + escapeXml(u.id) + '</UploadId><Initiated>' + u.initiated.toISOString() + '</Initiated><StorageClass>STANDARD</StorageClass></Upload>').join('') +
+    '</ListMultipartUploadsResult>';
+  res.writeHead(200, { 'content-type': 'application/xml' }).end(body);
+}
+
 const handle = s3rver.callback();
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, 'http://stand-in');
+  if (req.method === 'GET' && url.searchParams.has('uploads') && url.pathname.split('/').filter(Boolean).length === 1) {
+    req.resume();
+    return listMultipartUploads(url, res);
+  }
   const uploadId = url.searchParams.get('uploadId');
   if ((req.method !== 'DELETE' && req.method !== 'POST') || uploadId === null) return handle(req, res);
   const bucket = decodeURIComponent(url.pathname.split('/')[1] || '');

@@ -59,7 +59,9 @@ export class SqliteCatalog implements Catalog {
     }
     this.db = new Database(filename, { timeout: BUSY_TIMEOUT_MS });
     this.mapFull(() => {
-      this.db.pragma('journal_mode = WAL');
+      // Another process may hold the file while it opens or closes (its switch back to rollback mode, see close):
+      // switching to WAL needs the file to itself, and SQLite answers that busy at once rather than waiting.
+      retryWhileBusy(() => this.db.pragma('journal_mode = WAL'), BUSY_TIMEOUT_MS);
       this.db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       // WAL + NORMAL stays consistent after a crash; only the last commits may be lost on power failure.
       this.db.pragma('synchronous = NORMAL');
@@ -479,6 +481,20 @@ export class SqliteCatalog implements Catalog {
  * The catalog opened read-only when it is already at this program's schema;
  * undefined when it needs a migration (a write) first.
  */
+/** Runs `work` again while SQLite answers SQLITE_BUSY, for up to `timeoutMs`, sleeping a little more each time. */
+function retryWhileBusy<T>(work: () => T, timeoutMs: number): T {
+  const deadline = Date.now() + timeoutMs;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return work();
+    } catch (error) {
+      const busy = (error as { code?: string }).code === 'SQLITE_BUSY';
+      if (!busy || Date.now() >= deadline) throw error;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(5 * attempt, 100));
+    }
+  }
+}
+
 function openReadOnlyAtCurrentSchema(filename: string): Database.Database | undefined {
   const db = new Database(filename, { readonly: true, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
   const version = db.pragma('user_version', { simple: true }) as number;
